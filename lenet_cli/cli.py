@@ -1,0 +1,131 @@
+"""The ``lenet`` command line: parse, call a worker module, present the result.
+
+Nothing here imports TensorFlow at module level: ``lenet --help`` and usage
+errors answer without it. Worker modules are imported inside each command.
+
+Exit codes: 0 success; 1 a handled error (bad file, bad data, a failed
+``--min-accuracy`` gate, a failed input in ``predict``); 2 a usage error;
+130 / 143 training interrupted by SIGINT / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from lenet_cli import __version__
+from lenet_cli import config as C
+from lenet_cli.errors import LenetError
+
+DEBUG_ENV = "LENET_DEBUG"
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+class LenetGroup(click.Group):
+    """Turn the project's expected errors into one line on stderr and exit code 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except LenetError as exc:
+            if ctx.params.get("debug") or os.environ.get(DEBUG_ENV):
+                raise
+            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+
+@click.group(cls=LenetGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="lenet")
+@click.option("--debug", is_flag=True, help=f"Show full tracebacks and TensorFlow's logs (or set {DEBUG_ENV}=1).")
+def cli(debug: bool):
+    """Train, evaluate, explain and ship LeNet networks on MNIST and Fashion-MNIST.
+
+    \b
+    Quick start:
+      lenet train --dataset fashion --data-dir ../shared/datasets
+      lenet evaluate
+      lenet predict digit.png
+    """
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+        os.environ.setdefault("LENET_TF_LOG", "1")
+
+
+def data_dir_option(fn):
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Folder holding mnist/ and fashion/ IDX files [default: $LENET_DATA_DIR, else ~/.cache/lenet, downloading if absent].",
+    )(fn)
+
+
+def runs_dir_option(fn):
+    return click.option(
+        "--runs-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Folder of run directories [default: $LENET_RUNS_DIR, else ./runs].",
+    )(fn)
+
+
+_D = C.TrainConfig()
+
+
+@cli.command()
+@click.option("--dataset", type=click.Choice(C.DATASETS), default="mnist", show_default=True, help="Which dataset to train on.")
+@click.option("--preset", type=click.Choice(C.PRESETS), default="default", show_default=True,
+              help="'seed' uses the original tutorial's values (Adam 0.01, L1 1e-4, weight decay 1e-4, constant rate).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help=f"Passes over the training split [default: {C.DATASET_DEFAULTS['mnist']['epochs']} for mnist, {C.DATASET_DEFAULTS['fashion']['epochs']} for fashion].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help=f"Images per step [default: {_D.batch_size}].")
+@click.option("--optimizer", type=click.Choice(C.OPTIMIZERS), default=None, help=f"Optimizer; sgd uses momentum {C.SGD_MOMENTUM} [default: {_D.optimizer}].")
+@click.option("--learning-rate", "--lr", type=click.FloatRange(min=0, min_open=True), default=None, help=f"Peak learning rate [default: {_D.learning_rate:g}].")
+@click.option("--schedule", type=click.Choice(C.SCHEDULES), default=None, help=f"Learning-rate schedule [default: {_D.schedule}].")
+@click.option("--warmup-epochs", type=click.FloatRange(min=0), default=None, help=f"Linear warm-up before the schedule [default: {_D.warmup_epochs:g}].")
+@click.option("--l1", type=click.FloatRange(min=0), default=None, help=f"L1 coefficient on kernels [default: {_D.l1:g}].")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=None, help=f"Weight decay: coefficient of sum(w^2)/2 on kernels [default: {_D.weight_decay:g}].")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help=f"Dropout rate [default: {_D.dropout:g}].")
+@click.option("--dense-units", type=click.IntRange(min=1), default=None, help=f"Width of dot_1 and dot_2 [default: {_D.dense_units}].")
+@click.option("--augment", type=click.Choice(C.AUGMENTATIONS), default=None,
+              help=f"Training augmentation [default: {C.DATASET_DEFAULTS['mnist']['augment']} for mnist, {C.DATASET_DEFAULTS['fashion']['augment']} for fashion].")
+@click.option("--seed", type=int, default=None, help=f"Random seed [default: {_D.seed}].")
+@click.option("--validation-size", type=click.IntRange(min=0), default=None, help=f"Training images held out for validation [default: {_D.validation_size}].")
+@click.option("--train-limit", type=click.IntRange(min=1), default=None, help="Train on only the first N training images (quick trials).")
+@data_dir_option
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run directory to create [default: <runs-dir>/<dataset>-<timestamp>].")
+@runs_dir_option
+@click.option("--tensorboard/--no-tensorboard", default=True, show_default=True, help="Write TensorBoard logs to <run>/logs.")
+@click.option("--histograms", is_flag=True, help="Also log weight histograms each epoch.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display; print only the result.")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="How to print the final metrics on stdout.")
+def train(dataset, preset, data_dir, output, runs_dir, tensorboard, histograms, quiet, output_format, **options):
+    """Train the LeNet and write a self-describing run directory.
+
+    \b
+    Examples:
+      lenet train --dataset fashion --data-dir ../shared/datasets
+      lenet train --dataset mnist --epochs 3 --train-limit 5000 --quiet
+      lenet train --preset seed          # the original tutorial's values
+    """
+    cfg = C.resolve_config(dataset, preset, **options)
+    from lenet_cli.training_command import run_training
+
+    run_training(cfg, data_dir=data_dir, output=output, runs_dir=runs_dir, tensorboard=tensorboard,
+                 histograms=histograms, quiet=quiet, output_format=output_format)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="lenet")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,129 @@
+"""Every default in one place: the network's shape and the training recipe.
+
+The architecture constants reproduce the seed design (a LeNet with local
+response normalization). :class:`TrainConfig` is the one frozen dataclass the
+CLI reads its defaults from and the run directory saves as ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+# --- The seed network -------------------------------------------------------
+IMAGE_SIZE = 28  # MNIST and Fashion-MNIST images are 28x28, one channel
+NUM_CLASSES = 10
+CONV_1_FILTERS = 20
+CONV_1_KERNEL = 5
+CONV_2_FILTERS = 50
+CONV_2_KERNEL = 3
+POOL_SIZE = 2
+CONV_PADDING = "valid"  # 28 -> 24 -> 12 -> 10 -> 5: 1,250 features into dot_1, ~3 M weights in all
+LRN_DEPTH_RADIUS = 5  # TensorFlow's tf.nn.local_response_normalization defaults
+LRN_BIAS = 1.0
+LRN_ALPHA = 1.0
+LRN_BETA = 0.5
+DENSE_UNITS = 1200
+DROPOUT_RATE = 0.5
+SGD_MOMENTUM = 0.7
+
+# Layer names of the functional model, in order.
+LAYER_NAMES = (
+    "conv_1",
+    "pool_1",
+    "lrn_1",
+    "conv_2",
+    "pool_2",
+    "lrn_2",
+    "flatten",
+    "dropout_1",
+    "dot_1",
+    "dropout_2",
+    "dot_2",
+    "dropout_3",
+    "logits_layer",
+    "softmax_layer",
+)
+# Layers that hold weights: the only ones that train, freeze or get regularized.
+WEIGHT_LAYERS = ("conv_1", "conv_2", "dot_1", "dot_2", "logits_layer")
+
+DATASETS = ("mnist", "fashion")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+SCHEDULES = ("cosine", "constant")
+AUGMENTATIONS = ("none", "shift", "flip", "flip-shift")
+PRESETS = ("default", "seed")
+
+# --- The seed's literal training values (``--preset seed``) -------------------
+SEED_PRESET: dict[str, Any] = {
+    "optimizer": "adam",
+    "learning_rate": 0.01,
+    "schedule": "constant",
+    "warmup_epochs": 0.0,
+    "l1": 1e-4,
+    "weight_decay": 1e-4,
+    "batch_size": 128,
+    "augment": "none",
+}
+
+# --- Defaults that train well, chosen on the validation split ----------------
+# Values that differ between datasets; everything else is shared.
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mnist": {"epochs": 12, "augment": "none"},
+    "fashion": {"epochs": 24, "augment": "flip"},
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The full, resolved recipe of one training run (saved as ``config.json``)."""
+
+    dataset: str = "mnist"  # mnist | fashion
+    preset: str = "default"  # default | seed (the original tutorial's values)
+    epochs: int = 12  # passes over the training split
+    batch_size: int = 128  # images per optimizer step
+    optimizer: str = "adam"  # adam | rmsprop | sgd (momentum 0.7)
+    learning_rate: float = 1e-3  # peak learning rate
+    schedule: str = "cosine"  # cosine decay to 0 over the run, or constant
+    warmup_epochs: float = 0.0  # linear warm-up before the schedule
+    l1: float = 1e-6  # coefficient of sum|w| over kernels (seed: 1e-4)
+    weight_decay: float = 1e-5  # coefficient of sum(w^2)/2 over kernels (seed: 1e-4)
+    dropout: float = DROPOUT_RATE  # rate of dropout_1..3
+    dense_units: int = DENSE_UNITS  # width of dot_1 and dot_2
+    augment: str = "none"  # none | shift (+-2 px) | flip (horizontal) | flip-shift
+    seed: int = 0  # seeds weights, shuffling, dropout and augmentation
+    validation_size: int = 5000  # training images held out for validation
+    train_limit: int | None = None  # use only the first N training images (quick trials)
+    freeze: tuple[str, ...] = ()  # layers that keep their (initial) weights
+    init_from: str | None = None  # model whose weights start the run
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["freeze"] = list(self.freeze)
+        return data
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        if "freeze" in values:
+            values["freeze"] = tuple(values["freeze"])
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_json_dict(), indent=2)
+
+
+def resolve_config(dataset: str, preset: str = "default", **overrides: Any) -> TrainConfig:
+    """Build a :class:`TrainConfig`: class defaults, then the dataset's, then the preset's, then overrides.
+
+    ``None`` overrides mean "not given" and are ignored, so CLI options can
+    default to ``None`` and still show the real default in ``--help``.
+    """
+    values: dict[str, Any] = {"dataset": dataset, "preset": preset}
+    values.update(DATASET_DEFAULTS[dataset])
+    if preset == "seed":
+        values.update(SEED_PRESET)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**values)

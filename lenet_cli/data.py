@@ -1,0 +1,340 @@
+"""MNIST and Fashion-MNIST from their original IDX gzip files.
+
+Look-up order for the data folder: ``--data-dir``, then ``$LENET_DATA_DIR``,
+then a per-user cache (``$XDG_CACHE_HOME/lenet`` or ``~/.cache/lenet``). A data
+folder holds ``mnist/`` and ``fashion/``; a folder that directly holds the four
+files is accepted too. Missing files are downloaded from the datasets' official
+mirrors into the cache, checksum-verified, and moved into place atomically.
+
+Pure numpy: importing this module never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from lenet_cli.errors import LenetError
+
+DATA_DIR_ENV = "LENET_DATA_DIR"
+
+TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
+TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
+TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
+TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
+FILE_NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+
+IMAGES_MAGIC = 2051
+LABELS_MAGIC = 2049
+TRAIN_COUNT = 60000
+TEST_COUNT = 10000
+
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "mnist": tuple(str(d) for d in range(10)),
+    "fashion": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+}
+
+# Official mirrors, tried in order.
+MIRRORS: dict[str, tuple[str, ...]] = {
+    "mnist": (
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    ),
+    "fashion": (
+        "https://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    ),
+}
+
+# SHA-256 of the canonical files (their MD5s match the published ones).
+SHA256: dict[str, dict[str, str]] = {
+    "mnist": {
+        TRAIN_IMAGES: "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        TRAIN_LABELS: "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        TEST_IMAGES: "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        TEST_LABELS: "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    },
+    "fashion": {
+        TRAIN_IMAGES: "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+        TRAIN_LABELS: "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+        TEST_IMAGES: "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+        TEST_LABELS: "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images as uint8 ``(n, 28, 28)`` (0 = background) and labels as uint8 ``(n,)``."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The three splits of one dataset; ``test`` is only ever used for final scoring."""
+
+    name: str
+    train: Split
+    validation: Split
+    test: Split
+    source: Path
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return CLASS_NAMES[self.name]
+
+    def split(self, name: str) -> Split:
+        return {"train": self.train, "validation": self.validation, "test": self.test}[name]
+
+
+def default_cache_dir() -> Path:
+    """The per-user cache: ``$XDG_CACHE_HOME/lenet`` or ``~/.cache/lenet``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lenet"
+
+
+def _dataset_folder(root: Path, dataset: str) -> Path | None:
+    """The folder under ``root`` holding ``dataset``'s files, or None when they are not there."""
+    for candidate in (root / dataset, root):
+        if all((candidate / name).is_file() for name in FILE_NAMES):
+            return candidate
+    return None
+
+
+def locate_dataset(
+    dataset: str,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Find (or download) the folder holding ``dataset``'s four IDX files.
+
+    Raises:
+        LenetError: the given folder lacks the files, or the download failed.
+    """
+    if dataset not in CLASS_NAMES:
+        raise LenetError(f"unknown dataset {dataset!r}; choose one of: {', '.join(CLASS_NAMES)}")
+    explicit = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
+    if explicit is not None:
+        root = Path(explicit).expanduser()
+        origin = "--data-dir" if data_dir is not None else f"${DATA_DIR_ENV}"
+        if not root.is_dir():
+            raise LenetError(f"data folder {str(root)!r} (from {origin}) does not exist; create it or point {origin} at the folder that holds {dataset}/")
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise LenetError(f"data folder {str(root)!r} (from {origin}) is not readable; fix its permissions")
+        folder = _dataset_folder(root, dataset)
+        if folder is None:
+            missing = [n for n in FILE_NAMES if not (root / dataset / n).is_file()]
+            raise LenetError(
+                f"{dataset} files missing in {str(root / dataset)!r} (from {origin}): {', '.join(missing)}; "
+                f"copy the four original IDX .gz files there"
+            )
+        return folder
+    cache = default_cache_dir()
+    folder = _dataset_folder(cache, dataset)
+    if folder is not None:
+        return folder
+    if not download:
+        raise LenetError(f"{dataset} not found in {str(cache / dataset)!r}; pass --data-dir or set ${DATA_DIR_ENV}")
+    target = cache / dataset
+    for name in FILE_NAMES:
+        if not (target / name).is_file():
+            download_file(dataset, name, target, log=log)
+    return target
+
+
+def download_file(
+    dataset: str,
+    name: str,
+    target_dir: Path,
+    mirrors: tuple[str, ...] | None = None,
+    log: Callable[[str], None] | None = None,
+    timeout: float = 30.0,
+) -> Path:
+    """Download one IDX file, verify its SHA-256, then move it into place atomically.
+
+    A failed or corrupt download leaves no file behind under either name.
+
+    Raises:
+        LenetError: every mirror failed; the message says where to put the file by hand.
+    """
+    target_dir.mkdir(parents=True, exist_ok=True)
+    final = target_dir / name
+    expected = SHA256.get(dataset, {}).get(name)
+    errors = []
+    for mirror in mirrors if mirrors is not None else MIRRORS[dataset]:
+        url = mirror + name
+        tmp = target_dir / f".{name}.{os.getpid()}.part"
+        try:
+            if log:
+                log(f"downloading {url}")
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                digest = hashlib.sha256()
+                while chunk := response.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if expected and digest.hexdigest() != expected:
+                raise ValueError(f"checksum mismatch (sha256 {digest.hexdigest()[:12]}..., expected {expected[:12]}...)")
+            os.replace(tmp, final)
+            return final
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            errors.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    raise LenetError(
+        f"could not download {dataset}/{name} ({'; '.join(errors)}); on an offline machine copy the four "
+        f"original IDX .gz files into {str(target_dir)!r}, or pass --data-dir DIR / set ${DATA_DIR_ENV} to a folder holding {dataset}/"
+    )
+
+
+def _read_gzip(path: Path) -> bytes:
+    try:
+        with gzip.open(path, "rb") as handle:
+            return handle.read()
+    except PermissionError:
+        raise LenetError(f"cannot read {str(path)!r}: permission denied; fix its permissions") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        raise LenetError(
+            f"{str(path)!r} is not a valid gzip file ({exc}); the download is truncated or corrupt: delete it and fetch it again"
+        ) from None
+
+
+def _verify_checksum(path: Path, dataset: str | None) -> None:
+    expected = SHA256.get(dataset or "", {}).get(path.name)
+    if expected is None:
+        return
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != expected:
+        raise LenetError(
+            f"{str(path)!r} has the wrong checksum (sha256 {digest[:12]}..., expected {expected[:12]}...); "
+            f"it is corrupt or not the original file: delete it and fetch it again"
+        )
+
+
+def load_idx_images(path: Path, expected_count: int | None = None) -> np.ndarray:
+    """Read an IDX3 image file (magic 2051) into a uint8 array ``(n, 28, 28)``.
+
+    Raises:
+        LenetError: bad gzip, magic number, shape or size.
+    """
+    raw = _read_gzip(path)
+    if len(raw) < 16:
+        raise LenetError(f"{str(path)!r} is truncated: {len(raw)} bytes is shorter than the 16-byte IDX header; fetch it again")
+    magic, count, rows, cols = struct.unpack(">IIII", raw[:16])
+    if magic != IMAGES_MAGIC:
+        raise LenetError(f"{str(path)!r} is not an IDX image file: magic number {magic}, expected {IMAGES_MAGIC}; check you did not swap images and labels")
+    if (rows, cols) != (28, 28):
+        raise LenetError(f"{str(path)!r} holds {rows}x{cols} images, expected 28x28")
+    if expected_count is not None and count != expected_count:
+        raise LenetError(f"{str(path)!r} says it holds {count} images, expected {expected_count}; fetch the original file again")
+    expected_size = 16 + count * rows * cols
+    if len(raw) != expected_size:
+        raise LenetError(f"{str(path)!r} is truncated or padded: {len(raw)} bytes after gunzip, expected {expected_size} for {count} images; fetch it again")
+    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(count, rows, cols)
+
+
+def load_idx_labels(path: Path, expected_count: int | None = None) -> np.ndarray:
+    """Read an IDX1 label file (magic 2049) into a uint8 array ``(n,)`` of values 0-9.
+
+    Raises:
+        LenetError: bad gzip, magic number, size or label value.
+    """
+    raw = _read_gzip(path)
+    if len(raw) < 8:
+        raise LenetError(f"{str(path)!r} is truncated: {len(raw)} bytes is shorter than the 8-byte IDX header; fetch it again")
+    magic, count = struct.unpack(">II", raw[:8])
+    if magic != LABELS_MAGIC:
+        raise LenetError(f"{str(path)!r} is not an IDX label file: magic number {magic}, expected {LABELS_MAGIC}; check you did not swap images and labels")
+    if expected_count is not None and count != expected_count:
+        raise LenetError(f"{str(path)!r} says it holds {count} labels, expected {expected_count}; fetch the original file again")
+    if len(raw) != 8 + count:
+        raise LenetError(f"{str(path)!r} is truncated or padded: {len(raw)} bytes after gunzip, expected {8 + count} for {count} labels; fetch it again")
+    labels = np.frombuffer(raw, dtype=np.uint8, offset=8)
+    if labels.size and labels.max() > 9:
+        raise LenetError(f"{str(path)!r} holds label {int(labels.max())}; labels must be 0-9")
+    return labels
+
+
+def _load_pair(folder: Path, images_name: str, labels_name: str, dataset: str | None) -> Split:
+    for name in (images_name, labels_name):
+        _verify_checksum(folder / name, dataset)
+    images = load_idx_images(folder / images_name)
+    labels = load_idx_labels(folder / labels_name)
+    if len(images) != len(labels):
+        raise LenetError(
+            f"{str(folder / images_name)!r} holds {len(images)} images but {str(folder / labels_name)!r} holds {len(labels)} labels; "
+            f"the two files must come from the same split"
+        )
+    return Split(images, labels)
+
+
+def load_dataset(
+    dataset: str,
+    data_dir: str | os.PathLike | None = None,
+    validation_size: int = 5000,
+    train_limit: int | None = None,
+    verify_checksums: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> Dataset:
+    """Load, validate and split one dataset.
+
+    The validation split is the *first* ``validation_size`` training images,
+    as TensorFlow's original MNIST feeder held them out; ``train_limit`` then
+    trims the rest, so the validation set does not change with the limit.
+
+    Raises:
+        LenetError: files missing or invalid, or a split size that does not fit.
+    """
+    folder = locate_dataset(dataset, data_dir, log=log)
+    checksum_name = dataset if verify_checksums else None
+    full_train = _load_pair(folder, TRAIN_IMAGES, TRAIN_LABELS, checksum_name)
+    test = _load_pair(folder, TEST_IMAGES, TEST_LABELS, checksum_name)
+    n = len(full_train)
+    if validation_size < 0 or validation_size >= n:
+        raise LenetError(f"--validation-size {validation_size} must be between 0 and {n - 1} (the training file holds {n} images)")
+    validation = Split(full_train.images[:validation_size], full_train.labels[:validation_size])
+    train = Split(full_train.images[validation_size:], full_train.labels[validation_size:])
+    if train_limit is not None:
+        train = Split(train.images[:train_limit], train.labels[:train_limit])
+    return Dataset(dataset, train, validation, test, folder)
+
+
+def load_split(dataset: str, split: str, data_dir=None, validation_size: int = 5000, log=None) -> tuple[Split, Path]:
+    """Load one split only (``test`` reads just the two t10k files)."""
+    folder = locate_dataset(dataset, data_dir, log=log)
+    if split == "test":
+        return _load_pair(folder, TEST_IMAGES, TEST_LABELS, dataset), folder
+    data = load_dataset(dataset, data_dir, validation_size=validation_size, log=log)
+    return data.split(split), folder
+
+
+def to_model_input(images: np.ndarray) -> np.ndarray:
+    """uint8 ``(n, 28, 28)`` -> float32 ``(n, 28, 28, 1)`` in [0, 1], the network's input scaling."""
+    return (images.astype(np.float32) / np.float32(255.0))[..., None]

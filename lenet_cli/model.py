@@ -1,0 +1,141 @@
+"""The seed LeNet, built with the functional Keras API, and its regularized objective.
+
+The objective is the seed's exactly::
+
+    cross-entropy + l1 * sum|w| + weight_decay * sum(w^2) / 2
+
+over the conv and dense *kernels* of the layers that train (biases and frozen
+layers excluded). The penalty lives here, not as Keras layer regularizers, so
+each term can be logged on its own and a saved model carries no training-only
+objects.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from lenet_cli import config as C
+
+
+@keras.saving.register_keras_serializable(package="lenet")
+class LocalResponseNormalization(layers.Layer):
+    """Cross-channel local response normalization, as ``tf.nn.local_response_normalization``.
+
+    ``out = x / (bias + alpha * sum_{|j-c| <= depth_radius} x_j^2) ** beta``
+    (channels last). A registered layer with a plain config, so a saved model
+    reloads with ``safe_mode=True`` and no code runs from the file.
+    """
+
+    def __init__(self, depth_radius=C.LRN_DEPTH_RADIUS, bias=C.LRN_BIAS, alpha=C.LRN_ALPHA, beta=C.LRN_BETA, **kwargs):
+        super().__init__(**kwargs)
+        self.depth_radius = int(depth_radius)
+        self.bias = float(bias)
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+
+    def call(self, inputs):
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            return tf.nn.local_response_normalization(
+                inputs, depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha, beta=self.beta
+            )
+        squared = ops.square(inputs)
+        window = 2 * self.depth_radius + 1
+        padded = ops.pad(squared, [[0, 0]] * (len(inputs.shape) - 1) + [[self.depth_radius, self.depth_radius]])
+        channels = inputs.shape[-1]
+        sums = sum(padded[..., i : i + channels] for i in range(window))
+        return inputs / ops.power(self.bias + self.alpha * sums, self.beta)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha, beta=self.beta)
+        return config
+
+
+def build_lenet(dense_units: int = C.DENSE_UNITS, dropout: float = C.DROPOUT_RATE, seed: int | None = None) -> keras.Model:
+    """Build the seed network: conv-pool-LRN twice, three dropouts, two dense layers, softmax.
+
+    The model outputs class probabilities (``softmax_layer``); training reads the
+    ``logits_layer`` output too, for a numerically stable cross-entropy.
+    """
+    init = keras.initializers.GlorotUniform
+    inputs = keras.Input(shape=(C.IMAGE_SIZE, C.IMAGE_SIZE, 1), name="image")
+
+    def kernel_init(offset: int):
+        return init(seed=None if seed is None else seed + offset)
+
+    x = layers.Conv2D(C.CONV_1_FILTERS, C.CONV_1_KERNEL, padding=C.CONV_PADDING, activation="relu", kernel_initializer=kernel_init(1), name="conv_1")(inputs)
+    x = layers.MaxPooling2D(C.POOL_SIZE, name="pool_1")(x)
+    x = LocalResponseNormalization(name="lrn_1")(x)
+    x = layers.Conv2D(C.CONV_2_FILTERS, C.CONV_2_KERNEL, padding=C.CONV_PADDING, activation="relu", kernel_initializer=kernel_init(2), name="conv_2")(x)
+    x = layers.MaxPooling2D(C.POOL_SIZE, name="pool_2")(x)
+    x = LocalResponseNormalization(name="lrn_2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(dropout, seed=None if seed is None else seed + 11, name="dropout_1")(x)
+    x = layers.Dense(dense_units, activation="relu", kernel_initializer=kernel_init(3), name="dot_1")(x)
+    x = layers.Dropout(dropout, seed=None if seed is None else seed + 12, name="dropout_2")(x)
+    x = layers.Dense(dense_units, activation="relu", kernel_initializer=kernel_init(4), name="dot_2")(x)
+    x = layers.Dropout(dropout, seed=None if seed is None else seed + 13, name="dropout_3")(x)
+    logits = layers.Dense(C.NUM_CLASSES, kernel_initializer=kernel_init(5), name="logits_layer")(x)
+    probabilities = layers.Softmax(name="softmax_layer")(logits)
+    return keras.Model(inputs, probabilities, name="lenet")
+
+
+def logits_and_probabilities(model: keras.Model) -> keras.Model:
+    """A view of ``model`` returning ``[logits, probabilities]`` (shares its layers and weights)."""
+    return keras.Model(model.inputs, [model.get_layer("logits_layer").output, model.output], name="lenet_train_view")
+
+
+def regularized_kernels(model: keras.Model, frozen: tuple[str, ...] = ()) -> dict[str, object]:
+    """The kernels the objective penalizes: weight layers that train, by layer name."""
+    return {name: model.get_layer(name).kernel for name in C.WEIGHT_LAYERS if name not in frozen}
+
+
+def penalty_terms(kernels: dict[str, object], l1: float, weight_decay: float) -> dict[str, object]:
+    """Per-layer ``l1_<name>`` and ``l2_<name>`` terms and their totals ``l1`` and ``l2``.
+
+    ``l2`` is the weight-decay term ``weight_decay * sum(w^2) / 2``.
+    """
+    terms: dict[str, object] = {}
+    l1_total = 0.0
+    l2_total = 0.0
+    for name, kernel in kernels.items():
+        l1_term = l1 * ops.sum(ops.abs(kernel))
+        l2_term = weight_decay * ops.sum(ops.square(kernel)) / 2.0
+        terms[f"l1_{name}"] = l1_term
+        terms[f"l2_{name}"] = l2_term
+        l1_total = l1_total + l1_term
+        l2_total = l2_total + l2_term
+    terms["l1"] = l1_total
+    terms["l2"] = l2_total
+    return terms
+
+
+def load_model_file(path) -> keras.Model:
+    """Load a ``.keras`` file with ``safe_mode=True``: no code from the file ever runs.
+
+    Raises:
+        LenetError: the file is not a loadable Keras model, or it carries code (a Lambda layer).
+    """
+    from lenet_cli.errors import LenetError
+
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except ValueError as exc:
+        text = str(exc)
+        if "safe_mode" in text or "Lambda" in text or "lambda" in text:
+            raise LenetError(f"refusing to load {str(path)!r}: it carries code (a Lambda layer or Python function), which safe mode never runs") from None
+        raise LenetError(f"cannot load model {str(path)!r}: {text.splitlines()[0] if text else type(exc).__name__}") from None
+    except (OSError, KeyError, TypeError, EOFError) as exc:
+        raise LenetError(f"cannot load model {str(path)!r}: the file is truncated, corrupt or not a .keras model ({type(exc).__name__})") from None
+    except Exception as exc:  # zipfile.BadZipFile and friends from a damaged archive
+        import zipfile
+
+        if isinstance(exc, zipfile.BadZipFile):
+            raise LenetError(f"cannot load model {str(path)!r}: the file is truncated or not a .keras archive") from None
+        raise
