@@ -122,6 +122,39 @@ def train(dataset, preset, data_dir, output, runs_dir, tensorboard, histograms, 
                  histograms=histograms, quiet=quiet, output_format=output_format)
 
 
+@cli.command()
+@click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
+@runs_dir_option
+@click.option("--dataset", type=click.Choice(C.DATASETS), default=None, help="Dataset to score on [default: the one the model was trained on].")
+@click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True, help="Which split to score.")
+@data_dir_option
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Images per inference batch.")
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="k of the top-k accuracy.")
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default=None,
+              help="Report format on stdout [default: table in a terminal, else json].")
+@click.option("--confusion-png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the labelled confusion-matrix image here.")
+@click.option("--misclassified", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a gallery of the most confident mistakes here (PNG).")
+@click.option("--misclassified-count", type=click.IntRange(min=1), default=32, show_default=True, help="How many mistakes the gallery shows.")
+@click.option("--min-accuracy", type=click.FloatRange(0, 1), default=None, help="Exit with code 1 when accuracy is below this (a CI gate).")
+def evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, output_format, confusion_png, misclassified, misclassified_count, min_accuracy):
+    """Score a trained model: accuracy, top-k, loss, per-class metrics, confusion matrix.
+
+    MODEL is a run directory or a model file; without it, the latest run
+    (named in <runs-dir>/LATEST, else the newest run holding a model.keras).
+
+    \b
+    Examples:
+      lenet evaluate
+      lenet evaluate runs/fashion-20261127-101500 --format json
+      lenet evaluate --split validation --confusion-png cm.png --min-accuracy 0.99
+    """
+    from lenet_cli.evaluate_command import run_evaluate
+
+    if output_format is None:
+        output_format = "table" if sys.stdout.isatty() else "json"
+    run_evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, output_format, confusion_png, misclassified, misclassified_count, min_accuracy)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=argv, prog_name="lenet")

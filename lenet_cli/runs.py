@@ -32,12 +32,22 @@ def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:
     return Path(runs_dir or os.environ.get(RUNS_DIR_ENV) or "runs")
 
 
+def check_output_available(output: str | os.PathLike | None) -> None:
+    """Fail early (before any data is loaded) when ``--output`` names a non-empty directory or a file."""
+    if output is None:
+        return
+    path = Path(output)
+    if path.exists() and not path.is_dir():
+        raise LenetError(f"output {str(path)!r} is a file; --output must name a directory")
+    if path.is_dir() and any(path.iterdir()):
+        raise LenetError(f"output directory {str(path)!r} already exists and is not empty; choose another --output")
+
+
 def new_run_dir(dataset: str, runs_dir: str | os.PathLike | None = None, output: str | os.PathLike | None = None) -> Path:
     """Create and return a fresh run directory: ``output`` if given, else ``<root>/<dataset>-<timestamp>``."""
     if output is not None:
+        check_output_available(output)
         path = Path(output)
-        if path.exists() and any(path.iterdir()):
-            raise LenetError(f"output directory {str(path)!r} already exists and is not empty; choose another --output")
         path.mkdir(parents=True, exist_ok=True)
         return path
     root = runs_root(runs_dir)

@@ -17,6 +17,7 @@ def run_training(cfg: TrainConfig, data_dir, output, runs_dir, tensorboard: bool
     from rich.console import Console
 
     console = Console(stderr=True, quiet=quiet)
+    runs.check_output_available(output)
     from lenet_cli.data import load_dataset
 
     data = load_dataset(cfg.dataset, data_dir, validation_size=cfg.validation_size, train_limit=cfg.train_limit,

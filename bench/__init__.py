@@ -1,0 +1,1 @@
+"""Benchmarks for lenet: each figure measured beside its baseline in the same run."""

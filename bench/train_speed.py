@@ -1,0 +1,77 @@
+"""Training throughput: lenet's loop vs a plain ``model.fit`` of the same network, same batch size.
+
+Each side trains ``epochs`` epochs on the same in-memory training split; the
+figure is images/s over the epochs after the first (tracing and warm-up
+excluded for both).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def measure_lenet(data, epochs: int, batch_size: int) -> list[float]:
+    import tempfile
+    from pathlib import Path
+
+    from lenet_cli.config import resolve_config
+    from lenet_cli.training import train
+
+    cfg = resolve_config(data.name, epochs=epochs, batch_size=batch_size, augment="none")
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(cfg, data, Path(tmp), tensorboard=False)
+    return [h["images_per_second"] for h in result.history]
+
+
+def measure_plain_fit(data, epochs: int, batch_size: int) -> list[float]:
+    import keras
+
+    from lenet_cli.data import to_model_input
+    from lenet_cli.model import build_lenet
+
+    keras.utils.set_random_seed(0)
+    model = build_lenet(seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = to_model_input(data.train.images)
+    y = data.train.labels.astype(np.int32)
+    rates = []
+
+    class Rate(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            rates.append(len(x) / (time.perf_counter() - self.t))
+
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=[Rate()])
+    return rates
+
+
+def run(data, epochs: int = 2, batch_size: int = 128) -> dict:
+    lenet = measure_lenet(data, epochs, batch_size)
+    plain = measure_plain_fit(data, epochs, batch_size)
+    steady = lambda r: float(np.mean(r[1:])) if len(r) > 1 else float(r[0])
+    return {
+        "batch_size": batch_size,
+        "lenet_images_per_second": steady(lenet),
+        "plain_fit_images_per_second": steady(plain),
+        "ratio": steady(lenet) / steady(plain),
+        "lenet_per_epoch": lenet,
+        "plain_per_epoch": plain,
+    }
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    from bench.common import data_dir
+    from lenet_cli.data import load_dataset
+    from lenet_cli.tf_setup import import_tensorflow
+
+    import_tensorflow()
+    limit = int(sys.argv[1]) if len(sys.argv) > 1 else None
+    data = load_dataset("mnist", data_dir(), train_limit=limit)
+    print(json.dumps(run(data, epochs=3), indent=2))

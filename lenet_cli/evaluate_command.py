@@ -1,0 +1,116 @@
+"""``lenet evaluate``'s presentation: the report as a rich table, JSON or CSV on stdout."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import click
+
+from lenet_cli.errors import LenetError
+
+
+def report_to_csv(report: dict) -> str:
+    """Per-class rows, then the macro and weighted averages, then overall accuracy."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["label", "index", "precision", "recall", "f1", "support"])
+    for row in report["per_class"]:
+        writer.writerow([row["label"], row["index"], f"{row['precision']:.6f}", f"{row['recall']:.6f}", f"{row['f1']:.6f}", row["support"]])
+    for name in ("macro_avg", "weighted_avg"):
+        avg = report[name]
+        writer.writerow([name.replace("_", " "), "", f"{avg['precision']:.6f}", f"{avg['recall']:.6f}", f"{avg['f1']:.6f}", avg["support"]])
+    return out.getvalue()
+
+
+def print_report_table(report: dict) -> None:
+    """Rich tables on stdout: summary, per-class metrics, confusion matrix."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    summary = Table(title=f"{report['dataset']} {report['split']} split — {report['count']:,} images", show_header=False)
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    summary.add_row("model", report["model"])
+    summary.add_row("accuracy", f"{report['accuracy']:.4f}")
+    summary.add_row(f"top-{report['top_k']} accuracy", f"{report['top_k_accuracy']:.4f}")
+    summary.add_row("cross-entropy loss", f"{report['loss']:.4f}")
+    if report.get("objective") is not None:
+        summary.add_row("objective (loss + L1 + L2)", f"{report['objective']:.4f}")
+    console.print(summary)
+
+    per_class = Table(title="per class")
+    for column in ("class", "precision", "recall", "f1", "support"):
+        per_class.add_column(column, justify="left" if column == "class" else "right")
+    for row in report["per_class"]:
+        per_class.add_row(row["label"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", f"{row['support']:,}")
+    for name in ("macro_avg", "weighted_avg"):
+        avg = report[name]
+        per_class.add_row(f"[italic]{name.replace('_', ' ')}", f"{avg['precision']:.4f}", f"{avg['recall']:.4f}", f"{avg['f1']:.4f}", f"{avg['support']:,}")
+    console.print(per_class)
+
+    names = report["class_names"]
+    matrix = Table(title="confusion matrix (rows: true class, columns: predicted)")
+    matrix.add_column("true \\ pred")
+    for name in names:
+        matrix.add_column(name[:7], justify="right")
+    for name, row in zip(names, report["confusion_matrix"]):
+        matrix.add_row(name, *[f"[bold]{v}" if i == names.index(name) else (str(v) if v else "[dim]0") for i, v in enumerate(row)])
+    console.print(matrix)
+
+
+def run_evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, output_format, confusion_png, misclassified, misclassified_count, min_accuracy) -> None:
+    from rich.console import Console
+
+    from lenet_cli import runs
+    from lenet_cli.atomic import write_bytes_atomic
+
+    console = Console(stderr=True)
+    ref = runs.resolve_model(model, runs_dir)
+    from lenet_cli.model_io import open_model, read_metadata
+
+    meta = read_metadata(ref)
+    dataset = dataset or meta["dataset"]
+    if dataset is None:
+        raise LenetError(f"cannot tell which dataset {str(ref.model_path)!r} was trained on; pass --dataset mnist or --dataset fashion")
+    with console.status(f"loading {ref.model_path}"):
+        loaded = open_model(ref, batch_size=batch_size)
+    from lenet_cli.evaluation import evaluate_model
+
+    with console.status(f"evaluating on the {dataset} {split} split"):
+        result = evaluate_model(loaded, dataset, split, data_dir, top_k=top_k, log=lambda m: console.print(m, highlight=False))
+    report = result.report
+    if confusion_png is not None:
+        from lenet_cli.plots import render_confusion_matrix_png
+
+        import numpy as np
+
+        png = render_confusion_matrix_png(np.array(report["confusion_matrix"]), report["class_names"],
+                                          f"{dataset} {split}: accuracy {report['accuracy']:.4f}")
+        write_bytes_atomic(confusion_png, png)
+        console.print(f"confusion matrix image written to {confusion_png}", highlight=False)
+    if misclassified is not None:
+        from lenet_cli.metrics import most_confident_mistakes
+        from lenet_cli.plots import render_gallery_png
+
+        idx = most_confident_mistakes(result.labels, result.probabilities, misclassified_count)
+        names = report["class_names"]
+        if idx:
+            captions = [
+                f"true: {names[result.labels[i]]}\npred: {names[int(result.probabilities[i].argmax())]} {result.probabilities[i].max():.2f}"
+                for i in idx
+            ]
+            write_bytes_atomic(misclassified, render_gallery_png(result.images[idx], captions))
+            console.print(f"{len(idx)} most confident mistakes written to {misclassified}", highlight=False)
+        else:
+            console.print("no mistakes: no gallery written", highlight=False)
+    if output_format == "json":
+        click.echo(json.dumps(report, indent=2))
+    elif output_format == "csv":
+        click.echo(report_to_csv(report), nl=False)
+    else:
+        print_report_table(report)
+    if min_accuracy is not None and report["accuracy"] < min_accuracy:
+        raise LenetError(f"accuracy {report['accuracy']:.4f} is below --min-accuracy {min_accuracy:g}")

@@ -1,0 +1,87 @@
+"""Score a trained model on one split: the numbers behind ``lenet evaluate``.
+
+Returns plain data (a JSON-ready report plus the arrays the image outputs
+need); printing is the CLI's job.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lenet_cli import config as C
+from lenet_cli.data import CLASS_NAMES, load_split
+from lenet_cli.errors import LenetError
+from lenet_cli.metrics import classification_report
+
+
+@dataclass
+class Evaluation:
+    report: dict[str, Any]
+    images: np.ndarray
+    labels: np.ndarray
+    probabilities: np.ndarray
+
+
+def penalty_from_weights(keras_model, run_config: dict | None) -> dict[str, float] | None:
+    """The run's L1 and weight-decay terms computed from the model's kernels (None without a run config)."""
+    if keras_model is None or not run_config:
+        return None
+    l1 = float(run_config.get("l1", 0.0))
+    weight_decay = float(run_config.get("weight_decay", 0.0))
+    frozen = set(run_config.get("freeze") or ())
+    l1_total = 0.0
+    l2_total = 0.0
+    for name in C.WEIGHT_LAYERS:
+        if name in frozen:
+            continue
+        kernel = np.asarray(keras_model.get_layer(name).get_weights()[0], dtype=np.float64)
+        l1_total += l1 * float(np.abs(kernel).sum())
+        l2_total += weight_decay * float(np.square(kernel).sum()) / 2.0
+    return {"l1": l1_total, "l2": l2_total}
+
+
+def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int = 3, validation_size: int | None = None, log=None) -> Evaluation:
+    """Predict every image of ``split`` and build the report.
+
+    Raises:
+        LenetError: the data cannot be loaded or the split is empty.
+    """
+    if validation_size is None:
+        validation_size = int((loaded.run_config or {}).get("validation_size", 5000))
+    data, _ = load_split(dataset, split, data_dir, validation_size=validation_size, log=log)
+    if len(data) == 0:
+        raise LenetError(f"the {split} split of {dataset} is empty")
+    started = time.perf_counter()
+    probabilities = loaded.predict(data.images)
+    seconds = time.perf_counter() - started
+    report = classification_report(data.labels, probabilities, CLASS_NAMES[dataset], top_k=top_k)
+    penalty = penalty_from_weights(loaded.keras_model, loaded.run_config)
+    report["l1"] = penalty["l1"] if penalty else None
+    report["l2"] = penalty["l2"] if penalty else None
+    report["objective"] = report["loss"] + penalty["l1"] + penalty["l2"] if penalty else None
+    ordered = {
+        "model": str(loaded.path),
+        "format": loaded.format,
+        "dataset": dataset,
+        "split": split,
+        "count": report["count"],
+        "accuracy": report["accuracy"],
+        "top_k": report["top_k"],
+        "top_k_accuracy": report["top_k_accuracy"],
+        "loss": report["loss"],
+        "l1": report["l1"],
+        "l2": report["l2"],
+        "objective": report["objective"],
+        "per_class": report["per_class"],
+        "macro_avg": report["macro_avg"],
+        "weighted_avg": report["weighted_avg"],
+        "confusion_matrix": report["confusion_matrix"],
+        "class_names": list(CLASS_NAMES[dataset]),
+        "seconds": seconds,
+        "images_per_second": len(data) / seconds if seconds > 0 else None,
+    }
+    return Evaluation(ordered, data.images, data.labels, probabilities)

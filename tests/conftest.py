@@ -1,0 +1,65 @@
+"""Shared fixtures: an isolated environment and tiny synthetic datasets."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from idx_factory import write_dataset  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_DATA = Path(os.environ.get("LENET_DATA_DIR") or REPO.parent / "shared" / "datasets")
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    """No test reads the user's cache, runs folder or real data unless it asks to."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("LENET_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("LENET_DATA_DIR", raising=False)
+    monkeypatch.delenv("LENET_DEBUG", raising=False)
+    monkeypatch.setenv("LENET_VERIFY_CHECKSUMS", "0")
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_dir(tmp_path_factory) -> Path:
+    """A data folder with synthetic mnist/ and fashion/ (600 train, 200 test images each)."""
+    root = tmp_path_factory.mktemp("data")
+    write_dataset(root / "mnist", seed=0)
+    write_dataset(root / "fashion", seed=10)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, synthetic_data_dir) -> Path:
+    """One tiny trained run (1 epoch on synthetic mnist), shared by the tests that need a model."""
+    from click.testing import CliRunner
+
+    from lenet_cli.cli import cli
+
+    runs = tmp_path_factory.mktemp("runs")
+    out = runs / "tiny"
+    env = {"LENET_VERIFY_CHECKSUMS": "0", "XDG_CACHE_HOME": str(runs / "cache")}
+    result = CliRunner().invoke(
+        cli,
+        ["train", "--data-dir", str(synthetic_data_dir), "--epochs", "2", "--validation-size", "100", "--batch-size", "50",
+         "--learning-rate", "0.002", "--dense-units", "64", "--output", str(out), "--runs-dir", str(runs), "--quiet"],
+        env=env,
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def real_data_available() -> bool:
+    return all((REAL_DATA / "mnist" / name).is_file() for name in ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"))
+
+
+requires_real_data = pytest.mark.skipif(not real_data_available(), reason=f"real MNIST files not found in {REAL_DATA} (set LENET_DATA_DIR)")

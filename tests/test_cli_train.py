@@ -1,0 +1,82 @@
+"""``lenet train`` end to end on synthetic data: a complete, reloadable run directory."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from lenet_cli.cli import cli
+from lenet_cli.runs import latest_run
+
+
+def test_run_directory_is_complete(trained_run):
+    for name in ("model.keras", "config.json", "history.json", "metrics.json", "confusion_matrix.json"):
+        assert (trained_run / name).is_file(), name
+    assert (trained_run / "logs" / "train").is_dir() and (trained_run / "logs" / "validation").is_dir()
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["dataset"] == "mnist" and config["epochs"] == 2 and config["dense_units"] == 64
+    history = json.loads((trained_run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    for row in history:
+        assert row["objective"] == row["cross_entropy"] + row["l1"] + row["l2"]
+        assert row["val_objective"] == row["val_cross_entropy"] + row["val_l1"] + row["val_l2"]
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["test_count"] == 200
+    assert metrics["test_accuracy"] > 0.5  # synthetic classes are easy
+    assert not [p for p in trained_run.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_saved_model_reloads_safely_and_reproduces_test_accuracy(trained_run, synthetic_data_dir):
+    from lenet_cli.data import load_idx_images, load_idx_labels
+    from lenet_cli.model import load_model_file
+
+    model = load_model_file(trained_run / "model.keras")
+    images = load_idx_images(synthetic_data_dir / "mnist" / "t10k-images-idx3-ubyte.gz")
+    labels = load_idx_labels(synthetic_data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz")
+    probs = np.asarray(model.predict(images[..., None].astype("float32") / 255.0, verbose=0))
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert float((probs.argmax(1) == labels).mean()) == metrics["test_accuracy"]
+    again = load_model_file(trained_run / "model.keras")
+    np.testing.assert_array_equal(np.asarray(again(images[:8, ..., None] / 255.0)), np.asarray(model(images[:8, ..., None] / 255.0)))
+
+
+def test_train_prints_result_on_stdout_and_marks_latest(tmp_path, synthetic_data_dir):
+    runs = tmp_path / "myruns"
+    result = CliRunner().invoke(
+        cli,
+        ["train", "--dataset", "fashion", "--data-dir", str(synthetic_data_dir), "--epochs", "1", "--train-limit", "100",
+         "--validation-size", "50", "--dense-units", "16", "--no-tensorboard", "--runs-dir", str(runs), "--quiet", "--format", "json"],
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["dataset"] == "fashion" and 0.0 <= out["test_accuracy"] <= 1.0
+    assert latest_run(runs).name == out["run_dir"].rsplit("/", 1)[-1]
+    assert not (latest_run(runs) / "logs").exists()
+
+
+def test_seed_preset_uses_the_tutorial_values():
+    from lenet_cli.config import resolve_config
+
+    cfg = resolve_config("mnist", "seed")
+    assert (cfg.learning_rate, cfg.l1, cfg.weight_decay, cfg.schedule, cfg.optimizer) == (0.01, 1e-4, 1e-4, "constant", "adam")
+    assert resolve_config("mnist", "seed", learning_rate=0.5).learning_rate == 0.5
+
+
+def test_output_directory_must_be_empty(tmp_path, synthetic_data_dir):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(out), "--quiet"])
+    assert result.exit_code == 1
+    assert "already exists and is not empty" in result.stderr
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_missing_data_is_a_one_line_error(tmp_path):
+    result = CliRunner().invoke(cli, ["train", "--data-dir", str(tmp_path), "--quiet"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "mnist files missing" in lines[0]
+    assert "Traceback" not in result.output
