@@ -286,6 +286,7 @@ def train(
             logs[f"val_{name}"] = penalties[name]
         logs["val_objective"] = val["cross_entropy"] + penalties["l1"] + penalties["l2"]
         logs["val_accuracy"] = val["accuracy"]
+        logs["val_learning_rate"] = logs["learning_rate"]
         callback_list.on_epoch_end(epoch, logs)
         history.append({"epoch": epoch + 1, **logs, "epoch_seconds": time.perf_counter() - epoch_start})
         write_json_atomic(run_dir / runs.HISTORY_FILE, history)
