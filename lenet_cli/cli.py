@@ -79,6 +79,30 @@ def runs_dir_option(fn):
 _D = C.TrainConfig()
 
 
+class LayerList(click.ParamType):
+    """Comma-separated layer names, each one of the network's weight layers."""
+
+    name = "LAYER[,LAYER...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        names = tuple(n.strip() for n in str(value).split(",") if n.strip())
+        unknown = [n for n in names if n not in C.WEIGHT_LAYERS]
+        if unknown:
+            self.fail(f"unknown layer {unknown[0]!r}; choose from: {', '.join(C.WEIGHT_LAYERS)}", param, ctx)
+        return names
+
+
+def _merge_freeze(ctx, param, value):
+    merged: list[str] = []
+    for group in value or ():
+        for name in group:
+            if name not in merged:
+                merged.append(name)
+    return tuple(merged) or None
+
+
 @cli.command()
 @click.option("--dataset", type=click.Choice(C.DATASETS), default="mnist", show_default=True, help="Which dataset to train on.")
 @click.option("--preset", type=click.Choice(C.PRESETS), default="default", show_default=True,
@@ -95,10 +119,16 @@ _D = C.TrainConfig()
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help=f"Dropout rate [default: {_D.dropout:g}].")
 @click.option("--dense-units", type=click.IntRange(min=1), default=None, help=f"Width of dot_1 and dot_2 [default: {_D.dense_units}].")
 @click.option("--augment", type=click.Choice(C.AUGMENTATIONS), default=None,
-              help=f"Training augmentation [default: {C.DATASET_DEFAULTS['mnist']['augment']} for mnist, {C.DATASET_DEFAULTS['fashion']['augment']} for fashion].")
+              help="Training augmentation: random 2-pixel shifts and/or horizontal flips [default: "
+              + (C.DATASET_DEFAULTS["mnist"]["augment"] if C.DATASET_DEFAULTS["mnist"]["augment"] == C.DATASET_DEFAULTS["fashion"]["augment"]
+                 else f"{C.DATASET_DEFAULTS['mnist']['augment']} for mnist, {C.DATASET_DEFAULTS['fashion']['augment']} for fashion") + "].")
 @click.option("--seed", type=int, default=None, help=f"Random seed [default: {_D.seed}].")
 @click.option("--validation-size", type=click.IntRange(min=0), default=None, help=f"Training images held out for validation [default: {_D.validation_size}].")
 @click.option("--train-limit", type=click.IntRange(min=1), default=None, help="Train on only the first N training images (quick trials).")
+@click.option("--init-from", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Start from this model's weights (a run directory or .keras file); shapes must match.")
+@click.option("--freeze", type=LayerList(), multiple=True, callback=_merge_freeze,
+              help=f"Layers that keep their weights and get no penalty: {', '.join(C.WEIGHT_LAYERS)} (comma-separated or repeated).")
 @data_dir_option
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run directory to create [default: <runs-dir>/<dataset>-<timestamp>].")
 @runs_dir_option
@@ -114,7 +144,15 @@ def train(dataset, preset, data_dir, output, runs_dir, tensorboard, histograms, 
       lenet train --dataset fashion --data-dir ../shared/datasets
       lenet train --dataset mnist --epochs 3 --train-limit 5000 --quiet
       lenet train --preset seed          # the original tutorial's values
+
+    \b
+    Warm start: train on MNIST, then fine-tune on Fashion-MNIST with the
+    convolutions frozen:
+      lenet train --dataset mnist --output runs/mnist-base
+      lenet train --dataset fashion --init-from runs/mnist-base --freeze conv_1,conv_2
     """
+    if options.get("init_from") is not None:
+        options["init_from"] = str(options["init_from"])
     cfg = C.resolve_config(dataset, preset, **options)
     from lenet_cli.training_command import run_training
 

@@ -9,6 +9,7 @@ some ``fit()`` calls). Callbacks are ordinary Keras callbacks.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -216,7 +217,8 @@ def train(
     keras.utils.set_random_seed(cfg.seed)
     model = build_lenet(dense_units=cfg.dense_units, dropout=cfg.dropout, seed=cfg.seed)
     if cfg.init_from:
-        load_initial_weights(model, cfg.init_from, runs_dir)
+        source = load_initial_weights(model, cfg.init_from, runs_dir)
+        cfg = dataclasses.replace(cfg, init_from=str(source.resolve()))
     for name in cfg.freeze:
         model.get_layer(name).trainable = False
 
