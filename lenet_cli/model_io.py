@@ -20,12 +20,15 @@ what the file carries (ONNX ``metadata_props``, SavedModel
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -63,6 +66,28 @@ class LoadedModel:
 def missing_extra(extra: str, what: str) -> LenetError:
     """The one-line error for an optional dependency that is not installed."""
     return LenetError(f"{what} needs the {extra} extra: {EXTRA_HINTS[extra]}")
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence C++ notices written straight to stderr (and Python warnings) unless the user asked for logs.
+
+    LiteRT announces its CPU delegate and the converters report their settings
+    on file descriptor 2; ``LENET_DEBUG=1`` or ``LENET_TF_LOG=1`` lets them through.
+    """
+    if any(os.environ.get(name, "") not in ("", "0") for name in ("LENET_DEBUG", "LENET_TF_LOG")):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with warnings.catch_warnings(), open(os.devnull, "w") as devnull:
+            warnings.simplefilter("ignore")
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def model_format(path: Path) -> str:
@@ -217,7 +242,8 @@ class _LiteRTRunner:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.batch != len(x):
             self.interpreter.resize_tensor_input(self.input["index"], [len(x), 28, 28, 1])
-            self.interpreter.allocate_tensors()
+            with quiet_native_stderr():
+                self.interpreter.allocate_tensors()
             self.batch = len(x)
         scale, zero_point = self.input["quantization"]
         if self.input["dtype"] != np.float32 and scale:
@@ -270,6 +296,9 @@ def open_model(ref: ModelRef, batch_size: int = 1000) -> LoadedModel:
     fmt = model_format(path)
     if fmt == "keras":
         meta = read_metadata(ref)
+        from lenet_cli.tf_setup import import_tensorflow
+
+        import_tensorflow()  # quietly, before Keras imports it
         from lenet_cli.inference import BatchPredictor
         from lenet_cli.model import load_model_file
 

@@ -25,6 +25,7 @@ CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 LOGS_DIR = "logs"
+CHECKPOINT_FILE = "checkpoint.npz"
 
 
 def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:

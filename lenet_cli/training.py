@@ -10,6 +10,7 @@ some ``fit()`` calls). Callbacks are ordinary Keras callbacks.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -181,6 +182,62 @@ class _Trainer:
         return {"cross_entropy": total_ce / len(images), "accuracy": correct / len(images)}
 
 
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal; the last completed epoch's checkpoint is on disk."""
+
+    def __init__(self, signum: int, completed_epochs: int, run_dir: Path):
+        super().__init__(f"interrupted by signal {signum} after {completed_epochs} completed epoch(s)")
+        self.signum = signum
+        self.completed_epochs = completed_epochs
+        self.run_dir = run_dir
+
+
+def save_checkpoint(run_dir: Path, model, optimizer, epoch: int, rng: np.random.Generator, history: list) -> Path:
+    """Write ``checkpoint.npz`` atomically: every model and optimizer variable, the epoch and RNG state.
+
+    Model variables include the dropout layers' seed-generator states, so a
+    resumed run draws the same dropout masks an uninterrupted one would.
+    """
+    import keras
+
+    arrays = {f"model/{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.variables)}
+    arrays.update({f"optimizer/{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)})
+    state = {"epoch": epoch, "rng": rng.bit_generator.state, "history": history}
+    arrays["state"] = np.frombuffer(json.dumps(state).encode("utf-8"), dtype=np.uint8)
+    with atomic_path(run_dir / runs.CHECKPOINT_FILE) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    return run_dir / runs.CHECKPOINT_FILE
+
+
+def load_checkpoint(run_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """Read ``checkpoint.npz``: (state, arrays).
+
+    Raises:
+        LenetError: the run has no checkpoint, or it is unreadable.
+    """
+    path = run_dir / runs.CHECKPOINT_FILE
+    if not path.is_file():
+        raise LenetError(f"{str(run_dir)!r} holds no {runs.CHECKPOINT_FILE}; it is not a resumable run")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+        state = json.loads(arrays.pop("state").tobytes().decode("utf-8"))
+    except (OSError, ValueError, KeyError) as exc:
+        raise LenetError(f"checkpoint {str(path)!r} is unreadable ({type(exc).__name__}); the run cannot be resumed") from None
+    return state, arrays
+
+
+def _restore(model, optimizer, arrays: dict[str, np.ndarray]) -> None:
+    model_vars, opt_vars = list(model.variables), list(optimizer.variables)
+    if sum(k.startswith("model/") for k in arrays) != len(model_vars) or sum(k.startswith("optimizer/") for k in arrays) != len(opt_vars):
+        raise LenetError("the checkpoint does not match this run's network or optimizer; it cannot be resumed")
+    for i, var in enumerate(model_vars):
+        var.assign(arrays[f"model/{i}"])
+    for i, var in enumerate(opt_vars):
+        var.assign(arrays[f"optimizer/{i}"])
+
+
 def train(
     cfg: TrainConfig,
     data: Dataset,
@@ -189,23 +246,29 @@ def train(
     tensorboard: bool = True,
     histograms: bool = False,
     runs_dir=None,
-    log: Callable[[str], None] | None = None,
+    resume: bool = False,
+    should_stop: Callable[[], int | None] | None = None,
+    deterministic: bool = False,
 ) -> TrainResult:
     """Train one run in ``run_dir`` and score the final model on the whole test split.
 
     Args:
         cfg: the resolved recipe; saved as ``config.json`` before the first step.
         data: the loaded dataset; its test split is touched only after training.
-        run_dir: an existing, empty directory that receives every artifact.
+        run_dir: an existing directory that receives every artifact (empty unless resuming).
         callbacks: Keras callbacks (e.g. a progress display) driven by the loop.
         tensorboard: attach Keras's TensorBoard callback and the image callbacks.
         histograms: also log weight histograms each epoch.
+        resume: continue from ``run_dir``'s checkpoint (after its last completed epoch).
+        should_stop: polled after every step; a signal number stops training.
+        deterministic: enable TensorFlow's op determinism (bitwise-reproducible runs).
 
     Returns:
         The run's history and final metrics (``test_accuracy`` on all test images).
 
     Raises:
-        LenetError: a bad configuration or a non-finite loss.
+        LenetError: a bad configuration, an unusable checkpoint or a non-finite loss.
+        TrainingInterrupted: ``should_stop`` returned a signal number.
     """
     tf = import_tensorflow()
     import keras
@@ -214,9 +277,11 @@ def train(
 
     if len(data.train) == 0:
         raise LenetError("the training split is empty; lower --validation-size or raise --train-limit")
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)
     model = build_lenet(dense_units=cfg.dense_units, dropout=cfg.dropout, seed=cfg.seed)
-    if cfg.init_from:
+    if cfg.init_from and not resume:
         source = load_initial_weights(model, cfg.init_from, runs_dir)
         cfg = dataclasses.replace(cfg, init_from=str(source.resolve()))
     for name in cfg.freeze:
@@ -227,7 +292,19 @@ def train(
     trainer = _Trainer(cfg, model, optimizer, tf)
     model.optimizer = optimizer  # read by Keras's TensorBoard callback (learning rate, steps)
 
-    write_json_atomic(run_dir / runs.CONFIG_FILE, cfg.to_json_dict())
+    rng = np.random.default_rng(cfg.seed)
+    history: list[dict[str, float]] = []
+    first_epoch = 0
+    if resume:
+        state, arrays = load_checkpoint(run_dir)
+        _restore(model, optimizer, arrays)
+        rng.bit_generator.state = state["rng"]
+        history = state["history"]
+        first_epoch = int(state["epoch"])
+    else:
+        write_json_atomic(run_dir / runs.CONFIG_FILE, cfg.to_json_dict())
+        save_checkpoint(run_dir, model, optimizer, 0, rng, history)
+
     all_callbacks = list(callbacks or [])
     if tensorboard:
         from lenet_cli.tensorboard_logging import tensorboard_callbacks
@@ -239,61 +316,67 @@ def train(
     callback_list = keras.callbacks.CallbackList(all_callbacks, model=model, add_history=False, add_progbar=False,
                                                  epochs=cfg.epochs, steps=steps_per_epoch, verbose=0)
 
-    rng = np.random.default_rng(cfg.seed)
     train_images, train_labels = data.train.images, data.train.labels.astype(np.int32)
-    history: list[dict[str, float]] = []
     started = time.perf_counter()
     callback_list.on_train_begin()
-    for epoch in range(cfg.epochs):
-        callback_list.on_epoch_begin(epoch)
-        epoch_start = time.perf_counter()
-        order = rng.permutation(len(train_images))
-        images = augment_images(train_images[order], cfg.augment, rng)
-        labels = train_labels[order]
-        sums: dict[str, float] = {}
-        seen = 0
-        for step in range(steps_per_epoch):
-            lo, hi = step * cfg.batch_size, min((step + 1) * cfg.batch_size, len(images))
-            out = trainer.train_step(images[lo:hi], labels[lo:hi])
-            out = {k: float(v) for k, v in out.items()}
-            n = hi - lo
-            seen += n
-            for key, value in out.items():
-                sums[key] = sums.get(key, 0.0) + (value if key == "correct" else value * n)
-            if not math.isfinite(out["cross_entropy"]):
-                raise LenetError(
-                    f"the loss became {out['cross_entropy']} at epoch {epoch + 1}, step {step + 1}; training stopped "
-                    f"(lower --learning-rate or use --schedule cosine with --warmup-epochs)"
-                )
-            batch_logs = {
-                "objective": sums["cross_entropy"] / seen + sums["l1"] / seen + sums["l2"] / seen,
-                "cross_entropy": sums["cross_entropy"] / seen,
-                "accuracy": sums["correct"] / seen,
-                "images": seen,
-                "elapsed": time.perf_counter() - epoch_start,
-            }
-            callback_list.on_train_batch_end(step, batch_logs)
-        train_seconds = time.perf_counter() - epoch_start
-        logs = {key: sums[key] / seen for key in ["cross_entropy", "l1", "l2", *trainer.term_names]}
-        logs["objective"] = logs["cross_entropy"] + logs["l1"] + logs["l2"]
-        logs["accuracy"] = sums["correct"] / seen
-        logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-        logs["images_per_second"] = seen / train_seconds
-        val = trainer.score(data.validation.images, data.validation.labels)
-        penalties = {k: float(v) for k, v in trainer.penalties().items()}
-        logs["val_cross_entropy"] = val["cross_entropy"]
-        logs["val_l1"] = penalties["l1"]
-        logs["val_l2"] = penalties["l2"]
-        for name in trainer.term_names:
-            logs[f"val_{name}"] = penalties[name]
-        logs["val_objective"] = val["cross_entropy"] + penalties["l1"] + penalties["l2"]
-        logs["val_accuracy"] = val["accuracy"]
-        logs["val_learning_rate"] = logs["learning_rate"]
-        callback_list.on_epoch_end(epoch, logs)
-        history.append({"epoch": epoch + 1, **logs, "epoch_seconds": time.perf_counter() - epoch_start})
-        write_json_atomic(run_dir / runs.HISTORY_FILE, history)
+    try:
+        for epoch in range(first_epoch, cfg.epochs):
+            callback_list.on_epoch_begin(epoch)
+            epoch_start = time.perf_counter()
+            order = rng.permutation(len(train_images))
+            images = augment_images(train_images[order], cfg.augment, rng)
+            labels = train_labels[order]
+            sums: dict[str, float] = {}
+            seen = 0
+            for step in range(steps_per_epoch):
+                if should_stop is not None:
+                    signum = should_stop()
+                    if signum:
+                        raise TrainingInterrupted(signum, epoch, run_dir)
+                lo, hi = step * cfg.batch_size, min((step + 1) * cfg.batch_size, len(images))
+                out = trainer.train_step(images[lo:hi], labels[lo:hi])
+                out = {k: float(v) for k, v in out.items()}
+                n = hi - lo
+                seen += n
+                for key, value in out.items():
+                    sums[key] = sums.get(key, 0.0) + (value if key == "correct" else value * n)
+                if not all(math.isfinite(out[k]) for k in ("cross_entropy", "l1", "l2")):
+                    raise LenetError(
+                        f"the loss became non-finite (cross-entropy {out['cross_entropy']}) at epoch {epoch + 1}, step {step + 1}; "
+                        f"training stopped and the last good checkpoint ({epoch} completed epochs) is kept in {run_dir} "
+                        f"(lower --learning-rate or add --warmup-epochs)"
+                    )
+                batch_logs = {
+                    "objective": sums["cross_entropy"] / seen + sums["l1"] / seen + sums["l2"] / seen,
+                    "cross_entropy": sums["cross_entropy"] / seen,
+                    "accuracy": sums["correct"] / seen,
+                    "images": seen,
+                    "elapsed": time.perf_counter() - epoch_start,
+                }
+                callback_list.on_train_batch_end(step, batch_logs)
+            train_seconds = time.perf_counter() - epoch_start
+            logs = {key: sums[key] / seen for key in ["cross_entropy", "l1", "l2", *trainer.term_names]}
+            logs["objective"] = logs["cross_entropy"] + logs["l1"] + logs["l2"]
+            logs["accuracy"] = sums["correct"] / seen
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            logs["images_per_second"] = seen / train_seconds
+            val = trainer.score(data.validation.images, data.validation.labels)
+            penalties = {k: float(v) for k, v in trainer.penalties().items()}
+            logs["val_cross_entropy"] = val["cross_entropy"]
+            logs["val_l1"] = penalties["l1"]
+            logs["val_l2"] = penalties["l2"]
+            for name in trainer.term_names:
+                logs[f"val_{name}"] = penalties[name]
+            logs["val_objective"] = val["cross_entropy"] + penalties["l1"] + penalties["l2"]
+            logs["val_accuracy"] = val["accuracy"]
+            logs["val_learning_rate"] = logs["learning_rate"]
+            callback_list.on_epoch_end(epoch, logs)
+            history.append({"epoch": epoch + 1, **logs, "epoch_seconds": time.perf_counter() - epoch_start})
+            write_json_atomic(run_dir / runs.HISTORY_FILE, history)
+            save_checkpoint(run_dir, model, optimizer, epoch + 1, rng, history)
+    finally:
+        callback_list.on_train_end()
     train_seconds_total = time.perf_counter() - started
-    callback_list.on_train_end()
 
     model.optimizer = None  # the shipped model carries no training state
     for name in cfg.freeze:
@@ -316,7 +399,7 @@ def train(
         "train_accuracy": last["accuracy"],
         "epochs": cfg.epochs,
         "train_seconds": train_seconds_total,
-        "images_per_second": sum(h["images_per_second"] * 1 for h in history) / len(history),
+        "images_per_second": float(np.mean([h["images_per_second"] for h in history])),
         "data_source": str(data.source),
     }
     write_json_atomic(run_dir / runs.METRICS_FILE, metrics)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import subprocess
 import sys
@@ -500,8 +499,14 @@ def test_modules_do_not_import_tensorflow():
 def test_real_mnist_renderings_match_originals():
     with gzip.open(REAL_DATA / "mnist" / "t10k-images-idx3-ubyte.gz") as handle:
         digits = np.frombuffer(handle.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:40]
-    for index, digit in enumerate(digits):  # dataset samples pass through exactly
+    for digit in digits:  # dataset samples pass through exactly
         np.testing.assert_array_equal(P.preprocess(digit, MNIST), digit / np.float32(255))
+    fashion_file = REAL_DATA / "fashion" / "t10k-images-idx3-ubyte.gz"
+    if fashion_file.is_file():
+        with gzip.open(fashion_file) as handle:
+            articles = np.frombuffer(handle.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:40]
+        same = [np.array_equal(P.preprocess(a, P.PreprocessOptions(mode="fashion")), a / np.float32(255)) for a in articles]
+        assert np.mean(same) >= 0.9
     scores = [
         correlation(P.preprocess(I.read_image(render_realistic(d, (0, i), FORMATS[i % 4])), MNIST), d)
         for i, d in enumerate(digits)
