@@ -314,7 +314,8 @@ def export_model(
     ref = runs.resolve_model(model, runs_dir)
     source_format = model_format(ref.model_path)
     if source_format != "keras":
-        raise LenetError(f"{str(ref.model_path)!r} is a {source_format} model; export converts a Keras model: pass a run directory or a .keras file")
+        kind = {"onnx": "an ONNX model", "litert": "a LiteRT model", "savedmodel": "a SavedModel"}.get(source_format, "not a Keras model")
+        raise LenetError(f"{str(ref.model_path)!r} is {kind}; export converts a Keras model: pass a run directory or a .keras file")
     _check_output(output, formats, ref.model_path)
     meta = read_metadata(ref)
     dataset = dataset or meta["dataset"]

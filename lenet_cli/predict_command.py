@@ -1,0 +1,101 @@
+"""``lenet predict``'s presentation: predictions on stdout in the format asked for, problems on stderr."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+
+import click
+
+from lenet_cli.errors import LenetError
+
+FORMATS = ("table", "json", "jsonl", "csv", "tsv")
+
+
+def _csv_line(values) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(values)
+    return out.getvalue()
+
+
+def _top_k_text(top_k) -> str:
+    return ";".join(f"{t['label']}:{t['confidence']:.4f}" for t in top_k)
+
+
+def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, output_format, save_preprocessed, batch_size) -> int:
+    """Predict every input and print the results; return the exit code (1 when any input failed)."""
+    from rich.console import Console
+
+    from lenet_cli import runs
+    from lenet_cli.data import CLASS_NAMES
+    from lenet_cli.model_io import open_model, read_metadata
+    from lenet_cli.prediction import expand_inputs, predict_items
+
+    console = Console(stderr=True)
+    lines = []
+    if files_from is not None:
+        text = sys.stdin.buffer.read() if files_from == "-" else open(files_from, "rb").read()
+        lines = [line for line in text.decode("utf-8", "surrogateescape").splitlines() if line.strip()]
+    if "-" in inputs and files_from == "-":
+        raise click.UsageError("stdin can carry either an image (-) or a list of paths (--files-from -), not both")
+    items = expand_inputs(inputs, recursive=recursive, files_from=lines, stdin_bytes=lambda: sys.stdin.buffer.read())
+    if not items:
+        raise LenetError("no image files found in the given inputs (directories are searched for .png, .jpg, .bmp, .gif, .tif, .webp; add --recursive to descend)")
+
+    ref = runs.resolve_model(model, runs_dir)
+    meta = read_metadata(ref)
+    dataset = meta["dataset"]
+    if preprocess == "auto":
+        if dataset is None:
+            raise LenetError(f"cannot tell which dataset {str(ref.model_path)!r} was trained on; pass --preprocess mnist or --preprocess fashion")
+        preprocess = dataset
+    class_dataset = dataset or (preprocess if preprocess in CLASS_NAMES else None)
+    if class_dataset is None:
+        raise LenetError(f"cannot tell the class names of {str(ref.model_path)!r}; pass --preprocess mnist or --preprocess fashion")
+    class_names = CLASS_NAMES[class_dataset]
+    loaded = open_model(ref)
+    if save_preprocessed is not None:
+        save_preprocessed.mkdir(parents=True, exist_ok=True)
+
+    failures = 0
+    records = []
+    for prediction in predict_items(items, loaded.predict, class_names, preprocess, invert, top_k, batch_size, save_preprocessed):
+        if prediction.error:
+            failures += 1
+            click.echo(f"Error: {prediction.error}", err=True)
+            if output_format in ("tsv", "table"):
+                continue
+        if output_format == "jsonl":
+            click.echo(json.dumps(prediction.to_dict()))
+        elif output_format == "tsv":
+            click.echo(f"{prediction.path}\t{prediction.label}\t{prediction.confidence:.4f}")
+        elif output_format == "csv":
+            if not records:
+                click.echo(_csv_line(["path", "label", "index", "confidence", "top_k", "error"]), nl=False)
+            records.append(prediction)
+            p = prediction
+            click.echo(_csv_line([p.path, p.label or "", "" if p.index is None else p.index,
+                                  "" if p.confidence is None else f"{p.confidence:.6f}", _top_k_text(p.top_k), p.error or ""]), nl=False)
+        else:
+            records.append(prediction)
+    if output_format == "json":
+        click.echo(json.dumps([p.to_dict() for p in records], indent=2))
+    elif output_format == "table":
+        from rich.console import Console as OutConsole
+        from rich.table import Table
+
+        table = Table()
+        table.add_column("file", overflow="fold")
+        table.add_column("prediction")
+        table.add_column("confidence", justify="right")
+        table.add_column(f"top {top_k}")
+        for p in records:
+            table.add_row(p.path, f"{p.label} ({p.index})", f"{p.confidence:.1%}",
+                          ", ".join(f"{t['label']} {t['confidence']:.1%}" for t in p.top_k[1:]))
+        OutConsole().print(table)
+    if failures:
+        console.print(f"{failures} of {len(items)} input(s) failed", highlight=False)
+        return 1
+    return 0

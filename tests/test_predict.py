@@ -1,0 +1,141 @@
+"""``lenet predict``: every input kind, image mode and output format, and per-file errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageDraw
+
+from lenet_cli.cli import cli
+
+
+def _digit(size=120, dark_on_light=True) -> Image.Image:
+    """A hand-drawn-looking "7": dark strokes on light paper."""
+    bg, ink = (245, 20) if dark_on_light else (0, 255)
+    image = Image.new("L", (size, size), bg)
+    draw = ImageDraw.Draw(image)
+    draw.line([(30, 30), (90, 30), (55, 100)], fill=ink, width=10)
+    return image
+
+
+@pytest.fixture()
+def images(tmp_path) -> Path:
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    _digit().save(folder / "a.png")
+    _digit().convert("RGB").save(folder / "b.jpg", quality=90)
+    _digit(dark_on_light=False).save(folder / "sub" / "c.bmp")
+    return folder
+
+
+def _predict(*args, input=None):
+    return CliRunner().invoke(cli, ["predict", *map(str, args)], input=input)
+
+
+@pytest.fixture(autouse=True)
+def latest(trained_run, monkeypatch):
+    monkeypatch.setenv("LENET_RUNS_DIR", str(trained_run.parent))
+
+
+def test_paths_and_tsv_by_default_when_piped(images):
+    result = _predict(images / "a.png", images / "b.jpg")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2
+    path, label, confidence = lines[0].split("\t")
+    assert path.endswith("a.png") and label in "0123456789" and 0.0 <= float(confidence) <= 1.0
+
+
+def test_directory_and_recursive(images):
+    flat = json.loads(_predict(images, "--format", "json").stdout)
+    deep = json.loads(_predict(images, "--recursive", "--format", "json").stdout)
+    assert [Path(r["path"]).name for r in flat] == ["a.png", "b.jpg"]
+    assert [Path(r["path"]).name for r in deep] == ["a.png", "b.jpg", "c.bmp"]
+
+
+def test_stdin_image(images):
+    result = _predict("-", "--format", "json", input=(images / "a.png").read_bytes())
+    assert result.exit_code == 0, result.output
+    [record] = json.loads(result.stdout)
+    assert record["path"] == "<stdin>" and record["error"] is None
+
+
+def test_files_from_file_and_stdin(images, tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{images / 'a.png'}\n\n{images / 'b.jpg'}\n")
+    from_file = _predict("--files-from", listing, "--format", "jsonl")
+    from_stdin = _predict("--files-from", "-", "--format", "jsonl", input=listing.read_text())
+    for result in (from_file, from_stdin):
+        assert result.exit_code == 0, result.output
+        assert [Path(json.loads(line)["path"]).name for line in result.stdout.splitlines()] == ["a.png", "b.jpg"]
+
+
+def test_json_schema_and_top_k(images):
+    [record] = json.loads(_predict(images / "a.png", "--format", "json", "--top-k", "4").stdout)
+    assert set(record) == {"path", "label", "index", "confidence", "top_k", "error"}
+    assert len(record["top_k"]) == 4 and record["top_k"][0]["index"] == record["index"]
+    assert record["top_k"][0]["confidence"] == record["confidence"]
+    confidences = [t["confidence"] for t in record["top_k"]]
+    assert confidences == sorted(confidences, reverse=True)
+
+
+def test_csv_parses(images):
+    result = _predict(images / "a.png", images / "b.jpg", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [Path(r["path"]).name for r in rows] == ["a.png", "b.jpg"] and all(r["error"] == "" for r in rows)
+
+
+def test_table_for_people(images):
+    result = _predict(images / "a.png", "--format", "table")
+    assert result.exit_code == 0 and "confidence" in result.stdout and "%" in result.stdout
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "I;16"])
+def test_every_image_mode(tmp_path, mode):
+    base = _digit()
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(base, dtype=np.uint16) * 257)
+    elif mode == "LA":
+        image = base.convert("LA")
+    else:
+        image = base.convert(mode)
+    path = tmp_path / "d.png"
+    image.save(path)
+    assert Image.open(path).mode == mode
+    [record] = json.loads(_predict(path, "--format", "json").stdout)
+    assert record["error"] is None, record
+
+
+def test_alpha_only_ink(tmp_path):
+    alpha = 255 - np.asarray(_digit())
+    rgba = np.zeros((*alpha.shape, 4), np.uint8)
+    rgba[..., 3] = alpha
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "ink.png")
+    out = tmp_path / "seen"
+    result = _predict(tmp_path / "ink.png", "--format", "json", "--save-preprocessed", out)
+    assert json.loads(result.stdout)[0]["error"] is None
+    [saved] = list(out.iterdir())
+    seen = np.asarray(Image.open(saved))
+    assert seen.shape == (28, 28) and seen[0, 0] == 0 and seen.max() > 200  # white strokes on black
+
+
+def test_blank_and_corrupt_files_are_reported_and_others_still_predicted(images, tmp_path):
+    Image.new("L", (50, 50), 255).save(tmp_path / "blank.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    result = _predict(images / "a.png", tmp_path / "blank.png", tmp_path / "broken.png", tmp_path / "missing.png", "--format", "jsonl")
+    assert result.exit_code == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["error"] is None for r in records] == [True, False, False, False]
+    assert "no content found" in records[1]["error"] and records[1]["label"] is None
+    assert "Traceback" not in result.stderr and result.stderr.count("Error: ") == 3
+
+
+def test_needs_an_input():
+    result = _predict()
+    assert result.exit_code == 2 and "give at least one image" in result.stderr
