@@ -9,6 +9,7 @@ some ``fit()`` calls). Callbacks are ordinary Keras callbacks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -36,6 +37,7 @@ class TrainResult:
     config: TrainConfig
     history: list[dict[str, float]]
     metrics: dict[str, Any]
+    weights_sha256: str | None = None  # digest of the final weights (equal on every worker of a distributed run)
 
 
 def augment_images(images: np.ndarray, mode: str, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
@@ -118,7 +120,7 @@ def load_initial_weights(model, source: str | Path, runs_dir=None) -> Path:
 class _Trainer:
     """One run's compiled functions and mutable state."""
 
-    def __init__(self, cfg: TrainConfig, model, optimizer, tf):
+    def __init__(self, cfg: TrainConfig, model, optimizer, tf, distribution=None):
         from lenet_cli.model import logits_and_probabilities, penalty_terms, regularized_kernels
 
         self.cfg = cfg
@@ -163,6 +165,10 @@ class _Trainer:
             return {k: tf.cast(v, tf.float32) for k, v in terms.items()}
 
         self.train_step = train_step
+        if distribution is not None:
+            from lenet_cli.distributed import distributed_train_step
+
+            self.train_step = distributed_train_step(distribution, view, kernels, trainable, optimizer, self.term_names, l1, wd)
         self.logits_step = logits_step
         self.penalties = penalties
 
@@ -249,6 +255,7 @@ def train(
     resume: bool = False,
     should_stop: Callable[[], int | None] | None = None,
     deterministic: bool = False,
+    distribution=None,
 ) -> TrainResult:
     """Train one run in ``run_dir`` and score the final model on the whole test split.
 
@@ -262,6 +269,8 @@ def train(
         resume: continue from ``run_dir``'s checkpoint (after its last completed epoch).
         should_stop: polled after every step; a signal number stops training.
         deterministic: enable TensorFlow's op determinism (bitwise-reproducible runs).
+        distribution: a :class:`lenet_cli.distributed.Distribution`; ``cfg.batch_size`` is then the
+            global batch, split across its replicas. Only the chief marks the run as the latest.
 
     Returns:
         The run's history and final metrics (``test_accuracy`` on all test images).
@@ -280,16 +289,18 @@ def train(
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)
-    model = build_lenet(dense_units=cfg.dense_units, dropout=cfg.dropout, seed=cfg.seed)
-    if cfg.init_from and not resume:
-        source = load_initial_weights(model, cfg.init_from, runs_dir)
-        cfg = dataclasses.replace(cfg, init_from=str(source.resolve()))
-    for name in cfg.freeze:
-        model.get_layer(name).trainable = False
+    scope = distribution.strategy.scope() if distribution is not None else contextlib.nullcontext()
+    with scope:  # variables made here are mirrored across replicas (and workers)
+        model = build_lenet(dense_units=cfg.dense_units, dropout=cfg.dropout, seed=cfg.seed)
+        if cfg.init_from and not resume:
+            source = load_initial_weights(model, cfg.init_from, runs_dir)
+            cfg = dataclasses.replace(cfg, init_from=str(source.resolve()))
+        for name in cfg.freeze:
+            model.get_layer(name).trainable = False
 
-    steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
-    optimizer = make_optimizer(cfg, steps_per_epoch)
-    trainer = _Trainer(cfg, model, optimizer, tf)
+        steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+        optimizer = make_optimizer(cfg, steps_per_epoch)
+        trainer = _Trainer(cfg, model, optimizer, tf, distribution)
     model.optimizer = optimizer  # read by Keras's TensorBoard callback (learning rate, steps)
 
     rng = np.random.default_rng(cfg.seed)
@@ -403,5 +414,8 @@ def train(
         "data_source": str(data.source),
     }
     write_json_atomic(run_dir / runs.METRICS_FILE, metrics)
-    runs.mark_latest(run_dir, runs_dir)
-    return TrainResult(run_dir, cfg, history, metrics)
+    if distribution is None or distribution.is_chief:
+        runs.mark_latest(run_dir, runs_dir)
+    from lenet_cli.distributed import weights_digest
+
+    return TrainResult(run_dir, cfg, history, metrics, weights_digest(model, C.WEIGHT_LAYERS))

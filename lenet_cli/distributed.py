@@ -1,0 +1,249 @@
+"""Data-parallel training on ``tf.distribute``: build the strategy and a synchronous step.
+
+Three modes:
+
+* ``none``: no strategy; the single-device step in :mod:`lenet_cli.training`.
+* ``mirrored``: ``MirroredStrategy`` over the local GPUs, or over N logical CPU
+  devices (``--devices N`` or ``LENET_CPU_DEVICES``) for testing.
+* ``multi-worker``: ``MultiWorkerMirroredStrategy`` configured from ``TF_CONFIG``,
+  or from ``--workers host:port,... --task-index I`` (which build ``TF_CONFIG``).
+
+Input: every worker holds the whole (in-memory) training split and draws the
+same epoch permutation from the seeded numpy RNG, so each replica simply takes
+its own contiguous slice of every global batch (``replica_id_in_sync_group``
+picks it). This is explicit per-replica sharding of each batch; no ``tf.data``
+auto-sharding is involved (auto-shard ``FILE`` would fail on in-memory data and
+``DATA`` would make every worker read and drop the whole batch anyway).
+
+Loss: each replica adds its per-example cross-entropy over the *global* batch
+size, plus the penalty over the number of replicas, so the all-reduced (summed)
+gradient equals the single-device gradient of the mean loss.
+
+Timeouts: every collective (the optimizer's gradient all-reduce and the metric
+sums) runs with ``CommunicationOptions(timeout_seconds=worker_timeout)``; joining
+the cluster (server start-up, the first variable broadcast and the first step)
+runs under a watchdog that ends the process with a clear message after
+``worker_timeout`` seconds, since those waits take no timeout of their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lenet_cli.errors import LenetError
+
+MODES = ("none", "mirrored", "multi-worker")
+CPU_DEVICES_ENV = "LENET_CPU_DEVICES"
+DEFAULT_WORKER_TIMEOUT = 120  # seconds
+
+
+@dataclass
+class Distribution:
+    """A built strategy and where this process sits in it."""
+
+    mode: str
+    strategy: Any
+    num_replicas: int
+    num_workers: int
+    worker_index: int
+    is_chief: bool
+    worker_timeout: float
+    watchdog: "StartupWatchdog | None" = None
+
+    def describe(self) -> str:
+        """One header line for the progress display."""
+        role = "chief" if self.is_chief else "non-chief, writing to a temporary directory"
+        if self.mode == "mirrored":
+            return f"distribute: mirrored, {self.num_replicas} replica(s) on 1 worker"
+        return (f"distribute: multi-worker, {self.num_replicas} replica(s) on {self.num_workers} worker(s); "
+                f"this is worker {self.worker_index} ({role})")
+
+
+def tf_config_from_workers(workers: str, task_index: int) -> dict:
+    """The ``TF_CONFIG`` that ``--workers host:port,... --task-index I`` stands for (worker 0 is the chief).
+
+    Raises:
+        LenetError: an address is not ``host:port`` or the index is out of range.
+    """
+    addresses = [a.strip() for a in workers.split(",") if a.strip()]
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise LenetError(f"--workers takes host:port addresses separated by commas. Received: {address!r}")
+    if not 0 <= task_index < len(addresses):
+        raise LenetError(f"--task-index must be between 0 and {len(addresses) - 1} for {len(addresses)} worker(s). Received: {task_index}")
+    return {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": task_index}}
+
+
+def _parse_tf_config() -> dict:
+    raw = os.environ.get("TF_CONFIG", "")
+    if not raw:
+        raise LenetError("--distribute multi-worker needs TF_CONFIG, or --workers host:port,... with --task-index")
+    try:
+        config = json.loads(raw)
+        config["cluster"], config["task"]["type"], int(config["task"]["index"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LenetError(f"TF_CONFIG is not a TensorFlow cluster config ({type(exc).__name__}: {exc}). Received: {raw[:200]}") from None
+    return config
+
+
+def configure_cpu_devices(tf, count: int) -> None:
+    """Split the host CPU into ``count`` logical devices; must run before TensorFlow runs any op."""
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(count)])
+    except RuntimeError as exc:
+        raise LenetError(f"cannot split the CPU into {count} devices after TensorFlow has started ({exc})") from None
+
+
+class StartupWatchdog:
+    """End the process with a message when the cluster is not joined within ``seconds``.
+
+    TensorFlow's cluster start-up and first collectives block in C++ with no
+    timeout, so a Python exception cannot interrupt them; ``os._exit(1)`` can.
+    """
+
+    def __init__(self, seconds: float, what: str):
+        self.seconds = seconds
+        self.what = what
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self):
+        if not self._done.wait(self.seconds):
+            sys.stderr.write(f"Error: {self.what} did not finish within {self.seconds:g} s (--worker-timeout); "
+                             "check that every worker is running and reachable at the addresses in TF_CONFIG / --workers\n")
+            sys.stderr.flush()
+            os._exit(1)
+
+    def start(self) -> "StartupWatchdog":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._done.set()
+
+
+def build_distribution(mode: str, devices: int | None = None, workers: str | None = None, task_index: int | None = None,
+                       worker_timeout: float = DEFAULT_WORKER_TIMEOUT) -> Distribution | None:
+    """Build the strategy for ``mode`` (``None`` for ``none``); call before TensorFlow runs any op.
+
+    Raises:
+        LenetError: a bad cluster description or device count.
+    """
+    if mode == "none":
+        return None
+    if mode not in MODES:
+        raise LenetError(f"--distribute must be one of {', '.join(MODES)}. Received: {mode!r}")
+    if devices is None and os.environ.get(CPU_DEVICES_ENV):
+        try:
+            devices = int(os.environ[CPU_DEVICES_ENV])
+        except ValueError:
+            raise LenetError(f"{CPU_DEVICES_ENV} must be a whole number. Received: {os.environ[CPU_DEVICES_ENV]!r}") from None
+    if devices is not None and devices < 1:
+        raise LenetError(f"--devices must be at least 1. Received: {devices}")
+    if mode == "multi-worker" and workers:
+        os.environ["TF_CONFIG"] = json.dumps(tf_config_from_workers(workers, task_index or 0))
+    cluster = _parse_tf_config() if mode == "multi-worker" else None
+
+    from lenet_cli.tf_setup import import_tensorflow
+
+    tf = import_tensorflow()
+    if devices is not None:
+        configure_cpu_devices(tf, devices)
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=float(worker_timeout))
+    if mode == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        names = [d.name for d in gpus] if gpus and devices is None else [d.name for d in tf.config.list_logical_devices("CPU")]
+        cross = tf.distribute.ReductionToOneDevice() if not gpus or devices is not None else None
+        strategy = tf.distribute.MirroredStrategy(devices=names, cross_device_ops=cross)
+        return Distribution(mode, strategy, strategy.num_replicas_in_sync, 1, 0, True, worker_timeout)
+
+    task = cluster["task"]
+    jobs = cluster["cluster"]
+    num_workers = sum(len(jobs.get(job, [])) for job in ("chief", "worker"))
+    is_chief = task["type"] == "chief" or (task["type"] == "worker" and int(task["index"]) == 0 and "chief" not in jobs)
+    worker_index = int(task["index"]) + (1 if task["type"] == "worker" and "chief" in jobs else 0)
+    watchdog = StartupWatchdog(worker_timeout, "joining the cluster and running the first step").start()
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    return Distribution(mode, strategy, strategy.num_replicas_in_sync, num_workers, worker_index, is_chief, worker_timeout, watchdog)
+
+
+def first_step_callback(distribution: Distribution):
+    """A Keras callback that disarms the start-up watchdog once the first synchronous step has run."""
+    import keras
+
+    class ClusterJoined(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if distribution.watchdog is not None:
+                distribution.watchdog.stop()
+                distribution.watchdog = None
+
+    return ClusterJoined()
+
+
+def distributed_train_step(distribution: Distribution, view, kernels, trainable, optimizer, term_names, l1: float, wd: float):
+    """A step with the single-device step's signature: (uint8 images, int32 labels) of one global batch -> logs.
+
+    The returned ``cross_entropy`` is the global batch's mean, ``correct`` its
+    count, and the penalty terms those of the (replicated) weights.
+    """
+    import tensorflow as tf
+
+    from lenet_cli.model import penalty_terms
+
+    strategy = distribution.strategy
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_step(x, y, global_n):
+        x = tf.cast(x, tf.float32)[..., None] / 255.0
+        with tf.GradientTape() as tape:
+            logits, _ = view(x, training=True)
+            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+            ce_sum = tf.reduce_sum(per_example)
+            terms = penalty_terms(kernels, l1, wd)
+            objective = ce_sum / global_n + (terms["l1"] + terms["l2"]) / replicas
+        grads = tape.gradient(objective, trainable)
+        optimizer.apply_gradients(zip(grads, trainable))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
+        context = tf.distribute.get_replica_context()
+        ce_total, correct_total = context.all_reduce(tf.distribute.ReduceOp.SUM, [ce_sum, correct])
+        out = {"cross_entropy": ce_total / global_n, "correct": correct_total}
+        for name in ("l1", "l2", *term_names):
+            out[name] = tf.cast(terms[name], tf.float32)
+        return out
+
+    @tf.function(reduce_retracing=True)
+    def step(x, y, global_n):
+        per_replica = strategy.run(replica_step, args=(x, y, global_n))
+        return {k: strategy.experimental_local_results(v)[0] for k, v in per_replica.items()}
+
+    def run(images: np.ndarray, labels: np.ndarray):
+        n = len(images)
+
+        def shard(ctx, array):
+            i, r = ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
+            return tf.constant(array[n * i // r : n * (i + 1) // r])
+
+        x = strategy.experimental_distribute_values_from_function(lambda ctx: shard(ctx, images))
+        y = strategy.experimental_distribute_values_from_function(lambda ctx: shard(ctx, labels))
+        return step(x, y, tf.constant(float(n)))
+
+    return run
+
+
+def weights_digest(model, layers) -> str:
+    """SHA-256 of the named layers' weights (float32 bytes): equal digests mean equal weights."""
+    digest = hashlib.sha256()
+    for name in layers:
+        for weight in model.get_layer(name).get_weights():
+            digest.update(np.ascontiguousarray(weight, dtype=np.float32).tobytes())
+    return digest.hexdigest()
