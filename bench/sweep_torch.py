@@ -128,7 +128,15 @@ def main():
     p.add_argument("--epochs", type=int, default=24)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--grid", choices=["fashion", "mnist"], default="fashion")
     a = p.parse_args()
+    if a.grid == "mnist":
+        grid = [{"augment": aug, "lr": lr, "wd": 1e-5, "l1": 1e-6, "dropout": 0.5, "batch_size": 128}
+                for aug in ["none", "shift"] for lr in [1e-3, 2e-3]]
+        with ProcessPoolExecutor(a.workers) as ex:
+            for r in ex.map(run, [(a.folder, g, a.epochs, a.seed) for g in grid]):
+                print(json.dumps(r), flush=True)
+        return
     grid = []
     for aug, lr, wd, l1, dropout, bs in itertools.product(
         ["none", "flip", "shift", "flip-shift"], [1e-3, 2e-3], [1e-5, 1e-4], [1e-6, 0.0], [0.5], [128]

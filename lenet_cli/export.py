@@ -106,20 +106,20 @@ def require_extras(formats: tuple[str, ...], verify: bool) -> None:
     Raises:
         LenetError: one line naming the extra and the pip command.
     """
-    from lenet_cli.tf_setup import quiet_tensorflow_env
-
-    quiet_tensorflow_env()  # tf2onnx imports TensorFlow
-    if "onnx" in formats:
-        for module in ("tf2onnx", "onnx") + (("onnxruntime",) if verify else ()):
-            try:
-                __import__(module)
-            except ImportError:
-                raise missing_extra("onnx", "ONNX export") from None
     if "litert" in formats and verify:
         try:
             from ai_edge_litert.interpreter import Interpreter  # noqa: F401
         except ImportError:
             raise missing_extra("litert", "Verifying a LiteRT export") from None
+    if "onnx" in formats:
+        from lenet_cli.tf_setup import import_tensorflow
+
+        import_tensorflow()  # quietly, before tf2onnx imports it
+        for module in ("tf2onnx", "onnx") + (("onnxruntime",) if verify else ()):
+            try:
+                __import__(module)
+            except ImportError:
+                raise missing_extra("onnx", "ONNX export") from None
 
 
 def export_metadata(dataset: str, run_config: dict | None, fmt: str, quantize: str, source: Path) -> dict[str, Any]:

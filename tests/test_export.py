@@ -284,3 +284,19 @@ def test_bad_outputs_are_refused_before_any_work(trained_run, tmp_path, args, me
 def test_exporting_an_export_is_refused(exported, tmp_path):
     result = _export(exported[0] / "model.onnx", "--output", tmp_path / "again.onnx")
     assert result.exit_code == 1 and "is an ONNX model" in result.output
+
+
+def test_help_and_usage_errors_do_not_import_tensorflow(tmp_path):
+    probe = (
+        "import sys\n"
+        "from lenet_cli.cli import main\n"
+        "for argv in (['export', '--help'], ['export', '--format', 'tflite', '-o', 'x'], ['export', '-o', 'x.bin', '--runs-dir', sys.argv[1]]):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as exc:\n"
+        "        print('exit', exc.code)\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert [line for line in proc.stdout.splitlines() if line.startswith("exit ")] == ["exit 0", "exit 2", "exit 1"]

@@ -1,0 +1,310 @@
+"""lenet's benchmark suite: each figure beside its baseline, measured in the same run.
+
+    python -m bench.run                       # everything, real data, writes bench/RESULTS.md
+    python -m bench.run --only train,predict  # some sections
+    python -m bench.run --smoke --out /tmp/r.md   # tiny synthetic data: checks the suite runs (CI)
+
+Sections:
+  train      training images/s: lenet's loop vs plain ``model.fit`` (same network, batch, data in memory)
+  tensorboard  cost of all TensorBoard callbacks on one epoch
+  accuracy   time to accuracy and final accuracy of the default recipe (mnist, fashion)
+  evaluate   inference images/s: lenet's batched predictor vs ``model.predict`` on numpy arrays
+  predict    ``lenet predict`` on 10,000 small PNG files, wall time including start-up
+  coldstart  whole-process start: ``lenet --help``, ``lenet predict one.png`` per model format
+  efficiency FLOPs per trained image x images/s against the measured float32 matmul peak
+
+Timings are medians of repeated runs where a run is short. Never run two
+benchmarks at once on this 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import REPO, cpu_model, data_dir
+
+SECTIONS = ("train", "tensorboard", "accuracy", "evaluate", "predict", "coldstart", "efficiency")
+
+
+def _dataset(name: str, smoke: bool, tmp: Path, train_limit=None):
+    from lenet_cli.data import load_dataset
+
+    if smoke:
+        sys.path.insert(0, str(REPO / "tests"))
+        from idx_factory import write_dataset
+
+        root = tmp / "smoke-data"
+        if not (root / name).is_dir():
+            write_dataset(root / name, n_train=700, n_test=300, seed=1)
+        os.environ["LENET_VERIFY_CHECKSUMS"] = "0"
+        return load_dataset(name, root, validation_size=100), root
+    return load_dataset(name, data_dir(), train_limit=train_limit), data_dir()
+
+
+def bench_train(args, tmp):
+    from bench.train_speed import run
+
+    data, _ = _dataset("mnist", args.smoke, tmp)
+    result = run(data, epochs=2 if args.smoke else 3, batch_size=128)
+    return [
+        ("training images/s, batch 128 (lenet loop)", f"{result['lenet_images_per_second']:,.0f}", f"plain model.fit: {result['plain_fit_images_per_second']:,.0f}", f"{result['ratio']:.2f}x"),
+    ], result
+
+
+def bench_tensorboard(args, tmp):
+    from lenet_cli.config import resolve_config
+    from lenet_cli.training import train
+
+    data, _ = _dataset("mnist", args.smoke, tmp)
+    seconds = {}
+    for tensorboard in (False, True, False, True):
+        cfg = resolve_config("mnist", epochs=1)
+        with tempfile.TemporaryDirectory() as run_dir:
+            started = time.perf_counter()
+            train(cfg, data, Path(run_dir), tensorboard=tensorboard)
+            seconds.setdefault(tensorboard, []).append(time.perf_counter() - started)
+    # the epoch plus its end-of-epoch work (validation, callbacks), best of two each
+    off, on = min(seconds[False]), min(seconds[True])
+    return [("one MNIST epoch with all TensorBoard callbacks (s)", f"{on:.1f}", f"without: {off:.1f}", f"+{(on / off - 1) * 100:.1f} %")], {"with": seconds[True], "without": seconds[False]}
+
+
+class _TestAccuracyProbe:
+    """Record test accuracy after every epoch (for this benchmark only), keeping its cost out of the clock."""
+
+    def __init__(self, images, labels, targets):
+        self.images, self.labels, self.targets = images, labels, targets
+        self.rows = []
+
+    def callback(self):
+        import keras
+
+        probe = self
+
+        class Probe(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                probe.start = time.perf_counter()
+                probe.excluded = 0.0
+
+            def on_epoch_end(self, epoch, logs=None):
+                t0 = time.perf_counter()
+                train_seconds = t0 - probe.start - probe.excluded
+                from lenet_cli.inference import BatchPredictor
+
+                acc = float((BatchPredictor(self.model)(probe.images).argmax(1) == probe.labels).mean())
+                probe.excluded += time.perf_counter() - t0
+                probe.rows.append({"epoch": epoch + 1, "train_seconds": train_seconds, "test_accuracy": acc})
+
+        return Probe()
+
+
+def bench_accuracy(args, tmp):
+    from lenet_cli.config import resolve_config
+    from lenet_cli.training import train
+
+    rows, raw = [], {}
+    for name, target in (("mnist", 0.99), ("fashion", 0.90)):
+        data, _ = _dataset(name, args.smoke, tmp)
+        cfg = resolve_config(name, epochs=1) if args.smoke else resolve_config(name)
+        probe = _TestAccuracyProbe(data.test.images, data.test.labels, target)
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as run_dir:
+            result = train(cfg, data, Path(run_dir), callbacks=[probe.callback()], tensorboard=True)
+        wall = time.perf_counter() - started - probe.excluded
+        reached = next((r for r in probe.rows if r["test_accuracy"] >= target), None)
+        rows.append((f"{name}: seconds of training to {target:.1%} test accuracy", f"{reached['train_seconds']:.0f}" if reached else "not reached",
+                     f"epoch {reached['epoch']}" if reached else f"best {max(r['test_accuracy'] for r in probe.rows):.4f}", ""))
+        rows.append((f"{name}: default recipe ({cfg.epochs} epochs), final test accuracy", f"{result.metrics['test_accuracy']:.4f}",
+                     f"val {result.metrics['val_accuracy']:.4f}", f"{wall / 60:.1f} min training + scoring"))
+        raw[name] = {"per_epoch": probe.rows, "metrics": result.metrics, "wall_seconds": wall, "config": cfg.to_json_dict()}
+    return rows, raw
+
+
+def bench_evaluate(args, tmp):
+    import keras
+
+    from lenet_cli.data import to_model_input
+    from lenet_cli.inference import BatchPredictor
+    from lenet_cli.model import build_lenet
+
+    data, _ = _dataset("mnist", args.smoke, tmp)
+    model = build_lenet(seed=0)
+    images = data.test.images
+    x = to_model_input(images)
+    ours, theirs = [], []
+    predictor = BatchPredictor(model, batch_size=1000)
+    predictor(images[:1000])
+    model.predict(x[:1000], batch_size=1000, verbose=0)
+    for _ in range(3 if args.smoke else 7):
+        t = time.perf_counter()
+        predictor(images)
+        ours.append(len(images) / (time.perf_counter() - t))
+        t = time.perf_counter()
+        model.predict(x, batch_size=1000, verbose=0)
+        theirs.append(len(images) / (time.perf_counter() - t))
+    a, b = statistics.median(ours), statistics.median(theirs)
+    return [("inference images/s, batch 1000 (lenet evaluate's predictor)", f"{a:,.0f}", f"model.predict on numpy: {b:,.0f} (runs {min(theirs):,.0f}-{max(theirs):,.0f})", f"{a / b:.2f}x")], {"lenet": ours, "model_predict": theirs}
+
+
+def _trained_model(tmp: Path, smoke: bool) -> Path:
+    """A small trained run for the predict benchmarks (1 epoch)."""
+    run = tmp / "bench-run"
+    if not (run / "model.keras").is_file():
+        from lenet_cli.config import resolve_config
+        from lenet_cli.training import train
+
+        data, _ = _dataset("mnist", smoke, tmp, train_limit=None)
+        run.mkdir(parents=True, exist_ok=True)
+        train(resolve_config("mnist", epochs=1), data, run, tensorboard=False, runs_dir=tmp / "runs")
+    return run
+
+
+def _lenet_cmd(*args):
+    return [sys.executable, "-m", "lenet_cli", *map(str, args)]
+
+
+def bench_predict(args, tmp):
+    from PIL import Image
+
+    run = _trained_model(tmp, args.smoke)
+    data, _ = _dataset("mnist", args.smoke, tmp)
+    count = 200 if args.smoke else 10_000
+    folder = tmp / "pngs"
+    folder.mkdir(exist_ok=True)
+    images = data.test.images
+    for i in range(count):
+        Image.fromarray(images[i % len(images)]).save(folder / f"{i:05d}.png")
+    env = {**os.environ, "LENET_VERIFY_CHECKSUMS": "0"}
+    t = time.perf_counter()
+    proc = subprocess.run(_lenet_cmd("predict", "--model", run, folder, "--format", "tsv"), capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr)
+    lines = proc.stdout.strip().splitlines()
+    predicted = np.array([int(line.split("\t")[1]) for line in lines])
+    labels = np.array([data.test.labels[i % len(images)] for i in range(count)])
+    return [(f"lenet predict on {count:,} 28x28 PNG files, whole process (s)", f"{wall:.1f}", "target <= 10 s", f"{count / wall:,.0f} img/s")], {
+        "wall": wall, "count": count, "agreement_with_labels": float((predicted == labels).mean())}
+
+
+def bench_coldstart(args, tmp):
+    run = _trained_model(tmp, args.smoke)
+    from PIL import Image
+
+    data, _ = _dataset("mnist", args.smoke, tmp)
+    one = tmp / "one.png"
+    Image.fromarray(data.test.images[0]).save(one)
+    models = {"keras": run / "model.keras"}
+    for fmt, name in (("onnx", "model.onnx"), ("litert", "model.tflite")):
+        proc = subprocess.run(_lenet_cmd("export", run, "--format", fmt, "--output", tmp / name, "--no-verify"), capture_output=True, text=True)
+        if proc.returncode == 0:
+            models[fmt] = tmp / name
+    repeats = 3 if args.smoke else 5
+    rows, raw = [], {}
+
+    def timed(cmd):
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            times.append(time.perf_counter() - t)
+            if proc.returncode != 0:
+                raise RuntimeError(proc.stderr)
+        return statistics.median(times)
+
+    raw["help"] = timed(_lenet_cmd("--help"))
+    rows.append(("cold start: lenet --help (s)", f"{raw['help']:.2f}", "target < 0.3 s", ""))
+    for fmt, path in models.items():
+        raw[fmt] = timed(_lenet_cmd("predict", "--model", path, "--preprocess", "mnist", one, "--format", "tsv"))
+        rows.append((f"cold start: lenet predict one.png with .{path.suffix.lstrip('.')} (s)", f"{raw[fmt]:.2f}", "", ""))
+    return rows, raw
+
+
+def bench_efficiency(args, tmp, train_rate: float | None):
+    import tensorflow as tf
+
+    from lenet_cli.flops import training_flops_per_image
+    from lenet_cli.model import build_lenet
+
+    flops = training_flops_per_image(build_lenet())
+    n = 1024 if args.smoke else 4096
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    tf.linalg.matmul(a, b).numpy()
+    rates = []
+    for _ in range(3 if args.smoke else 5):
+        t = time.perf_counter()
+        tf.linalg.matmul(a, b).numpy()
+        rates.append(2 * n**3 / (time.perf_counter() - t))
+    peak = max(rates)
+    rows = [("float32 matmul peak, TensorFlow (GFLOP/s)", f"{peak / 1e9:,.0f}", f"{n}x{n} matmul", ""),
+            ("training FLOPs per image (forward + backward)", f"{flops / 1e6:.1f} M", "counted from the model's layers", "")]
+    if train_rate:
+        achieved = flops * train_rate
+        rows.append(("training efficiency", f"{achieved / 1e9:,.0f} GFLOP/s", f"ceiling {peak / flops:,.0f} img/s", f"{achieved / peak:.0%} of peak"))
+    return rows, {"peak_flops": peak, "flops_per_image": flops}
+
+
+def write_results(path: Path, facts: dict, rows: list, raw: dict) -> None:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {facts['date']} on {facts['cpu']} ({facts['cores']} cores); Python {facts['python']}, "
+        f"TensorFlow {facts['tensorflow']}, Keras {facts['keras']}, NumPy {facts['numpy']}.",
+        f"Command: `python -m bench.run{' --smoke' if raw.get('smoke') else ''}`. Each figure and its baseline come from this one run.",
+        "",
+        "| measurement | lenet | baseline / note | ratio |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    lines += ["", "<details><summary>raw numbers</summary>", "", "```json", json.dumps(raw, indent=1, default=str), "```", "", "</details>", ""]
+    from lenet_cli.atomic import write_text_atomic
+
+    write_text_atomic(path, "\n".join(lines))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    parser.add_argument("--smoke", action="store_true", help="tiny synthetic data: checks the suite runs, timings mean nothing")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from lenet_cli.tf_setup import import_tensorflow
+
+    import_tensorflow()
+    from bench.common import machine_facts
+
+    facts = machine_facts()
+    rows, raw = [], {"smoke": args.smoke}
+    wanted = [s for s in args.only.split(",") if s]
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for section in SECTIONS:
+            if section not in wanted:
+                continue
+            print(f"bench: {section} ...", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            if section == "efficiency":
+                rate = raw.get("train", {}).get("lenet_images_per_second")
+                section_rows, section_raw = bench_efficiency(args, tmp, rate)
+            else:
+                section_rows, section_raw = globals()[f"bench_{section}"](args, tmp)
+            rows += section_rows
+            raw[section] = section_raw
+            print(f"bench: {section} done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    write_results(args.out, facts, rows, raw)
+    print(args.out.read_text())
+
+
+if __name__ == "__main__":
+    main()
