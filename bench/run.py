@@ -301,6 +301,7 @@ def main(argv=None):
                 section_rows, section_raw = globals()[f"bench_{section}"](args, tmp)
             rows += section_rows
             raw[section] = section_raw
+            raw.setdefault("load_average_after_section", {})[section] = os.getloadavg()[0]
             print(f"bench: {section} done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     write_results(args.out, facts, rows, raw)
     print(args.out.read_text())

@@ -56,6 +56,9 @@ def cli(debug: bool):
     if debug:
         os.environ[DEBUG_ENV] = "1"
         os.environ.setdefault("LENET_TF_LOG", "1")
+    from lenet_cli.tf_setup import quiet_tensorflow_env
+
+    quiet_tensorflow_env()  # before any command imports TensorFlow, however indirectly
 
 
 def data_dir_option(fn):
@@ -103,6 +106,24 @@ def _merge_freeze(ctx, param, value):
     return tuple(merged) or None
 
 
+def distribute_options(fn):
+    """``--distribute`` and the options that place this process in a strategy (see docs/scaling.md)."""
+    for option in reversed([
+        click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker"]), default="none", show_default=True,
+                     help="Data-parallel training: mirrored over local GPUs (or --devices CPU devices), or multi-worker from "
+                          "TF_CONFIG / --workers. --batch-size is the global batch."),
+        click.option("--devices", type=click.IntRange(min=1), default=None,
+                     help="mirrored: split the CPU into N logical devices, one replica each (testing) [default: $LENET_CPU_DEVICES, else the GPUs]."),
+        click.option("--workers", default=None, metavar="HOST:PORT,...",
+                     help="multi-worker: every worker's address, in the same order on all workers; builds TF_CONFIG (worker 0 is the chief)."),
+        click.option("--task-index", type=click.IntRange(min=0), default=None, help="multi-worker with --workers: this worker's position in --workers."),
+        click.option("--worker-timeout", type=click.FloatRange(min=1), default=120, show_default=True,
+                     help="multi-worker: seconds to wait for the cluster to form, and for any one collective, before failing."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
 @cli.command()
 @click.option("--dataset", type=click.Choice(C.DATASETS), default="mnist", show_default=True, help="Which dataset to train on.")
 @click.option("--preset", type=click.Choice(C.PRESETS), default="default", show_default=True,
@@ -137,10 +158,12 @@ def _merge_freeze(ctx, param, value):
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Continue an interrupted run from its last completed epoch, with its saved config.")
 @click.option("--deterministic", is_flag=True, help="Use TensorFlow's deterministic ops: with --seed, runs are bitwise reproducible.")
+@distribute_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; print only the result.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="How to print the final metrics on stdout.")
 @click.pass_context
-def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histograms, resume, deterministic, quiet, output_format, **options):
+def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histograms, resume, deterministic, distribute, devices, workers,
+          task_index, worker_timeout, quiet, output_format, **options):
     """Train the LeNet and write a self-describing run directory.
 
     \b
@@ -159,8 +182,20 @@ def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histogr
     Ctrl-C (or SIGTERM) stops at the next step and keeps the last completed
     epoch's checkpoint (exit 130 / 143); continue with:
       lenet train --resume runs/fashion-20261127-101500
+
+    \b
+    Distributed (docs/scaling.md): two local replicas, or one process per host:
+      lenet train --distribute mirrored --devices 2
+      lenet train --distribute multi-worker --workers h1:2222,h2:2222 --task-index 0
     """
     from lenet_cli.training_command import run_training
+
+    if devices is not None and distribute != "mirrored":
+        raise click.UsageError("--devices needs --distribute mirrored")
+    if (workers is not None or task_index is not None) and distribute != "multi-worker":
+        raise click.UsageError("--workers and --task-index need --distribute multi-worker")
+    if (workers is None) != (task_index is None):
+        raise click.UsageError("--workers and --task-index go together")
 
     if resume is not None:
         given = [name for name in ("dataset", "preset", "output", *options)
@@ -177,7 +212,9 @@ def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histogr
         cfg = C.resolve_config(dataset, preset, **options)
     exit_code = run_training(cfg, data_dir=data_dir, output=output, runs_dir=runs_dir, tensorboard=tensorboard,
                              histograms=histograms, quiet=quiet, output_format=output_format,
-                             resume=resume is not None, deterministic=deterministic)
+                             resume=resume is not None, deterministic=deterministic,
+                             distribute=distribute, devices=devices, workers=workers, task_index=task_index,
+                             worker_timeout=worker_timeout)
     ctx.exit(exit_code)
 
 

@@ -28,6 +28,7 @@ runs under a watchdog that ends the process with a clear message after
 
 from __future__ import annotations
 
+import faulthandler
 import hashlib
 import json
 import os
@@ -105,10 +106,14 @@ def configure_cpu_devices(tf, count: int) -> None:
 
 
 class StartupWatchdog:
-    """End the process with a message when the cluster is not joined within ``seconds``.
+    """End the process (exit code 1) when the cluster is not joined within ``seconds``.
 
-    TensorFlow's cluster start-up and first collectives block in C++ with no
-    timeout, so a Python exception cannot interrupt them; ``os._exit(1)`` can.
+    TensorFlow's cluster start-up blocks in C++ with no timeout of its own, and
+    while it waits it may hold the GIL, so no Python exception or thread can
+    interrupt it. Two guards: a thread that prints a clear message and calls
+    ``os._exit(1)`` (when the GIL is free, e.g. in the first collectives), and
+    ``faulthandler.dump_traceback_later`` two seconds later, which runs in C and
+    ends the process with a ``Timeout`` stack dump when the GIL is held.
     """
 
     def __init__(self, seconds: float, what: str):
@@ -125,10 +130,13 @@ class StartupWatchdog:
             os._exit(1)
 
     def start(self) -> "StartupWatchdog":
+        sys.stderr.write(f"waiting up to {self.seconds:g} s for every worker to join (--worker-timeout)\n")
+        faulthandler.dump_traceback_later(self.seconds + 2, exit=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        faulthandler.cancel_dump_traceback_later()
         self._done.set()
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import signal
+import tempfile
 from pathlib import Path
 
 import click
@@ -27,6 +29,12 @@ def resumed_config(run_dir: Path) -> TrainConfig:
         return TrainConfig.from_json_dict(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, TypeError) as exc:
         raise LenetError(f"{str(path)!r} is not a valid lenet config ({exc})") from None
+
+
+def _is_op_error(exc: BaseException) -> bool:
+    import tensorflow as tf
+
+    return isinstance(exc, tf.errors.OpError)
 
 
 class StopOnSignal:
@@ -55,8 +63,14 @@ class StopOnSignal:
 
 
 def run_training(cfg: TrainConfig, data_dir, output, runs_dir, tensorboard: bool, histograms: bool, quiet: bool,
-                 output_format: str, resume: bool = False, deterministic: bool = False) -> int:
-    """Load the dataset, train with a progress display on stderr, print the metrics on stdout; return the exit code."""
+                 output_format: str, resume: bool = False, deterministic: bool = False, distribute: str = "none",
+                 devices: int | None = None, workers: str | None = None, task_index: int | None = None,
+                 worker_timeout: float = 120) -> int:
+    """Load the dataset, train with a progress display on stderr, print the metrics on stdout; return the exit code.
+
+    Under ``--distribute multi-worker`` only the chief writes the run directory;
+    the other workers train in a temporary directory that is removed at the end.
+    """
     from rich.console import Console
 
     console = Console(stderr=True, quiet=quiet)
@@ -70,10 +84,35 @@ def run_training(cfg: TrainConfig, data_dir, output, runs_dir, tensorboard: bool
 
     with console.status("starting TensorFlow"):
         import_tensorflow()
+    from lenet_cli.distributed import build_distribution
+
+    with console.status(f"joining the cluster (up to {worker_timeout:g} s)" if distribute == "multi-worker" else "building the strategy"):
+        distribution = build_distribution(distribute, devices=devices, workers=workers, task_index=task_index, worker_timeout=worker_timeout)
+
+    scratch = None
+    if distribution is not None and not distribution.is_chief:
+        scratch = Path(tempfile.mkdtemp(prefix=f"lenet-worker{distribution.worker_index}-"))
+        if resume:  # the chief's run directory must be on storage every worker can read
+            for name in (runs.CONFIG_FILE, runs.CHECKPOINT_FILE, runs.HISTORY_FILE):
+                if (Path(output) / name).is_file():
+                    shutil.copy2(Path(output) / name, scratch / name)
+        run_dir = scratch
+        tensorboard = False
+    else:
+        run_dir = Path(output) if resume else runs.new_run_dir(cfg.dataset, runs_dir, output)
+    try:
+        return _train_and_report(cfg, data, data_dir, run_dir, runs_dir, tensorboard, histograms, console, output_format, resume,
+                                 deterministic, distribution)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train_and_report(cfg, data, data_dir, run_dir, runs_dir, tensorboard, histograms, console, output_format, resume, deterministic,
+                      distribution) -> int:
     from lenet_cli.progress import RichProgress
     from lenet_cli.training import TrainingInterrupted, train
 
-    run_dir = Path(output) if resume else runs.new_run_dir(cfg.dataset, runs_dir, output)
     steps = math.ceil(len(data.train) / cfg.batch_size)
     header = [
         f"{'resuming' if resume else 'training'} {cfg.dataset}: {len(data.train):,} train / {len(data.validation):,} validation images from {data.source}",
@@ -84,12 +123,21 @@ def run_training(cfg: TrainConfig, data_dir, output, runs_dir, tensorboard: bool
         header.append(f"weights from {cfg.init_from}")
     if cfg.freeze:
         header.append(f"frozen layers: {', '.join(cfg.freeze)}")
+    if distribution is not None:
+        share = cfg.batch_size / distribution.num_replicas
+        header.append(f"{distribution.describe()}; global batch {cfg.batch_size}, {share:g} per replica")
     header.append(f"run directory: {run_dir}")
     progress = RichProgress(console, cfg.epochs, steps, header=header)
+    callbacks = [progress]
+    if distribution is not None and distribution.watchdog is not None:
+        from lenet_cli.distributed import first_step_callback
+
+        callbacks.append(first_step_callback(distribution))
     try:
         with StopOnSignal() as stop:
-            result = train(cfg, data, run_dir, callbacks=[progress], tensorboard=tensorboard, histograms=histograms,
-                           runs_dir=runs_dir, resume=resume, should_stop=stop, deterministic=deterministic)
+            result = train(cfg, data, run_dir, callbacks=callbacks, tensorboard=tensorboard, histograms=histograms,
+                           runs_dir=runs_dir, resume=resume, should_stop=stop, deterministic=deterministic,
+                           distribution=distribution)
     except TrainingInterrupted as exc:
         progress.on_train_end()
         name = signal.Signals(exc.signum).name
@@ -99,8 +147,21 @@ def run_training(cfg: TrainConfig, data_dir, output, runs_dir, tensorboard: bool
             err=True,
         )
         return 128 + exc.signum
+    except Exception as exc:
+        if distribution is None or distribution.mode != "multi-worker" or not _is_op_error(exc):
+            raise
+        raise LenetError(
+            f"worker {distribution.worker_index}: a collective failed ({type(exc).__name__}); another worker stopped, failed or "
+            f"is unreachable (each collective waits at most --worker-timeout {distribution.worker_timeout:g} s). "
+            f"The last completed epoch's checkpoint is in the chief's run directory; restart every worker with --resume"
+        ) from None
     finally:
         progress.on_train_end()
+    if distribution is not None:
+        console.print(f"worker {distribution.worker_index}: final weights sha256 {result.weights_sha256}", highlight=False, soft_wrap=True)
+        if not distribution.is_chief:
+            click.echo(f"worker {distribution.worker_index} done (the chief writes the run)")
+            return 0
     metrics = result.metrics
     if output_format == "json":
         click.echo(json.dumps({**metrics, "run_dir": str(run_dir)}, indent=2))
