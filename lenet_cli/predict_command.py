@@ -26,14 +26,11 @@ def _top_k_text(top_k) -> str:
 
 def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, output_format, save_preprocessed, batch_size) -> int:
     """Predict every input and print the results; return the exit code (1 when any input failed)."""
-    from rich.console import Console
-
     from lenet_cli import runs
     from lenet_cli.data import CLASS_NAMES
     from lenet_cli.model_io import open_model, read_metadata
     from lenet_cli.prediction import expand_inputs, predict_items
 
-    console = Console(stderr=True)
     lines = []
     if files_from is not None:
         text = sys.stdin.buffer.read() if files_from == "-" else open(files_from, "rb").read()
@@ -96,6 +93,6 @@ def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, inve
                           ", ".join(f"{t['label']} {t['confidence']:.1%}" for t in p.top_k[1:]))
         OutConsole().print(table)
     if failures:
-        console.print(f"{failures} of {len(items)} input(s) failed", highlight=False)
+        click.echo(f"{failures} of {len(items)} input(s) failed", err=True)
         return 1
     return 0

@@ -117,6 +117,9 @@ def load_initial_weights(model, source: str | Path, runs_dir=None) -> Path:
     return ref.model_path
 
 
+STEPS_PER_CALL = 8  # optimizer steps per compiled call: less Python and dispatch per step
+
+
 class _Trainer:
     """One run's compiled functions and mutable state."""
 
@@ -153,6 +156,18 @@ class _Trainer:
                 out[name] = tf.cast(terms[name], tf.float32)
             return out
 
+        keys = ["cross_entropy", "l1", "l2", "correct", *self.term_names]
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, 28, 28], tf.uint8), tf.TensorSpec([None, None], tf.int32)])
+        def train_steps(xs, ys):
+            """Several steps in one call (like Keras's ``steps_per_execution``): per-example sums of each output."""
+            sums = {k: tf.constant(0.0) for k in keys}
+            for i in tf.range(tf.shape(xs)[0]):
+                out = train_step(xs[i], ys[i])
+                n = tf.cast(tf.shape(ys[i])[0], tf.float32)
+                sums = {k: sums[k] + (out[k] if k == "correct" else out[k] * n) for k in keys}
+            return sums
+
         @tf.function(input_signature=[tf.TensorSpec([None, 28, 28], tf.uint8)])
         def logits_step(x):
             x = tf.cast(x, tf.float32)[..., None] / 255.0
@@ -165,6 +180,7 @@ class _Trainer:
             return {k: tf.cast(v, tf.float32) for k, v in terms.items()}
 
         self.train_step = train_step
+        self.train_steps = train_steps if distribution is None else None
         if distribution is not None:
             from lenet_cli.distributed import distributed_train_step
 
@@ -339,21 +355,32 @@ def train(
             labels = train_labels[order]
             sums: dict[str, float] = {}
             seen = 0
-            for step in range(steps_per_epoch):
+            full_batches = len(images) // cfg.batch_size
+            step = 0
+            while step < steps_per_epoch:
                 if should_stop is not None:
                     signum = should_stop()
                     if signum:
                         raise TrainingInterrupted(signum, epoch, run_dir)
-                lo, hi = step * cfg.batch_size, min((step + 1) * cfg.batch_size, len(images))
-                out = trainer.train_step(images[lo:hi], labels[lo:hi])
-                out = {k: float(v) for k, v in out.items()}
-                n = hi - lo
-                seen += n
+                lo = step * cfg.batch_size
+                chunk = min(STEPS_PER_CALL, full_batches - step) if trainer.train_steps is not None else 0
+                if chunk >= 2:  # several full batches in one compiled call
+                    hi = lo + chunk * cfg.batch_size
+                    out = trainer.train_steps(images[lo:hi].reshape(chunk, cfg.batch_size, 28, 28),
+                                              labels[lo:hi].reshape(chunk, cfg.batch_size))
+                    out = {k: float(v) for k, v in out.items()}
+                else:
+                    chunk = 1
+                    hi = min(lo + cfg.batch_size, len(images))
+                    out = {k: float(v) for k, v in trainer.train_step(images[lo:hi], labels[lo:hi]).items()}
+                    out = {k: (v if k == "correct" else v * (hi - lo)) for k, v in out.items()}
+                step += chunk
+                seen += hi - lo
                 for key, value in out.items():
-                    sums[key] = sums.get(key, 0.0) + (value if key == "correct" else value * n)
+                    sums[key] = sums.get(key, 0.0) + value
                 if not all(math.isfinite(out[k]) for k in ("cross_entropy", "l1", "l2")):
                     raise LenetError(
-                        f"the loss became non-finite (cross-entropy {out['cross_entropy']}) at epoch {epoch + 1}, step {step + 1}; "
+                        f"the loss became non-finite (cross-entropy {out['cross_entropy'] / (hi - lo)}) at epoch {epoch + 1}, step {step}; "
                         f"training stopped and the last good checkpoint ({epoch} completed epochs) is kept in {run_dir} "
                         f"(lower --learning-rate or add --warmup-epochs)"
                     )
@@ -364,7 +391,7 @@ def train(
                     "images": seen,
                     "elapsed": time.perf_counter() - epoch_start,
                 }
-                callback_list.on_train_batch_end(step, batch_logs)
+                callback_list.on_train_batch_end(step - 1, batch_logs)
             train_seconds = time.perf_counter() - epoch_start
             logs = {key: sums[key] / seen for key in ["cross_entropy", "l1", "l2", *trainer.term_names]}
             logs["objective"] = logs["cross_entropy"] + logs["l1"] + logs["l2"]
