@@ -227,7 +227,8 @@ class _LiteRTRunner:
         except ImportError:
             raise missing_extra("litert", "Running .tflite models") from None
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count() or 1)
+            with quiet_native_stderr():  # the delegate notice may come at construction, allocation or first invoke
+                self.interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count() or 1)
         except (ValueError, RuntimeError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise LenetError(f"cannot load LiteRT model {str(path)!r}: {first}") from None
@@ -238,6 +239,7 @@ class _LiteRTRunner:
         self.output = self.interpreter.get_output_details()[0]
         _check_input_shape(path, [None, *[int(d) for d in self.input["shape_signature"][1:]]])
         self.batch = None
+        self.invoked = False
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.batch != len(x):
@@ -249,7 +251,12 @@ class _LiteRTRunner:
         if self.input["dtype"] != np.float32 and scale:
             x = np.clip(np.round(x / scale + zero_point), np.iinfo(self.input["dtype"]).min, np.iinfo(self.input["dtype"]).max)
         self.interpreter.set_tensor(self.input["index"], x.astype(self.input["dtype"]))
-        self.interpreter.invoke()
+        if self.invoked:
+            self.interpreter.invoke()
+        else:
+            with quiet_native_stderr():
+                self.interpreter.invoke()
+            self.invoked = True
         out = self.interpreter.get_tensor(self.output["index"])
         scale, zero_point = self.output["quantization"]
         if self.output["dtype"] != np.float32 and scale:
