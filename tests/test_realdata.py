@@ -58,3 +58,22 @@ def test_predict_reads_realistic_renderings_of_test_digits(real_run, tmp_path):
     assert result.exit_code == 0, result.stderr
     predicted = np.array([json.loads(line)["index"] for line in result.stdout.splitlines()])
     assert float((predicted == labels).mean()) >= 0.97
+
+
+def test_tensorboard_logs_of_a_real_run_hold_every_tag(real_run):
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.util import tensor_util
+
+    run, _ = real_run
+    history = json.loads((run / "history.json").read_text())
+    for side in ("train", "validation"):
+        acc = event_accumulator.EventAccumulator(str(run / "logs" / side), size_guidance={event_accumulator.TENSORS: 0})
+        acc.Reload()
+        tags = set(acc.Tags()["tensors"])
+        for name in ("cross_entropy", "l1", "l2", "objective", "accuracy", "learning_rate", "l1_conv_1", "l2_dot_1"):
+            assert f"epoch_{name}" in tags, (side, name)
+        logged = {e.step: float(tensor_util.make_ndarray(e.tensor_proto)) for e in acc.Tensors("epoch_accuracy")}
+        key = "accuracy" if side == "train" else "val_accuracy"
+        assert [round(logged[h["epoch"] - 1], 5) for h in history] == [round(h[key], 5) for h in history]
+    matrix = np.array(json.loads((run / "confusion_matrix.json").read_text())["matrix"])
+    assert matrix.sum() == 5000 and np.trace(matrix) / matrix.sum() == pytest.approx(history[-1]["val_accuracy"], abs=1e-12)
