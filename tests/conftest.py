@@ -20,12 +20,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
-    """No test reads the user's cache, runs folder or real data unless it asks to."""
+    """No test reads the user's cache, runs folder or real data unless it asks to.
+
+    The environment is restored after each test: ``lenet --debug`` sets
+    ``LENET_DEBUG`` / ``LENET_TF_LOG`` in-process, which must not leak into
+    later tests (or the subprocesses they start).
+    """
+    saved = dict(os.environ)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("LENET_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.delenv("LENET_DATA_DIR", raising=False)
     monkeypatch.delenv("LENET_DEBUG", raising=False)
+    monkeypatch.delenv("LENET_TF_LOG", raising=False)
     monkeypatch.setenv("LENET_VERIFY_CHECKSUMS", "0")
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")
