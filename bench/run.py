@@ -85,8 +85,8 @@ def bench_tensorboard(args, tmp):
 class _TestAccuracyProbe:
     """Record test accuracy after every epoch (for this benchmark only), keeping its cost out of the clock."""
 
-    def __init__(self, images, labels, targets):
-        self.images, self.labels, self.targets = images, labels, targets
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
         self.rows = []
 
     def callback(self):
@@ -119,7 +119,7 @@ def bench_accuracy(args, tmp):
     for name, target in (("mnist", 0.99), ("fashion", 0.90)):
         data, _ = _dataset(name, args.smoke, tmp)
         cfg = resolve_config(name, epochs=1) if args.smoke else resolve_config(name)
-        probe = _TestAccuracyProbe(data.test.images, data.test.labels, target)
+        probe = _TestAccuracyProbe(data.test.images, data.test.labels)
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as run_dir:
             result = train(cfg, data, Path(run_dir), callbacks=[probe.callback()], tensorboard=True)

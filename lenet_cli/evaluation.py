@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from lenet_cli import config as C
 from lenet_cli.data import CLASS_NAMES, load_split
 from lenet_cli.errors import LenetError
 from lenet_cli.metrics import classification_report
@@ -27,21 +26,14 @@ class Evaluation:
 
 
 def penalty_from_weights(keras_model, run_config: dict | None) -> dict[str, float] | None:
-    """The run's L1 and weight-decay terms computed from the model's kernels (None without a run config)."""
+    """The run's L1 and weight-decay terms of the model's kernels, as training computed them (None without a run config)."""
     if keras_model is None or not run_config:
         return None
-    l1 = float(run_config.get("l1", 0.0))
-    weight_decay = float(run_config.get("weight_decay", 0.0))
-    frozen = set(run_config.get("freeze") or ())
-    l1_total = 0.0
-    l2_total = 0.0
-    for name in C.WEIGHT_LAYERS:
-        if name in frozen:
-            continue
-        kernel = np.asarray(keras_model.get_layer(name).get_weights()[0], dtype=np.float64)
-        l1_total += l1 * float(np.abs(kernel).sum())
-        l2_total += weight_decay * float(np.square(kernel).sum()) / 2.0
-    return {"l1": l1_total, "l2": l2_total}
+    from lenet_cli.model import penalty_terms, regularized_kernels
+
+    kernels = regularized_kernels(keras_model, tuple(run_config.get("freeze") or ()))
+    terms = penalty_terms(kernels, float(run_config.get("l1", 0.0)), float(run_config.get("weight_decay", 0.0)))
+    return {"l1": float(terms["l1"]), "l2": float(terms["l2"])}
 
 
 def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int = 3, validation_size: int | None = None, log=None) -> Evaluation:

@@ -98,7 +98,6 @@ def predict_items(
 
     options = PreprocessOptions(mode=preprocess_mode, invert=invert)
     k = max(1, min(top_k, len(class_names)))
-    counter = 0
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         arrays: list[np.ndarray | None] = []
@@ -124,7 +123,6 @@ def predict_items(
         probabilities = predict_fn(np.stack(good)[..., None].astype(np.float32)) if good else np.zeros((0, len(class_names)))
         row = 0
         for item, array, error in zip(chunk, arrays, errors):
-            counter += 1
             if array is None:
                 yield Prediction(item.name, error=error)
                 continue
