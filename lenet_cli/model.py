@@ -13,6 +13,7 @@ objects.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from lenet_cli import config as C
@@ -35,18 +36,19 @@ class LocalResponseNormalization(layers.Layer):
         self.beta = float(beta)
 
     def call(self, inputs):
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            return tf.nn.local_response_normalization(
-                inputs, depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha, beta=self.beta
-            )
-        squared = ops.square(inputs)
-        window = 2 * self.depth_radius + 1
-        padded = ops.pad(squared, [[0, 0]] * (len(inputs.shape) - 1) + [[self.depth_radius, self.depth_radius]])
+        # The windowed sum of squares over channels is one matmul with a 0/1 band
+        # matrix: the same arithmetic as TensorFlow's LRN op, but its gradient is
+        # a matmul too, where the native LRNGrad kernel is slow and single-threaded
+        # on a CPU (bench/RESULTS.md). A constant, not a weight: saved files are unchanged.
         channels = inputs.shape[-1]
-        sums = sum(padded[..., i : i + channels] for i in range(window))
-        return inputs / ops.power(self.bias + self.alpha * sums, self.beta)
+        index = np.arange(channels)
+        band = (np.abs(index[:, None] - index[None, :]) <= self.depth_radius).astype(np.float32)
+        squared = ops.reshape(ops.square(inputs), (-1, channels))
+        sums = ops.reshape(ops.matmul(squared, ops.convert_to_tensor(band, dtype=inputs.dtype)), ops.shape(inputs))
+        scale = self.bias + self.alpha * sums
+        if self.beta == 0.5:
+            return inputs * ops.rsqrt(scale)
+        return inputs / ops.power(scale, self.beta)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -92,3 +92,22 @@ def test_saved_model_reloads_in_safe_mode_with_identical_predictions(model, tmp_
     again = load_model_file(path)
     x = np.random.default_rng(2).random((4, 28, 28, 1)).astype("float32")
     np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(again(x)))
+
+
+@pytest.mark.parametrize("params", [(5, 1.0, 1.0, 0.5), (2, 2.0, 0.5, 0.75)])
+def test_lrn_matches_tensorflow_op_values_and_gradients(params):
+    """The matmul form is TensorFlow's LRN op, forward and backward, for any hyperparameters."""
+    import tensorflow as tf
+
+    radius, bias, alpha, beta = params
+    x = tf.constant(np.random.default_rng(2).normal(size=(3, 4, 4, 50)).astype("float32"))
+    layer = LocalResponseNormalization(depth_radius=radius, bias=bias, alpha=alpha, beta=beta)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours = layer(x)
+        theirs = tf.nn.local_response_normalization(x, depth_radius=radius, bias=bias, alpha=alpha, beta=beta)
+        weights = tf.constant(np.random.default_rng(3).normal(size=(3, 4, 4, 50)).astype("float32"))
+        ours_loss = tf.reduce_sum(ours * weights)
+        theirs_loss = tf.reduce_sum(theirs * weights)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(ours_loss, x).numpy(), tape.gradient(theirs_loss, x).numpy(), rtol=1e-4, atol=1e-5)
