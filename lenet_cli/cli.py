@@ -56,9 +56,9 @@ def cli(debug: bool):
     if debug:
         os.environ[DEBUG_ENV] = "1"
         os.environ.setdefault("LENET_TF_LOG", "1")
-    from lenet_cli.tf_setup import quiet_tensorflow_env
+    from lenet_cli.tf_setup import prepare_tensorflow_env
 
-    quiet_tensorflow_env()  # before any command imports TensorFlow, however indirectly
+    prepare_tensorflow_env()  # before any command imports TensorFlow, however indirectly
 
 
 def data_dir_option(fn):

@@ -15,7 +15,9 @@ from idx_factory import write_dataset  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 REAL_DATA = Path(os.environ.get("LENET_DATA_DIR") or REPO.parent / "shared" / "datasets")
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from lenet_cli.tf_setup import prepare_tensorflow_env  # noqa: E402
+
+prepare_tensorflow_env()  # the same TensorFlow settings as the command line, before any test imports it
 
 
 @pytest.fixture(autouse=True)
