@@ -80,7 +80,9 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
     else:
         lr = cfg.learning_rate
     if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=lr)
+        from lenet_cli.fused_adam import FusedAdam
+
+        return FusedAdam(learning_rate=lr)
     if cfg.optimizer == "rmsprop":
         return keras.optimizers.RMSprop(learning_rate=lr)
     if cfg.optimizer == "sgd":
