@@ -48,3 +48,13 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
+
+
+def onednn_in_use(tf) -> bool:
+    """Whether this process's TensorFlow runs oneDNN kernels (``tf.sysconfig`` knows since 2.13)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "") == "1"

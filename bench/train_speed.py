@@ -5,6 +5,11 @@ figure is images/s over the epochs after the first (tracing and warm-up
 excluded for both). The baseline is what a person would write with Keras for
 the same objective: ``compile`` + ``fit`` on numpy arrays, with the seed's
 L1 and weight-decay terms as kernel regularizers (``L1L2(l1, weight_decay / 2)``).
+
+The baseline runs twice: in a fresh process under TensorFlow's own defaults
+(what ``pip install tensorflow`` gives a person), and in lenet's process with
+lenet's TensorFlow settings (oneDNN on), so the gain from settings and the gain
+from the loop are reported apart.
 """
 
 from __future__ import annotations
@@ -56,19 +61,36 @@ def measure_plain_fit(data, epochs: int, batch_size: int, learning_rate: float =
     return rates
 
 
-def run(data, epochs: int = 2, batch_size: int = 128) -> dict:
+def run(data, epochs: int = 2, batch_size: int = 128, baseline_source: dict | None = None) -> dict:
+    """lenet (A) around two baselines (B): plain fit under TensorFlow's defaults, and in this process.
+
+    ``baseline_source`` (``data_dir``, ``train_limit``, ``validation_size``) lets a fresh process
+    load the same split for the TensorFlow-defaults baseline; without it that baseline is skipped.
+    """
+    from bench.baseline import run_with_tensorflow_defaults
+
     lenet = measure_lenet(data, epochs, batch_size)
+    defaults = None
+    if baseline_source is not None:
+        src = baseline_source
+        limit = ["--train-limit", src["train_limit"]] if src.get("train_limit") else []
+        defaults = run_with_tensorflow_defaults("fit", "--dataset", data.name, "--data-dir", src["data_dir"], *limit,
+                                                "--validation-size", src["validation_size"], "--epochs", epochs, "--batch-size", batch_size)
     plain = measure_plain_fit(data, epochs, batch_size)
-    lenet += measure_lenet(data, epochs, batch_size)[1:]  # interleaved: ABA, so drift hits both
+    lenet += measure_lenet(data, epochs, batch_size)[1:]  # interleaved: A B B A, so drift hits both
     steady = lambda r: float(np.mean(r[1:])) if len(r) > 1 else float(r[0])
-    return {
+    result = {
         "batch_size": batch_size,
         "lenet_images_per_second": steady(lenet),
-        "plain_fit_images_per_second": steady(plain),
-        "ratio": steady(lenet) / steady(plain),
+        "plain_fit_same_settings_images_per_second": steady(plain),
+        "ratio_same_settings": steady(lenet) / steady(plain),
         "lenet_per_epoch": lenet,
-        "plain_per_epoch": plain,
+        "plain_same_settings_per_epoch": plain,
     }
+    if defaults is not None:
+        result.update(plain_fit_tf_defaults_images_per_second=steady(defaults["rates"]), ratio_tf_defaults=steady(lenet) / steady(defaults["rates"]),
+                      plain_tf_defaults_per_epoch=defaults["rates"], tf_defaults_onednn=defaults["onednn"])
+    return result
 
 
 if __name__ == "__main__":
