@@ -18,7 +18,10 @@ own update.
 
 from __future__ import annotations
 
-import keras
+from lenet_cli.tf_setup import import_tensorflow
+
+import_tensorflow()  # quietly, and with lenet's settings, before Keras loads TensorFlow
+import keras  # noqa: E402
 from keras import ops
 
 

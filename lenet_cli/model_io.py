@@ -34,6 +34,7 @@ import numpy as np
 
 from lenet_cli.errors import LenetError
 from lenet_cli.runs import ModelRef
+from lenet_cli.tf_setup import quiet_native_stderr  # noqa: F401  (re-exported for export.py)
 
 SIDECAR_SUFFIX = ".lenet.json"
 SAVEDMODEL_METADATA = Path("assets") / "lenet.json"
@@ -66,28 +67,6 @@ class LoadedModel:
 def missing_extra(extra: str, what: str) -> LenetError:
     """The one-line error for an optional dependency that is not installed."""
     return LenetError(f"{what} needs the {extra} extra: {EXTRA_HINTS[extra]}")
-
-
-@contextlib.contextmanager
-def quiet_native_stderr() -> Iterator[None]:
-    """Silence C++ notices written straight to stderr (and Python warnings) unless the user asked for logs.
-
-    LiteRT announces its CPU delegate and the converters report their settings
-    on file descriptor 2; ``LENET_DEBUG=1`` or ``LENET_TF_LOG=1`` lets them through.
-    """
-    if any(os.environ.get(name, "") not in ("", "0") for name in ("LENET_DEBUG", "LENET_TF_LOG")):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with warnings.catch_warnings(), open(os.devnull, "w") as devnull:
-            warnings.simplefilter("ignore")
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def model_format(path: Path) -> str:

@@ -8,7 +8,10 @@ images/s, ETA) and one greppable line per finished epoch::
 
 from __future__ import annotations
 
-import keras
+from lenet_cli.tf_setup import import_tensorflow
+
+import_tensorflow()  # quietly, and with lenet's settings, before Keras loads TensorFlow
+import keras  # noqa: E402
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -15,7 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
-import keras
+from lenet_cli.tf_setup import import_tensorflow
+
+import_tensorflow()  # quietly, and with lenet's settings, before Keras loads TensorFlow
+import keras  # noqa: E402
 import numpy as np
 
 from lenet_cli.atomic import write_json_atomic

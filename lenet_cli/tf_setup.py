@@ -12,7 +12,11 @@ already set, so ``TF_ENABLE_ONEDNN_OPTS=0`` restores TensorFlow's own choice.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import warnings
+from typing import Iterator
 
 TF_LOG_ENV = "LENET_TF_LOG"
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
@@ -30,10 +34,47 @@ def prepare_tensorflow_env() -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
+def logs_requested() -> bool:
+    """``--debug`` / ``LENET_DEBUG=1`` or ``LENET_TF_LOG=1``: let native libraries' notices through."""
+    return any(os.environ.get(name, "") not in ("", "0") for name in ("LENET_DEBUG", TF_LOG_ENV))
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence C++ notices written straight to file descriptor 2 (and Python warnings) unless logs were asked for.
+
+    TensorFlow's oneDNN notice is logged before absl is initialised, so
+    ``TF_CPP_MIN_LOG_LEVEL`` does not hold it back; LiteRT announces its CPU
+    delegate and the converters report their settings the same way.
+    """
+    if logs_requested():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with warnings.catch_warnings(), open(os.devnull, "w") as devnull:
+            warnings.simplefilter("ignore")
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def import_tensorflow():
-    """Return the ``tensorflow`` module, imported with the chatter silenced."""
+    """Return the ``tensorflow`` module, imported with the chatter silenced.
+
+    Modules that import Keras at their top call this first, so TensorFlow
+    is always loaded here, quietly, whichever lenet module asks first.
+    """
     prepare_tensorflow_env()
-    import tensorflow as tf
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+    else:
+        with quiet_native_stderr():
+            import tensorflow as tf
+            import keras  # noqa: F401  (its import loads TensorFlow's remaining native libraries)
 
     if os.environ.get(TF_LOG_ENV, "") in ("", "0"):
         tf.get_logger().setLevel("ERROR")
