@@ -29,7 +29,8 @@ def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, inve
     from lenet_cli import runs
     from lenet_cli.data import CLASS_NAMES
     from lenet_cli.model_io import open_model, read_metadata
-    from lenet_cli.prediction import expand_inputs, predict_items
+    from lenet_cli.prediction import DECODE_CHUNK, ChunkDecoder, expand_inputs, predict_items
+    from lenet_cli.preprocess import PreprocessOptions
 
     lines = []
     if files_from is not None:
@@ -52,13 +53,19 @@ def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, inve
     if class_dataset is None:
         raise LenetError(f"cannot tell the class names of {str(ref.model_path)!r}; pass --preprocess mnist or --preprocess fashion")
     class_names = CLASS_NAMES[class_dataset]
-    loaded = open_model(ref)
     if save_preprocessed is not None:
         save_preprocessed.mkdir(parents=True, exist_ok=True)
+    # decoding starts in worker processes first, so it overlaps the model's (TensorFlow's) start-up
+    decoder = ChunkDecoder(items, PreprocessOptions(mode=preprocess, invert=invert), chunk_size=min(batch_size, DECODE_CHUNK))
+    try:
+        loaded = open_model(ref)
+    except BaseException:
+        decoder.close()
+        raise
 
     failures = 0
     records = []
-    for prediction in predict_items(items, loaded.predict, class_names, preprocess, invert, top_k, batch_size, save_preprocessed):
+    for prediction in predict_items(items, loaded.predict, class_names, preprocess, invert, top_k, batch_size, save_preprocessed, decoder):
         if prediction.error:
             failures += 1
             click.echo(f"Error: {prediction.error}", err=True)

@@ -83,6 +83,84 @@ class Prediction:
         return {"path": self.path, "label": self.label, "index": self.index, "confidence": self.confidence, "top_k": self.top_k, "error": self.error}
 
 
+PARALLEL_MIN_ITEMS = 64  # below this, forking workers costs more than it saves
+DECODE_CHUNK = 128  # images per worker task and per network call
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them (no traceback per worker)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def decode_chunk(items: Sequence[InputItem], options) -> list[tuple[np.ndarray | None, str | None]]:
+    """Read and preprocess each item: ``(array, None)``, or ``(None, one-line error)`` for a bad input."""
+    from lenet_cli.preprocess import load_and_preprocess
+
+    results: list[tuple[np.ndarray | None, str | None]] = []
+    for item in items:
+        if item.error:
+            results.append((None, item.error))
+            continue
+        try:
+            source = item.data if item.data is not None else item.path
+            results.append((load_and_preprocess(source, options, name=item.name), None))
+        except LenetError as exc:
+            results.append((None, str(exc).splitlines()[0]))
+    return results
+
+
+def decode_workers() -> int:
+    """The CPUs this process may run on (its affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class ChunkDecoder:
+    """Decode inputs chunk by chunk, in order: in worker processes, or in this one.
+
+    Started *before* the model loads, the workers decode while TensorFlow (or
+    onnxruntime) imports, which is most of a cold ``lenet predict``'s wall time;
+    that is why they are forked early, from a process that has not loaded
+    TensorFlow yet (forking after TensorFlow has started its thread pools is
+    unsafe, so then, and for a handful of files, decoding stays in-process).
+    """
+
+    def __init__(self, items: Sequence[InputItem], options, workers: int | None = None, chunk_size: int = DECODE_CHUNK):
+        import sys
+
+        self.options = options
+        self.chunks = [list(items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]
+        workers = decode_workers() if workers is None else workers
+        self.pool = None
+        self.futures = []
+        if workers > 1 and len(items) >= PARALLEL_MIN_ITEMS and "tensorflow" not in sys.modules and hasattr(os, "fork"):
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_sigint)
+            self.futures = [self.pool.submit(decode_chunk, chunk, options) for chunk in self.chunks]
+
+    @property
+    def parallel(self) -> bool:
+        return self.pool is not None
+
+    def __iter__(self) -> Iterator[tuple[list[InputItem], list[tuple[np.ndarray | None, str | None]]]]:
+        try:
+            for index, chunk in enumerate(self.chunks):
+                yield chunk, (self.futures[index].result() if self.pool is not None else decode_chunk(chunk, self.options))
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
 def predict_items(
     items: list[InputItem],
     predict_fn,
@@ -92,40 +170,31 @@ def predict_items(
     top_k: int = 3,
     batch_size: int = 512,
     save_preprocessed: Path | None = None,
+    decoder: ChunkDecoder | None = None,
 ) -> Iterator[Prediction]:
-    """Yield one :class:`Prediction` per item, in order, decoding and predicting ``batch_size`` at a time."""
-    from lenet_cli.preprocess import PreprocessOptions, load_and_preprocess, save_preprocessed_png
+    """Yield one :class:`Prediction` per item, in order, decoding and predicting a chunk at a time.
 
-    options = PreprocessOptions(mode=preprocess_mode, invert=invert)
+    ``decoder`` (already decoding ``items``, perhaps in worker processes) is made here when not given.
+    """
+    from lenet_cli.preprocess import PreprocessOptions, save_preprocessed_png
+
+    if decoder is None:
+        decoder = ChunkDecoder(items, PreprocessOptions(mode=preprocess_mode, invert=invert), workers=1, chunk_size=batch_size)
     k = max(1, min(top_k, len(class_names)))
-    for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
-        arrays: list[np.ndarray | None] = []
-        errors: list[str | None] = []
-        for item in chunk:
-            if item.error:
-                arrays.append(None)
-                errors.append(item.error)
-                continue
-            try:
-                source = item.data if item.data is not None else item.path
-                array = load_and_preprocess(source, options, name=item.name)
-            except LenetError as exc:
-                arrays.append(None)
-                errors.append(str(exc).splitlines()[0])
-                continue
-            arrays.append(array)
-            errors.append(None)
-            if save_preprocessed is not None:
-                stem = Path(item.name).stem if item.path is not None else "stdin"
-                save_preprocessed_png(array, save_preprocessed / f"{start + len(arrays) - 1:05d}_{stem}.png")
-        good = [a for a in arrays if a is not None]
+    position = 0
+    for group in _batches(decoder, batch_size):
+        good = [array for _, decoded in group for array, _ in decoded if array is not None]
         probabilities = predict_fn(np.stack(good)[..., None].astype(np.float32)) if good else np.zeros((0, len(class_names)))
         row = 0
-        for item, array, error in zip(chunk, arrays, errors):
+        for item, (array, error) in ((item, result) for chunk, decoded in group for item, result in zip(chunk, decoded)):
+            number = position
+            position += 1
             if array is None:
                 yield Prediction(item.name, error=error)
                 continue
+            if save_preprocessed is not None:
+                stem = Path(item.name).stem if item.path is not None else "stdin"
+                save_preprocessed_png(array, save_preprocessed / f"{number:05d}_{stem}.png")
             probs = probabilities[row]
             row += 1
             order = np.argsort(-probs, kind="stable")[:k]
@@ -137,3 +206,16 @@ def predict_items(
                 confidence=float(probs[best]),
                 top_k=[{"label": class_names[int(i)], "index": int(i), "confidence": float(probs[int(i)])} for i in order],
             )
+
+
+def _batches(decoder: ChunkDecoder, batch_size: int):
+    """Group decoded chunks into network batches of about ``batch_size`` images (fewer, larger calls)."""
+    group, size = [], 0
+    for chunk, decoded in decoder:
+        group.append((chunk, decoded))
+        size += len(chunk)
+        if size >= batch_size:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group

@@ -139,3 +139,64 @@ def test_blank_and_corrupt_files_are_reported_and_others_still_predicted(images,
 def test_needs_an_input():
     result = _predict()
     assert result.exit_code == 2 and "give at least one image" in result.stderr
+
+
+def _many_inputs(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(5)
+    paths = []
+    for i in range(count):
+        image = _digit(size=int(rng.integers(60, 160)), dark_on_light=bool(i % 2))
+        paths.append(folder / f"{i:03d}.png")
+        image.rotate(float(rng.uniform(-20, 20)), fillcolor=245 if i % 2 else 0).save(paths[-1])
+    (folder / "050.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")  # one corrupt file in the middle
+    return paths
+
+
+def test_parallel_decoding_gives_the_serial_results_in_order(tmp_path):
+    """Worker processes decode exactly what one process does, in input order, errors included."""
+    import subprocess
+    import sys
+
+    _many_inputs(tmp_path / "many", 150)
+    script = (
+        "import sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from lenet_cli.prediction import ChunkDecoder, expand_inputs\n"
+        "from lenet_cli.preprocess import PreprocessOptions\n"
+        "items = expand_inputs([sys.argv[1]])\n"
+        "options = PreprocessOptions(mode='mnist')\n"
+        "parallel = ChunkDecoder(items, options, workers=2, chunk_size=16)\n"
+        "assert parallel.parallel, 'expected worker processes'\n"
+        "got = [r for _, rs in parallel for r in rs]\n"
+        "want = [r for _, rs in ChunkDecoder(items, options, workers=1) for r in rs]\n"
+        "assert len(got) == len(want) == 150\n"
+        "for (a, ea), (b, eb) in zip(got, want):\n"
+        "    assert ea == eb\n"
+        "    assert (a is None and b is None) or np.array_equal(a, b)\n"
+        "assert got[50][1] and got[50][0] is None and got[49][1] is None\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "many")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_many_files_through_the_command_match_one_by_one(tmp_path, trained_run):
+    """A real ``lenet predict`` process (parallel decoding) agrees with in-process predictions file by file."""
+    import subprocess
+    import sys
+
+    paths = _many_inputs(tmp_path / "many", 100)
+    proc = subprocess.run([sys.executable, "-m", "lenet_cli", "predict", "--model", str(trained_run), str(tmp_path / "many"), "--format", "jsonl"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]  # the one corrupt file
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [Path(r["path"]).name for r in records] == [p.name for p in paths]
+    assert [r["error"] is not None for r in records] == [p.name == "050.png" for p in paths]
+    one_by_one = json.loads(_predict("--model", trained_run, *paths[:60:7], "--format", "json").stdout)
+    by_name = {Path(r["path"]).name: r for r in records}
+    for expected in one_by_one:
+        got = by_name[Path(expected["path"]).name]
+        assert got["index"] == expected["index"]
+        assert got["confidence"] == pytest.approx(expected["confidence"], abs=1e-5)
