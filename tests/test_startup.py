@@ -57,3 +57,46 @@ def test_every_command_has_help_and_a_readme_section():
         assert command.help and command.short_help != "", name
         assert f"lenet {name}" in readme, f"README lacks a section for `lenet {name}`"
         assert "Example" in command.help, f"`lenet {name} --help` shows no example"
+
+
+def test_tensorflow_loads_quietly_with_onednn_on(trained_run, synthetic_data_dir):
+    """A command that loads TensorFlow prints nothing of TensorFlow's own on stderr, and runs with oneDNN on.
+
+    TensorFlow logs its oneDNN notice before absl starts, past ``TF_CPP_MIN_LOG_LEVEL``;
+    lenet turns oneDNN on (TensorFlow leaves it off on AVX2 CPUs) and must keep that notice quiet.
+    """
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL", "LENET_TF_LOG", "LENET_DEBUG")}
+    env["LENET_VERIFY_CHECKSUMS"] = "0"
+    probe = (
+        "import sys\n"
+        "from lenet_cli.cli import cli\n"
+        "try:\n"
+        "    cli.main(sys.argv[1:], prog_name='lenet')\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "from tensorflow.python.util import _pywrap_util_port\n"
+        "print('onednn', _pywrap_util_port.IsMklEnabled())\n"
+    )
+    argv = ["evaluate", str(trained_run), "--data-dir", str(synthetic_data_dir), "--format", "json"]
+    proc = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "onednn True"
+    assert "oneDNN" not in proc.stderr and "I0000" not in proc.stderr and "absl" not in proc.stderr, proc.stderr
+
+
+def test_predict_exits_fast_with_its_output_complete(trained_run, tmp_path):
+    """``lenet predict`` skips TensorFlow's slow teardown, yet every line and the exit code arrive."""
+    from PIL import Image
+
+    Image.new("L", (40, 40), 0).save(tmp_path / "blank0.png")
+    digit = Image.new("L", (40, 40), 0)
+    digit.paste(255, (15, 8, 24, 32))
+    digit.save(tmp_path / "one.png")
+    proc = subprocess.run([sys.executable, "-m", "lenet_cli", "predict", "--model", str(trained_run), str(tmp_path / "one.png"),
+                           str(tmp_path / "blank0.png"), "--format", "jsonl"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr  # the blank image is an error record
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and '"error": null' in lines[0] and "no content found" in lines[1]
+    assert "1 of 2 input(s) failed" in proc.stderr
