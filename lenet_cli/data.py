@@ -12,11 +12,8 @@ Pure numpy: importing this module never loads TensorFlow.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import struct
-import urllib.error
-import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +182,10 @@ def download_file(
     Raises:
         LenetError: every mirror failed; the message says where to put the file by hand.
     """
+    import hashlib
+    import urllib.error  # here, not at the top: urllib.request costs ~30 ms of every cold start
+    import urllib.request
+
     target_dir.mkdir(parents=True, exist_ok=True)
     final = target_dir / name
     expected = SHA256.get(dataset, {}).get(name)
@@ -231,6 +232,8 @@ def _verify_checksum(path: Path, dataset: str | None) -> None:
     expected = SHA256.get(dataset or "", {}).get(path.name)
     if expected is None or os.environ.get(VERIFY_ENV, "1") == "0":
         return
+    import hashlib  # here: only loading a dataset needs it, not a cold `lenet predict`
+
     try:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
     except PermissionError:

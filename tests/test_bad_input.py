@@ -6,6 +6,8 @@ import gzip
 import os
 import shutil
 import struct
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -106,9 +108,9 @@ def test_failed_download_is_one_line(tmp_path, monkeypatch):
     from lenet_cli import data as D
 
     def offline(url, timeout):
-        raise D.urllib.error.URLError("Temporary failure in name resolution")
+        raise urllib.error.URLError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(D.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     result = _run(["train", "--dataset", "fashion", "--quiet"])
     _assert_clean_failure(result, 1, "could not download fashion/")
     assert "offline machine" in result.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -157,7 +159,7 @@ def test_download_verifies_checksum_and_moves_into_place(tmp_path, monkeypatch):
     payload = gzip.compress(idx_labels_bytes(np.arange(10) % 10))
     monkeypatch.setitem(D.SHA256, "mnist", {**D.SHA256["mnist"], FILE_NAMES[3]: hashlib.sha256(payload).hexdigest()})
     seen = []
-    monkeypatch.setattr(D.urllib.request, "urlopen", lambda url, timeout: seen.append(url) or _FakeResponse(payload))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: seen.append(url) or _FakeResponse(payload))
     path = D.download_file("mnist", FILE_NAMES[3], tmp_path, mirrors=("https://mirror.example/",))
     assert path.read_bytes() == payload and seen == ["https://mirror.example/" + FILE_NAMES[3]]
     assert sorted(p.name for p in tmp_path.iterdir()) == [FILE_NAMES[3]]
@@ -165,9 +167,9 @@ def test_download_verifies_checksum_and_moves_into_place(tmp_path, monkeypatch):
 
 def test_failed_download_leaves_no_file(tmp_path, monkeypatch):
     def broken(url, timeout):
-        raise D.urllib.error.URLError("no route to host")
+        raise urllib.error.URLError("no route to host")
 
-    monkeypatch.setattr(D.urllib.request, "urlopen", broken)
+    monkeypatch.setattr(urllib.request, "urlopen", broken)
     with pytest.raises(LenetError) as info:
         D.download_file("mnist", FILE_NAMES[0], tmp_path, mirrors=("https://a.example/", "https://b.example/"))
     msg = _one_line(info.value)
@@ -176,7 +178,7 @@ def test_failed_download_leaves_no_file(tmp_path, monkeypatch):
 
 
 def test_corrupt_download_is_discarded(tmp_path, monkeypatch):
-    monkeypatch.setattr(D.urllib.request, "urlopen", lambda url, timeout: _FakeResponse(b"truncated"))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: _FakeResponse(b"truncated"))
     with pytest.raises(LenetError, match="checksum mismatch"):
         D.download_file("mnist", FILE_NAMES[0], tmp_path, mirrors=("https://a.example/",))
     assert list(tmp_path.iterdir()) == []
@@ -185,7 +187,7 @@ def test_corrupt_download_is_discarded(tmp_path, monkeypatch):
 def test_cache_is_used_and_filled_by_download(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     source = write_dataset(tmp_path / "source", n_train=30, n_test=10)
-    monkeypatch.setattr(D.urllib.request, "urlopen", lambda url, timeout: _FakeResponse((source / url.rsplit("/", 1)[1]).read_bytes()))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: _FakeResponse((source / url.rsplit("/", 1)[1]).read_bytes()))
     monkeypatch.setitem(D.SHA256, "fashion", {})
     ds = D.load_dataset("fashion", validation_size=5)
     assert len(ds.train) == 25
