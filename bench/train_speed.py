@@ -61,35 +61,48 @@ def measure_plain_fit(data, epochs: int, batch_size: int, learning_rate: float =
     return rates
 
 
-def run(data, epochs: int = 2, batch_size: int = 128, baseline_source: dict | None = None) -> dict:
-    """lenet (A) around two baselines (B): plain fit under TensorFlow's defaults, and in this process.
+def run(data, epochs: int = 4, batch_size: int = 128, baseline_source: dict | None = None, rounds: int = 2) -> dict:
+    """lenet and two baselines, in ``rounds`` interleaved rounds: plain fit under TensorFlow's defaults, and in this process.
+
+    Each run trains ``epochs`` epochs; its first epoch (tracing, warm-up) is
+    dropped and the figure is the median of the remaining epochs over all
+    rounds. ``model.fit`` is bimodal on this machine (an epoch runs at one of
+    two speeds), and the shared VM drifts, so single epochs mislead.
 
     ``baseline_source`` (``data_dir``, ``train_limit``, ``validation_size``) lets a fresh process
     load the same split for the TensorFlow-defaults baseline; without it that baseline is skipped.
     """
     from bench.baseline import run_with_tensorflow_defaults
 
-    lenet = measure_lenet(data, epochs, batch_size)
-    defaults = None
-    if baseline_source is not None:
-        src = baseline_source
-        limit = ["--train-limit", src["train_limit"]] if src.get("train_limit") else []
-        defaults = run_with_tensorflow_defaults("fit", "--dataset", data.name, "--data-dir", src["data_dir"], *limit,
-                                                "--validation-size", src["validation_size"], "--epochs", epochs, "--batch-size", batch_size)
-    plain = measure_plain_fit(data, epochs, batch_size)
-    lenet += measure_lenet(data, epochs, batch_size)[1:]  # interleaved: A B B A, so drift hits both
-    steady = lambda r: float(np.mean(r[1:])) if len(r) > 1 else float(r[0])
+    lenet, plain, defaults, onednn = [], [], [], None
+    for _ in range(rounds):
+        lenet.append(measure_lenet(data, epochs, batch_size))
+        if baseline_source is not None:
+            src = baseline_source
+            limit = ["--train-limit", src["train_limit"]] if src.get("train_limit") else []
+            out = run_with_tensorflow_defaults("fit", "--dataset", data.name, "--data-dir", src["data_dir"], *limit,
+                                               "--validation-size", src["validation_size"], "--epochs", epochs, "--batch-size", batch_size)
+            defaults.append(out["rates"])
+            onednn = out["onednn"]
+        plain.append(measure_plain_fit(data, epochs, batch_size))
+
+    def steady(runs):
+        rates = [rate for run in runs for rate in (run[1:] if len(run) > 1 else run)]
+        return float(np.median(rates))
+
     result = {
         "batch_size": batch_size,
+        "epochs_per_run": epochs,
+        "rounds": rounds,
         "lenet_images_per_second": steady(lenet),
         "plain_fit_same_settings_images_per_second": steady(plain),
         "ratio_same_settings": steady(lenet) / steady(plain),
         "lenet_per_epoch": lenet,
         "plain_same_settings_per_epoch": plain,
     }
-    if defaults is not None:
-        result.update(plain_fit_tf_defaults_images_per_second=steady(defaults["rates"]), ratio_tf_defaults=steady(lenet) / steady(defaults["rates"]),
-                      plain_tf_defaults_per_epoch=defaults["rates"], tf_defaults_onednn=defaults["onednn"])
+    if defaults:
+        result.update(plain_fit_tf_defaults_images_per_second=steady(defaults), ratio_tf_defaults=steady(lenet) / steady(defaults),
+                      plain_tf_defaults_per_epoch=defaults, tf_defaults_onednn=onednn)
     return result
 
 
@@ -104,4 +117,4 @@ if __name__ == "__main__":
     import_tensorflow()
     limit = int(sys.argv[1]) if len(sys.argv) > 1 else None
     data = load_dataset("mnist", data_dir(), train_limit=limit)
-    print(json.dumps(run(data, epochs=3), indent=2))
+    print(json.dumps(run(data), indent=2))
