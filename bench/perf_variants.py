@@ -20,13 +20,15 @@ VARIANTS = {
     "batch 256": {"batch_size": 256},
     "batch 512": {"batch_size": 512},
     "inter-op 1 thread": {"env": {"LENET_INTER_OP_THREADS": "1"}},
+    "oneDNN off (TensorFlow's fallback kernels)": {"env": {"TF_ENABLE_ONEDNN_OPTS": "0"}},
     "mixed_bfloat16": {"env": {"LENET_MIXED_PRECISION": "mixed_bfloat16"}},
 }
 
 CHILD = r"""
 import json, os, sys, tempfile, time
 from pathlib import Path
-import tensorflow as tf
+from lenet_cli.tf_setup import import_tensorflow
+tf = import_tensorflow()  # lenet's settings (oneDNN on unless TF_ENABLE_ONEDNN_OPTS is set)
 inter = os.environ.get("LENET_INTER_OP_THREADS")
 if inter:
     tf.config.threading.set_inter_op_parallelism_threads(int(inter))

@@ -252,7 +252,7 @@ def bench_coldstart(args, tmp):
         proc = subprocess.run(_lenet_cmd("export", run, "--format", fmt, "--output", tmp / name, "--no-verify"), capture_output=True, text=True)
         if proc.returncode == 0:
             models[fmt] = tmp / name
-    repeats = 3 if args.smoke else 5
+    repeats = 1 if args.smoke else 5
     rows, raw = [], {}
 
     def timed(cmd):
