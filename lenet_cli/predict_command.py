@@ -64,7 +64,8 @@ def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, inve
         raise
 
     failures = 0
-    records = []
+    records = []  # kept only for the formats printed as a whole (json, table); the others stream
+    csv_header_written = False
     for prediction in predict_items(items, loaded.predict, class_names, preprocess, invert, top_k, batch_size, save_preprocessed, decoder):
         if prediction.error:
             failures += 1
@@ -76,9 +77,9 @@ def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, inve
         elif output_format == "tsv":
             click.echo(f"{prediction.path}\t{prediction.label}\t{prediction.confidence:.4f}")
         elif output_format == "csv":
-            if not records:
+            if not csv_header_written:
                 click.echo(_csv_line(["path", "label", "index", "confidence", "top_k", "error"]), nl=False)
-            records.append(prediction)
+                csv_header_written = True
             p = prediction
             click.echo(_csv_line([p.path, p.label or "", "" if p.index is None else p.index,
                                   "" if p.confidence is None else f"{p.confidence:.6f}", _top_k_text(p.top_k), p.error or ""]), nl=False)
