@@ -149,9 +149,19 @@ class ChunkDecoder:
         return self.pool is not None
 
     def __iter__(self) -> Iterator[tuple[list[InputItem], list[tuple[np.ndarray | None, str | None]]]]:
+        from concurrent.futures.process import BrokenProcessPool
+
         try:
             for index, chunk in enumerate(self.chunks):
-                yield chunk, (self.futures[index].result() if self.pool is not None else decode_chunk(chunk, self.options))
+                if self.pool is None:
+                    yield chunk, decode_chunk(chunk, self.options)
+                    continue
+                try:
+                    results = self.futures[index].result()
+                except BrokenProcessPool:
+                    raise LenetError("an image-decoding worker process died (killed, or out of memory); "
+                                     "nothing was lost, run the command again, or with fewer files at a time") from None
+                yield chunk, results
         finally:
             self.close()
 

@@ -200,3 +200,27 @@ def test_many_files_through_the_command_match_one_by_one(tmp_path, trained_run):
         got = by_name[Path(expected["path"]).name]
         assert got["index"] == expected["index"]
         assert got["confidence"] == pytest.approx(expected["confidence"], abs=1e-5)
+
+
+def test_a_dead_decoding_worker_is_one_line_error():
+    """A worker killed mid-decode (OOM killer, kill -9) ends in a one-line LenetError, not a traceback."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os\n"
+        "import lenet_cli.prediction as P\n"
+        "from lenet_cli.errors import LenetError\n"
+        "def die(items, options):\n"
+        "    os._exit(9)\n"
+        "P.decode_chunk = die\n"
+        "decoder = P.ChunkDecoder([P.InputItem(f'x{i}.png') for i in range(80)], None, workers=2)\n"
+        "assert decoder.parallel\n"
+        "try:\n"
+        "    list(decoder)\n"
+        "except LenetError as exc:\n"
+        "    print('error:', exc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("error: an image-decoding worker process died"), proc.stdout
