@@ -122,11 +122,12 @@ def decode_workers() -> int:
 class ChunkDecoder:
     """Decode inputs chunk by chunk, in order: in worker processes, or in this one.
 
-    Started *before* the model loads, the workers decode while TensorFlow (or
-    onnxruntime) imports, which is most of a cold ``lenet predict``'s wall time;
-    that is why they are forked early, from a process that has not loaded
-    TensorFlow yet (forking after TensorFlow has started its thread pools is
-    unsafe, so then, and for a handful of files, decoding stays in-process).
+    Started *before* the model loads, the workers decode while TensorFlow
+    imports and loads the model, which is most of a cold ``lenet predict``'s
+    wall time with a ``.keras`` model; that is why they are forked early, from
+    a process that has not loaded TensorFlow yet (forking after TensorFlow has
+    started its thread pools is unsafe, so then, and for a handful of files,
+    decoding stays in-process). The workers only run numpy and Pillow.
     """
 
     def __init__(self, items: Sequence[InputItem], options, workers: int | None = None, chunk_size: int = DECODE_CHUNK):
