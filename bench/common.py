@@ -51,7 +51,7 @@ class Timer:
 
 
 def onednn_in_use(tf) -> bool:
-    """Whether this process's TensorFlow runs oneDNN kernels (``tf.sysconfig`` knows since 2.13)."""
+    """Whether this process's TensorFlow runs oneDNN kernels (TensorFlow's own flag, read after it loaded)."""
     try:
         from tensorflow.python.util import _pywrap_util_port
 

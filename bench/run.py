@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO, cpu_model, data_dir
+from bench.common import REPO, data_dir
 
 SECTIONS = ("train", "tensorboard", "accuracy", "evaluate", "predict", "coldstart", "efficiency")
 
@@ -164,8 +164,6 @@ def bench_accuracy(args, tmp):
 
 
 def bench_evaluate(args, tmp):
-    import keras
-
     from lenet_cli.data import to_model_input
     from lenet_cli.inference import BatchPredictor
     from lenet_cli.model import build_lenet

@@ -30,7 +30,8 @@ from lenet_cli import __version__, runs
 from lenet_cli.atomic import atomic_path, write_json_atomic
 from lenet_cli.data import CLASS_NAMES, load_dataset, load_split
 from lenet_cli.errors import LenetError
-from lenet_cli.model_io import SAVEDMODEL_METADATA, SIDECAR_SUFFIX, as_model_input, missing_extra, model_format, open_model, quiet_native_stderr, read_metadata
+from lenet_cli.model_io import SAVEDMODEL_METADATA, SIDECAR_SUFFIX, as_model_input, missing_extra, model_format, open_model, read_metadata
+from lenet_cli.tf_setup import quiet_native_stderr
 
 FORMATS = ("keras", "savedmodel", "litert", "onnx")
 FILE_NAMES = {"keras": "model.keras", "savedmodel": "saved_model", "litert": "model.tflite", "onnx": "model.onnx"}

@@ -20,21 +20,18 @@ what the file carries (ONNX ``metadata_props``, SavedModel
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
-import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
 from lenet_cli.errors import LenetError
 from lenet_cli.runs import ModelRef
-from lenet_cli.tf_setup import quiet_native_stderr  # noqa: F401  (re-exported for export.py)
+from lenet_cli.tf_setup import quiet_native_stderr
 
 SIDECAR_SUFFIX = ".lenet.json"
 SAVEDMODEL_METADATA = Path("assets") / "lenet.json"

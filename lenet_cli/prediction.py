@@ -8,6 +8,7 @@ numpy and Pillow only, plus whatever runtime loads the model (TensorFlow for
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -131,8 +132,6 @@ class ChunkDecoder:
     """
 
     def __init__(self, items: Sequence[InputItem], options, workers: int | None = None, chunk_size: int = DECODE_CHUNK):
-        import sys
-
         self.options = options
         self.chunks = [list(items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]
         workers = decode_workers() if workers is None else workers
@@ -193,13 +192,11 @@ def predict_items(
         decoder = ChunkDecoder(items, PreprocessOptions(mode=preprocess_mode, invert=invert), workers=1, chunk_size=batch_size)
     k = max(1, min(top_k, len(class_names)))
     position = 0
-    for group in _batches(decoder, batch_size):
-        good = [array for _, decoded in group for array, _ in decoded if array is not None]
+    for batch_items, results in _batches(decoder, batch_size):
+        good = [array for array, _ in results if array is not None]
         probabilities = predict_fn(np.stack(good)[..., None].astype(np.float32)) if good else np.zeros((0, len(class_names)))
         row = 0
-        for item, (array, error) in ((item, result) for chunk, decoded in group for item, result in zip(chunk, decoded)):
-            number = position
-            position += 1
+        for number, (item, (array, error)) in enumerate(zip(batch_items, results), start=position):
             if array is None:
                 yield Prediction(item.name, error=error)
                 continue
@@ -217,16 +214,18 @@ def predict_items(
                 confidence=float(probs[best]),
                 top_k=[{"label": class_names[int(i)], "index": int(i), "confidence": float(probs[int(i)])} for i in order],
             )
+        position += len(batch_items)
 
 
 def _batches(decoder: ChunkDecoder, batch_size: int):
-    """Group decoded chunks into network batches of about ``batch_size`` images (fewer, larger calls)."""
-    group, size = [], 0
+    """Decoded items and their results, regrouped into network batches of about ``batch_size`` (fewer, larger calls)."""
+    items: list[InputItem] = []
+    results: list[tuple[np.ndarray | None, str | None]] = []
     for chunk, decoded in decoder:
-        group.append((chunk, decoded))
-        size += len(chunk)
-        if size >= batch_size:
-            yield group
-            group, size = [], 0
-    if group:
-        yield group
+        items += chunk
+        results += decoded
+        if len(items) >= batch_size:
+            yield items, results
+            items, results = [], []
+    if items:
+        yield items, results

@@ -4,8 +4,8 @@ TensorFlow prints oneDNN and CPU-feature notices on import; they reach the
 user only when ``LENET_TF_LOG=1`` (or ``--debug``) asks for them.
 
 TensorFlow turns its oneDNN kernels on by default only on CPUs with AVX-512
-VNNI/BF16 or AMX; on an AVX2 CPU it falls back to Eigen convolutions that run
-the conv backward passes at a fifth of the speed (profile in
+VNNI/BF16 or AMX; on an AVX2 CPU it falls back to Eigen convolutions that run,
+with their gradients, at a half to a third of the speed (profile in
 bench/RESULTS.md). lenet turns them on unless ``TF_ENABLE_ONEDNN_OPTS`` is
 already set, so ``TF_ENABLE_ONEDNN_OPTS=0`` restores TensorFlow's own choice.
 """

@@ -105,8 +105,6 @@ def test_data_dir_is_a_file(tmp_path):
 
 
 def test_failed_download_is_one_line(tmp_path, monkeypatch):
-    from lenet_cli import data as D
-
     def offline(url, timeout):
         raise urllib.error.URLError("Temporary failure in name resolution")
 

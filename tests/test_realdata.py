@@ -7,7 +7,6 @@ place the files in ../shared/datasets.
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest

@@ -87,16 +87,29 @@ def test_tensorflow_loads_quietly_with_onednn_on(trained_run, synthetic_data_dir
 
 
 def test_predict_exits_fast_with_its_output_complete(trained_run, tmp_path):
-    """``lenet predict`` skips TensorFlow's slow teardown, yet every line and the exit code arrive."""
+    """``lenet predict`` skips TensorFlow's slow teardown, yet every line and the exit code arrive.
+
+    The probe registers an ``atexit`` handler: a normal interpreter shutdown runs it,
+    ``os._exit`` (the fast exit) does not.
+    """
     from PIL import Image
 
     Image.new("L", (40, 40), 0).save(tmp_path / "blank0.png")
     digit = Image.new("L", (40, 40), 0)
     digit.paste(255, (15, 8, 24, 32))
     digit.save(tmp_path / "one.png")
-    proc = subprocess.run([sys.executable, "-m", "lenet_cli", "predict", "--model", str(trained_run), str(tmp_path / "one.png"),
-                           str(tmp_path / "blank0.png"), "--format", "jsonl"], capture_output=True, text=True, timeout=300)
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: sys.stderr.write('interpreter teardown ran\\n'))\n"
+        "from lenet_cli.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    argv = ["predict", "--model", str(trained_run), str(tmp_path / "one.png"), str(tmp_path / "blank0.png"), "--format", "jsonl"]
+    proc = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr  # the blank image is an error record
     lines = proc.stdout.splitlines()
     assert len(lines) == 2 and '"error": null' in lines[0] and "no content found" in lines[1]
     assert "1 of 2 input(s) failed" in proc.stderr
+    assert "interpreter teardown ran" not in proc.stderr
+    help_run = subprocess.run([sys.executable, "-c", probe, "predict", "--help"], capture_output=True, text=True, timeout=60)
+    assert help_run.returncode == 0 and "interpreter teardown ran" in help_run.stderr  # without TensorFlow: a normal exit
