@@ -1,7 +1,8 @@
 """A rich progress display for training, as a Keras callback (modelled on ``ProgbarLogger``).
 
 Everything goes to stderr: a live bar per epoch (step, loss, accuracy,
-images/s, ETA) and one greppable line per finished epoch::
+images/s, ETA) and one greppable line per finished epoch, never wrapped, so
+``grep img/s train.log`` finds each epoch whole however long the line::
 
     epoch 3/12: loss 0.2314, accuracy 0.9121, val_loss 0.2011, val_accuracy 0.9302 (18.2 s, 3,050 img/s)
 """
@@ -15,13 +16,19 @@ import keras  # noqa: E402
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from lenet_cli.console import stderr_console  # noqa: E402
+
 
 class RichProgress(keras.callbacks.Callback):
-    """Show training progress on ``console`` (stderr); ``header`` lines are printed once at the start."""
+    """Show training progress on ``console`` (default: :func:`stderr_console`); ``header`` lines are printed once at the start.
 
-    def __init__(self, console: Console, epochs: int, steps: int, header: list[str] | None = None):
+    Header and epoch lines are printed whole (``soft_wrap``) whatever console
+    is passed: off a terminal a wrapped line would break ``grep``.
+    """
+
+    def __init__(self, console: Console | None, epochs: int, steps: int, header: list[str] | None = None):
         super().__init__()
-        self.console = console
+        self.console = console if console is not None else stderr_console()
         self.epochs = epochs
         self.steps = steps
         self.header = header or []
@@ -31,7 +38,7 @@ class RichProgress(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         for line in self.header:
-            self.console.print(line, highlight=False)
+            self.console.print(line, highlight=False, soft_wrap=True)
         self._progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
             BarColumn(),
@@ -71,7 +78,7 @@ class RichProgress(keras.callbacks.Callback):
             f"val_accuracy {logs.get('val_accuracy', float('nan')):.4f} "
             f"(lr {logs.get('learning_rate', float('nan')):.2e}, {logs.get('images_per_second', 0):,.0f} img/s)"
         )
-        self._progress.console.print(line, highlight=False)
+        self._progress.console.print(line, highlight=False, soft_wrap=True)
 
     def on_train_end(self, logs=None):
         if self._progress is not None:

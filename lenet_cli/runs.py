@@ -1,7 +1,8 @@
 """Run directories: where ``lenet train`` writes, and how later commands find a model.
 
 A run directory holds ``model.keras``, ``config.json``, ``history.json``,
-``metrics.json`` and ``logs/`` (TensorBoard). Runs live under the runs root:
+``metrics.json`` and ``logs/`` (TensorBoard), and ``RUNNING`` while a
+process trains it. Runs live under the runs root:
 ``--runs-dir``, else ``$LENET_RUNS_DIR``, else ``./runs``. After a successful
 run, ``<runs root>/LATEST`` names it; commands given no model use that run,
 or else the newest run directory that holds a ``model.keras``.
@@ -9,10 +10,13 @@ or else the newest run directory that holds a ``model.keras``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import time
 from dataclasses import dataclass
+from typing import Iterator
 from pathlib import Path
 
 from lenet_cli.atomic import write_text_atomic
@@ -26,6 +30,7 @@ HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 LOGS_DIR = "logs"
 CHECKPOINT_FILE = "checkpoint.npz"
+RUNNING_FILE = "RUNNING"
 
 
 def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:
@@ -130,3 +135,99 @@ def resolve_model(model: str | os.PathLike | None, runs_dir: str | os.PathLike |
     if not path.exists():
         raise LenetError(f"model {str(path)!r} does not exist; pass a run directory or a model file")
     return ModelRef(path, None)
+
+
+@contextlib.contextmanager
+def running_marker(run_dir: str | os.PathLike) -> Iterator[Path]:
+    """Mark ``run_dir`` as being trained by this process for the duration of the block.
+
+    Writes ``RUNNING`` atomically (JSON: ``pid``, ``hostname``, ``started``, an
+    ISO 8601 UTC time) and removes it on exit, whether the block returns or
+    raises. A process killed outright leaves the file behind; :func:`run_status`
+    then sees that its pid is gone and reports the run as interrupted.
+    """
+    path = Path(run_dir) / RUNNING_FILE
+    marker = {"pid": os.getpid(), "hostname": socket.gethostname(),
+              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_text_atomic(path, json.dumps(marker) + "\n")
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text(encoding="utf-8")).get("pid") == marker["pid"]:
+                path.unlink()
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """Where a run stands: ``state`` is ``finished``, ``interrupted`` or ``running``.
+
+    ``epochs_completed`` counts the entries of ``history.json``; ``epochs`` is
+    the run's planned total from ``config.json`` (None when it has none).
+    ``pid``, ``hostname`` and ``started`` come from ``RUNNING`` while it runs.
+    """
+
+    state: str
+    epochs_completed: int
+    epochs: int | None
+    pid: int | None = None
+    hostname: str | None = None
+    started: str | None = None
+
+    def describe(self) -> str:
+        """``finished``, ``interrupted after 3/12`` or ``running 3/12`` (epochs completed / planned)."""
+        if self.state == "finished":
+            return "finished"
+        total = "?" if self.epochs is None else self.epochs
+        word = "interrupted after" if self.state == "interrupted" else "running"
+        return f"{word} {self.epochs_completed}/{total}"
+
+
+def read_json_or_none(path: Path):
+    """A small JSON file's content, or None when it is absent or unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def run_status(run_dir: str | os.PathLike, config: dict | None = None, history: list | None = None) -> RunStatus:
+    """Read whether a run finished, was interrupted, or is running now.
+
+    Running: a ``RUNNING`` file whose process is alive (or lives on another
+    host, which cannot be checked from here); a ``RUNNING`` file left by a dead
+    process on this host means interrupted. Finished: ``model.keras`` and
+    ``metrics.json`` are both there. Anything else is interrupted after the
+    epochs ``history.json`` records. ``config`` and ``history`` may be passed
+    when the caller has read them already.
+    """
+    run_dir = Path(run_dir)
+    if config is None:
+        config = read_json_or_none(run_dir / CONFIG_FILE)
+    if history is None:
+        history = read_json_or_none(run_dir / HISTORY_FILE)
+    epochs = config.get("epochs") if isinstance(config, dict) and isinstance(config.get("epochs"), int) else None
+    completed = len(history) if isinstance(history, list) else 0
+    marker = read_json_or_none(run_dir / RUNNING_FILE) if (run_dir / RUNNING_FILE).exists() else None
+    if isinstance(marker, dict) and isinstance(marker.get("pid"), int):
+        pid, host = marker["pid"], marker.get("hostname")
+        if host not in (None, socket.gethostname()) or pid_alive(pid):
+            return RunStatus("running", completed, epochs, pid=pid, hostname=host, started=marker.get("started"))
+    if (run_dir / MODEL_FILE).is_file() and (run_dir / METRICS_FILE).is_file():
+        return RunStatus("finished", completed, epochs)
+    return RunStatus("interrupted", completed, epochs)
