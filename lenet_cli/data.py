@@ -95,12 +95,15 @@ class Split:
 
 @dataclass(frozen=True)
 class Dataset:
-    """The three splits of one dataset; ``test`` is only ever used for final scoring."""
+    """The three splits of one dataset; ``test`` is only ever used for final scoring.
+
+    A split that was not asked for (``load_dataset(..., splits=...)``) is None.
+    """
 
     name: str
-    train: Split
-    validation: Split
-    test: Split
+    train: Split | None
+    validation: Split | None
+    test: Split | None
     source: Path
 
     @property
@@ -108,7 +111,10 @@ class Dataset:
         return CLASS_NAMES[self.name]
 
     def split(self, name: str) -> Split:
-        return {"train": self.train, "validation": self.validation, "test": self.test}[name]
+        found = {"train": self.train, "validation": self.validation, "test": self.test}[name]
+        if found is None:
+            raise ValueError(f"the {name} split was not loaded; pass it in load_dataset(..., splits=...)")
+        return found
 
 
 def default_cache_dir() -> Path:
@@ -117,12 +123,21 @@ def default_cache_dir() -> Path:
     return Path(base) / "lenet"
 
 
-def _dataset_folder(root: Path, dataset: str) -> Path | None:
-    """The folder under ``root`` holding ``dataset``'s files, or None when they are not there."""
+def _dataset_folder(root: Path, dataset: str, files: tuple[str, ...] = FILE_NAMES) -> Path | None:
+    """The folder under ``root`` holding ``dataset``'s ``files``, or None when they are not there."""
     for candidate in (root / dataset, root):
-        if all((candidate / name).is_file() for name in FILE_NAMES):
+        if all((candidate / name).is_file() for name in files):
             return candidate
     return None
+
+
+def split_files(splits) -> tuple[str, ...]:
+    """The IDX files that the given splits are read from, in :data:`FILE_NAMES` order."""
+    unknown = [s for s in splits if s not in SPLIT_FILES]
+    if unknown:
+        raise ValueError(f"unknown split {unknown[0]!r}; choose from {', '.join(SPLITS)}")
+    needed = {name for split in splits for name in SPLIT_FILES[split]}
+    return tuple(name for name in FILE_NAMES if name in needed)
 
 
 def locate_dataset(
@@ -130,8 +145,9 @@ def locate_dataset(
     data_dir: str | os.PathLike | None = None,
     download: bool = True,
     log: Callable[[str], None] | None = None,
+    files: tuple[str, ...] = FILE_NAMES,
 ) -> Path:
-    """Find (or download) the folder holding ``dataset``'s four IDX files.
+    """Find (or download) the folder holding ``dataset``'s IDX ``files`` (default: all four).
 
     Raises:
         LenetError: the given folder lacks the files, or the download failed.
@@ -146,22 +162,22 @@ def locate_dataset(
             raise LenetError(f"data folder {str(root)!r} (from {origin}) does not exist; create it or point {origin} at the folder that holds {dataset}/")
         if not os.access(root, os.R_OK | os.X_OK):
             raise LenetError(f"data folder {str(root)!r} (from {origin}) is not readable; fix its permissions")
-        folder = _dataset_folder(root, dataset)
+        folder = _dataset_folder(root, dataset, files)
         if folder is None:
-            missing = [n for n in FILE_NAMES if not (root / dataset / n).is_file()]
+            missing = [n for n in files if not (root / dataset / n).is_file()]
             raise LenetError(
                 f"{dataset} files missing in {str(root / dataset)!r} (from {origin}): {', '.join(missing)}; "
                 f"copy the four original IDX .gz files there"
             )
         return folder
     cache = default_cache_dir()
-    folder = _dataset_folder(cache, dataset)
+    folder = _dataset_folder(cache, dataset, files)
     if folder is not None:
         return folder
     if not download:
         raise LenetError(f"{dataset} not found in {str(cache / dataset)!r}; pass --data-dir or set ${DATA_DIR_ENV}")
     target = cache / dataset
-    for name in FILE_NAMES:
+    for name in files:
         if not (target / name).is_file():
             download_file(dataset, name, target, log=log)
     return target
@@ -228,6 +244,24 @@ def _read_gzip(path: Path) -> bytes:
         ) from None
 
 
+DATASET_TITLES = {"mnist": "MNIST", "fashion": "Fashion-MNIST"}
+SPLIT_FILES: dict[str, tuple[str, str]] = {
+    "train": (TRAIN_IMAGES, TRAIN_LABELS),
+    "validation": (TRAIN_IMAGES, TRAIN_LABELS),  # held out from the training files
+    "test": (TEST_IMAGES, TEST_LABELS),
+}
+SPLITS = ("train", "validation", "test")
+
+
+def identify_file(digest: str) -> tuple[str, str] | None:
+    """Which known canonical file has this SHA-256, as (dataset, file name), or None."""
+    for dataset, files in SHA256.items():
+        for name, known in files.items():
+            if known == digest:
+                return dataset, name
+    return None
+
+
 def _verify_checksum(path: Path, dataset: str | None) -> None:
     expected = SHA256.get(dataset or "", {}).get(path.name)
     if expected is None or os.environ.get(VERIFY_ENV, "1") == "0":
@@ -238,11 +272,24 @@ def _verify_checksum(path: Path, dataset: str | None) -> None:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
     except PermissionError:
         raise LenetError(f"cannot read {str(path)!r}: permission denied; fix its permissions") from None
-    if digest != expected:
+    if digest == expected:
+        return
+    known = identify_file(digest)
+    if known is not None:
+        other, name = known
+        wanted, found = DATASET_TITLES[dataset], DATASET_TITLES[other]
+        if other != dataset:
+            raise LenetError(
+                f"these are {found} files, not {wanted}: {str(path)!r} is {found}'s genuine {name}; "
+                f"point --data-dir (or ${DATA_DIR_ENV}) at a folder whose {dataset}/ holds {wanted}'s files, or use --dataset {other}"
+            )
         raise LenetError(
-            f"{str(path)!r} has the wrong checksum (sha256 {digest[:12]}..., expected {expected[:12]}...); "
-            f"it is corrupt or not the original file: delete it and fetch it again (or set {VERIFY_ENV}=0 for a deliberately modified dataset)"
+            f"{str(path)!r} is {wanted}'s genuine {name}, saved under the wrong name; rename the files so that each has its original name"
         )
+    raise LenetError(
+        f"{str(path)!r} has the wrong checksum (sha256 {digest[:12]}..., expected {expected[:12]}...); "
+        f"it is corrupt or not the original file: delete it and fetch it again (or set {VERIFY_ENV}=0 for a deliberately modified dataset)"
+    )
 
 
 def load_idx_images(path: Path, expected_count: int | None = None) -> np.ndarray:
@@ -309,6 +356,7 @@ def load_dataset(
     train_limit: int | None = None,
     verify_checksums: bool = True,
     log: Callable[[str], None] | None = None,
+    splits: tuple[str, ...] = SPLITS,
 ) -> Dataset:
     """Load, validate and split one dataset.
 
@@ -316,30 +364,37 @@ def load_dataset(
     as TensorFlow's original MNIST feeder held them out; ``train_limit`` then
     trims the rest, so the validation set does not change with the limit.
 
+    Only the files the requested ``splits`` come from are located, downloaded
+    and read: ``splits=("test",)`` needs just the two t10k files, and the
+    training files may be absent. Splits not requested are None.
+
     Raises:
         LenetError: files missing or invalid, or a split size that does not fit.
     """
-    folder = locate_dataset(dataset, data_dir, log=log)
+    files = split_files(splits)
+    folder = locate_dataset(dataset, data_dir, log=log, files=files)
     checksum_name = dataset if verify_checksums else None
-    full_train = _load_pair(folder, TRAIN_IMAGES, TRAIN_LABELS, checksum_name)
-    test = _load_pair(folder, TEST_IMAGES, TEST_LABELS, checksum_name)
-    n = len(full_train)
-    if validation_size < 0 or validation_size >= n:
-        raise LenetError(f"--validation-size {validation_size} must be between 0 and {n - 1} (the training file holds {n} images)")
-    validation = Split(full_train.images[:validation_size], full_train.labels[:validation_size])
-    train = Split(full_train.images[validation_size:], full_train.labels[validation_size:])
-    if train_limit is not None:
-        train = Split(train.images[:train_limit], train.labels[:train_limit])
+    train = validation = test = None
+    if TRAIN_IMAGES in files:
+        full_train = _load_pair(folder, TRAIN_IMAGES, TRAIN_LABELS, checksum_name)
+        n = len(full_train)
+        if validation_size < 0 or validation_size >= n:
+            raise LenetError(f"--validation-size {validation_size} must be between 0 and {n - 1} (the training file holds {n} images)")
+        if "validation" in splits:
+            validation = Split(full_train.images[:validation_size], full_train.labels[:validation_size])
+        if "train" in splits:
+            train = Split(full_train.images[validation_size:], full_train.labels[validation_size:])
+            if train_limit is not None:
+                train = Split(train.images[:train_limit], train.labels[:train_limit])
+    if "test" in splits:
+        test = _load_pair(folder, TEST_IMAGES, TEST_LABELS, checksum_name)
     return Dataset(dataset, train, validation, test, folder)
 
 
 def load_split(dataset: str, split: str, data_dir=None, validation_size: int = 5000, log=None) -> tuple[Split, Path]:
-    """Load one split only (``test`` reads just the two t10k files)."""
-    folder = locate_dataset(dataset, data_dir, log=log)
-    if split == "test":
-        return _load_pair(folder, TEST_IMAGES, TEST_LABELS, dataset), folder
-    data = load_dataset(dataset, data_dir, validation_size=validation_size, log=log)
-    return data.split(split), folder
+    """Load one split only, reading only its files (``test``: the two t10k files)."""
+    data = load_dataset(dataset, data_dir, validation_size=validation_size, log=log, splits=(split,))
+    return data.split(split), data.source
 
 
 def to_model_input(images: np.ndarray) -> np.ndarray:
