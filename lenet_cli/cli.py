@@ -336,6 +336,89 @@ def predict(ctx, inputs, model, runs_dir, recursive, files_from, preprocess, inv
     ctx.exit(run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, output_format, save_preprocessed, batch_size))
 
 
+def runs_format_option(fn):
+    return click.option("--format", "output_format", type=click.Choice(["table", "json", "jsonl", "csv"]), default=None,
+                        help="Output on stdout [default: table in a terminal, else json].")(fn)
+
+
+def _runs_parent_option(ctx, name, value):
+    """A ``lenet runs`` option given before the subcommand (``lenet runs --runs-dir D show X``) counts too."""
+    return value if value is not None or ctx.parent is None else ctx.parent.params.get(name)
+
+
+@cli.group("runs", invoke_without_command=True)
+@runs_dir_option
+@runs_format_option
+@click.pass_context
+def runs_group(ctx, runs_dir, output_format):
+    """List the runs folder: status, epochs, accuracy, wall time, size; show or compare runs.
+
+    Reads only each run's small JSON files (config.json, metrics.json,
+    history.json, RUNNING), so hundreds of runs list in well under a second.
+    Status is finished, interrupted after k/n epochs (resume it with
+    `lenet train --resume RUN`), or running.
+
+    \b
+    Examples:
+      lenet runs
+      lenet runs --format csv > runs.csv
+      lenet runs show mnist-20261127-101500
+      lenet runs compare runs/mnist-base runs/fashion-20261127-101500
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from lenet_cli import runs as run_files
+    from lenet_cli.run_listing import list_runs
+    from lenet_cli.runs_command import default_format, print_run_list
+
+    print_run_list(list_runs(runs_dir), default_format(output_format), run_files.runs_root(runs_dir))
+
+
+@runs_group.command("show")
+@click.argument("run")
+@runs_dir_option
+@runs_format_option
+@click.pass_context
+def runs_show(ctx, run, runs_dir, output_format):
+    """One run in detail: status, config, metrics and every file with its size.
+
+    RUN is a run directory, or a run's name under the runs folder.
+
+    \b
+    Example:
+      lenet runs show mnist-20261127-101500 --format json
+    """
+    from lenet_cli.run_listing import show_run
+    from lenet_cli.runs_command import default_format, print_run_details
+
+    runs_dir = _runs_parent_option(ctx, "runs_dir", runs_dir)
+    print_run_details(show_run(run, runs_dir), default_format(_runs_parent_option(ctx, "output_format", output_format)))
+
+
+@runs_group.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@runs_dir_option
+@runs_format_option
+@click.option("--all", "include_same", is_flag=True, help="Also list config values the two runs share.")
+@click.pass_context
+def runs_compare(ctx, run_a, run_b, runs_dir, output_format, include_same):
+    """Two runs side by side: the config values that differ, and every metric.
+
+    RUN_A and RUN_B are run directories or names under the runs folder.
+
+    \b
+    Example:
+      lenet runs compare mnist-20261127-101500 mnist-20261128-093000
+    """
+    from lenet_cli.run_listing import compare_runs
+    from lenet_cli.runs_command import default_format, print_comparison
+
+    runs_dir = _runs_parent_option(ctx, "runs_dir", runs_dir)
+    comparison = compare_runs(run_a, run_b, runs_dir, include_same=include_same)
+    print_comparison(comparison, default_format(_runs_parent_option(ctx, "output_format", output_format)), include_same)
+
+
 FAST_EXIT_COMMANDS = ("predict", "evaluate")  # commands whose work is all on disk and stdout when they return
 
 
