@@ -24,6 +24,11 @@ def _top_k_text(top_k) -> str:
     return ";".join(f"{t['label']}:{t['confidence']:.4f}" for t in top_k)
 
 
+def _label_text(label: str, index: int) -> str:
+    """The class as a person reads it: ``7`` for a digit, ``Sneaker (7)`` where name and index differ."""
+    return label if label == str(index) else f"{label} ({index})"
+
+
 def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, output_format, save_preprocessed, batch_size) -> int:
     """Predict every input and print the results; return the exit code (1 when any input failed)."""
     from lenet_cli import runs
@@ -62,6 +67,12 @@ def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, inve
     except BaseException:
         decoder.close()
         raise
+    model_name = str(ref.model_path)  # which model answered: in every machine-readable record, and for people on stderr
+    from lenet_cli.console import stderr_console
+
+    people = stderr_console()
+    if people.is_terminal:
+        people.print(f"model: {model_name} ({class_dataset})", highlight=False, markup=False)
 
     failures = 0
     records = []  # kept only for the formats printed as a whole (json, table); the others stream
@@ -73,23 +84,25 @@ def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, inve
             if output_format in ("tsv", "table"):
                 continue
         if output_format == "jsonl":
-            click.echo(json.dumps(prediction.to_dict()))
+            click.echo(json.dumps({**prediction.to_dict(), "model": model_name}))
         elif output_format == "tsv":
             click.echo(f"{prediction.path}\t{prediction.label}\t{prediction.confidence:.4f}")
         elif output_format == "csv":
             if not csv_header_written:
-                click.echo(_csv_line(["path", "label", "index", "confidence", "top_k", "error"]), nl=False)
+                click.echo(_csv_line(["path", "label", "index", "confidence", "top_k", "error", "model"]), nl=False)
                 csv_header_written = True
             p = prediction
             click.echo(_csv_line([p.path, p.label or "", "" if p.index is None else p.index,
-                                  "" if p.confidence is None else f"{p.confidence:.6f}", _top_k_text(p.top_k), p.error or ""]), nl=False)
+                                  "" if p.confidence is None else f"{p.confidence:.6f}", _top_k_text(p.top_k), p.error or "", model_name]), nl=False)
         else:
             records.append(prediction)
     if output_format == "json":
-        click.echo(json.dumps([p.to_dict() for p in records], indent=2))
+        click.echo(json.dumps([{**p.to_dict(), "model": model_name} for p in records], indent=2))
     elif output_format == "table":
-        from rich.console import Console as OutConsole
+        from rich.markup import escape
         from rich.table import Table
+
+        from lenet_cli.console import stdout_console
 
         table = Table()
         table.add_column("file", overflow="fold")
@@ -97,9 +110,9 @@ def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, inve
         table.add_column("confidence", justify="right")
         table.add_column(f"top {top_k}")
         for p in records:
-            table.add_row(p.path, f"{p.label} ({p.index})", f"{p.confidence:.1%}",
-                          ", ".join(f"{t['label']} {t['confidence']:.1%}" for t in p.top_k[1:]))
-        OutConsole().print(table)
+            table.add_row(escape(p.path), escape(_label_text(p.label, p.index)), f"{p.confidence:.1%}",
+                          escape(", ".join(f"{t['label']} {t['confidence']:.1%}" for t in p.top_k)))
+        stdout_console().print(table)
     if failures:
         click.echo(f"{failures} of {len(items)} input(s) failed", err=True)
         return 1

@@ -78,7 +78,7 @@ def test_files_from_file_and_stdin(images, tmp_path):
 
 def test_json_schema_and_top_k(images):
     [record] = json.loads(_predict(images / "a.png", "--format", "json", "--top-k", "4").stdout)
-    assert set(record) == {"path", "label", "index", "confidence", "top_k", "error"}
+    assert set(record) == {"path", "label", "index", "confidence", "top_k", "error", "model"}
     assert len(record["top_k"]) == 4 and record["top_k"][0]["index"] == record["index"]
     assert record["top_k"][0]["confidence"] == record["confidence"]
     confidences = [t["confidence"] for t in record["top_k"]]
