@@ -49,7 +49,7 @@ def cli(debug: bool):
 
     \b
     Quick start:
-      lenet train --dataset fashion --data-dir ../shared/datasets
+      lenet train --dataset fashion --data-dir ~/data
       lenet evaluate
       lenet predict digit.png
     """
@@ -174,7 +174,7 @@ def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histogr
 
     \b
     Examples:
-      lenet train --dataset fashion --data-dir ../shared/datasets
+      lenet train --dataset fashion --data-dir ~/data
       lenet train --dataset mnist --epochs 3 --train-limit 5000 --quiet
       lenet train --preset seed          # the original tutorial's values
 
