@@ -32,3 +32,8 @@ def stdout_console() -> Console:
     if not console.is_terminal:
         console = Console(width=UNBOUNDED_WIDTH, soft_wrap=True)
     return console
+
+
+def plural(count: int, word: str, plural_word: str | None = None) -> str:
+    """``1 epoch``, ``3 epochs``: a count with its noun agreeing (never ``1 epochs`` or ``epoch(s)``)."""
+    return f"{count:,} {word if count == 1 else plural_word or word + 's'}"

@@ -114,6 +114,8 @@ def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, inve
                           escape(", ".join(f"{t['label']} {t['confidence']:.1%}" for t in p.top_k)))
         stdout_console().print(table)
     if failures:
-        click.echo(f"{failures} of {len(items)} input(s) failed", err=True)
+        from lenet_cli.console import plural
+
+        click.echo(f"{failures} of {plural(len(items), 'input')} failed", err=True)
         return 1
     return 0

@@ -109,7 +109,7 @@ def test_predict_exits_fast_with_its_output_complete(trained_run, tmp_path):
     assert proc.returncode == 1, proc.stderr  # the blank image is an error record
     lines = proc.stdout.splitlines()
     assert len(lines) == 2 and '"error": null' in lines[0] and "no content found" in lines[1]
-    assert "1 of 2 input(s) failed" in proc.stderr
+    assert "1 of 2 inputs failed" in proc.stderr
     assert "interpreter teardown ran" not in proc.stderr
     help_run = subprocess.run([sys.executable, "-c", probe, "predict", "--help"], capture_output=True, text=True, timeout=60)
     assert help_run.returncode == 0 and "interpreter teardown ran" in help_run.stderr  # without TensorFlow: a normal exit
