@@ -338,6 +338,7 @@ class PredictionRecord(BaseModel):
     confidence: float | None = None
     top_k: list[TopK] = []
     error: str | None = Field(None, description="Why this image failed (the others of the request are still answered).")
+    model: str = Field(description="The model that answered (its file name).")
     input: str | None = Field(None, description="With ?return_input=true: the 28x28 input the network saw, as a PNG data URL.")
 
 
@@ -642,13 +643,15 @@ def create_app(predictor: ModelPredictor, settings: ServeSettings | None = None)
         service.metrics.images.inc(len(good))
         names = service.predictor.class_names
         k = top_k or s.top_k
+        model = service.predictor.path.name
         records = []
         rows = iter(probabilities)
         for d in decoded:
             if d.array is None:
-                records.append({"path": d.name, "label": None, "index": None, "confidence": None, "top_k": [], "error": d.error})
+                records.append({"path": d.name, "label": None, "index": None, "confidence": None, "top_k": [], "error": d.error, "model": model})
                 continue
             record = prediction_record(d.name, next(rows), names, k)
+            record["model"] = model
             if return_input:
                 record["input"] = input_png(d.array)
             records.append(record)
