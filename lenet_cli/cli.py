@@ -475,6 +475,131 @@ def explain(ctx, inputs, model, runs_dir, recursive, files_from, preprocess, inv
                          output_dir, output_format))
 
 
+# --- lenet serve ---------------------------------------------------------------------------------
+
+from lenet_cli.serve_config import ServeSettings  # noqa: E402  (import-light: defaults only)
+
+_SERVE = ServeSettings()
+
+
+class ByteSize(click.ParamType):
+    """A size in bytes: ``8388608``, ``512k``, ``8M`` or ``8MiB`` (k/M/G are powers of 1024)."""
+
+    name = "BYTES"
+    UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        digits = text.rstrip("abgikm")
+        try:
+            size = int(float(digits) * self.UNITS[text[len(digits):]])
+        except (ValueError, KeyError):
+            self.fail(f"{value!r} is not a size; write e.g. 8388608, 512k or 8M", param, ctx)
+        if size < 1:
+            self.fail(f"{value!r} must be at least 1 byte", param, ctx)
+        return size
+
+
+@cli.command()
+@click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
+@runs_dir_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--preprocess", type=click.Choice(["auto", "mnist", "fashion", "none"]), default=_SERVE.preprocess, show_default=True,
+              help="Default preprocessing of uploads (a request's ?preprocess= overrides it); auto = as the model's dataset was made.")
+@click.option("--invert", type=click.Choice(["auto", "always", "never"]), default=_SERVE.invert, show_default=True,
+              help="Default inversion of light-background uploads (?invert= overrides it).")
+@click.option("--top-k", type=click.IntRange(1, 10), default=_SERVE.top_k, show_default=True, help="Default classes per image (?top_k= overrides it).")
+@click.option("--batching/--no-batching", default=_SERVE.batching, show_default=True,
+              help="Predict requests that arrive together in one model call.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=_SERVE.max_batch, show_default=True, help="Most images in one model call.")
+@click.option("--batch-timeout", type=click.FloatRange(min=0), default=_SERVE.batch_timeout_ms, show_default=True,
+              help="Milliseconds a batch may wait for requests already being read or decoded (never when none are).")
+@click.option("--max-bytes", type=ByteSize(), default=_SERVE.max_bytes, show_default=True, help="Largest request body accepted (413 above).")
+@click.option("--max-images", type=click.IntRange(min=1), default=_SERVE.max_images, show_default=True, help="Most images in one request (413 above).")
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="One line per request on stderr.")
+def serve(model, runs_dir, host, port, preprocess, invert, top_k, batching, max_batch, batch_timeout, max_bytes, max_images, access_log):
+    """Serve a model over HTTP: a drawing page, a JSON API and TensorFlow Serving's REST API.
+
+    MODEL is a run directory or a model file (.keras, .onnx, .tflite, a
+    SavedModel directory); without it, the latest run. Needs the serve extra:
+    pip install 'lenet-cli[serve]'. Endpoints: GET / (the drawing page),
+    POST /predict, POST /v1/models/lenet:predict, GET /healthz, /readyz,
+    /metadata, /metrics, /docs. Ctrl-C or SIGTERM drains the requests in
+    flight and exits 0.
+
+    \b
+    Examples:
+      lenet serve                                  # the latest run, on http://127.0.0.1:8000/
+      lenet serve model.onnx --port 8080           # starts in well under a second, no TensorFlow
+      curl -F file=@digit.png http://127.0.0.1:8000/predict
+    """
+    from lenet_cli.serve_command import run_serve
+
+    settings = ServeSettings(batching=batching, max_batch=max_batch, batch_timeout_ms=batch_timeout, max_bytes=max_bytes,
+                             max_images=max_images, preprocess=preprocess, invert=invert, top_k=top_k)
+    ctx = click.get_current_context()
+    ctx.exit(run_serve(model, runs_dir, host, port, settings, access_log, lambda line: click.echo(line, err=True)))
+
+
+# --- lenet explain -------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("inputs", nargs=-1, type=click.Path(allow_dash=True))
+@click.option("--model", "-m", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Run directory or model file (.keras, .onnx, .tflite) [default: the latest run].")
+@runs_dir_option
+@click.option("--recursive", "-r", is_flag=True, help="Descend into subdirectories of directory inputs.")
+@click.option("--files-from", type=click.Path(exists=True, dir_okay=False, allow_dash=True), default=None,
+              help="Read input paths from this file, one per line ('-' for stdin).")
+@click.option("--preprocess", type=click.Choice(["auto", "mnist", "fashion", "none"]), default="auto", show_default=True,
+              help="How to turn a picture into the network's 28x28 input; auto = as the model's dataset was made.")
+@click.option("--invert", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="Invert light-background pictures (auto detects).")
+@click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True, help="How many classes the sheet and the record list.")
+@click.option("--method", type=click.Choice(["integrated-gradients", "occlusion"]), default=None,
+              help="Attribution method [default: integrated-gradients for .keras models; .onnx, .tflite and SavedModels need occlusion].")
+@click.option("--target", default=None, metavar="CLASS",
+              help="Explain this class (a name or an index) instead of the predicted one.")
+@click.option("--steps", type=click.IntRange(1, 1000), default=50, show_default=True, help="Integrated Gradients: steps along the path from the black baseline.")
+@click.option("--output-dir", "-o", type=click.Path(path_type=Path), default=Path("explanations"), show_default=True,
+              help="Folder for the PNG sheets (one per image, named after it).")
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "jsonl"]), default=None,
+              help="Records on stdout [default: table in a terminal, else json]; json carries each 28x28 attribution map.")
+@click.pass_context
+def explain(ctx, inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, method, target, steps, output_dir, output_format):
+    """Show what the network saw and which pixels made it answer: one PNG sheet per image.
+
+    Each sheet shows the picture as given, the 28x28 input after
+    preprocessing, the top-k classes, an attribution map over the input (red:
+    evidence for the class, blue: against it), the conv_1 and conv_2 feature
+    maps and the conv_1 filters. Integrated Gradients (Sundararajan et al.
+    2017) needs a .keras model; occlusion sensitivity (Zeiler and Fergus
+    2014) works with every model, without TensorFlow for .onnx and .tflite.
+    Inputs and model selection as in `lenet predict`; exit code 1 when any
+    input failed (the others are still explained).
+
+    \b
+    Examples:
+      lenet explain digit.png                         # the latest run; writes explanations/digit.png
+      lenet explain scans/ --model runs/mnist-20261127-101500 --format jsonl
+      lenet explain shirt.jpg --target Pullover --output-dir why/
+      lenet explain --model model.onnx --method occlusion digit.png
+    """
+    from lenet_cli.explain_command import run_explain
+
+    if not inputs and files_from is None:
+        raise click.UsageError("give at least one image, directory, '-' (stdin) or --files-from")
+    if "-" in inputs and files_from == "-":
+        raise click.UsageError("stdin can carry either an image (-) or a list of paths (--files-from -), not both")
+    if output_format is None:
+        output_format = "table" if sys.stdout.isatty() else "json"
+    ctx.exit(run_explain(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, method, target, steps,
+                         output_dir, output_format))
+
+
 FAST_EXIT_COMMANDS = ("predict", "evaluate", "explain")  # commands whose work is all on disk and stdout when they return
 
 
