@@ -419,62 +419,6 @@ def runs_compare(ctx, run_a, run_b, runs_dir, output_format, include_same):
     print_comparison(comparison, default_format(_runs_parent_option(ctx, "output_format", output_format)), include_same)
 
 
-# --- lenet explain -------------------------------------------------------------------------------
-
-@cli.command()
-@click.argument("inputs", nargs=-1, type=click.Path(allow_dash=True))
-@click.option("--model", "-m", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Run directory or model file (.keras, .onnx, .tflite) [default: the latest run].")
-@runs_dir_option
-@click.option("--recursive", "-r", is_flag=True, help="Descend into subdirectories of directory inputs.")
-@click.option("--files-from", type=click.Path(exists=True, dir_okay=False, allow_dash=True), default=None,
-              help="Read input paths from this file, one per line ('-' for stdin).")
-@click.option("--preprocess", type=click.Choice(["auto", "mnist", "fashion", "none"]), default="auto", show_default=True,
-              help="How to turn a picture into the network's 28x28 input; auto = as the model's dataset was made.")
-@click.option("--invert", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
-              help="Invert light-background pictures (auto detects).")
-@click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True, help="How many classes the sheet and the record list.")
-@click.option("--method", type=click.Choice(["integrated-gradients", "occlusion"]), default=None,
-              help="Attribution method [default: integrated-gradients for .keras models; .onnx, .tflite and SavedModels need occlusion].")
-@click.option("--target", default=None, metavar="CLASS",
-              help="Explain this class (a name or an index) instead of the predicted one.")
-@click.option("--steps", type=click.IntRange(1, 1000), default=50, show_default=True, help="Integrated Gradients: steps along the path from the black baseline.")
-@click.option("--output-dir", "-o", type=click.Path(path_type=Path), default=Path("explanations"), show_default=True,
-              help="Folder for the PNG sheets (one per image, named after it).")
-@click.option("--format", "output_format", type=click.Choice(["table", "json", "jsonl"]), default=None,
-              help="Records on stdout [default: table in a terminal, else json]; json carries each 28x28 attribution map.")
-@click.pass_context
-def explain(ctx, inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, method, target, steps, output_dir, output_format):
-    """Show what the network saw and which pixels made it answer: one PNG sheet per image.
-
-    Each sheet shows the picture as given, the 28x28 input after
-    preprocessing, the top-k classes, an attribution map over the input (red:
-    evidence for the class, blue: against it), the conv_1 and conv_2 feature
-    maps and the conv_1 filters. Integrated Gradients (Sundararajan et al.
-    2017) needs a .keras model; occlusion sensitivity (Zeiler and Fergus
-    2014) works with every model, without TensorFlow for .onnx and .tflite.
-    Inputs and model selection as in `lenet predict`; exit code 1 when any
-    input failed (the others are still explained).
-
-    \b
-    Examples:
-      lenet explain digit.png                         # the latest run; writes explanations/digit.png
-      lenet explain scans/ --model runs/mnist-20261127-101500 --format jsonl
-      lenet explain shirt.jpg --target Pullover --output-dir why/
-      lenet explain --model model.onnx --method occlusion digit.png
-    """
-    from lenet_cli.explain_command import run_explain
-
-    if not inputs and files_from is None:
-        raise click.UsageError("give at least one image, directory, '-' (stdin) or --files-from")
-    if "-" in inputs and files_from == "-":
-        raise click.UsageError("stdin can carry either an image (-) or a list of paths (--files-from -), not both")
-    if output_format is None:
-        output_format = "table" if sys.stdout.isatty() else "json"
-    ctx.exit(run_explain(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, method, target, steps,
-                         output_dir, output_format))
-
-
 # --- lenet serve ---------------------------------------------------------------------------------
 
 from lenet_cli.serve_config import ServeSettings  # noqa: E402  (import-light: defaults only)
