@@ -40,9 +40,9 @@ def _load(args):
 
 def plain_predict_rates(model, images, repeats: int) -> list[float]:
     """images/s of ``model.predict`` on a float numpy array, batch 1,000, after one warm-up call."""
-    from lenet_cli.data import to_model_input
+    from lenet_cli.inputs import as_model_input
 
-    x = to_model_input(images)
+    x = as_model_input(images)
     model.predict(x[:1000], batch_size=1000, verbose=0)
     rates = []
     for _ in range(repeats):

@@ -26,19 +26,19 @@ def profile(batch_size: int, calls: int) -> list[dict]:
 
     from lenet_cli.config import resolve_config
     from lenet_cli.model import build_lenet
-    from lenet_cli.training import STEPS_PER_CALL, _Trainer, make_optimizer
+    from lenet_cli.training import STEPS_PER_CALL, TrainStep, make_optimizer
 
     cfg = resolve_config("mnist", batch_size=batch_size)
-    trainer = _Trainer(cfg, build_lenet(seed=0), make_optimizer(cfg, 200), tf)
+    step = TrainStep.for_config(cfg, build_lenet(seed=0), make_optimizer(cfg, 200))
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(STEPS_PER_CALL, batch_size, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, size=(STEPS_PER_CALL, batch_size), dtype=np.int32)
     for _ in range(3):  # trace and warm up outside the recording
-        float(trainer.train_steps(images, labels)["cross_entropy"])
+        float(step.steps(images, labels)["cross_entropy"])
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
         for _ in range(calls):
-            float(trainer.train_steps(images, labels)["cross_entropy"])
+            float(step.steps(images, labels)["cross_entropy"])
         tf.profiler.experimental.stop()
         xplane = sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1]
         from tensorflow.python.profiler.internal import _pywrap_profiler_plugin

@@ -132,11 +132,11 @@ class _TestAccuracyProbe:
         return Probe()
 
     def score(self, model, images: int) -> None:
-        from lenet_cli.inference import BatchPredictor
+        from lenet_cli.inference import Predictor
 
         t0 = time.perf_counter()
         train_seconds = t0 - self.start - self.excluded
-        accuracy = float((BatchPredictor(model)(self.images).argmax(1) == self.labels).mean())
+        accuracy = float((Predictor(model)(self.images).argmax(1) == self.labels).mean())
         self.excluded += time.perf_counter() - t0
         self.rows.append({"epoch": round(images / self.train_size, 2), "train_seconds": train_seconds, "test_accuracy": accuracy})
 
@@ -164,8 +164,8 @@ def bench_accuracy(args, tmp):
 
 
 def bench_evaluate(args, tmp):
-    from lenet_cli.data import to_model_input
-    from lenet_cli.inference import BatchPredictor
+    from lenet_cli.inputs import as_model_input
+    from lenet_cli.inference import Predictor
     from lenet_cli.model import build_lenet
 
     from bench.baseline import run_with_tensorflow_defaults
@@ -175,9 +175,9 @@ def bench_evaluate(args, tmp):
     defaults = run_with_tensorflow_defaults("predict", "--data-dir", root, "--validation-size", len(data.validation), "--repeats", repeats)
     model = build_lenet(seed=0)
     images = data.test.images
-    x = to_model_input(images)
+    x = as_model_input(images)
     ours, theirs = [], []
-    predictor = BatchPredictor(model, batch_size=1000)
+    predictor = Predictor(model, batch_size=1000)
     predictor(images[:1000])
     model.predict(x[:1000], batch_size=1000, verbose=0)
     for _ in range(repeats):

@@ -36,7 +36,7 @@ def measure_plain_fit(data, epochs: int, batch_size: int, learning_rate: float =
     import keras
 
     from lenet_cli.config import TrainConfig, WEIGHT_LAYERS
-    from lenet_cli.data import to_model_input
+    from lenet_cli.inputs import as_model_input
     from lenet_cli.model import build_lenet
 
     keras.utils.set_random_seed(0)
@@ -46,7 +46,7 @@ def measure_plain_fit(data, epochs: int, batch_size: int, learning_rate: float =
         model.get_layer(name).kernel_regularizer = keras.regularizers.L1L2(l1=defaults.l1, l2=defaults.weight_decay / 2)
     model = keras.Model.from_config(model.get_config())  # rebuild so the regularizers are attached
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    x = to_model_input(data.train.images)
+    x = as_model_input(data.train.images)
     y = data.train.labels.astype(np.int32)
     rates = []
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -19,14 +20,20 @@ import click
 from lenet_cli import __version__
 from lenet_cli import config as C
 from lenet_cli.errors import LenetError
+from lenet_cli.tf_setup import DEBUG_ENV
 
-DEBUG_ENV = "LENET_DEBUG"
+
+@dataclass(frozen=True)
+class Settings:
+    """What the root options decide for every command, carried in Click's context object (never the environment)."""
+
+    debug: bool = False
 
 
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
+def debug_requested(ctx: click.Context) -> bool:
+    """``--debug`` on this invocation, or ``LENET_DEBUG=1`` in the environment."""
+    settings = ctx.find_object(Settings)
+    return bool(settings and settings.debug) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
 class LenetGroup(click.Group):
@@ -36,7 +43,7 @@ class LenetGroup(click.Group):
         try:
             return super().invoke(ctx)
         except LenetError as exc:
-            if ctx.params.get("debug") or os.environ.get(DEBUG_ENV):
+            if debug_requested(ctx):
                 raise
             raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
@@ -44,7 +51,8 @@ class LenetGroup(click.Group):
 @click.group(cls=LenetGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="lenet")
 @click.option("--debug", is_flag=True, help=f"Show full tracebacks and TensorFlow's logs (or set {DEBUG_ENV}=1).")
-def cli(debug: bool):
+@click.pass_context
+def cli(ctx, debug: bool):
     """Train, evaluate, explain and ship LeNet networks on MNIST and Fashion-MNIST.
 
     \b
@@ -53,11 +61,11 @@ def cli(debug: bool):
       lenet evaluate
       lenet predict digit.png
     """
-    if debug:
-        os.environ[DEBUG_ENV] = "1"
-        os.environ.setdefault("LENET_TF_LOG", "1")
-    from lenet_cli.tf_setup import prepare_tensorflow_env
+    ctx.obj = Settings(debug=debug)
+    from lenet_cli.tf_setup import prepare_tensorflow_env, show_native_logs
 
+    if debug_requested(ctx):
+        show_native_logs()
     prepare_tensorflow_env()  # before any command imports TensorFlow, however indirectly
 
 
@@ -117,7 +125,7 @@ def _merge_freeze(ctx, param, value):
 def distribute_options(fn):
     """``--distribute`` and the options that place this process in a strategy (see docs/scaling.md)."""
     for option in reversed([
-        click.option("--distribute", type=click.Choice(["none", "mirrored", "multi-worker"]), default="none", show_default=True,
+        click.option("--distribute", type=click.Choice(C.DISTRIBUTE_MODES), default="none", show_default=True,
                      help="Data-parallel training: mirrored over local GPUs (or --devices CPU devices), or multi-worker from "
                           "TF_CONFIG / --workers. --batch-size is the global batch."),
         click.option("--devices", type=click.IntRange(min=1), default=None,
@@ -166,7 +174,7 @@ def distribute_options(fn):
 @click.option("--deterministic", is_flag=True, help="Use TensorFlow's deterministic ops: with --seed, runs are bitwise reproducible.")
 @distribute_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; print only the result.")
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True, help="How to print the final metrics on stdout.")
+@click.option("--format", "output_format", type=click.Choice(C.TRAIN_FORMATS), default="text", show_default=True, help="How to print the final metrics on stdout.")
 @click.pass_context
 def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histograms, resume, deterministic, distribute, devices, workers,
           task_index, worker_timeout, quiet, output_format, **options):
@@ -208,9 +216,9 @@ def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histogr
                  if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)]
         if given:
             raise click.UsageError(f"--resume continues with the run's saved config; drop --{given[0].replace('_', '-')}")
-        from lenet_cli.training_command import resumed_config
+        from lenet_cli.checkpoint import resumable_config
 
-        cfg = resumed_config(resume)
+        cfg = resumable_config(resume)
         output = resume
     else:
         if options.get("init_from") is not None:
@@ -228,11 +236,11 @@ def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histogr
 @click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
 @runs_dir_option
 @click.option("--dataset", type=click.Choice(C.DATASETS), default=None, help="Dataset to score on [default: the one the model was trained on].")
-@click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True, help="Which split to score.")
+@click.option("--split", type=click.Choice(C.SPLITS), default="test", show_default=True, help="Which split to score.")
 @data_dir_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Images per inference batch.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=C.INFERENCE_BATCH_SIZE, show_default=True, help="Images per inference batch.")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="k of the top-k accuracy.")
-@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default=None,
+@click.option("--format", "output_format", type=click.Choice(C.EVALUATE_FORMATS), default=None,
               help="Report format on stdout [default: table in a terminal, else json].")
 @click.option("--confusion-png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the labelled confusion-matrix image here.")
 @click.option("--misclassified", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a gallery of the most confident mistakes here (PNG).")
@@ -260,11 +268,11 @@ def evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, outpu
 @cli.command("export")
 @click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
 @runs_dir_option
-@click.option("--format", "export_format", type=click.Choice(["keras", "savedmodel", "litert", "onnx", "all"]), default=None,
+@click.option("--format", "export_format", type=click.Choice([*C.EXPORT_FORMATS, "all"]), default=None,
               help="What to write; 'all' writes model.keras, saved_model/, model.tflite and model.onnx into the --output directory "
                    "[default: from the --output suffix: .keras, .tflite, .onnx].")
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True, help="The file (a directory for savedmodel and all) to write.")
-@click.option("--quantize", type=click.Choice(["none", "dynamic", "int8"]), default="none", show_default=True,
+@click.option("--quantize", type=click.Choice(C.QUANTIZE_MODES), default="none", show_default=True,
               help="LiteRT only: int8 weights (dynamic), or int8 weights and activations calibrated on 300 training images (int8).")
 @click.option("--dataset", type=click.Choice(C.DATASETS), default=None, help="The model's dataset when its metadata does not say [default: the one it was trained on].")
 @data_dir_option
@@ -300,12 +308,12 @@ def export(model, runs_dir, export_format, output, quantize, dataset, data_dir, 
 @click.option("--recursive", "-r", is_flag=True, help="Descend into subdirectories of directory inputs.")
 @click.option("--files-from", type=click.Path(exists=True, dir_okay=False, allow_dash=True), default=None,
               help="Read input paths from this file, one per line ('-' for stdin).")
-@click.option("--preprocess", type=click.Choice(["auto", "mnist", "fashion", "none"]), default="auto", show_default=True,
+@click.option("--preprocess", type=click.Choice(["auto", *C.PREPROCESS_MODES]), default="auto", show_default=True,
               help="How to turn a picture into the network's 28x28 input; auto = as the model's dataset was made.")
-@click.option("--invert", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+@click.option("--invert", type=click.Choice(C.INVERT_MODES), default="auto", show_default=True,
               help="Invert light-background pictures (auto detects).")
 @click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True, help="How many classes to list per image.")
-@click.option("--format", "output_format", type=click.Choice(["table", "json", "jsonl", "csv", "tsv"]), default=None,
+@click.option("--format", "output_format", type=click.Choice(C.PREDICT_FORMATS), default=None,
               help="Output on stdout [default: table in a terminal, else tsv: path, label, confidence].")
 @click.option("--save-preprocessed", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write the exact 28x28 inputs the network saw into this folder.")
@@ -331,6 +339,8 @@ def predict(ctx, inputs, model, runs_dir, recursive, files_from, preprocess, inv
 
     if not inputs and files_from is None:
         raise click.UsageError("give at least one image, directory, '-' (stdin) or --files-from")
+    if "-" in inputs and files_from == "-":
+        raise click.UsageError("stdin can carry either an image (-) or a list of paths (--files-from -), not both")
     if output_format is None:
         output_format = "table" if sys.stdout.isatty() else "tsv"
     ctx.exit(run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, output_format, save_preprocessed, batch_size))

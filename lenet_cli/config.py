@@ -14,6 +14,8 @@ from typing import Any
 
 # --- The seed network -------------------------------------------------------
 IMAGE_SIZE = 28  # MNIST and Fashion-MNIST images are 28x28, one channel
+INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)  # the network's input, channels last
+PIXEL_MAX = 255.0  # stored uint8 pixels; the network sees pixel / PIXEL_MAX in [0, 1]
 NUM_CLASSES = 10
 CONV_1_FILTERS = 20
 CONV_1_KERNEL = 5
@@ -55,6 +57,21 @@ SCHEDULES = ("cosine", "constant")
 AUGMENTATIONS = ("none", "shift", "flip", "flip-shift")
 PRESETS = ("default", "seed")
 
+# --- Choices the commands offer, owned here so `--help` needs no worker module --
+DISTRIBUTE_MODES = ("none", "mirrored", "multi-worker")
+EXPORT_FORMATS = ("keras", "savedmodel", "litert", "onnx")
+QUANTIZE_MODES = ("none", "dynamic", "int8")
+PREPROCESS_MODES = ("mnist", "fashion", "none")  # how a picture becomes a 28x28 input
+INVERT_MODES = ("auto", "always", "never")
+SPLITS = ("test", "validation", "train")
+PREDICT_FORMATS = ("table", "json", "jsonl", "csv", "tsv")
+EVALUATE_FORMATS = ("table", "json", "csv")
+TRAIN_FORMATS = ("text", "json")
+
+# --- Shared defaults ------------------------------------------------------------
+VALIDATION_SIZE = 5000  # the first N training images are held out, as TensorFlow's MNIST feeder did
+INFERENCE_BATCH_SIZE = 1000  # images per compiled inference call
+
 # --- The seed's literal training values (``--preset seed``) -------------------
 SEED_PRESET: dict[str, Any] = {
     "optimizer": "adam",
@@ -93,7 +110,7 @@ class TrainConfig:
     dense_units: int = DENSE_UNITS  # width of dot_1 and dot_2
     augment: str = "none"  # none | shift (+-2 px) | flip (horizontal) | flip-shift
     seed: int = 0  # seeds weights, shuffling, dropout and augmentation
-    validation_size: int = 5000  # training images held out for validation
+    validation_size: int = VALIDATION_SIZE  # training images held out for validation
     train_limit: int | None = None  # use only the first N training images (quick trials)
     freeze: tuple[str, ...] = ()  # layers that keep their (initial) weights
     init_from: str | None = None  # model whose weights start the run
@@ -113,6 +130,25 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_json_dict(), indent=2)
+
+    @classmethod
+    def load(cls, path) -> "TrainConfig":
+        """Read a run's ``config.json``.
+
+        Raises:
+            LenetError: the file is missing, not JSON, or not a lenet config.
+        """
+        from pathlib import Path
+
+        from lenet_cli.errors import LenetError
+
+        path = Path(path)
+        try:
+            return cls.from_json_dict(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise LenetError(f"{str(path)!r} does not exist; the run directory is incomplete") from None
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            raise LenetError(f"{str(path)!r} is not a valid lenet config ({type(exc).__name__}); the run cannot be used") from None
 
 
 def resolve_config(dataset: str, preset: str = "default", **overrides: Any) -> TrainConfig:

@@ -22,26 +22,24 @@ gradient equals the single-device gradient of the mean loss.
 Timeouts: every collective (the optimizer's gradient all-reduce and the metric
 sums) runs with ``CommunicationOptions(timeout_seconds=worker_timeout)``; joining
 the cluster (server start-up, the first variable broadcast and the first step)
-runs under a watchdog that ends the process with a clear message after
-``worker_timeout`` seconds, since those waits take no timeout of their own.
+runs under a watchdog, supplied by the command that owns the process, that
+ends it with a clear message after ``worker_timeout`` seconds, since those
+waits take no timeout of their own.
 """
 
 from __future__ import annotations
 
-import faulthandler
 import hashlib
 import json
 import os
-import sys
-import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from lenet_cli.config import DISTRIBUTE_MODES as MODES
 from lenet_cli.errors import LenetError
 
-MODES = ("none", "mirrored", "multi-worker")
 CPU_DEVICES_ENV = "LENET_CPU_DEVICES"
 DEFAULT_WORKER_TIMEOUT = 120  # seconds
 
@@ -57,7 +55,7 @@ class Distribution:
     worker_index: int
     is_chief: bool
     worker_timeout: float
-    watchdog: "StartupWatchdog | None" = None
+    watchdog: Any = None  # what build_distribution's start_watchdog returned
 
     def describe(self) -> str:
         """One header line for the progress display."""
@@ -105,44 +103,16 @@ def configure_cpu_devices(tf, count: int) -> None:
         raise LenetError(f"cannot split the CPU into {count} devices after TensorFlow has started ({exc})") from None
 
 
-class StartupWatchdog:
-    """End the process (exit code 1) when the cluster is not joined within ``seconds``.
-
-    TensorFlow's cluster start-up blocks in C++ with no timeout of its own, and
-    while it waits it may hold the GIL, so no Python exception or thread can
-    interrupt it. Two guards: a thread that prints a clear message and calls
-    ``os._exit(1)`` (when the GIL is free, e.g. in the first collectives), and
-    ``faulthandler.dump_traceback_later`` two seconds later, which runs in C and
-    ends the process with a ``Timeout`` stack dump when the GIL is held.
-    """
-
-    def __init__(self, seconds: float, what: str):
-        self.seconds = seconds
-        self.what = what
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def _watch(self):
-        if not self._done.wait(self.seconds):
-            sys.stderr.write(f"Error: {self.what} did not finish within {self.seconds:g} s (--worker-timeout); "
-                             "check that every worker is running and reachable at the addresses in TF_CONFIG / --workers\n")
-            sys.stderr.flush()
-            os._exit(1)
-
-    def start(self) -> "StartupWatchdog":
-        sys.stderr.write(f"waiting up to {self.seconds:g} s for every worker to join (--worker-timeout)\n")
-        faulthandler.dump_traceback_later(self.seconds + 2, exit=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        faulthandler.cancel_dump_traceback_later()
-        self._done.set()
-
-
 def build_distribution(mode: str, devices: int | None = None, workers: str | None = None, task_index: int | None = None,
-                       worker_timeout: float = DEFAULT_WORKER_TIMEOUT) -> Distribution | None:
+                       worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
+                       start_watchdog: Callable[[float, str], Any] | None = None) -> Distribution | None:
     """Build the strategy for ``mode`` (``None`` for ``none``); call before TensorFlow runs any op.
+
+    ``start_watchdog(seconds, what)`` is called just before a multi-worker
+    process joins its cluster and returns an object with ``stop()``, called
+    after the first synchronous step. TensorFlow's cluster start-up blocks in
+    C++ with no timeout of its own, so only the caller (which owns the process)
+    can end a join that never completes.
 
     Raises:
         LenetError: a bad cluster description or device count.
@@ -150,7 +120,7 @@ def build_distribution(mode: str, devices: int | None = None, workers: str | Non
     if mode == "none":
         return None
     if mode not in MODES:
-        raise LenetError(f"--distribute must be one of {', '.join(MODES)}. Received: {mode!r}")
+        raise ValueError(f"--distribute must be one of {', '.join(MODES)}. Received: {mode!r}")
     if devices is None and os.environ.get(CPU_DEVICES_ENV):
         try:
             devices = int(os.environ[CPU_DEVICES_ENV])
@@ -180,7 +150,7 @@ def build_distribution(mode: str, devices: int | None = None, workers: str | Non
     num_workers = sum(len(jobs.get(job, [])) for job in ("chief", "worker"))
     is_chief = task["type"] == "chief" or (task["type"] == "worker" and int(task["index"]) == 0 and "chief" not in jobs)
     worker_index = int(task["index"]) + (1 if task["type"] == "worker" and "chief" in jobs else 0)
-    watchdog = StartupWatchdog(worker_timeout, "joining the cluster and running the first step").start()
+    watchdog = start_watchdog(worker_timeout, "joining the cluster and running the first step") if start_watchdog else None
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     return Distribution(mode, strategy, strategy.num_replicas_in_sync, num_workers, worker_index, is_chief, worker_timeout, watchdog)
 
@@ -198,36 +168,29 @@ def first_step_callback(distribution: Distribution):
     return ClusterJoined()
 
 
-def distributed_train_step(distribution: Distribution, view, kernels, trainable, optimizer, term_names, l1: float, wd: float):
-    """A step with the single-device step's signature: (uint8 images, int32 labels) of one global batch -> logs.
+def distributed_train_step(distribution: Distribution, view, objective, trainable, optimizer):
+    """A step like the single-device one: (uint8 images, int32 labels) of one global batch -> per-example sums.
 
-    The returned ``cross_entropy`` is the global batch's mean, ``correct`` its
-    count, and the penalty terms those of the (replicated) weights.
+    Returns the global batch's summed ``cross_entropy`` and ``correct`` count,
+    and each penalty term times the batch size, as :class:`lenet_cli.training.TrainStep` does.
     """
     import tensorflow as tf
 
-    from lenet_cli.model import penalty_terms
+    from lenet_cli.inputs import scale_pixels
 
     strategy = distribution.strategy
     replicas = strategy.num_replicas_in_sync
 
     def replica_step(x, y, global_n):
-        x = tf.cast(x, tf.float32)[..., None] / 255.0
         with tf.GradientTape() as tape:
-            logits, _ = view(x, training=True)
-            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-            ce_sum = tf.reduce_sum(per_example)
-            terms = penalty_terms(kernels, l1, wd)
-            objective = ce_sum / global_n + (terms["l1"] + terms["l2"]) / replicas
-        grads = tape.gradient(objective, trainable)
+            logits, _ = view(scale_pixels(x), training=True)
+            loss, logs = objective.loss(y, logits, global_n, replicas)
+        grads = tape.gradient(loss, trainable)
         optimizer.apply_gradients(zip(grads, trainable))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
         context = tf.distribute.get_replica_context()
-        ce_total, correct_total = context.all_reduce(tf.distribute.ReduceOp.SUM, [ce_sum, correct])
-        out = {"cross_entropy": ce_total / global_n, "correct": correct_total}
-        for name in ("l1", "l2", *term_names):
-            out[name] = tf.cast(terms[name], tf.float32)
-        return out
+        ce_total, correct_total = context.all_reduce(tf.distribute.ReduceOp.SUM, [logs.pop("cross_entropy_sum"), correct])
+        return {"cross_entropy": ce_total, "correct": correct_total, **{k: v * global_n for k, v in logs.items()}}
 
     @tf.function(reduce_retracing=True)
     def step(x, y, global_n):

@@ -11,6 +11,14 @@ import click
 from lenet_cli.errors import LenetError
 
 
+def mistake_record(result, index: int, names) -> dict:
+    """One shown mistake, with where to find the image again: its position in the split and in the dataset's file."""
+    predicted = int(result.probabilities[index].argmax())
+    return {"split_index": int(index), "file_index": result.file_index(int(index)),
+            "label": names[int(result.labels[index])], "predicted": names[predicted],
+            "confidence": float(result.probabilities[index, predicted])}
+
+
 def report_to_csv(report: dict) -> str:
     """Per-class rows, then the macro and weighted averages, then overall accuracy."""
     out = io.StringIO()
@@ -26,19 +34,20 @@ def report_to_csv(report: dict) -> str:
 
 def print_report_table(report: dict) -> None:
     """Rich tables on stdout: summary, per-class metrics, confusion matrix."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from lenet_cli.console import stdout_console
+
+    console = stdout_console()
     summary = Table(title=f"{report['dataset']} {report['split']} split — {report['count']:,} images", show_header=False)
     summary.add_column("metric")
     summary.add_column("value", justify="right")
     summary.add_row("model", report["model"])
     summary.add_row("accuracy", f"{report['accuracy']:.4f}")
     summary.add_row(f"top-{report['top_k']} accuracy", f"{report['top_k_accuracy']:.4f}")
-    summary.add_row("cross-entropy loss", f"{report['loss']:.4f}")
+    summary.add_row("cross-entropy", f"{report['cross_entropy']:.4f}")
     if report.get("objective") is not None:
-        summary.add_row("objective (loss + L1 + L2)", f"{report['objective']:.4f}")
+        summary.add_row("objective (cross-entropy + L1 + L2)", f"{report['objective']:.4f}")
     console.print(summary)
 
     per_class = Table(title="per class")
@@ -62,12 +71,11 @@ def print_report_table(report: dict) -> None:
 
 
 def run_evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, output_format, confusion_png, misclassified, misclassified_count, min_accuracy) -> None:
-    from rich.console import Console
-
     from lenet_cli import runs
     from lenet_cli.atomic import write_bytes_atomic
+    from lenet_cli.console import stderr_console
 
-    console = Console(stderr=True)
+    console = stderr_console()
     ref = runs.resolve_model(model, runs_dir)
     from lenet_cli.model_io import open_model, read_metadata
 
@@ -97,6 +105,7 @@ def run_evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, o
 
         idx = most_confident_mistakes(result.labels, result.probabilities, misclassified_count)
         names = report["class_names"]
+        report["misclassified"] = [mistake_record(result, i, names) for i in idx]
         if idx:
             captions = [
                 f"true: {names[result.labels[i]]}\npred: {names[int(result.probabilities[i].argmax())]} {result.probabilities[i].max():.2f}"

@@ -14,7 +14,8 @@ import numpy as np
 
 from lenet_cli.data import CLASS_NAMES, load_split
 from lenet_cli.errors import LenetError
-from lenet_cli.metrics import classification_report
+from lenet_cli.config import VALIDATION_SIZE
+from lenet_cli.metrics import classification_report, softmax
 
 
 @dataclass
@@ -23,16 +24,21 @@ class Evaluation:
     images: np.ndarray
     labels: np.ndarray
     probabilities: np.ndarray
+    split: str
+    validation_size: int
+
+    def file_index(self, index: int) -> int:
+        """Where the split's ``index``-th image sits in the dataset's file (train and validation share one)."""
+        return index + self.validation_size if self.split == "train" else index
 
 
 def penalty_from_weights(keras_model, run_config: dict | None) -> dict[str, float] | None:
     """The run's L1 and weight-decay terms of the model's kernels, as training computed them (None without a run config)."""
     if keras_model is None or not run_config:
         return None
-    from lenet_cli.model import penalty_terms, regularized_kernels
+    from lenet_cli.objective import Objective
 
-    kernels = regularized_kernels(keras_model, tuple(run_config.get("freeze") or ()))
-    terms = penalty_terms(kernels, float(run_config.get("l1", 0.0)), float(run_config.get("weight_decay", 0.0)))
+    terms = Objective.for_run(keras_model, run_config).penalties()
     return {"l1": float(terms["l1"]), "l2": float(terms["l2"])}
 
 
@@ -43,18 +49,18 @@ def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int =
         LenetError: the data cannot be loaded or the split is empty.
     """
     if validation_size is None:
-        validation_size = int((loaded.run_config or {}).get("validation_size", 5000))
+        validation_size = int((loaded.run_config or {}).get("validation_size", VALIDATION_SIZE))
     data, _ = load_split(dataset, split, data_dir, validation_size=validation_size, log=log)
     if len(data) == 0:
         raise LenetError(f"the {split} split of {dataset} is empty")
     started = time.perf_counter()
-    probabilities = loaded.predict(data.images)
+    logits = loaded.logits(data.images)
     seconds = time.perf_counter() - started
-    report = classification_report(data.labels, probabilities, CLASS_NAMES[dataset], top_k=top_k)
+    report = classification_report(data.labels, logits, CLASS_NAMES[dataset], top_k=top_k)
     penalty = penalty_from_weights(loaded.keras_model, loaded.run_config)
     report["l1"] = penalty["l1"] if penalty else None
     report["l2"] = penalty["l2"] if penalty else None
-    report["objective"] = report["loss"] + penalty["l1"] + penalty["l2"] if penalty else None
+    report["objective"] = report["cross_entropy"] + penalty["l1"] + penalty["l2"] if penalty else None
     ordered = {
         "model": str(loaded.path),
         "format": loaded.format,
@@ -64,7 +70,7 @@ def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int =
         "accuracy": report["accuracy"],
         "top_k": report["top_k"],
         "top_k_accuracy": report["top_k_accuracy"],
-        "loss": report["loss"],
+        "cross_entropy": report["cross_entropy"],
         "l1": report["l1"],
         "l2": report["l2"],
         "objective": report["objective"],
@@ -76,4 +82,4 @@ def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int =
         "seconds": seconds,
         "images_per_second": len(data) / seconds if seconds > 0 else None,
     }
-    return Evaluation(ordered, data.images, data.labels, probabilities)
+    return Evaluation(ordered, data.images, data.labels, softmax(logits), split, validation_size)

@@ -28,15 +28,17 @@ import numpy as np
 
 from lenet_cli import __version__, runs
 from lenet_cli.atomic import atomic_path, write_json_atomic
+from lenet_cli.config import EXPORT_FORMATS as FORMATS
+from lenet_cli.config import INPUT_SHAPE, QUANTIZE_MODES
 from lenet_cli.data import CLASS_NAMES, load_dataset, load_split
 from lenet_cli.errors import LenetError
-from lenet_cli.model_io import SAVEDMODEL_METADATA, SIDECAR_SUFFIX, as_model_input, missing_extra, model_format, open_model, read_metadata
+from lenet_cli.inputs import as_model_input
+from lenet_cli.model_io import SAVEDMODEL_METADATA, SIDECAR_SUFFIX, missing_extra, model_format, open_model, read_metadata
 from lenet_cli.tf_setup import quiet_native_stderr
 
-FORMATS = ("keras", "savedmodel", "litert", "onnx")
+
 FILE_NAMES = {"keras": "model.keras", "savedmodel": "saved_model", "litert": "model.tflite", "onnx": "model.onnx"}
 SUFFIX_FORMATS = {".keras": "keras", ".tflite": "litert", ".onnx": "onnx"}
-QUANTIZE_MODES = ("none", "dynamic", "int8")
 
 INPUT_SCALING = "float32 [0,1], white on black, shape [N,28,28,1]"
 VERIFY_COUNT = 1000  # test images every export is checked on
@@ -148,7 +150,7 @@ def _size(path: Path) -> int:
 
 
 def _input_spec(tf):
-    return tf.TensorSpec([None, 28, 28, 1], tf.float32, name="image")
+    return tf.TensorSpec([None, *INPUT_SHAPE], tf.float32, name="image")
 
 
 def _write_keras(model, path: Path, **_) -> None:
@@ -308,7 +310,7 @@ def export_model(
     """
     formats = FORMATS if fmt == "all" else (fmt,)
     if quantize not in QUANTIZE_MODES:
-        raise LenetError(f"unknown quantization {quantize!r}; choose one of: {', '.join(QUANTIZE_MODES)}")
+        raise ValueError(f"unknown quantization {quantize!r}; choose one of: {', '.join(QUANTIZE_MODES)}")
     if quantize != "none" and "litert" not in formats:
         raise LenetError(f"--quantize {quantize} applies to LiteRT only; use it with --format litert or all")
     output = Path(output)
@@ -318,6 +320,7 @@ def export_model(
         kind = {"onnx": "an ONNX model", "litert": "a LiteRT model", "savedmodel": "a SavedModel"}.get(source_format, "not a Keras model")
         raise LenetError(f"{str(ref.model_path)!r} is {kind}; export converts a Keras model: pass a run directory or a .keras file")
     _check_output(output, formats, ref.model_path)
+    runs.check_writable(output.parent, "the export folder")  # before any data or model loads
     meta = read_metadata(ref)
     dataset = dataset or meta["dataset"]
     if dataset not in CLASS_NAMES:

@@ -17,8 +17,9 @@ def human_size(size: int) -> str:
 
 def print_export_table(results) -> None:
     """One row per export: where it is, how big, how close to Keras, how fast it loads."""
-    from rich.console import Console
     from rich.table import Table
+
+    from lenet_cli.console import stdout_console
 
     folder = results[0].path.parent if len(results) > 1 else None
     checked = [r for r in results if r.verified_on]
@@ -41,15 +42,14 @@ def print_export_table(results) -> None:
             f"{r.accuracy:.4f}" if verified else "-",
             f"{r.load_seconds * 1000:.0f} ms" if verified else "-",
         )
-    Console().print(table)
+    stdout_console().print(table)
 
 
 def run_export(model, export_format, output, quantize, dataset, runs_dir, data_dir, verify, as_json) -> None:
-    from rich.console import Console
-
+    from lenet_cli.console import stderr_console
     from lenet_cli.export import export_model, format_from_output
 
-    console = Console(stderr=True)
+    console = stderr_console()
     if export_format is None:
         export_format = format_from_output(output)
     with console.status("exporting") as status:

@@ -3,11 +3,12 @@
 ``lenet evaluate`` and the TensorBoard confusion-matrix callback both compute
 their numbers here, so a report and a training log never disagree. Nothing in
 this module imports TensorFlow or Keras: it must stay cheap to import and easy
-to test by hand.
+to test by hand. Malformed arguments are caller bugs and raise ``ValueError``.
 
 Conventions:
     * ``y_true`` is a 1-D array of integer class indices, shape ``(n,)``.
-    * ``probs`` is a 2-D array of class probabilities, shape ``(n, num_classes)``.
+    * ``probs`` is a 2-D array of class probabilities, shape ``(n, num_classes)``;
+      ``logits`` the unnormalised scores they are the softmax of.
     * The predicted class is ``argmax(probs)``; ties go to the lowest index
       (numpy's rule), and top-k uses the same rule so top-1 equals accuracy.
     * Every returned number is a plain Python ``int`` or ``float`` so the
@@ -20,22 +21,20 @@ from typing import Sequence
 
 import numpy as np
 
-from lenet_cli.errors import LenetError
-
-KERAS_EPSILON = 1e-7
-"""Keras's default ``backend.epsilon()``, the clip bound for probabilities."""
+SMALLEST_PROBABILITY = float(np.finfo(np.float32).tiny)
+"""A probability of exactly 0 (float32 underflow) is read as this, so its log stays finite."""
 
 
 def _check_labels(y_true: np.ndarray, num_classes: int) -> np.ndarray:
     """Return ``y_true`` as int64, refusing labels the model cannot predict."""
     labels = np.asarray(y_true)
     if labels.ndim != 1:
-        raise LenetError(f"labels must be a 1-D array of class indices. Received: shape {labels.shape}")
+        raise ValueError(f"labels must be a 1-D array of class indices. Received: shape {labels.shape}")
     if labels.size and not np.issubdtype(labels.dtype, np.integer):
-        raise LenetError(f"labels must be integer class indices. Received: dtype {labels.dtype}")
+        raise ValueError(f"labels must be integer class indices. Received: dtype {labels.dtype}")
     labels = labels.astype(np.int64, copy=False)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise LenetError(
+        raise ValueError(
             f"labels must lie in [0, {num_classes - 1}] for {num_classes} classes. "
             f"Received: min {labels.min()}, max {labels.max()}; "
             "check that the model and the dataset have the same number of classes."
@@ -47,10 +46,10 @@ def _check_labels_and_probs(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.n
     """Validate the pair once so every metric can assume clean shapes."""
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] < 1:
-        raise LenetError(f"probabilities must have shape (examples, classes). Received: shape {probs.shape}")
+        raise ValueError(f"probabilities must have shape (examples, classes). Received: shape {probs.shape}")
     labels = _check_labels(y_true, probs.shape[1])
     if labels.shape[0] != probs.shape[0]:
-        raise LenetError(
+        raise ValueError(
             f"labels and probabilities disagree on the number of examples. "
             f"Received: {labels.shape[0]} labels, {probs.shape[0]} rows of probabilities"
         )
@@ -81,14 +80,14 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
         classes, columns are predicted classes.
 
     Raises:
-        LenetError: If the shapes differ or a label is outside ``[0, num_classes)``.
+        ValueError: If the shapes differ or a label is outside ``[0, num_classes)``.
     """
     if num_classes < 1:
-        raise LenetError(f"num_classes must be at least 1. Received: {num_classes}")
+        raise ValueError(f"num_classes must be at least 1. Received: {num_classes}")
     labels = _check_labels(y_true, num_classes)
     predicted = _check_labels(y_pred, num_classes)
     if labels.shape != predicted.shape:
-        raise LenetError(
+        raise ValueError(
             f"true and predicted labels must have the same length. "
             f"Received: {labels.shape[0]} and {predicted.shape[0]}"
         )
@@ -116,11 +115,11 @@ def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
         The accuracy as a float in ``[0, 1]``; 0.0 for no examples.
 
     Raises:
-        LenetError: If ``k < 1`` or the inputs are malformed.
+        ValueError: If ``k < 1`` or the inputs are malformed.
     """
     labels, probs = _check_labels_and_probs(y_true, probs)
     if k < 1:
-        raise LenetError(f"k must be at least 1. Received: {k}")
+        raise ValueError(f"k must be at least 1. Received: {k}")
     if labels.size == 0:
         return 0.0
     k = min(int(k), probs.shape[1])
@@ -129,39 +128,50 @@ def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
     return float(hits.mean())
 
 
-def mean_cross_entropy(y_true: np.ndarray, probs: np.ndarray, eps: float = KERAS_EPSILON) -> float:
-    """Mean negative log-likelihood of the true class, computed as Keras does.
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """``log(softmax(logits))`` row by row, in float64, without overflow."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
-    Keras's ``sparse_categorical_crossentropy`` on probabilities
-    (``from_logits=False``, TensorFlow backend) clips every probability to
-    ``[eps, 1 - eps]``, takes the log and feeds the result to a softmax
-    cross-entropy, which renormalises the clipped row. So the per-example loss
-    is ``-log(c_true / sum(c))`` with ``c = clip(p, eps, 1 - eps)``; we do the
-    same so ``lenet evaluate`` prints the number ``model.evaluate`` would.
-    The clip also caps the loss of a confidently wrong example at about
-    ``-log(eps)`` (16.1 for the default).
 
-    A model trained with ``from_logits=True`` reports an *unclipped* loss in
-    Keras; the two agree unless some true-class probability falls below ``eps``.
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities of ``logits`` (float64 rows that sum to 1)."""
+    return np.exp(log_softmax(logits))
+
+
+def logits_from_probabilities(probs: np.ndarray) -> np.ndarray:
+    """Logits whose softmax is ``probs``: for models that only output probabilities (exports).
+
+    ``softmax(log p) = p`` for a row that sums to 1; a probability that
+    underflowed to 0 is read as :data:`SMALLEST_PROBABILITY`, so a confident
+    mistake costs about 87 nats instead of infinity.
+    """
+    return np.log(np.maximum(np.asarray(probs, dtype=np.float64), SMALLEST_PROBABILITY))
+
+
+def mean_cross_entropy(y_true: np.ndarray, logits: np.ndarray) -> float:
+    """Mean softmax cross-entropy of the true class: the one definition every report uses.
+
+    ``mean(logsumexp(logits) - logits[true])``, exactly what Keras's
+    ``SparseCategoricalCrossentropy(from_logits=True)`` minimises in training,
+    computed here in float64 so a validation split or a test set of any size
+    sums without drift. Nothing is clipped: a confident mistake counts in full.
 
     Args:
         y_true: True class indices, shape ``(n,)``.
-        probs: Class probabilities, shape ``(n, num_classes)``.
-        eps: Clip bound; Keras's default ``backend.epsilon()``.
+        logits: Scores, shape ``(n, num_classes)``; see :func:`logits_from_probabilities`.
 
     Returns:
         The mean loss as a float; 0.0 for no examples.
 
     Raises:
-        LenetError: If the inputs are malformed.
+        ValueError: If the inputs are malformed.
     """
-    labels, probs = _check_labels_and_probs(y_true, probs)
+    labels, logits = _check_labels_and_probs(y_true, logits)
     if labels.size == 0:
         return 0.0
-    clipped = np.clip(probs, eps, 1.0 - eps)
-    p_true = clipped[np.arange(labels.size), labels]
-    losses = np.log(clipped.sum(axis=1)) - np.log(p_true)
-    return float(losses.mean())
+    return float(-log_softmax(logits)[np.arange(labels.size), labels].mean())
 
 
 def per_class_metrics(matrix: np.ndarray, class_names: Sequence[str]) -> list[dict]:
@@ -182,13 +192,13 @@ def per_class_metrics(matrix: np.ndarray, class_names: Sequence[str]) -> list[di
         ``index``, ``precision``, ``recall``, ``f1``, ``support`` (true count).
 
     Raises:
-        LenetError: If the matrix is not square or the names do not match it.
+        ValueError: If the matrix is not square or the names do not match it.
     """
     matrix = np.asarray(matrix)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-        raise LenetError(f"a confusion matrix must be square. Received: shape {matrix.shape}")
+        raise ValueError(f"a confusion matrix must be square. Received: shape {matrix.shape}")
     if len(class_names) != matrix.shape[0]:
-        raise LenetError(
+        raise ValueError(
             f"need one class name per confusion-matrix row. "
             f"Received: {len(class_names)} names for {matrix.shape[0]} classes"
         )
@@ -252,20 +262,21 @@ def _average(per_class: Sequence[dict], weights: np.ndarray) -> dict:
 
 
 def classification_report(
-    y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str], top_k: int = 3
+    y_true: np.ndarray, logits: np.ndarray, class_names: Sequence[str], top_k: int = 3
 ) -> dict:
     """Everything ``lenet evaluate`` reports, as JSON-ready plain data.
 
     Args:
         y_true: True class indices, shape ``(n,)``.
-        probs: Class probabilities, shape ``(n, num_classes)``.
+        logits: The model's scores, shape ``(n, num_classes)`` (see
+            :func:`logits_from_probabilities` for models that output probabilities).
         class_names: One name per class, in index order.
         top_k: The ``k`` of top-k accuracy; clipped to the number of classes,
             and the clipped value is what the report records.
 
     Returns:
         Dict with keys ``accuracy`` (float), ``top_k`` (int),
-        ``top_k_accuracy`` (float), ``loss`` (mean cross-entropy, float),
+        ``top_k_accuracy`` (float), ``cross_entropy`` (mean, float),
         ``count`` (int), ``per_class`` (list of dicts with ``label``,
         ``index``, ``precision``, ``recall``, ``f1``, ``support``),
         ``macro_avg`` and ``weighted_avg`` (dicts with ``precision``,
@@ -273,20 +284,21 @@ def classification_report(
         lists of int, rows true, columns predicted).
 
     Raises:
-        LenetError: If there are no examples, the names do not match the
+        ValueError: If there are no examples, the names do not match the
             number of classes, ``top_k < 1``, or the inputs are malformed.
     """
-    labels, probs = _check_labels_and_probs(y_true, probs)
+    labels, logits = _check_labels_and_probs(y_true, logits)
+    probs = softmax(logits)
     num_classes = probs.shape[1]
     if len(class_names) != num_classes:
-        raise LenetError(
+        raise ValueError(
             f"need one class name per model output. "
             f"Received: {len(class_names)} names for {num_classes} outputs"
         )
     if labels.size == 0:
-        raise LenetError("there are no examples to evaluate; check the dataset split and any --limit option.")
+        raise ValueError("there are no examples to evaluate; check the dataset split and any --limit option.")
     if top_k < 1:
-        raise LenetError(f"top_k must be at least 1. Received: {top_k}")
+        raise ValueError(f"top_k must be at least 1. Received: {top_k}")
     k = min(int(top_k), num_classes)
     predicted = probs.argmax(axis=1)
     matrix = confusion_matrix(labels, predicted, num_classes)
@@ -295,7 +307,7 @@ def classification_report(
         "accuracy": float((predicted == labels).mean()),
         "top_k": k,
         "top_k_accuracy": top_k_accuracy(labels, probs, k),
-        "loss": mean_cross_entropy(labels, probs),
+        "cross_entropy": mean_cross_entropy(labels, logits),
         "count": int(labels.size),
         "per_class": per_class,
         "macro_avg": macro_average(per_class),
@@ -322,11 +334,11 @@ def most_confident_mistakes(y_true: np.ndarray, probs: np.ndarray, n: int) -> li
         class; equal confidences keep dataset order.
 
     Raises:
-        LenetError: If ``n < 0`` or the inputs are malformed.
+        ValueError: If ``n < 0`` or the inputs are malformed.
     """
     labels, probs = _check_labels_and_probs(y_true, probs)
     if n < 0:
-        raise LenetError(f"n must be zero or more. Received: {n}")
+        raise ValueError(f"n must be zero or more. Received: {n}")
     predicted = probs.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)
     confidence = probs[wrong, predicted[wrong]]

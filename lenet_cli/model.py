@@ -1,13 +1,8 @@
-"""The seed LeNet, built with the functional Keras API, and its regularized objective.
+"""The seed LeNet, built with the functional Keras API, and loaded back safely.
 
-The objective is the seed's exactly::
-
-    cross-entropy + l1 * sum|w| + weight_decay * sum(w^2) / 2
-
-over the conv and dense *kernels* of the layers that train (biases and frozen
-layers excluded). The penalty lives here, not as Keras layer regularizers, so
-each term can be logged on its own and a saved model carries no training-only
-objects.
+The network carries no regularizers: its objective lives in
+:mod:`lenet_cli.objective`, so each term can be logged on its own and a saved
+model carries no training-only objects.
 """
 
 from __future__ import annotations
@@ -94,31 +89,6 @@ def build_lenet(dense_units: int = C.DENSE_UNITS, dropout: float = C.DROPOUT_RAT
 def logits_and_probabilities(model: keras.Model) -> keras.Model:
     """A view of ``model`` returning ``[logits, probabilities]`` (shares its layers and weights)."""
     return keras.Model(model.inputs, [model.get_layer("logits_layer").output, model.output], name="lenet_train_view")
-
-
-def regularized_kernels(model: keras.Model, frozen: tuple[str, ...] = ()) -> dict[str, object]:
-    """The kernels the objective penalizes: weight layers that train, by layer name."""
-    return {name: model.get_layer(name).kernel for name in C.WEIGHT_LAYERS if name not in frozen}
-
-
-def penalty_terms(kernels: dict[str, object], l1: float, weight_decay: float) -> dict[str, object]:
-    """Per-layer ``l1_<name>`` and ``l2_<name>`` terms and their totals ``l1`` and ``l2``.
-
-    ``l2`` is the weight-decay term ``weight_decay * sum(w^2) / 2``.
-    """
-    terms: dict[str, object] = {}
-    l1_total = 0.0
-    l2_total = 0.0
-    for name, kernel in kernels.items():
-        l1_term = l1 * ops.sum(ops.abs(kernel))
-        l2_term = weight_decay * ops.sum(ops.square(kernel)) / 2.0
-        terms[f"l1_{name}"] = l1_term
-        terms[f"l2_{name}"] = l2_term
-        l1_total = l1_total + l1_term
-        l2_total = l2_total + l2_term
-    terms["l1"] = l1_total
-    terms["l2"] = l2_total
-    return terms
 
 
 def load_model_file(path) -> keras.Model:

@@ -29,7 +29,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from lenet_cli.config import INFERENCE_BATCH_SIZE, INPUT_SHAPE
 from lenet_cli.errors import LenetError
+from lenet_cli.inputs import as_model_input
 from lenet_cli.runs import ModelRef
 from lenet_cli.tf_setup import quiet_native_stderr
 
@@ -55,10 +57,19 @@ class LoadedModel:
     run_config: dict[str, Any] | None = None
     keras_model: Any = None
     metadata: dict[str, Any] | None = None
+    logits_fn: Callable[[np.ndarray], np.ndarray] | None = None  # Keras models: the predictor's logits
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(n, 10)`` for uint8 ``(n, 28, 28)`` or float ``(n, 28, 28[, 1])`` inputs in [0, 1]."""
+        """Class probabilities ``(n, classes)`` for uint8 ``(n, 28, 28)`` or float ``(n, 28, 28[, 1])`` inputs in [0, 1]."""
         return self.predict_fn(inputs)
+
+    def logits(self, inputs: np.ndarray) -> np.ndarray:
+        """The model's logits; for exports, which output probabilities, logits whose softmax they are."""
+        if self.logits_fn is not None:
+            return self.logits_fn(inputs)
+        from lenet_cli.metrics import logits_from_probabilities
+
+        return logits_from_probabilities(self.predict_fn(inputs))
 
 
 def missing_extra(extra: str, what: str) -> LenetError:
@@ -137,30 +148,27 @@ def read_metadata(ref: ModelRef) -> dict[str, Any]:
     return _metadata_from({}, None)
 
 
-def as_model_input(images: np.ndarray) -> np.ndarray:
-    """uint8 ``(n, 28, 28)`` or float ``(n, 28, 28[, 1])`` -> contiguous float32 ``(n, 28, 28, 1)`` in [0, 1]."""
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.dtype == np.uint8:
-        return images.astype(np.float32) / np.float32(255.0)
-    return np.ascontiguousarray(images, dtype=np.float32)
-
-
-def _batched(run: Callable[[np.ndarray], np.ndarray], batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
+def _batched(run: Callable[[np.ndarray], np.ndarray], batch_size: int, num_classes: int) -> Callable[[np.ndarray], np.ndarray]:
     def predict(images: np.ndarray) -> np.ndarray:
         inputs = as_model_input(images)
         outputs = [run(inputs[start : start + batch_size]) for start in range(0, len(inputs), batch_size)]
         if not outputs:
-            return np.zeros((0, 10), dtype=np.float32)
+            return np.zeros((0, num_classes), dtype=np.float32)
         return np.concatenate(outputs, axis=0).astype(np.float32, copy=False)
 
     return predict
 
 
+def _class_count(path: Path, shape) -> int:
+    """The class count from a runtime's static output shape ``[N, classes]``."""
+    if len(shape) != 2 or not isinstance(shape[-1], int) or shape[-1] < 1:
+        raise LenetError(f"{str(path)!r} outputs shape {list(shape)}, not [N, classes]; it is not a lenet model")
+    return int(shape[-1])
+
+
 def _check_input_shape(path: Path, shape) -> None:
-    if len(shape) != 4 or [d if isinstance(d, int) else None for d in shape[1:]] != [28, 28, 1]:
-        raise LenetError(f"{str(path)!r} expects inputs of shape {list(shape)}, not [N, 28, 28, 1]; it is not a lenet model")
+    if len(shape) != 4 or tuple(d if isinstance(d, int) else None for d in shape[1:]) != INPUT_SHAPE:
+        raise LenetError(f"{str(path)!r} expects inputs of shape {list(shape)}, not [N, {', '.join(map(str, INPUT_SHAPE))}]; it is not a lenet model")
 
 
 @functools.lru_cache(maxsize=4)
@@ -191,7 +199,7 @@ def _open_onnx(path: Path, batch_size: int) -> Callable[[np.ndarray], np.ndarray
         raise LenetError(f"{str(path)!r} has {len(inputs)} inputs; a lenet model has one")
     _check_input_shape(path, inputs[0].shape)
     name = inputs[0].name
-    return _batched(lambda x: session.run(None, {name: x})[0], batch_size)
+    return _batched(lambda x: session.run(None, {name: x})[0], batch_size, _class_count(path, session.get_outputs()[0].shape))
 
 
 class _LiteRTRunner:
@@ -214,12 +222,13 @@ class _LiteRTRunner:
         self.input = inputs[0]
         self.output = self.interpreter.get_output_details()[0]
         _check_input_shape(path, [None, *[int(d) for d in self.input["shape_signature"][1:]]])
+        self.num_classes = _class_count(path, [None, *[int(d) for d in self.output["shape_signature"][1:]]])
         self.batch = None
         self.invoked = False
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.batch != len(x):
-            self.interpreter.resize_tensor_input(self.input["index"], [len(x), 28, 28, 1])
+            self.interpreter.resize_tensor_input(self.input["index"], [len(x), *INPUT_SHAPE])
             with quiet_native_stderr():
                 self.interpreter.allocate_tensors()
             self.batch = len(x)
@@ -257,6 +266,9 @@ def _open_savedmodel(path: Path, batch_size: int) -> Callable[[np.ndarray], np.n
         raise LenetError(f"SavedModel {str(path)!r} takes {len(specs)} inputs; a lenet model takes one")
     (name, spec), = specs.items()
     _check_input_shape(path, spec.shape.as_list())
+    output_specs = signature.structured_outputs
+    output_spec = output_specs["probabilities"] if "probabilities" in output_specs else next(iter(output_specs.values()))
+    num_classes = _class_count(path, output_spec.shape.as_list())
 
     def run(x: np.ndarray) -> np.ndarray:
         outputs = signature(**{name: tf.constant(x)})
@@ -264,10 +276,10 @@ def _open_savedmodel(path: Path, batch_size: int) -> Callable[[np.ndarray], np.n
         return out.numpy()
 
     run.keep_alive = loaded  # the signature needs its SavedModel object alive
-    return _batched(run, batch_size)
+    return _batched(run, batch_size, num_classes)
 
 
-def open_model(ref: ModelRef, batch_size: int = 1000) -> LoadedModel:
+def open_model(ref: ModelRef, batch_size: int = INFERENCE_BATCH_SIZE) -> LoadedModel:
     """Load the model ``ref`` points at.
 
     ``.onnx`` and ``.tflite`` models load without importing TensorFlow.
@@ -282,19 +294,22 @@ def open_model(ref: ModelRef, batch_size: int = 1000) -> LoadedModel:
         from lenet_cli.tf_setup import import_tensorflow
 
         import_tensorflow()  # quietly, before Keras imports it
-        from lenet_cli.inference import BatchPredictor
+        from lenet_cli.inference import Predictor
         from lenet_cli.model import load_model_file
 
         model = load_model_file(path)
-        shape = tuple(model.input_shape[1:])
-        if shape != (28, 28, 1):
-            raise LenetError(f"{str(path)!r} expects inputs of shape {shape}, not 28x28x1; it is not a lenet model")
-        predictor = BatchPredictor(model, batch_size=batch_size)
-        return LoadedModel(path, fmt, meta["dataset"], predictor, meta["run_config"], model, meta)
+        _check_input_shape(path, [None, *model.input_shape[1:]])
+        try:
+            model.get_layer("logits_layer")
+        except ValueError:
+            raise LenetError(f"{str(path)!r} has no logits_layer; it is not a lenet model") from None
+        predictor = Predictor(model, batch_size=batch_size)
+        return LoadedModel(path, fmt, meta["dataset"], predictor, meta["run_config"], model, meta, predictor.logits)
     if fmt == "onnx":
         predict = _open_onnx(path, batch_size)
     elif fmt == "litert":
-        predict = _batched(_LiteRTRunner(path), batch_size)
+        runner = _LiteRTRunner(path)
+        predict = _batched(runner, batch_size, runner.num_classes)
     elif fmt == "savedmodel":
         predict = _open_savedmodel(path, batch_size)
     else:

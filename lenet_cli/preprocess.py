@@ -43,13 +43,13 @@ import numpy as np
 from PIL import Image
 
 from lenet_cli.atomic import write_bytes_atomic
+from lenet_cli.config import IMAGE_SIZE
+from lenet_cli.config import INVERT_MODES as INVERT_CHOICES
+from lenet_cli.config import PREPROCESS_MODES as MODES
 from lenet_cli.errors import LenetError
 from lenet_cli.images import ImageSource, image_to_luminance, quote_name, read_image
 
-MODES = ("mnist", "fashion", "none")
-INVERT_CHOICES = ("auto", "always", "never")
-
-SIZE = 28
+SIZE = IMAGE_SIZE
 """Side of the network's input, in pixels."""
 
 MNIST_BOX = 20

@@ -95,10 +95,10 @@ class ConfusionMatrixImage(_LazyWriterCallback):
         if self.predict_classes is not None:
             return np.asarray(self.predict_classes(self.images))
         if self._predictor is None:
-            from lenet_cli.inference import BatchPredictor
+            from lenet_cli.inference import Predictor
 
-            self._predictor = BatchPredictor(self.model)
-        return self._predictor(self.images).argmax(axis=1)
+            self._predictor = Predictor(self.model)
+        return self._predictor.predict_classes(self.images)
 
     def on_epoch_end(self, epoch, logs=None):
         if len(self.labels) == 0:
@@ -146,7 +146,9 @@ class InputAndFilterImages(_LazyWriterCallback):
         from lenet_cli.plots import tile_images
 
         if len(self.sample_images):
-            images = self.sample_images.astype(np.float32) / 255.0
+            from lenet_cli.inputs import as_model_input
+
+            images = as_model_input(self.sample_images)[..., 0]
             self._log_grid("inputs", tile_images(images, normalize=False), 0, scale=2)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -1,7 +1,9 @@
 """Import TensorFlow quietly, fast, and only when a command really needs it.
 
 TensorFlow prints oneDNN and CPU-feature notices on import; they reach the
-user only when ``LENET_TF_LOG=1`` (or ``--debug``) asks for them.
+user only when ``LENET_TF_LOG=1``, ``LENET_DEBUG=1`` or ``--debug`` asks for
+them. ``--debug`` says so through :func:`show_native_logs`, never by writing
+to the process environment.
 
 TensorFlow turns its oneDNN kernels on by default only on CPUs with AVX-512
 VNNI/BF16 or AMX; on an AVX2 CPU it falls back to Eigen convolutions that run,
@@ -19,24 +21,33 @@ import warnings
 from typing import Iterator
 
 TF_LOG_ENV = "LENET_TF_LOG"
+DEBUG_ENV = "LENET_DEBUG"
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+
+_native_logs_shown = False  # set by --debug for this process
+
+
+def show_native_logs() -> None:
+    """Let TensorFlow's and the runtimes' own notices through in this process (``--debug``)."""
+    global _native_logs_shown
+    _native_logs_shown = True
+
+
+def logs_requested() -> bool:
+    """``--debug``, ``LENET_DEBUG=1`` or ``LENET_TF_LOG=1``: let native libraries' notices through."""
+    return _native_logs_shown or any(os.environ.get(name, "") not in ("", "0") for name in (DEBUG_ENV, TF_LOG_ENV))
 
 
 def prepare_tensorflow_env() -> None:
     """Before TensorFlow is imported: oneDNN kernels on, and its C++ chatter silenced unless asked for.
 
-    Both are read once, when TensorFlow loads, so every entry point calls this first.
+    TensorFlow reads these variables once, when it loads, so every entry point
+    calls this first; a variable the user set is never overridden.
     """
     os.environ.setdefault(ONEDNN_ENV, "1")
-    if os.environ.get(TF_LOG_ENV, "") not in ("", "0"):
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-
-def logs_requested() -> bool:
-    """``--debug`` / ``LENET_DEBUG=1`` or ``LENET_TF_LOG=1``: let native libraries' notices through."""
-    return any(os.environ.get(name, "") not in ("", "0") for name in ("LENET_DEBUG", TF_LOG_ENV))
+    if not logs_requested():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @contextlib.contextmanager
@@ -76,7 +87,7 @@ def import_tensorflow():
             import tensorflow as tf
             import keras  # noqa: F401  (its import loads TensorFlow's remaining native libraries)
 
-    if os.environ.get(TF_LOG_ENV, "") in ("", "0"):
+    if not logs_requested():
         tf.get_logger().setLevel("ERROR")
         try:
             import absl.logging

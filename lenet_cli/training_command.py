@@ -2,33 +2,61 @@
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import json
 import math
+import os
 import shutil
 import signal
+import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import click
 
 from lenet_cli import runs
 from lenet_cli.config import TrainConfig
+from lenet_cli.console import plural
 from lenet_cli.errors import LenetError
 
 
-def resumed_config(run_dir: Path) -> TrainConfig:
-    """The saved config of a run to resume.
+class StartupWatchdog:
+    """End the process (exit code 1) when a multi-worker cluster is not joined within ``seconds``.
 
-    Raises:
-        LenetError: the folder is not a resumable run.
+    TensorFlow's cluster start-up blocks in C++ with no timeout of its own, and
+    while it waits it may hold the GIL, so no Python exception or thread can
+    interrupt it. Two guards: a thread that prints a clear message and calls
+    ``os._exit(1)`` (when the GIL is free, e.g. in the first collectives), and
+    ``faulthandler.dump_traceback_later`` two seconds later, which runs in C and
+    ends the process with a ``Timeout`` stack dump when the GIL is held.
     """
-    path = Path(run_dir) / runs.CONFIG_FILE
-    if not path.is_file() or not (Path(run_dir) / runs.CHECKPOINT_FILE).is_file():
-        raise LenetError(f"{str(run_dir)!r} is not a resumable run: it needs {runs.CONFIG_FILE} and {runs.CHECKPOINT_FILE}")
-    try:
-        return TrainConfig.from_json_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, TypeError) as exc:
-        raise LenetError(f"{str(path)!r} is not a valid lenet config ({exc})") from None
+
+    def __init__(self, seconds: float, what: str):
+        self.seconds = seconds
+        self.what = what
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self):
+        if not self._done.wait(self.seconds):
+            sys.stderr.write(f"Error: {self.what} did not finish within {self.seconds:g} s (--worker-timeout); "
+                             "check that every worker is running and reachable at the addresses in TF_CONFIG / --workers\n")
+            sys.stderr.flush()
+            os._exit(1)
+
+    @classmethod
+    def start(cls, seconds: float, what: str) -> "StartupWatchdog":
+        watchdog = cls(seconds, what)
+        sys.stderr.write(f"waiting up to {seconds:g} s for every worker to join (--worker-timeout)\n")
+        faulthandler.dump_traceback_later(seconds + 2, exit=True)
+        watchdog._thread.start()
+        return watchdog
+
+    def stop(self) -> None:
+        faulthandler.cancel_dump_traceback_later()
+        self._done.set()
 
 
 def _is_op_error(exc: BaseException) -> bool:
@@ -71,11 +99,14 @@ def run_training(cfg: TrainConfig, data_dir, output, runs_dir, tensorboard: bool
     Under ``--distribute multi-worker`` only the chief writes the run directory;
     the other workers train in a temporary directory that is removed at the end.
     """
-    from rich.console import Console
+    from lenet_cli.console import stderr_console
 
-    console = Console(stderr=True, quiet=quiet)
+    console = stderr_console(quiet=quiet)
     if not resume:
         runs.check_output_available(output)
+    runs.check_writable(runs.runs_root(runs_dir), "the runs folder")  # LATEST goes there
+    if output is not None:
+        runs.check_writable(output, "the run directory" if resume else "--output")
     from lenet_cli.data import load_dataset
 
     data = load_dataset(cfg.dataset, data_dir, validation_size=cfg.validation_size, train_limit=cfg.train_limit,
@@ -87,7 +118,8 @@ def run_training(cfg: TrainConfig, data_dir, output, runs_dir, tensorboard: bool
     from lenet_cli.distributed import build_distribution
 
     with console.status(f"joining the cluster (up to {worker_timeout:g} s)" if distribute == "multi-worker" else "building the strategy"):
-        distribution = build_distribution(distribute, devices=devices, workers=workers, task_index=task_index, worker_timeout=worker_timeout)
+        distribution = build_distribution(distribute, devices=devices, workers=workers, task_index=task_index,
+                                          worker_timeout=worker_timeout, start_watchdog=StartupWatchdog.start)
 
     scratch = None
     if distribution is not None and not distribution.is_chief:
@@ -110,6 +142,7 @@ def run_training(cfg: TrainConfig, data_dir, output, runs_dir, tensorboard: bool
 
 def _train_and_report(cfg, data, data_dir, run_dir, runs_dir, tensorboard, histograms, console, output_format, resume, deterministic,
                       distribution) -> int:
+    from lenet_cli.atomic import WriteFailed
     from lenet_cli.progress import RichProgress
     from lenet_cli.training import TrainingInterrupted, train
 
@@ -117,7 +150,7 @@ def _train_and_report(cfg, data, data_dir, run_dir, runs_dir, tensorboard, histo
     header = [
         f"{'resuming' if resume else 'training'} {cfg.dataset}: {len(data.train):,} train / {len(data.validation):,} validation images from {data.source}",
         f"recipe: preset {cfg.preset}, {cfg.optimizer} lr {cfg.learning_rate:g} ({cfg.schedule}), batch {cfg.batch_size}, "
-        f"{cfg.epochs} epochs, l1 {cfg.l1:g}, weight decay {cfg.weight_decay:g}, dropout {cfg.dropout:g}, augment {cfg.augment}",
+        f"{plural(cfg.epochs, 'epoch')}, l1 {cfg.l1:g}, weight decay {cfg.weight_decay:g}, dropout {cfg.dropout:g}, augment {cfg.augment}",
     ]
     if cfg.init_from:
         header.append(f"weights from {cfg.init_from}")
@@ -133,16 +166,22 @@ def _train_and_report(cfg, data, data_dir, run_dir, runs_dir, tensorboard, histo
         from lenet_cli.distributed import first_step_callback
 
         callbacks.append(first_step_callback(distribution))
+    marker = runs.running_marker(run_dir) if distribution is None or distribution.is_chief else contextlib.nullcontext()
     try:
-        with StopOnSignal() as stop:
+        with StopOnSignal() as stop, marker:
             result = train(cfg, data, run_dir, callbacks=callbacks, tensorboard=tensorboard, histograms=histograms,
                            runs_dir=runs_dir, resume=resume, should_stop=stop, deterministic=deterministic,
                            distribution=distribution)
+    except WriteFailed as exc:
+        if not (Path(run_dir) / runs.CHECKPOINT_FILE).is_file():
+            raise
+        raise LenetError(f"{exc}; the last completed epoch's checkpoint is kept: once there is space, continue with "
+                         f"lenet train --resume {run_dir}") from None
     except TrainingInterrupted as exc:
         progress.on_train_end()
         name = signal.Signals(exc.signum).name
         click.echo(
-            f"{name}: stopped after {exc.completed_epochs} completed epoch(s); checkpoint kept in {run_dir}. "
+            f"{name}: stopped after {plural(exc.completed_epochs, 'completed epoch')}; checkpoint kept in {run_dir}. "
             f"Resume with: lenet train --resume {run_dir}" + (f" --data-dir {data_dir}" if data_dir else ""),
             err=True,
         )

@@ -41,19 +41,6 @@ def _no_runs_left(tmp_path):
 
 # --- data --------------------------------------------------------------------------------------
 
-def _broken_data(tmp_path, index, payload):
-    root = tmp_path / "data"
-    write_dataset(root / "mnist", n_train=60, n_test=20)
-    if payload is None:
-        (root / "mnist" / FILE_NAMES[index]).unlink()
-    elif isinstance(payload, bytes) and not payload.startswith(b"\x1f\x8b"):
-        (root / "mnist" / FILE_NAMES[index]).write_bytes(payload)
-    return root
-
-
-GOOD_GZ = None
-
-
 @pytest.mark.parametrize(
     "case, index, make, fragment",
     [
@@ -269,16 +256,12 @@ def _bad_image(tmp_path: Path, kind: str) -> Path:
         Image.new("RGB", (40, 40), (200, 200, 200)).save(p := tmp_path / "blank.png")
     elif kind == "missing":
         p = tmp_path / "missing.png"
-    elif kind == "directory named like an image":
-        (p := tmp_path / "dir.png").mkdir()
-        p = tmp_path / "dir.png" / "missing.png"
     return p
 
 
 @pytest.mark.parametrize("kind, fragment", [
     ("zero-byte", "empty"), ("not an image", "not an image"), ("truncated png", "cut.png"), ("truncated jpeg", "cut.jpg"),
     ("1x1", "no content found"), ("blank", "no content found"), ("missing", "no such file"),
-    ("directory named like an image", "no such file"),
 ])
 def test_bad_images_are_reported_and_the_good_one_predicted(tmp_path, trained_run, kind, fragment):
     bad = _bad_image(tmp_path, kind)
@@ -287,6 +270,16 @@ def test_bad_images_are_reported_and_the_good_one_predicted(tmp_path, trained_ru
     records = [__import__("json").loads(line) for line in result.stdout.splitlines()]
     assert records[0]["error"] is None and records[1]["error"] and fragment in records[1]["error"]
     assert [line for line in result.stderr.splitlines() if line.startswith("Error: ")].__len__() == 1
+
+
+def test_a_directory_named_like_an_image_is_not_an_input(tmp_path, trained_run):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    _digit_png(folder / "good.png")
+    (folder / "dir.png").mkdir()
+    result = _run(["predict", "--model", trained_run, folder, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert [Path(r["path"]).name for r in __import__("json").loads(result.stdout)] == ["good.png"]
 
 
 def test_decompression_bomb_guard(tmp_path, trained_run, monkeypatch):

@@ -51,8 +51,10 @@ def test_class_names():
     assert D.CLASS_NAMES["mnist"] == tuple("0123456789")
 
 
-def test_to_model_input_scales_to_unit_range():
-    x = D.to_model_input(np.array([[[0] * 28] * 28, [[255] * 28] * 28], dtype=np.uint8))
+def test_as_model_input_scales_to_unit_range():
+    from lenet_cli.inputs import as_model_input
+
+    x = as_model_input(np.array([[[0] * 28] * 28, [[255] * 28] * 28], dtype=np.uint8))
     assert x.shape == (2, 28, 28, 1) and x.dtype == np.float32 and x.min() == 0.0 and x.max() == 1.0
 
 

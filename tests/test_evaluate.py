@@ -18,24 +18,32 @@ def _evaluate(*args):
     return CliRunner().invoke(cli, ["evaluate", *map(str, args)])
 
 
+def _read_idx(path, offset):
+    import gzip
+
+    with gzip.open(path) as f:
+        return np.frombuffer(f.read(), np.uint8, offset=offset)
+
+
 @pytest.fixture(scope="module")
 def reference(trained_run, synthetic_data_dir):
-    """Probabilities from a plain Keras ``predict`` and labels read straight from the IDX bytes."""
-    import gzip
+    """Probabilities and logits from a plain Keras ``predict``, and labels read straight from the IDX bytes."""
+    import keras
 
     from lenet_cli.model import load_model_file
 
-    with gzip.open(synthetic_data_dir / "mnist" / "t10k-images-idx3-ubyte.gz") as f:
-        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-    with gzip.open(synthetic_data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz") as f:
-        labels = np.frombuffer(f.read(), np.uint8, offset=8).astype(int)
+    images = _read_idx(synthetic_data_dir / "mnist" / "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
+    labels = _read_idx(synthetic_data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz", 8).astype(int)
     model = load_model_file(trained_run / "model.keras")
-    probs = np.asarray(model.predict(images[..., None].astype("float32") / 255.0, verbose=0), dtype=np.float64)
-    return probs, labels
+    x = images[..., None].astype("float32") / 255.0
+    probs = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
+    logits_model = keras.Model(model.inputs, model.get_layer("logits_layer").output)
+    logits = np.asarray(logits_model.predict(x, verbose=0), dtype=np.float64)
+    return probs, labels, logits
 
 
 def test_json_report_matches_independent_numpy(trained_run, synthetic_data_dir, reference):
-    probs, labels = reference
+    probs, labels, logits = reference
     result = _evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "json", "--top-k", "2")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -44,9 +52,8 @@ def test_json_report_matches_independent_numpy(trained_run, synthetic_data_dir, 
     assert report["accuracy"] == pytest.approx(np.mean(predicted == labels), abs=1e-12)
     top2 = np.argsort(-probs, axis=1)[:, :2]
     assert report["top_k_accuracy"] == pytest.approx(np.mean([labels[i] in top2[i] for i in range(len(labels))]), abs=1e-12)
-    clipped = np.clip(probs, 1e-7, 1 - 1e-7)
-    loss = np.mean(-np.log(clipped[np.arange(len(labels)), labels] / clipped.sum(1)))
-    assert report["loss"] == pytest.approx(loss, rel=1e-4)
+    cross_entropy = np.mean(np.log(np.exp(logits).sum(1)) - logits[np.arange(len(labels)), labels])
+    assert report["cross_entropy"] == pytest.approx(cross_entropy, rel=1e-5)
     matrix = np.zeros((10, 10), int)
     for t, p in zip(labels, predicted):
         matrix[t, p] += 1
@@ -59,7 +66,7 @@ def test_json_report_matches_independent_numpy(trained_run, synthetic_data_dir, 
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         assert (row["label"], row["support"]) == (str(c), int(matrix[c].sum()))
         assert row["precision"] == pytest.approx(precision) and row["recall"] == pytest.approx(recall) and row["f1"] == pytest.approx(f1)
-    assert report["objective"] == pytest.approx(report["loss"] + report["l1"] + report["l2"])
+    assert report["objective"] == pytest.approx(report["cross_entropy"] + report["l1"] + report["l2"])
 
 
 def test_reproduces_the_accuracy_train_recorded(trained_run, synthetic_data_dir):
@@ -91,13 +98,13 @@ def test_latest_run_is_used_without_argument(trained_run, synthetic_data_dir, mo
 
 
 def test_min_accuracy_gate(trained_run, synthetic_data_dir):
-    passed = _evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "json", "--min-accuracy", "0.0")
-    assert passed.exit_code == 0
-    failed = _evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "json", "--min-accuracy", "1.0")
-    accuracy = json.loads(passed.stdout)["accuracy"]
-    if accuracy < 1.0:
-        assert failed.exit_code == 1 and "below --min-accuracy" in failed.stderr
-        assert json.loads(failed.stdout)["accuracy"] == accuracy  # the report is still printed
+    accuracy = json.loads(_evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "json").stdout)["accuracy"]
+    assert 0.0 < accuracy < 0.99  # the tiny model is far from perfect, so a gate above it must fail
+    at_the_bar = _evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "json", "--min-accuracy", repr(accuracy))
+    assert at_the_bar.exit_code == 0, at_the_bar.output
+    failed = _evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "json", "--min-accuracy", f"{accuracy + 0.01:.4f}")
+    assert failed.exit_code == 1 and "below --min-accuracy" in failed.stderr
+    assert json.loads(failed.stdout)["accuracy"] == accuracy  # the report is still printed
 
 
 def test_images_are_written(trained_run, synthetic_data_dir, tmp_path):
@@ -108,8 +115,16 @@ def test_images_are_written(trained_run, synthetic_data_dir, tmp_path):
                        "--confusion-png", cm, "--misclassified", gallery, "--misclassified-count", "4")
     assert result.exit_code == 0, result.output
     assert Image.open(cm).size == CONFUSION_PNG_SIZE
-    if json.loads(result.stdout)["accuracy"] < 1.0:
-        assert Image.open(gallery).format == "PNG"
+    report = json.loads(result.stdout)
+    assert report["accuracy"] < 0.99  # the tiny model makes mistakes, so the gallery must exist
+    assert Image.open(gallery).format == "PNG"
+    mistakes = report["misclassified"]
+    assert len(mistakes) == 4 and [m["confidence"] for m in mistakes] == sorted((m["confidence"] for m in mistakes), reverse=True)
+    labels = _read_idx(synthetic_data_dir / "mnist" / "train-labels-idx1-ubyte.gz", 8)
+    held_out = json.loads((trained_run / "config.json").read_text())["validation_size"]
+    for mistake in mistakes:  # the train split starts after the validation images of the training file
+        assert mistake["file_index"] == mistake["split_index"] + held_out
+        assert mistake["label"] == str(labels[mistake["file_index"]]) and mistake["predicted"] != mistake["label"]
 
 
 @pytest.mark.parametrize(

@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from lenet_cli.errors import LenetError
 from lenet_cli.metrics import (
     classification_report,
     confusion_matrix,
     macro_average,
+    logits_from_probabilities,
     mean_cross_entropy,
     most_confident_mistakes,
     per_class_metrics,
@@ -31,6 +31,7 @@ PROBS = np.array(
         [0.1, 0.1, 0.8],
     ]
 )
+LOGITS = np.log(PROBS)  # each row sums to 1, so softmax(LOGITS) == PROBS
 NAMES = ["zero", "one", "two"]
 
 
@@ -48,9 +49,9 @@ def test_confusion_matrix_size_comes_from_num_classes_not_the_data():
 
 
 def test_confusion_matrix_rejects_out_of_range_labels():
-    with pytest.raises(LenetError, match=r"\[0, 2\]"):
+    with pytest.raises(ValueError, match=r"\[0, 2\]"):
         confusion_matrix(np.array([0, 3]), np.array([0, 1]), 3)
-    with pytest.raises(LenetError, match="same length"):
+    with pytest.raises(ValueError, match="same length"):
         confusion_matrix(np.array([0, 1]), np.array([0]), 3)
 
 
@@ -74,26 +75,25 @@ def test_top_k_accuracy_ties_go_to_lower_index():
 
 
 def test_top_k_accuracy_rejects_k_below_one():
-    with pytest.raises(LenetError, match="Received: 0"):
+    with pytest.raises(ValueError, match="Received: 0"):
         top_k_accuracy(Y_TRUE, PROBS, 0)
 
 
 def test_mean_cross_entropy_hand_computed():
     # -mean(log(0.7, 0.5, 0.1, 0.8, 0.3, 0.8)) = -log(0.00672) / 6
-    assert mean_cross_entropy(Y_TRUE, PROBS) == pytest.approx(5.0026672 / 6, abs=1e-6)
+    assert mean_cross_entropy(Y_TRUE, LOGITS) == pytest.approx(5.0026672 / 6, abs=1e-6)
 
 
-def test_mean_cross_entropy_clips_zero_probability_like_keras():
-    # Clipped row is (1 - 1e-7, 1e-7, 1e-7); Keras renormalises it:
-    # -log(1e-7 / (1 + 1e-7)) = log(1e7) + log(1 + 1e-7) = 16.1180956510 + 1e-7
-    loss = mean_cross_entropy(np.array([1]), np.array([[1.0, 0.0, 0.0]]))
-    assert loss == pytest.approx(16.1180957510, abs=1e-8)
+def test_mean_cross_entropy_is_shift_invariant_and_unclipped():
+    # logits are defined up to a constant per row; a confident mistake counts in full (no clipping at 16.1)
+    assert mean_cross_entropy(Y_TRUE, LOGITS + 50.0) == pytest.approx(5.0026672 / 6, abs=1e-6)
+    assert mean_cross_entropy(np.array([1]), np.array([[100.0, 0.0, 0.0]])) == pytest.approx(100.0, abs=1e-9)
 
 
-def test_mean_cross_entropy_renormalises_the_clipped_row():
-    # eps 0.01: (0.99, 0.01, 0.01) sums to 1.01, so the loss is log(101) = 4.6151205168
-    loss = mean_cross_entropy(np.array([1]), np.array([[1.0, 0.0, 0.0]]), eps=0.01)
-    assert loss == pytest.approx(4.6151205168, abs=1e-9)
+def test_logits_from_probabilities_keeps_a_zero_probability_finite():
+    logits = logits_from_probabilities(np.array([[1.0, 0.0, 0.0]]))
+    loss = mean_cross_entropy(np.array([1]), logits)
+    assert math.isfinite(loss) and loss == pytest.approx(-math.log(np.finfo(np.float32).tiny), rel=1e-9)
 
 
 def test_per_class_metrics_hand_computed():
@@ -127,17 +127,17 @@ def test_zero_division_gives_zero():
 
 
 def test_per_class_metrics_rejects_mismatched_names():
-    with pytest.raises(LenetError, match="2 names for 3 classes"):
+    with pytest.raises(ValueError, match="2 names for 3 classes"):
         per_class_metrics(np.eye(3, dtype=int), ["a", "b"])
 
 
 def test_classification_report_hand_computed_and_json_ready():
-    report = classification_report(Y_TRUE, PROBS, NAMES, top_k=2)
+    report = classification_report(Y_TRUE, LOGITS, NAMES, top_k=2)
     assert set(report) == {
         "accuracy",
         "top_k",
         "top_k_accuracy",
-        "loss",
+        "cross_entropy",
         "count",
         "per_class",
         "macro_avg",
@@ -147,7 +147,7 @@ def test_classification_report_hand_computed_and_json_ready():
     assert report["accuracy"] == pytest.approx(4 / 6)
     assert report["top_k"] == 2
     assert report["top_k_accuracy"] == pytest.approx(5 / 6)
-    assert report["loss"] == pytest.approx(5.0026672 / 6, abs=1e-6)
+    assert report["cross_entropy"] == pytest.approx(5.0026672 / 6, abs=1e-6)
     assert report["count"] == 6
     assert report["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
     assert report["per_class"][2] == pytest.approx(
@@ -156,14 +156,14 @@ def test_classification_report_hand_computed_and_json_ready():
     assert report["macro_avg"]["recall"] == pytest.approx(13 / 18)
     assert report["weighted_avg"]["precision"] == pytest.approx(0.75)
     assert json.loads(json.dumps(report)) == report
-    for value in (report["accuracy"], report["loss"], report["macro_avg"]["f1"], report["per_class"][0]["recall"]):
+    for value in (report["accuracy"], report["cross_entropy"], report["macro_avg"]["f1"], report["per_class"][0]["recall"]):
         assert type(value) is float
     for value in (report["top_k"], report["count"], report["per_class"][0]["support"], report["confusion_matrix"][0][0]):
         assert type(value) is int
 
 
 def test_classification_report_clips_top_k_to_classes():
-    report = classification_report(Y_TRUE, PROBS, NAMES, top_k=5)
+    report = classification_report(Y_TRUE, LOGITS, NAMES, top_k=5)
     assert report["top_k"] == 3
     assert report["top_k_accuracy"] == 1.0
 
@@ -172,14 +172,14 @@ def test_classification_report_clips_top_k_to_classes():
     ("y_true", "probs", "names", "message"),
     [
         (np.array([], dtype=int), np.zeros((0, 3)), NAMES, "no examples"),
-        (Y_TRUE, PROBS, ["a", "b"], "2 names for 3 outputs"),
-        (Y_TRUE[:5], PROBS, NAMES, "5 labels, 6 rows"),
-        (np.array([0, 0, 0, 1, 1, 7]), PROBS, NAMES, "same number of classes"),
-        (Y_TRUE, PROBS[:, 0], NAMES, "shape"),
+        (Y_TRUE, LOGITS, ["a", "b"], "2 names for 3 outputs"),
+        (Y_TRUE[:5], LOGITS, NAMES, "5 labels, 6 rows"),
+        (np.array([0, 0, 0, 1, 1, 7]), LOGITS, NAMES, "same number of classes"),
+        (Y_TRUE, LOGITS[:, 0], NAMES, "shape"),
     ],
 )
 def test_classification_report_rejects_bad_input(y_true, probs, names, message):
-    with pytest.raises(LenetError, match=message):
+    with pytest.raises(ValueError, match=message):
         classification_report(y_true, probs, names)
 
 

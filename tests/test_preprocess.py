@@ -6,7 +6,6 @@ import gzip
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -473,17 +472,18 @@ def test_batch_records_failures_when_asked(tmp_path):
         P.preprocess_batch([good, blank])
 
 
-def test_small_pngs_are_fast(tmp_path):
+def test_a_batch_of_small_pngs_keeps_order(tmp_path):
+    """(Their speed is measured in bench/: ``python -m bench.run --only predict``.)"""
     paths = []
-    for i in range(200):
+    for i in range(20):
         path = tmp_path / f"{i}.png"
         Image.fromarray(np.roll(DIGIT, i % 5 - 2, axis=1)).save(path)
         paths.append(path)
-    start = time.perf_counter()
     results = P.preprocess_batch(paths)
-    elapsed = time.perf_counter() - start
-    assert len(results) == 200
-    assert elapsed < 2.0, f"{elapsed / 200 * 1000:.1f} ms per 28x28 PNG"
+    singles = [P.preprocess_batch([path])[0] for path in paths]
+    assert len(results) == 20
+    for batched, single in zip(results, singles):
+        assert batched.error is None and np.array_equal(batched.array, single.array)
 
 
 def test_modules_do_not_import_tensorflow():

@@ -54,7 +54,8 @@ def test_every_command_has_help_and_a_readme_section():
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for name, command in cli.commands.items():
-        assert command.help and command.short_help != "", name
+        summary = command.get_short_help_str(limit=200)
+        assert command.help and len(summary.split()) >= 3 and not summary.endswith("..."), f"`lenet {name}` has no one-line summary"
         assert f"lenet {name}" in readme, f"README lacks a section for `lenet {name}`"
         assert "Example" in command.help, f"`lenet {name} --help` shows no example"
 

@@ -1,0 +1,92 @@
+"""The seed's objective, in one place: cross-entropy + l1 * sum|w| + weight_decay * sum(w^2) / 2.
+
+The penalty covers the conv and dense *kernels* of the layers that train
+(biases and frozen layers excluded), each term per layer and in total, so every
+term can be logged on its own. Single-device and distributed training minimise
+:meth:`Objective.loss`; every reported cross-entropy (train, validation,
+``lenet evaluate``) is the softmax cross-entropy of the logits, computed by
+Keras's ``SparseCategoricalCrossentropy(from_logits=True)`` inside the step and
+by :func:`lenet_cli.metrics.mean_cross_entropy` on logits outside it (a test
+holds the two to 1e-6).
+"""
+
+from __future__ import annotations
+
+from lenet_cli.tf_setup import import_tensorflow
+
+import_tensorflow()  # quietly, and with lenet's settings, before Keras loads TensorFlow
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
+
+from lenet_cli import config as C  # noqa: E402
+
+
+def regularized_kernels(model: keras.Model, frozen: tuple[str, ...] = ()) -> dict[str, object]:
+    """The kernels the objective penalizes: weight layers that train, by layer name."""
+    return {name: model.get_layer(name).kernel for name in C.WEIGHT_LAYERS if name not in frozen}
+
+
+def penalty_terms(kernels: dict[str, object], l1: float, weight_decay: float) -> dict[str, object]:
+    """Per-layer ``l1_<name>`` and ``l2_<name>`` terms and their totals ``l1`` and ``l2``.
+
+    ``l2`` is the weight-decay term ``weight_decay * sum(w^2) / 2``.
+    """
+    terms: dict[str, object] = {}
+    l1_total = 0.0
+    l2_total = 0.0
+    for name, kernel in kernels.items():
+        l1_term = l1 * ops.sum(ops.abs(kernel))
+        l2_term = weight_decay * ops.sum(ops.square(kernel)) / 2.0
+        terms[f"l1_{name}"] = l1_term
+        terms[f"l2_{name}"] = l2_term
+        l1_total = l1_total + l1_term
+        l2_total = l2_total + l2_term
+    terms["l1"] = l1_total
+    terms["l2"] = l2_total
+    return terms
+
+
+class Objective:
+    """The objective of one model under one recipe's coefficients.
+
+    Args:
+        model: the network whose kernels are penalized.
+        l1: coefficient of ``sum|w|``.
+        weight_decay: coefficient of ``sum(w^2) / 2``.
+        frozen: layers that do not train, and so carry no penalty.
+    """
+
+    def __init__(self, model: keras.Model, l1: float, weight_decay: float, frozen: tuple[str, ...] = ()):
+        self.kernels = regularized_kernels(model, tuple(frozen))
+        self.l1 = float(l1)
+        self.weight_decay = float(weight_decay)
+        self.term_names = [f"{kind}_{name}" for name in self.kernels for kind in ("l1", "l2")]
+        self._cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
+
+    @classmethod
+    def for_run(cls, model: keras.Model, run_config: dict) -> "Objective":
+        """The objective a run trained with, from its saved ``config.json`` values."""
+        return cls(model, float(run_config.get("l1", 0.0)), float(run_config.get("weight_decay", 0.0)),
+                   tuple(run_config.get("freeze") or ()))
+
+    def penalties(self) -> dict[str, object]:
+        """``l1``, ``l2`` and the per-layer terms of the current weights, as float32 scalars."""
+        terms = penalty_terms(self.kernels, self.l1, self.weight_decay)
+        return {name: ops.cast(value, "float32") for name, value in terms.items()}
+
+    def loss(self, labels, logits, global_batch_size, replicas: int = 1):
+        """What one replica minimises, and the step's logs.
+
+        The cross-entropy is summed over this replica's examples and divided by
+        the *global* batch size, and the penalty divided by the number of
+        replicas, so the all-reduced gradient equals the single-device gradient
+        of ``mean cross-entropy + l1 + l2``.
+
+        Returns:
+            ``(loss, logs)``: ``logs`` has ``cross_entropy_sum`` (this replica's
+            sum), ``l1``, ``l2`` and the per-layer terms.
+        """
+        cross_entropy_sum = self._cross_entropy(labels, logits)
+        terms = self.penalties()
+        loss = cross_entropy_sum / ops.cast(global_batch_size, "float32") + (terms["l1"] + terms["l2"]) / replicas
+        return loss, {"cross_entropy_sum": cross_entropy_sum, **terms}

@@ -1,0 +1,179 @@
+"""One training core: one objective, one predictor, a self-describing checkpoint, clean boundaries."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lenet_cli.cli import cli
+
+PACKAGE = Path(__file__).resolve().parent.parent / "lenet_cli"
+MAX_FUNCTION_LINES = 80
+
+
+def test_evaluate_and_train_agree_on_the_validation_cross_entropy(trained_run, synthetic_data_dir):
+    history = json.loads((trained_run / "history.json").read_text())
+    result = CliRunner().invoke(cli, ["evaluate", str(trained_run), "--split", "validation", "--format", "json",
+                                      "--data-dir", str(synthetic_data_dir)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["count"] == 100
+    assert report["cross_entropy"] == pytest.approx(history[-1]["val_cross_entropy"], abs=1e-5)
+    assert report["accuracy"] == pytest.approx(history[-1]["val_accuracy"], abs=1e-12)
+    assert report["objective"] == pytest.approx(history[-1]["val_objective"], abs=1e-5)
+
+
+def test_the_training_loss_and_the_reported_cross_entropy_are_one_definition():
+    """Keras's from-logits loss (minimised in the step) equals metrics.mean_cross_entropy (every report)."""
+    import keras
+
+    from lenet_cli.metrics import mean_cross_entropy
+
+    rng = np.random.default_rng(0)
+    logits = (rng.normal(size=(257, 10)) * 6).astype(np.float32)
+    logits[0] = [60, 0, 0, 0, 0, 0, 0, 0, 0, -60]  # a confident mistake: nothing may clip it
+    labels = rng.integers(0, 10, size=257)
+    labels[0] = 9
+    keras_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(labels, logits)
+    assert float(keras_loss) == pytest.approx(mean_cross_entropy(labels, logits), rel=1e-6)
+
+
+def test_objective_terms_add_up_and_skip_frozen_layers():
+    from lenet_cli.model import build_lenet
+    from lenet_cli.objective import Objective
+
+    model = build_lenet(dense_units=8, seed=0)
+    objective = Objective(model, l1=1e-3, weight_decay=1e-2, frozen=("conv_1",))
+    terms = {k: float(v) for k, v in objective.penalties().items()}
+    kernels = {name: model.get_layer(name).kernel.numpy() for name in ("conv_2", "dot_1", "dot_2", "logits_layer")}
+    assert "l1_conv_1" not in terms and set(objective.term_names) == {f"{k}_{n}" for n in kernels for k in ("l1", "l2")}
+    assert terms["l1"] == pytest.approx(1e-3 * sum(np.abs(w).sum() for w in kernels.values()), rel=1e-5)
+    assert terms["l2"] == pytest.approx(1e-2 * sum((w ** 2).sum() for w in kernels.values()) / 2, rel=1e-5)
+    labels = np.array([1, 2, 3], dtype=np.int32)
+    logits = np.zeros((3, 10), dtype=np.float32)
+    loss, logs = objective.loss(labels, logits, 3)
+    assert float(logs["cross_entropy_sum"]) == pytest.approx(3 * np.log(10), rel=1e-6)
+    assert float(loss) == pytest.approx(np.log(10) + terms["l1"] + terms["l2"], rel=1e-6)
+    half, _ = objective.loss(labels, logits, 3, replicas=2)  # each of two replicas carries half the penalty
+    assert float(half) == pytest.approx(np.log(10) + (terms["l1"] + terms["l2"]) / 2, rel=1e-6)
+
+
+def test_predictor_takes_uint8_or_float_and_its_class_count_from_the_model():
+    from lenet_cli.inference import Predictor
+    from lenet_cli.model import build_lenet
+
+    model = build_lenet(dense_units=8, seed=0)
+    predictor = Predictor(model, batch_size=7)
+    images = np.random.default_rng(1).integers(0, 256, size=(20, 28, 28), dtype=np.uint8)
+    probabilities = predictor(images)
+    logits = predictor.logits(images.astype(np.float32)[..., None] / 255.0)
+    reference = model.predict(images[..., None].astype(np.float32) / 255.0, verbose=0)
+    assert probabilities.shape == (20, 10) and np.allclose(probabilities, reference, atol=1e-6)
+    assert np.allclose(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), reference, atol=1e-6)
+    assert predictor(images[:0]).shape == (0, 10)
+
+
+def _checkpointed_run(trained_run: Path, tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    return run
+
+
+def test_checkpoint_describes_itself(trained_run):
+    from lenet_cli.checkpoint import load_checkpoint
+
+    state, arrays = load_checkpoint(trained_run)
+    config = json.loads((trained_run / "config.json").read_text())
+    history = json.loads((trained_run / "history.json").read_text())
+    assert state.config == config and state.completed_epochs == config["epochs"] == len(history)
+    assert state.best_val_accuracy == max(h["val_accuracy"] for h in history)
+    assert state.rng_state["bit_generator"] == "PCG64"
+    assert "model/dot_1/kernel" in arrays and "model/dropout_1/seed_generator_state" in arrays
+    assert "optimizer/iteration" in arrays and not any(k.split("/")[1].isdigit() for k in arrays)
+
+
+def test_a_checkpoint_variable_of_another_shape_is_named(trained_run, synthetic_data_dir, tmp_path):
+    run = _checkpointed_run(trained_run, tmp_path)
+    path = run / "checkpoint.npz"
+    with np.load(path) as archive:
+        arrays = dict(archive)
+    arrays["model/dot_2/kernel"] = arrays["model/dot_2/kernel"][:, :5]
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+    result = CliRunner().invoke(cli, ["train", "--resume", str(run), "--data-dir", str(synthetic_data_dir), "--quiet"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "'model/dot_2/kernel'" in result.stderr and "(64, 5)" in result.stderr and "(64, 64)" in result.stderr
+
+
+def test_a_checkpoint_missing_a_variable_is_named(trained_run, tmp_path):
+    from lenet_cli.checkpoint import load_checkpoint, restore
+    from lenet_cli.config import TrainConfig
+    from lenet_cli.errors import LenetError
+    from lenet_cli.model import build_lenet
+    from lenet_cli.training import make_optimizer
+
+    _, arrays = load_checkpoint(trained_run)
+    del arrays["optimizer/dot_1_kernel_velocity"]
+    cfg = TrainConfig.load(trained_run / "config.json")
+    model = build_lenet(dense_units=cfg.dense_units, seed=0)
+    optimizer = make_optimizer(cfg, steps_per_epoch=10)
+    optimizer.build(model.trainable_weights)
+    restore(model, optimizer, dict(load_checkpoint(trained_run)[1]))  # the same network and optimizer: accepted
+    with pytest.raises(LenetError, match="'optimizer/dot_1_kernel_velocity'"):
+        restore(model, optimizer, arrays)
+
+
+def test_debug_travels_in_the_click_context_not_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("LENET_RUNS_DIR", str(tmp_path / "no-runs"))
+    before = dict(os.environ)
+    debug = CliRunner().invoke(cli, ["--debug", "evaluate", "--format", "json"])
+    assert dict(os.environ) == before
+    from lenet_cli.errors import LenetError
+
+    assert isinstance(debug.exception, LenetError)  # --debug: the full error with its traceback
+    plain = CliRunner().invoke(cli, ["evaluate", "--format", "json"])
+    assert plain.exit_code == 1 and plain.stderr.startswith("Error: no trained model found")
+    assert dict(os.environ) == before
+
+
+def _function_lengths():
+    for path in sorted(PACKAGE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = node.body[0]
+                has_docstring = isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
+                    and isinstance(first.value.value, str)
+                start = first.end_lineno + 1 if has_docstring and len(node.body) > 1 else node.lineno
+                yield f"{path.name}:{node.lineno} {node.name}", node.end_lineno - start + 1
+
+
+def test_no_function_is_longer_than_a_reader_can_hold():
+    too_long = {name: lines for name, lines in _function_lengths() if lines > MAX_FUNCTION_LINES}
+    assert not too_long, f"functions over {MAX_FUNCTION_LINES} lines of code (docstring excluded): {too_long}"
+
+
+def test_worker_modules_never_print_exit_or_import_click():
+    presentation = {"cli.py", "console.py", "__main__.py"}
+    offenders = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        if path.name in presentation or path.name.endswith("_command.py"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                if any(n == "click" or n.startswith("click.") for n in names):
+                    offenders.append(f"{path.name}: imports click")
+            if isinstance(node, ast.Call):
+                func = ast.unparse(node.func)
+                if func in ("print", "sys.exit", "os._exit", "exit", "sys.stderr.write", "sys.stdout.write"):
+                    offenders.append(f"{path.name}:{node.lineno}: {func}()")
+    assert not offenders, offenders
