@@ -49,6 +49,35 @@ def check_output_available(output: str | os.PathLike | None) -> None:
         raise LenetError(f"output directory {str(path)!r} already exists and is not empty; choose another --output")
 
 
+def check_writable(path: str | os.PathLike, what: str) -> None:
+    """Fail fast, before any data loads, when nothing can be written at ``path``.
+
+    Creates nothing: a temporary file is opened (and vanishes) in ``path``, or
+    in its nearest existing ancestor when ``path`` does not exist yet. A probe
+    rather than ``os.access``, which says yes to root on a read-only mount.
+
+    Raises:
+        LenetError: the nearest existing ancestor is a file, or refuses a new file.
+    """
+    import tempfile
+
+    target = Path(path)
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a dangling link
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise LenetError(f"{what} {str(target)!r} cannot be created: {str(existing)!r} is a file, not a folder; choose another path")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise LenetError(f"{what} {str(target)!r} is not writable ({reason} in {str(existing)!r}); "
+                         f"fix its permissions or choose another folder") from None
+
+
 def new_run_dir(dataset: str, runs_dir: str | os.PathLike | None = None, output: str | os.PathLike | None = None) -> Path:
     """Create and return a fresh run directory: ``output`` if given, else ``<root>/<dataset>-<timestamp>``."""
     if output is not None:
@@ -131,10 +160,43 @@ def resolve_model(model: str | os.PathLike | None, runs_dir: str | os.PathLike |
             return ModelRef(path / MODEL_FILE, path)
         if (path / "saved_model.pb").is_file():
             return ModelRef(path, None)
+        if (path / CONFIG_FILE).is_file():
+            raise LenetError(unfinished_run_message(path))
         raise LenetError(f"{str(path)!r} is not a run directory: it holds no {MODEL_FILE}")
     if not path.exists():
         raise LenetError(f"model {str(path)!r} does not exist; pass a run directory or a model file")
     return ModelRef(path, None)
+
+
+def remembered_data_dir(data_dir, run_config: dict | None, dataset: str | None):
+    """Where a command that scores or resumes a run finds its data.
+
+    ``--data-dir`` wins, then ``$LENET_DATA_DIR`` (returned as None: the loader
+    reads it); else the folder the run was trained from, when it still exists
+    and the command wants that run's dataset; else None (the usual look-up).
+    """
+    if data_dir is not None or os.environ.get("LENET_DATA_DIR"):
+        return data_dir
+    source = (run_config or {}).get("data_source")
+    if source and (run_config or {}).get("dataset") == dataset and Path(source).is_dir():
+        return Path(source)
+    return None
+
+
+def unfinished_run_message(run_dir: Path) -> str:
+    """Why a run directory has no model yet, and the commands that give it one."""
+    status = run_status(run_dir)
+    total = "?" if status.epochs is None else status.epochs
+    if status.state == "running":
+        return (f"run {str(run_dir)!r} is still training ({status.epochs_completed} of {total} epochs done, pid {status.pid}); "
+                f"its model.keras appears when it finishes")
+    done = status.epochs_completed
+    if done == 0:
+        return (f"run {str(run_dir)!r} was interrupted before its first epoch finished, so it has no model; "
+                f"resume it with: lenet train --resume {run_dir}")
+    return (f"run {str(run_dir)!r} was interrupted after epoch {done} of {total}, so it has no model.keras yet; "
+            f"resume it with: lenet train --resume {run_dir}, or keep epoch {done}'s weights as its model with: "
+            f"lenet train --resume {run_dir} --epochs {done}")
 
 
 @contextlib.contextmanager
