@@ -113,16 +113,46 @@ def restore(model, optimizer, arrays: dict[str, np.ndarray]) -> None:
         variable.assign(arrays[key])
 
 
-def resumable_config(run_dir: Path):
-    """The saved config of a run that ``--resume`` can continue (checked before any data loads).
+def completed_epochs(run_dir: Path) -> int:
+    """The epochs the checkpoint holds, reading only its small ``state`` entry.
 
     Raises:
-        LenetError: the folder is not a resumable run.
+        LenetError: the checkpoint is unreadable or from an older lenet.
     """
+    path = Path(run_dir) / CHECKPOINT_FILE
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            raw = json.loads(archive[STATE_KEY].tobytes().decode("utf-8"))
+        return int(raw["completed_epochs"])
+    except (OSError, ValueError, KeyError, TypeError, EOFError):
+        raise LenetError(f"checkpoint {str(path)!r} is unreadable or was written by an older lenet; the run cannot be resumed") from None
+
+
+def resumable_config(run_dir: Path, epochs: int | None = None):
+    """The saved config of a run that ``--resume`` can continue, checked before any data loads.
+
+    ``epochs`` moves the run's end: to the epochs already completed (finish now,
+    keeping the last completed epoch's weights) or beyond the planned total.
+
+    Raises:
+        LenetError: the folder is not a resumable run, or it has finished.
+        ValueError: ``epochs`` is below the epochs already completed.
+    """
+    import dataclasses
+
     from lenet_cli.config import TrainConfig
-    from lenet_cli.runs import CONFIG_FILE
+    from lenet_cli.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 
     run_dir = Path(run_dir)
+    if (run_dir / MODEL_FILE).is_file() and (run_dir / METRICS_FILE).is_file():
+        raise LenetError(f"run {str(run_dir)!r} has finished; to train it further, start a new run from its weights: "
+                         f"lenet train --init-from {run_dir} --epochs N")
     if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / CHECKPOINT_FILE).is_file():
         raise LenetError(f"{str(run_dir)!r} is not a resumable run: it needs {CONFIG_FILE} and {CHECKPOINT_FILE}")
-    return TrainConfig.load(run_dir / CONFIG_FILE)
+    config = TrainConfig.load(run_dir / CONFIG_FILE)
+    if epochs is None:
+        return config
+    done = completed_epochs(run_dir)
+    if epochs < max(done, 1):
+        raise ValueError(f"the run has completed {done} epoch(s); --epochs with --resume must be at least {max(done, 1)}")
+    return dataclasses.replace(config, epochs=epochs)

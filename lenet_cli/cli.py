@@ -36,12 +36,20 @@ def debug_requested(ctx: click.Context) -> bool:
     return bool(settings and settings.debug) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
 class LenetGroup(click.Group):
-    """Turn the project's expected errors into one line on stderr and exit code 1."""
+    """Turn the project's expected errors into one line on stderr and exit code 1, and Ctrl-C into exit 130."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            if debug_requested(ctx):
+                raise
+            click.echo("Interrupted by Ctrl-C.", err=True)
+            ctx.exit(INTERRUPTED_EXIT)
         except LenetError as exc:
             if debug_requested(ctx):
                 raise
@@ -145,7 +153,8 @@ def distribute_options(fn):
 @click.option("--preset", type=click.Choice(C.PRESETS), default="default", show_default=True,
               help="'seed' uses the original tutorial's values (Adam 0.01, L1 1e-4, weight decay 1e-4, constant rate).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help=f"Passes over the training split {_default_text('epochs')}.")
+              help=f"Passes over the training split {_default_text('epochs')}. With --resume: the run's new end "
+                   f"(its completed epochs to finish now; more to extend it, the schedule stretched to the new end).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help=f"Images per step {_default_text('batch_size')}.")
 @click.option("--optimizer", type=click.Choice(C.OPTIMIZERS), default=None, help=f"Optimizer; sgd uses momentum {C.SGD_MOMENTUM} [default: {_D.optimizer}].")
 @click.option("--learning-rate", "--lr", type=click.FloatRange(min=0, min_open=True), default=None, help=f"Peak learning rate {_default_text('learning_rate', '{:g}')}.")
@@ -171,13 +180,14 @@ def distribute_options(fn):
 @click.option("--histograms", is_flag=True, help="Also log weight histograms each epoch.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Continue an interrupted run from its last completed epoch, with its saved config.")
+@click.option("--keep-checkpoint", is_flag=True, help="Keep checkpoint.npz once the run has finished (it is deleted then by default).")
 @click.option("--deterministic", is_flag=True, help="Use TensorFlow's deterministic ops: with --seed, runs are bitwise reproducible.")
 @distribute_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; print only the result.")
 @click.option("--format", "output_format", type=click.Choice(C.TRAIN_FORMATS), default="text", show_default=True, help="How to print the final metrics on stdout.")
 @click.pass_context
-def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histograms, resume, deterministic, distribute, devices, workers,
-          task_index, worker_timeout, quiet, output_format, **options):
+def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histograms, resume, keep_checkpoint, deterministic, distribute,
+          devices, workers, task_index, worker_timeout, quiet, output_format, **options):
     """Train the LeNet and write a self-describing run directory.
 
     \b
@@ -213,12 +223,16 @@ def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histogr
 
     if resume is not None:
         given = [name for name in ("dataset", "preset", "output", *options)
-                 if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)]
+                 if name != "epochs" and ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)]
         if given:
-            raise click.UsageError(f"--resume continues with the run's saved config; drop --{given[0].replace('_', '-')}")
+            raise click.UsageError(f"--resume continues with the run's saved config (only --epochs may change); "
+                                   f"drop --{given[0].replace('_', '-')}")
         from lenet_cli.checkpoint import resumable_config
 
-        cfg = resumable_config(resume)
+        try:
+            cfg = resumable_config(resume, options["epochs"])
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--epochs") from None
         output = resume
     else:
         if options.get("init_from") is not None:
@@ -228,7 +242,7 @@ def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histogr
                              histograms=histograms, quiet=quiet, output_format=output_format,
                              resume=resume is not None, deterministic=deterministic,
                              distribute=distribute, devices=devices, workers=workers, task_index=task_index,
-                             worker_timeout=worker_timeout)
+                             worker_timeout=worker_timeout, keep_checkpoint=keep_checkpoint)
     ctx.exit(exit_code)
 
 
@@ -247,7 +261,7 @@ def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histogr
 @click.option("--misclassified-count", type=click.IntRange(min=1), default=32, show_default=True, help="How many mistakes the gallery shows.")
 @click.option("--min-accuracy", type=click.FloatRange(0, 1), default=None, help="Exit with code 1 when accuracy is below this (a CI gate).")
 def evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, output_format, confusion_png, misclassified, misclassified_count, min_accuracy):
-    """Score a trained model: accuracy, top-k, loss, per-class metrics, confusion matrix.
+    """Score a trained model: accuracy, top-k, cross-entropy, per-class metrics, confusion matrix.
 
     MODEL is a run directory or a model file; without it, the latest run
     (named in <runs-dir>/LATEST, else the newest run holding a model.keras).

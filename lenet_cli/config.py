@@ -114,6 +114,7 @@ class TrainConfig:
     train_limit: int | None = None  # use only the first N training images (quick trials)
     freeze: tuple[str, ...] = ()  # layers that keep their (initial) weights
     init_from: str | None = None  # model whose weights start the run
+    data_source: str | None = None  # the folder the dataset's files were read from (later commands look there first)
 
     def to_json_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

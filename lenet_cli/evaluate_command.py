@@ -20,15 +20,20 @@ def mistake_record(result, index: int, names) -> dict:
 
 
 def report_to_csv(report: dict) -> str:
-    """Per-class rows, then the macro and weighted averages, then overall accuracy."""
+    """Per-class rows, the macro and weighted averages, then one row per overall number in the ``value`` column."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["label", "index", "precision", "recall", "f1", "support"])
+    writer.writerow(["label", "index", "precision", "recall", "f1", "support", "value"])
     for row in report["per_class"]:
-        writer.writerow([row["label"], row["index"], f"{row['precision']:.6f}", f"{row['recall']:.6f}", f"{row['f1']:.6f}", row["support"]])
+        writer.writerow([row["label"], row["index"], f"{row['precision']:.6f}", f"{row['recall']:.6f}", f"{row['f1']:.6f}", row["support"], ""])
     for name in ("macro_avg", "weighted_avg"):
         avg = report[name]
-        writer.writerow([name.replace("_", " "), "", f"{avg['precision']:.6f}", f"{avg['recall']:.6f}", f"{avg['f1']:.6f}", avg["support"]])
+        writer.writerow([name.replace("_", " "), "", f"{avg['precision']:.6f}", f"{avg['recall']:.6f}", f"{avg['f1']:.6f}", avg["support"], ""])
+    overall = {"accuracy": report["accuracy"], f"top_{report['top_k']}_accuracy": report["top_k_accuracy"],
+               "cross_entropy": report["cross_entropy"], "objective": report.get("objective")}
+    for name, value in overall.items():
+        if value is not None:
+            writer.writerow([name, "", "", "", "", report["count"], f"{value:.6f}"])
     return out.getvalue()
 
 
@@ -87,6 +92,7 @@ def run_evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, o
         loaded = open_model(ref, batch_size=batch_size)
     from lenet_cli.evaluation import evaluate_model
 
+    data_dir = runs.remembered_data_dir(data_dir, meta["run_config"], dataset)
     with console.status(f"evaluating on the {dataset} {split} split"):
         result = evaluate_model(loaded, dataset, split, data_dir, top_k=top_k, log=lambda m: console.print(m, highlight=False))
     report = result.report

@@ -326,6 +326,7 @@ def export_model(
     if dataset not in CLASS_NAMES:
         raise LenetError(f"cannot tell which dataset {str(ref.model_path)!r} was trained on; pass --dataset mnist or --dataset fashion")
     require_extras(formats, verify)
+    data_dir = runs.remembered_data_dir(data_dir, meta["run_config"], dataset)
 
     test = load_split(dataset, "test", data_dir, log=log)[0] if verify else None
     calibration = _calibration_images(dataset, data_dir, log) if quantize == "int8" and "litert" in formats else None

@@ -52,9 +52,13 @@ def run_export(model, export_format, output, quantize, dataset, runs_dir, data_d
     console = stderr_console()
     if export_format is None:
         export_format = format_from_output(output)
+    def log(message: str) -> None:  # each step stays on stderr as a line: converting takes seconds
+        console.print(message, highlight=False, markup=False)
+        status.update(message)
+
     with console.status("exporting") as status:
         results = export_model(model, export_format, output, quantize=quantize, dataset=dataset, runs_dir=runs_dir,
-                               data_dir=data_dir, verify=verify, log=lambda message: status.update(message))
+                               data_dir=data_dir, verify=verify, log=log)
     if as_json:
         click.echo(json.dumps([r.to_json_dict() for r in results], indent=2))
     else:

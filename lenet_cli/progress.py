@@ -1,10 +1,14 @@
 """A rich progress display for training, as a Keras callback (modelled on ``ProgbarLogger``).
 
-Everything goes to stderr: a live bar per epoch (step, loss, accuracy,
+Everything goes to stderr: a live bar per epoch (step, objective, accuracy,
 images/s, ETA) and one greppable line per finished epoch, never wrapped, so
 ``grep img/s train.log`` finds each epoch whole however long the line::
 
-    epoch 3/12: loss 0.2314, accuracy 0.9121, val_loss 0.2011, val_accuracy 0.9302 (18.2 s, 3,050 img/s)
+    epoch 3/12: objective 0.2314, cross_entropy 0.2201, accuracy 0.9121, val_objective 0.2011, val_cross_entropy 0.1898, val_accuracy 0.9302 (lr 5.00e-04, 3,050 img/s)
+
+``objective`` is the whole minimised quantity (cross-entropy + L1 + L2),
+``cross_entropy`` its data term: the same two names as in history.json,
+metrics, TensorBoard and ``lenet evaluate``.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ class RichProgress(keras.callbacks.Callback):
             TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.4f}  {task.fields[rate]:,.0f} img/s"),
+            TextColumn("objective {task.fields[objective]:.4f}  acc {task.fields[acc]:.4f}  {task.fields[rate]:,.0f} img/s"),
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
@@ -55,7 +59,7 @@ class RichProgress(keras.callbacks.Callback):
         if self._task is not None:
             self._progress.remove_task(self._task)
         self._task = self._progress.add_task(
-            "train", total=self.steps, epoch=epoch + 1, epochs=self.epochs, loss=0.0, acc=0.0, rate=0.0
+            "train", total=self.steps, epoch=epoch + 1, epochs=self.epochs, objective=0.0, acc=0.0, rate=0.0
         )
 
     def on_train_batch_end(self, batch, logs=None):
@@ -64,7 +68,7 @@ class RichProgress(keras.callbacks.Callback):
         self._progress.update(
             self._task,
             completed=batch + 1,
-            loss=logs.get("objective", 0.0),
+            objective=logs.get("objective", 0.0),
             acc=logs.get("accuracy", 0.0),
             rate=logs.get("images", 0) / elapsed,
         )
@@ -72,9 +76,11 @@ class RichProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         line = (
-            f"epoch {epoch + 1}/{self.epochs}: loss {logs.get('objective', float('nan')):.4f}, "
+            f"epoch {epoch + 1}/{self.epochs}: objective {logs.get('objective', float('nan')):.4f}, "
+            f"cross_entropy {logs.get('cross_entropy', float('nan')):.4f}, "
             f"accuracy {logs.get('accuracy', float('nan')):.4f}, "
-            f"val_loss {logs.get('val_objective', float('nan')):.4f}, "
+            f"val_objective {logs.get('val_objective', float('nan')):.4f}, "
+            f"val_cross_entropy {logs.get('val_cross_entropy', float('nan')):.4f}, "
             f"val_accuracy {logs.get('val_accuracy', float('nan')):.4f} "
             f"(lr {logs.get('learning_rate', float('nan')):.2e}, {logs.get('images_per_second', 0):,.0f} img/s)"
         )

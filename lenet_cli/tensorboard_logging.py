@@ -21,6 +21,7 @@ import_tensorflow()  # quietly, and with lenet's settings, before Keras loads Te
 import keras  # noqa: E402
 import numpy as np
 
+from lenet_cli import runs
 from lenet_cli.atomic import write_json_atomic
 from lenet_cli.tf_setup import import_tensorflow
 
@@ -36,9 +37,9 @@ def _png_to_summary_tensor(png: bytes):
 class _LazyWriterCallback(keras.callbacks.Callback):
     """A callback that opens its summary writer only when first needed and closes it at the end."""
 
-    def __init__(self, log_dir: str | Path):
+    def __init__(self, log_dir: str | Path | None):
         super().__init__()
-        self.log_dir = Path(log_dir)
+        self.log_dir = Path(log_dir) if log_dir is not None else None
         self._writer = None
 
     @property
@@ -67,7 +68,7 @@ class ConfusionMatrixImage(_LazyWriterCallback):
         images: validation images, uint8 ``(n, 28, 28)``.
         labels: their labels.
         class_names: names for the axes.
-        log_dir: where the image summaries go.
+        log_dir: where the image summaries go; None to keep only the JSON (``--no-tensorboard``).
         json_path: where the latest matrix is kept; None to skip.
         predict_classes: optional ``images -> predicted class indices``; by
             default the callback predicts with the model in batches.
@@ -109,11 +110,12 @@ class ConfusionMatrixImage(_LazyWriterCallback):
         predicted = self._predict()
         matrix = confusion_matrix(self.labels, predicted, len(self.class_names))
         accuracy = float(np.trace(matrix) / matrix.sum())
-        png = render_confusion_matrix_png(matrix, self.class_names, f"epoch {epoch + 1}: validation accuracy {accuracy:.4f}")
-        tf = import_tensorflow()
-        with self.writer.as_default():
-            tf.summary.image("confusion_matrix", _png_to_summary_tensor(png), step=epoch)
-        self.writer.flush()
+        if self.log_dir is not None:
+            png = render_confusion_matrix_png(matrix, self.class_names, f"epoch {epoch + 1}: validation accuracy {accuracy:.4f}")
+            tf = import_tensorflow()
+            with self.writer.as_default():
+                tf.summary.image("confusion_matrix", _png_to_summary_tensor(png), step=epoch)
+            self.writer.flush()
         self.latest = {
             "epoch": epoch + 1,
             "split": "validation",
@@ -158,6 +160,17 @@ class InputAndFilterImages(_LazyWriterCallback):
         filters = np.transpose(kernel[:, :, 0, :], (2, 0, 1))
         self._log_grid(f"{self.layer_name}_filters", tile_images(filters, normalize=True), epoch, scale=self.scale)
         self.writer.flush()
+
+
+def run_callbacks(run_dir: Path, data, tensorboard: bool = True, histograms: bool = False, predict_classes=None) -> list:
+    """What every run records: ``confusion_matrix.json`` always, and with ``tensorboard`` the logs under ``<run>/logs``."""
+    if tensorboard:
+        return tensorboard_callbacks(run_dir / runs.LOGS_DIR, data, histograms=histograms, predict_classes=predict_classes,
+                                     json_path=run_dir / CONFUSION_JSON)
+    if not len(data.validation):
+        return []
+    return [ConfusionMatrixImage(data.validation.images, data.validation.labels, data.class_names, None,
+                                 json_path=run_dir / CONFUSION_JSON, predict_classes=predict_classes)]
 
 
 def tensorboard_callbacks(log_dir: Path, data, histograms: bool = False, predict_classes=None, json_path: Path | None = None) -> list:

@@ -278,12 +278,9 @@ def _start_or_resume(session: _Session, run_dir: Path, resume: bool) -> tuple[Tr
 def _callbacks(session: _Session, data: Dataset, run_dir: Path, callbacks, tensorboard: bool, histograms: bool):
     import keras
 
-    all_callbacks = list(callbacks or [])
-    if tensorboard:
-        from lenet_cli.tensorboard_logging import tensorboard_callbacks
+    from lenet_cli.tensorboard_logging import run_callbacks
 
-        all_callbacks += tensorboard_callbacks(run_dir / runs.LOGS_DIR, data, histograms=histograms,
-                                               predict_classes=session.predictor.predict_classes)
+    all_callbacks = list(callbacks or []) + run_callbacks(run_dir, data, tensorboard, histograms, session.predictor.predict_classes)
     return keras.callbacks.CallbackList(all_callbacks, model=session.model, add_history=False, add_progbar=False,
                                         epochs=session.cfg.epochs, steps=session.steps_per_epoch, verbose=0)
 
@@ -357,8 +354,12 @@ def _end_epoch(session: _Session, state: TrainingState, rng, epoch: int, logs: d
 
 
 def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Path, runs_dir, distribution,
-            train_seconds: float, data_source) -> TrainResult:
-    """Save the model (no training state), score it on the whole test split, write metrics, mark it latest."""
+            keep_checkpoint: bool) -> TrainResult:
+    """Save the model (no training state), score it on the whole test split, write metrics, mark it latest.
+
+    The checkpoint then goes (unless kept): like Keras's ``BackupAndRestore``, it
+    exists to resume an unfinished run, and it is three times the model's size.
+    """
     from lenet_cli.distributed import weights_digest
 
     model, cfg = session.model, session.cfg
@@ -368,23 +369,25 @@ def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Pat
     with atomic_path(run_dir / runs.MODEL_FILE) as tmp:
         model.save(tmp)
     test = score(session.predictor, data.test)
-    last = state.history[-1]
+    last = state.history[-1] if state.history else {}
     metrics = {
         "dataset": cfg.dataset,
         "test_accuracy": test["accuracy"],
         "test_count": len(data.test),
-        "val_accuracy": last["val_accuracy"],
-        "val_cross_entropy": last["val_cross_entropy"],
+        "val_accuracy": last.get("val_accuracy"),
+        "val_cross_entropy": last.get("val_cross_entropy"),
         "best_val_accuracy": state.best_val_accuracy,
-        "train_accuracy": last["accuracy"],
+        "train_accuracy": last.get("accuracy"),
         "epochs": cfg.epochs,
-        "train_seconds": train_seconds,
-        "images_per_second": float(np.mean([h["images_per_second"] for h in state.history])),
-        "data_source": str(data_source),
+        "train_seconds": float(sum(h["epoch_seconds"] for h in state.history)),  # every epoch, across resumes
+        "images_per_second": float(np.mean([h["images_per_second"] for h in state.history])) if state.history else None,
+        "data_source": str(data.source),
     }
     write_json_atomic(run_dir / runs.METRICS_FILE, metrics)
     if distribution is None or distribution.is_chief:
         runs.mark_latest(run_dir, runs_dir)
+    if not keep_checkpoint:
+        (run_dir / runs.CHECKPOINT_FILE).unlink(missing_ok=True)
     return TrainResult(run_dir, cfg, state.history, metrics, weights_digest(model, C.WEIGHT_LAYERS))
 
 
@@ -400,6 +403,7 @@ def train(
     should_stop: Callable[[], int | None] | None = None,
     deterministic: bool = False,
     distribution=None,
+    keep_checkpoint: bool = False,
 ) -> TrainResult:
     """Train one run in ``run_dir`` and score the final model on the whole test split.
 
@@ -417,6 +421,7 @@ def train(
         deterministic: enable TensorFlow's op determinism (bitwise-reproducible runs).
         distribution: a :class:`lenet_cli.distributed.Distribution`; ``cfg.batch_size`` is then the
             global batch, split across its replicas. Only the chief marks the run as the latest.
+        keep_checkpoint: keep ``checkpoint.npz`` once the run has finished.
 
     Returns:
         The run's history and final metrics (``test_accuracy`` on all test images).
@@ -428,7 +433,6 @@ def train(
     session = _build(cfg, data, runs_dir, resume, deterministic, distribution)
     state, rng = _start_or_resume(session, run_dir, resume)
     callback_list = _callbacks(session, data, run_dir, callbacks, tensorboard, histograms)
-    started = time.perf_counter()
     callback_list.on_train_begin()
     try:
         for epoch in range(state.completed_epochs, session.cfg.epochs):
@@ -439,4 +443,4 @@ def train(
             _end_epoch(session, state, rng, epoch, logs, time.perf_counter() - epoch_start, run_dir)
     finally:
         callback_list.on_train_end()
-    return _finish(session, data, state, run_dir, runs_dir, distribution, time.perf_counter() - started, data.source)
+    return _finish(session, data, state, run_dir, runs_dir, distribution, keep_checkpoint)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import faulthandler
 import json
 import math
@@ -93,7 +94,7 @@ class StopOnSignal:
 def run_training(cfg: TrainConfig, data_dir, output, runs_dir, tensorboard: bool, histograms: bool, quiet: bool,
                  output_format: str, resume: bool = False, deterministic: bool = False, distribute: str = "none",
                  devices: int | None = None, workers: str | None = None, task_index: int | None = None,
-                 worker_timeout: float = 120) -> int:
+                 worker_timeout: float = 120, keep_checkpoint: bool = False) -> int:
     """Load the dataset, train with a progress display on stderr, print the metrics on stdout; return the exit code.
 
     Under ``--distribute multi-worker`` only the chief writes the run directory;
@@ -109,8 +110,11 @@ def run_training(cfg: TrainConfig, data_dir, output, runs_dir, tensorboard: bool
         runs.check_writable(output, "the run directory" if resume else "--output")
     from lenet_cli.data import load_dataset
 
+    if resume:
+        data_dir = runs.remembered_data_dir(data_dir, cfg.to_json_dict(), cfg.dataset)
     data = load_dataset(cfg.dataset, data_dir, validation_size=cfg.validation_size, train_limit=cfg.train_limit,
                         log=lambda m: console.print(m, highlight=False))
+    cfg = dataclasses.replace(cfg, data_source=str(Path(data.source).resolve()))
     from lenet_cli.tf_setup import import_tensorflow
 
     with console.status("starting TensorFlow"):
@@ -131,17 +135,22 @@ def run_training(cfg: TrainConfig, data_dir, output, runs_dir, tensorboard: bool
         run_dir = scratch
         tensorboard = False
     else:
+        existed = resume or (output is not None and Path(output).exists())
         run_dir = Path(output) if resume else runs.new_run_dir(cfg.dataset, runs_dir, output)
     try:
         return _train_and_report(cfg, data, data_dir, run_dir, runs_dir, tensorboard, histograms, console, output_format, resume,
-                                 deterministic, distribution)
+                                 deterministic, distribution, keep_checkpoint)
+    except BaseException:
+        if scratch is None and not existed and not (run_dir / runs.CHECKPOINT_FILE).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # a failed start (a bad --init-from, say) leaves nothing half-made
+        raise
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _train_and_report(cfg, data, data_dir, run_dir, runs_dir, tensorboard, histograms, console, output_format, resume, deterministic,
-                      distribution) -> int:
+                      distribution, keep_checkpoint) -> int:
     from lenet_cli.atomic import WriteFailed
     from lenet_cli.progress import RichProgress
     from lenet_cli.training import TrainingInterrupted, train
@@ -171,7 +180,7 @@ def _train_and_report(cfg, data, data_dir, run_dir, runs_dir, tensorboard, histo
         with StopOnSignal() as stop, marker:
             result = train(cfg, data, run_dir, callbacks=callbacks, tensorboard=tensorboard, histograms=histograms,
                            runs_dir=runs_dir, resume=resume, should_stop=stop, deterministic=deterministic,
-                           distribution=distribution)
+                           distribution=distribution, keep_checkpoint=keep_checkpoint)
     except WriteFailed as exc:
         if not (Path(run_dir) / runs.CHECKPOINT_FILE).is_file():
             raise

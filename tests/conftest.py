@@ -51,7 +51,7 @@ def synthetic_data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, synthetic_data_dir) -> Path:
-    """One tiny trained run (1 epoch on synthetic mnist), shared by the tests that need a model."""
+    """One tiny trained run (2 epochs on synthetic mnist, checkpoint kept), shared by the tests that need a model."""
     from click.testing import CliRunner
 
     from lenet_cli.cli import cli
@@ -62,7 +62,7 @@ def trained_run(tmp_path_factory, synthetic_data_dir) -> Path:
     result = CliRunner().invoke(
         cli,
         ["train", "--data-dir", str(synthetic_data_dir), "--epochs", "2", "--validation-size", "100", "--batch-size", "50",
-         "--learning-rate", "0.002", "--dense-units", "64", "--output", str(out), "--runs-dir", str(runs), "--quiet"],
+         "--learning-rate", "0.002", "--dense-units", "64", "--output", str(out), "--runs-dir", str(runs), "--quiet", "--keep-checkpoint"],
         env=env,
         catch_exceptions=False,
     )

@@ -57,5 +57,5 @@ def test_epoch_lines_in_a_log_file_are_whole(tmp_path, synthetic_data_dir):
     with_rate = [line for line in text.splitlines() if "img/s" in line]
     assert len(with_rate) == 2, text
     for k, line in enumerate(with_rate, start=1):
-        assert re.match(rf"epoch {k}/2: loss \S+, accuracy .* val_accuracy .*img/s\)$", line), line
+        assert re.match(rf"epoch {k}/2: objective \S+, cross_entropy \S+, accuracy .* val_accuracy .*img/s\)$", line), line
     assert f"run directory: {run_dir}" in text.splitlines()

@@ -92,8 +92,8 @@ def test_resume_refuses_recipe_options(tmp_path):
     from lenet_cli.cli import cli
 
     (tmp_path / "run").mkdir()
-    result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "run"), "--epochs", "5"])
-    assert result.exit_code == 2 and "drop --epochs" in result.stderr
+    result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "run"), "--learning-rate", "0.1"])
+    assert result.exit_code == 2 and "drop --learning-rate" in result.stderr
 
 
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path):

@@ -1,0 +1,105 @@
+"""A run's life as a user meets it: data remembered, lean when finished, interrupted runs explained, nothing half-made."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lenet_cli.cli import cli
+
+TINY = ["--epochs", "2", "--validation-size", "100", "--batch-size", "50", "--dense-units", "32", "--quiet"]
+
+
+def _lenet(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, synthetic_data_dir):
+    """A run trained with --data-dir and --no-tensorboard, in its own runs folder."""
+    runs = tmp_path_factory.mktemp("lifecycle-runs")
+    result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--runs-dir", str(runs), "--no-tensorboard",
+                                      "--output", str(runs / "done"), *TINY], env={"LENET_VERIFY_CHECKSUMS": "0"})
+    assert result.exit_code == 0, result.output
+    return runs / "done"
+
+
+def test_a_finished_run_is_lean_and_remembers_its_data(finished_run, synthetic_data_dir):
+    files = {p.name for p in finished_run.iterdir()}
+    assert "checkpoint.npz" not in files and "RUNNING" not in files
+    assert {"model.keras", "config.json", "history.json", "metrics.json", "confusion_matrix.json"} <= files
+    assert "logs" not in files  # --no-tensorboard drops the logs, never the confusion matrix
+    config = json.loads((finished_run / "config.json").read_text())
+    assert Path(config["data_source"]) == (synthetic_data_dir / "mnist").resolve()
+
+
+def test_commands_find_the_runs_data_without_being_told(finished_run, tmp_path, monkeypatch):
+    monkeypatch.delenv("LENET_DATA_DIR", raising=False)  # and the cache (XDG_CACHE_HOME) is an empty tmp folder
+    monkeypatch.setenv("LENET_RUNS_DIR", str(finished_run.parent))
+    evaluated = _lenet("evaluate", "--format", "json")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["count"] == 200
+    exported = _lenet("export", finished_run, "--output", tmp_path / "model.onnx", "--json")
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(exported.stdout)[0]["verified_on"] > 0
+
+
+def test_an_interrupted_run_is_explained_and_can_end_on_its_last_epoch(finished_run, tmp_path, synthetic_data_dir, monkeypatch):
+    monkeypatch.delenv("LENET_DATA_DIR", raising=False)
+    run = tmp_path / "stopped"
+    result = _lenet("train", "--data-dir", synthetic_data_dir, "--runs-dir", tmp_path, "--output", run, "--keep-checkpoint", *TINY)
+    assert result.exit_code == 0, result.output
+    (run / "model.keras").unlink()
+    (run / "metrics.json").unlink()  # what a run stopped after its second epoch looks like (with --epochs 3 planned)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "epochs": 3}))
+
+    explained = _lenet("evaluate", run, "--format", "json")
+    assert explained.exit_code == 1
+    assert "interrupted after epoch 2 of 3" in explained.stderr and f"lenet train --resume {run}" in explained.stderr
+    assert f"lenet train --resume {run} --epochs 2" in explained.stderr and explained.stderr.count("\n") == 1
+
+    too_few = _lenet("train", "--resume", run, "--epochs", "1")
+    assert too_few.exit_code == 2 and "at least 2" in too_few.stderr
+
+    ended = _lenet("train", "--resume", run, "--epochs", "2", "--quiet", "--format", "json")  # no --data-dir: remembered
+    assert ended.exit_code == 0, ended.output
+    assert (run / "model.keras").is_file() and not (run / "checkpoint.npz").exists()
+    history = json.loads((run / "history.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert len(history) == 2 and metrics["epochs"] == 2
+    assert metrics["train_seconds"] == pytest.approx(sum(h["epoch_seconds"] for h in history))
+
+    again = _lenet("train", "--resume", run)
+    assert again.exit_code == 1 and "has finished" in again.stderr and f"--init-from {run}" in again.stderr
+
+
+def test_a_failed_start_leaves_the_runs_folder_unchanged(finished_run, synthetic_data_dir, tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    before = sorted(p.name for p in runs.iterdir())
+    result = _lenet("train", "--data-dir", synthetic_data_dir, "--runs-dir", runs, "--init-from", finished_run,
+                    "--dense-units", "16", "--epochs", "1", "--validation-size", "100", "--quiet")
+    assert result.exit_code == 1 and "dot_1" in result.stderr and "Traceback" not in result.output
+    assert sorted(p.name for p in runs.iterdir()) == before
+
+
+def test_ctrl_c_while_tensorflow_loads_exits_130(tmp_path, synthetic_data_dir):
+    env = {**os.environ, "LENET_RUNS_DIR": str(tmp_path / "runs"), "LENET_VERIFY_CHECKSUMS": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "lenet_cli", "train", "--data-dir", str(synthetic_data_dir), *TINY],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Aborted" not in err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+
