@@ -129,7 +129,7 @@ class Explainer:
         self._gradient_fn = None
         self._features = None
         self.filters = None
-        if loaded.keras_model is not None:
+        if self.has_feature_maps:
             kernel = np.asarray(loaded.keras_model.get_layer("conv_1").get_weights()[0])  # (5, 5, 1, 20)
             self.filters = np.moveaxis(kernel[:, :, 0, :], -1, 0)
 
@@ -141,7 +141,9 @@ class Explainer:
 
     @property
     def has_feature_maps(self) -> bool:
-        return self.loaded.keras_model is not None
+        """A Keras model with lenet's ``conv_1`` and ``conv_2`` layers."""
+        model = self.loaded.keras_model
+        return model is not None and all(any(layer.name == name for layer in model.layers) for name in ("conv_1", "conv_2"))
 
     def feature_maps(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``conv_1`` ``(n, 24, 24, 20)`` and ``conv_2`` ``(n, 10, 10, 50)`` activations (after ReLU)."""
