@@ -267,6 +267,32 @@ def fault_run(model: Path, payload, duration: float, server_cpu: str, client_cpu
     return result
 
 
+# --- interleaved A/B comparisons (robust to other work on the cores) ---------------------------
+
+
+def ab_runs(pairs, payload, connections, rounds, seconds, args, log_dir: Path, report) -> None:
+    """Both servers of a pair run at once (an idle one costs nothing); wrk alternates between them, and
+    each cell is the median of ``rounds`` short runs, so drifting background load hits both sides alike."""
+    for label, (name_a, start_a), (name_b, start_b) in pairs:
+        a, b = start_a(log_dir / "a.log"), start_b(log_dir / "b.log")
+        try:
+            for server in (a, b):
+                wrk(server, payload, 8, 2, args.client_cpu)
+            for c in connections:
+                runs = {name_a: [], name_b: []}
+                for _ in range(rounds):
+                    for name, server in ((name_a, a), (name_b, b)):
+                        runs[name].append(wrk(server, payload, c, seconds, args.client_cpu))
+                for name, results in runs.items():
+                    median = {key: float(np.median([r[key] for r in results])) for key in ("req_s", "img_s", "p50_ms", "p99_ms", "server_cpu")}
+                    report({"comparison": label, "variant": name, "connections": c, "rounds": rounds, **median,
+                            "req_s_range": [min(r["req_s"] for r in results), max(r["req_s"] for r in results)],
+                            "errors": sum(r["errors"] for r in results)})
+        finally:
+            a.stop()
+            b.stop()
+
+
 # --- the matrix -------------------------------------------------------------------------------
 
 
@@ -278,10 +304,11 @@ def main(argv=None) -> None:
     parser.add_argument("--connections", default="1,8,64")
     parser.add_argument("--server-cpu", default="1")
     parser.add_argument("--client-cpu", default="0")
-    parser.add_argument("--only", default=None, help="Comma-separated: main,tf64,plain,drawing,fault.")
+    parser.add_argument("--only", default=None, help="Comma-separated: main,tf64,plain,drawing,fault,ab.")
+    parser.add_argument("--rounds", type=int, default=3, help="A/B comparisons: alternating runs per cell.")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "serve_load.json")
     args = parser.parse_args(argv)
-    only = set(args.only.split(",")) if args.only else {"main", "tf64", "plain", "drawing", "fault"}
+    only = set(args.only.split(",")) if args.only else {"main", "tf64", "plain", "drawing", "fault", "ab"}
     connections = [int(c) for c in args.connections.split(",")]
     models = {"onnx": args.onnx, "keras": args.keras}
     rows = []
@@ -321,6 +348,17 @@ def main(argv=None) -> None:
                             **wrk(server, bodies["digit"], c, args.duration, args.client_cpu)})
             finally:
                 server.stop()
+        if "ab" in only:
+            def lenet(model, *flags):
+                return lambda log_file: Server(model, list(flags), args.server_cpu, log_file)
+
+            pairs = [
+                ("micro-batching, .onnx", ("on", lenet(args.onnx, "--batching")), ("off", lenet(args.onnx, "--no-batching"))),
+                ("micro-batching, .keras", ("on", lenet(args.keras, "--batching")), ("off", lenet(args.keras, "--no-batching"))),
+                ("uvicorn stack, .onnx", ("httptools+uvloop", lenet(args.onnx)),
+                 ("h11+asyncio", lambda log_file: Server(args.onnx, [], args.server_cpu, log_file, plain=True))),
+            ]
+            ab_runs(pairs, bodies["digit"], connections, args.rounds, max(2.0, args.duration / 2), args, folder, report)
         if "fault" in only:
             report({"model": "onnx", "batching": True, "server": "fault run", "payload": "1 digit + bad inputs",
                     **fault_run(args.onnx, bodies["digit"], max(args.duration, 10), args.server_cpu, args.client_cpu, log)})
