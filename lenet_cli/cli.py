@@ -95,6 +95,68 @@ def runs_dir_option(fn):
     )(fn)
 
 
+# --- One vocabulary: a concept has one option, with the same name, values and behaviour on every command ---
+
+def model_option(dest: str = "model"):
+    """``-m/--model``: which model a command uses (evaluate, export and serve also take it as their argument)."""
+    return click.option("--model", "-m", dest, type=click.Path(exists=True, path_type=Path), default=None,
+                        help="Run directory or model file (.keras, .onnx, .tflite, a SavedModel directory) [default: the latest run].")
+
+
+def pick_model(argument: Path | None, option: Path | None) -> Path | None:
+    """The model given as the argument or with ``--model``, never both."""
+    if argument is not None and option is not None:
+        raise click.UsageError("give the model once: as the argument or with --model, not both")
+    return argument if argument is not None else option
+
+
+def output_format_option(*choices: str):
+    """``--format``: what stdout carries; a table for people in a terminal, JSON for programs otherwise."""
+    def decorate(fn):
+        return click.option("--format", "output_format", type=click.Choice(choices), default=None,
+                            help=f"Output on stdout: {', '.join(choices)} [default: table in a terminal, else json].")(fn)
+    return decorate
+
+
+def resolve_format(output_format: str | None) -> str:
+    """The ``--format`` default every command shares."""
+    return output_format or ("table" if sys.stdout.isatty() else "json")
+
+
+def top_k_option(what: str):
+    """``--top-k``: at least 1, and at most the model's class count (checked once the model is known: exit 2 above it)."""
+    return click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help=f"{what} (at most the model's classes).")
+
+
+def check_top_k(top_k: int, num_classes: int) -> None:
+    """``--top-k`` above the model's class count is a usage error (exit 2), on every command alike."""
+    if top_k > num_classes:
+        raise click.BadParameter(f"{top_k} is more than the model's {num_classes} classes", param_hint="'--top-k'")
+
+
+def preprocess_options(fn):
+    """``--preprocess`` and ``--invert``: how a picture becomes the network's 28x28 input (predict, explain, serve)."""
+    fn = click.option("--invert", type=click.Choice(C.INVERT_MODES), default="auto", show_default=True,
+                      help="Invert light-background pictures (auto detects).")(fn)
+    return click.option("--preprocess", type=click.Choice(["auto", *C.PREPROCESS_MODES]), default="auto", show_default=True,
+                        help="How to turn a picture into the network's 28x28 input; auto = as the model's dataset was made.")(fn)
+
+
+def image_inputs(fn):
+    """IMAGE... arguments with ``--recursive`` and ``--files-from`` (predict, explain)."""
+    fn = click.option("--files-from", type=click.Path(exists=True, dir_okay=False, allow_dash=True), default=None,
+                      help="Read input paths from this file, one per line ('-' for stdin).")(fn)
+    fn = click.option("--recursive", "-r", is_flag=True, help="Descend into subdirectories of directory inputs.")(fn)
+    return click.argument("inputs", nargs=-1, type=click.Path(allow_dash=True))(fn)
+
+
+def check_inputs(inputs, files_from) -> None:
+    if not inputs and files_from is None:
+        raise click.UsageError("give at least one image, directory, '-' (stdin) or --files-from")
+    if "-" in inputs and files_from == "-":
+        raise click.UsageError("stdin can carry either an image (-) or a list of paths (--files-from -), not both")
+
+
 _D = C.TrainConfig()
 
 
@@ -184,7 +246,7 @@ def distribute_options(fn):
 @click.option("--deterministic", is_flag=True, help="Use TensorFlow's deterministic ops: with --seed, runs are bitwise reproducible.")
 @distribute_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; print only the result.")
-@click.option("--format", "output_format", type=click.Choice(C.TRAIN_FORMATS), default="text", show_default=True, help="How to print the final metrics on stdout.")
+@output_format_option(*C.TRAIN_FORMATS)
 @click.pass_context
 def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histograms, resume, keep_checkpoint, deterministic, distribute,
           devices, workers, task_index, worker_timeout, quiet, output_format, **options):
@@ -239,7 +301,7 @@ def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histogr
             options["init_from"] = str(options["init_from"])
         cfg = C.resolve_config(dataset, preset, **options)
     exit_code = run_training(cfg, data_dir=data_dir, output=output, runs_dir=runs_dir, tensorboard=tensorboard,
-                             histograms=histograms, quiet=quiet, output_format=output_format,
+                             histograms=histograms, quiet=quiet, output_format=resolve_format(output_format),
                              resume=resume is not None, deterministic=deterministic,
                              distribute=distribute, devices=devices, workers=workers, task_index=task_index,
                              worker_timeout=worker_timeout, keep_checkpoint=keep_checkpoint)
@@ -248,23 +310,25 @@ def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histogr
 
 @cli.command()
 @click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
+@model_option("model_option")
 @runs_dir_option
 @click.option("--dataset", type=click.Choice(C.DATASETS), default=None, help="Dataset to score on [default: the one the model was trained on].")
 @click.option("--split", type=click.Choice(C.SPLITS), default="test", show_default=True, help="Which split to score.")
 @data_dir_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=C.INFERENCE_BATCH_SIZE, show_default=True, help="Images per inference batch.")
-@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="k of the top-k accuracy.")
-@click.option("--format", "output_format", type=click.Choice(C.EVALUATE_FORMATS), default=None,
-              help="Report format on stdout [default: table in a terminal, else json].")
+@top_k_option("k of the top-k accuracy")
+@output_format_option(*C.EVALUATE_FORMATS)
 @click.option("--confusion-png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the labelled confusion-matrix image here.")
 @click.option("--misclassified", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a gallery of the most confident mistakes here (PNG).")
 @click.option("--misclassified-count", type=click.IntRange(min=1), default=32, show_default=True, help="How many mistakes the gallery shows.")
 @click.option("--min-accuracy", type=click.FloatRange(0, 1), default=None, help="Exit with code 1 when accuracy is below this (a CI gate).")
-def evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, output_format, confusion_png, misclassified, misclassified_count, min_accuracy):
+def evaluate(model, model_option, runs_dir, dataset, split, data_dir, batch_size, top_k, output_format, confusion_png, misclassified,
+             misclassified_count, min_accuracy):
     """Score a trained model: accuracy, top-k, cross-entropy, per-class metrics, confusion matrix.
 
-    MODEL is a run directory or a model file; without it, the latest run
-    (named in <runs-dir>/LATEST, else the newest run holding a model.keras).
+    MODEL (or --model) is a run directory or a model file; without it, the
+    latest run (named in <runs-dir>/LATEST, else the newest run holding a
+    model.keras).
 
     \b
     Examples:
@@ -274,66 +338,78 @@ def evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, outpu
     """
     from lenet_cli.evaluate_command import run_evaluate
 
-    if output_format is None:
-        output_format = "table" if sys.stdout.isatty() else "json"
-    run_evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, output_format, confusion_png, misclassified, misclassified_count, min_accuracy)
+    run_evaluate(pick_model(model, model_option), runs_dir, dataset, split, data_dir, batch_size, top_k, resolve_format(output_format), confusion_png, misclassified,
+                 misclassified_count, min_accuracy)
+
+
+class ExportOutputFormat(click.Choice):
+    """``--format``'s choices for export; ``--format onnx`` (the spelling before ``--to``) gets a pointer to ``--to``."""
+
+    def convert(self, value, param, ctx):
+        if value in (*C.EXPORT_FORMATS, "all"):
+            self.fail(f"--format chooses what stdout shows ({', '.join(self.choices)}); the model format is --to {value}", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 @cli.command("export")
 @click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
+@model_option("model_option")
 @runs_dir_option
-@click.option("--format", "export_format", type=click.Choice([*C.EXPORT_FORMATS, "all"]), default=None,
-              help="What to write; 'all' writes model.keras, saved_model/, model.tflite and model.onnx into the --output directory "
-                   "[default: from the --output suffix: .keras, .tflite, .onnx].")
+@click.option("--to", "export_format", type=click.Choice([*C.EXPORT_FORMATS, "all"]), default=None,
+              help="The model format to write; 'all' writes model.keras, saved_model/, model.tflite and model.onnx into the "
+                   "--output directory [default: from the --output suffix: .keras, .tflite, .onnx].")
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True, help="The file (a directory for savedmodel and all) to write.")
 @click.option("--quantize", type=click.Choice(C.QUANTIZE_MODES), default="none", show_default=True,
               help="LiteRT only: int8 weights (dynamic), or int8 weights and activations calibrated on 300 training images (int8).")
 @click.option("--dataset", type=click.Choice(C.DATASETS), default=None, help="The model's dataset when its metadata does not say [default: the one it was trained on].")
 @data_dir_option
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Compare each export with the Keras model on 1,000 test images before keeping it.")
-@click.option("--json", "as_json", is_flag=True, help="Print the table's rows as JSON on stdout.")
-def export(model, runs_dir, export_format, output, quantize, dataset, data_dir, verify, as_json):
+@click.option("--format", "output_format", type=ExportOutputFormat(["table", "json"]), default=None,
+              help="Output on stdout: table, json [default: table in a terminal, else json].")
+@click.option("--json", "as_json", is_flag=True, hidden=True)  # the old spelling of --format json
+def export(model, model_option, runs_dir, export_format, output, quantize, dataset, data_dir, verify, output_format, as_json):
     """Export a trained model to Keras, SavedModel, LiteRT or ONNX, verified against Keras.
 
-    MODEL is a run directory or a .keras file; without it, the latest run. Each
-    export is loaded in its own runtime and compared with the Keras model on
-    1,000 test images (float: max |Δprob| <= 1e-4 and the same class on 99.9 %;
-    quantized: accuracy drop <= 0.5 points); one that fails is not kept. The
-    dataset, class names and preprocessing travel with it, so `lenet predict`
-    and `lenet evaluate` take the exported file as MODEL.
+    MODEL (or --model) is a run directory or a .keras file; without it, the
+    latest run. Each export is loaded in its own runtime and compared with the
+    Keras model on 1,000 test images (float: max |Δprob| <= 1e-4 and the same
+    class on 99.9 %; quantized: accuracy drop <= 0.5 points); one that fails
+    is not kept. The dataset, class names and preprocessing travel with it, so
+    `lenet predict` and `lenet evaluate` take the exported file as MODEL.
 
     \b
     Examples:
       lenet export --output model.onnx
-      lenet export runs/mnist-20261127-101500 --format all --output dist/
-      lenet export --format litert --quantize int8 --output model-int8.tflite
-      lenet export --format savedmodel --output saved_model --json
+      lenet export runs/mnist-20261127-101500 --to all --output dist/
+      lenet export --to litert --quantize int8 --output model-int8.tflite
+      lenet export --to savedmodel --output saved_model --format json
     """
+    from lenet_cli.export import format_from_output
     from lenet_cli.export_command import run_export
 
-    run_export(model, export_format, output, quantize, dataset, runs_dir, data_dir, verify, as_json)
+    if export_format is None:
+        try:
+            export_format = format_from_output(output)
+        except LenetError as exc:
+            raise click.BadParameter(str(exc), param_hint="--output") from None
+    if quantize != "none" and export_format not in ("litert", "all"):
+        raise click.UsageError(f"--quantize {quantize} applies to LiteRT only; use it with --to litert or --to all")
+    output_format = "json" if as_json else resolve_format(output_format)
+    run_export(pick_model(model, model_option), export_format, output, quantize, dataset, runs_dir, data_dir, verify, output_format)
 
 
 @cli.command()
-@click.argument("inputs", nargs=-1, type=click.Path(allow_dash=True))
-@click.option("--model", "-m", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Run directory or model file (.keras, .onnx, .tflite) [default: the latest run].")
+@image_inputs
+@model_option()
 @runs_dir_option
-@click.option("--recursive", "-r", is_flag=True, help="Descend into subdirectories of directory inputs.")
-@click.option("--files-from", type=click.Path(exists=True, dir_okay=False, allow_dash=True), default=None,
-              help="Read input paths from this file, one per line ('-' for stdin).")
-@click.option("--preprocess", type=click.Choice(["auto", *C.PREPROCESS_MODES]), default="auto", show_default=True,
-              help="How to turn a picture into the network's 28x28 input; auto = as the model's dataset was made.")
-@click.option("--invert", type=click.Choice(C.INVERT_MODES), default="auto", show_default=True,
-              help="Invert light-background pictures (auto detects).")
-@click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True, help="How many classes to list per image.")
-@click.option("--format", "output_format", type=click.Choice(C.PREDICT_FORMATS), default=None,
-              help="Output on stdout [default: table in a terminal, else tsv: path, label, confidence].")
+@preprocess_options
+@top_k_option("How many classes to list per image")
+@output_format_option(*C.PREDICT_FORMATS)
 @click.option("--save-preprocessed", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write the exact 28x28 inputs the network saw into this folder.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True, help="Images decoded and predicted per batch.")
 @click.pass_context
-def predict(ctx, inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, output_format, save_preprocessed, batch_size):
+def predict(ctx, inputs, recursive, files_from, model, runs_dir, preprocess, invert, top_k, output_format, save_preprocessed, batch_size):
     """Classify image files (PNG, JPEG, BMP, GIF, TIFF, WebP), directories or stdin.
 
     Pictures are preprocessed the way the model's dataset was made (MNIST:
@@ -347,22 +423,16 @@ def predict(ctx, inputs, model, runs_dir, recursive, files_from, preprocess, inv
       lenet predict digit.png photo.jpg
       lenet predict --model runs/mnist-20261127-101500 scans/ --recursive --format jsonl
       cat digit.png | lenet predict - --format json
-      find . -name '*.png' | lenet predict --files-from - > predictions.tsv
+      find . -name '*.png' | lenet predict --files-from - --format tsv > predictions.tsv
     """
     from lenet_cli.predict_command import run_predict
 
-    if not inputs and files_from is None:
-        raise click.UsageError("give at least one image, directory, '-' (stdin) or --files-from")
-    if "-" in inputs and files_from == "-":
-        raise click.UsageError("stdin can carry either an image (-) or a list of paths (--files-from -), not both")
-    if output_format is None:
-        output_format = "table" if sys.stdout.isatty() else "tsv"
-    ctx.exit(run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, output_format, save_preprocessed, batch_size))
+    check_inputs(inputs, files_from)
+    ctx.exit(run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, resolve_format(output_format),
+                         save_preprocessed, batch_size))
 
 
-def runs_format_option(fn):
-    return click.option("--format", "output_format", type=click.Choice(["table", "json", "jsonl", "csv"]), default=None,
-                        help="Output on stdout [default: table in a terminal, else json].")(fn)
+runs_format_option = output_format_option("table", "json", "jsonl", "csv")
 
 
 def _runs_parent_option(ctx, name, value):
@@ -472,14 +542,12 @@ class ByteSize(click.ParamType):
 
 @cli.command()
 @click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
+@model_option("model_option")
 @runs_dir_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on (0: any free port).")
-@click.option("--preprocess", type=click.Choice(["auto", "mnist", "fashion", "none"]), default=_SERVE.preprocess, show_default=True,
-              help="Default preprocessing of uploads (a request's ?preprocess= overrides it); auto = as the model's dataset was made.")
-@click.option("--invert", type=click.Choice(["auto", "always", "never"]), default=_SERVE.invert, show_default=True,
-              help="Default inversion of light-background uploads (?invert= overrides it).")
-@click.option("--top-k", type=click.IntRange(1, 10), default=_SERVE.top_k, show_default=True, help="Default classes per image (?top_k= overrides it).")
+@preprocess_options
+@top_k_option("Classes per image; a request's ?top_k= overrides it")
 @click.option("--batching/--no-batching", default=_SERVE.batching, show_default=True,
               help="Predict requests that arrive together in one model call.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=_SERVE.max_batch, show_default=True, help="Most images in one model call.")
@@ -488,7 +556,8 @@ class ByteSize(click.ParamType):
 @click.option("--max-bytes", type=ByteSize(), default=_SERVE.max_bytes, show_default=True, help="Largest request body accepted (413 above).")
 @click.option("--max-images", type=click.IntRange(min=1), default=_SERVE.max_images, show_default=True, help="Most images in one request (413 above).")
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="One line per request on stderr.")
-def serve(model, runs_dir, host, port, preprocess, invert, top_k, batching, max_batch, batch_timeout, max_bytes, max_images, access_log):
+def serve(model, model_option, runs_dir, host, port, preprocess, invert, top_k, batching, max_batch, batch_timeout, max_bytes, max_images,
+          access_log):
     """Serve a model over HTTP: a drawing page, a JSON API and TensorFlow Serving's REST API.
 
     MODEL is a run directory or a model file (.keras, .onnx, .tflite, a
@@ -509,24 +578,17 @@ def serve(model, runs_dir, host, port, preprocess, invert, top_k, batching, max_
     settings = ServeSettings(batching=batching, max_batch=max_batch, batch_timeout_ms=batch_timeout, max_bytes=max_bytes,
                              max_images=max_images, preprocess=preprocess, invert=invert, top_k=top_k)
     ctx = click.get_current_context()
-    ctx.exit(run_serve(model, runs_dir, host, port, settings, access_log, lambda line: click.echo(line, err=True)))
+    ctx.exit(run_serve(pick_model(model, model_option), runs_dir, host, port, settings, access_log, lambda line: click.echo(line, err=True)))
 
 
 # --- lenet explain -------------------------------------------------------------------------------
 
 @cli.command()
-@click.argument("inputs", nargs=-1, type=click.Path(allow_dash=True))
-@click.option("--model", "-m", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Run directory or model file (.keras, .onnx, .tflite) [default: the latest run].")
+@image_inputs
+@model_option()
 @runs_dir_option
-@click.option("--recursive", "-r", is_flag=True, help="Descend into subdirectories of directory inputs.")
-@click.option("--files-from", type=click.Path(exists=True, dir_okay=False, allow_dash=True), default=None,
-              help="Read input paths from this file, one per line ('-' for stdin).")
-@click.option("--preprocess", type=click.Choice(["auto", "mnist", "fashion", "none"]), default="auto", show_default=True,
-              help="How to turn a picture into the network's 28x28 input; auto = as the model's dataset was made.")
-@click.option("--invert", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
-              help="Invert light-background pictures (auto detects).")
-@click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True, help="How many classes the sheet and the record list.")
+@preprocess_options
+@top_k_option("How many classes the sheet and the record list")
 @click.option("--method", type=click.Choice(["integrated-gradients", "occlusion"]), default=None,
               help="Attribution method [default: integrated-gradients for .keras models; .onnx, .tflite and SavedModels need occlusion].")
 @click.option("--target", default=None, metavar="CLASS",
@@ -534,10 +596,9 @@ def serve(model, runs_dir, host, port, preprocess, invert, top_k, batching, max_
 @click.option("--steps", type=click.IntRange(1, 1000), default=50, show_default=True, help="Integrated Gradients: steps along the path from the black baseline.")
 @click.option("--output-dir", "-o", type=click.Path(path_type=Path), default=Path("explanations"), show_default=True,
               help="Folder for the PNG sheets (one per image, named after it).")
-@click.option("--format", "output_format", type=click.Choice(["table", "json", "jsonl"]), default=None,
-              help="Records on stdout [default: table in a terminal, else json]; json carries each 28x28 attribution map.")
+@output_format_option("table", "json", "jsonl")
 @click.pass_context
-def explain(ctx, inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, method, target, steps, output_dir, output_format):
+def explain(ctx, inputs, recursive, files_from, model, runs_dir, preprocess, invert, top_k, method, target, steps, output_dir, output_format):
     """Show what the network saw and which pixels made it answer: one PNG sheet per image.
 
     Each sheet shows the picture as given, the 28x28 input after
@@ -558,14 +619,9 @@ def explain(ctx, inputs, model, runs_dir, recursive, files_from, preprocess, inv
     """
     from lenet_cli.explain_command import run_explain
 
-    if not inputs and files_from is None:
-        raise click.UsageError("give at least one image, directory, '-' (stdin) or --files-from")
-    if "-" in inputs and files_from == "-":
-        raise click.UsageError("stdin can carry either an image (-) or a list of paths (--files-from -), not both")
-    if output_format is None:
-        output_format = "table" if sys.stdout.isatty() else "json"
+    check_inputs(inputs, files_from)
     ctx.exit(run_explain(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, method, target, steps,
-                         output_dir, output_format))
+                         output_dir, resolve_format(output_format)))
 
 
 FAST_EXIT_COMMANDS = ("predict", "evaluate", "explain")  # commands whose work is all on disk and stdout when they return

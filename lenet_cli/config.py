@@ -66,7 +66,7 @@ INVERT_MODES = ("auto", "always", "never")
 SPLITS = ("test", "validation", "train")
 PREDICT_FORMATS = ("table", "json", "jsonl", "csv", "tsv")
 EVALUATE_FORMATS = ("table", "json", "csv")
-TRAIN_FORMATS = ("text", "json")
+TRAIN_FORMATS = ("table", "json")
 
 # --- Shared defaults ------------------------------------------------------------
 VALIDATION_SIZE = 5000  # the first N training images are held out, as TensorFlow's MNIST feeder did

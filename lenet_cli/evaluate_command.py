@@ -92,6 +92,10 @@ def run_evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, o
         loaded = open_model(ref, batch_size=batch_size)
     from lenet_cli.evaluation import evaluate_model
 
+    from lenet_cli.cli import check_top_k
+    from lenet_cli.data import CLASS_NAMES
+
+    check_top_k(top_k, len(CLASS_NAMES[dataset]))
     data_dir = runs.remembered_data_dir(data_dir, meta["run_config"], dataset)
     with console.status(f"evaluating on the {dataset} {split} split"):
         result = evaluate_model(loaded, dataset, split, data_dir, top_k=top_k, log=lambda m: console.print(m, highlight=False))

@@ -99,7 +99,7 @@ def format_from_output(output: Path) -> str:
     """
     fmt = SUFFIX_FORMATS.get(output.suffix.lower())
     if fmt is None:
-        raise LenetError(f"cannot tell the export format from {str(output)!r}; pass --format keras, savedmodel, litert, onnx or all")
+        raise LenetError(f"cannot tell the export format from {str(output)!r}; pass --to keras, savedmodel, litert, onnx or all")
     return fmt
 
 
@@ -312,7 +312,7 @@ def export_model(
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"unknown quantization {quantize!r}; choose one of: {', '.join(QUANTIZE_MODES)}")
     if quantize != "none" and "litert" not in formats:
-        raise LenetError(f"--quantize {quantize} applies to LiteRT only; use it with --format litert or all")
+        raise LenetError(f"--quantize {quantize} applies to LiteRT only; use it with --to litert or all")
     output = Path(output)
     ref = runs.resolve_model(model, runs_dir)
     source_format = model_format(ref.model_path)

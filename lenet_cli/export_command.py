@@ -45,13 +45,12 @@ def print_export_table(results) -> None:
     stdout_console().print(table)
 
 
-def run_export(model, export_format, output, quantize, dataset, runs_dir, data_dir, verify, as_json) -> None:
+def run_export(model, export_format, output, quantize, dataset, runs_dir, data_dir, verify, output_format: str) -> None:
     from lenet_cli.console import stderr_console
-    from lenet_cli.export import export_model, format_from_output
+    from lenet_cli.export import export_model
 
     console = stderr_console()
-    if export_format is None:
-        export_format = format_from_output(output)
+
     def log(message: str) -> None:  # each step stays on stderr as a line: converting takes seconds
         console.print(message, highlight=False, markup=False)
         status.update(message)
@@ -59,7 +58,7 @@ def run_export(model, export_format, output, quantize, dataset, runs_dir, data_d
     with console.status("exporting") as status:
         results = export_model(model, export_format, output, quantize=quantize, dataset=dataset, runs_dir=runs_dir,
                                data_dir=data_dir, verify=verify, log=log)
-    if as_json:
+    if output_format == "json":
         click.echo(json.dumps([r.to_json_dict() for r in results], indent=2))
     else:
         print_export_table(results)

@@ -119,6 +119,9 @@ def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, inve
     items = _gather_inputs(inputs, recursive, files_from)
     ref = runs.resolve_model(model, runs_dir)
     preprocess, class_dataset, class_names = _preprocessing_and_classes(ref, preprocess)
+    from lenet_cli.cli import check_top_k
+
+    check_top_k(top_k, len(class_names))
     if save_preprocessed is not None:
         save_preprocessed.mkdir(parents=True, exist_ok=True)
     # decoding starts in worker processes first, so it overlaps the model's (TensorFlow's) start-up

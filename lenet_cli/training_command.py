@@ -60,6 +60,23 @@ class StartupWatchdog:
         self._done.set()
 
 
+def print_result_table(metrics: dict, run_dir) -> None:
+    """The finished run for people: where it is and how it scored (one row a line, greppable in a pipe)."""
+    from rich.table import Table
+
+    from lenet_cli.console import stdout_console
+
+    table = Table(show_header=False, box=None)
+    table.add_column("what")
+    table.add_column("value", overflow="fold")
+    table.add_row("run", str(run_dir))
+    table.add_row("test accuracy", f"{metrics['test_accuracy']:.4f} on {metrics['test_count']:,} {metrics['dataset']} test images")
+    if metrics.get("val_accuracy") is not None:
+        table.add_row("validation accuracy", f"{metrics['val_accuracy']:.4f} (best {metrics['best_val_accuracy']:.4f})")
+    table.add_row("train time", f"{metrics['train_seconds']:.1f} s")
+    stdout_console().print(table)
+
+
 def _is_op_error(exc: BaseException) -> bool:
     import tensorflow as tf
 
@@ -214,8 +231,7 @@ def _train_and_report(cfg, data, data_dir, run_dir, runs_dir, tensorboard, histo
     if output_format == "json":
         click.echo(json.dumps({**metrics, "run_dir": str(run_dir)}, indent=2))
     else:
-        click.echo(f"test accuracy {metrics['test_accuracy']:.4f} on {metrics['test_count']:,} {cfg.dataset} test images")
-        click.echo(f"run written to {run_dir}")
+        print_result_table(metrics, run_dir)
     if tensorboard:
         console.print(f"see it in TensorBoard: tensorboard --logdir {Path(run_dir) / runs.LOGS_DIR}", highlight=False)
     return 0

@@ -215,7 +215,7 @@ def test_lambda_model_is_refused_and_its_code_never_runs(tmp_path, synthetic_dat
         (["evaluate", "--format", "xml"], "--format"),
         (["evaluate", "--min-accuracy", "2"], "--min-accuracy"),
         (["evaluate", "/no/such/model.keras"], "does not exist"),
-        (["predict", "--top-k", "11", "x.png"], "--top-k"),
+        (["predict", "--top-k", "0", "x.png"], "--top-k"),
         (["predict", "--preprocess", "bogus", "x.png"], "--preprocess"),
         (["predict", "--format", "yaml", "x.png"], "--format"),
         (["predict", "--files-from", "/no/such/list.txt"], "does not exist"),

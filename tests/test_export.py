@@ -46,10 +46,10 @@ def _env(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def exported(trained_run, synthetic_data_dir, tmp_path_factory):
-    """One ``--format all`` export shared by the module: (folder, JSON rows by format)."""
+    """One ``--to all`` export shared by the module: (folder, JSON rows by format)."""
     root = tmp_path_factory.mktemp("exported")
     out = root / "dist"
-    result = _export(trained_run, "--format", "all", "--output", out, "--data-dir", synthetic_data_dir, "--json", env=_env(root))
+    result = _export(trained_run, "--to", "all", "--output", out, "--data-dir", synthetic_data_dir, "--format", "json", env=_env(root))
     assert result.exit_code == 0, result.output
     rows = {row["format"]: row for row in json.loads(result.stdout)}
     return out, rows
@@ -131,7 +131,7 @@ def test_int8_litert_is_calibrated_and_keeps_accuracy(exported, synthetic_data_d
     )
     assert train.exit_code == 0, train.output
     target = root / "model-int8.tflite"  # the format comes from the suffix
-    result = _export(root / "run", "-o", target, "--quantize", "int8", "--data-dir", synthetic_data_dir, "--json", env=_env(root))
+    result = _export(root / "run", "-o", target, "--quantize", "int8", "--data-dir", synthetic_data_dir, "--format", "json", env=_env(root))
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     assert (row["format"], row["quantize"], row["verified_on"]) == ("litert", "int8", 200)
@@ -247,10 +247,10 @@ def test_failed_verification_leaves_nothing(trained_run, synthetic_data_dir, mon
     from lenet_cli import export
 
     monkeypatch.setattr(export, "MAX_ABS_DIFF", -1.0)  # no export can pass
-    result = _export(trained_run, "--format", "keras", "--output", tmp_path / "model.keras", "--data-dir", synthetic_data_dir)
+    result = _export(trained_run, "--to", "keras", "--output", tmp_path / "model.keras", "--data-dir", synthetic_data_dir)
     assert result.exit_code == 1 and "failed verification" in result.output and "nothing was written" in result.output
     assert list(tmp_path.iterdir()) == []
-    result = _export(trained_run, "--format", "all", "--output", tmp_path / "dist", "--data-dir", synthetic_data_dir)
+    result = _export(trained_run, "--to", "all", "--output", tmp_path / "dist", "--data-dir", synthetic_data_dir)
     assert result.exit_code == 1 and list(tmp_path.iterdir()) == []
 
 
@@ -259,25 +259,26 @@ def test_unavailable_data_fails_unless_no_verify(trained_run, tmp_path):
     result = _export(trained_run, "--output", tmp_path / "m.keras", "--data-dir", tmp_path / "empty")
     assert result.exit_code == 1 and "mnist files missing" in result.output
     assert not (tmp_path / "m.keras").exists()
-    result = _export(trained_run, "--output", tmp_path / "m.keras", "--data-dir", tmp_path / "empty", "--no-verify")
+    result = _export(trained_run, "--output", tmp_path / "m.keras", "--data-dir", tmp_path / "empty", "--no-verify", "--format", "table")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m.keras").is_file() and (tmp_path / "m.keras.lenet.json").is_file()
     assert "not verified" in result.stdout
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "args, code, message",
     [
-        (["--output", "{tmp}/m.bin"], "cannot tell the export format"),
-        (["--format", "onnx", "--quantize", "int8", "--output", "{tmp}/m.onnx"], "applies to LiteRT only"),
-        (["--format", "all", "--output", "{run}"], "holds other files"),
-        (["--format", "onnx", "--output", "{tmp}"], "is a directory"),
+        (["--output", "{tmp}/m.bin"], 2, "cannot tell the export format"),
+        (["--to", "onnx", "--quantize", "int8", "--output", "{tmp}/m.onnx"], 2, "applies to LiteRT only"),
+        (["--format", "onnx", "--output", "{tmp}/m.onnx"], 2, "the model format is --to onnx"),
+        (["--to", "all", "--output", "{run}"], 1, "holds other files"),
+        (["--to", "onnx", "--output", "{tmp}"], 1, "is a directory"),
     ],
 )
-def test_bad_outputs_are_refused_before_any_work(trained_run, tmp_path, args, message):
+def test_bad_outputs_are_refused_before_any_work(trained_run, tmp_path, args, code, message):
     args = [a.format(tmp=tmp_path, run=trained_run) for a in args]
     result = _export(trained_run, *args)
-    assert result.exit_code == 1 and message in result.output
+    assert result.exit_code == code and message in result.output
     assert list(tmp_path.iterdir()) == []
 
 
@@ -290,7 +291,7 @@ def test_help_and_usage_errors_do_not_import_tensorflow(tmp_path):
     probe = (
         "import sys\n"
         "from lenet_cli.cli import main\n"
-        "for argv in (['export', '--help'], ['export', '--format', 'tflite', '-o', 'x'], ['export', '-o', 'x.bin', '--runs-dir', sys.argv[1]]):\n"
+        "for argv in (['export', '--help'], ['export', '--to', 'tflite', '-o', 'x'], ['export', '-o', 'x.bin', '--runs-dir', sys.argv[1]]):\n"
         "    try:\n"
         "        main(argv)\n"
         "    except SystemExit as exc:\n"
@@ -299,4 +300,4 @@ def test_help_and_usage_errors_do_not_import_tensorflow(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert [line for line in proc.stdout.splitlines() if line.startswith("exit ")] == ["exit 0", "exit 2", "exit 1"]
+    assert [line for line in proc.stdout.splitlines() if line.startswith("exit ")] == ["exit 0", "exit 2", "exit 2"]

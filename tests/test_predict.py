@@ -43,13 +43,15 @@ def latest(trained_run, monkeypatch):
     monkeypatch.setenv("LENET_RUNS_DIR", str(trained_run.parent))
 
 
-def test_paths_and_tsv_by_default_when_piped(images):
-    result = _predict(images / "a.png", images / "b.jpg")
+def test_json_by_default_when_piped_and_tsv_on_request(images):
+    records = json.loads(_predict(images / "a.png", images / "b.jpg").stdout)  # piped, like every command: JSON
+    assert [Path(r["path"]).name for r in records] == ["a.png", "b.jpg"]
+    result = _predict(images / "a.png", images / "b.jpg", "--format", "tsv")
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2
     path, label, confidence = lines[0].split("\t")
-    assert path.endswith("a.png") and label in "0123456789" and 0.0 <= float(confidence) <= 1.0
+    assert path.endswith("a.png") and label == records[0]["label"] and float(confidence) == pytest.approx(records[0]["confidence"], abs=1e-4)
 
 
 def test_directory_and_recursive(images):

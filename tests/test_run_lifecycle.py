@@ -47,7 +47,7 @@ def test_commands_find_the_runs_data_without_being_told(finished_run, tmp_path, 
     evaluated = _lenet("evaluate", "--format", "json")
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["count"] == 200
-    exported = _lenet("export", finished_run, "--output", tmp_path / "model.onnx", "--json")
+    exported = _lenet("export", finished_run, "--output", tmp_path / "model.onnx", "--format", "json")
     assert exported.exit_code == 0, exported.output
     assert json.loads(exported.stdout)[0]["verified_on"] > 0
 
