@@ -90,10 +90,7 @@ def _started(run_dir: Path) -> str | None:
 
 
 def _latest_name(root: Path) -> Path | None:
-    try:
-        text = (root / runs.LATEST_FILE).read_text(encoding="utf-8").strip()
-    except OSError:
-        return None
+    text = runs.latest_name(root)
     return (root / text).resolve() if text else None
 
 

@@ -106,19 +106,36 @@ def mark_latest(run_dir: Path, runs_dir: str | os.PathLike | None = None) -> Non
     write_text_atomic(root / LATEST_FILE, (run_dir.name if inside else str(run_dir.resolve())) + "\n")
 
 
+def latest_name(root: Path) -> str | None:
+    """The run name (or absolute path) ``<root>/LATEST`` records, or None when it records none that can be a path."""
+    try:
+        text = (Path(root) / LATEST_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text or "\x00" in text or "\n" in text or "\r" in text:
+        return None
+    return text
+
+
 def latest_run(runs_dir: str | os.PathLike | None = None) -> Path:
     """The run later commands use when given no model.
 
     Raises:
-        LenetError: there is no run yet.
+        LenetError: there is no run yet, or ``LATEST`` names a run that is gone
+            (the newest other run is not silently used in its place).
     """
     root = runs_root(runs_dir)
-    marker = root / LATEST_FILE
-    if marker.is_file():
-        candidate = root / marker.read_text(encoding="utf-8").strip()
+    name = latest_name(root)
+    if name is not None:
+        candidate = root / name
         if (candidate / MODEL_FILE).is_file():
             return candidate
-    runs = [p for p in root.glob("*/") if (p / MODEL_FILE).is_file()] if root.is_dir() else []
+        raise LenetError(f"{str(root / LATEST_FILE)!r} names the run {name!r}, which holds no {MODEL_FILE} (deleted or moved?); "
+                         f"pass a run directory or model file, or delete {LATEST_FILE} to use the newest run (`lenet runs` lists them)")
+    try:
+        runs = [p for p in root.glob("*/") if (p / MODEL_FILE).is_file()] if root.is_dir() else []
+    except OSError as exc:
+        raise LenetError(f"cannot read the runs folder {str(root)!r}: {exc.strerror or exc}; fix its permissions") from None
     if not runs:
         raise LenetError(f"no trained model found under {str(root)!r}; run `lenet train` first or pass a model path")
     return max(runs, key=lambda p: (p / MODEL_FILE).stat().st_mtime)
@@ -139,10 +156,18 @@ class ModelRef:
             folder = self.model_path.parent if sidecar.is_file() else None
         if folder is None:
             return None
+        path = folder / CONFIG_FILE
         try:
-            return json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except PermissionError:
+            raise LenetError(f"cannot read {str(path)!r}: permission denied; fix the run folder's permissions (or ask its owner)") from None
         except (OSError, ValueError):
-            raise LenetError(f"{str(folder / CONFIG_FILE)!r} is unreadable or not valid JSON") from None
+            raise LenetError(f"{str(path)!r} is unreadable or not valid JSON; the run is damaged: restore {CONFIG_FILE} "
+                             f"from a backup or train the run again") from None
+        if not isinstance(config, dict):
+            raise LenetError(f"{str(path)!r} is not a lenet config (not a JSON object); the run is damaged: restore {CONFIG_FILE} "
+                             f"from a backup or train the run again")
+        return config
 
 
 def resolve_model(model: str | os.PathLike | None, runs_dir: str | os.PathLike | None = None) -> ModelRef:
