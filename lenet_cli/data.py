@@ -232,18 +232,6 @@ def download_file(
     )
 
 
-def _read_gzip(path: Path) -> bytes:
-    try:
-        with gzip.open(path, "rb") as handle:
-            return handle.read()
-    except PermissionError:
-        raise LenetError(f"cannot read {str(path)!r}: permission denied; fix its permissions") from None
-    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-        raise LenetError(
-            f"{str(path)!r} is not a valid gzip file ({exc}); the download is truncated or corrupt: delete it and fetch it again"
-        ) from None
-
-
 DATASET_TITLES = {"mnist": "MNIST", "fashion": "Fashion-MNIST"}
 SPLIT_FILES: dict[str, tuple[str, str]] = {
     "train": (TRAIN_IMAGES, TRAIN_LABELS),
@@ -292,26 +280,68 @@ def _verify_checksum(path: Path, dataset: str | None) -> None:
     )
 
 
+MAX_IDX_BYTES = 1 << 30
+"""The most pixel or label bytes one IDX file may claim (MNIST's training images are 47 MB).
+
+The header's count is checked against this before anything is allocated, and
+the body is read in chunks as the gzip stream yields it, so a header claiming
+10^9 images, or a gzip bomb, is refused without gigabytes of memory.
+"""
+
+
+def _read_idx_body(path: Path, header_size: int, parse_header) -> tuple[tuple[int, ...], np.ndarray]:
+    """Read an IDX file's header, check it with ``parse_header(header) -> (shape, body_bytes)``, then read exactly its body.
+
+    Raises:
+        LenetError: bad gzip, a short header, a claim over :data:`MAX_IDX_BYTES`, or a body of another size.
+    """
+    try:
+        with gzip.open(path, "rb") as handle:
+            header = handle.read(header_size)
+            if len(header) < header_size:
+                raise LenetError(f"{str(path)!r} is truncated: {len(header)} bytes is shorter than the {header_size}-byte IDX header; fetch it again")
+            shape, body_size = parse_header(header)
+            if body_size > MAX_IDX_BYTES:
+                raise LenetError(f"{str(path)!r} claims {shape[0]:,} items ({body_size:,} bytes), more than lenet reads "
+                                 f"({MAX_IDX_BYTES:,} bytes); it is corrupt or not an MNIST-format file")
+            body = bytearray()
+            while len(body) <= body_size:
+                chunk = handle.read(min(1 << 22, body_size + 1 - len(body)))
+                if not chunk:
+                    break
+                body += chunk
+    except PermissionError:
+        raise LenetError(f"cannot read {str(path)!r}: permission denied; fix its permissions") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        raise LenetError(
+            f"{str(path)!r} is not a valid gzip file ({exc}); the download is truncated or corrupt: delete it and fetch it again"
+        ) from None
+    if len(body) != body_size:
+        found = f"more than {header_size + body_size:,}" if len(body) > body_size else f"{header_size + len(body):,}"
+        raise LenetError(f"{str(path)!r} is truncated or padded: {found} bytes after gunzip, expected {header_size + body_size:,} "
+                         f"for {shape[0]:,} items; fetch it again")
+    return shape, np.frombuffer(bytes(body), dtype=np.uint8)
+
+
 def load_idx_images(path: Path, expected_count: int | None = None) -> np.ndarray:
     """Read an IDX3 image file (magic 2051) into a uint8 array ``(n, 28, 28)``.
 
     Raises:
         LenetError: bad gzip, magic number, shape or size.
     """
-    raw = _read_gzip(path)
-    if len(raw) < 16:
-        raise LenetError(f"{str(path)!r} is truncated: {len(raw)} bytes is shorter than the 16-byte IDX header; fetch it again")
-    magic, count, rows, cols = struct.unpack(">IIII", raw[:16])
-    if magic != IMAGES_MAGIC:
-        raise LenetError(f"{str(path)!r} is not an IDX image file: magic number {magic}, expected {IMAGES_MAGIC}; check you did not swap images and labels")
-    if (rows, cols) != (28, 28):
-        raise LenetError(f"{str(path)!r} holds {rows}x{cols} images, expected 28x28")
-    if expected_count is not None and count != expected_count:
-        raise LenetError(f"{str(path)!r} says it holds {count} images, expected {expected_count}; fetch the original file again")
-    expected_size = 16 + count * rows * cols
-    if len(raw) != expected_size:
-        raise LenetError(f"{str(path)!r} is truncated or padded: {len(raw)} bytes after gunzip, expected {expected_size} for {count} images; fetch it again")
-    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(count, rows, cols)
+
+    def parse(header: bytes):
+        magic, count, rows, cols = struct.unpack(">IIII", header)
+        if magic != IMAGES_MAGIC:
+            raise LenetError(f"{str(path)!r} is not an IDX image file: magic number {magic}, expected {IMAGES_MAGIC}; check you did not swap images and labels")
+        if (rows, cols) != (28, 28):
+            raise LenetError(f"{str(path)!r} holds {rows}x{cols} images, expected 28x28")
+        if expected_count is not None and count != expected_count:
+            raise LenetError(f"{str(path)!r} says it holds {count} images, expected {expected_count}; fetch the original file again")
+        return (count, rows, cols), count * rows * cols
+
+    shape, pixels = _read_idx_body(path, 16, parse)
+    return pixels.reshape(shape)
 
 
 def load_idx_labels(path: Path, expected_count: int | None = None) -> np.ndarray:
@@ -320,17 +350,16 @@ def load_idx_labels(path: Path, expected_count: int | None = None) -> np.ndarray
     Raises:
         LenetError: bad gzip, magic number, size or label value.
     """
-    raw = _read_gzip(path)
-    if len(raw) < 8:
-        raise LenetError(f"{str(path)!r} is truncated: {len(raw)} bytes is shorter than the 8-byte IDX header; fetch it again")
-    magic, count = struct.unpack(">II", raw[:8])
-    if magic != LABELS_MAGIC:
-        raise LenetError(f"{str(path)!r} is not an IDX label file: magic number {magic}, expected {LABELS_MAGIC}; check you did not swap images and labels")
-    if expected_count is not None and count != expected_count:
-        raise LenetError(f"{str(path)!r} says it holds {count} labels, expected {expected_count}; fetch the original file again")
-    if len(raw) != 8 + count:
-        raise LenetError(f"{str(path)!r} is truncated or padded: {len(raw)} bytes after gunzip, expected {8 + count} for {count} labels; fetch it again")
-    labels = np.frombuffer(raw, dtype=np.uint8, offset=8)
+
+    def parse(header: bytes):
+        magic, count = struct.unpack(">II", header)
+        if magic != LABELS_MAGIC:
+            raise LenetError(f"{str(path)!r} is not an IDX label file: magic number {magic}, expected {LABELS_MAGIC}; check you did not swap images and labels")
+        if expected_count is not None and count != expected_count:
+            raise LenetError(f"{str(path)!r} says it holds {count} labels, expected {expected_count}; fetch the original file again")
+        return (count,), count
+
+    _, labels = _read_idx_body(path, 8, parse)
     if labels.size and labels.max() > 9:
         raise LenetError(f"{str(path)!r} holds label {int(labels.max())}; labels must be 0-9")
     return labels

@@ -98,7 +98,9 @@ def load_model_file(path) -> keras.Model:
         LenetError: the file is not a loadable Keras model, or it carries code (a Lambda layer).
     """
     from lenet_cli.errors import LenetError
+    from lenet_cli.keras_archive import check_keras_archive
 
+    check_keras_archive(path)
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except ValueError as exc:

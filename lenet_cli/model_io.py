@@ -84,7 +84,16 @@ def model_format(path: Path) -> str:
     return {".keras": "keras", ".onnx": "onnx", ".tflite": "litert"}.get(suffix, "unknown")
 
 
+_METADATA_TYPES = {"dataset": str, "run_config": dict, "class_names": list, "preprocessing": str}
+
+
 def _metadata_from(meta: dict[str, Any], source: str) -> dict[str, Any]:
+    for key, kind in _METADATA_TYPES.items():
+        value = meta.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise LenetError(f"the model's {source} metadata has a {key!r} that is not a {kind.__name__}; export the model again")
+    if meta.get("class_names") is not None and not all(isinstance(name, str) for name in meta["class_names"]):
+        raise LenetError(f"the model's {source} metadata has class_names that are not all text; export the model again")
     return {
         "dataset": meta.get("dataset"),
         "run_config": meta.get("run_config"),
