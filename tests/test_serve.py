@@ -558,3 +558,19 @@ def test_drawing_page_with_a_lenet_trained_on_real_mnist(browser, tmp_path):
     finally:
         page.close()
         assert running.stop() == 0
+
+
+@pytest.mark.slow
+def test_drawing_page_for_a_fashion_model_asks_for_a_photo(browser, tmp_path):
+    running = Server(write_template_onnx(tmp_path / "articles.onnx", dataset="fashion"), "--no-access-log")
+    page = browser.new_page()
+    try:
+        page.goto(running.url)
+        page.wait_for_function("document.getElementById('model-info').textContent.includes('dataset')")
+        assert page.locator("h1").inner_text() == "Draw or upload a piece of clothing"
+        assert "dataset fashion" in page.locator("#model-info").inner_text()
+        assert "Ankle boot" in page.locator("#hint").inner_text()
+        assert page.get_by_label("Upload an image…").count() == 1  # the file picker is a labelled control
+    finally:
+        page.close()
+        assert running.stop() == 0
