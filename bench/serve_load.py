@@ -184,7 +184,6 @@ def wrk(server: Server, payload, connections: int, duration: float, cpu: str) ->
 
 def bad_requests() -> list[tuple[str, str, str, bytes, int]]:
     """(what, path, content type, body, expected status): item 4 of the issue."""
-    from PIL import Image
 
     zeros = np.zeros((28, 28)).tolist()
     blank = png(np.full((64, 64), 255, np.uint8))

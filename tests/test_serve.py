@@ -211,6 +211,25 @@ def test_nothing_a_request_sends_is_read_as_a_path(client, template_model):
     assert post_image(client, str(template_model).encode(), content_type="application/octet-stream").status_code == 422
 
 
+def test_a_failing_model_is_a_500_json_error_not_a_traceback(template_model):
+    from fastapi.testclient import TestClient
+
+    from lenet_cli.runs import resolve_model
+    from lenet_cli.serve_app import ModelPredictor, create_app
+
+    class Broken(ModelPredictor):
+        def predict(self, images):
+            if len(images) == 3:
+                raise RuntimeError("the model broke\nsecond line")
+            return super().predict(images)
+
+    with TestClient(create_app(Broken(resolve_model(template_model))), raise_server_exceptions=False) as broken:
+        response = broken.post("/v1/models/lenet:predict", json={"instances": [ZEROS] * 3})
+        assert response.status_code == 500
+        assert response.json() == {"error": "internal error: RuntimeError: the model broke"}
+        assert broken.post("/v1/models/lenet:predict", json={"instances": [ZEROS]}).status_code == 200  # still serving
+
+
 # --- TensorFlow Serving's REST API -------------------------------------------------------------
 
 
