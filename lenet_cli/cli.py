@@ -570,7 +570,7 @@ def serve(model, model_option, runs_dir, host, port, preprocess, invert, top_k, 
     \b
     Examples:
       lenet serve                                  # the latest run, on http://127.0.0.1:8000/
-      lenet serve model.onnx --port 8080           # starts in well under a second, no TensorFlow
+      lenet serve model.onnx --port 8080           # no TensorFlow: ready in about a second
       curl -F file=@digit.png http://127.0.0.1:8000/predict
     """
     from lenet_cli.serve_command import run_serve
