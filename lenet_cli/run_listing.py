@@ -150,6 +150,8 @@ def find_run(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None) 
     path = Path(run)
     root = runs.runs_root(runs_dir)
     for candidate in (path, root / path):
+        if candidate.is_dir():
+            runs.check_readable_run(candidate)
         if candidate.is_dir() and any((candidate / marker).exists() for marker in RUN_MARKERS):
             return candidate
     if path.is_dir() or (root / path).is_dir():

@@ -170,6 +170,13 @@ class ModelRef:
         return config
 
 
+def check_readable_run(folder: Path) -> None:
+    """Raise :class:`LenetError` when ``folder`` cannot be listed or entered (another user's run, say)."""
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise LenetError(f"cannot read the run folder {str(folder)!r}: permission denied; ask its owner to share it "
+                         f"(chmod -R a+rX) or copy the run somewhere you can read")
+
+
 def resolve_model(model: str | os.PathLike | None, runs_dir: str | os.PathLike | None = None) -> ModelRef:
     """Turn a run directory, a model file, or nothing (the latest run) into a :class:`ModelRef`.
 
@@ -181,6 +188,7 @@ def resolve_model(model: str | os.PathLike | None, runs_dir: str | os.PathLike |
         return ModelRef(run / MODEL_FILE, run)
     path = Path(model)
     if path.is_dir():
+        check_readable_run(path)
         if (path / MODEL_FILE).is_file():
             return ModelRef(path / MODEL_FILE, path)
         if (path / "saved_model.pb").is_file():
