@@ -19,6 +19,7 @@ import click
 
 from lenet_cli import __version__
 from lenet_cli import config as C
+from lenet_cli.dataset_option import DATASET, DATASET_HELP
 from lenet_cli.errors import LenetError
 from lenet_cli.tf_setup import DEBUG_ENV
 
@@ -211,7 +212,9 @@ def distribute_options(fn):
 
 
 @cli.command()
-@click.option("--dataset", type=click.Choice(C.DATASETS), default="mnist", show_default=True, help="Which dataset to train on.")
+@click.option("--dataset", type=DATASET, default="mnist", show_default=True, help=f"What to train on. {DATASET_HELP}")
+@click.option("--preprocess", type=click.Choice(C.PREPROCESS_MODES), default=None,
+              help="Picture folders: how each picture becomes a 28x28 input, as lenet predict does it: mnist (digit-like: dark or light ink, cropped and centred) or fashion (article-like) [default: mnist; a named dataset's own].")
 @click.option("--preset", type=click.Choice(C.PRESETS), default="default", show_default=True,
               help="'seed' uses the original tutorial's values (Adam 0.01, L1 1e-4, weight decay 1e-4, constant rate).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
@@ -312,7 +315,7 @@ def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histogr
 @click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
 @model_option("model_option")
 @runs_dir_option
-@click.option("--dataset", type=click.Choice(C.DATASETS), default=None, help="Dataset to score on [default: the one the model was trained on].")
+@click.option("--dataset", type=DATASET, default=None, help="Dataset to score on, a name or a path [default: the one the model was trained on].")
 @click.option("--split", type=click.Choice(C.SPLITS), default="test", show_default=True, help="Which split to score.")
 @data_dir_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=C.INFERENCE_BATCH_SIZE, show_default=True, help="Images per inference batch.")
@@ -361,7 +364,7 @@ class ExportOutputFormat(click.Choice):
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True, help="The file (a directory for savedmodel and all) to write.")
 @click.option("--quantize", type=click.Choice(C.QUANTIZE_MODES), default="none", show_default=True,
               help="LiteRT only: int8 weights (dynamic), or int8 weights and activations calibrated on 300 training images (int8).")
-@click.option("--dataset", type=click.Choice(C.DATASETS), default=None, help="The model's dataset when its metadata does not say [default: the one it was trained on].")
+@click.option("--dataset", type=DATASET, default=None, help="The model's dataset (a name or a path) when its metadata does not say [default: the one it was trained on].")
 @data_dir_option
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Compare each export with the Keras model on 1,000 test images before keeping it.")
 @click.option("--format", "output_format", type=ExportOutputFormat(["table", "json"]), default=None,

@@ -52,6 +52,10 @@ LAYER_NAMES = (
 WEIGHT_LAYERS = ("conv_1", "conv_2", "dot_1", "dot_2", "logits_layer")
 
 DATASETS = ("mnist", "fashion")
+# Every --dataset name (lenet_cli/datasets/named.py knows where each comes from); a path is accepted too.
+NAMED_DATASETS = ("mnist", "fashion", "kmnist", "qmnist", "emnist-digits", "emnist-letters", "emnist-balanced",
+                  "emnist-byclass", "emnist-bymerge", "emnist-mnist")
+OWN_DATA_VALIDATION_FRACTION = 0.1  # own data: a tenth of the training pictures held out, at most VALIDATION_SIZE
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 SCHEDULES = ("cosine", "constant")
 AUGMENTATIONS = ("none", "shift", "flip", "flip-shift")
@@ -110,15 +114,20 @@ class TrainConfig:
     dense_units: int = DENSE_UNITS  # width of dot_1 and dot_2
     augment: str = "none"  # none | shift (+-2 px) | flip (horizontal) | flip-shift
     seed: int = 0  # seeds weights, shuffling, dropout and augmentation
-    validation_size: int = VALIDATION_SIZE  # training images held out for validation
+    validation_size: int | None = VALIDATION_SIZE  # training images held out for validation (None: a tenth of own data)
     train_limit: int | None = None  # use only the first N training images (quick trials)
     freeze: tuple[str, ...] = ()  # layers that keep their (initial) weights
     init_from: str | None = None  # model whose weights start the run
     data_source: str | None = None  # the folder the dataset's files were read from (later commands look there first)
+    preprocess: str | None = None  # how pictures become 28x28 inputs: mnist (digit-like) | fashion (article-like) | none
+    class_names: tuple[str, ...] | None = None  # the dataset's classes in label order (logits_layer has one unit each)
+    data_fingerprint: str | None = None  # sha256 over the dataset's files (pictures: names, sizes, times)
 
     def to_json_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["freeze"] = list(self.freeze)
+        if self.class_names is not None:
+            data["class_names"] = list(self.class_names)
         return data
 
     @classmethod
@@ -127,6 +136,8 @@ class TrainConfig:
         values = {k: v for k, v in data.items() if k in names}
         if "freeze" in values:
             values["freeze"] = tuple(values["freeze"])
+        if values.get("class_names") is not None:
+            values["class_names"] = tuple(str(name) for name in values["class_names"])
         return cls(**values)
 
     def to_json(self) -> str:
@@ -159,7 +170,9 @@ def resolve_config(dataset: str, preset: str = "default", **overrides: Any) -> T
     default to ``None`` and still show the real default in ``--help``.
     """
     values: dict[str, Any] = {"dataset": dataset, "preset": preset}
-    values.update(DATASET_DEFAULTS[dataset])
+    values.update(DATASET_DEFAULTS.get(dataset, DATASET_DEFAULTS["mnist"]))  # the MNIST family and own data: MNIST's recipe
+    if dataset not in NAMED_DATASETS:
+        values["validation_size"] = None  # own data: a tenth of its training pictures (data.load_dataset decides)
     if preset == "seed":
         values.update(SEED_PRESET)
     values.update({k: v for k, v in overrides.items() if v is not None})

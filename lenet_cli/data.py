@@ -98,6 +98,7 @@ class Dataset:
     """The three splits of one dataset; ``test`` is only ever used for final scoring.
 
     A split that was not asked for (``load_dataset(..., splits=...)``) is None.
+    ``name`` is a dataset name, or the resolved path of the user's own data.
     """
 
     name: str
@@ -105,10 +106,14 @@ class Dataset:
     validation: Split | None
     test: Split | None
     source: Path
+    classes: tuple[str, ...] | None = None  # None: the built-in CLASS_NAMES[name]
+    fingerprint: str | None = None  # sha256 over the files it was read from (see lenet_cli.datasets.common)
+    preprocess: str | None = None  # how pictures become inputs like these: mnist | fashion | none
+    skipped: tuple[tuple[str, str], ...] = ()  # pictures left out: (path, why)
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return CLASS_NAMES[self.name]
+        return self.classes if self.classes is not None else CLASS_NAMES[self.name]
 
     def split(self, name: str) -> Split:
         found = {"train": self.train, "validation": self.validation, "test": self.test}[name]
@@ -344,8 +349,8 @@ def load_idx_images(path: Path, expected_count: int | None = None) -> np.ndarray
     return pixels.reshape(shape)
 
 
-def load_idx_labels(path: Path, expected_count: int | None = None) -> np.ndarray:
-    """Read an IDX1 label file (magic 2049) into a uint8 array ``(n,)`` of values 0-9.
+def load_idx_labels(path: Path, expected_count: int | None = None, max_label: int | None = 9) -> np.ndarray:
+    """Read an IDX1 label file (magic 2049) into a uint8 array ``(n,)`` of values 0-``max_label`` (None: any byte).
 
     Raises:
         LenetError: bad gzip, magic number, size or label value.
@@ -360,8 +365,8 @@ def load_idx_labels(path: Path, expected_count: int | None = None) -> np.ndarray
         return (count,), count
 
     _, labels = _read_idx_body(path, 8, parse)
-    if labels.size and labels.max() > 9:
-        raise LenetError(f"{str(path)!r} holds label {int(labels.max())}; labels must be 0-9")
+    if max_label is not None and labels.size and labels.max() > max_label:
+        raise LenetError(f"{str(path)!r} holds label {int(labels.max())}; labels must be 0-{max_label}")
     return labels
 
 
@@ -381,13 +386,21 @@ def _load_pair(folder: Path, images_name: str, labels_name: str, dataset: str | 
 def load_dataset(
     dataset: str,
     data_dir: str | os.PathLike | None = None,
-    validation_size: int = 5000,
+    validation_size: int | None = 5000,
     train_limit: int | None = None,
     verify_checksums: bool = True,
     log: Callable[[str], None] | None = None,
     splits: tuple[str, ...] = SPLITS,
+    preprocess: str | None = None,
 ) -> Dataset:
-    """Load, validate and split one dataset.
+    """Load, validate and split one dataset: the one entry point for every kind of data.
+
+    ``dataset`` is a name (mnist, fashion, kmnist, qmnist, emnist-*) or the
+    path of the user's own data: a folder of four IDX files, a folder of
+    pictures, or a CSV of pixels (:mod:`lenet_cli.datasets`). ``preprocess``
+    is how pictures become 28x28 inputs (picture folders only). A
+    ``validation_size`` of None holds out 5,000 images of a named dataset, a
+    tenth of one's own.
 
     The validation split is the *first* ``validation_size`` training images,
     as TensorFlow's original MNIST feeder held them out; ``train_limit`` then
@@ -400,6 +413,13 @@ def load_dataset(
     Raises:
         LenetError: files missing or invalid, or a split size that does not fit.
     """
+    if dataset not in CLASS_NAMES:
+        from lenet_cli.datasets import load_other_dataset
+
+        return load_other_dataset(dataset, data_dir, validation_size=validation_size, train_limit=train_limit, log=log,
+                                  splits=splits, preprocess=preprocess, verify_checksums=verify_checksums)
+    if validation_size is None:
+        validation_size = 5000
     files = split_files(splits)
     folder = locate_dataset(dataset, data_dir, log=log, files=files)
     checksum_name = dataset if verify_checksums else None
@@ -417,12 +437,16 @@ def load_dataset(
                 train = Split(train.images[:train_limit], train.labels[:train_limit])
     if "test" in splits:
         test = _load_pair(folder, TEST_IMAGES, TEST_LABELS, checksum_name)
-    return Dataset(dataset, train, validation, test, folder)
+    from lenet_cli.datasets.common import fingerprint_files
+
+    return Dataset(dataset, train, validation, test, folder, fingerprint=fingerprint_files([folder / name for name in files]),
+                   preprocess=dataset)
 
 
-def load_split(dataset: str, split: str, data_dir=None, validation_size: int = 5000, log=None) -> tuple[Split, Path]:
+def load_split(dataset: str, split: str, data_dir=None, validation_size: int | None = 5000, log=None,
+               preprocess: str | None = None) -> tuple[Split, Path]:
     """Load one split only, reading only its files (``test``: the two t10k files)."""
-    data = load_dataset(dataset, data_dir, validation_size=validation_size, log=log, splits=(split,))
+    data = load_dataset(dataset, data_dir, validation_size=validation_size, log=log, splits=(split,), preprocess=preprocess)
     return data.split(split), data.source
 
 

@@ -95,10 +95,15 @@ def run_evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, o
     from lenet_cli.cli import check_top_k
     from lenet_cli.data import CLASS_NAMES
 
-    check_top_k(top_k, len(CLASS_NAMES[dataset]))
+    same_data = dataset == meta["dataset"]  # the model's own classes; another dataset brings its own
+    class_names = (meta["class_names"] if same_data else None) or CLASS_NAMES.get(dataset)
+    if class_names is not None:
+        check_top_k(top_k, len(class_names))
     data_dir = runs.remembered_data_dir(data_dir, meta["run_config"], dataset)
+    preprocess = meta["preprocessing"] if same_data else None
     with console.status(f"evaluating on the {dataset} {split} split"):
-        result = evaluate_model(loaded, dataset, split, data_dir, top_k=top_k, log=lambda m: console.print(m, highlight=False))
+        result = evaluate_model(loaded, dataset, split, data_dir, top_k=top_k, log=lambda m: console.print(m, highlight=False),
+                                class_names=class_names, preprocess=preprocess)
     report = result.report
     if confusion_png is not None:
         from lenet_cli.plots import render_confusion_matrix_png

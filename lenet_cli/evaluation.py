@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from lenet_cli.data import CLASS_NAMES, load_split
+from lenet_cli.data import load_dataset
 from lenet_cli.errors import LenetError
 from lenet_cli.config import VALIDATION_SIZE
 from lenet_cli.metrics import classification_report, softmax
@@ -42,21 +42,27 @@ def penalty_from_weights(keras_model, run_config: dict | None) -> dict[str, floa
     return {"l1": float(terms["l1"]), "l2": float(terms["l2"])}
 
 
-def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int = 3, validation_size: int | None = None, log=None) -> Evaluation:
+def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int = 3, validation_size: int | None = None, log=None,
+                   class_names=None, preprocess: str | None = None) -> Evaluation:
     """Predict every image of ``split`` and build the report.
+
+    ``class_names`` (the model's, from its metadata) default to the dataset's;
+    ``preprocess`` is how a picture folder's pictures are decoded (the model's).
 
     Raises:
         LenetError: the data cannot be loaded or the split is empty.
     """
     if validation_size is None:
-        validation_size = int((loaded.run_config or {}).get("validation_size", VALIDATION_SIZE))
-    data, _ = load_split(dataset, split, data_dir, validation_size=validation_size, log=log)
+        validation_size = (loaded.run_config or {}).get("validation_size")  # None: the dataset's default
+    loaded_data = load_dataset(dataset, data_dir, validation_size=validation_size, log=log, splits=(split,), preprocess=preprocess)
+    data = loaded_data.split(split)
+    class_names = list(class_names or loaded_data.class_names)
     if len(data) == 0:
         raise LenetError(f"the {split} split of {dataset} is empty")
     started = time.perf_counter()
     logits = loaded.logits(data.images)
     seconds = time.perf_counter() - started
-    report = classification_report(data.labels, logits, CLASS_NAMES[dataset], top_k=top_k)
+    report = classification_report(data.labels, logits, class_names, top_k=top_k)
     penalty = penalty_from_weights(loaded.keras_model, loaded.run_config)
     report["l1"] = penalty["l1"] if penalty else None
     report["l2"] = penalty["l2"] if penalty else None
@@ -78,8 +84,8 @@ def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int =
         "macro_avg": report["macro_avg"],
         "weighted_avg": report["weighted_avg"],
         "confusion_matrix": report["confusion_matrix"],
-        "class_names": list(CLASS_NAMES[dataset]),
+        "class_names": class_names,
         "seconds": seconds,
         "images_per_second": len(data) / seconds if seconds > 0 else None,
     }
-    return Evaluation(ordered, data.images, data.labels, softmax(logits), split, validation_size)
+    return Evaluation(ordered, data.images, data.labels, softmax(logits), split, VALIDATION_SIZE if validation_size is None else int(validation_size))

@@ -17,7 +17,6 @@ def run_explain(inputs, model, runs_dir, recursive, files_from, preprocess, inve
                 output_dir: Path, output_format: str) -> int:
     """Explain every input, write one sheet each, print the records; return the exit code (1 when any input failed)."""
     from lenet_cli import runs
-    from lenet_cli.data import CLASS_NAMES
     from lenet_cli.explain import Explainer, explain_items, parse_target, sheet_name, write_sheet
     from lenet_cli.model_io import model_format, open_model, read_metadata
     from lenet_cli.prediction import expand_inputs
@@ -36,15 +35,12 @@ def run_explain(inputs, model, runs_dir, recursive, files_from, preprocess, inve
         raise LenetError(f"integrated gradients needs the gradients of a .keras model, and {str(ref.model_path)!r} is not one; "
                          "use --method occlusion")
     meta = read_metadata(ref)
+    from lenet_cli.data import CLASS_NAMES
+    from lenet_cli.model_classes import preprocessing_and_classes
+
     dataset = meta["dataset"]
-    if preprocess == "auto":
-        if dataset is None:
-            raise LenetError(f"cannot tell which dataset {str(ref.model_path)!r} was trained on; pass --preprocess mnist or --preprocess fashion")
-        preprocess = dataset
-    class_dataset = dataset or (preprocess if preprocess in CLASS_NAMES else None)
-    if class_dataset is None:
-        raise LenetError(f"cannot tell the class names of {str(ref.model_path)!r}; pass --preprocess mnist or --preprocess fashion")
-    class_names = meta.get("class_names") or CLASS_NAMES[class_dataset]
+    preprocess, class_names = preprocessing_and_classes(meta, preprocess, ref.model_path)
+    class_dataset = dataset if dataset in CLASS_NAMES else preprocess  # the sheet says how its input was preprocessed
     target_index = parse_target(target, class_names)
     options = PreprocessOptions(mode=preprocess, invert=invert)
 

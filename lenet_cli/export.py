@@ -30,7 +30,7 @@ from lenet_cli import __version__, runs
 from lenet_cli.atomic import atomic_path, write_json_atomic
 from lenet_cli.config import EXPORT_FORMATS as FORMATS
 from lenet_cli.config import INPUT_SHAPE, QUANTIZE_MODES
-from lenet_cli.data import CLASS_NAMES, load_dataset, load_split
+from lenet_cli.data import CLASS_NAMES, load_dataset
 from lenet_cli.errors import LenetError
 from lenet_cli.inputs import as_model_input
 from lenet_cli.model_io import SAVEDMODEL_METADATA, SIDECAR_SUFFIX, missing_extra, model_format, open_model, read_metadata
@@ -125,17 +125,19 @@ def require_extras(formats: tuple[str, ...], verify: bool) -> None:
                 raise missing_extra("onnx", "ONNX export") from None
 
 
-def export_metadata(dataset: str, run_config: dict | None, fmt: str, quantize: str, source: Path) -> dict[str, Any]:
-    """What every export carries about itself."""
+def export_metadata(dataset: str, run_config: dict | None, fmt: str, quantize: str, source: Path,
+                    class_names=None, preprocessing: str | None = None) -> dict[str, Any]:
+    """What every export carries about itself (the class names: the model's, else the dataset's built-in ones)."""
+    names = list(class_names or (run_config or {}).get("class_names") or CLASS_NAMES[dataset])
     return {
         "lenet_version": __version__,
         "format": fmt,
         "dataset": dataset,
-        "class_names": list(CLASS_NAMES[dataset]),
-        "preprocessing": dataset,
+        "class_names": names,
+        "preprocessing": preprocessing or (run_config or {}).get("preprocess") or dataset,
         "input_scaling": INPUT_SCALING,
         "input_name": "image",
-        "output": "class probabilities, float32 [N,10]",
+        "output": f"class probabilities, float32 [N,{len(names)}]",
         "quantize": quantize,
         "source_model": str(source),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -270,8 +272,8 @@ def _check_output(output: Path, formats: tuple[str, ...], source: Path) -> None:
         raise LenetError(f"output {str(output)!r} is the model being exported; choose another --output")
 
 
-def _calibration_images(dataset: str, data_dir, log) -> np.ndarray:
-    train = load_dataset(dataset, data_dir, validation_size=0, log=log).train
+def _calibration_images(dataset: str, data_dir, log, preprocess: str | None = None) -> np.ndarray:
+    train = load_dataset(dataset, data_dir, validation_size=0, log=log, splits=("train",), preprocess=preprocess).train
     step = max(1, len(train) // CALIBRATION_COUNT)
     return as_model_input(train.images[::step][:CALIBRATION_COUNT])
 
@@ -323,13 +325,19 @@ def export_model(
     runs.check_writable(output.parent, "the export folder")  # before any data or model loads
     meta = read_metadata(ref)
     dataset = dataset or meta["dataset"]
-    if dataset not in CLASS_NAMES:
+    if dataset is None:
         raise LenetError(f"cannot tell which dataset {str(ref.model_path)!r} was trained on; pass --dataset mnist or --dataset fashion")
     require_extras(formats, verify)
     data_dir = runs.remembered_data_dir(data_dir, meta["run_config"], dataset)
-
-    test = load_split(dataset, "test", data_dir, log=log)[0] if verify else None
-    calibration = _calibration_images(dataset, data_dir, log) if quantize == "int8" and "litert" in formats else None
+    same_data = dataset == meta["dataset"]
+    preprocessing = meta["preprocessing"] if same_data else None
+    class_names = (meta["class_names"] if same_data else None) or CLASS_NAMES.get(dataset)
+    test = None
+    if verify or class_names is None:
+        test_data = load_dataset(dataset, data_dir, log=log, splits=("test",), preprocess=preprocessing)
+        test = test_data.test if verify else None
+        class_names = class_names or test_data.class_names
+    calibration = _calibration_images(dataset, data_dir, log, preprocessing) if quantize == "int8" and "litert" in formats else None
 
     if log:
         log(f"loading {ref.model_path}")
@@ -341,7 +349,7 @@ def export_model(
 
     run_config = meta["run_config"]
     if len(formats) == 1:
-        metadata = export_metadata(dataset, run_config, fmt, quantize, ref.model_path)
+        metadata = export_metadata(dataset, run_config, fmt, quantize, ref.model_path, class_names, preprocessing)
         return [_write_one(source.keras_model, fmt, output, metadata, quantize, calibration, reference, log)]
 
     results = []
@@ -349,7 +357,7 @@ def export_model(
         folder.mkdir()
         for name in formats:
             q = quantize if name == "litert" else "none"
-            metadata = export_metadata(dataset, run_config, name, q, ref.model_path)
+            metadata = export_metadata(dataset, run_config, name, q, ref.model_path, class_names, preprocessing)
             result = _write_one(source.keras_model, name, folder / FILE_NAMES[name], metadata, q, calibration, reference, log)
             results.append(result)
     for result in results:

@@ -57,8 +57,11 @@ class LocalResponseNormalization(layers.Layer):
         return config
 
 
-def build_lenet(dense_units: int = C.DENSE_UNITS, dropout: float = C.DROPOUT_RATE, seed: int | None = None) -> keras.Model:
+def build_lenet(dense_units: int = C.DENSE_UNITS, dropout: float = C.DROPOUT_RATE, seed: int | None = None,
+                num_classes: int = C.NUM_CLASSES) -> keras.Model:
     """Build the seed network: conv-pool-LRN twice, three dropouts, two dense layers, softmax.
+
+    ``logits_layer`` has one unit per class of the dataset (10 for MNIST).
 
     The model outputs class probabilities (``softmax_layer``); training reads the
     ``logits_layer`` output too, for a numerically stable cross-entropy.
@@ -81,7 +84,7 @@ def build_lenet(dense_units: int = C.DENSE_UNITS, dropout: float = C.DROPOUT_RAT
     x = layers.Dropout(dropout, seed=None if seed is None else seed + 12, name="dropout_2")(x)
     x = layers.Dense(dense_units, activation="relu", kernel_initializer=kernel_init(4), name="dot_2")(x)
     x = layers.Dropout(dropout, seed=None if seed is None else seed + 13, name="dropout_3")(x)
-    logits = layers.Dense(C.NUM_CLASSES, kernel_initializer=kernel_init(5), name="logits_layer")(x)
+    logits = layers.Dense(num_classes, kernel_initializer=kernel_init(5), name="logits_layer")(x)
     probabilities = layers.Softmax(name="softmax_layer")(logits)
     return keras.Model(inputs, probabilities, name="lenet")
 

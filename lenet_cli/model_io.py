@@ -151,7 +151,11 @@ def read_metadata(ref: ModelRef) -> dict[str, Any]:
             return _metadata_from(_read_json(sidecar), "sidecar")
     config = ref.run_config()
     if config is not None:
-        return _metadata_from({"dataset": config.get("dataset"), "run_config": config, "preprocessing": config.get("dataset")}, "run config")
+        from lenet_cli.data import CLASS_NAMES
+
+        names = config.get("class_names") or CLASS_NAMES.get(config.get("dataset"))  # runs from before own data: the built-in names
+        return _metadata_from({"dataset": config.get("dataset"), "run_config": config, "preprocessing": config.get("preprocess") or config.get("dataset"),
+                               "class_names": list(names) if names else None}, "run config")
     if fmt == "keras" and sidecar.is_file():
         return _metadata_from(_read_json(sidecar), "sidecar")
     return _metadata_from({}, None)

@@ -43,18 +43,12 @@ def _gather_inputs(inputs, recursive, files_from):
 
 def _preprocessing_and_classes(ref, preprocess: str) -> tuple[str, str, tuple[str, ...]]:
     """``(preprocessing mode, dataset the classes come from, class names)`` for the model ``ref`` points at."""
-    from lenet_cli.data import CLASS_NAMES
+    from lenet_cli.model_classes import preprocessing_and_classes
     from lenet_cli.model_io import read_metadata
 
-    dataset = read_metadata(ref)["dataset"]
-    if preprocess == "auto":
-        if dataset is None:
-            raise LenetError(f"cannot tell which dataset {str(ref.model_path)!r} was trained on; pass --preprocess mnist or --preprocess fashion")
-        preprocess = dataset
-    class_dataset = dataset or (preprocess if preprocess in CLASS_NAMES else None)
-    if class_dataset is None:
-        raise LenetError(f"cannot tell the class names of {str(ref.model_path)!r}; pass --preprocess mnist or --preprocess fashion")
-    return preprocess, class_dataset, CLASS_NAMES[class_dataset]
+    meta = read_metadata(ref)
+    preprocess, names = preprocessing_and_classes(meta, preprocess, ref.model_path)
+    return preprocess, meta["dataset"] or preprocess, names
 
 
 class PredictionWriter:

@@ -66,7 +66,7 @@ class ModelPredictor:
     """
 
     def __init__(self, ref, preprocess: str = "auto"):
-        from lenet_cli.data import CLASS_NAMES
+        from lenet_cli.model_classes import preprocessing_and_classes
         from lenet_cli.model_io import model_format, read_metadata
 
         self.ref = ref
@@ -74,15 +74,7 @@ class ModelPredictor:
         self.format = model_format(ref.model_path)
         meta = read_metadata(ref)
         self.dataset = meta["dataset"]
-        if preprocess == "auto":
-            if self.dataset is None:
-                raise LenetError(f"cannot tell which dataset {str(self.path)!r} was trained on; pass --preprocess mnist or --preprocess fashion")
-            preprocess = self.dataset
-        self.preprocess = preprocess
-        names = meta.get("class_names") or CLASS_NAMES.get(self.dataset or preprocess)
-        if not names:
-            raise LenetError(f"cannot tell the class names of {str(self.path)!r}; pass --preprocess mnist or --preprocess fashion")
-        self.class_names = tuple(str(n) for n in names)
+        self.preprocess, self.class_names = preprocessing_and_classes(meta, preprocess, self.path)
         self.loaded = None
 
     def load(self) -> None:

@@ -248,7 +248,7 @@ def _build(cfg: TrainConfig, data: Dataset, runs_dir, resume: bool, deterministi
     keras.utils.set_random_seed(cfg.seed)
     scope = distribution.strategy.scope() if distribution is not None else contextlib.nullcontext()
     with scope:  # variables made here are mirrored across replicas (and workers)
-        model = build_lenet(dense_units=cfg.dense_units, dropout=cfg.dropout, seed=cfg.seed)
+        model = build_lenet(dense_units=cfg.dense_units, dropout=cfg.dropout, seed=cfg.seed, num_classes=len(data.class_names))
         if cfg.init_from and not resume:
             source = load_initial_weights(model, cfg.init_from, runs_dir)
             cfg = dataclasses.replace(cfg, init_from=str(source.resolve()))

@@ -22,6 +22,8 @@ from lenet_cli.config import TrainConfig
 from lenet_cli.console import plural
 from lenet_cli.errors import LenetError
 
+SKIPPED_FILE = "skipped_pictures.tsv"  # a picture folder's unreadable or blank pictures: path, tab, why
+
 
 class StartupWatchdog:
     """End the process (exit code 1) when a multi-worker cluster is not joined within ``seconds``.
@@ -129,9 +131,15 @@ def run_training(cfg: TrainConfig, data_dir, output, runs_dir, tensorboard: bool
 
     if resume:
         data_dir = runs.remembered_data_dir(data_dir, cfg.to_json_dict(), cfg.dataset)
+    previous_fingerprint = cfg.data_fingerprint
     data = load_dataset(cfg.dataset, data_dir, validation_size=cfg.validation_size, train_limit=cfg.train_limit,
-                        log=lambda m: console.print(m, highlight=False))
-    cfg = dataclasses.replace(cfg, data_source=str(Path(data.source).resolve()))
+                        log=lambda m: console.print(m, highlight=False), preprocess=cfg.preprocess)
+    cfg = dataclasses.replace(cfg, data_source=str(Path(data.source).resolve()), validation_size=len(data.validation),
+                              preprocess=cfg.preprocess or data.preprocess, class_names=tuple(data.class_names),
+                              data_fingerprint=data.fingerprint)
+    if resume and previous_fingerprint and data.fingerprint and previous_fingerprint != data.fingerprint:
+        console.print(f"warning: {cfg.dataset}'s files changed since this run started (fingerprint {previous_fingerprint[:12]}... "
+                      f"is now {data.fingerprint[:12]}...)", highlight=False, soft_wrap=True)
     from lenet_cli.tf_setup import import_tensorflow
 
     with console.status("starting TensorFlow"):
@@ -153,8 +161,14 @@ def run_training(cfg: TrainConfig, data_dir, output, runs_dir, tensorboard: bool
         tensorboard = False
     else:
         existed = resume or (output is not None and Path(output).exists())
-        run_dir = Path(output) if resume else runs.new_run_dir(cfg.dataset, runs_dir, output)
+        from lenet_cli.datasets import run_name
+
+        run_dir = Path(output) if resume else runs.new_run_dir(run_name(cfg.dataset), runs_dir, output)
     try:
+        if data.skipped and (distribution is None or distribution.is_chief):
+            from lenet_cli.atomic import write_text_atomic
+
+            write_text_atomic(run_dir / SKIPPED_FILE, "".join(f"{path}\t{why}\n" for path, why in data.skipped))
         return _train_and_report(cfg, data, data_dir, run_dir, runs_dir, tensorboard, histograms, console, output_format, resume,
                                  deterministic, distribution, keep_checkpoint)
     except BaseException:
