@@ -84,6 +84,6 @@ def test_disk_full_while_exporting(uninterrupted, tmp_path):
     assert f"cannot write '{target}': File too large (EFBIG)" in error_line(failed.stderr)
     assert list(target.parent.iterdir()) == []  # neither the export, its sidecar, nor a temporary file
 
-    again = run_lenet(["export", str(uninterrupted), "--output", str(target), "--no-verify", "--json"], env)
+    again = run_lenet(["export", str(uninterrupted), "--output", str(target), "--no-verify", "--format", "json"], env)
     assert again.returncode == 0, again.stderr
     assert target.is_file() and not leftovers(target.parent)
