@@ -12,6 +12,7 @@ never imports TensorFlow.
 from __future__ import annotations
 
 import os
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -52,6 +53,10 @@ class Explanation:
     probabilities: np.ndarray | None = field(default=None, repr=False)
     conv_1_maps: np.ndarray | None = field(default=None, repr=False)
     conv_2_maps: np.ndarray | None = field(default=None, repr=False)
+
+    def release_pictures(self) -> None:
+        """Drop the arrays only the sheet needs (feature maps weigh ~66 KB per image)."""
+        self.original = self.network_input = self.probabilities = self.conv_1_maps = self.conv_2_maps = None
 
     def to_dict(self, decimals: int = 6) -> dict:
         """The JSON record: the prediction, the method, the 28x28 map (rounded), the gap, the sheet's path."""
@@ -278,13 +283,12 @@ def sheet_name(item_name: str, taken: set[str]) -> str:
     return name
 
 
-def write_sheet(explanation: Explanation, explainer: Explainer, path: Path, model_label: str, dataset: str | None, top_k: int) -> Path:
-    """Render ``explanation``'s sheet and write it to ``path`` atomically; records the path in the explanation."""
-    from lenet_cli.atomic import write_bytes_atomic
-    from lenet_cli.explain_plots import SheetContent, render_explanation_png
+def sheet_content(explanation: Explanation, explainer: Explainer, model_label: str, dataset: str | None, top_k: int):
+    """What ``explanation``'s sheet shows, as a picklable :class:`~lenet_cli.explain_plots.SheetContent`."""
+    from lenet_cli.explain_plots import SheetContent
 
     fmt = {"onnx": ".onnx", "litert": ".tflite", "savedmodel": "SavedModel"}.get(explainer.loaded.format, explainer.loaded.format)
-    content = SheetContent(
+    return SheetContent(
         name=explanation.path,
         model=model_label,
         dataset=dataset,
@@ -303,6 +307,109 @@ def write_sheet(explanation: Explanation, explainer: Explainer, path: Path, mode
         conv_1_filters=explainer.filters,
         unavailable_reason=f"they need a .keras model; this is a {fmt} model",
     )
-    write_bytes_atomic(path, render_explanation_png(content))
+
+
+def render_sheet_file(content, path: Path) -> Path:
+    """Draw a sheet and write it to ``path`` atomically (run in sheet-writing worker processes too)."""
+    from lenet_cli.atomic import write_bytes_atomic
+    from lenet_cli.explain_plots import render_explanation_png
+
+    return write_bytes_atomic(path, render_explanation_png(content))
+
+
+def write_sheet(explanation: Explanation, explainer: Explainer, path: Path, model_label: str, dataset: str | None, top_k: int) -> Path:
+    """Render ``explanation``'s sheet and write it to ``path`` atomically; records the path in the explanation."""
+    render_sheet_file(sheet_content(explanation, explainer, model_label, dataset, top_k), path)
     explanation.sheet = os.fspath(path)
     return path
+
+
+PARALLEL_SHEETS_MIN = 4
+"""From this many inputs on, sheets are drawn in worker processes (each costs ~0.5 s of matplotlib)."""
+
+
+def _start_sheet_worker() -> None:
+    """Leave Ctrl-C to the parent, and import matplotlib now, while the parent loads the model."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import lenet_cli.explain_plots  # noqa: F401
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+
+
+def _nothing() -> None:
+    return None
+
+
+class SheetWriter:
+    """Write sheets in order: in spawned worker processes, or in this one.
+
+    Drawing a sheet (matplotlib, ~0.5 s) costs more than explaining an image,
+    so with many inputs it runs in workers while this process explains the
+    next batch. They are *spawned*, not forked: this process has started
+    TensorFlow's threads, and only numpy, Pillow and matplotlib run in them.
+    Create it before the model loads, so the workers import matplotlib
+    meanwhile. :meth:`submit` and :meth:`finish` hand back the explanations
+    whose sheets are written, in input order.
+    """
+
+    def __init__(self, workers: int = 1):
+        from collections import deque
+
+        self.pool = None
+        self.pending: deque = deque()
+        if workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_sheet_worker)
+            for _ in range(workers):
+                self.pool.submit(_nothing)  # start every worker now
+
+    def submit(self, explanation: Explanation, content=None, path: Path | None = None) -> list[Explanation]:
+        """Queue ``explanation`` (its sheet drawn from ``content`` into ``path``; failed inputs pass none)."""
+        future = None
+        if content is not None:
+            explanation.sheet = os.fspath(path)
+            if self.pool is not None:
+                try:
+                    future = self.pool.submit(render_sheet_file, content, path)
+                except BrokenProcessPool:
+                    self._fall_back()
+            if self.pool is None:
+                render_sheet_file(content, path)
+                content = None
+        self.pending.append((explanation, future, content, path))
+        return self._collect(wait=False)
+
+    def finish(self) -> list[Explanation]:
+        """Wait for every queued sheet; the explanations not handed back yet."""
+        return self._collect(wait=True)
+
+    def _collect(self, wait: bool) -> list[Explanation]:
+        done = []
+        while self.pending:
+            explanation, future, content, path = self.pending[0]
+            if future is not None:
+                if not (wait or future.done()):
+                    break
+                try:
+                    future.result()
+                except BrokenProcessPool:
+                    # a worker died (killed, out of memory, or a program that spawns cannot start): draw the rest here
+                    self._fall_back()
+                    render_sheet_file(content, path)
+            self.pending.popleft()
+            done.append(explanation)
+        return done
+
+    def _fall_back(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None

@@ -11,15 +11,16 @@ import click
 from lenet_cli.errors import LenetError
 
 FORMATS = ("table", "json", "jsonl")
+MAX_SHEET_WORKERS = 4
 
 
 def run_explain(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, method, target, steps,
                 output_dir: Path, output_format: str) -> int:
     """Explain every input, write one sheet each, print the records; return the exit code (1 when any input failed)."""
     from lenet_cli import runs
-    from lenet_cli.explain import Explainer, explain_items, parse_target, sheet_name, write_sheet
+    from lenet_cli.explain import PARALLEL_SHEETS_MIN, Explainer, SheetWriter, explain_items, parse_target, sheet_content, sheet_name
     from lenet_cli.model_io import model_format, open_model, read_metadata
-    from lenet_cli.prediction import expand_inputs
+    from lenet_cli.prediction import decode_workers, expand_inputs
     from lenet_cli.preprocess import PreprocessOptions
 
     lines = []
@@ -51,16 +52,15 @@ def run_explain(inputs, model, runs_dir, recursive, files_from, preprocess, inve
         raise LenetError(f"--output-dir {str(output_dir)!r} is a file; name a folder")
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    loaded = open_model(ref)
-    explainer = Explainer(loaded, class_names, method, steps=steps)
-    model_label = _model_label(ref)
-    taken: set[str] = set()
+    sheet_workers = min(decode_workers(), MAX_SHEET_WORKERS) if len(items) >= PARALLEL_SHEETS_MIN else 1
+    writer = SheetWriter(sheet_workers)  # before the model loads: its workers import matplotlib meanwhile
     failures = 0
     records = []
-    for explanation in explain_items(items, explainer, options, target_index, top_k):
-        if explanation.error is None:
-            write_sheet(explanation, explainer, output_dir / sheet_name(explanation.path, taken), model_label, class_dataset, top_k)
-        else:
+
+    def emit(explanation) -> None:
+        nonlocal failures
+        explanation.release_pictures()  # its sheet is written; keep only what the records print
+        if explanation.error is not None:
             failures += 1
             click.echo(f"Error: {explanation.error}", err=True)
         if output_format == "jsonl":
@@ -69,6 +69,24 @@ def run_explain(inputs, model, runs_dir, recursive, files_from, preprocess, inve
             records.append(explanation.to_dict())
         elif explanation.error is None:
             records.append(explanation)
+
+    try:
+        loaded = open_model(ref)
+        explainer = Explainer(loaded, class_names, method, steps=steps)
+        model_label = _model_label(ref)
+        taken: set[str] = set()
+        for explanation in explain_items(items, explainer, options, target_index, top_k):
+            if explanation.error is None:
+                content = sheet_content(explanation, explainer, model_label, class_dataset, top_k)
+                finished = writer.submit(explanation, content, output_dir / sheet_name(explanation.path, taken))
+            else:
+                finished = writer.submit(explanation)
+            for done in finished:
+                emit(done)
+        for done in writer.finish():
+            emit(done)
+    finally:
+        writer.close()
     if output_format == "json":
         click.echo(json.dumps(records, indent=1))
     elif output_format == "table":

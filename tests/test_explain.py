@@ -311,6 +311,49 @@ def test_cli_target_jsonl_and_directories(trained_run, pictures, tmp_path):
     assert table.exit_code == 0 and "one.png" in table.stdout and str(tmp_path / "t" / "one.png") in table.stdout
 
 
+@pytest.mark.slow
+def test_many_inputs_draw_sheets_in_workers_in_order(trained_run, tmp_path):
+    """From PARALLEL_SHEETS_MIN inputs on, sheets are drawn in spawned workers; records keep the input order."""
+    from lenet_cli.explain import PARALLEL_SHEETS_MIN
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for index in range(PARALLEL_SHEETS_MIN + 1):
+        picture = Image.new("L", (60, 60), 255)
+        picture.paste(0, (10 + 5 * index, 10, 20 + 5 * index, 50))
+        picture.save(folder / f"{index:02d}.png")
+    (folder / "02.png").write_bytes(b"")  # a failure in the middle keeps its place
+    result = _explain(folder, "--model", trained_run, "--output-dir", tmp_path / "o", "--format", "jsonl", "--method", "occlusion")
+    assert result.exit_code == 1, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(r["path"]).name for r in records] == [f"{i:02d}.png" for i in range(PARALLEL_SHEETS_MIN + 1)]
+    assert records[2]["error"] and records[2]["sheet"] is None
+    for record in records[:2] + records[3:]:
+        assert Image.open(record["sheet"]).size == (1500, 900)
+
+
+def test_sheet_writer_draws_here_when_its_workers_die(tmp_path, monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from lenet_cli import explain as E
+
+    drawn = []
+    monkeypatch.setattr(E, "render_sheet_file", lambda content, path: drawn.append(path))
+
+    class DeadPool:
+        def submit(self, *args):
+            raise BrokenProcessPool("gone")
+
+        def shutdown(self, **kwargs):
+            pass
+
+    writer = E.SheetWriter(1)
+    writer.pool = DeadPool()
+    done = writer.submit(E.Explanation("a.png"), object(), tmp_path / "a.png") + writer.submit(E.Explanation("b.png", error="bad"))
+    done += writer.finish()
+    assert [e.path for e in done] == ["a.png", "b.png"] and drawn == [tmp_path / "a.png"] and writer.pool is None
+
+
 @pytest.mark.parametrize(
     "args, code, message",
     [
