@@ -45,22 +45,27 @@ class TrainingState:
                 "best_val_accuracy": self.best_val_accuracy, "rng_state": self.rng_state, "history": self.history}
 
 
-def variables_by_key(model, optimizer) -> dict[str, Any]:
-    """Every variable a checkpoint holds, by its stable key (see the module docstring)."""
+def variables_by_key(model, optimizer, augmentation=None) -> dict[str, Any]:
+    """Every variable a checkpoint holds, by its stable key (see the module docstring).
+
+    ``augmentation`` (a ``keras.Sequential`` of random layers) contributes its seed states, so a
+    resumed run draws the same augmentations an uninterrupted one would.
+    """
     keyed: dict[str, Any] = {}
-    for layer in model.layers:
-        for variable in layer.variables:
-            keyed[f"model/{layer.name}/{variable.name}"] = variable
+    for scope, layers in (("model", model.layers), ("augmentation", augmentation.layers if augmentation is not None else ())):
+        for layer in layers:
+            for variable in layer.variables:
+                keyed[f"{scope}/{layer.name}/{variable.name}"] = variable
     for variable in optimizer.variables:
         keyed["optimizer/" + variable.path.split("/", 1)[-1]] = variable
     return keyed
 
 
-def save_checkpoint(run_dir: Path, model, optimizer, state: TrainingState) -> Path:
+def save_checkpoint(run_dir: Path, model, optimizer, state: TrainingState, augmentation=None) -> Path:
     """Write ``checkpoint.npz`` atomically: a crash leaves the previous checkpoint whole."""
     import keras
 
-    arrays = {key: keras.ops.convert_to_numpy(v) for key, v in variables_by_key(model, optimizer).items()}
+    arrays = {key: keras.ops.convert_to_numpy(v) for key, v in variables_by_key(model, optimizer, augmentation).items()}
     arrays[STATE_KEY] = np.frombuffer(json.dumps(state.to_json_dict()).encode("utf-8"), dtype=np.uint8)
     path = Path(run_dir) / CHECKPOINT_FILE
     with atomic_path(path) as tmp:
@@ -91,13 +96,13 @@ def load_checkpoint(run_dir: Path) -> tuple[TrainingState, dict[str, np.ndarray]
     return state, arrays
 
 
-def restore(model, optimizer, arrays: dict[str, np.ndarray]) -> None:
+def restore(model, optimizer, arrays: dict[str, np.ndarray], augmentation=None) -> None:
     """Assign the checkpoint's arrays to ``model`` and ``optimizer``, after checking all of them.
 
     Raises:
         LenetError: a variable is missing on either side or has another shape; the message names the first.
     """
-    keyed = variables_by_key(model, optimizer)
+    keyed = variables_by_key(model, optimizer, augmentation)
     for key, variable in keyed.items():
         if key not in arrays:
             raise LenetError(f"the checkpoint has no variable {key!r}; it was written for another network or optimizer "

@@ -230,7 +230,14 @@ def distribute_options(fn):
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help=f"Dropout rate [default: {_D.dropout:g}].")
 @click.option("--dense-units", type=click.IntRange(min=1), default=None, help=f"Width of dot_1 and dot_2 [default: {_D.dense_units}].")
 @click.option("--augment", type=click.Choice(C.AUGMENTATIONS), default=None,
-              help=f"Training augmentation: random 2-pixel shifts and/or horizontal flips {_default_text('augment')}.")
+              help=f"Training augmentation policy (Keras Random* layers, never in the saved model): shift (2 px), flip "
+                   f"(horizontal: clothing only), flip-shift, digits (shift, rotate 8 deg, zoom 8 %), clothing (flip, shift, "
+                   f"random erasing) {_default_text('augment')}.")
+@click.option("--ema", "ema_momentum", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help=f"Ship an exponential moving average of the weights with this momentum (e.g. 0.999); 0 = the last weights "
+                   f"{_default_text('ema_momentum', '{:g}')}.")
+@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help=f"Spread this share of each training target over the other classes {_default_text('label_smoothing', '{:g}')}.")
 @click.option("--seed", type=int, default=None, help=f"Random seed [default: {_D.seed}].")
 @click.option("--validation-size", type=click.IntRange(min=0), default=None, help=f"Training images held out for validation [default: {_D.validation_size}].")
 @click.option("--train-limit", type=click.IntRange(min=1), default=None, help="Train on only the first N training images (quick trials).")
@@ -324,9 +331,11 @@ def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histogr
 @click.option("--confusion-png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the labelled confusion-matrix image here.")
 @click.option("--misclassified", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a gallery of the most confident mistakes here (PNG).")
 @click.option("--misclassified-count", type=click.IntRange(min=1), default=32, show_default=True, help="How many mistakes the gallery shows.")
+@click.option("--reliability-png", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the reliability diagram (accuracy against confidence, 15 bins) here.")
 @click.option("--min-accuracy", type=click.FloatRange(0, 1), default=None, help="Exit with code 1 when accuracy is below this (a CI gate).")
 def evaluate(model, model_option, runs_dir, dataset, split, data_dir, batch_size, top_k, output_format, confusion_png, misclassified,
-             misclassified_count, min_accuracy):
+             misclassified_count, reliability_png, min_accuracy):
     """Score a trained model: accuracy, top-k, cross-entropy, per-class metrics, confusion matrix.
 
     MODEL (or --model) is a run directory or a model file; without it, the
@@ -342,7 +351,7 @@ def evaluate(model, model_option, runs_dir, dataset, split, data_dir, batch_size
     from lenet_cli.evaluate_command import run_evaluate
 
     run_evaluate(pick_model(model, model_option), runs_dir, dataset, split, data_dir, batch_size, top_k, resolve_format(output_format), confusion_png, misclassified,
-                 misclassified_count, min_accuracy)
+                 misclassified_count, min_accuracy, reliability_png)
 
 
 class ExportOutputFormat(click.Choice):

@@ -58,7 +58,7 @@ NAMED_DATASETS = ("mnist", "fashion", "kmnist", "qmnist", "emnist-digits", "emni
 OWN_DATA_VALIDATION_FRACTION = 0.1  # own data: a tenth of the training pictures held out, at most VALIDATION_SIZE
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 SCHEDULES = ("cosine", "constant")
-AUGMENTATIONS = ("none", "shift", "flip", "flip-shift")
+AUGMENTATIONS = ("none", "shift", "flip", "flip-shift", "digits", "clothing")  # lenet_cli/augmentation.py
 PRESETS = ("default", "seed")
 
 # --- Choices the commands offer, owned here so `--help` needs no worker module --
@@ -112,7 +112,9 @@ class TrainConfig:
     weight_decay: float = 1e-5  # coefficient of sum(w^2)/2 over kernels (seed: 1e-4)
     dropout: float = DROPOUT_RATE  # rate of dropout_1..3
     dense_units: int = DENSE_UNITS  # width of dot_1 and dot_2
-    augment: str = "none"  # none | shift (+-2 px) | flip (horizontal) | flip-shift
+    augment: str = "none"  # a policy of lenet_cli/augmentation.py: none | shift | flip | flip-shift | digits | clothing
+    ema_momentum: float = 0.0  # 0: ship the last weights; else an exponential moving average of them (Keras's use_ema)
+    label_smoothing: float = 0.0  # share of each target spread over the other classes (train only)
     seed: int = 0  # seeds weights, shuffling, dropout and augmentation
     validation_size: int | None = VALIDATION_SIZE  # training images held out for validation (None: a tenth of own data)
     train_limit: int | None = None  # use only the first N training images (quick trials)

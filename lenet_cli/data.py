@@ -448,8 +448,3 @@ def load_split(dataset: str, split: str, data_dir=None, validation_size: int | N
     """Load one split only, reading only its files (``test``: the two t10k files)."""
     data = load_dataset(dataset, data_dir, validation_size=validation_size, log=log, splits=(split,), preprocess=preprocess)
     return data.split(split), data.source
-
-
-def to_model_input(images: np.ndarray) -> np.ndarray:
-    """uint8 ``(n, 28, 28)`` -> float32 ``(n, 28, 28, 1)`` in [0, 1], the network's input scaling."""
-    return (images.astype(np.float32) / np.float32(255.0))[..., None]

@@ -168,22 +168,21 @@ def first_step_callback(distribution: Distribution):
     return ClusterJoined()
 
 
-def distributed_train_step(distribution: Distribution, view, objective, trainable, optimizer):
+def distributed_train_step(distribution: Distribution, view, objective, trainable, optimizer, inputs):
     """A step like the single-device one: (uint8 images, int32 labels) of one global batch -> per-example sums.
 
     Returns the global batch's summed ``cross_entropy`` and ``correct`` count,
     and each penalty term times the batch size, as :class:`lenet_cli.training.TrainStep` does.
+    ``inputs`` turns a replica's uint8 images into the network's (augmented) input.
     """
     import tensorflow as tf
-
-    from lenet_cli.inputs import scale_pixels
 
     strategy = distribution.strategy
     replicas = strategy.num_replicas_in_sync
 
     def replica_step(x, y, global_n):
         with tf.GradientTape() as tape:
-            logits, _ = view(scale_pixels(x), training=True)
+            logits, _ = view(inputs(x), training=True)
             loss, logs = objective.loss(y, logits, global_n, replicas)
         grads = tape.gradient(loss, trainable)
         optimizer.apply_gradients(zip(grads, trainable))

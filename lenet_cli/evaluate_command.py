@@ -30,7 +30,8 @@ def report_to_csv(report: dict) -> str:
         avg = report[name]
         writer.writerow([name.replace("_", " "), "", f"{avg['precision']:.6f}", f"{avg['recall']:.6f}", f"{avg['f1']:.6f}", avg["support"], ""])
     overall = {"accuracy": report["accuracy"], f"top_{report['top_k']}_accuracy": report["top_k_accuracy"],
-               "cross_entropy": report["cross_entropy"], "objective": report.get("objective")}
+               "cross_entropy": report["cross_entropy"], "objective": report.get("objective"),
+               "expected_calibration_error": report["expected_calibration_error"]}
     for name, value in overall.items():
         if value is not None:
             writer.writerow([name, "", "", "", "", report["count"], f"{value:.6f}"])
@@ -50,6 +51,7 @@ def print_report_table(report: dict) -> None:
     summary.add_row("model", report["model"])
     summary.add_row("accuracy", f"{report['accuracy']:.4f}")
     summary.add_row(f"top-{report['top_k']} accuracy", f"{report['top_k_accuracy']:.4f}")
+    summary.add_row("expected calibration error (15 bins)", f"{report['expected_calibration_error']:.4f}")
     summary.add_row("cross-entropy", f"{report['cross_entropy']:.4f}")
     if report.get("objective") is not None:
         summary.add_row("objective (cross-entropy + L1 + L2)", f"{report['objective']:.4f}")
@@ -75,7 +77,8 @@ def print_report_table(report: dict) -> None:
     console.print(matrix)
 
 
-def run_evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, output_format, confusion_png, misclassified, misclassified_count, min_accuracy) -> None:
+def run_evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, output_format, confusion_png, misclassified, misclassified_count,
+                 min_accuracy, reliability_png=None) -> None:
     from lenet_cli import runs
     from lenet_cli.atomic import write_bytes_atomic
     from lenet_cli.console import stderr_console
@@ -114,6 +117,12 @@ def run_evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, o
                                           f"{dataset} {split}: accuracy {report['accuracy']:.4f}")
         write_bytes_atomic(confusion_png, png)
         console.print(f"confusion matrix image written to {confusion_png}", highlight=False)
+    if reliability_png is not None:
+        from lenet_cli.plots import render_reliability_png
+
+        write_bytes_atomic(reliability_png, render_reliability_png(report["calibration_bins"], report["expected_calibration_error"],
+                                                                   f"{dataset} {split}: reliability"))
+        console.print(f"reliability diagram written to {reliability_png}", highlight=False)
     if misclassified is not None:
         from lenet_cli.metrics import most_confident_mistakes
         from lenet_cli.plots import render_gallery_png

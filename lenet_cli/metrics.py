@@ -313,7 +313,46 @@ def classification_report(
         "macro_avg": macro_average(per_class),
         "weighted_avg": weighted_average(per_class),
         "confusion_matrix": matrix.tolist(),
+        "calibration": calibration(labels, probs),
     }
+
+
+CALIBRATION_BINS = 15
+
+
+def calibration(y_true: np.ndarray, probs: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
+    """Expected calibration error and the reliability diagram's bins (Guo et al., 2017).
+
+    Predictions are grouped by confidence (the top probability) into ``bins``
+    equal-width bins over ``[0, 1]``; ECE is the example-weighted mean gap
+    between each bin's accuracy and its mean confidence. A model whose "90 %"
+    is right nine times in ten has an ECE near 0.
+
+    Returns:
+        ``{"ece": float, "bins": [{"lower", "upper", "count", "accuracy", "confidence"}, ...]}``;
+        empty bins have count 0 and accuracy/confidence None.
+
+    Raises:
+        ValueError: malformed inputs, or ``bins < 1``.
+    """
+    labels, probs = _check_labels_and_probs(y_true, probs)
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1. Received: {bins}")
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)  # (lower, upper] bins
+    rows, gap = [], 0.0
+    for b in range(bins):
+        members = which == b
+        count = int(members.sum())
+        accuracy = float(correct[members].mean()) if count else None
+        mean_confidence = float(confidence[members].mean()) if count else None
+        if count:
+            gap += count * abs(accuracy - mean_confidence)
+        rows.append({"lower": float(edges[b]), "upper": float(edges[b + 1]), "count": count,
+                     "accuracy": accuracy, "confidence": mean_confidence})
+    return {"ece": gap / labels.size if labels.size else 0.0, "bins": rows}
 
 
 def most_confident_mistakes(y_true: np.ndarray, probs: np.ndarray, n: int) -> list[int]:

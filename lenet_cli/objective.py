@@ -56,11 +56,14 @@ class Objective:
         frozen: layers that do not train, and so carry no penalty.
     """
 
-    def __init__(self, model: keras.Model, l1: float, weight_decay: float, frozen: tuple[str, ...] = ()):
+    def __init__(self, model: keras.Model, l1: float, weight_decay: float, frozen: tuple[str, ...] = (), label_smoothing: float = 0.0):
         self.kernels = regularized_kernels(model, tuple(frozen))
         self.l1 = float(l1)
         self.weight_decay = float(weight_decay)
+        self.label_smoothing = float(label_smoothing)
         self.term_names = [f"{kind}_{name}" for name in self.kernels for kind in ("l1", "l2")]
+        if self.label_smoothing > 0:  # Keras's sparse loss has no smoothing: the one-hot form does
+            self._smoothed = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=self.label_smoothing, reduction="sum")
         self._cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
 
     @classmethod
@@ -82,11 +85,17 @@ class Objective:
         replicas, so the all-reduced gradient equals the single-device gradient
         of ``mean cross-entropy + l1 + l2``.
 
+        With label smoothing the cross-entropy is against the smoothed targets
+        (what is minimised); every score outside training uses the true labels.
+
         Returns:
             ``(loss, logs)``: ``logs`` has ``cross_entropy_sum`` (this replica's
             sum), ``l1``, ``l2`` and the per-layer terms.
         """
-        cross_entropy_sum = self._cross_entropy(labels, logits)
+        if self.label_smoothing > 0:
+            cross_entropy_sum = self._smoothed(ops.one_hot(labels, ops.shape(logits)[-1]), logits)
+        else:
+            cross_entropy_sum = self._cross_entropy(labels, logits)
         terms = self.penalties()
         loss = cross_entropy_sum / ops.cast(global_batch_size, "float32") + (terms["l1"] + terms["l2"]) / replicas
         return loss, {"cross_entropy_sum": cross_entropy_sum, **terms}

@@ -20,7 +20,6 @@ from typing import Sequence
 
 import numpy as np
 
-from lenet_cli.errors import LenetError
 
 CONFUSION_FIGSIZE_INCHES = (8.0, 8.0)
 CONFUSION_DPI = 100
@@ -90,7 +89,7 @@ def render_confusion_matrix(
         A :class:`ConfusionMatrixRender`; the PNG is ``CONFUSION_PNG_SIZE``.
 
     Raises:
-        LenetError: If the matrix is not square or the names do not match it.
+        ValueError: If the matrix is not square or the names do not match it.
     """
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -98,10 +97,10 @@ def render_confusion_matrix(
 
     counts = np.asarray(matrix)
     if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] == 0:
-        raise LenetError(f"a confusion matrix must be square and non-empty. Received: shape {counts.shape}")
+        raise ValueError(f"a confusion matrix must be square and non-empty. Received: shape {counts.shape}")
     num_classes = counts.shape[0]
     if len(class_names) != num_classes:
-        raise LenetError(
+        raise ValueError(
             f"need one class name per confusion-matrix row. "
             f"Received: {len(class_names)} names for {num_classes} classes"
         )
@@ -159,6 +158,44 @@ def render_confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str], 
     return render_confusion_matrix(matrix, class_names, title).png
 
 
+RELIABILITY_PNG_SIZE = (640, 640)
+
+
+def render_reliability_png(bins: Sequence[dict], ece: float, title: str) -> bytes:
+    """A reliability diagram: accuracy against confidence per bin, with the diagonal of perfect calibration.
+
+    Args:
+        bins: :func:`lenet_cli.metrics.calibration`'s bins.
+        ece: their expected calibration error, shown in the legend.
+        title: e.g. ``"mnist test"``.
+
+    Returns:
+        PNG bytes of size ``RELIABILITY_PNG_SIZE``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 6.4), dpi=100, layout="constrained")
+    canvas = FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    filled = [b for b in bins if b["count"]]
+    lowers = [b["lower"] for b in filled]
+    widths = [b["upper"] - b["lower"] for b in filled]
+    axes.bar(lowers, [b["accuracy"] for b in filled], width=widths, align="edge", color="#4c72b0", edgecolor="white",
+             label=f"accuracy (ECE {ece:.2%})")
+    axes.bar(lowers, [b["confidence"] - b["accuracy"] for b in filled], bottom=[b["accuracy"] for b in filled], width=widths,
+             align="edge", color="#dd8452", alpha=0.45, edgecolor="white", label="gap to mean confidence")
+    axes.plot([0, 1], [0, 1], color="0.3", linestyle="--", linewidth=1, label="perfect calibration")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("confidence (top probability)")
+    axes.set_ylabel("accuracy")
+    axes.set_title(title)
+    axes.legend(loc="upper left")
+    canvas.draw()
+    return png_bytes_from_array(np.asarray(canvas.buffer_rgba())[:, :, :3])
+
+
 def render_gallery_png(images: np.ndarray, captions: Sequence[str], columns: int = 8) -> bytes:
     """Draw captioned grayscale images in a grid, e.g. the worst mistakes.
 
@@ -178,7 +215,7 @@ def render_gallery_png(images: np.ndarray, captions: Sequence[str], columns: int
         PNG bytes.
 
     Raises:
-        LenetError: If there are no images, the captions do not match, or
+        ValueError: If there are no images, the captions do not match, or
             ``columns < 1``.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -187,11 +224,11 @@ def render_gallery_png(images: np.ndarray, captions: Sequence[str], columns: int
     pictures = _as_image_stack(images, normalize=False)
     count = pictures.shape[0]
     if count == 0:
-        raise LenetError("there are no images to draw in the gallery.")
+        raise ValueError("there are no images to draw in the gallery.")
     if len(captions) != count:
-        raise LenetError(f"need one caption per image. Received: {len(captions)} captions for {count} images")
+        raise ValueError(f"need one caption per image. Received: {len(captions)} captions for {count} images")
     if columns < 1:
-        raise LenetError(f"columns must be at least 1. Received: {columns}")
+        raise ValueError(f"columns must be at least 1. Received: {columns}")
 
     cols = min(columns, count)
     rows = math.ceil(count / cols)
@@ -244,18 +281,18 @@ def tile_images(
         ``cols = min(columns, n)`` and ``rows = ceil(n / cols)``.
 
     Raises:
-        LenetError: If there are no images, or ``columns < 1`` or ``pad < 0``.
+        ValueError: If there are no images, or ``columns < 1`` or ``pad < 0``.
     """
     tiles = _as_image_stack(images, normalize=normalize)
     count, tile_h, tile_w = tiles.shape
     if count == 0:
-        raise LenetError("there are no images to tile.")
+        raise ValueError("there are no images to tile.")
     if columns is None:
         columns = math.ceil(math.sqrt(count))
     if columns < 1:
-        raise LenetError(f"columns must be at least 1. Received: {columns}")
+        raise ValueError(f"columns must be at least 1. Received: {columns}")
     if pad < 0:
-        raise LenetError(f"pad must be zero or more. Received: {pad}")
+        raise ValueError(f"pad must be zero or more. Received: {pad}")
     cols = min(columns, count)
     rows = math.ceil(count / cols)
     grid = np.full(
@@ -282,7 +319,7 @@ def png_bytes_from_array(array: np.ndarray) -> bytes:
         PNG bytes (mode ``L``, ``RGB`` or ``RGBA``).
 
     Raises:
-        LenetError: If the shape or dtype is not one of the above.
+        ValueError: If the shape or dtype is not one of the above.
     """
     from PIL import Image
 
@@ -290,11 +327,11 @@ def png_bytes_from_array(array: np.ndarray) -> bytes:
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
     if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (3, 4))):
-        raise LenetError(f"an image must be (h, w) or (h, w, 1|3|4). Received: shape {np.asarray(array).shape}")
+        raise ValueError(f"an image must be (h, w) or (h, w, 1|3|4). Received: shape {np.asarray(array).shape}")
     if np.issubdtype(pixels.dtype, np.floating):
         pixels = np.rint(np.clip(np.nan_to_num(pixels), 0.0, 1.0) * 255.0).astype(np.uint8)
     elif pixels.dtype != np.uint8:
-        raise LenetError(f"an image must be uint8 or float in [0, 1]. Received: dtype {pixels.dtype}")
+        raise ValueError(f"an image must be uint8 or float in [0, 1]. Received: dtype {pixels.dtype}")
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -306,7 +343,7 @@ def _as_image_stack(images: np.ndarray, normalize: bool) -> np.ndarray:
     if stack.ndim == 4 and stack.shape[3] == 1:
         stack = stack[..., 0]
     if stack.ndim != 3 or stack.shape[1] == 0 or stack.shape[2] == 0:
-        raise LenetError(
+        raise ValueError(
             f"images must have shape (n, h, w) or (n, h, w, 1). Received: shape {np.asarray(images).shape}"
         )
     if normalize:

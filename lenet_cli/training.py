@@ -41,34 +41,12 @@ class TrainResult:
     weights_sha256: str | None = None  # digest of the final weights (equal on every worker of a distributed run)
 
 
-def augment_images(images: np.ndarray, mode: str, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
-    """Randomly flip (horizontally) and/or shift uint8 images by up to ``max_shift`` pixels.
-
-    Vectorised: one slice of a zero-padded copy per distinct shift.
-    """
-    if mode == "none":
-        return images
-    out = images.copy()
-    n = len(out)
-    if "flip" in mode:
-        flip = rng.random(n) < 0.5
-        out[flip] = out[flip][:, :, ::-1]
-    if "shift" in mode:
-        size = images.shape[1]
-        padded = np.pad(out, ((0, 0), (max_shift, max_shift), (max_shift, max_shift)))
-        dy = rng.integers(-max_shift, max_shift + 1, n)
-        dx = rng.integers(-max_shift, max_shift + 1, n)
-        for sy in range(-max_shift, max_shift + 1):
-            for sx in range(-max_shift, max_shift + 1):
-                idx = np.nonzero((dy == sy) & (dx == sx))[0]
-                if idx.size:
-                    y0, x0 = max_shift + sy, max_shift + sx
-                    out[idx] = padded[idx, y0 : y0 + size, x0 : x0 + size]
-    return out
-
-
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
-    """The optimizer with its learning-rate schedule (cosine decay with optional linear warm-up)."""
+    """The optimizer with its learning-rate schedule (cosine decay with optional linear warm-up).
+
+    With ``cfg.ema_momentum`` it also keeps Keras's exponential moving average
+    of the weights (``use_ema``): validation scores it, and it is what ships.
+    """
     import keras
 
     total = max(1, cfg.epochs * steps_per_epoch)
@@ -80,14 +58,15 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
             lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, total)
     else:
         lr = cfg.learning_rate
+    ema = {"use_ema": True, "ema_momentum": cfg.ema_momentum} if cfg.ema_momentum > 0 else {}
     if cfg.optimizer == "adam":
         from lenet_cli.fused_adam import FusedAdam
 
-        return FusedAdam(learning_rate=lr)
+        return FusedAdam(learning_rate=lr, **ema)
     if cfg.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate=lr)
+        return keras.optimizers.RMSprop(learning_rate=lr, **ema)
     if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=C.SGD_MOMENTUM)
+        return keras.optimizers.SGD(learning_rate=lr, momentum=C.SGD_MOMENTUM, **ema)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of: {', '.join(C.OPTIMIZERS)}")
 
 
@@ -132,7 +111,7 @@ class TrainStep:
     (``cross_entropy``, ``l1``, ``l2``, per-layer terms) plus ``correct``.
     """
 
-    def __init__(self, model, optimizer, objective, trainable, distribution=None):
+    def __init__(self, model, optimizer, objective, trainable, distribution=None, augmentation=None):
         tf = import_tensorflow()
         from lenet_cli.inputs import scale_pixels
         from lenet_cli.model import logits_and_probabilities
@@ -140,12 +119,21 @@ class TrainStep:
         view = logits_and_probabilities(model)
         optimizer.build(trainable)
         self.objective = objective
+        self.optimizer = optimizer
+        self.trainable = trainable
+        self.augmentation = augmentation
+
+        def inputs(x):
+            """Scaled pixels, augmented (training only) inside the compiled step."""
+            x = scale_pixels(x)
+            return augmentation(x, training=True) if augmentation is not None else x
+
         self.keys = ["cross_entropy", "correct", *PENALTY_KEYS, *objective.term_names]
         self.distributed = distribution is not None
         if self.distributed:
             from lenet_cli.distributed import distributed_train_step
 
-            self.step = distributed_train_step(distribution, view, objective, trainable, optimizer)
+            self.step = distributed_train_step(distribution, view, objective, trainable, optimizer, inputs)
             self.steps = None
             return
         size = C.IMAGE_SIZE
@@ -153,7 +141,7 @@ class TrainStep:
         @tf.function(input_signature=[tf.TensorSpec([None, size, size], tf.uint8), tf.TensorSpec([None], tf.int32)])
         def step(x, y):
             with tf.GradientTape() as tape:
-                logits, _ = view(scale_pixels(x), training=True)
+                logits, _ = view(inputs(x), training=True)
                 loss, logs = objective.loss(y, logits, tf.shape(y)[0])
             grads = tape.gradient(loss, trainable)
             optimizer.apply_gradients(zip(grads, trainable))
@@ -177,11 +165,30 @@ class TrainStep:
 
     @classmethod
     def for_config(cls, cfg: TrainConfig, model, optimizer, distribution=None) -> "TrainStep":
-        """The step of ``cfg``'s objective over the layers that train (all but ``cfg.freeze``)."""
+        """The step of ``cfg``'s objective over the layers that train (all but ``cfg.freeze``), with its augmentation."""
+        from lenet_cli.augmentation import build_augmentation
         from lenet_cli.objective import Objective
 
         trainable = [w for name in C.WEIGHT_LAYERS if name not in cfg.freeze for w in model.get_layer(name).trainable_weights]
-        return cls(model, optimizer, Objective(model, cfg.l1, cfg.weight_decay, cfg.freeze), trainable, distribution)
+        objective = Objective(model, cfg.l1, cfg.weight_decay, cfg.freeze, label_smoothing=cfg.label_smoothing)
+        augmentation = build_augmentation(cfg.augment, cfg.seed)
+        if augmentation is not None:
+            augmentation.build((None, *C.INPUT_SHAPE))
+        return cls(model, optimizer, objective, trainable, distribution, augmentation)
+
+    @contextlib.contextmanager
+    def shipped_weights(self):
+        """Within the block the model holds the weights that ship: the moving average with EMA, else the last ones."""
+        if not self.optimizer.use_ema:
+            yield
+            return
+        saved = [variable.numpy() for variable in self.trainable]
+        self.optimizer.finalize_variable_values(self.trainable)
+        try:
+            yield
+        finally:
+            for variable, value in zip(self.trainable, saved):
+                variable.assign(value)
 
     def run_chunk(self, images: np.ndarray, labels: np.ndarray, lo: int, batch_size: int, full_batches: int) -> tuple[dict, int, int]:
         """Train from batch ``lo // batch_size``: several full batches in one call where possible.
@@ -266,12 +273,15 @@ def _start_or_resume(session: _Session, run_dir: Path, resume: bool) -> tuple[Tr
     rng = np.random.default_rng(session.cfg.seed)
     if resume:
         state, arrays = load_checkpoint(run_dir)
-        restore(session.model, session.optimizer, arrays)
+        restore(session.model, session.optimizer, arrays, session.step.augmentation)
         rng.bit_generator.state = state.rng_state
         return state, rng
-    state = TrainingState(config=session.cfg.to_json_dict(), rng_state=rng.bit_generator.state)
-    write_json_atomic(run_dir / runs.CONFIG_FILE, session.cfg.to_json_dict())
-    save_checkpoint(run_dir, session.model, session.optimizer, state)
+    from lenet_cli.augmentation import describe
+
+    config = {**session.cfg.to_json_dict(), "augmentation": describe(session.cfg.augment, session.cfg.seed)}  # exactly what is applied
+    state = TrainingState(config=config, rng_state=rng.bit_generator.state)
+    write_json_atomic(run_dir / runs.CONFIG_FILE, config)
+    save_checkpoint(run_dir, session.model, session.optimizer, state, session.step.augmentation)
     return state, rng
 
 
@@ -290,7 +300,7 @@ def _train_epoch(session: _Session, data: Dataset, rng, epoch: int, callback_lis
     cfg = session.cfg
     started = time.perf_counter()
     order = rng.permutation(len(data.train))
-    images = augment_images(data.train.images[order], cfg.augment, rng)
+    images = data.train.images[order]
     labels = data.train.labels[order].astype(np.int32)
     full_batches = len(images) // cfg.batch_size
     sums = dict.fromkeys(session.step.keys, 0.0)
@@ -330,8 +340,9 @@ def _epoch_logs(session: _Session, train_logs: dict[str, float], validation: Spl
     logs["accuracy"] = train_logs["accuracy"]
     logs["learning_rate"] = float(keras.ops.convert_to_numpy(session.optimizer.learning_rate))
     logs["images_per_second"] = train_logs["images_per_second"]
-    val = score(session.predictor, validation)
-    penalties = {k: float(v) for k, v in session.step.objective.penalties().items()}
+    with session.step.shipped_weights():  # validation scores what would ship (the EMA weights, with EMA)
+        val = score(session.predictor, validation)
+        penalties = {k: float(v) for k, v in session.step.objective.penalties().items()}
     logs["val_cross_entropy"] = val["cross_entropy"]
     for name in (*PENALTY_KEYS, *session.step.objective.term_names):
         logs[f"val_{name}"] = penalties[name]
@@ -350,7 +361,7 @@ def _end_epoch(session: _Session, state: TrainingState, rng, epoch: int, logs: d
         state.best_val_accuracy = accuracy
     state.rng_state = rng.bit_generator.state
     write_json_atomic(run_dir / runs.HISTORY_FILE, state.history)
-    save_checkpoint(run_dir, session.model, session.optimizer, state)
+    save_checkpoint(run_dir, session.model, session.optimizer, state, session.step.augmentation)
 
 
 def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Path, runs_dir, distribution,
@@ -363,6 +374,7 @@ def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Pat
     from lenet_cli.distributed import weights_digest
 
     model, cfg = session.model, session.cfg
+    session.optimizer.finalize_variable_values(session.step.trainable)  # with EMA: the averaged weights ship
     model.optimizer = None  # the shipped model carries no training state
     for name in cfg.freeze:
         model.get_layer(name).trainable = True

@@ -79,7 +79,7 @@ def test_csv_has_a_row_per_class_and_the_averages(trained_run, synthetic_data_di
     result = _evaluate(trained_run / "model.keras", "--dataset", "mnist", "--data-dir", synthetic_data_dir, "--format", "csv")
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert [r["label"] for r in rows] == [str(d) for d in range(10)] + ["macro avg", "weighted avg", "accuracy", "top_3_accuracy", "cross_entropy", "objective"]
+    assert [r["label"] for r in rows] == [str(d) for d in range(10)] + ["macro avg", "weighted avg", "accuracy", "top_3_accuracy", "cross_entropy", "objective", "expected_calibration_error"]
     assert sum(int(r["support"]) for r in rows[:10]) == int(rows[11]["support"]) == int(rows[-1]["support"])
     report = json.loads(_evaluate(trained_run / "model.keras", "--dataset", "mnist", "--data-dir", synthetic_data_dir, "--format", "json").stdout)
     assert float(rows[12]["value"]) == pytest.approx(report["accuracy"], abs=1e-6)

@@ -143,6 +143,7 @@ def test_classification_report_hand_computed_and_json_ready():
         "macro_avg",
         "weighted_avg",
         "confusion_matrix",
+        "calibration",
     }
     assert report["accuracy"] == pytest.approx(4 / 6)
     assert report["top_k"] == 2

@@ -81,8 +81,11 @@ def test_predictor_takes_uint8_or_float_and_its_class_count_from_the_model():
 
 
 def _checkpointed_run(trained_run: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny run as an unfinished one (no model yet): what --resume continues."""
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
+    (run / "model.keras").unlink()
+    (run / "metrics.json").unlink()
     return run
 
 
@@ -164,7 +167,7 @@ def test_worker_modules_never_print_exit_or_import_click():
     presentation = {"cli.py", "console.py", "__main__.py"}
     offenders = []
     for path in sorted(PACKAGE.glob("*.py")):
-        if path.name in presentation or path.name.endswith("_command.py"):
+        if path.name in presentation or path.name.endswith(("_command.py", "_option.py")):  # commands and Click parameter types
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):

@@ -1,0 +1,156 @@
+"""Choose the training recipe with lenet itself, on the validation split, reproducibly.
+
+    python -m bench.recipes --dataset fashion                  # every candidate, 2 seeds each
+    python -m bench.recipes --dataset mnist --candidates base,digits --seeds 0,1
+    python -m bench.recipes --dataset fashion --epochs 8 --train-limit 20000   # a cheaper screening round
+
+Each candidate is a set of ``lenet train`` options; each runs once per seed
+through the real command (``python -m lenet_cli train``). Candidates are
+ranked by mean *validation* accuracy of the model that ships (the EMA weights
+where EMA is on) — the test split is never looked at while choosing. Only
+the chosen candidate's test accuracy is read and reported. Results go to
+``bench/results/recipes_<dataset>.json`` and, as a table, to stdout; paste
+the table into bench/RESULTS.md (``--results-md`` does it between the
+``<!-- recipes:DATASET -->`` markers).
+
+Never run two benchmarks at once on a 2-core machine: the times would be wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import REPO, cpu_model, data_dir
+
+# name -> extra `lenet train` options. `base` is the current default recipe.
+CANDIDATES: dict[str, list[str]] = {
+    "base": [],
+    "ema": ["--ema", "0.999"],
+    "smooth": ["--label-smoothing", "0.1"],
+    "shift": ["--augment", "shift"],
+    "digits": ["--augment", "digits"],
+    "flip": ["--augment", "flip"],
+    "clothing": ["--augment", "clothing"],
+    "flip-ema": ["--augment", "flip", "--ema", "0.999"],
+    "clothing-ema": ["--augment", "clothing", "--ema", "0.999"],
+    "digits-ema": ["--augment", "digits", "--ema", "0.999"],
+    "long": ["--epochs", "24"],
+    "long-flip-ema": ["--epochs", "24", "--augment", "flip", "--ema", "0.999"],
+}
+FOR_DATASET = {  # flips never suit digits
+    "mnist": ("base", "ema", "smooth", "shift", "digits", "digits-ema"),
+    "fashion": ("base", "ema", "smooth", "flip", "clothing", "flip-ema", "clothing-ema", "long", "long-flip-ema"),
+}
+
+
+def run_one(dataset: str, name: str, seed: int, extra: list[str], root: Path, data: Path) -> dict:
+    """Train one candidate with one seed; return what the ranking needs (and the test accuracy, unread until chosen)."""
+    out = root / f"{dataset}-{name}-seed{seed}"
+    command = [sys.executable, "-m", "lenet_cli", "train", "--dataset", dataset, "--data-dir", str(data), "--seed", str(seed),
+               "--output", str(out), "--runs-dir", str(root), "--quiet", "--no-tensorboard", "--format", "json", *extra]
+    started = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} seed {seed} failed:\n{proc.stderr[-2000:]}")
+    history = json.loads((out / "history.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {"candidate": name, "seed": seed, "options": extra, "val_accuracy": history[-1]["val_accuracy"],
+            "val_cross_entropy": history[-1]["val_cross_entropy"], "epochs": len(history),
+            "train_seconds": metrics["train_seconds"], "wall_seconds": time.perf_counter() - started,
+            "_test_accuracy": metrics["test_accuracy"]}
+
+
+def candidate_options(name: str, epochs: int | None, train_limit: int | None) -> list[str]:
+    """A candidate's ``lenet train`` options, with a screening round's epochs and image limit applied."""
+    options = list(CANDIDATES[name])
+    if epochs:
+        if "--epochs" in options:
+            at = options.index("--epochs")
+            del options[at : at + 2]
+        options += ["--epochs", str(epochs)]
+    if train_limit:
+        options += ["--train-limit", str(train_limit)]
+    return options
+
+
+def rank(rows: list[dict]) -> list[dict]:
+    """One row per candidate: mean validation accuracy over its seeds, best first."""
+    by_name: dict[str, list[dict]] = {}
+    for row in rows:
+        by_name.setdefault(row["candidate"], []).append(row)
+    table = [{"candidate": name, "options": " ".join(runs[0]["options"]) or "(default)",
+              "val_accuracy": statistics.mean(r["val_accuracy"] for r in runs),
+              "per_seed": [r["val_accuracy"] for r in runs],
+              "minutes": statistics.mean(r["train_seconds"] for r in runs) / 60} for name, runs in by_name.items()]
+    return sorted(table, key=lambda r: -r["val_accuracy"])
+
+
+def markdown(dataset: str, table: list[dict], chosen_test: list[float], args) -> str:
+    lines = [f"Recipe search for `{dataset}` ({cpu_model()}, {time.strftime('%Y-%m-%d')}; `python -m bench.recipes --dataset {dataset}"
+             + (f" --epochs {args.epochs}" if args.epochs else "") + (f" --train-limit {args.train_limit}" if args.train_limit else "")
+             + f" --seeds {args.seeds}`). Ranked by mean validation accuracy (first 5,000 training images); only the "
+             "chosen recipe's test accuracy is read.", "",
+             "| candidate | options | validation accuracy (mean) | per seed | train minutes per run |", "|---|---|---|---|---|"]
+    for row in table:
+        seeds = ", ".join(f"{v:.2%}" for v in row["per_seed"])
+        lines.append(f"| {row['candidate']} | `{row['options']}` | {row['val_accuracy']:.2%} | {seeds} | {row['minutes']:.1f} |")
+    tests = ", ".join(f"{v:.2%}" for v in chosen_test)
+    lines += ["", f"Chosen: **{table[0]['candidate']}**; its test accuracy (10,000 images) per seed: {tests}."]
+    return "\n".join(lines)
+
+
+def _replace_section(path: Path, dataset: str, text: str) -> None:
+    begin, end = f"<!-- recipes:{dataset} -->", f"<!-- /recipes:{dataset} -->"
+    content = path.read_text(encoding="utf-8") if path.exists() else ""
+    block = f"{begin}\n{text}\n{end}"
+    if begin in content and end in content:
+        content = content[: content.index(begin)] + block + content[content.index(end) + len(end):]
+    else:
+        content = content.rstrip("\n") + f"\n\n## Recipe search: {dataset}\n\n{block}\n"
+    path.write_text(content, encoding="utf-8")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=sorted(FOR_DATASET), required=True)
+    parser.add_argument("--candidates", default=None, help="comma-separated names (default: those suited to the dataset)")
+    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds; at least 2 for a ranking that means something")
+    parser.add_argument("--epochs", type=int, default=None, help="override every candidate's epochs (screening)")
+    parser.add_argument("--train-limit", type=int, default=None, help="train on the first N training images (screening)")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--results-md", type=Path, default=None, help="also write the table into this markdown file")
+    args = parser.parse_args(argv)
+    names = args.candidates.split(",") if args.candidates else list(FOR_DATASET[args.dataset])
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lenet-recipes-") as tmp:
+        for seed in seeds:  # seeds outermost: a partial search still compares every candidate
+            for name in names:
+                extra = candidate_options(name, args.epochs, args.train_limit)
+                row = run_one(args.dataset, name, seed, extra, Path(tmp), args.data_dir or data_dir())
+                rows.append(row)
+                print(f"{name} seed {seed}: validation {row['val_accuracy']:.4f} ({row['train_seconds'] / 60:.1f} min)", file=sys.stderr, flush=True)
+    table = rank(rows)
+    chosen = table[0]["candidate"]
+    chosen_test = [r["_test_accuracy"] for r in rows if r["candidate"] == chosen]
+    args.out.mkdir(parents=True, exist_ok=True)
+    raw = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+    (args.out / f"recipes_{args.dataset}.json").write_text(json.dumps({"cpu": cpu_model(), "runs": raw, "ranking": table,
+                                                                       "chosen": chosen, "chosen_test_accuracy": chosen_test}, indent=2))
+    text = markdown(args.dataset, table, chosen_test, args)
+    if args.results_md:
+        _replace_section(args.results_md, args.dataset, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
