@@ -29,7 +29,7 @@ Everything but :func:`keras_logit_gradients` is numpy only.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

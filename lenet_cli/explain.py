@@ -12,10 +12,10 @@ never imports TensorFlow.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -333,9 +333,10 @@ def _start_sheet_worker() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import lenet_cli.explain_plots  # noqa: F401
-    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.backends.backend_agg
     import matplotlib.figure  # noqa: F401
+
+    import lenet_cli.explain_plots  # noqa: F401
 
 
 def _nothing() -> None:

@@ -18,14 +18,22 @@ def run_explain(inputs, model, runs_dir, recursive, files_from, preprocess, inve
                 output_dir: Path, output_format: str) -> int:
     """Explain every input, write one sheet each, print the records; return the exit code (1 when any input failed)."""
     from lenet_cli import runs
-    from lenet_cli.explain import PARALLEL_SHEETS_MIN, Explainer, SheetWriter, explain_items, parse_target, sheet_content, sheet_name
+    from lenet_cli.explain import (
+        PARALLEL_SHEETS_MIN,
+        Explainer,
+        SheetWriter,
+        explain_items,
+        parse_target,
+        sheet_content,
+        sheet_name,
+    )
     from lenet_cli.model_io import model_format, open_model, read_metadata
     from lenet_cli.prediction import decode_workers, expand_inputs
     from lenet_cli.preprocess import PreprocessOptions
 
     lines = []
     if files_from is not None:
-        text = sys.stdin.buffer.read() if files_from == "-" else open(files_from, "rb").read()
+        text = sys.stdin.buffer.read() if files_from == "-" else Path(files_from).read_bytes()
         lines = [line for line in text.decode("utf-8", "surrogateescape").splitlines() if line.strip()]
     if "-" in inputs and files_from == "-":
         raise click.UsageError("stdin can carry either an image (-) or a list of paths (--files-from -), not both")

@@ -9,8 +9,8 @@ it), the ``conv_1`` and ``conv_2`` feature maps for this input, and the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -105,8 +105,8 @@ def build_explanation_figure(content: SheetContent):
     """The sheet as a matplotlib ``Figure`` (with an Agg canvas attached); see :func:`render_explanation_png`."""
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colors import Normalize
     from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
     names = [str(n) for n in content.class_names]

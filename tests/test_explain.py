@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import REAL_DATA, requires_real_data
 from PIL import Image
 
-from conftest import REAL_DATA, requires_real_data
 from lenet_cli import attribution as A
 from lenet_cli.cli import cli
 from lenet_cli.errors import LenetError
@@ -215,7 +215,13 @@ def _loaded(trained_run):
 def test_sheet_has_every_panel_and_label(trained_run, tiny):
     from lenet_cli.data import CLASS_NAMES
     from lenet_cli.explain import Explainer
-    from lenet_cli.explain_plots import PANEL_TITLES, SHEET_PNG_SIZE, SheetContent, build_explanation_figure, render_explanation_png
+    from lenet_cli.explain_plots import (
+        PANEL_TITLES,
+        SHEET_PNG_SIZE,
+        SheetContent,
+        build_explanation_figure,
+        render_explanation_png,
+    )
 
     _, _, images = tiny
     explainer = Explainer(_loaded(trained_run), CLASS_NAMES["mnist"])
@@ -378,7 +384,7 @@ def test_help_and_usage_errors_do_not_import_tensorflow():
         "    try:\n        main(argv)\n    except SystemExit as exc:\n        print('exit', exc.code)\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
     )
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-2:] == ["exit 0", "exit 2"]
 
@@ -402,7 +408,7 @@ def test_occlusion_with_onnx_never_imports_tensorflow(onnx_model, pictures, tmp_
         "print(json.dumps({'code': code, 'loaded': loaded}), file=sys.stderr)\n"
     )
     argv = ["explain", str(pictures / "one.png"), "--model", str(onnx_model), "--output-dir", str(tmp_path / "o"), "--format", "json"]
-    proc = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", probe, *argv], check=False, capture_output=True, text=True, timeout=120)
     status = json.loads(proc.stderr.strip().splitlines()[-1])
     assert status == {"code": 0, "loaded": []}, proc.stderr
     (record,) = json.loads(proc.stdout)
