@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
 import json
 import logging
@@ -29,7 +30,7 @@ from importlib import resources
 from typing import Annotated, Any, Literal, Sequence
 
 import numpy as np
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
@@ -38,6 +39,7 @@ from starlette.requests import ClientDisconnect
 
 from lenet_cli import __version__
 from lenet_cli.batching import MicroBatcher
+from lenet_cli.config import INPUT_SHAPE
 from lenet_cli.errors import LenetError
 from lenet_cli.serve_config import ServeSettings
 
@@ -512,36 +514,141 @@ def _error(status: int, message: str) -> Response:
     return _json({"error": message}, status)
 
 
-def create_app(predictor: ModelPredictor, settings: ServeSettings | None = None) -> FastAPI:
-    """The FastAPI app serving ``predictor`` (loaded, if not yet, when the app starts).
+router = APIRouter()
 
-    Args:
-        predictor: The model to serve (:class:`ModelPredictor`).
-        settings: Batching, limits and preprocessing defaults.
 
-    Returns:
-        An ASGI app; run it with uvicorn, or drive it with ``fastapi.testclient.TestClient``.
-    """
-    settings = settings or ServeSettings()
-    metrics = ServeMetrics()
-    service = Service(predictor, settings, metrics)
-    page = resources.files("lenet_cli").joinpath("static", PAGE).read_text(encoding="utf-8")
+@router.get("/", response_class=HTMLResponse, summary="The drawing page")
+async def drawing_page():
+    return HTMLResponse(_page())
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        await service.start()
-        try:
-            yield
-        finally:
-            await service.stop()
 
-    app = FastAPI(
-        title="lenet serve",
-        version=__version__,
-        summary="A LeNet classifier for MNIST / Fashion-MNIST images over HTTP.",
-        lifespan=lifespan,
-    )
-    app.state.service = service
+@router.get("/healthz", summary="Alive (the process answers)")
+async def healthz():
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Ready (the model is loaded and warmed up)", responses={503: {"model": ErrorBody}})
+async def readyz(service: ServiceDep):
+    if not service.ready:
+        return _error(503, "the model is still loading")
+    return {"status": "ready"}
+
+
+@router.get("/metadata", response_model=Metadata, summary="The model: dataset, class names, preprocessing, limits")
+async def metadata(service: ServiceDep):
+    p, s = service.predictor, service.settings
+    return {
+        "model": p.path.name,
+        "format": p.format,
+        "dataset": p.dataset,
+        "class_names": list(p.class_names),
+        "preprocessing": {"mode": p.preprocess, "invert": s.invert},
+        "input_shape": list(INPUT_SHAPE),
+        "limits": {"max_bytes": s.max_bytes, "max_images": s.max_images},
+        "batching": {"enabled": s.batching, "max_batch": s.max_batch, "batch_timeout_ms": s.batch_timeout_ms},
+        "lenet_version": __version__,
+    }
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def prometheus_metrics(service: ServiceDep):
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _records(decoded: list[Decoded], probabilities: np.ndarray, service: Service, top_k: int, return_input: bool) -> list[dict]:
+    """One record per uploaded image, in order: ``lenet predict --format json``'s, with ``error`` set for a failed one."""
+    names, model = service.predictor.class_names, service.predictor.path.name
+    records, rows = [], iter(probabilities)
+    for d in decoded:
+        if d.array is None:
+            records.append({"path": d.name, "label": None, "index": None, "confidence": None, "top_k": [], "error": d.error, "model": model})
+            continue
+        record = prediction_record(d.name, next(rows), names, top_k)
+        record["model"] = model
+        if return_input:
+            record["input"] = input_png(d.array)
+        records.append(record)
+    return records
+
+
+@router.post(
+    "/predict",
+    summary="Classify uploaded images",
+    description="Multipart/form-data with one or more `file` fields, or one image as the raw body "
+                "(`Content-Type: image/png`, `image/jpeg`, ... or `application/octet-stream`). Answers the records "
+                "`lenet predict --format json` prints; an image that fails has its `error` set while the others are "
+                "answered, and a request whose every image fails is a 4xx error.",
+    response_model=list[PredictionRecord],
+    responses=ERRORS,
+    openapi_extra=PREDICT_BODY,
+)
+async def predict(
+    request: Request,
+    service: ServiceDep,
+    top_k: Annotated[int | None, Query(ge=1, le=10, description="How many classes to list per image.")] = None,
+    preprocess: Annotated[Literal["auto", "mnist", "fashion", "none"] | None, Query(description="As `lenet predict --preprocess`.")] = None,
+    invert: Annotated[Literal["auto", "always", "never"] | None, Query(description="As `lenet predict --invert`.")] = None,
+    return_input: Annotated[bool, Query(description="Add each image's 28x28 network input as a PNG data URL.")] = False,
+):
+    content_type = request.headers.get("content-type", "")
+    kind = media_type(content_type)
+    if kind and kind != "multipart/form-data" and not kind.startswith(RAW_IMAGE_TYPES):
+        raise RequestError(415, f"unsupported Content-Type {kind!r}; send multipart/form-data (field 'file') "
+                                "or one image as the raw body with an image/* or application/octet-stream type")
+    s = service.settings
+    mode = service.predictor.preprocess if (preprocess or s.preprocess) == "auto" else (preprocess or s.preprocess)
+    with service.batcher.reserve() as slot:
+        body = await read_body(request, s.max_bytes)
+        decoded = await service.in_decode_thread(decode_upload, body, content_type, mode, invert or s.invert, s.max_images)
+        good = [d for d in decoded if d.array is not None]
+        if not good:
+            first = decoded[0]
+            raise RequestError(first.status, first.error)
+        probabilities = await slot.predict(np.stack([d.array for d in good])[..., None])
+    service.metrics.images.inc(len(good))
+    return _json(_records(decoded, probabilities, service, top_k or s.top_k, return_input))
+
+
+@router.post(
+    f"/v1/models/{TF_MODEL_NAME}:predict",
+    summary="TensorFlow Serving's REST predict API",
+    description='`{"instances": [...]}` (row format) or `{"inputs": [...]}` (columnar format) of 28x28 (or 28x28x1) '
+                'arrays in [0, 1], as `pixel / 255`; answered as TensorFlow Serving does: `{"predictions": [[...]]}` '
+                'or `{"outputs": [[...]]}`, one list of class probabilities per image. No preprocessing is applied.',
+    response_model=TFServingPredictions,
+    response_model_exclude_none=True,
+    responses=ERRORS,
+    openapi_extra=TF_BODY,
+)
+async def tf_serving_predict(request: Request, service: ServiceDep):
+    kind = media_type(request.headers.get("content-type"))
+    if kind and kind not in JSON_TYPES:
+        raise RequestError(415, f"unsupported Content-Type {kind!r}; send a JSON body (application/json)")
+    s = service.settings
+    with service.batcher.reserve() as slot:
+        body = await read_body(request, s.max_bytes)
+        key, images = await service.in_decode_thread(parse_tf_serving, body, s.max_images)
+        probabilities = await slot.predict(images)
+    service.metrics.images.inc(len(images))
+    return _json({"predictions" if key == "instances" else "outputs": probabilities.tolist()})
+
+
+@router.get(f"/v1/models/{TF_MODEL_NAME}", summary="TensorFlow Serving's model status API")
+async def tf_serving_status(service: ServiceDep):
+    state = "AVAILABLE" if service.ready else "LOADING"
+    return {"model_version_status": [{"version": "1", "state": state, "status": {"error_code": "OK", "error_message": ""}}]}
+
+
+@functools.lru_cache(maxsize=1)
+def _page() -> str:
+    """The drawing page, one static file shipped in the package."""
+    return resources.files("lenet_cli").joinpath("static", PAGE).read_text(encoding="utf-8")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error a request can meet is one JSON line: ``{"error": "..."}``, never a traceback."""
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError):
@@ -563,121 +670,34 @@ def create_app(predictor: ModelPredictor, settings: ServeSettings | None = None)
         first = str(exc).splitlines()[0] if str(exc) else ""
         return _error(500, f"internal error: {type(exc).__name__}{': ' + first if first else ''}")
 
-    @app.get("/", response_class=HTMLResponse, summary="The drawing page")
-    async def drawing_page():
-        return HTMLResponse(page)
 
-    @app.get("/healthz", summary="Alive (the process answers)")
-    async def healthz():
-        return {"status": "ok"}
+def create_app(predictor: ModelPredictor, settings: ServeSettings | None = None) -> FastAPI:
+    """The FastAPI app serving ``predictor`` (loaded, if not yet, when the app starts).
 
-    @app.get("/readyz", summary="Ready (the model is loaded and warmed up)", responses={503: {"model": ErrorBody}})
-    async def readyz(service: ServiceDep):
-        if not service.ready:
-            return _error(503, "the model is still loading")
-        return {"status": "ready"}
+    Args:
+        predictor: The model to serve (:class:`ModelPredictor`).
+        settings: Batching, limits and preprocessing defaults.
 
-    @app.get("/metadata", response_model=Metadata, summary="The model: dataset, class names, preprocessing, limits")
-    async def metadata(service: ServiceDep):
-        p = service.predictor
-        return {
-            "model": p.path.name,
-            "format": p.format,
-            "dataset": p.dataset,
-            "class_names": list(p.class_names),
-            "preprocessing": {"mode": p.preprocess, "invert": service.settings.invert},
-            "input_shape": [28, 28, 1],
-            "limits": {"max_bytes": service.settings.max_bytes, "max_images": service.settings.max_images},
-            "batching": {"enabled": service.settings.batching, "max_batch": service.settings.max_batch,
-                         "batch_timeout_ms": service.settings.batch_timeout_ms},
-            "lenet_version": __version__,
-        }
+    Returns:
+        An ASGI app; run it with uvicorn, or drive it with ``fastapi.testclient.TestClient``.
+    """
+    settings = settings or ServeSettings()
+    metrics = ServeMetrics()
+    service = Service(predictor, settings, metrics)
 
-    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def prometheus_metrics(service: ServiceDep):
-        from prometheus_client import CONTENT_TYPE_LATEST
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
 
-        return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-    @app.post(
-        "/predict",
-        summary="Classify uploaded images",
-        description="Multipart/form-data with one or more `file` fields, or one image as the raw body "
-                    "(`Content-Type: image/png`, `image/jpeg`, ... or `application/octet-stream`). Answers the records "
-                    "`lenet predict --format json` prints; an image that fails has its `error` set while the others are "
-                    "answered, and a request whose every image fails is a 4xx error.",
-        response_model=list[PredictionRecord],
-        responses=ERRORS,
-        openapi_extra=PREDICT_BODY,
-    )
-    async def predict(
-        request: Request,
-        service: ServiceDep,
-        top_k: Annotated[int | None, Query(ge=1, le=10, description="How many classes to list per image.")] = None,
-        preprocess: Annotated[Literal["auto", "mnist", "fashion", "none"] | None, Query(description="As `lenet predict --preprocess`.")] = None,
-        invert: Annotated[Literal["auto", "always", "never"] | None, Query(description="As `lenet predict --invert`.")] = None,
-        return_input: Annotated[bool, Query(description="Add each image's 28x28 network input as a PNG data URL.")] = False,
-    ):
-        content_type = request.headers.get("content-type", "")
-        kind = media_type(content_type)
-        if kind and kind != "multipart/form-data" and not kind.startswith(RAW_IMAGE_TYPES):
-            raise RequestError(415, f"unsupported Content-Type {kind!r}; send multipart/form-data (field 'file') "
-                                    "or one image as the raw body with an image/* or application/octet-stream type")
-        s = service.settings
-        mode = service.predictor.preprocess if (preprocess or s.preprocess) == "auto" else (preprocess or s.preprocess)
-        with service.batcher.reserve() as slot:
-            body = await read_body(request, s.max_bytes)
-            decoded = await service.in_decode_thread(decode_upload, body, content_type, mode, invert or s.invert, s.max_images)
-            good = [d for d in decoded if d.array is not None]
-            if not good:
-                first = decoded[0]
-                raise RequestError(first.status, first.error)
-            probabilities = await slot.predict(np.stack([d.array for d in good])[..., None])
-        service.metrics.images.inc(len(good))
-        names = service.predictor.class_names
-        k = top_k or s.top_k
-        model = service.predictor.path.name
-        records = []
-        rows = iter(probabilities)
-        for d in decoded:
-            if d.array is None:
-                records.append({"path": d.name, "label": None, "index": None, "confidence": None, "top_k": [], "error": d.error, "model": model})
-                continue
-            record = prediction_record(d.name, next(rows), names, k)
-            record["model"] = model
-            if return_input:
-                record["input"] = input_png(d.array)
-            records.append(record)
-        return _json(records)
-
-    @app.post(
-        f"/v1/models/{TF_MODEL_NAME}:predict",
-        summary="TensorFlow Serving's REST predict API",
-        description='`{"instances": [...]}` (row format) or `{"inputs": [...]}` (columnar format) of 28x28 (or 28x28x1) '
-                    'arrays in [0, 1], as `pixel / 255`; answered as TensorFlow Serving does: `{"predictions": [[...]]}` '
-                    'or `{"outputs": [[...]]}`, one list of class probabilities per image. No preprocessing is applied.',
-        response_model=TFServingPredictions,
-        response_model_exclude_none=True,
-        responses=ERRORS,
-        openapi_extra=TF_BODY,
-    )
-    async def tf_serving_predict(request: Request, service: ServiceDep):
-        kind = media_type(request.headers.get("content-type"))
-        if kind and kind not in JSON_TYPES:
-            raise RequestError(415, f"unsupported Content-Type {kind!r}; send a JSON body (application/json)")
-        s = service.settings
-        with service.batcher.reserve() as slot:
-            body = await read_body(request, s.max_bytes)
-            key, images = await service.in_decode_thread(parse_tf_serving, body, s.max_images)
-            probabilities = await slot.predict(images)
-        service.metrics.images.inc(len(images))
-        return _json({"predictions" if key == "instances" else "outputs": probabilities.tolist()})
-
-    @app.get(f"/v1/models/{TF_MODEL_NAME}", summary="TensorFlow Serving's model status API")
-    async def tf_serving_status(service: ServiceDep):
-        state = "AVAILABLE" if service.ready else "LOADING"
-        return {"model_version_status": [{"version": "1", "state": state, "status": {"error_code": "OK", "error_message": ""}}]}
-
-    endpoints = {route.path for route in app.routes}
+    app = FastAPI(title="lenet serve", version=__version__, summary="A LeNet classifier for MNIST / Fashion-MNIST images over HTTP.",
+                  lifespan=lifespan)
+    app.state.service = service
+    _install_error_handlers(app)
+    app.include_router(router)
+    endpoints = {route.path for route in (*app.routes, *router.routes) if hasattr(route, "path")}
     app.add_middleware(MetricsMiddleware, metrics=metrics, endpoints=endpoints)
     return app
