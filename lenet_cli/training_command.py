@@ -132,6 +132,8 @@ def run_training(cfg: TrainConfig, data_dir, output, runs_dir, tensorboard: bool
     if resume:
         data_dir = runs.remembered_data_dir(data_dir, cfg.to_json_dict(), cfg.dataset)
     previous_fingerprint = cfg.data_fingerprint
+    if cfg.preprocess == "auto":
+        cfg = dataclasses.replace(cfg, preprocess=None)
     data = load_dataset(cfg.dataset, data_dir, validation_size=cfg.validation_size, train_limit=cfg.train_limit,
                         log=lambda m: console.print(m, highlight=False), preprocess=cfg.preprocess)
     cfg = dataclasses.replace(cfg, data_source=str(Path(data.source).resolve()), validation_size=len(data.validation),
