@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -172,7 +173,11 @@ def distributed_train_step(distribution: Distribution, view, objective, trainabl
     """A step like the single-device one: (uint8 images, int32 labels) of one global batch -> per-example sums.
 
     Returns the global batch's summed ``cross_entropy`` and ``correct`` count,
-    and each penalty term times the batch size, as :class:`lenet_cli.training.TrainStep` does.
+    and each penalty term times the batch size, as :class:`lenet_cli.training.TrainStep` does,
+    plus ``stop_sigint`` / ``stop_sigterm``: how many replicas' workers asked to stop (SIGINT
+    or SIGTERM). They ride the step's own all-reduce, so a signal on any one worker stops every
+    worker after the same step, within one step's time, instead of leaving the others waiting
+    on a collective until ``--worker-timeout``.
     ``inputs`` turns a replica's uint8 images into the network's (augmented) input.
     """
     import tensorflow as tf
@@ -180,7 +185,7 @@ def distributed_train_step(distribution: Distribution, view, objective, trainabl
     strategy = distribution.strategy
     replicas = strategy.num_replicas_in_sync
 
-    def replica_step(x, y, global_n):
+    def replica_step(x, y, global_n, stop):
         with tf.GradientTape() as tape:
             logits, _ = view(inputs(x), training=True)
             loss, logs = objective.loss(y, logits, global_n, replicas)
@@ -188,15 +193,19 @@ def distributed_train_step(distribution: Distribution, view, objective, trainabl
         optimizer.apply_gradients(zip(grads, trainable))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
         context = tf.distribute.get_replica_context()
-        ce_total, correct_total = context.all_reduce(tf.distribute.ReduceOp.SUM, [logs.pop("cross_entropy_sum"), correct])
-        return {"cross_entropy": ce_total, "correct": correct_total, **{k: v * global_n for k, v in logs.items()}}
+        stop_sigint, stop_sigterm = tf.identity(stop[0]), tf.identity(stop[1])  # this replica's copies, reduced like its sums
+        ce_total, correct_total, stop_sigint, stop_sigterm = context.all_reduce(
+            tf.distribute.ReduceOp.SUM, [logs.pop("cross_entropy_sum"), correct, stop_sigint, stop_sigterm])
+        return {"cross_entropy": ce_total, "correct": correct_total, "stop_sigint": stop_sigint, "stop_sigterm": stop_sigterm,
+                **{k: v * global_n for k, v in logs.items()}}
 
     @tf.function(reduce_retracing=True)
-    def step(x, y, global_n):
-        per_replica = strategy.run(replica_step, args=(x, y, global_n))
+    def step(x, y, global_n, stop):
+        per_replica = strategy.run(replica_step, args=(x, y, global_n, stop))
         return {k: strategy.experimental_local_results(v)[0] for k, v in per_replica.items()}
 
-    def run(images: np.ndarray, labels: np.ndarray):
+    def run(images: np.ndarray, labels: np.ndarray, signum: int = 0):
+        """One global batch; ``signum`` (0, SIGINT or SIGTERM) is this worker's stop request, shared in the all-reduce."""
         n = len(images)
 
         def shard(ctx, array):
@@ -205,7 +214,8 @@ def distributed_train_step(distribution: Distribution, view, objective, trainabl
 
         x = strategy.experimental_distribute_values_from_function(lambda ctx: shard(ctx, images))
         y = strategy.experimental_distribute_values_from_function(lambda ctx: shard(ctx, labels))
-        return step(x, y, tf.constant(float(n)))
+        stop = tf.constant([float(signum == signal.SIGINT), float(signum == signal.SIGTERM)])
+        return step(x, y, tf.constant(float(n)), stop)
 
     return run
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
 from lenet_cli.errors import LenetError
 
-FORMATS = ("table", "json", "jsonl")
 MAX_SHEET_WORKERS = 4
 
 
@@ -18,69 +16,53 @@ def run_explain(inputs, model, runs_dir, recursive, files_from, preprocess, inve
                 output_dir: Path, output_format: str) -> int:
     """Explain every input, write one sheet each, print the records; return the exit code (1 when any input failed)."""
     from lenet_cli import runs
-    from lenet_cli.explain import (
-        PARALLEL_SHEETS_MIN,
-        Explainer,
-        SheetWriter,
-        explain_items,
-        parse_target,
-        sheet_content,
-        sheet_name,
-    )
-    from lenet_cli.model_io import model_format, open_model, read_metadata
-    from lenet_cli.prediction import decode_workers, expand_inputs
+    from lenet_cli.console import plural
+    from lenet_cli.data import CLASS_NAMES
+    from lenet_cli.explain import parse_target
+    from lenet_cli.model_classes import preprocessing_and_classes
+    from lenet_cli.model_io import model_format, read_metadata
+    from lenet_cli.prediction import gather_inputs
     from lenet_cli.preprocess import PreprocessOptions
 
-    lines = []
-    if files_from is not None:
-        text = sys.stdin.buffer.read() if files_from == "-" else Path(files_from).read_bytes()
-        lines = [line for line in text.decode("utf-8", "surrogateescape").splitlines() if line.strip()]
-    if "-" in inputs and files_from == "-":
-        raise click.UsageError("stdin can carry either an image (-) or a list of paths (--files-from -), not both")
-
+    items = gather_inputs(inputs, recursive, files_from)
     ref = runs.resolve_model(model, runs_dir)
-    fmt = model_format(ref.model_path)
-    if method == "integrated-gradients" and fmt != "keras":
+    if method == "integrated-gradients" and model_format(ref.model_path) != "keras":
         raise LenetError(f"integrated gradients needs the gradients of a .keras model, and {str(ref.model_path)!r} is not one; "
                          "use --method occlusion")
     meta = read_metadata(ref)
-    from lenet_cli.data import CLASS_NAMES
-    from lenet_cli.model_classes import preprocessing_and_classes
-
-    dataset = meta["dataset"]
     preprocess, class_names = preprocessing_and_classes(meta, preprocess, ref.model_path)
-    class_dataset = dataset if dataset in CLASS_NAMES else preprocess  # the sheet says how its input was preprocessed
-    target_index = parse_target(target, class_names)
-    options = PreprocessOptions(mode=preprocess, invert=invert)
+    from lenet_cli.cli import check_top_k
 
-    items = expand_inputs(inputs, recursive=recursive, files_from=lines, stdin_bytes=lambda: sys.stdin.buffer.read())
-    if not items:
-        raise LenetError("no image files found in the given inputs (directories are searched for .png, .jpg, .bmp, .gif, .tif, .webp; add --recursive to descend)")
+    check_top_k(top_k, len(class_names))
+    class_dataset = meta["dataset"] if meta["dataset"] in CLASS_NAMES else preprocess  # the sheet says how its input was made
+    target_index = parse_target(target, class_names)
     if output_dir.exists() and not output_dir.is_dir():
         raise LenetError(f"--output-dir {str(output_dir)!r} is a file; name a folder")
     output_dir.mkdir(parents=True, exist_ok=True)
 
+    printer = RecordPrinter(output_format)
+    method = _explain_all(items, ref, class_names, class_dataset, method, steps, PreprocessOptions(mode=preprocess, invert=invert),
+                          target_index, top_k, output_dir, printer.emit)
+    printer.close(method)
+    written = len(items) - printer.failures
+    if written:
+        click.echo(f"{plural(written, 'explanation sheet')} in {output_dir}", err=True)
+    if printer.failures:
+        click.echo(f"{printer.failures} of {plural(len(items), 'input')} failed", err=True)
+        return 1
+    return 0
+
+
+def _explain_all(items, ref, class_names, class_dataset, method, steps, options, target_index, top_k, output_dir, emit) -> str:
+    """Explain the items in order and hand each explanation to ``emit`` once its sheet is written; return the method used."""
+    from lenet_cli.explain import PARALLEL_SHEETS_MIN, Explainer, SheetWriter, explain_items, sheet_content, sheet_name
+    from lenet_cli.model_io import open_model
+    from lenet_cli.prediction import decode_workers
+
     sheet_workers = min(decode_workers(), MAX_SHEET_WORKERS) if len(items) >= PARALLEL_SHEETS_MIN else 1
     writer = SheetWriter(sheet_workers)  # before the model loads: its workers import matplotlib meanwhile
-    failures = 0
-    records = []
-
-    def emit(explanation) -> None:
-        nonlocal failures
-        explanation.release_pictures()  # its sheet is written; keep only what the records print
-        if explanation.error is not None:
-            failures += 1
-            click.echo(f"Error: {explanation.error}", err=True)
-        if output_format == "jsonl":
-            click.echo(json.dumps(explanation.to_dict()))
-        elif output_format == "json":
-            records.append(explanation.to_dict())
-        elif explanation.error is None:
-            records.append(explanation)
-
     try:
-        loaded = open_model(ref)
-        explainer = Explainer(loaded, class_names, method, steps=steps)
+        explainer = Explainer(open_model(ref), class_names, method, steps=steps)
         model_label = _model_label(ref)
         taken: set[str] = set()
         for explanation in explain_items(items, explainer, options, target_index, top_k):
@@ -95,19 +77,34 @@ def run_explain(inputs, model, runs_dir, recursive, files_from, preprocess, inve
             emit(done)
     finally:
         writer.close()
-    if output_format == "json":
-        click.echo(json.dumps(records, indent=1))
-    elif output_format == "table":
-        _print_table(records, explainer.method)
-    from lenet_cli.console import plural
+    return explainer.method
 
-    written = len(items) - failures
-    if written:
-        click.echo(f"{plural(written, 'explanation sheet')} in {output_dir}", err=True)
-    if failures:
-        click.echo(f"{failures} of {plural(len(items), 'input')} failed", err=True)
-        return 1
-    return 0
+
+class RecordPrinter:
+    """Explanation records on stdout as they come (jsonl) or at the end (json, table); errors on stderr."""
+
+    def __init__(self, output_format: str):
+        self.output_format = output_format
+        self.records = []
+        self.failures = 0
+
+    def emit(self, explanation) -> None:
+        explanation.release_pictures()  # its sheet is written; keep only what the records print
+        if explanation.error is not None:
+            self.failures += 1
+            click.echo(f"Error: {explanation.error}", err=True)
+        if self.output_format == "jsonl":
+            click.echo(json.dumps(explanation.to_dict()))
+        elif self.output_format == "json":
+            self.records.append(explanation.to_dict())
+        elif explanation.error is None:
+            self.records.append(explanation)
+
+    def close(self, method: str) -> None:
+        if self.output_format == "json":
+            click.echo(json.dumps(self.records, indent=1))
+        elif self.output_format == "table":
+            _print_table(self.records, method)
 
 
 def _model_label(ref) -> str:

@@ -103,10 +103,7 @@ def attribution_overlay(network_input: np.ndarray, attribution: np.ndarray, limi
 
 def build_explanation_figure(content: SheetContent):
     """The sheet as a matplotlib ``Figure`` (with an Agg canvas attached); see :func:`render_explanation_png`."""
-    from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
     names = [str(n) for n in content.class_names]
@@ -114,18 +111,25 @@ def build_explanation_figure(content: SheetContent):
     order = np.argsort(-probabilities, kind="stable")[: max(1, min(content.top_k, len(names)))]
     predicted = int(order[0])
     method_name = METHOD_NAMES.get(content.method, content.method)
-    target_name = names[content.target]
 
     figure = Figure(figsize=SHEET_SIZE_INCHES, dpi=SHEET_DPI, layout="constrained")
     FigureCanvasAgg(figure)
     dataset = f" ({content.dataset})" if content.dataset else ""
     figure.suptitle(
         f"{_short(content.name, 60)}: predicted '{names[predicted]}' ({probabilities[predicted]:.1%})\n"
-        f"model {_short(content.model, 60)}{dataset} · {method_name} for '{target_name}'",
+        f"model {_short(content.model, 60)}{dataset} · {method_name} for '{names[content.target]}'",
         fontsize=12,
     )
     grid = figure.add_gridspec(2, 4, height_ratios=[1.0, 1.0], width_ratios=[1.0, 1.0, 1.15, 1.2])
+    _draw_inputs(figure, grid, content)
+    _draw_attribution(figure, grid[0, 2], content, method_name, names[content.target])
+    _draw_top_k(figure.add_subplot(grid[0, 3]), names, probabilities, order, content.target)
+    _draw_network(figure, grid, content)
+    return figure
 
+
+def _draw_inputs(figure, grid, content: SheetContent) -> None:
+    """The picture as given, and the 28x28 input the network saw."""
     axes = figure.add_subplot(grid[0, 0])
     original = np.asarray(content.original)
     if original.ndim == 2:
@@ -142,7 +146,14 @@ def build_explanation_figure(content: SheetContent):
     axes.set_title(f"network input\n28×28{preprocessing}", fontsize=10)
     _no_ticks(axes)
 
-    axes = figure.add_subplot(grid[0, 2])
+
+def _draw_attribution(figure, spec, content: SheetContent, method_name: str, target_name: str) -> None:
+    """The attribution over the dimmed input, red for the class and blue against it, with its colour bar."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    axes = figure.add_subplot(spec)
     limit = attribution_limit(content.attribution)
     axes.imshow(attribution_overlay(content.network_input, content.attribution, limit), interpolation="nearest")
     gap = "" if content.completeness_gap is None else f"\ncompleteness gap {content.completeness_gap:.1%}"
@@ -152,9 +163,11 @@ def build_explanation_figure(content: SheetContent):
     bar.set_label(f"← against '{target_name}'    for '{target_name}' →", fontsize=9)
     bar.ax.tick_params(labelsize=8)
 
-    axes = figure.add_subplot(grid[0, 3])
+
+def _draw_top_k(axes, names, probabilities, order, target: int) -> None:
+    """The top-k classes as bars with their confidences, the explained class in red."""
     shown = order[::-1]
-    colours = ["#c0392b" if int(i) == content.target else "#4a6fa5" for i in shown]
+    colours = ["#c0392b" if int(i) == target else "#4a6fa5" for i in shown]
     positions = np.arange(len(shown))
     axes.barh(positions, probabilities[shown], color=colours, height=0.6)
     axes.set_yticks(positions, labels=[names[int(i)] for i in shown], fontsize=10)
@@ -165,6 +178,9 @@ def build_explanation_figure(content: SheetContent):
     axes.spines[["top", "right"]].set_visible(False)
     axes.set_title(f"top-{len(order)} classes (confidence)", fontsize=10)
 
+
+def _draw_network(figure, grid, content: SheetContent) -> None:
+    """The bottom row: conv_1 and conv_2 feature maps and the conv_1 filters, or why they are unavailable."""
     if content.conv_1_maps is None or content.conv_2_maps is None or content.conv_1_filters is None:
         axes = figure.add_subplot(grid[1, :])
         axes.text(0.5, 0.5, f"conv_1 feature maps, conv_2 feature maps, conv_1 filters: unavailable\n({content.unavailable_reason})",
@@ -173,8 +189,7 @@ def build_explanation_figure(content: SheetContent):
         _no_ticks(axes)
         for spine in axes.spines.values():
             spine.set_visible(False)
-        return figure
-
+        return
     maps_1 = np.moveaxis(np.asarray(content.conv_1_maps), -1, 0)
     maps_2 = np.moveaxis(np.asarray(content.conv_2_maps), -1, 0)
     filters = np.asarray(content.conv_1_filters)
@@ -193,7 +208,6 @@ def build_explanation_figure(content: SheetContent):
         _no_ticks(axes)
         for spine in axes.spines.values():
             spine.set_visible(False)
-    return figure
 
 
 def tiled_rgb(stack: np.ndarray, columns: int, pad: int, cmap: str) -> np.ndarray:

@@ -27,20 +27,6 @@ def _label_text(label: str, index: int) -> str:
     return label if label == str(index) else f"{label} ({index})"
 
 
-def _gather_inputs(inputs, recursive, files_from):
-    """The ordered list of files to classify, from arguments, ``--files-from`` and stdin."""
-    from lenet_cli.prediction import expand_inputs
-
-    lines = []
-    if files_from is not None:
-        text = sys.stdin.buffer.read() if files_from == "-" else open(files_from, "rb").read()
-        lines = [line for line in text.decode("utf-8", "surrogateescape").splitlines() if line.strip()]
-    items = expand_inputs(inputs, recursive=recursive, files_from=lines, stdin_bytes=lambda: sys.stdin.buffer.read())
-    if not items:
-        raise LenetError("no image files found in the given inputs (directories are searched for .png, .jpg, .bmp, .gif, .tif, .webp; add --recursive to descend)")
-    return items
-
-
 def _preprocessing_and_classes(ref, preprocess: str) -> tuple[str, str, tuple[str, ...]]:
     """``(preprocessing mode, dataset the classes come from, class names)`` for the model ``ref`` points at."""
     from lenet_cli.model_classes import preprocessing_and_classes
@@ -107,10 +93,10 @@ def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, inve
     from lenet_cli import runs
     from lenet_cli.console import plural, stderr_console
     from lenet_cli.model_io import open_model
-    from lenet_cli.prediction import DECODE_CHUNK, ChunkDecoder, predict_items
+    from lenet_cli.prediction import DECODE_CHUNK, ChunkDecoder, gather_inputs, predict_items
     from lenet_cli.preprocess import PreprocessOptions
 
-    items = _gather_inputs(inputs, recursive, files_from)
+    items = gather_inputs(inputs, recursive, files_from)
     ref = runs.resolve_model(model, runs_dir)
     preprocess, class_dataset, class_names = _preprocessing_and_classes(ref, preprocess)
     from lenet_cli.cli import check_top_k

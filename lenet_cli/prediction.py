@@ -69,6 +69,22 @@ def expand_inputs(paths: Sequence[str], recursive: bool = False, files_from: Ite
     return items
 
 
+def gather_inputs(inputs: Sequence[str], recursive: bool = False, files_from: str | None = None) -> list[InputItem]:
+    """The ordered list of files to classify, from arguments, ``--files-from`` (a path or ``-``) and stdin.
+
+    Raises:
+        LenetError: no image files among the inputs.
+    """
+    lines = []
+    if files_from is not None:
+        text = sys.stdin.buffer.read() if files_from == "-" else Path(files_from).read_bytes()
+        lines = [line for line in text.decode("utf-8", "surrogateescape").splitlines() if line.strip()]
+    items = expand_inputs(inputs, recursive=recursive, files_from=lines, stdin_bytes=lambda: sys.stdin.buffer.read())
+    if not items:
+        raise LenetError("no image files found in the given inputs (directories are searched for .png, .jpg, .bmp, .gif, .tif, .webp; add --recursive to descend)")
+    return items
+
+
 @dataclass
 class Prediction:
     """The answer for one input (``error`` set and the rest empty when it failed)."""

@@ -190,21 +190,40 @@ class TrainStep:
             for variable, value in zip(self.trainable, saved):
                 variable.assign(value)
 
-    def run_chunk(self, images: np.ndarray, labels: np.ndarray, lo: int, batch_size: int, full_batches: int) -> tuple[dict, int, int]:
+    def run_chunk(self, images: np.ndarray, labels: np.ndarray, lo: int, batch_size: int, full_batches: int,
+                  signum: int | None = None) -> tuple[dict, int, int, int | None]:
         """Train from batch ``lo // batch_size``: several full batches in one call where possible.
 
+        ``signum`` is a stop signal this process received. A single device
+        stops before the step; workers of a distributed run share theirs in the
+        step's all-reduce, so every worker learns of any one's signal at the same
+        step and all stop together.
+
         Returns:
-            ``(per-example sums, batches done, images done)``.
+            ``(per-example sums, batches done, images done, the signal every worker stops on, or None)``.
         """
+        if self.distributed:
+            hi = min(lo + batch_size, len(images))
+            out = {k: float(v) for k, v in self.step(images[lo:hi], labels[lo:hi], signum or 0).items()}
+            return out, 1, hi - lo, _agreed_signal(out.pop("stop_sigint"), out.pop("stop_sigterm"))
+        if signum:
+            return {}, 0, 0, signum
         first = lo // batch_size
         chunk = min(STEPS_PER_CALL, full_batches - first) if self.steps is not None else 0
         if chunk >= 2:
             hi = lo + chunk * batch_size
             size = C.IMAGE_SIZE
             out = self.steps(images[lo:hi].reshape(chunk, batch_size, size, size), labels[lo:hi].reshape(chunk, batch_size))
-            return {k: float(v) for k, v in out.items()}, chunk, hi - lo
+            return {k: float(v) for k, v in out.items()}, chunk, hi - lo, None
         hi = min(lo + batch_size, len(images))
-        return {k: float(v) for k, v in self.step(images[lo:hi], labels[lo:hi]).items()}, 1, hi - lo
+        return {k: float(v) for k, v in self.step(images[lo:hi], labels[lo:hi]).items()}, 1, hi - lo, None
+
+
+def _agreed_signal(sigint: float, sigterm: float) -> int | None:
+    """The signal all workers stop on: SIGTERM if any worker got one, else SIGINT if any did."""
+    import signal
+
+    return signal.SIGTERM if sigterm > 0 else signal.SIGINT if sigint > 0 else None
 
 
 def score(predictor, split: Split) -> dict[str, float]:
@@ -221,8 +240,9 @@ def score(predictor, split: Split) -> dict[str, float]:
 class TrainingInterrupted(Exception):
     """Training stopped on a signal; the last completed epoch's checkpoint is on disk."""
 
-    def __init__(self, signum: int, completed_epochs: int, run_dir: Path):
+    def __init__(self, signum: int, completed_epochs: int, run_dir: Path, by_peer: bool = False):
         super().__init__(f"interrupted by signal {signum} after {plural(completed_epochs, 'completed epoch')}")
+        self.by_peer = by_peer  # another worker of a distributed run received the signal
         self.signum = signum
         self.completed_epochs = completed_epochs
         self.run_dir = run_dir
@@ -307,9 +327,9 @@ def _train_epoch(session: _Session, data: Dataset, rng, epoch: int, callback_lis
     seen = step = 0
     while step < session.steps_per_epoch:
         signum = should_stop() if should_stop is not None else None
-        if signum:
-            raise TrainingInterrupted(signum, epoch, run_dir)
-        out, batches, count = session.step.run_chunk(images, labels, seen, cfg.batch_size, full_batches)
+        out, batches, count, agreed = session.step.run_chunk(images, labels, seen, cfg.batch_size, full_batches, signum)
+        if agreed and not batches:
+            raise TrainingInterrupted(agreed, epoch, run_dir)
         step += batches
         seen += count
         for key, value in out.items():
@@ -320,6 +340,8 @@ def _train_epoch(session: _Session, data: Dataset, rng, epoch: int, callback_lis
                 f"training stopped and the last good checkpoint ({plural(epoch, 'completed epoch')}) is kept in {run_dir} "
                 f"(lower --learning-rate or add --warmup-epochs)"
             )
+        if agreed:  # a distributed run: every worker took this step, and every one stops after it
+            raise TrainingInterrupted(agreed, epoch, run_dir, by_peer=agreed != signum)
         means = {key: sums[key] / seen for key in ("cross_entropy", *PENALTY_KEYS)}
         callback_list.on_train_batch_end(step - 1, {
             "objective": means["cross_entropy"] + means["l1"] + means["l2"], "cross_entropy": means["cross_entropy"],

@@ -62,6 +62,31 @@ class StartupWatchdog:
         self._done.set()
 
 
+def _lost_worker_message(exc, distribution) -> str:
+    """A failed collective in one line: which worker was lost (when TensorFlow's error names it) and how to go on."""
+    import re
+
+    tasks = sorted({int(t) for t in re.findall(r"/job:\w+/replica:\d+/task:(\d+)", str(exc))} - {distribution.worker_index})
+    lost = f"lost worker {', '.join(map(str, tasks))} (it stopped, failed or is unreachable)" if tasks else \
+        "another worker stopped, failed or is unreachable"
+    return (f"worker {distribution.worker_index}: a collective failed ({type(exc).__name__}): {lost}; each collective waits at "
+            f"most --worker-timeout {distribution.worker_timeout:g} s. The last completed epoch's checkpoint is in the chief's run "
+            f"directory; restart every worker with --resume")
+
+
+def _interrupted_message(exc, run_dir, data_dir, distribution) -> str:
+    """One line: what stopped training, what is kept, and the command that continues it."""
+    name = signal.Signals(exc.signum).name
+    epochs = plural(exc.completed_epochs, "completed epoch")
+    if distribution is None or distribution.mode != "multi-worker":
+        return (f"{name}: stopped after {epochs}; checkpoint kept in {run_dir}. "
+                f"Resume with: lenet train --resume {run_dir}" + (f" --data-dir {data_dir}" if data_dir else ""))
+    cause = f"{name} on another worker" if exc.by_peer else name
+    where = run_dir if distribution.is_chief else "<the chief's run directory>"
+    return (f"worker {distribution.worker_index}: {cause}: every worker stopped after {epochs}; the chief keeps the checkpoint. "
+            f"Resume by restarting every worker with: lenet train --resume {where} (and the same --distribute options)")
+
+
 def print_result_table(metrics: dict, run_dir) -> None:
     """The finished run for people: where it is and how it scored (one row a line, greppable in a pipe)."""
     from rich.table import Table
@@ -221,21 +246,12 @@ def _train_and_report(cfg, data, data_dir, run_dir, runs_dir, tensorboard, histo
                          f"lenet train --resume {run_dir}") from None
     except TrainingInterrupted as exc:
         progress.on_train_end()
-        name = signal.Signals(exc.signum).name
-        click.echo(
-            f"{name}: stopped after {plural(exc.completed_epochs, 'completed epoch')}; checkpoint kept in {run_dir}. "
-            f"Resume with: lenet train --resume {run_dir}" + (f" --data-dir {data_dir}" if data_dir else ""),
-            err=True,
-        )
+        click.echo(_interrupted_message(exc, run_dir, data_dir, distribution), err=True)
         return 128 + exc.signum
     except Exception as exc:
         if distribution is None or distribution.mode != "multi-worker" or not _is_op_error(exc):
             raise
-        raise LenetError(
-            f"worker {distribution.worker_index}: a collective failed ({type(exc).__name__}); another worker stopped, failed or "
-            f"is unreachable (each collective waits at most --worker-timeout {distribution.worker_timeout:g} s). "
-            f"The last completed epoch's checkpoint is in the chief's run directory; restart every worker with --resume"
-        ) from None
+        raise LenetError(_lost_worker_message(exc, distribution)) from None
     finally:
         progress.on_train_end()
     if distribution is not None:
