@@ -134,6 +134,12 @@ class TrainConfig:
 
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """A config from ``config.json``'s values (unknown keys ignored).
+
+        Raises:
+            ValueError: a known key holds a value of the wrong type (a damaged or foreign file).
+        """
+        check_config_types(data)
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
         if "freeze" in values:
@@ -162,7 +168,37 @@ class TrainConfig:
         except FileNotFoundError:
             raise LenetError(f"{str(path)!r} does not exist; the run directory is incomplete") from None
         except (OSError, ValueError, TypeError, AttributeError) as exc:
-            raise LenetError(f"{str(path)!r} is not a valid lenet config ({type(exc).__name__}); the run cannot be used") from None
+            detail = str(exc).splitlines()[0] if isinstance(exc, ValueError) and str(exc) else type(exc).__name__
+            raise LenetError(f"{str(path)!r} is not a valid lenet config ({detail}); the run cannot be used") from None
+
+
+_JSON_TYPES = {"str": (str,), "int": (int,), "float": (int, float)}
+
+
+def check_config_types(data: dict[str, Any]) -> None:
+    """Check that every :class:`TrainConfig` field in ``data`` holds a value of its declared JSON type.
+
+    A run's ``config.json`` is read by every later command; a damaged or foreign
+    file must be refused where it is read, not deep inside training.
+
+    Raises:
+        ValueError: the first field whose value has the wrong type.
+    """
+    for field in dataclasses.fields(TrainConfig):
+        if field.name not in data:
+            continue
+        value, declared = data[field.name], str(field.type)
+        kinds = [kind.strip() for kind in declared.split("|")]
+        if value is None and "None" in kinds:
+            continue
+        base = kinds[0]
+        if base.startswith("tuple[str"):
+            ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+        else:
+            ok = isinstance(value, _JSON_TYPES[base]) and not isinstance(value, bool)
+        if not ok:
+            raise ValueError(f"{field.name!r} should be {declared.replace('tuple[str, ...]', 'a list of strings')}, "
+                             f"not {type(value).__name__}")
 
 
 def resolve_config(dataset: str, preset: str = "default", **overrides: Any) -> TrainConfig:

@@ -167,6 +167,13 @@ class ModelRef:
         if not isinstance(config, dict):
             raise LenetError(f"{str(path)!r} is not a lenet config (not a JSON object); the run is damaged: restore {CONFIG_FILE} "
                              f"from a backup or train the run again")
+        from lenet_cli.config import check_config_types
+
+        try:
+            check_config_types(config)
+        except ValueError as exc:
+            raise LenetError(f"{str(path)!r} is not a lenet config ({exc}); the run is damaged: restore {CONFIG_FILE} "
+                             f"from a backup or train the run again") from None
         return config
 
 

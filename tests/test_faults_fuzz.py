@@ -193,3 +193,82 @@ def test_export_sidecar_metadata(meta, garbage, suffix):
         return
     assert result["dataset"] is None or isinstance(result["dataset"], str)
     assert result["class_names"] is None or (isinstance(result["class_names"], list) and all(isinstance(c, str) for c in result["class_names"]))
+
+
+# --- own data: pixel CSVs, classes.txt and picture folders ---------------------------------------------
+
+def _valid_csv_rows(count: int, seed: int) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    return [[int(i % 3)] + [int(v) for v in rng.integers(0, 256, 784)] for i in range(count)]
+
+
+@given(rows=st.integers(0, 6), seed=st.integers(0, 3),
+       edits=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 784), st.sampled_from(["", "x", "-1", "256", "3.5", "nan", "1e9", '"7"', "7,8"])),
+                      max_size=3),
+       header=st.sampled_from(["ok", "missing", "extra", "renamed", "none"]), cut=st.none() | st.integers(0, 4000))
+@example(rows=1, seed=0, edits=[], header="ok", cut=None)
+def test_pixel_csv_parses_or_refuses_in_one_line(rows, seed, edits, header, cut):
+    from lenet_cli.datasets.csv_pixels import COLUMNS, read_pixels_csv
+
+    columns = list(COLUMNS)
+    if header == "missing":
+        columns = columns[:-1]
+    elif header == "extra":
+        columns = columns + ["pixel784"]
+    elif header == "renamed":
+        columns[5] = "px4"
+    table = [[str(v) for v in row] for row in _valid_csv_rows(rows, seed)]
+    for row, column, value in edits:
+        if row < len(table):
+            table[row][min(column, len(table[row]) - 1)] = value
+    text = ("" if header == "none" else ",".join(columns) + "\n") + "\n".join(",".join(r) for r in table)
+    path = Path(tempfile.mkdtemp(dir=SCRATCH)) / "train.csv"
+    path.write_text(text[:cut] if cut is not None else text)
+    try:
+        split = read_pixels_csv(path)
+    except LenetError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert split.images.dtype == np.uint8 and split.images.shape[1:] == (28, 28) and len(split.images) == len(split.labels)
+
+
+@given(content=st.binary(max_size=200) | st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")))
+@example(content=b"a\na\n")
+@example(content=b"\n\n")
+def test_classes_txt_parses_or_refuses_in_one_line(content):
+    from lenet_cli.datasets.common import read_class_names
+
+    path = Path(tempfile.mkdtemp(dir=SCRATCH)) / "classes.txt"
+    path.write_bytes(content)
+    try:
+        names = read_class_names(path)
+    except LenetError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert names and len(set(names)) == len(names) and all(isinstance(n, str) and n for n in names)
+
+
+@given(layout=st.lists(st.tuples(st.sampled_from(["a", "b", "c", ".hidden", "train", "test"]), st.sampled_from(["ok", "text", "empty", "blank"])),
+                       max_size=6))
+@settings(max_examples=25)
+def test_picture_folder_lists_or_refuses_in_one_line(layout):
+    from PIL import Image
+
+    from lenet_cli.datasets.picture_folder import list_pictures
+
+    root = Path(tempfile.mkdtemp(dir=SCRATCH))
+    for index, (folder, kind) in enumerate(layout):
+        (root / folder).mkdir(exist_ok=True)
+        path = root / folder / f"{index}.png"
+        if kind == "ok":
+            Image.new("L", (20, 20), 0).save(path)
+        elif kind == "text":
+            path.write_text("not an image")
+        elif kind == "empty":
+            path.write_bytes(b"")
+    try:
+        names, pictures, _ = list_pictures(root)
+    except LenetError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert len(names) >= 2 and all((root / p.relative).is_file() and 0 <= p.label < len(names) for p in pictures)
