@@ -64,6 +64,14 @@ MIN_CONTRAST = 0.1
 WORK_MAX_SIDE = 1024
 """Larger images are first reduced to this many pixels on the longest side (speed only)."""
 
+MIN_EXTENT = 0.02
+"""Content spans at least 2 % of the image's longest side (and 4 pixels); anything smaller is a speck."""
+
+MIN_EXTENT_PIXELS = 4
+
+STROKE_RANGE = (1.6, 2.2)
+"""Stroke widths (2 x area / outline, in pixels of the 20x20 box) left as they are: MNIST test digits' interquartile range (1.57-2.19)."""
+
 FASHION_TRIM = 0.05
 """Fashion-MNIST trimmed edges within 5 % of the corner colour."""
 
@@ -247,7 +255,14 @@ def decide_invert(luminance: np.ndarray, setting: str = "auto") -> bool:
     ``auto`` looks at which side of the background level the outliers lie:
     the background is the median of a thin border ring, and the content is
     whichever extreme (0.5th or 99.5th percentile) is further from it. When
-    neither stands out (tiny content, or none), a bright border decides.
+    neither stands out (grey paper half in shadow: the lit part is as far
+    above the border as the ink is below it), it asks which extreme lies
+    further outside the whole range of the border's levels (shadowed and
+    lit paper both reach the border; ink seldom does), then the same
+    question of each pixel's difference from the median of its block (grids of 3x3,
+    4x4 and 5x5 blocks, averaged), where smooth shadows mostly vanish and
+    strokes remain. When nothing stands out there either, a
+    bright border decides.
 
     Args:
         luminance: ``(H, W)`` luminance in ``[0, 1]``.
@@ -260,11 +275,22 @@ def decide_invert(luminance: np.ndarray, setting: str = "auto") -> bool:
         return True
     if setting == "never":
         return False
-    background = _quantile(_border(luminance), 0.5)
-    values = np.sort(_subsample(luminance, 256), axis=None)
+    ring = _border(luminance)
+    background = _quantile(ring, 0.5)
+    sample = _subsample(luminance, 256)
+    values = np.sort(sample, axis=None)
     low, high = values[int(0.005 * (values.size - 1))], values[int(0.995 * (values.size - 1))]
     darker, lighter = background - float(low), float(high) - background
     if max(darker, lighter) >= MIN_CONTRAST and max(darker, lighter) >= 2 * min(darker, lighter):
+        return darker > lighter
+    darker, lighter = _quantile(ring, 0.005) - float(low), float(high) - _quantile(ring, 0.995)
+    if max(darker, lighter) >= MIN_CONTRAST / 2 and max(darker, lighter) >= 2 * max(min(darker, lighter), 0.0):
+        return darker > lighter
+    small = _subsample(luminance, 64)
+    details = [_minus_block_median(small, blocks) for blocks in (3, 4, 5)]
+    darker = -float(np.mean([_quantile(detail, 0.005) for detail in details]))
+    lighter = float(np.mean([_quantile(detail, 0.995) for detail in details]))
+    if max(darker, lighter) >= MIN_CONTRAST / 2 and max(darker, lighter) >= 1.3 * min(darker, lighter):
         return darker > lighter
     return background > 0.5
 
@@ -331,6 +357,16 @@ def _quantile(values: np.ndarray, q: float) -> float:
     flat = values.ravel()
     k = int(q * (flat.size - 1))
     return float(np.partition(flat, k)[k])
+
+
+def _minus_block_median(values: np.ndarray, blocks: int) -> np.ndarray:
+    """Each pixel minus the median of its block (a ``blocks`` x ``blocks`` grid): the local background removed."""
+    h, w = values.shape
+    bh, bw = math.ceil(h / blocks), math.ceil(w / blocks)
+    grid = np.pad(values, ((0, bh * blocks - h), (0, bw * blocks - w)), mode="edge")
+    cells = grid.reshape(blocks, bh, blocks, bw).transpose(0, 2, 1, 3).reshape(blocks, blocks, bh * bw)
+    median = np.median(cells, axis=2).astype(np.float32)
+    return values - np.repeat(np.repeat(median, bh, axis=0), bw, axis=1)[:h, :w]
 
 
 def _subsample(values: np.ndarray, max_side: int) -> np.ndarray:
@@ -450,7 +486,10 @@ def _fit_background(ink: np.ndarray, *, border_only: bool) -> tuple[np.ndarray, 
     sample = _subsample(ink, 64)
     design, selected, full_terms = _background_model(h, w, border_only)
     terms = design.shape[1]
-    keep = _darkest_of_each_block(sample, selected, 0.4).ravel()
+    if border_only:
+        keep = _darkest_of_each_block(sample, selected, 0.4).ravel()
+    else:
+        keep = _paper_blocks(sample, selected).ravel()
     target = sample.ravel().astype(np.float64)
     selected = selected.ravel()
     if keep.sum() < terms:
@@ -520,6 +559,43 @@ def _darkest_of_each_block(sample: np.ndarray, selected: np.ndarray, fraction: f
     return selected & (sample <= cut_map)
 
 
+def _paper_blocks(sample: np.ndarray, selected: np.ndarray, blocks: int = 8) -> np.ndarray:
+    """The darkest 40 % of each block of an 8x8 grid, leaving out blocks that are mostly ink.
+
+    A bold stroke (a marker, up to a third of the digit's height) in a
+    tightly cropped picture fills whole blocks, whose darkest pixels are
+    then ink. Each block's 40 % level is compared with a quadratic surface
+    fitted to the lowest 30 % of all blocks' levels (trimmed least squares:
+    ink only ever lies above the paper); blocks far above it are left out.
+    """
+    h, w = sample.shape
+    bh, bw = math.ceil(h / blocks), math.ceil(w / blocks)
+    rows, cols = math.ceil(h / bh), math.ceil(w / bw)
+    grid = np.full((rows * bh, cols * bw), np.inf, dtype=np.float32)
+    grid[:h, :w] = np.where(selected, sample, np.inf)
+    cells = np.sort(grid.reshape(rows, bh, cols, bw).transpose(0, 2, 1, 3).reshape(rows, cols, bh * bw), axis=2)
+    valid = np.isfinite(cells).sum(axis=2)
+    k = np.maximum((0.4 * (valid - 1)).astype(np.int64), 0)
+    cut = np.take_along_axis(cells, k[..., None], axis=2)[..., 0].astype(np.float64)
+    usable = (valid > 0).ravel()
+    if usable.sum() >= 12:
+        v, u = np.meshgrid(np.linspace(-1, 1, rows), np.linspace(-1, 1, cols), indexing="ij")
+        design = np.stack([np.ones(rows * cols), u.ravel(), v.ravel(), (u * u).ravel(), (u * v).ravel(), (v * v).ravel()], 1)
+        level = cut.ravel()
+        chosen = usable.copy()
+        for _ in range(4):
+            coef = np.linalg.lstsq(design[chosen], level[chosen], rcond=None)[0]
+            residual = level - design @ coef
+            cutoff = _quantile(residual[usable], 0.3)
+            chosen = usable & (residual <= cutoff)
+        spread = 1.4826 * float(np.median(np.abs(residual[chosen] - np.median(residual[chosen]))))
+        paper = (residual <= max(cutoff + 4 * spread, cutoff + 0.05)).reshape(rows, cols)
+        cut = np.where(paper, cut, -np.inf)
+    cut = np.where(valid > 0, cut, -np.inf)
+    cut_map = np.repeat(np.repeat(cut, bh, axis=0), bw, axis=1)[:h, :w]
+    return selected & (sample <= cut_map)
+
+
 def _otsu(values: np.ndarray) -> float:
     """Otsu's threshold over 256 bins spanning ``[0, max]``."""
     top = float(values.max(initial=0.0))
@@ -542,6 +618,8 @@ def _drop_specks(mask: np.ndarray, far_piece_fraction: float) -> tuple[np.ndarra
     A piece stays if it is at least ``far_piece_fraction`` of the largest
     one's area, or if it is not tiny and lies within the largest piece's
     bounding box grown by a quarter on each side (a detached bar of a 5).
+    When even the largest piece spans less than :data:`MIN_EXTENT` of the
+    image (and 4 pixels), there are only specks: the bounding box is None.
     """
     h, w = mask.shape
     rows, starts, ends, labels = _label_runs(mask)
@@ -560,7 +638,8 @@ def _drop_specks(mask: np.ndarray, far_piece_fraction: float) -> tuple[np.ndarra
     np.maximum.at(x1, labels, ends)
     largest = int(np.argmax(area))
     min_area = max(3.0, 2e-5 * h * w)
-    if area[largest] < min_area:
+    extent = max(y1[largest] - y0[largest], x1[largest] - x0[largest])
+    if area[largest] < min_area or extent < max(MIN_EXTENT_PIXELS, MIN_EXTENT * max(h, w)):
         return mask, None
     gy = 0.25 * (y1[largest] - y0[largest])
     gx = 0.25 * (x1[largest] - x0[largest])
@@ -642,8 +721,64 @@ def _preprocess_mnist(ink: np.ndarray, inverted: bool, name: str | None) -> np.n
     radius = max(1, round(max(height, width) / 40))
     crop = crop * _dilate(content.mask[y0:y1, x0:x1], radius)
     fit = MNIST_BOX / max(height, width)
+    stroke = _stroke_width(content.mask[y0:y1, x0:x1]) * fit
+    if not STROKE_RANGE[0] <= stroke <= STROKE_RANGE[1]:
+        crop = _normalise_stroke(crop, fit, stroke)
+        height, width = crop.shape
+        fit = MNIST_BOX / max(height, width)
     digit = np.clip(_resize(crop, max(1, round(height * fit)), max(1, round(width * fit))), 0.0, 1.0)
     return _paste_by_centre_of_mass(digit, name)
+
+
+def _stroke_width(mask: np.ndarray) -> float:
+    """Mean width of the strokes in a mask: twice its area over the length of its outline."""
+    area = int(np.count_nonzero(mask))
+    if area == 0:
+        return 0.0
+    edges = (
+        np.count_nonzero(mask[1:] != mask[:-1])
+        + np.count_nonzero(mask[:, 1:] != mask[:, :-1])
+        + np.count_nonzero(mask[0])
+        + np.count_nonzero(mask[-1])
+        + np.count_nonzero(mask[:, 0])
+        + np.count_nonzero(mask[:, -1])
+    )
+    return 2.0 * area / max(edges, 1)
+
+
+def _normalise_stroke(crop: np.ndarray, fit: float, stroke: float) -> np.ndarray:
+    """Thin a marker's strokes, or thicken a pencil's, to the nearest width MNIST's writers used.
+
+    Works at four times the 20x20 box: grey erosion or dilation by the
+    difference, alternating 3x3 squares and crosses (close to a disk), then
+    crops to the new extent so the digit still fills the box.
+    """
+    scale = 4
+    h, w = crop.shape
+    work = np.clip(_resize(crop, max(1, round(h * fit * scale)), max(1, round(w * fit * scale))), 0.0, 1.0)
+    target = min(max(stroke, STROKE_RANGE[0]), STROKE_RANGE[1])
+    steps = round(abs(stroke - target) * scale / 2)
+    reduce = np.minimum if stroke > target else np.maximum
+    for step in range(steps):
+        work = _grey_morph(work, reduce, square=step % 2 == 0)
+    rows, cols = np.nonzero(work > 0.05)
+    if rows.size == 0:
+        return crop
+    return work[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+
+def _grey_morph(values: np.ndarray, reduce, square: bool) -> np.ndarray:
+    """One step of grey erosion (``np.minimum``) or dilation (``np.maximum``) over a 3x3 square or cross."""
+    fill = 0.0
+    padded = np.pad(values, 1, constant_values=fill)
+    h, w = values.shape
+    out = values.copy()
+    shifts = [(-1, 0), (1, 0), (0, -1), (0, 1)]
+    if square:
+        shifts += [(-1, -1), (-1, 1), (1, -1), (1, 1)]
+    for dy, dx in shifts:
+        out = reduce(out, padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w])
+    return out
 
 
 def _paste_by_centre_of_mass(digit: np.ndarray, name: str | None) -> np.ndarray:
