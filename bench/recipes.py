@@ -68,7 +68,7 @@ def run_one(dataset: str, name: str, seed: int, extra: list[str], root: Path, da
             "_test_accuracy": metrics["test_accuracy"]}
 
 
-def candidate_options(name: str, epochs: int | None, train_limit: int | None) -> list[str]:
+def candidate_options(name: str, epochs: int | None, train_limit: int | None, validation_size: int | None = None) -> list[str]:
     """A candidate's ``lenet train`` options, with a screening round's epochs and image limit applied."""
     options = list(CANDIDATES[name])
     if epochs:
@@ -78,6 +78,8 @@ def candidate_options(name: str, epochs: int | None, train_limit: int | None) ->
         options += ["--epochs", str(epochs)]
     if train_limit:
         options += ["--train-limit", str(train_limit)]
+    if validation_size is not None:
+        options += ["--validation-size", str(validation_size)]
     return options
 
 
@@ -125,6 +127,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds; at least 2 for a ranking that means something")
     parser.add_argument("--epochs", type=int, default=None, help="override every candidate's epochs (screening)")
     parser.add_argument("--train-limit", type=int, default=None, help="train on the first N training images (screening)")
+    parser.add_argument("--validation-size", type=int, default=None, help="held-out training images (default: lenet's)")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--results-md", type=Path, default=None, help="also write the table into this markdown file")
@@ -135,7 +138,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="lenet-recipes-") as tmp:
         for seed in seeds:  # seeds outermost: a partial search still compares every candidate
             for name in names:
-                extra = candidate_options(name, args.epochs, args.train_limit)
+                extra = candidate_options(name, args.epochs, args.train_limit, args.validation_size)
                 row = run_one(args.dataset, name, seed, extra, Path(tmp), args.data_dir or data_dir())
                 rows.append(row)
                 print(f"{name} seed {seed}: validation {row['val_accuracy']:.4f} ({row['train_seconds'] / 60:.1f} min)", file=sys.stderr, flush=True)

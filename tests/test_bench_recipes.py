@@ -28,7 +28,7 @@ def test_ranking_is_by_mean_validation_accuracy():
 def test_a_tiny_search_through_the_real_command(synthetic_data_dir, tmp_path, capsys):
     md = tmp_path / "RESULTS.md"
     md.write_text("# Results\n\n<!-- recipes:mnist -->\nold\n<!-- /recipes:mnist -->\n\n## after\n")
-    recipes.main(["--dataset", "mnist", "--candidates", "base,smooth", "--seeds", "0", "--epochs", "1", "--train-limit", "200",
+    recipes.main(["--dataset", "mnist", "--candidates", "base,smooth", "--seeds", "0", "--epochs", "1", "--train-limit", "200", "--validation-size", "100",
                   "--data-dir", str(synthetic_data_dir), "--out", str(tmp_path), "--results-md", str(md)])
     saved = json.loads((tmp_path / "recipes_mnist.json").read_text())
     assert {r["candidate"] for r in saved["runs"]} == {"base", "smooth"}
