@@ -247,9 +247,10 @@ def bench_coldstart(args, tmp):
     Image.fromarray(data.test.images[0]).save(one)
     models = {"keras": run / "model.keras"}
     for fmt, name in (("onnx", "model.onnx"), ("litert", "model.tflite")):
-        proc = subprocess.run(_lenet_cmd("export", run, "--format", fmt, "--output", tmp / name, "--no-verify"), capture_output=True, text=True)
-        if proc.returncode == 0:
-            models[fmt] = tmp / name
+        proc = subprocess.run(_lenet_cmd("export", run, "--to", fmt, "--output", tmp / name, "--no-verify"), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"export to {fmt} failed: {proc.stderr.strip()[-500:]}")
+        models[fmt] = tmp / name
     repeats = 1 if args.smoke else 5
     rows, raw = [], {}
 
