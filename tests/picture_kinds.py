@@ -28,7 +28,7 @@ Everything is deterministic given the seed, and uses numpy and Pillow only
 from __future__ import annotations
 
 import io
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -200,7 +200,7 @@ def draw_strokes(strokes: list[list[tuple[float, float]]], width: float, size: i
     draw = ImageDraw.Draw(image)
     xs = [x + slant * (1 - y) for stroke in strokes for x, y in stroke]
     x_mid = (min(xs) + max(xs)) / 2
-    pen = max(1, int(round(width * height)))
+    pen = max(1, round(width * height))
     for stroke in strokes:
         points = [((x + slant * (1 - y) - x_mid) * height + big / 2, (y - 0.5) * height + big / 2) for x, y in stroke]
         draw.line(points, fill=255, width=pen, joint="curve")
@@ -212,7 +212,9 @@ def draw_strokes(strokes: list[list[tuple[float, float]]], width: float, size: i
 
 def continental_strokes(label: int, rng: np.random.Generator) -> list[list[tuple[float, float]]]:
     """A 1 with a long flag and a foot, or a 7 crossed in the middle (with a small serif), jittered."""
-    j = lambda s: float(rng.uniform(-s, s))  # noqa: E731
+    def j(s: float) -> float:
+        return float(rng.uniform(-s, s))
+
     if label == 1:
         flag = rng.uniform(0.3, 0.5)
         stroke = [(-flag * 0.9 + j(0.04), flag * 0.8 + j(0.05)), (0.0, 0.0), (j(0.03), 1.0)]
