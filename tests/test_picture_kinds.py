@@ -194,7 +194,7 @@ def _real(dataset: str, count: int) -> np.ndarray:
 @pytest.mark.skipif(not (REAL_DATA / "mnist" / "t10k-images-idx3-ubyte.gz").is_file(), reason=f"no MNIST in {REAL_DATA}")
 @pytest.mark.parametrize("kind", [k for k in DIGIT_KINDS if k != "continental"])
 def test_real_mnist_digits_of_each_kind_come_back(kind):
-    digits = _real("mnist", 24)
+    digits = _real("mnist", 16)
     scores = []
     for index, digit in enumerate(digits):
         out = P.preprocess(read_image(render_kind(kind, (5, index), digit)), MNIST)
@@ -205,7 +205,7 @@ def test_real_mnist_digits_of_each_kind_come_back(kind):
 @pytest.mark.realdata
 @pytest.mark.skipif(not (REAL_DATA / "fashion" / "t10k-images-idx3-ubyte.gz").is_file(), reason=f"no Fashion in {REAL_DATA}")
 def test_real_fashion_product_pictures_come_back():
-    articles = _real("fashion", 24)
+    articles = _real("fashion", 16)
     options = P.PreprocessOptions(mode="fashion")
     scores = [
         correlation(P.preprocess(read_image(render_kind("product", (5, i), a)), options), a / 255.0)
