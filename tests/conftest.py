@@ -24,9 +24,8 @@ prepare_tensorflow_env()  # the same TensorFlow settings as the command line, be
 def isolated_env(tmp_path, monkeypatch):
     """No test reads the user's cache, runs folder or real data unless it asks to.
 
-    The environment is restored after each test: ``lenet --debug`` sets
-    ``LENET_DEBUG`` / ``LENET_TF_LOG`` in-process, which must not leak into
-    later tests (or the subprocesses they start).
+    The environment is restored after each test, so a test that sets a
+    variable cannot leak it into later tests (or the subprocesses they start).
     """
     saved = dict(os.environ)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
