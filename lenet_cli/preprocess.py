@@ -69,6 +69,9 @@ MIN_EXTENT = 0.02
 
 MIN_EXTENT_PIXELS = 4
 
+NEAR_PIECE_FRACTION = 0.005
+"""A piece beside the largest one counts when it has at least 0.5 % of its area."""
+
 STROKE_RANGE = (1.6, 2.2)
 """Stroke widths (2 x area / outline, in pixels of the 20x20 box) left as they are: MNIST test digits' interquartile range (1.57-2.19)."""
 
@@ -617,8 +620,10 @@ def _drop_specks(mask: np.ndarray, far_piece_fraction: float) -> tuple[np.ndarra
 
     A piece stays if it is at least ``far_piece_fraction`` of the largest
     one's area, or if it is not tiny and lies within the largest piece's
-    bounding box grown by a quarter on each side (a detached bar of a 5).
-    When even the largest piece spans less than :data:`MIN_EXTENT` of the
+    bounding box grown by a quarter on each side (a detached bar of a 5)
+    and at least :data:`NEAR_PIECE_FRACTION` of the largest (noise on a
+    white background clipped at full white can pass a low threshold in
+    clusters, and would stretch the box). When even the largest piece spans less than :data:`MIN_EXTENT` of the
     image (and 4 pixels), there are only specks: the bounding box is None.
     """
     h, w = mask.shape
@@ -646,7 +651,7 @@ def _drop_specks(mask: np.ndarray, far_piece_fraction: float) -> tuple[np.ndarra
     near = (
         (y0 >= y0[largest] - gy) & (y1 <= y1[largest] + gy) & (x0 >= x0[largest] - gx) & (x1 <= x1[largest] + gx)
     )
-    keep = (area >= max(far_piece_fraction * area[largest], min_area)) | (near & (area >= min_area))
+    keep = (area >= max(far_piece_fraction * area[largest], min_area)) | (near & (area >= max(min_area, NEAR_PIECE_FRACTION * area[largest])))
     keep_run = keep[labels]
     kept = np.zeros((h, w + 1), dtype=np.int8)
     kept[rows[keep_run], starts[keep_run]] = 1  # runs in a row are separated, so no index repeats
