@@ -188,6 +188,43 @@ def locate_dataset(
     return target
 
 
+def fetch_verified(urls, final: Path, checksum: tuple[str, str] | None = None, log: Callable[[str], None] | None = None,
+                   timeout: float = 30.0) -> tuple[Path | None, list[str]]:
+    """Try each URL in turn: stream it to a temporary file while hashing it, check ``(algorithm, hexdigest)``, rename into place.
+
+    A failed or corrupt download leaves no file behind under either name.
+
+    Returns:
+        ``(final, [])`` once a URL succeeded, else ``(None, one reason per URL)``.
+    """
+    import hashlib
+    import urllib.error  # here, not at the top: urllib.request costs ~30 ms of every cold start
+    import urllib.request
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for url in urls:
+        tmp = final.parent / f".{final.name}.{os.getpid()}.part"
+        try:
+            if log:
+                log(f"downloading {url}")
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                digest = hashlib.new(checksum[0] if checksum else "sha256")
+                while chunk := response.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if checksum and digest.hexdigest() != checksum[1]:
+                raise ValueError(f"checksum mismatch ({checksum[0]} {digest.hexdigest()[:12]}..., expected {checksum[1][:12]}...)")
+            os.replace(tmp, final)
+            return final, []
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            errors.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    return None, errors
+
+
 def download_file(
     dataset: str,
     name: str,
@@ -196,41 +233,16 @@ def download_file(
     log: Callable[[str], None] | None = None,
     timeout: float = 30.0,
 ) -> Path:
-    """Download one IDX file, verify its SHA-256, then move it into place atomically.
-
-    A failed or corrupt download leaves no file behind under either name.
+    """Download one IDX file from the dataset's mirrors, verify its SHA-256, then move it into place atomically.
 
     Raises:
         LenetError: every mirror failed; the message says where to put the file by hand.
     """
-    import hashlib
-    import urllib.error  # here, not at the top: urllib.request costs ~30 ms of every cold start
-    import urllib.request
-
-    target_dir.mkdir(parents=True, exist_ok=True)
-    final = target_dir / name
     expected = SHA256.get(dataset, {}).get(name)
-    errors = []
-    for mirror in mirrors if mirrors is not None else MIRRORS[dataset]:
-        url = mirror + name
-        tmp = target_dir / f".{name}.{os.getpid()}.part"
-        try:
-            if log:
-                log(f"downloading {url}")
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-                digest = hashlib.sha256()
-                while chunk := response.read(1 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
-            if expected and digest.hexdigest() != expected:
-                raise ValueError(f"checksum mismatch (sha256 {digest.hexdigest()[:12]}..., expected {expected[:12]}...)")
-            os.replace(tmp, final)
-            return final
-        except (OSError, urllib.error.URLError, ValueError) as exc:
-            errors.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+    urls = [mirror + name for mirror in (mirrors if mirrors is not None else MIRRORS[dataset])]
+    final, errors = fetch_verified(urls, target_dir / name, ("sha256", expected) if expected else None, log, timeout)
+    if final is not None:
+        return final
     raise LenetError(
         f"could not download {dataset}/{name} ({'; '.join(errors)}); on an offline machine copy the four "
         f"original IDX .gz files into {str(target_dir)!r}, or pass --data-dir DIR / set ${DATA_DIR_ENV} to a folder holding {dataset}/"

@@ -27,7 +27,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from lenet_cli.data import DATA_DIR_ENV, SPLIT_FILES, VERIFY_ENV, Split, _read_idx_body, default_cache_dir, load_idx_images, load_idx_labels
+from lenet_cli.data import (DATA_DIR_ENV, SPLIT_FILES, VERIFY_ENV, Split, _read_idx_body, default_cache_dir, fetch_verified, load_idx_images,
+                            load_idx_labels)
 from lenet_cli.datasets.common import assemble, check_labels, fingerprint_files
 from lenet_cli.errors import LenetError
 
@@ -140,32 +141,10 @@ def download(key: str, name: str, target_dir: Path, log: Callable[[str], None] |
     Raises:
         LenetError: every source failed; the message says where to put the file by hand.
     """
-    import urllib.error  # here: urllib.request costs ~30 ms of every cold start
-    import urllib.request
-
-    target_dir.mkdir(parents=True, exist_ok=True)
-    known = CHECKSUMS.get(key, {}).get(name)
-    errors = []
-    for base in URL_BASES[key]:
-        url = base + name
-        tmp = target_dir / f".{name}.{os.getpid()}.part"
-        try:
-            if log:
-                log(f"downloading {url}")
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-                digest = hashlib.new(known[0] if known else "sha256")
-                while chunk := response.read(1 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
-            if known and digest.hexdigest() != known[1]:
-                raise ValueError(f"checksum mismatch ({known[0]} {digest.hexdigest()[:12]}..., expected {known[1][:12]}...)")
-            os.replace(tmp, target_dir / name)
-            return target_dir / name
-        except (OSError, urllib.error.URLError, ValueError) as exc:
-            errors.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+    final, errors = fetch_verified([base + name for base in URL_BASES[key]], target_dir / name, CHECKSUMS.get(key, {}).get(name),
+                                   log, timeout)
+    if final is not None:
+        return final
     raise LenetError(f"could not download {name} ({'; '.join(errors)}); on an offline machine copy it into {str(target_dir)!r}, "
                      f"or pass --data-dir DIR / set ${DATA_DIR_ENV} to a folder holding it")
 
