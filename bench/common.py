@@ -58,3 +58,21 @@ def onednn_in_use(tf) -> bool:
         return bool(_pywrap_util_port.IsMklEnabled())
     except (ImportError, AttributeError):
         return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "") == "1"
+
+
+def model_and_test_images(run_dir: Path, count: int):
+    """A trained model, the last ``count`` images of its dataset's test split, their labels, and its accuracy on them.
+
+    The starting point of the picture benchmarks (``predict_accuracy``, ``picture_kinds``), which compare how
+    ``lenet predict`` reads rendered pictures with how the model reads the same 28x28 originals.
+    """
+    from lenet_cli.data import load_split
+    from lenet_cli.model_io import open_model
+    from lenet_cli.runs import resolve_model
+
+    ref = resolve_model(run_dir)
+    loaded = open_model(ref)
+    split, _ = load_split(loaded.dataset, "test", data_dir())
+    images, labels = split.images[-count:], split.labels[-count:].astype(int)
+    original = float((loaded.predict(images).argmax(1) == labels).mean())
+    return ref, loaded, images, labels, original

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import REPO, cpu_model, data_dir
+from bench.common import REPO, cpu_model, model_and_test_images
 
 JPEG_MAGIC = b"\xff\xd8"
 
@@ -48,17 +48,11 @@ def measure(run_dir: Path, count: int = 1000, kinds: list[str] | None = None, se
     sys.path.insert(0, str(REPO / "tests"))
     from picture_kinds import DIGIT_KINDS, FASHION_KINDS
 
-    from lenet_cli.data import CLASS_NAMES, load_split
-    from lenet_cli.model_io import open_model
+    from lenet_cli.data import CLASS_NAMES
     from lenet_cli.prediction import expand_inputs, predict_items
-    from lenet_cli.runs import resolve_model
 
-    ref = resolve_model(run_dir)
-    loaded = open_model(ref)
+    ref, loaded, images, labels, original = model_and_test_images(run_dir, count)
     dataset = loaded.dataset
-    split, _ = load_split(dataset, "test", data_dir())
-    images, labels = split.images[-count:], split.labels[-count:].astype(int)
-    original = float((loaded.predict(images).argmax(1) == labels).mean())
     kinds = kinds or list(DIGIT_KINDS if dataset == "mnist" else FASHION_KINDS)
     result = {
         "dataset": dataset,

@@ -20,24 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO, data_dir
+from bench.common import REPO, model_and_test_images
 
 
 def measure(run_dir: Path, count: int = 2000, seed: int = 20261127) -> dict:
     sys.path.insert(0, str(REPO / "tests"))
     from renderings import FORMATS, write_renderings
 
-    from lenet_cli.data import CLASS_NAMES, load_split
-    from lenet_cli.model_io import open_model
+    from lenet_cli.data import CLASS_NAMES
     from lenet_cli.prediction import expand_inputs, predict_items
-    from lenet_cli.runs import resolve_model
 
-    ref = resolve_model(run_dir)
-    loaded = open_model(ref)
+    ref, loaded, images, labels, original = model_and_test_images(run_dir, count)
     dataset = loaded.dataset
-    split, _ = load_split(dataset, "test", data_dir())
-    images, labels = split.images[-count:], split.labels[-count:].astype(int)
-    original = float((loaded.predict(images).argmax(1) == labels).mean())
     result = {"dataset": dataset, "count": count, "model": str(ref.model_path), "original_accuracy": original, "per_format": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in FORMATS:
