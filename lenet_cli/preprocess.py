@@ -582,21 +582,34 @@ def _paper_blocks(sample: np.ndarray, selected: np.ndarray, blocks: int = 8) -> 
     cut = np.take_along_axis(cells, k[..., None], axis=2)[..., 0].astype(np.float64)
     usable = (valid > 0).ravel()
     if usable.sum() >= 12:
-        v, u = np.meshgrid(np.linspace(-1, 1, rows), np.linspace(-1, 1, cols), indexing="ij")
-        design = np.stack([np.ones(rows * cols), u.ravel(), v.ravel(), (u * u).ravel(), (u * v).ravel(), (v * v).ravel()], 1)
-        level = cut.ravel()
+        design = _block_design(rows, cols)
+        level = np.where(usable, cut.ravel(), 0.0)
         chosen = usable.copy()
         for _ in range(4):
-            coef = np.linalg.lstsq(design[chosen], level[chosen], rcond=None)[0]
+            picked = design[chosen]
+            coef = np.linalg.solve(picked.T @ picked + 1e-9 * np.eye(6), picked.T @ level[chosen])
             residual = level - design @ coef
             cutoff = _quantile(residual[usable], 0.3)
-            chosen = usable & (residual <= cutoff)
-        spread = 1.4826 * float(np.median(np.abs(residual[chosen] - np.median(residual[chosen]))))
+            now = usable & (residual <= cutoff)
+            if np.array_equal(now, chosen):
+                break
+            chosen = now
+        kept = residual[chosen]
+        spread = 1.4826 * _quantile(np.abs(kept - _quantile(kept, 0.5)), 0.5)
         paper = (residual <= max(cutoff + 4 * spread, cutoff + 0.05)).reshape(rows, cols)
         cut = np.where(paper, cut, -np.inf)
     cut = np.where(valid > 0, cut, -np.inf)
     cut_map = np.repeat(np.repeat(cut, bh, axis=0), bw, axis=1)[:h, :w]
     return selected & (sample <= cut_map)
+
+
+@functools.lru_cache(maxsize=16)
+def _block_design(rows: int, cols: int) -> np.ndarray:
+    """Quadratic terms over a grid of blocks (for :func:`_paper_blocks`)."""
+    v, u = np.meshgrid(np.linspace(-1, 1, rows), np.linspace(-1, 1, cols), indexing="ij")
+    design = np.stack([np.ones(rows * cols), u.ravel(), v.ravel(), (u * u).ravel(), (u * v).ravel(), (v * v).ravel()], 1)
+    design.flags.writeable = False
+    return design
 
 
 def _otsu(values: np.ndarray) -> float:
