@@ -135,6 +135,15 @@ def test_continental_digits_keep_their_flag_foot_and_bar(label):
         render_kind("continental", 0, label=4)
 
 
+def test_grey_paper_half_in_shadow_is_dark_ink_on_light():
+    # Seeds where the lit paper is as far above the border's level as the ink is below it
+    # (each was read as light content on dark, and refused, before).
+    for seed in (6, 18, 26, 29, 31, 56):
+        luminance = read_image(render_kind("shadow", seed, SOURCES["seven"]))
+        assert P.decide_invert(luminance) is True, seed
+        assert_mnist_layout(P.preprocess(luminance, MNIST))
+
+
 def test_kinds_are_deterministic_and_look_as_named():
     digit = SOURCES["seven"]
     for kind in DIGIT_KINDS:
