@@ -175,6 +175,16 @@ def test_a_product_picture_fills_the_frame_and_is_centred():
     assert out[14, 14] > out[4, 8]
 
 
+def test_noise_specks_beside_an_article_on_clipped_white_do_not_stretch_its_box():
+    photo = np.full((400, 300), 255, np.uint8)  # pure white: the noise estimate is zero
+    photo[150:350, 100:200] = 40
+    for y, x in ((100, 120), (110, 180), (360, 90)):  # grey specks of 6x6 px within a quarter of its height
+        photo[y : y + 6, x : x + 6] = 225
+    out = P.preprocess(photo, P.PreprocessOptions(mode="fashion"))
+    y0, y1, x0, x1 = bbox(out, 0.05)
+    assert (y0, y1) == (0, 28) and x1 - x0 == 14
+
+
 # --- still refused ------------------------------------------------------------
 
 
