@@ -5,11 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 
 import click
-
-from lenet_cli.errors import LenetError
 
 
 def _csv_line(values) -> str:

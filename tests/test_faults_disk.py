@@ -11,8 +11,6 @@ afterwards ends with the very weights of an uninterrupted run.
 from __future__ import annotations
 
 import json
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest

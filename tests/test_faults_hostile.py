@@ -7,8 +7,6 @@ the one-line error too.
 
 from __future__ import annotations
 
-import gzip
-import os
 import struct
 import subprocess
 import sys
