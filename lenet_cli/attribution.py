@@ -88,6 +88,21 @@ def completeness_gap(attributions: np.ndarray, logit_image: float, logit_baselin
     return abs(float(np.sum(attributions, dtype=np.float64)) - difference) / max(abs(difference), 1e-6)
 
 
+def _images_and_targets(images, targets) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, h, w)`` float32 images (a channel axis dropped) and one int target each.
+
+    Raises:
+        LenetError: the shapes do not pair up.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 4:
+        images = images[..., 0]
+    targets = np.asarray(targets, dtype=np.int64).reshape(-1)
+    if images.ndim != 3 or len(images) != len(targets):
+        raise LenetError(f"need (n, h, w) images and one target each. Received: images {images.shape}, targets {targets.shape}")
+    return images, targets
+
+
 def integrated_gradients_batch(
     gradient_fn: GradientFn,
     images: np.ndarray,
@@ -110,12 +125,7 @@ def integrated_gradients_batch(
         ``(attributions (n, 28, 28), logit at the image (n,), logit at the baseline (n,))``;
         the logits are the path's end points, so completeness costs nothing extra.
     """
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim == 4:
-        images = images[..., 0]
-    targets = np.asarray(targets, dtype=np.int32).reshape(-1)
-    if images.ndim != 3 or len(images) != len(targets):
-        raise LenetError(f"need (n, 28, 28) images and one target each. Received: images {images.shape}, targets {targets.shape}")
+    images, targets = _images_and_targets(images, targets)
     base = black_baseline(images[0] if len(images) else np.zeros((28, 28))) if baseline is None else np.asarray(baseline, np.float32)
     if base.ndim == 3:
         base = base[..., 0]
@@ -198,12 +208,7 @@ def occlusion_sensitivity_batch(
     Positive: covering the pixel lowers the target's score (evidence for it);
     negative: covering it raises the score (evidence against).
     """
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim == 4:
-        images = images[..., 0]
-    targets = np.asarray(targets, dtype=np.int64).reshape(-1)
-    if images.ndim != 3 or len(images) != len(targets):
-        raise LenetError(f"need (n, h, w) images and one target each. Received: images {images.shape}, targets {targets.shape}")
+    images, targets = _images_and_targets(images, targets)
     size = images.shape[1]
     corners = occlusion_patches(size, patch, stride)
     coverage = np.zeros((size, size), dtype=np.float64)
