@@ -15,9 +15,10 @@ picks it). This is explicit per-replica sharding of each batch; no ``tf.data``
 auto-sharding is involved (auto-shard ``FILE`` would fail on in-memory data and
 ``DATA`` would make every worker read and drop the whole batch anyway).
 
-Loss: each replica adds its per-example cross-entropy over the *global* batch
-size, plus the penalty over the number of replicas, so the all-reduced (summed)
-gradient equals the single-device gradient of the mean loss.
+Loss: each replica differentiates its per-example cross-entropy over the
+*global* batch size and adds the penalty's gradient over the number of
+replicas, so the all-reduced (summed) gradient equals the single-device
+gradient of the mean loss.
 
 Timeouts: every collective (the optimizer's gradient all-reduce and the metric
 sums) runs with ``CommunicationOptions(timeout_seconds=worker_timeout)``; joining
@@ -186,18 +187,19 @@ def distributed_train_step(distribution: Distribution, view, objective, trainabl
     replicas = strategy.num_replicas_in_sync
 
     def replica_step(x, y, global_n, stop):
+        terms = objective.penalties()  # before the update: the weights this step starts from
         with tf.GradientTape() as tape:
             logits, _ = view(inputs(x), training=True)
-            loss, logs = objective.loss(y, logits, global_n, replicas)
-        grads = tape.gradient(loss, trainable)
+            loss, cross_entropy_sum = objective.data_loss(y, logits, global_n)
+        grads = objective.add_penalty_gradients(tape.gradient(loss, trainable), trainable, replicas)
         optimizer.apply_gradients(zip(grads, trainable))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
         context = tf.distribute.get_replica_context()
         stop_sigint, stop_sigterm = tf.identity(stop[0]), tf.identity(stop[1])  # this replica's copies, reduced like its sums
         ce_total, correct_total, stop_sigint, stop_sigterm = context.all_reduce(
-            tf.distribute.ReduceOp.SUM, [logs.pop("cross_entropy_sum"), correct, stop_sigint, stop_sigterm])
+            tf.distribute.ReduceOp.SUM, [cross_entropy_sum, correct, stop_sigint, stop_sigterm])
         return {"cross_entropy": ce_total, "correct": correct_total, "stop_sigint": stop_sigint, "stop_sigterm": stop_sigterm,
-                **{k: v * global_n for k, v in logs.items()}}
+                "penalty_images": global_n, **{k: v * global_n for k, v in terms.items()}}
 
     @tf.function(reduce_retracing=True)
     def step(x, y, global_n, stop):

@@ -2,8 +2,17 @@
 
 The penalty covers the conv and dense *kernels* of the layers that train
 (biases and frozen layers excluded), each term per layer and in total, so every
-term can be logged on its own. Single-device and distributed training minimise
-:meth:`Objective.loss`; every reported cross-entropy (train, validation,
+term can be logged on its own.
+
+The training step differentiates only the cross-entropy
+(:meth:`Objective.data_loss`) and adds the penalty's exact gradient,
+``l1 * sign(w) + weight_decay * w``, to each kernel's gradient
+(:meth:`Objective.add_penalty_gradients`) before the optimizer sees it: the
+same update as differentiating the whole objective (a test holds them to
+1e-6), without the Abs/Square/Sum forward pass and the Tile/Sign/Mul backward
+pass that automatic differentiation of ``sum|w|`` and ``sum(w^2)`` costs on
+every step (about 10 % of a step, bench/RESULTS.md). The penalty's *value*
+(:meth:`Objective.penalties`) is computed only where it is logged. Every reported cross-entropy (train, validation,
 ``lenet evaluate``) is the softmax cross-entropy of the logits, computed by
 Keras's ``SparseCategoricalCrossentropy(from_logits=True)`` inside the step and
 by :func:`lenet_cli.metrics.mean_cross_entropy` on logits outside it (a test
@@ -77,25 +86,45 @@ class Objective:
         terms = penalty_terms(self.kernels, self.l1, self.weight_decay)
         return {name: ops.cast(value, "float32") for name, value in terms.items()}
 
-    def loss(self, labels, logits, global_batch_size, replicas: int = 1):
-        """What one replica minimises, and the step's logs.
+    def data_loss(self, labels, logits, global_batch_size):
+        """The cross-entropy part of what one replica minimises, and its summed value.
 
         The cross-entropy is summed over this replica's examples and divided by
-        the *global* batch size, and the penalty divided by the number of
-        replicas, so the all-reduced gradient equals the single-device gradient
-        of ``mean cross-entropy + l1 + l2``.
+        the *global* batch size, so the all-reduced gradient equals the
+        single-device gradient of the mean. The penalty is not in it: its
+        gradient is added by :meth:`add_penalty_gradients`.
 
         With label smoothing the cross-entropy is against the smoothed targets
         (what is minimised); every score outside training uses the true labels.
 
         Returns:
-            ``(loss, logs)``: ``logs`` has ``cross_entropy_sum`` (this replica's
-            sum), ``l1``, ``l2`` and the per-layer terms.
+            ``(loss, cross_entropy_sum)``.
         """
         if self.label_smoothing > 0:
             cross_entropy_sum = self._smoothed(ops.one_hot(labels, ops.shape(logits)[-1]), logits)
         else:
             cross_entropy_sum = self._cross_entropy(labels, logits)
-        terms = self.penalties()
-        loss = cross_entropy_sum / ops.cast(global_batch_size, "float32") + (terms["l1"] + terms["l2"]) / replicas
-        return loss, {"cross_entropy_sum": cross_entropy_sum, **terms}
+        return cross_entropy_sum / ops.cast(global_batch_size, "float32"), cross_entropy_sum
+
+    def add_penalty_gradients(self, gradients, variables, replicas: int = 1):
+        """``gradients`` plus the penalty's gradient ``l1 * sign(w) + weight_decay * w`` on each penalized kernel.
+
+        Exactly what differentiating ``l1 * sum|w| + weight_decay * sum(w^2) / 2``
+        gives (TensorFlow's gradient of ``|w|`` is ``sign(w)``, 0 at 0), divided
+        by ``replicas`` because a distributed step sums every replica's gradient.
+        Other variables (biases, layers that do not train) are passed through.
+        """
+        if self.l1 == 0 and self.weight_decay == 0:
+            return list(gradients)
+        penalized = {id(kernel) for kernel in self.kernels.values()}
+        out = []
+        for gradient, variable in zip(gradients, variables):
+            if id(variable) in penalized:
+                extra = 0.0
+                if self.l1:
+                    extra = (self.l1 / replicas) * ops.sign(variable)
+                if self.weight_decay:
+                    extra = extra + (self.weight_decay / replicas) * variable
+                gradient = gradient + ops.cast(extra, gradient.dtype)
+            out.append(gradient)
+        return out

@@ -106,9 +106,14 @@ PENALTY_KEYS = ("l1", "l2")
 class TrainStep:
     """The compiled optimizer step(s) of one run: minimise the :class:`~lenet_cli.objective.Objective`.
 
-    ``run(images, labels)`` trains on one epoch's worth of ordered batches in
-    as few compiled calls as possible and returns per-example sums of each log
-    (``cross_entropy``, ``l1``, ``l2``, per-layer terms) plus ``correct``.
+    :meth:`run_chunk` trains on ordered batches in as few compiled calls as
+    possible and returns per-example sums of each log: ``cross_entropy`` and
+    ``correct`` over every image, and the penalty terms (``l1``, ``l2``,
+    per-layer) over the steps where they were measured, whose images are
+    counted in ``penalty_images``. The penalty's value is measured on the first
+    step of each compiled call (every ``STEPS_PER_CALL``-th step, and every
+    step of a distributed run): its gradient is applied on every step, its
+    value is only logged, so the logged mean is exact for the steps it covers.
     """
 
     def __init__(self, model, optimizer, objective, trainable, distribution=None, augmentation=None):
@@ -128,7 +133,7 @@ class TrainStep:
             x = scale_pixels(x)
             return augmentation(x, training=True) if augmentation is not None else x
 
-        self.keys = ["cross_entropy", "correct", *PENALTY_KEYS, *objective.term_names]
+        self.keys = ["cross_entropy", "correct", "penalty_images", *PENALTY_KEYS, *objective.term_names]
         self.distributed = distribution is not None
         if self.distributed:
             from lenet_cli.distributed import distributed_train_step
@@ -137,26 +142,31 @@ class TrainStep:
             self.steps = None
             return
         size = C.IMAGE_SIZE
+        penalty_names = [*PENALTY_KEYS, *objective.term_names]
+
+        def train_on(x, y, measure):
+            """One optimizer step; where ``measure`` holds, also the penalty's value on the weights the step starts from."""
+            n = tf.cast(tf.shape(y)[0], tf.float32)
+            terms = tf.cond(measure, lambda: {k: v * n for k, v in objective.penalties().items()},  # per-example sums
+                            lambda: {k: tf.constant(0.0) for k in penalty_names})
+            with tf.GradientTape() as tape:
+                logits, _ = view(inputs(x), training=True)
+                loss, cross_entropy_sum = objective.data_loss(y, logits, tf.shape(y)[0])
+            grads = objective.add_penalty_gradients(tape.gradient(loss, trainable), trainable)
+            optimizer.apply_gradients(zip(grads, trainable))
+            correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
+            return {"cross_entropy": cross_entropy_sum, "correct": correct, "penalty_images": tf.where(measure, n, 0.0), **terms}
 
         @tf.function(input_signature=[tf.TensorSpec([None, size, size], tf.uint8), tf.TensorSpec([None], tf.int32)])
         def step(x, y):
-            with tf.GradientTape() as tape:
-                logits, _ = view(inputs(x), training=True)
-                loss, logs = objective.loss(y, logits, tf.shape(y)[0])
-            grads = tape.gradient(loss, trainable)
-            optimizer.apply_gradients(zip(grads, trainable))
-            n = tf.cast(tf.shape(y)[0], tf.float32)
-            correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
-            out = {"cross_entropy": logs.pop("cross_entropy_sum"), "correct": correct}
-            out.update({k: v * n for k, v in logs.items()})  # per-example sums, like the cross-entropy
-            return out
+            return train_on(x, y, tf.constant(True))
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, size, size], tf.uint8), tf.TensorSpec([None, None], tf.int32)])
         def steps(xs, ys):
-            """Several steps in one call (like Keras's ``steps_per_execution``)."""
+            """Several steps in one call (like Keras's ``steps_per_execution``); the penalty is measured on the first."""
             sums = {k: tf.constant(0.0) for k in self.keys}
             for i in tf.range(tf.shape(xs)[0]):
-                out = step(xs[i], ys[i])
+                out = train_on(xs[i], ys[i], tf.equal(i, 0))
                 sums = {k: sums[k] + out[k] for k in self.keys}
             return sums
 
@@ -217,6 +227,11 @@ class TrainStep:
             return {k: float(v) for k, v in out.items()}, chunk, hi - lo, None
         hi = min(lo + batch_size, len(images))
         return {k: float(v) for k, v in self.step(images[lo:hi], labels[lo:hi]).items()}, 1, hi - lo, None
+
+
+def penalty_means(sums: dict[str, float], keys) -> dict[str, float]:
+    """Each penalty term's mean over the steps where it was measured (per-example sums over ``penalty_images``)."""
+    return {key: sums[key] / sums["penalty_images"] for key in keys}
 
 
 def _agreed_signal(sigint: float, sigterm: float) -> int | None:
@@ -342,12 +357,12 @@ def _train_epoch(session: _Session, data: Dataset, rng, epoch: int, callback_lis
             )
         if agreed:  # a distributed run: every worker took this step, and every one stops after it
             raise TrainingInterrupted(agreed, epoch, run_dir, by_peer=agreed != signum)
-        means = {key: sums[key] / seen for key in ("cross_entropy", *PENALTY_KEYS)}
+        means = {"cross_entropy": sums["cross_entropy"] / seen, **penalty_means(sums, PENALTY_KEYS)}
         callback_list.on_train_batch_end(step - 1, {
             "objective": means["cross_entropy"] + means["l1"] + means["l2"], "cross_entropy": means["cross_entropy"],
             "accuracy": sums["correct"] / seen, "images": seen, "elapsed": time.perf_counter() - started,
         })
-    logs = {key: sums[key] / seen for key in session.step.keys if key != "correct"}
+    logs = {"cross_entropy": sums["cross_entropy"] / seen, **penalty_means(sums, PENALTY_KEYS + tuple(session.step.objective.term_names))}
     logs["accuracy"] = sums["correct"] / seen
     logs["images_per_second"] = seen / (time.perf_counter() - started)
     return logs

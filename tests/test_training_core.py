@@ -58,11 +58,71 @@ def test_objective_terms_add_up_and_skip_frozen_layers():
     assert terms["l2"] == pytest.approx(1e-2 * sum((w ** 2).sum() for w in kernels.values()) / 2, rel=1e-5)
     labels = np.array([1, 2, 3], dtype=np.int32)
     logits = np.zeros((3, 10), dtype=np.float32)
-    loss, logs = objective.loss(labels, logits, 3)
-    assert float(logs["cross_entropy_sum"]) == pytest.approx(3 * np.log(10), rel=1e-6)
-    assert float(loss) == pytest.approx(np.log(10) + terms["l1"] + terms["l2"], rel=1e-6)
-    half, _ = objective.loss(labels, logits, 3, replicas=2)  # each of two replicas carries half the penalty
-    assert float(half) == pytest.approx(np.log(10) + (terms["l1"] + terms["l2"]) / 2, rel=1e-6)
+    loss, cross_entropy_sum = objective.data_loss(labels, logits, 6)  # a replica's half of a global batch of 6
+    assert float(cross_entropy_sum) == pytest.approx(3 * np.log(10), rel=1e-6)
+    assert float(loss) == pytest.approx(np.log(10) / 2, rel=1e-6)
+
+
+def test_penalty_gradients_equal_automatic_differentiation_of_the_whole_objective():
+    """The analytic l1 * sign(w) + wd * w, split over replicas, is the gradient of the penalty (frozen layers untouched)."""
+    import tensorflow as tf
+
+    from lenet_cli.model import build_lenet
+    from lenet_cli.objective import Objective
+
+    model = build_lenet(dense_units=8, seed=0)
+    model.get_layer("dot_2").kernel.assign(np.zeros((8, 8), np.float32))  # sign(0) = 0, as TensorFlow's Abs gradient
+    objective = Objective(model, l1=1e-3, weight_decay=1e-2, frozen=("conv_1",))
+    variables = [w for layer in model.layers for w in layer.trainable_weights]
+    with tf.GradientTape() as tape:
+        terms = objective.penalties()
+        total = terms["l1"] + terms["l2"]
+    expected = [np.zeros(v.shape) if g is None else g for g, v in zip(tape.gradient(total, variables), variables)]
+    zeros = [tf.zeros_like(v) for v in variables]
+    for replicas in (1, 2):
+        got = objective.add_penalty_gradients(zeros, variables, replicas)
+        for want, have, variable in zip(expected, got, variables):
+            np.testing.assert_allclose(np.asarray(have), np.asarray(want) / replicas, atol=1e-9, err_msg=variable.path)
+    assert not np.any(np.asarray(got[variables.index(model.get_layer("conv_1").kernel)]))
+
+
+def test_train_step_updates_equal_differentiating_the_whole_objective():
+    """Three steps of lenet's step (penalty gradient beside the loss) match autodiff of CE + l1 + l2 to 1e-6."""
+    import tensorflow as tf
+
+    from lenet_cli.config import resolve_config
+    from lenet_cli.model import build_lenet, logits_and_probabilities
+    from lenet_cli.objective import Objective
+    from lenet_cli.training import TrainStep, make_optimizer
+
+    cfg = resolve_config("mnist", l1=1e-3, weight_decay=1e-2, dropout=0.0, dense_units=16, schedule="constant")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(3, 32, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=(3, 32)).astype(np.int32)
+
+    ours = build_lenet(dense_units=16, dropout=0.0, seed=0)
+    step = TrainStep.for_config(cfg, ours, make_optimizer(cfg, 10))
+    sums = step.steps(images, labels)
+
+    reference = build_lenet(dense_units=16, dropout=0.0, seed=0)
+    optimizer = make_optimizer(cfg, 10)
+    variables = [w for layer in reference.layers for w in layer.trainable_weights]
+    optimizer.build(variables)
+    objective = Objective(reference, cfg.l1, cfg.weight_decay)
+    view = logits_and_probabilities(reference)
+    first_terms = None
+    for x, y in zip(images, labels):
+        with tf.GradientTape() as tape:
+            logits, _ = view(tf.cast(x[..., None], tf.float32) / 255.0, training=True)
+            terms = objective.penalties()
+            first_terms = first_terms or {k: float(v) for k, v in terms.items()}
+            loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)) + terms["l1"] + terms["l2"]
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    for a, b in zip(ours.weights, reference.weights):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, err_msg=a.path)
+    assert float(sums["penalty_images"]) == 32  # measured on the call's first step only
+    assert float(sums["l1"]) / 32 == pytest.approx(first_terms["l1"], rel=1e-6)
+    assert float(sums["l2"]) / 32 == pytest.approx(first_terms["l2"], rel=1e-6)
 
 
 def test_predictor_takes_uint8_or_float_and_its_class_count_from_the_model():
