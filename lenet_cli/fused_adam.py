@@ -24,9 +24,14 @@ import_tensorflow()  # quietly, and with lenet's settings, before Keras loads Te
 import keras  # noqa: E402
 from keras import ops
 
+from lenet_cli.ema import WarmUpEMA
 
-class FusedAdam(keras.optimizers.Adam):
-    """``keras.optimizers.Adam`` with TensorFlow's fused update kernel (see the module docstring)."""
+
+class FusedAdam(WarmUpEMA, keras.optimizers.Adam):
+    """``keras.optimizers.Adam`` with TensorFlow's fused update kernel (see the module docstring).
+
+    With ``use_ema`` its weight average warms up (:mod:`lenet_cli.ema`).
+    """
 
     def update_step(self, gradient, variable, learning_rate):
         if self.amsgrad or keras.backend.backend() != "tensorflow":

@@ -45,7 +45,8 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
     """The optimizer with its learning-rate schedule (cosine decay with optional linear warm-up).
 
     With ``cfg.ema_momentum`` it also keeps Keras's exponential moving average
-    of the weights (``use_ema``): validation scores it, and it is what ships.
+    of the weights (``use_ema``, with a momentum warm-up, :mod:`lenet_cli.ema`):
+    validation scores it, and it is what ships.
     """
     import keras
 
@@ -63,10 +64,12 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
         from lenet_cli.fused_adam import FusedAdam
 
         return FusedAdam(learning_rate=lr, **ema)
+    from lenet_cli.ema import SGD, RMSprop
+
     if cfg.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate=lr, **ema)
+        return RMSprop(learning_rate=lr, **ema)
     if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=C.SGD_MOMENTUM, **ema)
+        return SGD(learning_rate=lr, momentum=C.SGD_MOMENTUM, **ema)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of: {', '.join(C.OPTIMIZERS)}")
 
 

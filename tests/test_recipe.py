@@ -85,6 +85,27 @@ def test_ema_ships_the_averaged_weights_and_validation_scores_them(synthetic_dat
     assert report["cross_entropy"] == pytest.approx(history[-1]["val_cross_entropy"], abs=1e-5)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop", "sgd"])
+def test_ema_momentum_warms_up_like_tensorflows_num_updates(optimizer):
+    """The average follows the weights early (momentum min(m, (1+t)/(10+t))) instead of keeping the initialisation."""
+    import keras
+
+    from lenet_cli.config import resolve_config
+    from lenet_cli.training import make_optimizer
+
+    cfg = resolve_config("mnist", optimizer=optimizer, ema_momentum=0.999, schedule="constant", learning_rate=0.1)
+    opt = make_optimizer(cfg, 10)
+    variable = keras.Variable(np.zeros(3, np.float32))
+    opt.build([variable])
+    average = np.zeros(3)
+    for t in range(5):
+        opt.apply_gradients([(keras.ops.convert_to_tensor(np.ones(3, np.float32)), variable)])
+        momentum = min(0.999, (1 + t) / (10 + t))
+        average = momentum * average + (1 - momentum) * variable.numpy()
+    np.testing.assert_allclose(opt._model_variables_moving_average[0].numpy(), average, rtol=1e-5)
+    assert abs(average[0]) > 0.3 * abs(variable.numpy()[0])  # Keras's fixed 0.999 would leave it within 1 % of zero
+
+
 def test_label_smoothing_is_the_keras_smoothed_cross_entropy():
     from lenet_cli.model import build_lenet
     from lenet_cli.objective import Objective
