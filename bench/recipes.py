@@ -44,10 +44,12 @@ CANDIDATES: dict[str, list[str]] = {
     "digits-ema": ["--augment", "digits", "--ema", "0.999"],
     "long": ["--epochs", "24"],
     "long-flip-ema": ["--epochs", "24", "--augment", "flip", "--ema", "0.999"],
+    "long-flip-smooth-ema": ["--epochs", "24", "--augment", "flip", "--label-smoothing", "0.1", "--ema", "0.999"],
+    "long-digits-ema": ["--epochs", "20", "--augment", "digits", "--ema", "0.999"],
 }
 FOR_DATASET = {  # flips never suit digits
-    "mnist": ("base", "ema", "smooth", "shift", "digits", "digits-ema"),
-    "fashion": ("base", "ema", "smooth", "flip", "clothing", "flip-ema", "clothing-ema", "long", "long-flip-ema"),
+    "mnist": ("base", "ema", "smooth", "shift", "digits", "digits-ema", "long-digits-ema"),
+    "fashion": ("base", "ema", "smooth", "flip", "clothing", "flip-ema", "clothing-ema", "long", "long-flip-ema", "long-flip-smooth-ema"),
 }
 
 
@@ -141,6 +143,8 @@ def main(argv=None) -> None:
                 extra = candidate_options(name, args.epochs, args.train_limit, args.validation_size)
                 row = run_one(args.dataset, name, seed, extra, Path(tmp), args.data_dir or data_dir())
                 rows.append(row)
+                args.out.mkdir(parents=True, exist_ok=True)  # a long search survives an interruption: rows so far, test unread
+                (args.out / f"recipes_{args.dataset}.partial.json").write_text(json.dumps(rows, indent=2))
                 print(f"{name} seed {seed}: validation {row['val_accuracy']:.4f} ({row['train_seconds'] / 60:.1f} min)", file=sys.stderr, flush=True)
     table = rank(rows)
     chosen = table[0]["candidate"]

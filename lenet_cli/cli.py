@@ -238,6 +238,10 @@ def distribute_options(fn):
                    f"{_default_text('ema_momentum', '{:g}')}.")
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=None,
               help=f"Spread this share of each training target over the other classes {_default_text('label_smoothing', '{:g}')}.")
+@click.option("--precision", type=click.Choice(C.PRECISIONS), default=None,
+              help=f"Training arithmetic: float32; bfloat16 (mixed: weights, LRN, logits and loss stay float32, and the model "
+                   f"ships in float32); auto (bfloat16 only with native support: AVX512_BF16 or AMX CPUs, or a GPU) "
+                   f"{_default_text('precision')}.")
 @click.option("--seed", type=int, default=None, help=f"Random seed [default: {_D.seed}].")
 @click.option("--validation-size", type=click.IntRange(min=0), default=None, help=f"Training images held out for validation [default: {_D.validation_size}].")
 @click.option("--train-limit", type=click.IntRange(min=1), default=None, help="Train on only the first N training images (quick trials).")

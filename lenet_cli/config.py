@@ -58,6 +58,7 @@ NAMED_DATASETS = ("mnist", "fashion", "kmnist", "qmnist", "emnist-digits", "emni
 OWN_DATA_VALIDATION_FRACTION = 0.1  # own data: a tenth of the training pictures held out, at most VALIDATION_SIZE
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 SCHEDULES = ("cosine", "constant")
+PRECISIONS = ("auto", "float32", "bfloat16")  # lenet_cli/precision.py; auto is resolved before a run starts
 AUGMENTATIONS = ("none", "shift", "flip", "flip-shift", "digits", "clothing")  # lenet_cli/augmentation.py
 PRESETS = ("default", "seed")
 
@@ -115,6 +116,7 @@ class TrainConfig:
     augment: str = "none"  # a policy of lenet_cli/augmentation.py: none | shift | flip | flip-shift | digits | clothing
     ema_momentum: float = 0.0  # 0: ship the last weights; else an exponential moving average of them (Keras's use_ema)
     label_smoothing: float = 0.0  # share of each target spread over the other classes (train only)
+    precision: str = "float32"  # float32 | bfloat16 (mixed: weights, LRN, logits and loss stay float32) | auto (resolved at start)
     seed: int = 0  # seeds weights, shuffling, dropout and augmentation
     validation_size: int | None = VALIDATION_SIZE  # training images held out for validation (None: a tenth of own data)
     train_limit: int | None = None  # use only the first N training images (quick trials)

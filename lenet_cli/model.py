@@ -58,34 +58,42 @@ class LocalResponseNormalization(layers.Layer):
 
 
 def build_lenet(dense_units: int = C.DENSE_UNITS, dropout: float = C.DROPOUT_RATE, seed: int | None = None,
-                num_classes: int = C.NUM_CLASSES) -> keras.Model:
+                num_classes: int = C.NUM_CLASSES, precision: str = "float32") -> keras.Model:
     """Build the seed network: conv-pool-LRN twice, three dropouts, two dense layers, softmax.
 
     ``logits_layer`` has one unit per class of the dataset (10 for MNIST).
+    ``precision="bfloat16"`` builds the training network of :mod:`lenet_cli.precision`
+    (mixed bfloat16; LRN, logits and softmax in float32).
 
     The model outputs class probabilities (``softmax_layer``); training reads the
     ``logits_layer`` output too, for a numerically stable cross-entropy.
     """
+    from lenet_cli.precision import layer_dtype
+
     init = keras.initializers.GlorotUniform
+
+    def dtype(name: str) -> dict:
+        return {} if precision == "float32" else {"dtype": layer_dtype(precision, name)}
+
     inputs = keras.Input(shape=(C.IMAGE_SIZE, C.IMAGE_SIZE, 1), name="image")
 
     def kernel_init(offset: int):
         return init(seed=None if seed is None else seed + offset)
 
-    x = layers.Conv2D(C.CONV_1_FILTERS, C.CONV_1_KERNEL, padding=C.CONV_PADDING, activation="relu", kernel_initializer=kernel_init(1), name="conv_1")(inputs)
-    x = layers.MaxPooling2D(C.POOL_SIZE, name="pool_1")(x)
-    x = LocalResponseNormalization(name="lrn_1")(x)
-    x = layers.Conv2D(C.CONV_2_FILTERS, C.CONV_2_KERNEL, padding=C.CONV_PADDING, activation="relu", kernel_initializer=kernel_init(2), name="conv_2")(x)
-    x = layers.MaxPooling2D(C.POOL_SIZE, name="pool_2")(x)
-    x = LocalResponseNormalization(name="lrn_2")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dropout(dropout, seed=None if seed is None else seed + 11, name="dropout_1")(x)
-    x = layers.Dense(dense_units, activation="relu", kernel_initializer=kernel_init(3), name="dot_1")(x)
-    x = layers.Dropout(dropout, seed=None if seed is None else seed + 12, name="dropout_2")(x)
-    x = layers.Dense(dense_units, activation="relu", kernel_initializer=kernel_init(4), name="dot_2")(x)
-    x = layers.Dropout(dropout, seed=None if seed is None else seed + 13, name="dropout_3")(x)
-    logits = layers.Dense(num_classes, kernel_initializer=kernel_init(5), name="logits_layer")(x)
-    probabilities = layers.Softmax(name="softmax_layer")(logits)
+    x = layers.Conv2D(C.CONV_1_FILTERS, C.CONV_1_KERNEL, padding=C.CONV_PADDING, activation="relu", kernel_initializer=kernel_init(1), name="conv_1", **dtype("conv_1"))(inputs)
+    x = layers.MaxPooling2D(C.POOL_SIZE, name="pool_1", **dtype("pool_1"))(x)
+    x = LocalResponseNormalization(name="lrn_1", **dtype("lrn_1"))(x)
+    x = layers.Conv2D(C.CONV_2_FILTERS, C.CONV_2_KERNEL, padding=C.CONV_PADDING, activation="relu", kernel_initializer=kernel_init(2), name="conv_2", **dtype("conv_2"))(x)
+    x = layers.MaxPooling2D(C.POOL_SIZE, name="pool_2", **dtype("pool_2"))(x)
+    x = LocalResponseNormalization(name="lrn_2", **dtype("lrn_2"))(x)
+    x = layers.Flatten(name="flatten", **dtype("flatten"))(x)
+    x = layers.Dropout(dropout, seed=None if seed is None else seed + 11, name="dropout_1", **dtype("dropout_1"))(x)
+    x = layers.Dense(dense_units, activation="relu", kernel_initializer=kernel_init(3), name="dot_1", **dtype("dot_1"))(x)
+    x = layers.Dropout(dropout, seed=None if seed is None else seed + 12, name="dropout_2", **dtype("dropout_2"))(x)
+    x = layers.Dense(dense_units, activation="relu", kernel_initializer=kernel_init(4), name="dot_2", **dtype("dot_2"))(x)
+    x = layers.Dropout(dropout, seed=None if seed is None else seed + 13, name="dropout_3", **dtype("dropout_3"))(x)
+    logits = layers.Dense(num_classes, kernel_initializer=kernel_init(5), name="logits_layer", **dtype("logits_layer"))(x)
+    probabilities = layers.Softmax(name="softmax_layer", **dtype("softmax_layer"))(logits)
     return keras.Model(inputs, probabilities, name="lenet")
 
 

@@ -274,8 +274,15 @@ class _Session:
     model: Any
     optimizer: Any
     step: TrainStep
-    predictor: Any
+    predictor: Any  # scores ``shipped``
     steps_per_epoch: int
+    shipped: Any  # the float32 network that ships and is scored: ``model`` itself unless it trains in bfloat16
+
+    def sync_shipped(self) -> None:
+        """Copy the training network's weights into the float32 network that ships (nothing to do in float32)."""
+        if self.shipped is not self.model:
+            for name in C.WEIGHT_LAYERS:
+                self.shipped.get_layer(name).set_weights(self.model.get_layer(name).get_weights())
 
 
 def _build(cfg: TrainConfig, data: Dataset, runs_dir, resume: bool, deterministic: bool, distribution) -> _Session:
@@ -285,15 +292,18 @@ def _build(cfg: TrainConfig, data: Dataset, runs_dir, resume: bool, deterministi
 
     from lenet_cli.inference import Predictor
     from lenet_cli.model import build_lenet
+    from lenet_cli.precision import resolve_precision
 
     if len(data.train) == 0:
         raise LenetError("the training split is empty; lower --validation-size or raise --train-limit")
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)
+    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision))  # config.json records what ran
     scope = distribution.strategy.scope() if distribution is not None else contextlib.nullcontext()
     with scope:  # variables made here are mirrored across replicas (and workers)
-        model = build_lenet(dense_units=cfg.dense_units, dropout=cfg.dropout, seed=cfg.seed, num_classes=len(data.class_names))
+        model = build_lenet(dense_units=cfg.dense_units, dropout=cfg.dropout, seed=cfg.seed, num_classes=len(data.class_names),
+                            precision=cfg.precision)
         if cfg.init_from and not resume:
             source = load_initial_weights(model, cfg.init_from, runs_dir)
             cfg = dataclasses.replace(cfg, init_from=str(source.resolve()))
@@ -303,7 +313,10 @@ def _build(cfg: TrainConfig, data: Dataset, runs_dir, resume: bool, deterministi
         optimizer = make_optimizer(cfg, steps_per_epoch)
         step = TrainStep.for_config(cfg, model, optimizer, distribution)
     model.optimizer = optimizer  # read by Keras's TensorBoard callback (learning rate, steps)
-    return _Session(cfg, model, optimizer, step, Predictor(model), steps_per_epoch)
+    shipped = model
+    if cfg.precision != "float32":
+        shipped = build_lenet(dense_units=cfg.dense_units, dropout=cfg.dropout, num_classes=len(data.class_names))
+    return _Session(cfg, model, optimizer, step, Predictor(shipped), steps_per_epoch, shipped)
 
 
 def _start_or_resume(session: _Session, run_dir: Path, resume: bool) -> tuple[TrainingState, np.random.Generator]:
@@ -380,7 +393,8 @@ def _epoch_logs(session: _Session, train_logs: dict[str, float], validation: Spl
     logs["accuracy"] = train_logs["accuracy"]
     logs["learning_rate"] = float(keras.ops.convert_to_numpy(session.optimizer.learning_rate))
     logs["images_per_second"] = train_logs["images_per_second"]
-    with session.step.shipped_weights():  # validation scores what would ship (the EMA weights, with EMA)
+    with session.step.shipped_weights():  # validation scores what would ship (the EMA weights, with EMA; float32)
+        session.sync_shipped()
         val = score(session.predictor, validation)
         penalties = {k: float(v) for k, v in session.step.objective.penalties().items()}
     logs["val_cross_entropy"] = val["cross_entropy"]
@@ -413,9 +427,11 @@ def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Pat
     """
     from lenet_cli.distributed import weights_digest
 
-    model, cfg = session.model, session.cfg
+    cfg = session.cfg
     session.optimizer.finalize_variable_values(session.step.trainable)  # with EMA: the averaged weights ship
-    model.optimizer = None  # the shipped model carries no training state
+    session.model.optimizer = None  # the shipped model carries no training state
+    session.sync_shipped()
+    model = session.shipped  # float32, whatever precision trained it
     for name in cfg.freeze:
         model.get_layer(name).trainable = True
     with atomic_path(run_dir / runs.MODEL_FILE) as tmp:
