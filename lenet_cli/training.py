@@ -94,9 +94,12 @@ def load_initial_weights(model, source: str | Path, runs_dir=None) -> Path:
         shapes_ours = [w.shape for w in ours]
         shapes_theirs = [w.shape for w in theirs]
         if shapes_ours != shapes_theirs:
+            hint = (f"it was trained on {shapes_theirs[-1][0]} classes and this dataset has {shapes_ours[-1][0]}: "
+                    f"--init-from needs a model of the same classes"
+                    if name == "logits_layer" and shapes_ours[0][0] == shapes_theirs[0][0] else "check --dense-units")
             raise LenetError(
                 f"--init-from {str(ref.model_path)!r}: layer {name} has weight shapes {shapes_theirs}, this network needs {shapes_ours} "
-                f"(check --dense-units)"
+                f"({hint})"
             )
         model.get_layer(name).set_weights(theirs)
     return ref.model_path

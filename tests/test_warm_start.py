@@ -68,3 +68,12 @@ def test_unknown_layer_is_a_usage_error():
     result = CliRunner().invoke(cli, ["train", "--freeze", "conv_1,pool_1"])
     assert result.exit_code == 2
     assert "unknown layer 'pool_1'; choose from: conv_1, conv_2, dot_1, dot_2, logits_layer" in result.stderr
+
+
+def test_a_model_of_other_classes_is_named_as_such(trained_run):
+    from lenet_cli.errors import LenetError
+    from lenet_cli.model import build_lenet
+    from lenet_cli.training import load_initial_weights
+
+    with pytest.raises(LenetError, match="trained on 10 classes and this dataset has 3: --init-from needs a model of the same classes"):
+        load_initial_weights(build_lenet(dense_units=64, num_classes=3), trained_run)
