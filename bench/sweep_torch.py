@@ -1,4 +1,7 @@
-"""Scan training recipes for the seed network fast, on a GPU, with a PyTorch replica.
+"""HISTORY: how the first defaults were chosen (a PyTorch replica on a GPU). Recipes are now chosen with
+lenet itself: ``python -m bench.recipes``. Kept so the old figures in bench/results/ can be reproduced.
+
+Scan training recipes for the seed network fast, on a GPU, with a PyTorch replica.
 
 Why: a 2-core CPU trains one Fashion-MNIST recipe in ~8 minutes, too slow to
 compare dozens. This replica (same layers, Glorot init, TF-style LRN, the
