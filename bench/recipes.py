@@ -19,6 +19,7 @@ Never run two benchmarks at once on a 2-core machine: the times would be wrong.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -133,11 +134,15 @@ def main(argv=None) -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--results-md", type=Path, default=None, help="also write the table into this markdown file")
+    parser.add_argument("--keep-runs", type=Path, default=None, help="keep every run directory here (default: a temporary folder)")
     args = parser.parse_args(argv)
     names = args.candidates.split(",") if args.candidates else list(FOR_DATASET[args.dataset])
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
-    with tempfile.TemporaryDirectory(prefix="lenet-recipes-") as tmp:
+    if args.keep_runs:
+        args.keep_runs.mkdir(parents=True, exist_ok=True)
+    keep = contextlib.nullcontext(str(args.keep_runs)) if args.keep_runs else tempfile.TemporaryDirectory(prefix="lenet-recipes-")
+    with keep as tmp:
         for seed in seeds:  # seeds outermost: a partial search still compares every candidate
             for name in names:
                 extra = candidate_options(name, args.epochs, args.train_limit, args.validation_size)
