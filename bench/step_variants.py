@@ -58,7 +58,7 @@ if variant == "xla-penalty":
 
     def add_penalty_gradients(self, gradients, variables, replicas=1):
         penalized = {id(k) for k in self.kernels.values()}
-        return [fused(g, v, self.l1 / replicas, self.weight_decay / replicas) if id(v) in penalized else g
+        return [fused(g, v.value, self.l1 / replicas, self.weight_decay / replicas) if id(v) in penalized else g
                 for g, v in zip(gradients, variables)]
 
     Objective.add_penalty_gradients = add_penalty_gradients
