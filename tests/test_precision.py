@@ -58,9 +58,3 @@ def test_a_bfloat16_run_trains_records_its_precision_and_ships_a_float32_model(s
                                                  "--data-dir", str(synthetic_data_dir)]).stdout)
     assert report["cross_entropy"] == pytest.approx(history[-1]["val_cross_entropy"], abs=1e-5)  # validation scored the float32 copy
 
-
-def test_auto_is_recorded_as_what_ran(synthetic_data_dir, tmp_path):
-    run = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--precision", "auto", *TINY])
-    assert result.exit_code == 0, result.output
-    assert json.loads((run / "config.json").read_text())["precision"] == ("bfloat16" if native_bfloat16() else "float32")
