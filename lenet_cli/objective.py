@@ -11,8 +11,10 @@ The training step differentiates only the cross-entropy
 same update as differentiating the whole objective (a test holds them to
 1e-6), without the Abs/Square/Sum forward pass and the Tile/Sign/Mul backward
 pass that automatic differentiation of ``sum|w|`` and ``sum(w^2)`` costs on
-every step (about 10 % of a step, bench/RESULTS.md). The penalty's *value*
-(:meth:`Objective.penalties`) is computed only where it is logged. Every reported cross-entropy (train, validation,
+every step (15 % of the step's op time, though on two cores those ops mostly
+overlapped other work: wall-clock speed is unchanged within the noise,
+bench/RESULTS.md). The penalty's *value* (:meth:`Objective.penalties`) is
+computed only where it is logged. Every reported cross-entropy (train, validation,
 ``lenet evaluate``) is the softmax cross-entropy of the logits, computed by
 Keras's ``SparseCategoricalCrossentropy(from_logits=True)`` inside the step and
 by :func:`lenet_cli.metrics.mean_cross_entropy` on logits outside it (a test
