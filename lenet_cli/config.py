@@ -76,6 +76,7 @@ TRAIN_FORMATS = ("table", "json")
 # --- Shared defaults ------------------------------------------------------------
 VALIDATION_SIZE = 5000  # the first N training images are held out, as TensorFlow's MNIST feeder did
 INFERENCE_BATCH_SIZE = 1000  # images per compiled inference call
+MIN_CONFIDENCE = 0.5  # predict/serve flag an answer whose top probability is below this; evaluate reports how often (README)
 
 # --- The seed's literal training values (``--preset seed``) -------------------
 SEED_PRESET: dict[str, Any] = {

@@ -8,6 +8,7 @@ import json
 
 import click
 
+from lenet_cli.config import MIN_CONFIDENCE
 from lenet_cli.errors import LenetError
 
 
@@ -35,7 +36,22 @@ def report_to_csv(report: dict) -> str:
     for name, value in overall.items():
         if value is not None:
             writer.writerow([name, "", "", "", "", report["count"], f"{value:.6f}"])
+    unsure = report["low_confidence"]
+    for name, value in (("min_confidence", unsure["threshold"]), ("low_confidence_share", unsure["flagged_share"]),
+                        ("mistakes_flagged_share", unsure["mistakes_flagged_share"]), ("accuracy_unflagged", unsure["accuracy_unflagged"])):
+        if value is not None:
+            writer.writerow([name, "", "", "", "", report["count"], f"{value:.6f}"])
     return out.getvalue()
+
+
+def low_confidence_text(unsure: dict) -> str:
+    """One line for people: how often ``--min-confidence`` fires and what it catches."""
+    text = f"{unsure['flagged_share']:.2%} of images ({unsure['flagged']:,})"
+    if unsure["mistakes"]:
+        text += f", {unsure['mistakes_flagged']:,} of {unsure['mistakes']:,} mistakes"
+    if unsure["accuracy_unflagged"] is not None:
+        text += f"; accuracy of the rest {unsure['accuracy_unflagged']:.4f}"
+    return text
 
 
 def print_report_table(report: dict) -> None:
@@ -52,6 +68,7 @@ def print_report_table(report: dict) -> None:
     summary.add_row("accuracy", f"{report['accuracy']:.4f}")
     summary.add_row(f"top-{report['top_k']} accuracy", f"{report['top_k_accuracy']:.4f}")
     summary.add_row("expected calibration error (15 bins)", f"{report['expected_calibration_error']:.4f}")
+    summary.add_row(f"flagged below {report['low_confidence']['threshold']:.0%} confidence", low_confidence_text(report["low_confidence"]))
     summary.add_row("cross-entropy", f"{report['cross_entropy']:.4f}")
     if report.get("objective") is not None:
         summary.add_row("objective (cross-entropy + L1 + L2)", f"{report['objective']:.4f}")
@@ -78,7 +95,7 @@ def print_report_table(report: dict) -> None:
 
 
 def run_evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, output_format, confusion_png, misclassified, misclassified_count,
-                 min_accuracy, reliability_png=None) -> None:
+                 min_accuracy, reliability_png=None, min_confidence: float = MIN_CONFIDENCE) -> None:
     from lenet_cli import runs
     from lenet_cli.atomic import write_bytes_atomic
     from lenet_cli.console import stderr_console
@@ -106,7 +123,7 @@ def run_evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, o
     preprocess = meta["preprocessing"] if same_data else None
     with console.status(f"evaluating on the {dataset} {split} split"):
         result = evaluate_model(loaded, dataset, split, data_dir, top_k=top_k, log=lambda m: console.print(m, highlight=False),
-                                class_names=class_names, preprocess=preprocess)
+                                class_names=class_names, preprocess=preprocess, min_confidence=min_confidence)
     report = result.report
     if confusion_png is not None:
         from lenet_cli.plots import render_confusion_matrix_png

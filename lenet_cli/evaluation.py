@@ -14,8 +14,8 @@ import numpy as np
 
 from lenet_cli.data import load_dataset
 from lenet_cli.errors import LenetError
-from lenet_cli.config import VALIDATION_SIZE
-from lenet_cli.metrics import classification_report, softmax
+from lenet_cli.config import MIN_CONFIDENCE, VALIDATION_SIZE
+from lenet_cli.metrics import classification_report, low_confidence_report, softmax
 
 
 @dataclass
@@ -43,11 +43,13 @@ def penalty_from_weights(keras_model, run_config: dict | None) -> dict[str, floa
 
 
 def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int = 3, validation_size: int | None = None, log=None,
-                   class_names=None, preprocess: str | None = None) -> Evaluation:
+                   class_names=None, preprocess: str | None = None, min_confidence: float = MIN_CONFIDENCE) -> Evaluation:
     """Predict every image of ``split`` and build the report.
 
     ``class_names`` (the model's, from its metadata) default to the dataset's;
-    ``preprocess`` is how a picture folder's pictures are decoded (the model's).
+    ``preprocess`` is how a picture folder's pictures are decoded (the model's);
+    ``min_confidence`` is the threshold whose flag rate the report measures
+    (the one ``lenet predict`` flags answers under).
 
     Raises:
         LenetError: the data cannot be loaded or the split is empty.
@@ -63,6 +65,7 @@ def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int =
     logits = loaded.logits(data.images)
     seconds = time.perf_counter() - started
     report = classification_report(data.labels, logits, class_names, top_k=top_k)
+    probabilities = softmax(logits)
     penalty = penalty_from_weights(loaded.keras_model, loaded.run_config)
     report["l1"] = penalty["l1"] if penalty else None
     report["l2"] = penalty["l2"] if penalty else None
@@ -86,8 +89,9 @@ def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int =
         "weighted_avg": report["weighted_avg"],
         "confusion_matrix": report["confusion_matrix"],
         "calibration_bins": report["calibration"]["bins"],
+        "low_confidence": low_confidence_report(data.labels, probabilities, min_confidence),
         "class_names": class_names,
         "seconds": seconds,
         "images_per_second": len(data) / seconds if seconds > 0 else None,
     }
-    return Evaluation(ordered, data.images, data.labels, softmax(logits), split, VALIDATION_SIZE if validation_size is None else int(validation_size))
+    return Evaluation(ordered, data.images, data.labels, probabilities, split, VALIDATION_SIZE if validation_size is None else int(validation_size))

@@ -355,6 +355,38 @@ def calibration(y_true: np.ndarray, probs: np.ndarray, bins: int = CALIBRATION_B
     return {"ece": gap / labels.size if labels.size else 0.0, "bins": rows}
 
 
+def low_confidence_report(y_true: np.ndarray, probs: np.ndarray, threshold: float) -> dict:
+    """How the ``--min-confidence`` flag behaves on labelled data: how often it fires and what it catches.
+
+    An answer is flagged when its top probability is below ``threshold``.
+    Flagging trades coverage for accuracy (selective classification): the
+    useful threshold fires rarely yet holds a large share of the mistakes.
+
+    Returns:
+        ``{"threshold", "flagged", "flagged_share", "mistakes", "mistakes_flagged",
+        "mistakes_flagged_share", "accuracy_flagged", "accuracy_unflagged"}``; a
+        share or accuracy over an empty group is None.
+
+    Raises:
+        ValueError: malformed inputs, or a threshold outside [0, 1].
+    """
+    labels, probs = _check_labels_and_probs(y_true, probs)
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1]. Received: {threshold}")
+    flagged = probs.max(axis=1) < threshold
+    correct = probs.argmax(axis=1) == labels
+    mistakes = int((~correct).sum())
+    caught = int((flagged & ~correct).sum())
+
+    def share(part: int, whole: int) -> float | None:
+        return part / whole if whole else None
+
+    return {"threshold": float(threshold), "flagged": int(flagged.sum()), "flagged_share": share(int(flagged.sum()), labels.size),
+            "mistakes": mistakes, "mistakes_flagged": caught, "mistakes_flagged_share": share(caught, mistakes),
+            "accuracy_flagged": float(correct[flagged].mean()) if flagged.any() else None,
+            "accuracy_unflagged": float(correct[~flagged].mean()) if (~flagged).any() else None}
+
+
 def most_confident_mistakes(y_true: np.ndarray, probs: np.ndarray, n: int) -> list[int]:
     """Indices of the wrong predictions the model was surest about, worst first.
 

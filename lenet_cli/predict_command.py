@@ -8,6 +8,8 @@ import json
 
 import click
 
+from lenet_cli.config import MIN_CONFIDENCE
+
 
 def _csv_line(values) -> str:
     out = io.StringIO()
@@ -37,12 +39,15 @@ def _preprocessing_and_classes(ref, preprocess: str) -> tuple[str, str, tuple[st
 class PredictionWriter:
     """Print predictions on stdout as they come (jsonl, tsv, csv) or at the end (json, table); errors on stderr."""
 
-    def __init__(self, output_format: str, top_k: int, model_name: str):
+    def __init__(self, output_format: str, top_k: int, model_name: str, min_confidence: float = MIN_CONFIDENCE):
         self.output_format = output_format
         self.top_k = top_k
         self.model_name = model_name  # which model answered: in every machine-readable record
+        self.min_confidence = min_confidence
         self.records = []  # kept only for the formats printed as a whole
         self.failures = 0
+        self.answered = 0
+        self.unsure = 0  # answers flagged low_confidence
         self.csv_header_written = False
 
     def write(self, p) -> None:
@@ -51,16 +56,20 @@ class PredictionWriter:
             click.echo(f"Error: {p.error}", err=True)
             if self.output_format in ("tsv", "table"):
                 return
+        else:
+            self.answered += 1
+            self.unsure += bool(p.low_confidence)
         if self.output_format == "jsonl":
             click.echo(json.dumps({**p.to_dict(), "model": self.model_name}))
         elif self.output_format == "tsv":
             click.echo(f"{p.path}\t{p.label}\t{p.confidence:.4f}")
         elif self.output_format == "csv":
             if not self.csv_header_written:
-                click.echo(_csv_line(["path", "label", "index", "confidence", "top_k", "error", "model"]), nl=False)
+                click.echo(_csv_line(["path", "label", "index", "confidence", "top_k", "low_confidence", "error", "model"]), nl=False)
                 self.csv_header_written = True
             click.echo(_csv_line([p.path, p.label or "", "" if p.index is None else p.index,
-                                  "" if p.confidence is None else f"{p.confidence:.6f}", _top_k_text(p.top_k), p.error or "",
+                                  "" if p.confidence is None else f"{p.confidence:.6f}", _top_k_text(p.top_k),
+                                  "" if p.low_confidence is None else str(p.low_confidence).lower(), p.error or "",
                                   self.model_name]), nl=False)
         else:
             self.records.append(p)
@@ -80,12 +89,16 @@ class PredictionWriter:
             table.add_column("confidence", justify="right")
             table.add_column(f"top {self.top_k}")
             for p in self.records:
-                table.add_row(escape(p.path), escape(_label_text(p.label, p.index)), f"{p.confidence:.1%}",
+                confidence = f"[yellow]? {p.confidence:.1%}" if p.low_confidence else f"{p.confidence:.1%}"
+                table.add_row(escape(p.path), escape(_label_text(p.label, p.index)), confidence,
                               escape(", ".join(f"{t['label']} {t['confidence']:.1%}" for t in p.top_k)))
+            if self.unsure:
+                table.caption = f"? = below {self.min_confidence:.0%} confidence: the network is unsure"
             stdout_console().print(table)
 
 
-def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, output_format, save_preprocessed, batch_size) -> int:
+def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, output_format, save_preprocessed, batch_size,
+                min_confidence: float = MIN_CONFIDENCE) -> int:
     """Predict every input and print the results; return the exit code (1 when any input failed)."""
     from lenet_cli import runs
     from lenet_cli.console import plural, stderr_console
@@ -111,10 +124,14 @@ def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, inve
     people = stderr_console()
     if people.is_terminal:
         people.print(f"model: {ref.model_path} ({class_dataset})", highlight=False, markup=False)
-    writer = PredictionWriter(output_format, top_k, str(ref.model_path))
-    for prediction in predict_items(items, loaded.predict, class_names, preprocess, invert, top_k, batch_size, save_preprocessed, decoder):
+    writer = PredictionWriter(output_format, top_k, str(ref.model_path), min_confidence)
+    for prediction in predict_items(items, loaded.predict, class_names, preprocess, invert, top_k, batch_size, save_preprocessed, decoder,
+                                    min_confidence):
         writer.write(prediction)
     writer.close()
+    if writer.unsure:
+        click.echo(f"{writer.unsure} of {plural(writer.answered, 'answer')} below {min_confidence:.0%} confidence (flagged "
+                   "low_confidence): the network is unsure, check them", err=True)
     if writer.failures:
         click.echo(f"{writer.failures} of {plural(len(items), 'input')} failed", err=True)
         return 1

@@ -15,6 +15,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from lenet_cli.config import MIN_CONFIDENCE
 from lenet_cli.errors import LenetError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -87,7 +88,13 @@ def gather_inputs(inputs: Sequence[str], recursive: bool = False, files_from: st
 
 @dataclass
 class Prediction:
-    """The answer for one input (``error`` set and the rest empty when it failed)."""
+    """The answer for one input (``error`` set and the rest empty when it failed).
+
+    ``low_confidence`` flags an answer whose top probability is under the
+    ``--min-confidence`` threshold: the network is unsure, so a person should
+    look (``lenet evaluate`` reports how often it fires and how many mistakes
+    it catches).
+    """
 
     path: str
     label: str | None = None
@@ -95,9 +102,23 @@ class Prediction:
     confidence: float | None = None
     top_k: list[dict] = field(default_factory=list)
     error: str | None = None
+    low_confidence: bool | None = None
+
+    @classmethod
+    def from_probabilities(cls, path: str, probabilities: np.ndarray, class_names: Sequence[str], top_k: int,
+                           min_confidence: float) -> "Prediction":
+        """The answer for one image from the network's class probabilities (the top ``top_k`` listed, best first)."""
+        k = max(1, min(top_k, len(class_names)))
+        order = np.argsort(-probabilities, kind="stable")[:k]
+        best = int(order[0])
+        confidence = float(probabilities[best])
+        return cls(path, label=class_names[best], index=best, confidence=confidence,
+                   top_k=[{"label": class_names[int(i)], "index": int(i), "confidence": float(probabilities[int(i)])} for i in order],
+                   low_confidence=confidence < min_confidence)
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "label": self.label, "index": self.index, "confidence": self.confidence, "top_k": self.top_k, "error": self.error}
+        return {"path": self.path, "label": self.label, "index": self.index, "confidence": self.confidence, "top_k": self.top_k,
+                "low_confidence": self.low_confidence, "error": self.error}
 
 
 PARALLEL_MIN_ITEMS = 64  # below this, forking workers costs more than it saves
@@ -197,6 +218,7 @@ def predict_items(
     batch_size: int = 512,
     save_preprocessed: Path | None = None,
     decoder: ChunkDecoder | None = None,
+    min_confidence: float = MIN_CONFIDENCE,
 ) -> Iterator[Prediction]:
     """Yield one :class:`Prediction` per item, in order, decoding and predicting a chunk at a time.
 
@@ -206,7 +228,6 @@ def predict_items(
 
     if decoder is None:
         decoder = ChunkDecoder(items, PreprocessOptions(mode=preprocess_mode, invert=invert), workers=1, chunk_size=batch_size)
-    k = max(1, min(top_k, len(class_names)))
     position = 0
     for batch_items, results in _batches(decoder, batch_size):
         good = [array for array, _ in results if array is not None]
@@ -219,17 +240,8 @@ def predict_items(
             if save_preprocessed is not None:
                 stem = Path(item.name).stem if item.path is not None else "stdin"
                 save_preprocessed_png(array, save_preprocessed / f"{number:05d}_{stem}.png")
-            probs = probabilities[row]
+            yield Prediction.from_probabilities(item.name, probabilities[row], class_names, top_k, min_confidence)
             row += 1
-            order = np.argsort(-probs, kind="stable")[:k]
-            best = int(order[0])
-            yield Prediction(
-                item.name,
-                label=class_names[best],
-                index=best,
-                confidence=float(probs[best]),
-                top_k=[{"label": class_names[int(i)], "index": int(i), "confidence": float(probs[int(i)])} for i in order],
-            )
         position += len(batch_items)
 
 

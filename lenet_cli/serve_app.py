@@ -287,20 +287,11 @@ def parse_tf_serving(body: bytes, max_images: int) -> tuple[str, np.ndarray]:
     return key, np.ascontiguousarray(array)
 
 
-def prediction_record(name: str, probabilities: np.ndarray, class_names: Sequence[str], top_k: int) -> dict:
+def prediction_record(name: str, probabilities: np.ndarray, class_names: Sequence[str], top_k: int, min_confidence: float) -> dict:
     """The record ``lenet predict --format json`` prints for one image."""
     from lenet_cli.prediction import Prediction
 
-    k = max(1, min(top_k, len(class_names)))
-    order = np.argsort(-probabilities, kind="stable")[:k]
-    best = int(order[0])
-    return Prediction(
-        name,
-        label=class_names[best],
-        index=best,
-        confidence=float(probabilities[best]),
-        top_k=[{"label": class_names[int(i)], "index": int(i), "confidence": float(probabilities[int(i)])} for i in order],
-    ).to_dict()
+    return Prediction.from_probabilities(name, probabilities, class_names, top_k, min_confidence).to_dict()
 
 
 def input_png(array28: np.ndarray) -> str:
@@ -331,6 +322,7 @@ class PredictionRecord(BaseModel):
     index: int | None = None
     confidence: float | None = None
     top_k: list[TopK] = []
+    low_confidence: bool | None = Field(None, description="The confidence is below min_confidence: the network is unsure.")
     error: str | None = Field(None, description="Why this image failed (the others of the request are still answered).")
     model: str = Field(description="The model that answered (its file name).")
     input: str | None = Field(None, description="With ?return_input=true: the 28x28 input the network saw, as a PNG data URL.")
@@ -557,15 +549,18 @@ async def prometheus_metrics(service: ServiceDep):
     return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-def _records(decoded: list[Decoded], probabilities: np.ndarray, service: Service, top_k: int, return_input: bool) -> list[dict]:
+def _records(decoded: list[Decoded], probabilities: np.ndarray, service: Service, top_k: int, return_input: bool,
+             min_confidence: float) -> list[dict]:
     """One record per uploaded image, in order: ``lenet predict --format json``'s, with ``error`` set for a failed one."""
+    from lenet_cli.prediction import Prediction
+
     names, model = service.predictor.class_names, service.predictor.path.name
     records, rows = [], iter(probabilities)
     for d in decoded:
         if d.array is None:
-            records.append({"path": d.name, "label": None, "index": None, "confidence": None, "top_k": [], "error": d.error, "model": model})
+            records.append({**Prediction(d.name, error=d.error).to_dict(), "model": model})
             continue
-        record = prediction_record(d.name, next(rows), names, top_k)
+        record = prediction_record(d.name, next(rows), names, top_k, min_confidence)
         record["model"] = model
         if return_input:
             record["input"] = input_png(d.array)
@@ -588,6 +583,7 @@ async def predict(
     request: Request,
     service: ServiceDep,
     top_k: Annotated[int | None, Query(ge=1, le=10, description="How many classes to list per image.")] = None,
+    min_confidence: Annotated[float | None, Query(ge=0, le=1, description="Flag answers whose confidence is below this (`low_confidence`).")] = None,
     preprocess: Annotated[Literal["auto", "mnist", "fashion", "none"] | None, Query(description="As `lenet predict --preprocess`.")] = None,
     invert: Annotated[Literal["auto", "always", "never"] | None, Query(description="As `lenet predict --invert`.")] = None,
     return_input: Annotated[bool, Query(description="Add each image's 28x28 network input as a PNG data URL.")] = False,
@@ -608,7 +604,8 @@ async def predict(
             raise RequestError(first.status, first.error)
         probabilities = await slot.predict(np.stack([d.array for d in good])[..., None])
     service.metrics.images.inc(len(good))
-    return _json(_records(decoded, probabilities, service, top_k or s.top_k, return_input))
+    return _json(_records(decoded, probabilities, service, top_k or s.top_k, return_input,
+                          s.min_confidence if min_confidence is None else min_confidence))
 
 
 @router.post(

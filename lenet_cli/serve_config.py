@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lenet_cli.config import MIN_CONFIDENCE
+
 MIB = 1024 * 1024
 
 
@@ -25,6 +27,7 @@ class ServeSettings:
         preprocess: Default for the ``preprocess`` query parameter; ``auto`` = the model's dataset.
         invert: Default for the ``invert`` query parameter.
         top_k: Default for the ``top_k`` query parameter.
+        min_confidence: Default for the ``min_confidence`` query parameter (answers below it are flagged ``low_confidence``).
         decode_threads: Threads that parse and preprocess uploads [None: one per CPU this process may use].
     """
 
@@ -36,4 +39,5 @@ class ServeSettings:
     preprocess: str = "auto"
     invert: str = "auto"
     top_k: int = 3
+    min_confidence: float = MIN_CONFIDENCE
     decode_threads: int | None = None

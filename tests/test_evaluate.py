@@ -69,6 +69,24 @@ def test_json_report_matches_independent_numpy(trained_run, synthetic_data_dir, 
     assert report["objective"] == pytest.approx(report["cross_entropy"] + report["l1"] + report["l2"])
 
 
+def test_min_confidence_flag_rate_matches_numpy(trained_run, synthetic_data_dir, reference):
+    probs, labels, _ = reference
+    threshold = float(np.median(probs.max(1)))  # about half the images fall under it
+    result = _evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "json", "--min-confidence", threshold)
+    assert result.exit_code == 0, result.output
+    unsure = json.loads(result.stdout)["low_confidence"]
+    flagged = probs.max(1) < threshold
+    wrong = probs.argmax(1) != labels
+    assert unsure["threshold"] == pytest.approx(threshold)
+    assert (unsure["flagged"], unsure["mistakes"], unsure["mistakes_flagged"]) == (int(flagged.sum()), int(wrong.sum()), int((flagged & wrong).sum()))
+    assert unsure["accuracy_unflagged"] == pytest.approx(1 - wrong[~flagged].mean())
+    table = _evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "table", "--min-confidence", threshold).stdout
+    assert "flagged below" in table and f"({int(flagged.sum()):,})" in table
+    rows = {r["label"]: r for r in csv.DictReader(io.StringIO(_evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "csv",
+                                                                        "--min-confidence", threshold).stdout))}
+    assert float(rows["low_confidence_share"]["value"]) == pytest.approx(flagged.mean(), abs=1e-6)
+
+
 def test_reproduces_the_accuracy_train_recorded(trained_run, synthetic_data_dir):
     metrics = json.loads((trained_run / "metrics.json").read_text())
     report = json.loads(_evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "json").stdout)
@@ -79,7 +97,10 @@ def test_csv_has_a_row_per_class_and_the_averages(trained_run, synthetic_data_di
     result = _evaluate(trained_run / "model.keras", "--dataset", "mnist", "--data-dir", synthetic_data_dir, "--format", "csv")
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert [r["label"] for r in rows] == [str(d) for d in range(10)] + ["macro avg", "weighted avg", "accuracy", "top_3_accuracy", "cross_entropy", "objective", "expected_calibration_error"]
+    names = [r["label"] for r in rows]
+    assert names[:19] == [str(d) for d in range(10)] + ["macro avg", "weighted avg", "accuracy", "top_3_accuracy", "cross_entropy", "objective",
+                                                        "expected_calibration_error", "min_confidence", "low_confidence_share"]
+    assert set(names[19:]) <= {"mistakes_flagged_share", "accuracy_unflagged"}  # each only where its group is not empty
     assert sum(int(r["support"]) for r in rows[:10]) == int(rows[11]["support"]) == int(rows[-1]["support"])
     report = json.loads(_evaluate(trained_run / "model.keras", "--dataset", "mnist", "--data-dir", synthetic_data_dir, "--format", "json").stdout)
     assert float(rows[12]["value"]) == pytest.approx(report["accuracy"], abs=1e-6)

@@ -11,6 +11,7 @@ from lenet_cli.metrics import (
     confusion_matrix,
     macro_average,
     logits_from_probabilities,
+    low_confidence_report,
     mean_cross_entropy,
     most_confident_mistakes,
     per_class_metrics,
@@ -202,3 +203,18 @@ def test_empty_input_gives_zero_not_nan():
     assert top_k_accuracy(empty_labels, empty_probs, 1) == 0.0
     assert mean_cross_entropy(empty_labels, empty_probs) == 0.0
     assert not math.isnan(mean_cross_entropy(empty_labels, empty_probs))
+
+
+def test_low_confidence_report_hand_computed():
+    # top probabilities 0.7, 0.5, 0.7, 0.8, 0.6, 0.8; mistakes are examples 2 (0.7) and 4 (0.6)
+    report = low_confidence_report(Y_TRUE, PROBS, 0.65)
+    assert report == {"threshold": 0.65, "flagged": 2, "flagged_share": 2 / 6, "mistakes": 2, "mistakes_flagged": 1,
+                      "mistakes_flagged_share": 0.5, "accuracy_flagged": 0.5, "accuracy_unflagged": 3 / 4}
+    never = low_confidence_report(Y_TRUE, PROBS, 0.0)
+    assert (never["flagged"], never["accuracy_flagged"], never["accuracy_unflagged"]) == (0, None, 4 / 6)
+    always = low_confidence_report(Y_TRUE, PROBS, 1.0)
+    assert (always["flagged"], always["mistakes_flagged_share"], always["accuracy_unflagged"]) == (6, 1.0, None)
+    perfect = low_confidence_report(np.array([0, 1, 2]), np.eye(3) * 0.9 + 0.1 / 3, 0.5)
+    assert perfect["mistakes"] == 0 and perfect["mistakes_flagged_share"] is None
+    with pytest.raises(ValueError, match="threshold"):
+        low_confidence_report(Y_TRUE, PROBS, 1.5)

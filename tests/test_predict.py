@@ -80,11 +80,29 @@ def test_files_from_file_and_stdin(images, tmp_path):
 
 def test_json_schema_and_top_k(images):
     [record] = json.loads(_predict(images / "a.png", "--format", "json", "--top-k", "4").stdout)
-    assert set(record) == {"path", "label", "index", "confidence", "top_k", "error", "model"}
+    assert set(record) == {"path", "label", "index", "confidence", "top_k", "low_confidence", "error", "model"}
     assert len(record["top_k"]) == 4 and record["top_k"][0]["index"] == record["index"]
     assert record["top_k"][0]["confidence"] == record["confidence"]
     confidences = [t["confidence"] for t in record["top_k"]]
     assert confidences == sorted(confidences, reverse=True)
+
+
+def test_min_confidence_flags_unsure_answers_in_every_format(images):
+    [record] = json.loads(_predict(images / "a.png", "--format", "json").stdout)
+    confidence = record["confidence"]
+    above = json.loads(_predict(images / "a.png", "--format", "json", "--min-confidence", min(1.0, confidence + 1e-4)).stdout)[0]
+    below = json.loads(_predict(images / "a.png", "--format", "json", "--min-confidence", max(0.0, confidence - 1e-4)).stdout)[0]
+    never = json.loads(_predict(images / "a.png", "--format", "json", "--min-confidence", 0).stdout)[0]
+    assert (above["low_confidence"], below["low_confidence"], never["low_confidence"]) == (True, False, False)
+    unsure = _predict(images / "a.png", images / "b.jpg", "--format", "table", "--min-confidence", 1)
+    assert unsure.exit_code == 0, unsure.output
+    assert "? " in unsure.stdout and "unsure" in unsure.stdout
+    assert "2 of 2 answers below 100% confidence" in unsure.stderr
+    rows = list(csv.DictReader(io.StringIO(_predict(images / "a.png", "--format", "csv", "--min-confidence", 1).stdout)))
+    assert rows[0]["low_confidence"] == "true"
+    line = json.loads(_predict(images / "a.png", "--format", "jsonl", "--min-confidence", 0).stdout)
+    assert line["low_confidence"] is False
+    assert _predict(images / "a.png", "--min-confidence", 1.5).exit_code == 2
 
 
 def test_csv_parses(images):

@@ -97,7 +97,7 @@ def test_predict_answers_a_raw_body_and_multipart_files_in_order(client):
     raw = post_image(client, SEVEN)
     assert raw.status_code == 200, raw.text
     (record,) = raw.json()
-    assert set(record) == {"path", "label", "index", "confidence", "top_k", "error", "model"}
+    assert set(record) == {"path", "label", "index", "confidence", "top_k", "low_confidence", "error", "model"}
     assert (record["path"], record["label"], record["index"], record["error"], record["model"]) == ("<body>", "7", 7, None, "digits.onnx")
     assert len(record["top_k"]) == 3 and record["top_k"][0] == {"label": "7", "index": 7, "confidence": record["confidence"]}
 
@@ -120,11 +120,26 @@ def test_records_are_those_of_lenet_predict_json(client, template_model, tmp_pat
     assert served["path"] == "seven.png" and expected["path"].endswith("seven.png")
     assert served["model"] == "digits.onnx" and expected["model"].endswith("digits.onnx")
     assert set(served) == set(expected)
-    for key in ("label", "index", "error"):
+    for key in ("label", "index", "error", "low_confidence"):
         assert served[key] == expected[key]
     assert served["confidence"] == pytest.approx(expected["confidence"], abs=1e-6)
     assert [(t["label"], t["index"]) for t in served["top_k"]] == [(t["label"], t["index"]) for t in expected["top_k"]]
     assert [t["confidence"] for t in served["top_k"]] == pytest.approx([t["confidence"] for t in expected["top_k"]], abs=1e-6)
+
+
+def test_min_confidence_query_flags_unsure_answers(client):
+    from PIL import ImageChops
+
+    from lenet_cli.config import MIN_CONFIDENCE
+
+    one_or_seven = png_bytes(ImageChops.lighter(draw_digit(1), draw_digit(7)))  # a 1 and a 7 on top of each other
+    plain = post_image(client, one_or_seven).json()[0]
+    assert 0.5 < plain["confidence"] < 0.99
+    assert plain["low_confidence"] is (plain["confidence"] < MIN_CONFIDENCE)
+    assert post_image(client, one_or_seven, "?min_confidence=0.99").json()[0]["low_confidence"] is True
+    assert post_image(client, one_or_seven, "?min_confidence=0").json()[0]["low_confidence"] is False
+    assert post_image(client, SEVEN, "?min_confidence=0.99").json()[0]["low_confidence"] is False  # a clear 7
+    assert post_image(client, SEVEN, "?min_confidence=2").status_code == 422
 
 
 def test_query_parameters_top_k_preprocess_invert_and_return_input(client):
