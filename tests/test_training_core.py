@@ -95,7 +95,8 @@ def test_train_step_updates_equal_differentiating_the_whole_objective():
     from lenet_cli.objective import Objective
     from lenet_cli.training import TrainStep, make_optimizer
 
-    cfg = resolve_config("mnist", l1=1e-3, weight_decay=1e-2, dropout=0.0, dense_units=16, schedule="constant")
+    cfg = resolve_config("mnist", l1=1e-3, weight_decay=1e-2, dropout=0.0, dense_units=16, schedule="constant", augment="none",
+                         ema_momentum=0.0)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(3, 32, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, size=(3, 32)).astype(np.int32)
@@ -177,6 +178,7 @@ def test_a_checkpoint_variable_of_another_shape_is_named(trained_run, synthetic_
 
 
 def test_a_checkpoint_missing_a_variable_is_named(trained_run, tmp_path):
+    from lenet_cli.augmentation import build_augmentation
     from lenet_cli.checkpoint import load_checkpoint, restore
     from lenet_cli.config import TrainConfig
     from lenet_cli.errors import LenetError
@@ -189,9 +191,12 @@ def test_a_checkpoint_missing_a_variable_is_named(trained_run, tmp_path):
     model = build_lenet(dense_units=cfg.dense_units, seed=0)
     optimizer = make_optimizer(cfg, steps_per_epoch=10)
     optimizer.build(model.trainable_weights)
-    restore(model, optimizer, dict(load_checkpoint(trained_run)[1]))  # the same network and optimizer: accepted
+    augmentation = build_augmentation(cfg.augment, cfg.seed)
+    if augmentation is not None:
+        augmentation.build((None, 28, 28, 1))
+    restore(model, optimizer, dict(load_checkpoint(trained_run)[1]), augmentation)  # the same network and optimizer: accepted
     with pytest.raises(LenetError, match="'optimizer/dot_1_kernel_velocity'"):
-        restore(model, optimizer, arrays)
+        restore(model, optimizer, arrays, augmentation)
 
 
 def test_debug_travels_in_the_click_context_not_the_environment(tmp_path, monkeypatch):
