@@ -68,7 +68,7 @@ def print_report_table(report: dict) -> None:
     summary.add_row("accuracy", f"{report['accuracy']:.4f}")
     summary.add_row(f"top-{report['top_k']} accuracy", f"{report['top_k_accuracy']:.4f}")
     summary.add_row("expected calibration error (15 bins)", f"{report['expected_calibration_error']:.4f}")
-    summary.add_row(f"flagged below {report['low_confidence']['threshold']:.0%} confidence", low_confidence_text(report["low_confidence"]))
+    summary.add_row(f"flagged below {report['low_confidence']['threshold'] * 100:g}% confidence", low_confidence_text(report["low_confidence"]))
     summary.add_row("cross-entropy", f"{report['cross_entropy']:.4f}")
     if report.get("objective") is not None:
         summary.add_row("objective (cross-entropy + L1 + L2)", f"{report['objective']:.4f}")

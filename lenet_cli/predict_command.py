@@ -93,7 +93,7 @@ class PredictionWriter:
                 table.add_row(escape(p.path), escape(_label_text(p.label, p.index)), confidence,
                               escape(", ".join(f"{t['label']} {t['confidence']:.1%}" for t in p.top_k)))
             if self.unsure:
-                table.caption = f"? = below {self.min_confidence:.0%} confidence: the network is unsure"
+                table.caption = f"? = below {self.min_confidence * 100:g}% confidence: the network is unsure"
             stdout_console().print(table)
 
 
@@ -130,7 +130,7 @@ def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, inve
         writer.write(prediction)
     writer.close()
     if writer.unsure:
-        click.echo(f"{writer.unsure} of {plural(writer.answered, 'answer')} below {min_confidence:.0%} confidence (flagged "
+        click.echo(f"{writer.unsure} of {plural(writer.answered, 'answer')} below {min_confidence * 100:g}% confidence (flagged "
                    "low_confidence): the network is unsure, check them", err=True)
     if writer.failures:
         click.echo(f"{writer.failures} of {plural(len(items), 'input')} failed", err=True)
