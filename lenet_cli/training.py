@@ -287,6 +287,16 @@ class _Session:
             for name in C.WEIGHT_LAYERS:
                 self.shipped.get_layer(name).set_weights(self.model.get_layer(name).get_weights())
 
+    def predict_shipped_classes(self, images):
+        """Classes from the weights that would ship (the moving average, with EMA): what ``val_accuracy`` scores.
+
+        The epoch's confusion matrix uses it, so ``confusion_matrix.json`` and
+        TensorBoard's image agree with the validation accuracy beside them.
+        """
+        with self.step.shipped_weights():
+            self.sync_shipped()
+            return self.predictor.predict_classes(images)
+
 
 def _build(cfg: TrainConfig, data: Dataset, runs_dir, resume: bool, deterministic: bool, distribution) -> _Session:
     """The model (with any warm start and frozen layers), its optimizer, objective, step and predictor."""
@@ -344,7 +354,7 @@ def _callbacks(session: _Session, data: Dataset, run_dir: Path, callbacks, tenso
 
     from lenet_cli.tensorboard_logging import run_callbacks
 
-    all_callbacks = list(callbacks or []) + run_callbacks(run_dir, data, tensorboard, histograms, session.predictor.predict_classes)
+    all_callbacks = list(callbacks or []) + run_callbacks(run_dir, data, tensorboard, histograms, session.predict_shipped_classes)
     return keras.callbacks.CallbackList(all_callbacks, model=session.model, add_history=False, add_progbar=False,
                                         epochs=session.cfg.epochs, steps=session.steps_per_epoch, verbose=0)
 
