@@ -287,13 +287,6 @@ def parse_tf_serving(body: bytes, max_images: int) -> tuple[str, np.ndarray]:
     return key, np.ascontiguousarray(array)
 
 
-def prediction_record(name: str, probabilities: np.ndarray, class_names: Sequence[str], top_k: int, min_confidence: float) -> dict:
-    """The record ``lenet predict --format json`` prints for one image."""
-    from lenet_cli.prediction import Prediction
-
-    return Prediction.from_probabilities(name, probabilities, class_names, top_k, min_confidence).to_dict()
-
-
 def input_png(array28: np.ndarray) -> str:
     """The network's 28x28 input as a ``data:image/png;base64`` URL (the page shows it)."""
     from PIL import Image
@@ -560,7 +553,7 @@ def _records(decoded: list[Decoded], probabilities: np.ndarray, service: Service
         if d.array is None:
             records.append({**Prediction(d.name, error=d.error).to_dict(), "model": model})
             continue
-        record = prediction_record(d.name, next(rows), names, top_k, min_confidence)
+        record = Prediction.from_probabilities(d.name, next(rows), names, top_k, min_confidence).to_dict()
         record["model"] = model
         if return_input:
             record["input"] = input_png(d.array)
