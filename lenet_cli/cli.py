@@ -244,6 +244,9 @@ def distribute_options(fn):
                    f"{_default_text('ema_momentum', '{:g}')}.")
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=None,
               help=f"Spread this share of each training target over the other classes {_default_text('label_smoothing', '{:g}')}.")
+@click.option("--calibrate/--no-calibrate", default=None,
+              help="After training, fit a temperature on the validation split and fold it into logits_layer, so the model's "
+                   "confidence matches its accuracy; predictions never change [default: on; off with --preset seed].")
 @click.option("--precision", type=click.Choice(C.PRECISIONS), default=None,
               help=f"Training arithmetic: float32; bfloat16 (mixed: weights, LRN, logits and loss stay float32, and the model "
                    f"ships in float32); auto (bfloat16 only with native support: AVX512_BF16 or AMX CPUs, or a GPU) "

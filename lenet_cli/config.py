@@ -76,6 +76,7 @@ TRAIN_FORMATS = ("table", "json")
 # --- Shared defaults ------------------------------------------------------------
 VALIDATION_SIZE = 5000  # the first N training images are held out, as TensorFlow's MNIST feeder did
 INFERENCE_BATCH_SIZE = 1000  # images per compiled inference call
+TEMPERATURE_BOUNDS = (0.25, 4.0)  # temperature scaling's range (lenet_cli/calibration.py): a tiny or mistake-free split cannot push answers to certainty
 MIN_CONFIDENCE = 0.5  # predict/serve flag an answer whose top probability is below this; evaluate reports how often (README)
 
 # --- The seed's literal training values (``--preset seed``) -------------------
@@ -89,6 +90,7 @@ SEED_PRESET: dict[str, Any] = {
     "batch_size": 128,
     "augment": "none",
     "ema_momentum": 0.0,
+    "calibrate": False,
 }
 
 # --- Defaults that train well, chosen on the validation split ----------------
@@ -119,6 +121,7 @@ class TrainConfig:
     augment: str = "none"  # a policy of lenet_cli/augmentation.py: none | shift | flip | flip-shift | digits | clothing
     ema_momentum: float = 0.0  # 0: ship the last weights; else an exponential moving average of them (Keras's use_ema)
     label_smoothing: float = 0.0  # share of each target spread over the other classes (train only)
+    calibrate: bool = True  # fit a temperature on the validation split and fold it into logits_layer (metrics.json: calibration)
     precision: str = "float32"  # float32 | bfloat16 (mixed: weights, LRN, logits and loss stay float32) | auto (resolved at start)
     seed: int = 0  # seeds weights, shuffling, dropout and augmentation
     validation_size: int | None = VALIDATION_SIZE  # training images held out for validation (None: a tenth of own data)
@@ -177,7 +180,7 @@ class TrainConfig:
             raise LenetError(f"{str(path)!r} is not a valid lenet config ({detail}); the run cannot be used") from None
 
 
-_JSON_TYPES = {"str": (str,), "int": (int,), "float": (int, float)}
+_JSON_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
 
 
 def check_config_types(data: dict[str, Any]) -> None:
@@ -200,7 +203,7 @@ def check_config_types(data: dict[str, Any]) -> None:
         if base.startswith("tuple[str"):
             ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
         else:
-            ok = isinstance(value, _JSON_TYPES[base]) and not isinstance(value, bool)
+            ok = isinstance(value, _JSON_TYPES[base]) and (base == "bool") == isinstance(value, bool)
         if not ok:
             raise ValueError(f"{field.name!r} should be {declared.replace('tuple[str, ...]', 'a list of strings')}, "
                              f"not {type(value).__name__}")

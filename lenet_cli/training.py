@@ -431,9 +431,29 @@ def _end_epoch(session: _Session, state: TrainingState, rng, epoch: int, logs: d
     save_checkpoint(run_dir, session.model, session.optimizer, state, session.step.augmentation)
 
 
+def _calibrate(session: _Session, validation: Split) -> dict | None:
+    """Fit a temperature on the validation split and fold it into the shipped model (:mod:`lenet_cli.calibration`).
+
+    Returns ``metrics.json``'s ``calibration`` block: the temperature and the
+    validation cross-entropy and ECE before and after; None when switched off.
+    """
+    from lenet_cli.calibration import calibration_summary, fit_temperature, fold_temperature
+
+    if not session.cfg.calibrate:
+        return None
+    if len(validation) == 0:
+        return {"temperature": None, "skipped": "no validation split to fit it on"}
+    if "logits_layer" in session.cfg.freeze:
+        return {"temperature": None, "skipped": "logits_layer is frozen"}
+    logits = session.predictor.logits(validation.images)
+    temperature = fit_temperature(logits, validation.labels)
+    fold_temperature(session.shipped, temperature)
+    return calibration_summary(logits, validation.labels, temperature)
+
+
 def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Path, runs_dir, distribution,
             keep_checkpoint: bool) -> TrainResult:
-    """Save the model (no training state), score it on the whole test split, write metrics, mark it latest.
+    """Calibrate and save the model (no training state), score it on the whole test split, write metrics, mark it latest.
 
     The checkpoint then goes (unless kept): like Keras's ``BackupAndRestore``, it
     exists to resume an unfinished run, and it is three times the model's size.
@@ -445,6 +465,7 @@ def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Pat
     session.model.optimizer = None  # the shipped model carries no training state
     session.sync_shipped()
     model = session.shipped  # float32, whatever precision trained it
+    calibrated = _calibrate(session, data.validation)
     for name in cfg.freeze:
         model.get_layer(name).trainable = True
     with atomic_path(run_dir / runs.MODEL_FILE) as tmp:
@@ -456,7 +477,8 @@ def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Pat
         "test_accuracy": test["accuracy"],
         "test_count": len(data.test),
         "val_accuracy": last.get("val_accuracy"),
-        "val_cross_entropy": last.get("val_cross_entropy"),
+        "val_cross_entropy": (calibrated or {}).get("val_cross_entropy_after", last.get("val_cross_entropy")),  # of the model that ships
+        "calibration": calibrated,
         "best_val_accuracy": state.best_val_accuracy,
         "train_accuracy": last.get("accuracy"),
         "epochs": cfg.epochs,

@@ -100,6 +100,12 @@ def print_result_table(metrics: dict, run_dir) -> None:
     table.add_row("test accuracy", f"{metrics['test_accuracy']:.4f} on {metrics['test_count']:,} {metrics['dataset']} test images")
     if metrics.get("val_accuracy") is not None:
         table.add_row("validation accuracy", f"{metrics['val_accuracy']:.4f} (best {metrics['best_val_accuracy']:.4f})")
+    calibrated = metrics.get("calibration") or {}
+    if calibrated.get("temperature") is not None:
+        table.add_row("calibration", f"temperature {calibrated['temperature']:.3f}: validation ECE {calibrated['val_ece_before']:.2%} "
+                                     f"-> {calibrated['val_ece_after']:.2%}")
+    elif calibrated.get("skipped"):
+        table.add_row("calibration", f"skipped: {calibrated['skipped']}")
     table.add_row("train time", f"{metrics['train_seconds']:.1f} s")
     stdout_console().print(table)
 

@@ -56,5 +56,7 @@ def test_a_bfloat16_run_trains_records_its_precision_and_ships_a_float32_model(s
     assert np.isfinite(history[-1]["cross_entropy"]) and history[-1]["val_accuracy"] > 0.2
     report = json.loads(CliRunner().invoke(cli, ["evaluate", str(run), "--split", "validation", "--format", "json",
                                                  "--data-dir", str(synthetic_data_dir)]).stdout)
-    assert report["cross_entropy"] == pytest.approx(history[-1]["val_cross_entropy"], abs=1e-5)  # validation scored the float32 copy
+    calibrated = json.loads((run / "metrics.json").read_text())["calibration"]
+    assert calibrated["val_cross_entropy_before"] == pytest.approx(history[-1]["val_cross_entropy"], abs=1e-5)  # validation scored the float32 copy
+    assert report["cross_entropy"] == pytest.approx(calibrated["val_cross_entropy_after"], abs=1e-5)  # which then shipped, calibrated
 

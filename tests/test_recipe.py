@@ -82,7 +82,9 @@ def test_ema_ships_the_averaged_weights_and_validation_scores_them(synthetic_dat
     history = json.loads((run / "history.json").read_text())
     report = json.loads(CliRunner().invoke(cli, ["evaluate", str(run), "--split", "validation", "--format", "json",
                                                  "--data-dir", str(synthetic_data_dir)]).stdout)
-    assert report["cross_entropy"] == pytest.approx(history[-1]["val_cross_entropy"], abs=1e-5)
+    calibrated = json.loads((run / "metrics.json").read_text())["calibration"]
+    assert calibrated["val_cross_entropy_before"] == pytest.approx(history[-1]["val_cross_entropy"], abs=1e-5)  # what validation scored
+    assert report["cross_entropy"] == pytest.approx(calibrated["val_cross_entropy_after"], abs=1e-5)  # the same weights, then calibrated
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "rmsprop", "sgd"])

@@ -1,0 +1,107 @@
+"""Temperature scaling: fitted on validation, folded exactly into logits_layer, predictions unchanged."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lenet_cli.calibration import calibration_summary, fit_temperature, fold_temperature
+from lenet_cli.cli import cli
+from lenet_cli.config import TEMPERATURE_BOUNDS
+from lenet_cli.metrics import softmax
+
+TINY = ["--epochs", "2", "--validation-size", "100", "--batch-size", "50", "--dense-units", "32", "--quiet", "--no-tensorboard"]
+
+
+def _sampled(temperature: float, n: int = 20000, seed: int = 0):
+    """Logits, and labels drawn from softmax(logits / temperature): the temperature that explains them is known."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, 10)) * 4
+    cumulative = softmax(logits / temperature).cumsum(axis=1)
+    labels = np.minimum((cumulative < rng.random((n, 1))).sum(axis=1), 9)
+    return logits, labels
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.5])
+def test_fit_recovers_the_temperature_the_labels_were_drawn_with(temperature):
+    logits, labels = _sampled(temperature)
+    assert fit_temperature(logits, labels) == pytest.approx(temperature, rel=0.05)
+
+
+def test_the_fitted_temperature_is_the_validation_cross_entropys_minimum():
+    logits, labels = _sampled(1.7, n=3000, seed=1)
+    fitted = fit_temperature(logits, labels)
+    summary = calibration_summary(logits, labels, fitted)
+    for nearby in (fitted * 0.97, fitted * 1.03):
+        assert summary["val_cross_entropy_after"] < calibration_summary(logits, labels, nearby)["val_cross_entropy_after"]
+    assert summary["val_cross_entropy_after"] < summary["val_cross_entropy_before"]
+    assert summary["val_ece_after"] < summary["val_ece_before"]
+
+
+def test_a_split_without_mistakes_stops_at_the_coldest_bound_and_a_random_one_at_the_hottest():
+    logits = np.eye(10)[np.arange(50) % 10] * 3
+    assert fit_temperature(logits, np.arange(50) % 10) == TEMPERATURE_BOUNDS[0]
+    assert fit_temperature(logits, (np.arange(50) + 1) % 10) == TEMPERATURE_BOUNDS[1]
+    with pytest.raises(ValueError):
+        fit_temperature(np.zeros((0, 10)), np.zeros(0, dtype=int))
+
+
+def test_folding_divides_the_models_logits_and_keeps_every_answer():
+    import keras
+
+    from lenet_cli.model import build_lenet
+
+    model = build_lenet(dense_units=16, seed=0)
+    view = keras.Model(model.inputs, [model.get_layer("logits_layer").output, model.output])
+    images = np.random.default_rng(0).random((32, 28, 28, 1)).astype(np.float32)
+    before = np.asarray(view(images, training=False)[0])
+    fold_temperature(model, 2.0)
+    after, probs = (np.asarray(x) for x in view(images, training=False))
+    np.testing.assert_allclose(after, before / 2.0, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probs, softmax(before / 2.0), rtol=1e-4, atol=1e-6)
+    assert (after.argmax(axis=1) == before.argmax(axis=1)).all()
+
+
+def test_training_ships_the_calibrated_model_and_says_so(synthetic_data_dir, tmp_path):
+    runs = {}
+    for name, extra in (("on", ["--deterministic"]), ("off", ["--deterministic", "--no-calibrate"])):  # the same training twice
+        runs[name] = tmp_path / name
+        result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(runs[name]), *TINY, *extra])
+        assert result.exit_code == 0, result.output
+    metrics = json.loads((runs["on"] / "metrics.json").read_text())
+    block = metrics["calibration"]
+    assert TEMPERATURE_BOUNDS[0] <= block["temperature"] <= TEMPERATURE_BOUNDS[1] and block["fitted_on"] == "validation"
+    assert block["images"] == 100 and block["val_cross_entropy_after"] <= block["val_cross_entropy_before"]
+    assert json.loads((runs["off"] / "metrics.json").read_text())["calibration"] is None
+    assert json.loads((runs["on"] / "config.json").read_text())["calibrate"] is True
+    assert json.loads((runs["off"] / "config.json").read_text())["calibrate"] is False
+
+    def validation(run):
+        report = CliRunner().invoke(cli, ["evaluate", str(run), "--split", "validation", "--format", "json",
+                                          "--data-dir", str(synthetic_data_dir)])
+        assert report.exit_code == 0, report.output
+        return json.loads(report.stdout)
+
+    calibrated, plain = validation(runs["on"]), validation(runs["off"])
+    assert calibrated["accuracy"] == plain["accuracy"]  # dividing the logits changes no answer
+    assert calibrated["cross_entropy"] == pytest.approx(block["val_cross_entropy_after"], abs=1e-5)
+    assert plain["cross_entropy"] == pytest.approx(block["val_cross_entropy_before"], abs=1e-5)
+    assert calibrated["expected_calibration_error"] == pytest.approx(block["val_ece_after"], abs=1e-4)
+
+
+def test_the_seed_preset_keeps_the_tutorials_uncalibrated_network():
+    from lenet_cli.config import resolve_config
+
+    assert resolve_config("mnist", "seed").calibrate is False
+    assert resolve_config("fashion").calibrate is True and resolve_config("fashion", calibrate=False).calibrate is False
+
+
+def test_config_json_refuses_a_calibrate_that_is_not_a_boolean():
+    from lenet_cli.config import TrainConfig
+
+    with pytest.raises(ValueError, match="calibrate"):
+        TrainConfig.from_json_dict({"calibrate": 1})
+    assert TrainConfig.from_json_dict({"calibrate": False}).calibrate is False
