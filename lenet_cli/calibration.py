@@ -72,7 +72,7 @@ def calibration_summary(logits: np.ndarray, labels: np.ndarray, temperature: flo
     return {
         "temperature": float(temperature),
         "fitted_on": "validation",
-        "images": int(len(labels)),
+        "images": len(labels),
         "val_cross_entropy_before": mean_cross_entropy(labels, logits),
         "val_cross_entropy_after": mean_cross_entropy(labels, logits / temperature),
         "val_ece_before": calibration(labels, softmax(logits))["ece"],
