@@ -100,6 +100,8 @@ def print_result_table(metrics: dict, run_dir) -> None:
     table.add_row("test accuracy", f"{metrics['test_accuracy']:.4f} on {metrics['test_count']:,} {metrics['dataset']} test images")
     if metrics.get("val_accuracy") is not None:
         table.add_row("validation accuracy", f"{metrics['val_accuracy']:.4f} (best {metrics['best_val_accuracy']:.4f})")
+    else:
+        table.add_row("validation accuracy", "none: no validation split (--validation-size 0)")
     calibrated = metrics.get("calibration") or {}
     if calibrated.get("temperature") is not None:
         table.add_row("calibration", f"temperature {calibrated['temperature']:.3f}: validation ECE {calibrated['val_ece_before']:.2%} "

@@ -105,3 +105,15 @@ def test_config_json_refuses_a_calibrate_that_is_not_a_boolean():
     with pytest.raises(ValueError, match="calibrate"):
         TrainConfig.from_json_dict({"calibrate": 1})
     assert TrainConfig.from_json_dict({"calibrate": False}).calibrate is False
+
+
+def test_without_a_validation_split_the_run_says_calibration_was_skipped(synthetic_data_dir, tmp_path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--epochs", "1", "--validation-size", "0",
+                                      "--batch-size", "50", "--dense-units", "32", "--no-tensorboard", "--quiet", "--format", "table"])
+    assert result.exit_code == 0, result.output
+    metrics = (run / "metrics.json").read_text()
+    assert "NaN" not in metrics and json.loads(metrics)["val_accuracy"] is None  # strict JSON: jq reads it
+    assert json.loads(metrics)["calibration"] == {"temperature": None, "skipped": "no validation split to fit it on"}
+    assert "no validation split (--validation-size 0)" in result.stdout
+    assert "calibration" in result.stdout and "skipped: no validation split" in result.stdout
