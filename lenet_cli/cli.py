@@ -233,7 +233,7 @@ def distribute_options(fn):
 @click.option("--warmup-epochs", type=click.FloatRange(min=0), default=None, help=f"Linear warm-up before the schedule [default: {_D.warmup_epochs:g}].")
 @click.option("--l1", type=click.FloatRange(min=0), default=None, help=f"L1 coefficient on kernels [default: {_D.l1:g}].")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=None, help=f"Weight decay: coefficient of sum(w^2)/2 on kernels [default: {_D.weight_decay:g}].")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help=f"Dropout rate [default: {_D.dropout:g}].")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help=f"Rate of dropout_1, dropout_2 and dropout_3 {_default_text('dropout', '{:g}')}.")
 @click.option("--dense-units", type=click.IntRange(min=1), default=None, help=f"Width of dot_1 and dot_2 [default: {_D.dense_units}].")
 @click.option("--augment", type=click.Choice(C.AUGMENTATIONS), default=None,
               help=f"Training augmentation policy (Keras Random* layers, never in the saved model): shift (2 px), flip "
