@@ -92,10 +92,23 @@ def test_a_failed_start_leaves_the_runs_folder_unchanged(finished_run, synthetic
     assert sorted(p.name for p in runs.iterdir()) == before
 
 
+def _ctrl_c_as_from_a_terminal() -> None:
+    """The child starts with SIGINT at its default and unblocked, as under a shell.
+
+    A child inherits an ignored or blocked SIGINT from its parent, and Python
+    then keeps ignoring it. Twice in full-suite runs this test's child trained
+    to the end and exited 0 with nothing on stderr, the signal lost, while
+    alone (quiet or under load) it always exits 130; an inherited disposition
+    is the one explanation found that fits, though no test was caught leaving one.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_while_tensorflow_loads_exits_130(tmp_path, synthetic_data_dir):
     env = {**os.environ, "LENET_RUNS_DIR": str(tmp_path / "runs"), "LENET_VERIFY_CHECKSUMS": "0"}
     proc = subprocess.Popen([sys.executable, "-m", "lenet_cli", "train", "--data-dir", str(synthetic_data_dir), *TINY],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_ctrl_c_as_from_a_terminal)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
