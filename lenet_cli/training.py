@@ -443,6 +443,9 @@ def _calibrate(session: _Session, validation: Split) -> dict | None:
         return None
     if len(validation) == 0:
         return {"temperature": None, "skipped": "no validation split to fit it on"}
+    if len(validation) < C.CALIBRATION_MIN_IMAGES:
+        return {"temperature": None, "skipped": f"the validation split has {plural(len(validation), 'image')}; "
+                                                f"calibration needs at least {C.CALIBRATION_MIN_IMAGES}"}
     if "logits_layer" in session.cfg.freeze:
         return {"temperature": None, "skipped": "logits_layer is frozen"}
     logits = session.predictor.logits(validation.images)

@@ -117,3 +117,15 @@ def test_without_a_validation_split_the_run_says_calibration_was_skipped(synthet
     assert json.loads(metrics)["calibration"] == {"temperature": None, "skipped": "no validation split to fit it on"}
     assert "no validation split (--validation-size 0)" in result.stdout
     assert "calibration" in result.stdout and "skipped: no validation split" in result.stdout
+
+
+def test_a_validation_split_too_small_to_say_anything_leaves_the_model_uncalibrated(synthetic_data_dir, tmp_path):
+    from lenet_cli.config import CALIBRATION_MIN_IMAGES
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--epochs", "1",
+                                      "--validation-size", str(CALIBRATION_MIN_IMAGES - 1), "--batch-size", "50", "--dense-units", "32",
+                                      "--no-tensorboard", "--quiet", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["calibration"] == {
+        "temperature": None, "skipped": f"the validation split has {CALIBRATION_MIN_IMAGES - 1} images; calibration needs at least 100"}
