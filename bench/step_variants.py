@@ -1,8 +1,7 @@
 """Training-step speed of lenet's compiled step and of candidate changes, interleaved, on one machine.
 
-    python -m bench.step_variants                       # every variant, 5 rounds, MNIST recipe and batch
+    python -m bench.step_variants                       # every variant, 5 rounds, batch 128
     python -m bench.step_variants --variants now,autodiff-penalty --rounds 7
-    python -m bench.step_variants --variants now,unfused --dataset fashion   # that dataset's recipe (no moving average)
 
 Each variant runs in its own process (thread settings are per process) and
 times ``--calls`` compiled calls of 8 optimizer steps on random inputs (speed
@@ -12,9 +11,8 @@ each variant's median images/s over rounds and its ratio to ``now``. Only
 ratios measured in the same run mean anything; say which CPU (``lscpu``).
 
 Variants:
-    now               lenet's step as shipped (penalty gradient, Adam and the moving average in one XLA pass per dense kernel)
-    unfused           the step before that: penalty gradient added beside the loss, ResourceApplyAdam, then Keras's average
-    autodiff-penalty  the step before both: the penalty differentiated by autodiff and valued on every step
+    now               lenet's step as shipped (penalty gradient beside the loss, value once per call)
+    autodiff-penalty  the step before: the penalty differentiated by autodiff and valued on every step
     inter-op-1        TensorFlow's inter-op pool at 1 thread
     intra-op-1        TensorFlow's intra-op pool at 1 thread
     xla               the same step with ``jit_compile=True``
@@ -34,14 +32,14 @@ from pathlib import Path
 
 from bench.common import REPO, cpu_model
 
-VARIANTS = ("now", "unfused", "autodiff-penalty", "inter-op-1", "intra-op-1", "xla", "xla-penalty")
+VARIANTS = ("now", "autodiff-penalty", "inter-op-1", "intra-op-1", "xla", "xla-penalty")
 
 CHILD = r"""
 import json, sys, time
 import numpy as np
 from lenet_cli.tf_setup import import_tensorflow
 tf = import_tensorflow()
-variant, batch, calls, dataset = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+variant, batch, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 if variant == "inter-op-1":
     tf.config.threading.set_inter_op_parallelism_threads(1)
 if variant == "intra-op-1":
@@ -49,12 +47,7 @@ if variant == "intra-op-1":
 from lenet_cli.config import resolve_config
 from lenet_cli.model import build_lenet, logits_and_probabilities
 from lenet_cli.training import STEPS_PER_CALL, TrainStep, make_optimizer
-cfg = resolve_config(dataset, batch_size=batch)
-if variant == "unfused":
-    from lenet_cli import fused_adam
-
-    fused_adam.FUSED_MIN_SIZE = 10**12  # every variable through ResourceApplyAdam, then Keras's average
-    fused_adam.FusedAdam.take_penalty = None  # the step adds the penalty gradient beside the loss
+cfg = resolve_config("mnist", batch_size=batch)
 model = build_lenet(seed=0)
 if variant == "xla-penalty":
     from lenet_cli.objective import Objective
@@ -75,7 +68,6 @@ if variant == "xla":
     run = tf.function(step.steps.python_function, jit_compile=True)
 if variant == "autodiff-penalty":
     view, objective, trainable, optimizer = logits_and_probabilities(model), step.objective, step.trainable, step.optimizer
-    optimizer._penalty = None  # this variant's loss carries the penalty itself
 
     @tf.function
     def run(xs, ys):
@@ -101,11 +93,11 @@ print(json.dumps(calls * STEPS_PER_CALL * batch / (time.perf_counter() - started
 """
 
 
-def measure(variant: str, batch: int, calls: int, dataset: str = "mnist") -> float:
+def measure(variant: str, batch: int, calls: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:  # a file, not -c: AutoGraph needs the loop's source
         child = Path(tmp) / "step_variant.py"
         child.write_text(CHILD)
-        proc = subprocess.run([sys.executable, str(child), variant, str(batch), str(calls), dataset], cwd=REPO, capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, str(child), variant, str(batch), str(calls)], cwd=REPO, capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO)})
     if proc.returncode != 0:
         raise SystemExit(f"{variant} failed: {proc.stderr.strip()[-1500:]}")
@@ -117,30 +109,25 @@ def main(argv=None) -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=12, help="timed compiled calls of 8 steps per round")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the dataset recipe's")
-    parser.add_argument("--dataset", default="mnist", choices=("mnist", "fashion"), help="whose default recipe the step follows")
+    parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
-    if args.batch_size is None:
-        from lenet_cli.config import resolve_config
-
-        args.batch_size = resolve_config(args.dataset).batch_size
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
     rates: dict[str, list[float]] = {v: [] for v in variants}
     for round_ in range(args.rounds):
         for variant in variants:
-            rates[variant].append(measure(variant, args.batch_size, args.calls, args.dataset))
+            rates[variant].append(measure(variant, args.batch_size, args.calls))
             print(f"round {round_ + 1} {variant}: {rates[variant][-1]:,.0f} images/s", file=sys.stderr, flush=True)
     medians = {v: statistics.median(r) for v, r in rates.items()}
     reference = medians.get("now")
-    print(f"CPU: {cpu_model()}; {args.dataset}'s recipe; batch {args.batch_size}; {args.rounds} interleaved rounds of {args.calls} calls x 8 steps\n")
+    print(f"CPU: {cpu_model()}; batch {args.batch_size}; {args.rounds} interleaved rounds of {args.calls} calls x 8 steps\n")
     print("| variant | median images/s | min-max | vs now |\n|---|---|---|---|")
     for variant in variants:
         ratio = f"{medians[variant] / reference:.2f}x" if reference else "-"
         print(f"| {variant} | {medians[variant]:,.0f} | {min(rates[variant]):,.0f}-{max(rates[variant]):,.0f} | {ratio} |")
-    print("\n" + json.dumps({"cpu": cpu_model(), "dataset": args.dataset, "batch_size": args.batch_size, "rates": rates}))
+    print("\n" + json.dumps({"cpu": cpu_model(), "batch_size": args.batch_size, "rates": rates}))
 
 
 if __name__ == "__main__":

@@ -36,13 +36,9 @@ class WarmUpEMA:
             return
         momentum = warmed_up_momentum(self.ema_momentum, self.iterations)
         for variable, average in zip(trainable_variables, self._model_variables_moving_average):
-            if average is not None and not self._averaged_in_update(variable):
+            if average is not None:
                 m = ops.cast(momentum, variable.dtype)
                 average.assign(ops.add(ops.multiply(m, average), ops.multiply(ops.subtract(1.0, m), variable)))
-
-    def _averaged_in_update(self, variable) -> bool:
-        """Whether the optimizer's update step already moved ``variable``'s average (an optimizer that fuses the passes)."""
-        return False
 
 
 class RMSprop(WarmUpEMA, keras.optimizers.RMSprop):

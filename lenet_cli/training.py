@@ -149,12 +149,6 @@ class TrainStep:
             return
         size = C.IMAGE_SIZE
         penalty_names = [*PENALTY_KEYS, *objective.term_names]
-        take_penalty = getattr(optimizer, "take_penalty", None)  # FusedAdam adds it inside its one pass per kernel
-        if take_penalty is not None:
-            take_penalty(objective)
-
-        def with_penalty(grads):
-            return grads if take_penalty is not None else objective.add_penalty_gradients(grads, trainable)
 
         def train_on(x, y, measure):
             """One optimizer step; where ``measure`` holds, also the penalty's value on the weights the step starts from."""
@@ -164,7 +158,8 @@ class TrainStep:
             with tf.GradientTape() as tape:
                 logits, _ = view(inputs(x), training=True)
                 loss, cross_entropy_sum = objective.data_loss(y, logits, tf.shape(y)[0])
-            optimizer.apply_gradients(zip(with_penalty(tape.gradient(loss, trainable)), trainable))
+            grads = objective.add_penalty_gradients(tape.gradient(loss, trainable), trainable)
+            optimizer.apply_gradients(zip(grads, trainable))
             correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
             return {"cross_entropy": cross_entropy_sum, "correct": correct, "penalty_images": tf.where(measure, n, 0.0), **terms}
 
