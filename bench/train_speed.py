@@ -9,7 +9,9 @@ L1 and weight-decay terms as kernel regularizers (``L1L2(l1, weight_decay / 2)``
 The baseline runs twice: in a fresh process under TensorFlow's own defaults
 (what ``pip install tensorflow`` gives a person), and in lenet's process with
 lenet's TensorFlow settings (oneDNN on), so the gain from settings and the gain
-from the loop are reported apart.
+from the loop are reported apart. A third side is the fit a person would write
+by hand: the same, but with TensorFlow's own ``tf.nn.local_response_normalization``
+op where lenet's model computes LRN as a band matmul (lenet's settings too).
 """
 
 from __future__ import annotations
@@ -32,7 +34,23 @@ def measure_lenet(data, epochs: int, batch_size: int, learning_rate: float = 1e-
     return [h["images_per_second"] for h in result.history]
 
 
-def measure_plain_fit(data, epochs: int, batch_size: int, learning_rate: float = 1e-3) -> list[float]:
+def _tensorflow_lrn_layer():
+    """A layer that calls TensorFlow's own LRN op with the network's constants: what a person writes by hand."""
+    import keras
+    import tensorflow as tf
+
+    from lenet_cli import config as C
+
+    class TensorFlowLRN(keras.layers.Layer):
+        def call(self, inputs):
+            return tf.nn.local_response_normalization(inputs, depth_radius=C.LRN_DEPTH_RADIUS, bias=C.LRN_BIAS,
+                                                      alpha=C.LRN_ALPHA, beta=C.LRN_BETA)
+
+    return TensorFlowLRN
+
+
+def measure_plain_fit(data, epochs: int, batch_size: int, learning_rate: float = 1e-3, tensorflow_lrn: bool = False) -> list[float]:
+    """images/s per epoch of ``compile`` + ``fit``; ``tensorflow_lrn`` swaps lenet's LRN layers for TensorFlow's op."""
     import keras
 
     from lenet_cli.config import TrainConfig, WEIGHT_LAYERS
@@ -44,7 +62,15 @@ def measure_plain_fit(data, epochs: int, batch_size: int, learning_rate: float =
     defaults = TrainConfig()
     for name in WEIGHT_LAYERS:
         model.get_layer(name).kernel_regularizer = keras.regularizers.L1L2(l1=defaults.l1, l2=defaults.weight_decay / 2)
-    model = keras.Model.from_config(model.get_config())  # rebuild so the regularizers are attached
+    config = model.get_config()
+    custom = {}
+    if tensorflow_lrn:
+        for layer in config["layers"]:
+            if layer["class_name"] == "LocalResponseNormalization":
+                layer.update(class_name="TensorFlowLRN", module=None, registered_name="TensorFlowLRN")
+                layer["config"] = {"name": layer["config"]["name"], "dtype": layer["config"].get("dtype")}
+        custom = {"TensorFlowLRN": _tensorflow_lrn_layer()}
+    model = keras.Model.from_config(config, custom_objects=custom)  # rebuild so the regularizers are attached
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     x = as_model_input(data.train.images)
     y = data.train.labels.astype(np.int32)
@@ -62,7 +88,8 @@ def measure_plain_fit(data, epochs: int, batch_size: int, learning_rate: float =
 
 
 def run(data, epochs: int = 4, batch_size: int = 128, baseline_source: dict | None = None, rounds: int = 2) -> dict:
-    """lenet and two baselines, in ``rounds`` interleaved rounds: plain fit under TensorFlow's defaults, and in this process.
+    """lenet and three baselines, in ``rounds`` interleaved rounds: plain fit under TensorFlow's defaults, plain fit in
+    this process, and the by-hand fit with TensorFlow's LRN op in this process.
 
     Each run trains ``epochs`` epochs; its first epoch (tracing, warm-up) is
     dropped and the figure is the median of the remaining epochs over all
@@ -74,9 +101,10 @@ def run(data, epochs: int = 4, batch_size: int = 128, baseline_source: dict | No
     """
     from bench.baseline import run_with_tensorflow_defaults
 
-    lenet, plain, defaults, onednn = [], [], [], None
+    lenet, plain, by_hand, defaults, onednn = [], [], [], [], None
     for _ in range(rounds):
         lenet.append(measure_lenet(data, epochs, batch_size))
+        by_hand.append(measure_plain_fit(data, epochs, batch_size, tensorflow_lrn=True))
         if baseline_source is not None:
             src = baseline_source
             limit = ["--train-limit", src["train_limit"]] if src.get("train_limit") else []
@@ -97,8 +125,11 @@ def run(data, epochs: int = 4, batch_size: int = 128, baseline_source: dict | No
         "lenet_images_per_second": steady(lenet),
         "plain_fit_same_settings_images_per_second": steady(plain),
         "ratio_same_settings": steady(lenet) / steady(plain),
+        "by_hand_tensorflow_lrn_images_per_second": steady(by_hand),
+        "ratio_by_hand": steady(lenet) / steady(by_hand),
         "lenet_per_epoch": lenet,
         "plain_same_settings_per_epoch": plain,
+        "by_hand_per_epoch": by_hand,
     }
     if defaults:
         result.update(plain_fit_tf_defaults_images_per_second=steady(defaults), ratio_tf_defaults=steady(lenet) / steady(defaults),

@@ -20,5 +20,19 @@ def test_bench_smoke(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
-    for fragment in ("training images/s", "plain model.fit, same objective, TensorFlow defaults", "lenet's TensorFlow settings (oneDNN on)", "model.predict on numpy, TensorFlow defaults", "lenet predict on 200", "cold start: lenet --help", "matmul peak"):
+    for fragment in ("training images/s", "plain model.fit, same objective, TensorFlow defaults", "lenet's TensorFlow settings (oneDNN on)", "model.fit by hand, TensorFlow's LRN op", "at the default batch size", "model.predict on numpy, TensorFlow defaults", "lenet predict on 200", "cold start: lenet --help", "matmul peak"):
         assert fragment in text, fragment
+
+
+def test_time_to_accuracy_stops_at_the_first_probe_that_reaches_the_target(synthetic_data_dir):
+    """The bench stops a run once the target is reached, so no recipe pays for the epochs after it."""
+    from bench.time_to_accuracy import seconds_to
+    from lenet_cli.data import load_dataset
+
+    data = load_dataset("mnist", synthetic_data_dir, validation_size=100)
+    reached = seconds_to(0.0, {"epochs": 2, "batch_size": 16}, data)
+    assert reached["seconds"] is not None and reached["seconds"] > 0
+    assert len(reached["probes"]) == 1 and reached["epoch"] < 1  # stopped after a quarter epoch, not at the end of two
+    missed = seconds_to(1.01, {"epochs": 1, "batch_size": 16}, data)
+    assert missed["seconds"] is None and missed["epoch"] is None
+    assert [row["epoch"] for row in missed["probes"]] == [0.26, 0.51, 0.77, 1.0]
