@@ -303,7 +303,29 @@ _FLOOR = {
 }
 
 
-def bench_efficiency(args, tmp, train_rate: float | None):
+def _dense_matmul_rate(batch: int, smoke: bool) -> float:
+    """FLOP/s of dot_1's forward matmul (batch x 1,250 @ 1,250 x 1,200) on its own, best of 5 timings of 20 calls."""
+    import tensorflow as tf
+
+    from lenet_cli import config as C
+
+    side = ((C.IMAGE_SIZE - C.CONV_1_KERNEL + 1) // C.POOL_SIZE - C.CONV_2_KERNEL + 1) // C.POOL_SIZE  # 28 -> 24 -> 12 -> 10 -> 5
+    features = side * side * C.CONV_2_FILTERS  # 1,250 into dot_1
+    a = tf.random.normal((batch, features))
+    b = tf.random.normal((features, C.DENSE_UNITS))
+    matmul = tf.function(tf.linalg.matmul)
+    matmul(a, b).numpy()
+    best = 0.0
+    for _ in range(2 if smoke else 5):
+        started = time.perf_counter()
+        for _ in range(20):
+            out = matmul(a, b)
+        out.numpy()
+        best = max(best, 20 * 2 * batch * features * C.DENSE_UNITS / (time.perf_counter() - started))
+    return best
+
+
+def bench_efficiency(args, tmp, train_rate: float | None, train_batch: int | None = None):
     import tensorflow as tf
 
     from lenet_cli.flops import training_flops_per_image
@@ -322,11 +344,14 @@ def bench_efficiency(args, tmp, train_rate: float | None):
     peak = max(rates)
     rows = [("float32 matmul peak, TensorFlow (GFLOP/s)", f"{peak / 1e9:,.0f}", f"{n}x{n} matmul", ""),
             ("training FLOPs per image (forward + backward)", f"{flops / 1e6:.1f} M", "counted from the model's layers", "")]
+    dense = _dense_matmul_rate(train_batch or 256, smoke=args.smoke)
+    rows.append((f"dot_1's forward matmul alone, batch {train_batch or 256} (GFLOP/s)", f"{dense / 1e9:,.0f}",
+                 "the largest matmul of a training step", f"{dense / peak:.0%} of peak"))
     if train_rate:
         achieved = flops * train_rate
         rows.append(("training efficiency at the default batch size", f"{achieved / 1e9:,.0f} GFLOP/s", f"ceiling {peak / flops:,.0f} img/s",
                      f"{achieved / peak:.0%} of peak"))
-    return rows, {"peak_flops": peak, "flops_per_image": flops}
+    return rows, {"peak_flops": peak, "flops_per_image": flops, "dense_matmul_flops": dense}
 
 
 def write_results(path: Path, facts: dict, rows: list, raw: dict) -> None:
@@ -371,7 +396,7 @@ def main(argv=None):
             started = time.perf_counter()
             if section == "efficiency":
                 rate = raw.get("train", {}).get("lenet_images_per_second")
-                section_rows, section_raw = bench_efficiency(args, tmp, rate)
+                section_rows, section_raw = bench_efficiency(args, tmp, rate, raw.get("train", {}).get("default_batch_size"))
             else:
                 section_rows, section_raw = globals()[f"bench_{section}"](args, tmp)
             rows += section_rows
