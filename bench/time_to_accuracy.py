@@ -16,6 +16,7 @@ median over rounds. Only ratios from one run mean anything; say which CPU.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import statistics
@@ -41,7 +42,7 @@ def seconds_to(target: float, overrides: dict, data, max_epochs: int | None = No
 
     cfg = resolve_config("mnist", **overrides)
     if max_epochs is not None:
-        cfg = resolve_config("mnist", **{**overrides, "epochs": min(cfg.epochs, max_epochs)})
+        cfg = dataclasses.replace(cfg, epochs=min(cfg.epochs, max_epochs))
     probe = _TestAccuracyProbe(data.test.images, data.test.labels, len(data.train))
 
     def reached() -> int | None:
