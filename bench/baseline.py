@@ -33,14 +33,14 @@ def run_with_tensorflow_defaults(*args: str) -> dict:
 
 
 def _load(args):
-    from lenet_cli.data import load_dataset
+    from lenet_cli.data.idx import load_dataset
 
     return load_dataset(args.dataset, args.data_dir, train_limit=args.train_limit, validation_size=args.validation_size)
 
 
 def plain_predict_rates(model, images, repeats: int) -> list[float]:
     """images/s of ``model.predict`` on a float numpy array, batch 1,000, after one warm-up call."""
-    from lenet_cli.inputs import as_model_input
+    from lenet_cli.core.inputs import as_model_input
 
     x = as_model_input(images)
     model.predict(x[:1000], batch_size=1000, verbose=0)
@@ -74,7 +74,7 @@ def main(argv=None) -> None:
 
         rates = measure_plain_fit(data, args.epochs, args.batch_size)
     else:
-        from lenet_cli.model import build_lenet
+        from lenet_cli.model.network import build_lenet
 
         rates = plain_predict_rates(build_lenet(seed=0), data.test.images, args.repeats)
     print(json.dumps({"rates": rates, "median": statistics.median(rates), "onednn": onednn_in_use(tf)}))

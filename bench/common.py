@@ -66,9 +66,9 @@ def model_and_test_images(run_dir: Path, count: int):
     The starting point of the picture benchmarks (``predict_accuracy``, ``picture_kinds``), which compare how
     ``lenet predict`` reads rendered pictures with how the model reads the same 28x28 originals.
     """
-    from lenet_cli.data import load_split
-    from lenet_cli.model_io import open_model
-    from lenet_cli.runs import resolve_model
+    from lenet_cli.data.idx import load_split
+    from lenet_cli.runtimes.loading import open_model
+    from lenet_cli.store.runs import resolve_model
 
     ref = resolve_model(run_dir)
     loaded = open_model(ref)

@@ -85,8 +85,8 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args(argv)
     from bench.common import cpu_model
-    from lenet_cli import config as C
-    from lenet_cli.tf_setup import import_tensorflow
+    from lenet_cli.core import config as C
+    from lenet_cli.core.tensorflow_env import import_tensorflow
 
     import_tensorflow()
     layers = {

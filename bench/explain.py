@@ -43,7 +43,7 @@ def _test_images(count: int) -> tuple[np.ndarray, np.ndarray]:
 def _train(out: Path) -> None:
     from click.testing import CliRunner
 
-    from lenet_cli.cli import cli
+    from lenet_cli.cli.main import cli
 
     result = CliRunner().invoke(cli, ["train", "--dataset", "mnist", "--data-dir", str(data_dir()), "--train-limit", "10000", "--epochs", "1",
                                       "--output", str(out), "--no-tensorboard", "--quiet"])
@@ -58,11 +58,11 @@ def _summary(values, worst=max) -> dict:
 
 
 def measure(run: Path, count: int) -> dict:
-    from lenet_cli import attribution as A
-    from lenet_cli.data import CLASS_NAMES
-    from lenet_cli.explain import Explainer, write_sheet
-    from lenet_cli.model_io import open_model
-    from lenet_cli.runs import resolve_model
+    from lenet_cli.model import attribution as A
+    from lenet_cli.data.idx import CLASS_NAMES
+    from lenet_cli.engine.explain import Explainer, write_sheet
+    from lenet_cli.runtimes.loading import open_model
+    from lenet_cli.store.runs import resolve_model
 
     images, labels = _test_images(count)
     loaded = open_model(resolve_model(run))

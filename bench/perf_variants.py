@@ -27,7 +27,7 @@ VARIANTS = {
 CHILD = r"""
 import json, os, sys, tempfile, time
 from pathlib import Path
-from lenet_cli.tf_setup import import_tensorflow
+from lenet_cli.core.tensorflow_env import import_tensorflow
 tf = import_tensorflow()  # lenet's settings (oneDNN on unless TF_ENABLE_ONEDNN_OPTS is set)
 inter = os.environ.get("LENET_INTER_OP_THREADS")
 if inter:
@@ -36,9 +36,9 @@ policy = os.environ.get("LENET_MIXED_PRECISION")
 if policy:
     import keras
     keras.mixed_precision.set_global_policy(policy)
-from lenet_cli.config import resolve_config
-from lenet_cli.data import load_dataset
-from lenet_cli.training import train
+from lenet_cli.core.config import resolve_config
+from lenet_cli.data.idx import load_dataset
+from lenet_cli.engine.trainer import train
 args = json.loads(sys.argv[1])
 data = load_dataset("mnist", args["data_dir"], train_limit=args["images"])
 cfg = resolve_config("mnist", epochs=2, batch_size=args.get("batch_size", 128))

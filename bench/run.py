@@ -37,7 +37,7 @@ SECTIONS = ("train", "tensorboard", "accuracy", "evaluate", "predict", "coldstar
 
 
 def _dataset(name: str, smoke: bool, tmp: Path, train_limit=None):
-    from lenet_cli.data import load_dataset
+    from lenet_cli.data.idx import load_dataset
 
     if smoke:
         sys.path.insert(0, str(REPO / "tests"))
@@ -53,7 +53,7 @@ def _dataset(name: str, smoke: bool, tmp: Path, train_limit=None):
 
 def bench_train(args, tmp):
     from bench.train_speed import run
-    from lenet_cli.config import resolve_config
+    from lenet_cli.core.config import resolve_config
 
     limit = None if args.smoke else 12000
     data, root = _dataset("mnist", args.smoke, tmp, train_limit=limit)
@@ -80,8 +80,8 @@ def bench_train(args, tmp):
 
 
 def bench_tensorboard(args, tmp):
-    from lenet_cli.config import resolve_config
-    from lenet_cli.training import train
+    from lenet_cli.core.config import resolve_config
+    from lenet_cli.engine.trainer import train
 
     data, _ = _dataset("mnist", args.smoke, tmp)
     seconds = {}
@@ -139,7 +139,7 @@ class _TestAccuracyProbe:
         return Probe()
 
     def score(self, model, images: int) -> None:
-        from lenet_cli.inference import Predictor
+        from lenet_cli.model.inference import Predictor
 
         t0 = time.perf_counter()
         train_seconds = t0 - self.start - self.excluded
@@ -149,8 +149,8 @@ class _TestAccuracyProbe:
 
 
 def bench_accuracy(args, tmp):
-    from lenet_cli.config import resolve_config
-    from lenet_cli.training import train
+    from lenet_cli.core.config import resolve_config
+    from lenet_cli.engine.trainer import train
 
     rows, raw = [], {}
     for name, target in (("mnist", 0.99), ("fashion", 0.90)):
@@ -171,9 +171,9 @@ def bench_accuracy(args, tmp):
 
 
 def bench_evaluate(args, tmp):
-    from lenet_cli.inputs import as_model_input
-    from lenet_cli.inference import Predictor
-    from lenet_cli.model import build_lenet
+    from lenet_cli.core.inputs import as_model_input
+    from lenet_cli.model.inference import Predictor
+    from lenet_cli.model.network import build_lenet
 
     from bench.baseline import run_with_tensorflow_defaults
 
@@ -208,8 +208,8 @@ def _trained_model(tmp: Path, smoke: bool) -> Path:
     """A small trained run for the predict benchmarks (1 epoch)."""
     run = tmp / "bench-run"
     if not (run / "model.keras").is_file():
-        from lenet_cli.config import resolve_config
-        from lenet_cli.training import train
+        from lenet_cli.core.config import resolve_config
+        from lenet_cli.engine.trainer import train
 
         data, _ = _dataset("mnist", smoke, tmp, train_limit=None)
         run.mkdir(parents=True, exist_ok=True)
@@ -289,7 +289,7 @@ def bench_coldstart(args, tmp):
 
 # The least any program can do for one PNG with each model: import the runtime, load the file, decode, run.
 _FLOOR = {
-    "keras": "import sys, numpy as np\nimport lenet_cli.model  # lenet's TensorFlow settings; registers the LRN layer the file names\nimport keras\nfrom PIL import Image\n"
+    "keras": "import sys, numpy as np\nimport lenet_cli.model.network  # lenet's TensorFlow settings; registers the LRN layer the file names\nimport keras\nfrom PIL import Image\n"
              "m = keras.saving.load_model(sys.argv[1], safe_mode=True, compile=False)\n"
              "x = np.asarray(Image.open(sys.argv[2]), np.float32)[None, :, :, None] / 255\nprint(m(x).numpy().argmax())",
     "onnx": "import sys, numpy as np, onnxruntime as ort\nfrom PIL import Image\n"
@@ -324,8 +324,8 @@ def _dense_matmul_rate(kernel_shape: tuple[int, int], batch: int, smoke: bool) -
 def bench_efficiency(args, tmp, train_rate: float | None, train_batch: int | None = None):
     import tensorflow as tf
 
-    from lenet_cli.flops import training_flops_per_image
-    from lenet_cli.model import build_lenet
+    from lenet_cli.core.flops import training_flops_per_image
+    from lenet_cli.model.network import build_lenet
 
     model = build_lenet()
     flops = training_flops_per_image(model)
@@ -364,7 +364,7 @@ def write_results(path: Path, facts: dict, rows: list, raw: dict) -> None:
     ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     lines += ["", "<details><summary>raw numbers</summary>", "", "```json", json.dumps(raw, indent=1, default=str), "```", "", "</details>", ""]
-    from lenet_cli.atomic import write_text_atomic
+    from lenet_cli.store.atomic import write_text_atomic
 
     write_text_atomic(path, "\n".join(lines))
 
@@ -376,7 +376,7 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from lenet_cli.tf_setup import import_tensorflow
+    from lenet_cli.core.tensorflow_env import import_tensorflow
 
     import_tensorflow()
     from bench.common import machine_facts

@@ -52,7 +52,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def test_digits(count: int) -> np.ndarray:
-    from lenet_cli.data import load_dataset
+    from lenet_cli.data.idx import load_dataset
 
     return load_dataset("mnist", data_dir=data_dir(), splits=("test",)).test.images[:count]
 
@@ -96,9 +96,9 @@ def payloads(folder: Path) -> dict[str, tuple[Path, str, str, int]]:
 
 PLAIN_UVICORN = """
 import sys, uvicorn
-from lenet_cli.runs import resolve_model
-from lenet_cli.serve_app import ModelPredictor, create_app
-from lenet_cli.serve_command import _log_config
+from lenet_cli.store.runs import resolve_model
+from lenet_cli.serve.app import ModelPredictor, create_app
+from lenet_cli.serve.runner import _log_config
 predictor = ModelPredictor(resolve_model(sys.argv[1]))
 predictor.load()
 sys.stderr.write("Serving at http://127.0.0.1:%s/\\n" % sys.argv[2]); sys.stderr.flush()

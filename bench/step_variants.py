@@ -37,20 +37,20 @@ VARIANTS = ("now", "autodiff-penalty", "inter-op-1", "intra-op-1", "xla", "xla-p
 CHILD = r"""
 import json, sys, time
 import numpy as np
-from lenet_cli.tf_setup import import_tensorflow
+from lenet_cli.core.tensorflow_env import import_tensorflow
 tf = import_tensorflow()
 variant, batch, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 if variant == "inter-op-1":
     tf.config.threading.set_inter_op_parallelism_threads(1)
 if variant == "intra-op-1":
     tf.config.threading.set_intra_op_parallelism_threads(1)
-from lenet_cli.config import resolve_config
-from lenet_cli.model import build_lenet, logits_and_probabilities
-from lenet_cli.training import STEPS_PER_CALL, TrainStep, make_optimizer
+from lenet_cli.core.config import resolve_config
+from lenet_cli.model.network import build_lenet, logits_and_probabilities
+from lenet_cli.engine.trainer import STEPS_PER_CALL, TrainStep, make_optimizer
 cfg = resolve_config("mnist", batch_size=batch)
 model = build_lenet(seed=0)
 if variant == "xla-penalty":
-    from lenet_cli.objective import Objective
+    from lenet_cli.model.objective import Objective
 
     @tf.function(jit_compile=True)
     def fused(g, w, l1, wd):

@@ -3,7 +3,7 @@
     python -m bench.time_to_accuracy                          # MNIST to 99.0 %: the default recipe vs batch 512
     python -m bench.time_to_accuracy --rounds 3 --target 0.99
 
-Each run trains with ``lenet_cli.training.train`` on the full MNIST training
+Each run trains with ``lenet_cli.engine.trainer.train`` on the full MNIST training
 split (validation held out as usual) and scores the raw weights on the
 10,000 test images every quarter epoch, the scoring kept off the clock
 (``bench.run``'s probe), after one short warm-up run. It stops at the first probe at or above the target,
@@ -37,8 +37,8 @@ RECIPES: dict[str, dict] = {
 def seconds_to(target: float, overrides: dict, data, max_epochs: int | None = None) -> dict:
     """Train MNIST's default recipe with ``overrides`` until the test accuracy reaches ``target``."""
     from bench.run import _TestAccuracyProbe
-    from lenet_cli.config import resolve_config
-    from lenet_cli.training import TrainingInterrupted, train
+    from lenet_cli.core.config import resolve_config
+    from lenet_cli.engine.trainer import TrainingInterrupted, train
 
     cfg = resolve_config("mnist", **overrides)
     if max_epochs is not None:
@@ -71,8 +71,8 @@ def main(argv=None) -> None:
     unknown = sorted(set(names) - set(RECIPES))
     if unknown:
         parser.error(f"unknown recipes {unknown}; choose from {', '.join(RECIPES)}")
-    from lenet_cli.data import load_dataset
-    from lenet_cli.tf_setup import import_tensorflow
+    from lenet_cli.data.idx import load_dataset
+    from lenet_cli.core.tensorflow_env import import_tensorflow
 
     import_tensorflow()
     data = load_dataset("mnist", args.data_dir or data_dir(), train_limit=args.train_limit)

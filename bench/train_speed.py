@@ -25,8 +25,8 @@ def measure_lenet(data, epochs: int, batch_size: int, learning_rate: float = 1e-
     import tempfile
     from pathlib import Path
 
-    from lenet_cli.config import resolve_config
-    from lenet_cli.training import train
+    from lenet_cli.core.config import resolve_config
+    from lenet_cli.engine.trainer import train
 
     cfg = resolve_config(data.name, epochs=epochs, batch_size=batch_size, augment="none", learning_rate=learning_rate)
     with tempfile.TemporaryDirectory() as tmp:
@@ -39,7 +39,7 @@ def _tensorflow_lrn_layer():
     import keras
     import tensorflow as tf
 
-    from lenet_cli import config as C
+    from lenet_cli.core import config as C
 
     class TensorFlowLRN(keras.layers.Layer):
         def call(self, inputs):
@@ -53,9 +53,9 @@ def measure_plain_fit(data, epochs: int, batch_size: int, learning_rate: float =
     """images/s per epoch of ``compile`` + ``fit``; ``tensorflow_lrn`` swaps lenet's LRN layers for TensorFlow's op."""
     import keras
 
-    from lenet_cli.config import TrainConfig, WEIGHT_LAYERS
-    from lenet_cli.inputs import as_model_input
-    from lenet_cli.model import build_lenet
+    from lenet_cli.core.config import TrainConfig, WEIGHT_LAYERS
+    from lenet_cli.core.inputs import as_model_input
+    from lenet_cli.model.network import build_lenet
 
     keras.utils.set_random_seed(0)
     model = build_lenet(seed=0)
@@ -142,8 +142,8 @@ if __name__ == "__main__":
     import sys
 
     from bench.common import data_dir
-    from lenet_cli.data import load_dataset
-    from lenet_cli.tf_setup import import_tensorflow
+    from lenet_cli.data.idx import load_dataset
+    from lenet_cli.core.tensorflow_env import import_tensorflow
 
     import_tensorflow()
     limit = int(sys.argv[1]) if len(sys.argv) > 1 else None

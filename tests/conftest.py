@@ -15,7 +15,7 @@ from idx_factory import write_dataset  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 REAL_DATA = Path(os.environ.get("LENET_DATA_DIR") or REPO.parent / "shared" / "datasets")
 
-from lenet_cli.tf_setup import prepare_tensorflow_env  # noqa: E402
+from lenet_cli.core.tensorflow_env import prepare_tensorflow_env  # noqa: E402
 
 prepare_tensorflow_env()  # the same TensorFlow settings as the command line, before any test imports it
 
@@ -53,7 +53,7 @@ def trained_run(tmp_path_factory, synthetic_data_dir) -> Path:
     """One tiny trained run (2 epochs on synthetic mnist, checkpoint kept), shared by the tests that need a model."""
     from click.testing import CliRunner
 
-    from lenet_cli.cli import cli
+    from lenet_cli.cli.main import cli
 
     runs = tmp_path_factory.mktemp("runs")
     out = runs / "tiny"

@@ -43,7 +43,7 @@ def leftovers(folder: Path) -> list[Path]:
 
 
 def final_weights(model_path: Path) -> list[np.ndarray]:
-    from lenet_cli.model import load_model_file
+    from lenet_cli.model.network import load_model_file
 
     model = load_model_file(model_path)
     return [w for name in WEIGHT_LAYERS for w in model.get_layer(name).get_weights()]

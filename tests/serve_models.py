@@ -55,7 +55,7 @@ def draw_digit(digit: int, size: int = CANVAS, dark_on_light: bool = False, offs
 
 def templates() -> dict[int, np.ndarray]:
     """Each templated digit, preprocessed as the server preprocesses an upload (28x28 in [0, 1])."""
-    from lenet_cli.preprocess import PreprocessOptions, preprocess
+    from lenet_cli.data.preprocess import PreprocessOptions, preprocess
 
     return {d: preprocess(np.asarray(draw_digit(d)), PreprocessOptions("mnist")) for d in DIGIT_STROKES}
 
@@ -85,7 +85,7 @@ def write_template_onnx(path: Path, dataset: str = "mnist") -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from lenet_cli.data import CLASS_NAMES
+    from lenet_cli.data.idx import CLASS_NAMES
 
     weights, bias = template_weights()
     graph = helper.make_graph(

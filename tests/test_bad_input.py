@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
 from idx_factory import FILE_NAMES, idx_images_bytes, idx_labels_bytes, write_dataset, write_gz
-from lenet_cli.cli import cli
+from lenet_cli.cli.main import cli
 
 
 def _run(args, env=None, input=None):
@@ -283,7 +283,7 @@ def test_a_directory_named_like_an_image_is_not_an_input(tmp_path, trained_run):
 
 
 def test_decompression_bomb_guard(tmp_path, trained_run, monkeypatch):
-    from lenet_cli import images
+    from lenet_cli.data import images
 
     monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 50 * 50)
     Image.new("L", (100, 100), 255).save(tmp_path / "big.png")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lenet_cli.calibration import calibration_summary, fit_temperature, fold_temperature
-from lenet_cli.cli import cli
-from lenet_cli.config import TEMPERATURE_BOUNDS
-from lenet_cli.metrics import softmax
+from lenet_cli.model.calibration import calibration_summary, fit_temperature, fold_temperature
+from lenet_cli.cli.main import cli
+from lenet_cli.core.config import TEMPERATURE_BOUNDS
+from lenet_cli.core.metrics import softmax
 
 TINY = ["--epochs", "2", "--validation-size", "100", "--batch-size", "50", "--dense-units", "32", "--quiet", "--no-tensorboard"]
 
@@ -52,7 +52,7 @@ def test_a_split_without_mistakes_stops_at_the_coldest_bound_and_a_random_one_at
 def test_folding_divides_the_models_logits_and_keeps_every_answer():
     import keras
 
-    from lenet_cli.model import build_lenet
+    from lenet_cli.model.network import build_lenet
 
     model = build_lenet(dense_units=16, seed=0)
     view = keras.Model(model.inputs, [model.get_layer("logits_layer").output, model.output])
@@ -93,14 +93,14 @@ def test_training_ships_the_calibrated_model_and_says_so(synthetic_data_dir, tmp
 
 
 def test_the_seed_preset_keeps_the_tutorials_uncalibrated_network():
-    from lenet_cli.config import resolve_config
+    from lenet_cli.core.config import resolve_config
 
     assert resolve_config("mnist", "seed").calibrate is False
     assert resolve_config("fashion").calibrate is True and resolve_config("fashion", calibrate=False).calibrate is False
 
 
 def test_config_json_refuses_a_calibrate_that_is_not_a_boolean():
-    from lenet_cli.config import TrainConfig
+    from lenet_cli.core.config import TrainConfig
 
     with pytest.raises(ValueError, match="calibrate"):
         TrainConfig.from_json_dict({"calibrate": 1})
@@ -120,7 +120,7 @@ def test_without_a_validation_split_the_run_says_calibration_was_skipped(synthet
 
 
 def test_a_validation_split_too_small_to_say_anything_leaves_the_model_uncalibrated(synthetic_data_dir, tmp_path):
-    from lenet_cli.config import CALIBRATION_MIN_IMAGES
+    from lenet_cli.core.config import CALIBRATION_MIN_IMAGES
 
     run = tmp_path / "run"
     result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--epochs", "1",

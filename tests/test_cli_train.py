@@ -7,8 +7,8 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from lenet_cli.cli import cli
-from lenet_cli.runs import latest_run
+from lenet_cli.cli.main import cli
+from lenet_cli.store.runs import latest_run
 
 
 def test_run_directory_is_complete(trained_run):
@@ -29,8 +29,8 @@ def test_run_directory_is_complete(trained_run):
 
 
 def test_saved_model_reloads_safely_and_reproduces_test_accuracy(trained_run, synthetic_data_dir):
-    from lenet_cli.data import load_idx_images, load_idx_labels
-    from lenet_cli.model import load_model_file
+    from lenet_cli.data.idx import load_idx_images, load_idx_labels
+    from lenet_cli.model.network import load_model_file
 
     model = load_model_file(trained_run / "model.keras")
     images = load_idx_images(synthetic_data_dir / "mnist" / "t10k-images-idx3-ubyte.gz")
@@ -57,7 +57,7 @@ def test_train_prints_result_on_stdout_and_marks_latest(tmp_path, synthetic_data
 
 
 def test_seed_preset_uses_the_tutorial_values():
-    from lenet_cli.config import resolve_config
+    from lenet_cli.core.config import resolve_config
 
     cfg = resolve_config("mnist", "seed")
     assert (cfg.learning_rate, cfg.l1, cfg.weight_decay, cfg.schedule, cfg.optimizer) == (0.01, 1e-4, 1e-4, "constant", "adam")

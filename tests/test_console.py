@@ -11,7 +11,7 @@ import pytest
 
 
 def test_stderr_console_keeps_long_lines_whole_off_a_terminal(capsys):
-    from lenet_cli.console import stderr_console
+    from lenet_cli.cli.console import stderr_console
 
     console = stderr_console()
     assert not console.is_terminal and console.soft_wrap
@@ -21,7 +21,7 @@ def test_stderr_console_keeps_long_lines_whole_off_a_terminal(capsys):
 
 
 def test_stderr_console_quiet(capsys):
-    from lenet_cli.console import stderr_console
+    from lenet_cli.cli.console import stderr_console
 
     stderr_console(quiet=True).print("nothing")
     assert capsys.readouterr().err == ""
@@ -30,7 +30,7 @@ def test_stderr_console_quiet(capsys):
 def test_stdout_console_table_is_not_squeezed(capsys):
     from rich.table import Table
 
-    from lenet_cli.console import stdout_console
+    from lenet_cli.cli.console import stdout_console
 
     table = Table()
     table.add_column("file")

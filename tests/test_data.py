@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from idx_factory import FILE_NAMES, idx_images_bytes, idx_labels_bytes, write_dataset, write_gz
-from lenet_cli import data as D
-from lenet_cli.errors import LenetError
+from lenet_cli.data import idx as D
+from lenet_cli.core.errors import LenetError
 
 
 def test_loads_splits_and_holds_out_first_validation_images(tmp_path):
@@ -52,7 +52,7 @@ def test_class_names():
 
 
 def test_as_model_input_scales_to_unit_range():
-    from lenet_cli.inputs import as_model_input
+    from lenet_cli.core.inputs import as_model_input
 
     x = as_model_input(np.array([[[0] * 28] * 28, [[255] * 28] * 28], dtype=np.uint8))
     assert x.shape == (2, 28, 28, 1) and x.dtype == np.float32 and x.min() == 0.0 and x.max() == 1.0

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from conftest import REAL_DATA, requires_real_data
 from idx_factory import FILE_NAMES, write_dataset
-from lenet_cli import data as D
-from lenet_cli.cli import cli
-from lenet_cli.errors import LenetError
+from lenet_cli.data import idx as D
+from lenet_cli.cli.main import cli
+from lenet_cli.core.errors import LenetError
 
 
 def _sha(path) -> str:

@@ -56,7 +56,7 @@ def _free_loopback_ports(count: int) -> list[int]:
 
 
 def _weights(run_dir: Path) -> list[np.ndarray]:
-    from lenet_cli.model import load_model_file
+    from lenet_cli.model.network import load_model_file
 
     model = load_model_file(run_dir / "model.keras")
     return [w for name in LAYERS for w in model.get_layer(name).get_weights()]
@@ -129,7 +129,7 @@ def test_mirrored_over_two_cpu_devices_equals_one_device(data_dir, tmp_path):
 def test_distribute_options_are_checked_before_tensorflow_loads():
     from click.testing import CliRunner
 
-    from lenet_cli.cli import cli
+    from lenet_cli.cli.main import cli
 
     result = CliRunner().invoke(cli, ["train", "--devices", "2"])
     assert result.exit_code == 2 and "--devices needs --distribute mirrored" in result.output

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from lenet_cli.cli import cli
+from lenet_cli.cli.main import cli
 
 
 def _evaluate(*args):
@@ -30,7 +30,7 @@ def reference(trained_run, synthetic_data_dir):
     """Probabilities and logits from a plain Keras ``predict``, and labels read straight from the IDX bytes."""
     import keras
 
-    from lenet_cli.model import load_model_file
+    from lenet_cli.model.network import load_model_file
 
     images = _read_idx(synthetic_data_dir / "mnist" / "t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
     labels = _read_idx(synthetic_data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz", 8).astype(int)
@@ -133,7 +133,7 @@ def test_min_accuracy_gate(trained_run, synthetic_data_dir):
 
 
 def test_images_are_written(trained_run, synthetic_data_dir, tmp_path):
-    from lenet_cli.plots import CONFUSION_PNG_SIZE
+    from lenet_cli.viz.plots import CONFUSION_PNG_SIZE
 
     cm, gallery = tmp_path / "cm.png", tmp_path / "mistakes.png"
     result = _evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "json", "--split", "train",

@@ -20,9 +20,9 @@ from click.testing import CliRunner
 from conftest import REAL_DATA, requires_real_data
 from PIL import Image
 
-from lenet_cli import attribution as A
-from lenet_cli.cli import cli
-from lenet_cli.errors import LenetError
+from lenet_cli.model import attribution as A
+from lenet_cli.cli.main import cli
+from lenet_cli.core.errors import LenetError
 
 COMPLETENESS_TOLERANCE = 0.05  # the issue's "within 5 %"
 
@@ -145,8 +145,8 @@ def test_spearman_ink_and_mass_helpers():
 
 
 def test_parse_target_and_sheet_names():
-    from lenet_cli.data import CLASS_NAMES
-    from lenet_cli.explain import parse_target, sheet_name
+    from lenet_cli.data.idx import CLASS_NAMES
+    from lenet_cli.engine.explain import parse_target, sheet_name
 
     assert parse_target(None, CLASS_NAMES["mnist"]) is None
     assert parse_target("7", CLASS_NAMES["mnist"]) == 7
@@ -165,7 +165,7 @@ def test_parse_target_and_sheet_names():
 @pytest.fixture(scope="module")
 def tiny(trained_run, synthetic_data_dir):
     """The shared tiny run, its gradient function, and 12 synthetic test images."""
-    from lenet_cli.model import load_model_file
+    from lenet_cli.model.network import load_model_file
 
     model = load_model_file(trained_run / "model.keras")
     with gzip.open(synthetic_data_dir / "mnist" / "t10k-images-idx3-ubyte.gz") as handle:
@@ -206,16 +206,16 @@ def test_sanity_check_randomized_weights_change_the_maps(tiny):
 
 
 def _loaded(trained_run):
-    from lenet_cli.model_io import open_model
-    from lenet_cli.runs import resolve_model
+    from lenet_cli.runtimes.loading import open_model
+    from lenet_cli.store.runs import resolve_model
 
     return open_model(resolve_model(trained_run))
 
 
 def test_sheet_has_every_panel_and_label(trained_run, tiny):
-    from lenet_cli.data import CLASS_NAMES
-    from lenet_cli.explain import Explainer
-    from lenet_cli.explain_plots import (
+    from lenet_cli.data.idx import CLASS_NAMES
+    from lenet_cli.engine.explain import Explainer
+    from lenet_cli.viz.explain_plots import (
         PANEL_TITLES,
         SHEET_PNG_SIZE,
         SheetContent,
@@ -252,7 +252,7 @@ def test_sheet_has_every_panel_and_label(trained_run, tiny):
 
 
 def test_sheet_without_feature_maps_says_why():
-    from lenet_cli.explain_plots import SheetContent, build_explanation_figure
+    from lenet_cli.viz.explain_plots import SheetContent, build_explanation_figure
 
     content = SheetContent(name="x.png", model="model.onnx", dataset="fashion", original=np.zeros((28, 28, 3), np.uint8),
                            network_input=np.zeros((28, 28)), class_names=[str(i) for i in range(10)], probabilities=np.full(10, 0.1),
@@ -320,7 +320,7 @@ def test_cli_target_jsonl_and_directories(trained_run, pictures, tmp_path):
 @pytest.mark.slow
 def test_many_inputs_draw_sheets_in_workers_in_order(trained_run, tmp_path):
     """From PARALLEL_SHEETS_MIN inputs on, sheets are drawn in spawned workers; records keep the input order."""
-    from lenet_cli.explain import PARALLEL_SHEETS_MIN
+    from lenet_cli.engine.explain import PARALLEL_SHEETS_MIN
 
     folder = tmp_path / "many"
     folder.mkdir()
@@ -341,7 +341,7 @@ def test_many_inputs_draw_sheets_in_workers_in_order(trained_run, tmp_path):
 def test_sheet_writer_draws_here_when_its_workers_die(tmp_path, monkeypatch):
     from concurrent.futures.process import BrokenProcessPool
 
-    from lenet_cli import explain as E
+    from lenet_cli.engine import explain as E
 
     drawn = []
     monkeypatch.setattr(E, "render_sheet_file", lambda content, path: drawn.append(path))
@@ -402,7 +402,7 @@ def onnx_model(trained_run, tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_occlusion_with_onnx_never_imports_tensorflow(onnx_model, pictures, tmp_path):
     probe = (
-        "import json, sys\nfrom lenet_cli.cli import cli\n"
+        "import json, sys\nfrom lenet_cli.cli.main import cli\n"
         "try:\n    cli.main(sys.argv[1:], prog_name='lenet')\nexcept SystemExit as exc:\n    code = exc.code\n"
         "loaded = [m for m in ('tensorflow', 'keras') if m in sys.modules]\n"
         "print(json.dumps({'code': code, 'loaded': loaded}), file=sys.stderr)\n"
@@ -427,7 +427,7 @@ def test_occlusion_with_onnx_never_imports_tensorflow(onnx_model, pictures, tmp_
 @pytest.fixture(scope="module")
 def real_model(tmp_path_factory):
     """A LeNet trained for one epoch on 10,000 real MNIST images (about 15 s on 2 cores; ~93 % test accuracy)."""
-    from lenet_cli.model import load_model_file
+    from lenet_cli.model.network import load_model_file
 
     out = tmp_path_factory.mktemp("real") / "run"
     result = CliRunner().invoke(cli, ["train", "--dataset", "mnist", "--data-dir", str(REAL_DATA), "--train-limit", "10000",
@@ -451,7 +451,7 @@ def test_real_digits_completeness_localisation_and_sanity(real_model):
     # Localisation: with a black baseline IG is zero off the ink by construction, so this holds for it trivially;
     # occlusion spreads each patch's effect over 4x4 pixels, so for it the figure is a real test.
     assert np.mean([A.mass_on_ink(m, x) for m, x in zip(maps, images)]) >= 0.7
-    from lenet_cli.tf_setup import import_tensorflow
+    from lenet_cli.core.tensorflow_env import import_tensorflow
 
     compiled = import_tensorflow().function(lambda batch: real_model(batch, training=False))
     occlusion = A.occlusion_sensitivity_batch(lambda batch: compiled(batch).numpy(), images, targets)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lenet_cli.cli import cli
+from lenet_cli.cli.main import cli
 
 FLOAT_MAX_DIFF = 1e-4
 
@@ -33,7 +33,7 @@ def _test_images(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def keras_reference(trained_run, synthetic_data_dir):
     """The Keras model's probabilities on the synthetic test split, from a plain ``model.predict``."""
-    from lenet_cli.model import load_model_file
+    from lenet_cli.model.network import load_model_file
 
     images, labels = _test_images(synthetic_data_dir)
     model = load_model_file(trained_run / "model.keras")
@@ -110,8 +110,8 @@ def test_each_export_reloads_in_its_own_runtime(exported, keras_reference):
 
 
 def test_loader_batches_litert_at_any_size(exported, keras_reference):
-    from lenet_cli.model_io import open_model
-    from lenet_cli.runs import resolve_model
+    from lenet_cli.runtimes.loading import open_model
+    from lenet_cli.store.runs import resolve_model
 
     images, _, reference = keras_reference
     loaded = open_model(resolve_model(exported[0] / "model.tflite"), batch_size=64)  # batches of 64, 64, 64, 8
@@ -145,8 +145,8 @@ def test_metadata_travels_with_every_format(exported, trained_run):
     import onnx
 
     from lenet_cli import __version__
-    from lenet_cli.model_io import read_metadata
-    from lenet_cli.runs import resolve_model
+    from lenet_cli.runtimes.loading import read_metadata
+    from lenet_cli.store.runs import resolve_model
 
     out, _ = exported
     run_config = json.loads((trained_run / "config.json").read_text())
@@ -177,8 +177,8 @@ def test_evaluate_scores_exports_like_the_keras_model(exported, synthetic_data_d
 PROBE = """
 import sys
 import numpy as np
-from lenet_cli.model_io import open_model
-from lenet_cli.runs import resolve_model
+from lenet_cli.runtimes.loading import open_model
+from lenet_cli.store.runs import resolve_model
 loaded = open_model(resolve_model(sys.argv[1]))
 images = np.load(sys.argv[2])
 probs = loaded.predict(images)
@@ -230,9 +230,9 @@ def test_missing_extra_gets_a_one_line_hint(trained_run, exported, monkeypatch, 
     assert result.output.strip() == "Error: ONNX export needs the onnx extra: pip install 'lenet-cli[onnx]'"
     assert not (tmp_path / "m.onnx").exists()
 
-    from lenet_cli.errors import LenetError
-    from lenet_cli.model_io import open_model
-    from lenet_cli.runs import resolve_model
+    from lenet_cli.core.errors import LenetError
+    from lenet_cli.runtimes.loading import open_model
+    from lenet_cli.store.runs import resolve_model
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     shutil.copy(exported[0] / "model.onnx", tmp_path / "copy.onnx")  # a file no session was cached for
@@ -244,7 +244,7 @@ def test_missing_extra_gets_a_one_line_hint(trained_run, exported, monkeypatch, 
 
 
 def test_failed_verification_leaves_nothing(trained_run, synthetic_data_dir, monkeypatch, tmp_path):
-    from lenet_cli import export
+    from lenet_cli.engine import export
 
     monkeypatch.setattr(export, "MAX_ABS_DIFF", -1.0)  # no export can pass
     result = _export(trained_run, "--to", "keras", "--output", tmp_path / "model.keras", "--data-dir", synthetic_data_dir)

@@ -26,7 +26,7 @@ import pytest
 from click.testing import CliRunner
 
 from fault_helpers import error_line, leftovers
-from lenet_cli.cli import cli
+from lenet_cli.cli.main import cli
 
 NOBODY = 65534
 
@@ -87,7 +87,7 @@ def test_train_read_only_output_fails_before_data_loads(tmp_path):
 def test_resume_of_a_read_only_run_fails_before_data_loads(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    from lenet_cli.config import resolve_config
+    from lenet_cli.core.config import resolve_config
 
     (run / "config.json").write_text(resolve_config("mnist").to_json())
     (run / "checkpoint.npz").write_bytes(b"")
@@ -181,7 +181,7 @@ def test_latest_naming_a_deleted_run(tmp_path, synthetic_data_dir, digit, comman
 
 
 def test_resume_with_a_checkpoint_from_another_network(damaged_run, synthetic_data_dir):
-    from lenet_cli.config import resolve_config
+    from lenet_cli.core.config import resolve_config
 
     (damaged_run / "model.keras").unlink()
     (damaged_run / "metrics.json").unlink()

@@ -22,8 +22,8 @@ import numpy as np
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lenet_cli import runs
-from lenet_cli.errors import LenetError
+from lenet_cli.store import runs
+from lenet_cli.core.errors import LenetError
 
 settings.register_profile("ci", max_examples=120, deadline=2000, derandomize=True, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -60,7 +60,7 @@ idx_headers = st.tuples(
 @example(header=(2051, 10**9, 28, 28), extra=0, gzipped=True, mutation=([], None))
 @example(header=(2051, 0, 28, 28), extra=0, gzipped=False, mutation=([], None))
 def test_idx_reader(header, extra, gzipped, mutation):
-    from lenet_cli.data import load_idx_images, load_idx_labels
+    from lenet_cli.data.idx import load_idx_images, load_idx_labels
 
     magic, count, rows, cols = header
     body = bytes(max(0, min(count, 20) * 784 + extra))
@@ -94,7 +94,7 @@ images = st.tuples(st.integers(1, 40), st.integers(1, 40), st.sampled_from(["L",
 @example(image=(1, 1, "L", 0), fmt="PNG", mutation=([], None), mode="mnist", invert="auto")
 @example(image=(40, 1, "RGBA", 3), fmt="TIFF", mutation=([(30, 255)], None), mode="fashion", invert="never")
 def test_image_decoding_and_preprocessing(image, fmt, mutation, mode, invert):
-    from lenet_cli.preprocess import PreprocessOptions, load_and_preprocess
+    from lenet_cli.data.preprocess import PreprocessOptions, load_and_preprocess
 
     height, width, colour, seed = image
     shape = (height, width) if colour == "L" else (height, width, len(colour))
@@ -121,7 +121,7 @@ json_values = st.recursive(
 
 def _near_valid(kind: str, replacement, key_index: int, garbage: bytes, truncate: int | None) -> bytes:
     """lenet's own file with one value replaced by any JSON, or cut, or garbage bytes."""
-    from lenet_cli.config import resolve_config
+    from lenet_cli.core.config import resolve_config
 
     valid = {
         runs.CONFIG_FILE: resolve_config("mnist").to_json_dict(),
@@ -149,10 +149,10 @@ def _near_valid(kind: str, replacement, key_index: int, garbage: bytes, truncate
 @example(kind=runs.CONFIG_FILE, replacement=[1], key_index=40, garbage=b"", truncate=None, latest="\x00")
 @example(kind=runs.METRICS_FILE, replacement="x", key_index=40, garbage=b"", truncate=None, latest="run")
 def test_run_json_files(kind, replacement, key_index, garbage, truncate, latest):
-    from lenet_cli.checkpoint import resumable_config
-    from lenet_cli.config import TrainConfig
-    from lenet_cli.model_io import read_metadata
-    from lenet_cli.run_listing import list_runs, show_run
+    from lenet_cli.model.checkpoint import resumable_config
+    from lenet_cli.core.config import TrainConfig
+    from lenet_cli.runtimes.loading import read_metadata
+    from lenet_cli.engine.runs import list_runs, show_run
 
     root = Path(tempfile.mkdtemp(dir=SCRATCH))
     run_dir = root / "run"
@@ -180,7 +180,7 @@ def test_run_json_files(kind, replacement, key_index, garbage, truncate, latest)
 @example(meta={"class_names": 7}, garbage=b"", suffix=".tflite")
 @example(meta=[], garbage=b"", suffix=".keras")
 def test_export_sidecar_metadata(meta, garbage, suffix):
-    from lenet_cli.model_io import SIDECAR_SUFFIX, read_metadata
+    from lenet_cli.runtimes.loading import SIDECAR_SUFFIX, read_metadata
 
     folder = Path(tempfile.mkdtemp(dir=SCRATCH))
     model = folder / f"model{suffix}"
@@ -207,7 +207,7 @@ def _valid_csv_rows(count: int, seed: int) -> list[list[int]]:
        header=st.sampled_from(["ok", "missing", "extra", "renamed", "none"]), cut=st.none() | st.integers(0, 4000))
 @example(rows=1, seed=0, edits=[], header="ok", cut=None)
 def test_pixel_csv_parses_or_refuses_in_one_line(rows, seed, edits, header, cut):
-    from lenet_cli.datasets.csv_pixels import COLUMNS, read_pixels_csv
+    from lenet_cli.data.sources.csv_pixels import COLUMNS, read_pixels_csv
 
     columns = list(COLUMNS)
     if header == "missing":
@@ -235,7 +235,7 @@ def test_pixel_csv_parses_or_refuses_in_one_line(rows, seed, edits, header, cut)
 @example(content=b"a\na\n")
 @example(content=b"\n\n")
 def test_classes_txt_parses_or_refuses_in_one_line(content):
-    from lenet_cli.datasets.common import read_class_names
+    from lenet_cli.data.sources.common import read_class_names
 
     path = Path(tempfile.mkdtemp(dir=SCRATCH)) / "classes.txt"
     path.write_bytes(content)
@@ -253,7 +253,7 @@ def test_classes_txt_parses_or_refuses_in_one_line(content):
 def test_picture_folder_lists_or_refuses_in_one_line(layout):
     from PIL import Image
 
-    from lenet_cli.datasets.picture_folder import list_pictures
+    from lenet_cli.data.sources.picture_folder import list_pictures
 
     root = Path(tempfile.mkdtemp(dir=SCRATCH))
     for index, (folder, kind) in enumerate(layout):

@@ -96,20 +96,20 @@ def _zip_bomb(path: Path, unpacked: int) -> Path:
 
 def _refused(call: str, *setup: str) -> str:
     """Code that runs ``call``, expects a LenetError and prints its message."""
-    return "\n".join([*setup, "from lenet_cli.errors import LenetError",
+    return "\n".join([*setup, "from lenet_cli.core.errors import LenetError",
                       "try:", f"    {call}", "    print('ACCEPTED')", "except LenetError as exc:", "    print(exc)"])
 
 
 def test_idx_header_claiming_a_billion_images(tmp_path):
     path = write_gz(tmp_path / "train-images-idx3-ubyte.gz", struct.pack(">IIII", 2051, 10**9, 28, 28) + bytes(784 * 3))
-    peak, out = _peak_rss_kb(_refused(f"load_idx_images(Path({str(path)!r}))", "from pathlib import Path", "from lenet_cli.data import load_idx_images"))
+    peak, out = _peak_rss_kb(_refused(f"load_idx_images(Path({str(path)!r}))", "from pathlib import Path", "from lenet_cli.data.idx import load_idx_images"))
     assert "claims 1,000,000,000 items" in out and peak < PEAK_LIMIT_KB
 
 
 def test_idx_header_claiming_a_million_images_with_three(tmp_path):
     """Under the byte cap (784 MB), so only reading as the stream yields keeps memory small."""
     path = write_gz(tmp_path / "train-images-idx3-ubyte.gz", struct.pack(">IIII", 2051, 10**6, 28, 28) + bytes(784 * 3))
-    peak, out = _peak_rss_kb(_refused(f"load_idx_images(Path({str(path)!r}))", "from pathlib import Path", "from lenet_cli.data import load_idx_images"))
+    peak, out = _peak_rss_kb(_refused(f"load_idx_images(Path({str(path)!r}))", "from pathlib import Path", "from lenet_cli.data.idx import load_idx_images"))
     assert "truncated or padded: 2,368 bytes after gunzip, expected 784,000,016" in out and peak < 300 * 1024
 
 
@@ -143,7 +143,7 @@ def test_png_sizes(tmp_path, width, height, expected):
         pixels.reshape(-1)[len(pixels.reshape(-1)) // 3 : 2 * len(pixels.reshape(-1)) // 3] = 255
         Image.fromarray(pixels).save(path)
     code = _refused(f"print(load_and_preprocess({str(path)!r}, PreprocessOptions(mode='mnist')).shape)",
-                    "from lenet_cli.preprocess import load_and_preprocess, PreprocessOptions")
+                    "from lenet_cli.data.preprocess import load_and_preprocess, PreprocessOptions")
     peak, out = _peak_rss_kb(code)
     assert peak < PEAK_LIMIT_KB
     if expected:
@@ -157,7 +157,7 @@ def test_tiff_with_ten_thousand_pages_reads_only_the_first(tmp_path):
     path.write_bytes(_multipage_tiff(10_000))
     started = time.monotonic()
     peak, out = _peak_rss_kb(_refused(f"print(load_and_preprocess({str(path)!r}, PreprocessOptions(mode='mnist')).shape)",
-                                      "from lenet_cli.preprocess import load_and_preprocess, PreprocessOptions"))
+                                      "from lenet_cli.data.preprocess import load_and_preprocess, PreprocessOptions"))
     assert "(28, 28)" in out and peak < PEAK_LIMIT_KB
     assert time.monotonic() - started < 30
 
@@ -171,7 +171,7 @@ def bomb(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_zip_bomb_keras_model_is_refused_before_unpacking(bomb):
-    peak, out = _peak_rss_kb(_refused(f"load_model_file({str(bomb)!r})", "from lenet_cli.model import load_model_file"), timeout=120)
+    peak, out = _peak_rss_kb(_refused(f"load_model_file({str(bomb)!r})", "from lenet_cli.model.network import load_model_file"), timeout=120)
     assert "it would unpack to 1,610,612,7" in out, out
     assert peak < PEAK_LIMIT_KB
 

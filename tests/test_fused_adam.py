@@ -8,7 +8,7 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from lenet_cli.fused_adam import FusedAdam  # noqa: E402
+from lenet_cli.model.fused_adam import FusedAdam  # noqa: E402
 
 
 def _run(optimizer_class, steps=20, **kwargs):

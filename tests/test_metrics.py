@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from lenet_cli.metrics import (
+from lenet_cli.core.metrics import (
     classification_report,
     confusion_matrix,
     macro_average,

@@ -19,11 +19,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from idx_factory import FILE_NAMES, idx_images_bytes, idx_labels_bytes, synthetic_images, write_gz
-from lenet_cli import data as D
-from lenet_cli.cli import cli
-from lenet_cli.datasets import named
-from lenet_cli.datasets.picture_folder import CACHE_DIR
-from lenet_cli.errors import LenetError
+from lenet_cli.data import idx as D
+from lenet_cli.cli.main import cli
+from lenet_cli.data.sources import named
+from lenet_cli.data.sources.picture_folder import CACHE_DIR
+from lenet_cli.core.errors import LenetError
 
 FAST = ["--epochs", "1", "--dense-units", "32", "--batch-size", "32", "--no-tensorboard", "--quiet", "--format", "json"]
 
@@ -98,7 +98,7 @@ def evaluate(run, *extra):
 def logits_units(run) -> int:
     import keras
 
-    from lenet_cli.model import load_model_file
+    from lenet_cli.model.network import load_model_file
 
     return int(load_model_file(run / "model.keras").get_layer("logits_layer").units) if keras else 0
 
@@ -145,7 +145,7 @@ def test_picture_folder_trains_with_folder_names_skips_bad_pictures_and_caches(t
 
 
 def test_second_load_of_a_picture_folder_comes_from_the_cache(tmp_path, monkeypatch):
-    from lenet_cli.datasets import picture_folder
+    from lenet_cli.data.sources import picture_folder
 
     folder = write_pictures(tmp_path / "shapes", per_class=6)
     first = D.load_dataset(str(folder), validation_size=2)

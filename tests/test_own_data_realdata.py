@@ -16,8 +16,8 @@ from PIL import Image
 
 from conftest import REAL_DATA, requires_real_data
 from idx_factory import FILE_NAMES, idx_images_bytes, idx_labels_bytes, write_gz
-from lenet_cli.cli import cli
-from lenet_cli.data import load_idx_images, load_idx_labels
+from lenet_cli.cli.main import cli
+from lenet_cli.data.idx import load_idx_images, load_idx_labels
 
 pytestmark = [requires_real_data, pytest.mark.realdata, pytest.mark.slow]
 

@@ -26,8 +26,8 @@ from picture_kinds import (
 )
 from PIL import Image
 
-from lenet_cli import preprocess as P
-from lenet_cli.images import read_image
+from lenet_cli.data import preprocess as P
+from lenet_cli.data.images import read_image
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_DATA = Path(os.environ.get("LENET_DATA_DIR") or REPO.parent / "shared" / "datasets")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lenet_cli.plots import (
+from lenet_cli.viz.plots import (
     CONFUSION_PNG_SIZE,
     GALLERY_CELL_SIZE,
     png_bytes_from_array,
@@ -159,10 +159,10 @@ def test_png_bytes_from_array_modes_and_values():
 def test_modules_stay_light_and_avoid_pyplot():
     code = (
         "import sys\n"
-        "import lenet_cli.metrics, lenet_cli.plots\n"
+        "import lenet_cli.core.metrics, lenet_cli.viz.plots\n"
         "heavy = [m for m in ('matplotlib', 'tensorflow', 'keras', 'click') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
-        "lenet_cli.plots.render_confusion_matrix_png([[1, 0], [0, 1]], ['a', 'b'], 't')\n"
+        "lenet_cli.viz.plots.render_confusion_matrix_png([[1, 0], [0, 1]], ['a', 'b'], 't')\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lenet_cli.cli import cli
-from lenet_cli.precision import cpu_flags, layer_dtype, native_bfloat16, resolve_precision
+from lenet_cli.cli.main import cli
+from lenet_cli.model.precision import cpu_flags, layer_dtype, native_bfloat16, resolve_precision
 
 TINY = ["--epochs", "1", "--validation-size", "100", "--batch-size", "50", "--dense-units", "32", "--quiet", "--no-tensorboard"]
 
@@ -32,7 +32,7 @@ def test_auto_is_bfloat16_only_with_native_support(tmp_path):
 
 
 def test_bfloat16_network_keeps_lrn_logits_and_softmax_in_float32():
-    from lenet_cli.model import build_lenet
+    from lenet_cli.model.network import build_lenet
 
     model = build_lenet(dense_units=8, seed=0, precision="bfloat16")
     for layer in model.layers[1:]:
@@ -48,7 +48,7 @@ def test_a_bfloat16_run_trains_records_its_precision_and_ships_a_float32_model(s
     result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--precision", "bfloat16", *TINY])
     assert result.exit_code == 0, result.output
     assert json.loads((run / "config.json").read_text())["precision"] == "bfloat16"
-    from lenet_cli.model import load_model_file
+    from lenet_cli.model.network import load_model_file
 
     model = load_model_file(run / "model.keras")  # safe_mode=True
     assert {layer.dtype_policy.name for layer in model.layers[1:]} == {"float32"}

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
-from lenet_cli.cli import cli
+from lenet_cli.cli.main import cli
 
 
 def _digit(size=120, dark_on_light=True) -> Image.Image:
@@ -182,8 +182,8 @@ def test_parallel_decoding_gives_the_serial_results_in_order(tmp_path):
     script = (
         "import sys, numpy as np\n"
         "from pathlib import Path\n"
-        "from lenet_cli.prediction import ChunkDecoder, expand_inputs\n"
-        "from lenet_cli.preprocess import PreprocessOptions\n"
+        "from lenet_cli.data.picture_inputs import ChunkDecoder, expand_inputs\n"
+        "from lenet_cli.data.preprocess import PreprocessOptions\n"
         "items = expand_inputs([sys.argv[1]])\n"
         "options = PreprocessOptions(mode='mnist')\n"
         "parallel = ChunkDecoder(items, options, workers=2, chunk_size=16)\n"
@@ -229,8 +229,8 @@ def test_a_dead_decoding_worker_is_one_line_error():
 
     script = (
         "import os\n"
-        "import lenet_cli.prediction as P\n"
-        "from lenet_cli.errors import LenetError\n"
+        "import lenet_cli.data.picture_inputs as P\n"
+        "from lenet_cli.core.errors import LenetError\n"
         "def die(items, options):\n"
         "    os._exit(9)\n"
         "P.decode_chunk = die\n"

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from lenet_cli import images as I
-from lenet_cli import preprocess as P
-from lenet_cli.errors import LenetError
+from lenet_cli.data import images as I
+from lenet_cli.data import preprocess as P
+from lenet_cli.core.errors import LenetError
 from renderings import FORMATS, render_realistic, write_renderings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -487,7 +487,7 @@ def test_a_batch_of_small_pngs_keeps_order(tmp_path):
 
 
 def test_modules_do_not_import_tensorflow():
-    code = "import lenet_cli.preprocess, lenet_cli.images, sys; bad = {'tensorflow', 'keras', 'click'} & set(sys.modules); assert not bad, bad"
+    code = "import lenet_cli.data.preprocess, lenet_cli.data.images, sys; bad = {'tensorflow', 'keras', 'click'} & set(sys.modules); assert not bad, bad"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 

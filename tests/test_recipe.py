@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lenet_cli.cli import cli
-from lenet_cli.config import AUGMENTATIONS
+from lenet_cli.cli.main import cli
+from lenet_cli.core.config import AUGMENTATIONS
 
 TINY = ["--epochs", "2", "--validation-size", "100", "--batch-size", "50", "--dense-units", "32", "--quiet", "--no-tensorboard"]
 
@@ -23,7 +23,7 @@ def _asymmetric_batch(n=16):
 
 @pytest.mark.parametrize("policy", AUGMENTATIONS)
 def test_each_policy_keeps_shape_and_range_is_seeded_and_trains_only(policy):
-    from lenet_cli.augmentation import build_augmentation, policy_layers
+    from lenet_cli.model.augmentation import build_augmentation, policy_layers
 
     x = _asymmetric_batch()
     first = build_augmentation(policy, seed=3)
@@ -42,13 +42,13 @@ def test_each_policy_keeps_shape_and_range_is_seeded_and_trains_only(policy):
 
 
 def test_flips_belong_to_clothing_never_to_digits():
-    from lenet_cli.augmentation import policy_layers
+    from lenet_cli.model.augmentation import policy_layers
 
     assert "flip" in policy_layers("clothing") and "flip" not in policy_layers("digits") and "flip" not in policy_layers("shift")
 
 
 def test_the_shipped_model_carries_no_augmentation_and_the_config_says_what_ran(synthetic_data_dir, tmp_path):
-    from lenet_cli.model import load_model_file
+    from lenet_cli.model.network import load_model_file
 
     run = tmp_path / "run"
     result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--augment", "digits",
@@ -71,7 +71,7 @@ def test_ema_ships_the_averaged_weights_and_validation_scores_them(synthetic_dat
     result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--ema", "0.9",
                                       "--keep-checkpoint", *TINY])
     assert result.exit_code == 0, result.output
-    from lenet_cli.model import load_model_file
+    from lenet_cli.model.network import load_model_file
 
     shipped = load_model_file(run / "model.keras").get_layer("dot_1").kernel.numpy()
     with np.load(run / "checkpoint.npz") as archive:
@@ -92,8 +92,8 @@ def test_ema_momentum_warms_up_like_tensorflows_num_updates(optimizer):
     """The average follows the weights early (momentum min(m, (1+t)/(10+t))) instead of keeping the initialisation."""
     import keras
 
-    from lenet_cli.config import resolve_config
-    from lenet_cli.training import make_optimizer
+    from lenet_cli.core.config import resolve_config
+    from lenet_cli.engine.trainer import make_optimizer
 
     cfg = resolve_config("mnist", optimizer=optimizer, ema_momentum=0.999, schedule="constant", learning_rate=0.1)
     opt = make_optimizer(cfg, 10)
@@ -109,8 +109,8 @@ def test_ema_momentum_warms_up_like_tensorflows_num_updates(optimizer):
 
 
 def test_label_smoothing_is_the_keras_smoothed_cross_entropy():
-    from lenet_cli.model import build_lenet
-    from lenet_cli.objective import Objective
+    from lenet_cli.model.network import build_lenet
+    from lenet_cli.model.objective import Objective
 
     model = build_lenet(dense_units=8, seed=0)
     logits = np.array([[10.0] + [0.0] * 9, [0.0, 4.0] + [0.0] * 8], dtype=np.float32)
@@ -127,7 +127,7 @@ def test_label_smoothing_is_the_keras_smoothed_cross_entropy():
 
 
 def test_expected_calibration_error_by_hand():
-    from lenet_cli.metrics import calibration
+    from lenet_cli.core.metrics import calibration
 
     probs = np.array([[0.95, 0.05], [0.95, 0.05], [0.6, 0.4], [0.4, 0.6]])
     labels = np.array([0, 1, 0, 1])  # the 0.95 bin is right half the time; the 0.6 bin always
@@ -142,7 +142,7 @@ def test_expected_calibration_error_by_hand():
 def test_evaluate_reports_calibration_and_draws_the_diagram(trained_run, synthetic_data_dir, tmp_path):
     from PIL import Image
 
-    from lenet_cli.plots import RELIABILITY_PNG_SIZE
+    from lenet_cli.viz.plots import RELIABILITY_PNG_SIZE
 
     png = tmp_path / "reliability.png"
     result = CliRunner().invoke(cli, ["evaluate", str(trained_run), "--data-dir", str(synthetic_data_dir), "--format", "json",

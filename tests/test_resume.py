@@ -37,7 +37,7 @@ def _lenet(args, env, **kwargs):
 
 
 def _final_weights(run_dir: Path) -> list[np.ndarray]:
-    from lenet_cli.model import load_model_file
+    from lenet_cli.model.network import load_model_file
 
     return [w for layer in ("conv_1", "conv_2", "dot_1", "dot_2", "logits_layer") for w in load_model_file(run_dir / "model.keras").get_layer(layer).get_weights()]
 
@@ -89,7 +89,7 @@ def test_interrupt_then_resume_equals_uninterrupted(data_dir, tmp_path, uninterr
 def test_resume_refuses_recipe_options(tmp_path):
     from click.testing import CliRunner
 
-    from lenet_cli.cli import cli
+    from lenet_cli.cli.main import cli
 
     (tmp_path / "run").mkdir()
     result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "run"), "--learning-rate", "0.1"])
@@ -99,7 +99,7 @@ def test_resume_refuses_recipe_options(tmp_path):
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
     from click.testing import CliRunner
 
-    from lenet_cli.cli import cli
+    from lenet_cli.cli.main import cli
 
     (tmp_path / "run").mkdir()
     result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "run")])

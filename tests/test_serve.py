@@ -37,7 +37,7 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed: pip ins
 from conftest import REAL_DATA, requires_real_data  # noqa: E402
 from serve_models import draw_digit, reference_probabilities, write_template_onnx  # noqa: E402
 
-from lenet_cli.preprocess import PreprocessOptions, load_and_preprocess  # noqa: E402
+from lenet_cli.data.preprocess import PreprocessOptions, load_and_preprocess  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")  # starlette 1.x prefers httpx2; httpx works
 
@@ -73,9 +73,9 @@ def template_model(tmp_path_factory) -> Path:
 def make_client(model: Path, **settings):
     from fastapi.testclient import TestClient
 
-    from lenet_cli.runs import resolve_model
-    from lenet_cli.serve_app import ModelPredictor, create_app
-    from lenet_cli.serve_config import ServeSettings
+    from lenet_cli.store.runs import resolve_model
+    from lenet_cli.serve.app import ModelPredictor, create_app
+    from lenet_cli.core.serve_settings import ServeSettings
 
     return TestClient(create_app(ModelPredictor(resolve_model(model)), ServeSettings(**settings)))
 
@@ -110,7 +110,7 @@ def test_predict_answers_a_raw_body_and_multipart_files_in_order(client):
 def test_records_are_those_of_lenet_predict_json(client, template_model, tmp_path):
     from click.testing import CliRunner
 
-    from lenet_cli.cli import cli
+    from lenet_cli.cli.main import cli
 
     (tmp_path / "seven.png").write_bytes(SEVEN)
     result = CliRunner().invoke(cli, ["predict", "--model", str(template_model), str(tmp_path / "seven.png"), "--format", "json"])
@@ -130,7 +130,7 @@ def test_records_are_those_of_lenet_predict_json(client, template_model, tmp_pat
 def test_min_confidence_query_flags_unsure_answers(client):
     from PIL import ImageChops
 
-    from lenet_cli.config import MIN_CONFIDENCE
+    from lenet_cli.core.config import MIN_CONFIDENCE
 
     one_or_seven = png_bytes(ImageChops.lighter(draw_digit(1), draw_digit(7)))  # a 1 and a 7 on top of each other
     plain = post_image(client, one_or_seven).json()[0]
@@ -229,8 +229,8 @@ def test_nothing_a_request_sends_is_read_as_a_path(client, template_model):
 def test_a_failing_model_is_a_500_json_error_not_a_traceback(template_model):
     from fastapi.testclient import TestClient
 
-    from lenet_cli.runs import resolve_model
-    from lenet_cli.serve_app import ModelPredictor, create_app
+    from lenet_cli.store.runs import resolve_model
+    from lenet_cli.serve.app import ModelPredictor, create_app
 
     class Broken(ModelPredictor):
         def predict(self, images):
@@ -312,7 +312,7 @@ def test_health_metadata_metrics_docs_and_page(client):
 
 
 def test_batcher_merges_concurrent_requests_and_never_waits_alone():
-    from lenet_cli.batching import MicroBatcher
+    from lenet_cli.serve.batching import MicroBatcher
 
     calls: list[int] = []
 
@@ -347,8 +347,8 @@ def test_batcher_merges_concurrent_requests_and_never_waits_alone():
 
 def test_keras_model_served_with_batching_off(trained_run):
     """A .keras run directory works too, and the TF-Serving endpoint gives the model's own numbers."""
-    from lenet_cli.model_io import open_model
-    from lenet_cli.runs import resolve_model
+    from lenet_cli.runtimes.loading import open_model
+    from lenet_cli.store.runs import resolve_model
 
     images = np.random.default_rng(0).random((5, 28, 28)).astype(np.float32)
     expected = open_model(resolve_model(trained_run)).predict(images)
@@ -384,7 +384,7 @@ def test_without_the_serve_extra_it_names_the_extra(template_model, monkeypatch)
 
     from click.testing import CliRunner
 
-    from lenet_cli.cli import cli
+    from lenet_cli.cli.main import cli
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real_find_spec(name, *a))
@@ -396,7 +396,7 @@ def test_without_the_serve_extra_it_names_the_extra(template_model, monkeypatch)
 def test_a_busy_port_is_a_one_line_error(template_model):
     from click.testing import CliRunner
 
-    from lenet_cli.cli import cli
+    from lenet_cli.cli.main import cli
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -575,8 +575,8 @@ def test_drawing_page_with_a_lenet_trained_on_real_mnist(browser, tmp_path):
     """The real network: a LeNet trained briefly on MNIST recognises a 7 drawn with the mouse and an uploaded test digit."""
     from click.testing import CliRunner
 
-    from lenet_cli.cli import cli
-    from lenet_cli.data import load_dataset
+    from lenet_cli.cli.main import cli
+    from lenet_cli.data.idx import load_dataset
 
     run = tmp_path / "mnist-run"
     result = CliRunner().invoke(cli, ["train", "--dataset", "mnist", "--data-dir", str(REAL_DATA), "--epochs", "1", "--train-limit", "12000",

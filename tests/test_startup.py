@@ -50,7 +50,7 @@ def test_python_dash_m_works():
 def test_every_command_has_help_and_a_readme_section():
     from pathlib import Path
 
-    from lenet_cli.cli import cli
+    from lenet_cli.cli.main import cli
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for name, command in cli.commands.items():
@@ -72,7 +72,7 @@ def test_tensorflow_loads_quietly_with_onednn_on(trained_run, synthetic_data_dir
     env["LENET_VERIFY_CHECKSUMS"] = "0"
     probe = (
         "import sys\n"
-        "from lenet_cli.cli import cli\n"
+        "from lenet_cli.cli.main import cli\n"
         "try:\n"
         "    cli.main(sys.argv[1:], prog_name='lenet')\n"
         "except SystemExit as exc:\n"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lenet_cli.cli import cli
+from lenet_cli.cli.main import cli
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lenet_cli"
 MAX_FUNCTION_LINES = 80
@@ -29,8 +29,8 @@ def test_evaluate_and_train_agree_on_the_validation_cross_entropy(trained_run, s
     assert metrics["calibration"]["val_cross_entropy_before"] == pytest.approx(history[-1]["val_cross_entropy"], abs=1e-5)
     assert report["cross_entropy"] == pytest.approx(metrics["val_cross_entropy"], abs=1e-5)  # the shipped (calibrated) model
     assert report["accuracy"] == pytest.approx(history[-1]["val_accuracy"], abs=1e-12)  # calibration changes no answer
-    from lenet_cli.config import TrainConfig
-    from lenet_cli.model import load_model_file
+    from lenet_cli.core.config import TrainConfig
+    from lenet_cli.model.network import load_model_file
 
     cfg, model = TrainConfig.load(trained_run / "config.json"), load_model_file(trained_run / "model.keras")
     kernels = [model.get_layer(name).kernel.numpy().astype(np.float64) for name in ("conv_1", "conv_2", "dot_1", "dot_2", "logits_layer")]
@@ -42,7 +42,7 @@ def test_the_training_loss_and_the_reported_cross_entropy_are_one_definition():
     """Keras's from-logits loss (minimised in the step) equals metrics.mean_cross_entropy (every report)."""
     import keras
 
-    from lenet_cli.metrics import mean_cross_entropy
+    from lenet_cli.core.metrics import mean_cross_entropy
 
     rng = np.random.default_rng(0)
     logits = (rng.normal(size=(257, 10)) * 6).astype(np.float32)
@@ -54,8 +54,8 @@ def test_the_training_loss_and_the_reported_cross_entropy_are_one_definition():
 
 
 def test_objective_terms_add_up_and_skip_frozen_layers():
-    from lenet_cli.model import build_lenet
-    from lenet_cli.objective import Objective
+    from lenet_cli.model.network import build_lenet
+    from lenet_cli.model.objective import Objective
 
     model = build_lenet(dense_units=8, seed=0)
     objective = Objective(model, l1=1e-3, weight_decay=1e-2, frozen=("conv_1",))
@@ -75,8 +75,8 @@ def test_penalty_gradients_equal_automatic_differentiation_of_the_whole_objectiv
     """The analytic l1 * sign(w) + wd * w, split over replicas, is the gradient of the penalty (frozen layers untouched)."""
     import tensorflow as tf
 
-    from lenet_cli.model import build_lenet
-    from lenet_cli.objective import Objective
+    from lenet_cli.model.network import build_lenet
+    from lenet_cli.model.objective import Objective
 
     model = build_lenet(dense_units=8, seed=0)
     model.get_layer("dot_2").kernel.assign(np.zeros((8, 8), np.float32))  # sign(0) = 0, as TensorFlow's Abs gradient
@@ -104,11 +104,11 @@ def test_train_step_updates_equal_differentiating_the_whole_objective(ema_moment
     import keras
     import tensorflow as tf
 
-    from lenet_cli.config import resolve_config
-    from lenet_cli.ema import WarmUpEMA
-    from lenet_cli.model import build_lenet, logits_and_probabilities
-    from lenet_cli.objective import Objective
-    from lenet_cli.training import TrainStep, make_optimizer
+    from lenet_cli.core.config import resolve_config
+    from lenet_cli.model.ema import WarmUpEMA
+    from lenet_cli.model.network import build_lenet, logits_and_probabilities
+    from lenet_cli.model.objective import Objective
+    from lenet_cli.engine.trainer import TrainStep, make_optimizer
 
     units = 16
     cfg = resolve_config("mnist", l1=1e-3, weight_decay=1e-2, dropout=0.0, dense_units=units, schedule="constant", augment="none",
@@ -154,8 +154,8 @@ def test_train_step_updates_equal_differentiating_the_whole_objective(ema_moment
 
 
 def test_predictor_takes_uint8_or_float_and_its_class_count_from_the_model():
-    from lenet_cli.inference import Predictor
-    from lenet_cli.model import build_lenet
+    from lenet_cli.model.inference import Predictor
+    from lenet_cli.model.network import build_lenet
 
     model = build_lenet(dense_units=8, seed=0)
     predictor = Predictor(model, batch_size=7)
@@ -178,7 +178,7 @@ def _checkpointed_run(trained_run: Path, tmp_path: Path) -> Path:
 
 
 def test_checkpoint_describes_itself(trained_run):
-    from lenet_cli.checkpoint import load_checkpoint
+    from lenet_cli.model.checkpoint import load_checkpoint
 
     state, arrays = load_checkpoint(trained_run)
     config = json.loads((trained_run / "config.json").read_text())
@@ -205,12 +205,12 @@ def test_a_checkpoint_variable_of_another_shape_is_named(trained_run, synthetic_
 
 
 def test_a_checkpoint_missing_a_variable_is_named(trained_run, tmp_path):
-    from lenet_cli.augmentation import build_augmentation
-    from lenet_cli.checkpoint import load_checkpoint, restore
-    from lenet_cli.config import TrainConfig
-    from lenet_cli.errors import LenetError
-    from lenet_cli.model import build_lenet
-    from lenet_cli.training import make_optimizer
+    from lenet_cli.model.augmentation import build_augmentation
+    from lenet_cli.model.checkpoint import load_checkpoint, restore
+    from lenet_cli.core.config import TrainConfig
+    from lenet_cli.core.errors import LenetError
+    from lenet_cli.model.network import build_lenet
+    from lenet_cli.engine.trainer import make_optimizer
 
     _, arrays = load_checkpoint(trained_run)
     del arrays["optimizer/dot_1_kernel_velocity"]
@@ -231,7 +231,7 @@ def test_debug_travels_in_the_click_context_not_the_environment(tmp_path, monkey
     before = dict(os.environ)
     debug = CliRunner().invoke(cli, ["--debug", "evaluate", "--format", "json"])
     assert dict(os.environ) == before
-    from lenet_cli.errors import LenetError
+    from lenet_cli.core.errors import LenetError
 
     assert isinstance(debug.exception, LenetError)  # --debug: the full error with its traceback
     plain = CliRunner().invoke(cli, ["evaluate", "--format", "json"])

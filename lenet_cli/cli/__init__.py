@@ -1,0 +1,8 @@
+"""Rank 4, the command line: Click commands that parse, call :mod:`lenet_cli.api`, and present the result.
+
+``lenet = "lenet_cli.cli:main"`` is the console script.
+"""
+
+from lenet_cli.cli.main import cli, main
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,184 @@
+"""``lenet runs``' presentation: the runs folder, one run, or two runs compared, as a table, JSON, JSON lines or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import click
+
+FORMATS = ("table", "json", "jsonl", "csv")
+
+
+def default_format(output_format: str | None) -> str:
+    """``--format`` as given, else a table in a terminal and JSON otherwise (as ``lenet evaluate``)."""
+    if output_format is not None:
+        return output_format
+    import sys
+
+    return "table" if sys.stdout.isatty() else "json"
+
+
+def _csv_text(header, rows) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if v is None else json.dumps(v) if isinstance(v, (dict, list, bool)) else v for v in row])
+    return out.getvalue()
+
+
+def _accuracy(value) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _size(size: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
+def _value(value) -> str:
+    """A config or metrics value as table text (markup-escaped)."""
+    from rich.markup import escape
+
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, dict)):
+        return escape(json.dumps(value))
+    return escape(str(value))
+
+
+def _text(value) -> str:
+    from rich.markup import escape
+
+    return escape(str(value))
+
+
+def _epochs(record: dict) -> str:
+    return f"{record['epochs_completed']}/{'?' if record['epochs'] is None else record['epochs']}"
+
+
+def print_run_list(summaries, output_format: str, root) -> None:
+    """The runs folder on stdout; an empty folder is an empty list (and a note on stderr for people)."""
+    records = [s.to_dict() for s in summaries]
+    if output_format == "json":
+        click.echo(json.dumps(records, indent=2))
+    elif output_format == "jsonl":
+        for record in records:
+            click.echo(json.dumps(record))
+    elif output_format == "csv":
+        from lenet_cli.engine.runs import LIST_FIELDS
+
+        click.echo(_csv_text(LIST_FIELDS, [[r[k] for k in LIST_FIELDS] for r in records]), nl=False)
+    else:
+        if not summaries:
+            click.echo(f"no runs under {root}; `lenet train` makes one", err=True)
+            return
+        from rich.table import Table
+
+        from lenet_cli.cli.console import stdout_console
+
+        table = Table(title=f"runs in {root}", caption="* LATEST: the run evaluate, predict and export use by default")
+        for name in ("run", "dataset", "status", "epochs", "val acc", "test acc", "wall time", "size", "started"):
+            table.add_column(name, justify="right" if name in ("epochs", "val acc", "test acc", "wall time", "size") else "left")
+        for s in summaries:
+            table.add_row(_text(s.name) + (" *" if s.latest else ""), _text(s.dataset or "-"), s.status_text, _epochs(s.to_dict()),
+                          _accuracy(s.val_accuracy), _accuracy(s.test_accuracy), _duration(s.wall_seconds), _size(s.size_bytes),
+                          (s.started or "-").replace("T", " ")[:16])
+        stdout_console().print(table)
+
+
+def print_run_details(details: dict, output_format: str) -> None:
+    """``lenet runs show``: the run's summary, config, metrics and files."""
+    summary_keys = [k for k in details if k not in ("config", "metrics", "files", "status_text")]
+    if output_format == "json":
+        click.echo(json.dumps({k: v for k, v in details.items() if k != "status_text"}, indent=2))
+    elif output_format == "jsonl":
+        click.echo(json.dumps({k: v for k, v in details.items() if k != "status_text"}))
+    elif output_format == "csv":
+        rows = [["run", k, details[k]] for k in summary_keys]
+        rows += [["config", k, v] for k, v in details["config"].items()]
+        rows += [["metrics", k, v] for k, v in details["metrics"].items()]
+        rows += [["files", f["path"], f["size_bytes"]] for f in details["files"]]
+        click.echo(_csv_text(["section", "key", "value"], rows), nl=False)
+    else:
+        from rich.table import Table
+
+        from lenet_cli.cli.console import stdout_console
+
+        console = stdout_console()
+        summary = Table(title=f"run {_text(details['name'])}", show_header=False)
+        summary.add_column("field")
+        summary.add_column("value")
+        summary.add_row("path", _text(details["path"]))
+        summary.add_row("dataset", _text(details["dataset"] or "-"))
+        summary.add_row("status", details["status_text"])
+        summary.add_row("validation accuracy", _accuracy(details["val_accuracy"]))
+        summary.add_row("test accuracy", _accuracy(details["test_accuracy"]))
+        summary.add_row("wall time", _duration(details["wall_seconds"]))
+        summary.add_row("size", _size(details["size_bytes"]))
+        summary.add_row("started", (details["started"] or "-").replace("T", " "))
+        console.print(summary)
+        for section in ("config", "metrics"):
+            table = Table(title=section, show_header=False)
+            table.add_column("key")
+            table.add_column("value")
+            for key, value in details[section].items():
+                table.add_row(_text(key), _value(value))
+            if not details[section]:
+                table.add_row(f"(no {section}.json)", "")
+            console.print(table)
+        files = Table(title="files")
+        files.add_column("file")
+        files.add_column("size", justify="right")
+        for f in details["files"]:
+            files.add_row(_text(f["path"]), _size(f["size_bytes"]))
+        console.print(files)
+
+
+def print_comparison(comparison: dict, output_format: str, include_same: bool = False) -> None:
+    """``lenet runs compare``: config and metrics rows, the two runs side by side."""
+    rows = comparison["rows"]
+    if output_format == "json":
+        click.echo(json.dumps(comparison, indent=2))
+    elif output_format == "jsonl":
+        for row in rows:
+            click.echo(json.dumps(row))
+    elif output_format == "csv":
+        click.echo(_csv_text(["section", "key", "a", "b", "same"], [[r["section"], r["key"], r["a"], r["b"], r["same"]] for r in rows]), nl=False)
+    else:
+        from rich.table import Table
+
+        from lenet_cli.cli.console import stdout_console
+
+        name_a, name_b = comparison["runs"]
+        if name_a == name_b:
+            name_a, name_b = comparison["paths"]
+        table = Table(title=f"{_text(name_a)} vs {_text(name_b)}",
+                      caption=None if include_same else "identical config rows are left out (--all shows them)")
+        table.add_column("")
+        table.add_column(_text(name_a))
+        table.add_column(_text(name_b))
+        section = None
+        for row in rows:
+            if row["section"] != section:
+                section = row["section"]
+                table.add_row(f"[bold]{section}", "", "")
+            style = "" if row["same"] else "[bold]"
+            table.add_row(f"  {_text(row['key'])}", style + _value(row["a"]), style + _value(row["b"]))
+        stdout_console().print(table)

@@ -1,0 +1,416 @@
+"""Explain predictions: per image, the top-k, an attribution map, feature maps, and a sheet.
+
+The worker behind ``lenet explain``: it returns :class:`Explanation` records
+and writes the PNG sheets; the CLI prints. Images are decoded and
+preprocessed exactly as ``lenet predict`` does, then explained in batches
+(one network call covers many images' Integrated Gradients paths or occlusion
+patches). Integrated Gradients and feature maps need a Keras model;
+occlusion works with every format and, with ``.onnx`` and ``.tflite`` models,
+never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lenet_cli.model import attribution as A
+from lenet_cli.core.errors import LenetError
+
+METHODS = ("integrated-gradients", "occlusion")
+DEFAULT_OUTPUT_DIR = Path("explanations")
+DISPLAY_MAX_SIDE = 320
+"""The original picture is shown at most this many pixels on its longest side."""
+
+EXPLAIN_BATCH = 32
+"""Images per batch: 32 x 51 Integrated Gradients points, or 32 x 626 occluded copies, per round."""
+
+
+@dataclass
+class Explanation:
+    """One input's explanation (``error`` set and the rest empty when it failed)."""
+
+    path: str
+    label: str | None = None
+    index: int | None = None
+    confidence: float | None = None
+    top_k: list[dict] = field(default_factory=list)
+    method: str | None = None
+    target: dict | None = None
+    attribution: np.ndarray | None = field(default=None, repr=False)
+    completeness_gap: float | None = None
+    logit_difference: float | None = None
+    sheet: str | None = None
+    error: str | None = None
+    # for the sheet only
+    original: np.ndarray | None = field(default=None, repr=False)
+    network_input: np.ndarray | None = field(default=None, repr=False)
+    probabilities: np.ndarray | None = field(default=None, repr=False)
+    conv_1_maps: np.ndarray | None = field(default=None, repr=False)
+    conv_2_maps: np.ndarray | None = field(default=None, repr=False)
+
+    def release_pictures(self) -> None:
+        """Drop the arrays only the sheet needs (feature maps weigh ~66 KB per image)."""
+        self.original = self.network_input = self.probabilities = self.conv_1_maps = self.conv_2_maps = None
+
+    def to_dict(self, decimals: int = 6) -> dict:
+        """The JSON record: the prediction, the method, the 28x28 map (rounded), the gap, the sheet's path."""
+        attribution = None
+        if self.attribution is not None:
+            attribution = np.round(self.attribution.astype(np.float64), decimals).tolist()
+        return {
+            "path": self.path,
+            "label": self.label,
+            "index": self.index,
+            "confidence": self.confidence,
+            "top_k": self.top_k,
+            "method": self.method,
+            "target": self.target,
+            "attribution": attribution,
+            "completeness_gap": self.completeness_gap,
+            "logit_difference": self.logit_difference,
+            "sheet": self.sheet,
+            "error": self.error,
+        }
+
+
+def default_method(loaded) -> str:
+    """Integrated Gradients where there are gradients (a Keras model), occlusion otherwise."""
+    return "integrated-gradients" if loaded.keras_model is not None else "occlusion"
+
+
+def parse_target(text: str | None, class_names: Sequence[str]) -> int | None:
+    """A class given by name (any case) or index, as an index; None stays None (explain the prediction).
+
+    Raises:
+        LenetError: no class has that name or index.
+    """
+    if text is None:
+        return None
+    wanted = text.strip()
+    for index, name in enumerate(class_names):
+        if wanted.lower() == str(name).lower():
+            return index
+    if wanted.isdigit() and int(wanted) < len(class_names):
+        return int(wanted)
+    choices = ", ".join(f"{i} {name!r}" if str(name) != str(i) else str(i) for i, name in enumerate(class_names))
+    raise LenetError(f"unknown target class {text!r}; give an index or a name: {choices}")
+
+
+class Explainer:
+    """A loaded model ready to explain batches: attribution, top-k, and (Keras) feature maps and filters.
+
+    Args:
+        loaded: A :class:`~lenet_cli.runtimes.loading.LoadedModel`.
+        class_names: Names by class index.
+        method: ``integrated-gradients`` (Keras models only) or ``occlusion``.
+        steps: Integrated Gradients' trapezoid intervals.
+        patch, stride: Occlusion's square patch and its step, in pixels.
+
+    Raises:
+        LenetError: Integrated Gradients asked of a model without gradients.
+    """
+
+    def __init__(self, loaded, class_names: Sequence[str], method: str | None = None, steps: int = A.IG_STEPS,
+                 patch: int = A.OCCLUSION_PATCH, stride: int = A.OCCLUSION_STRIDE):
+        method = method or default_method(loaded)
+        if method not in METHODS:
+            raise LenetError(f"unknown attribution method {method!r}; choose one of: {', '.join(METHODS)}")
+        if method == "integrated-gradients" and loaded.keras_model is None:
+            raise LenetError(f"integrated gradients needs the gradients of a .keras model, and {str(loaded.path)!r} is a "
+                             f"{loaded.format} model; use --method occlusion")
+        A.occlusion_patches(28, patch, stride)  # validates patch and stride
+        self.loaded = loaded
+        self.class_names = [str(name) for name in class_names]
+        self.method = method
+        self.steps = int(steps)
+        self.patch = int(patch)
+        self.stride = int(stride)
+        self._gradient_fn = None
+        self._features = None
+        self.filters = None
+        if self.has_feature_maps:
+            kernel = np.asarray(loaded.keras_model.get_layer("conv_1").get_weights()[0])  # (5, 5, 1, 20)
+            self.filters = np.moveaxis(kernel[:, :, 0, :], -1, 0)
+
+    @property
+    def method_detail(self) -> str:
+        if self.method == "integrated-gradients":
+            return f"{self.steps} steps from a black baseline, on the logit"
+        return f"{self.patch}×{self.patch} black patch, stride {self.stride}, fall in log-odds"
+
+    @property
+    def has_feature_maps(self) -> bool:
+        """A Keras model with lenet's ``conv_1`` and ``conv_2`` layers."""
+        model = self.loaded.keras_model
+        return model is not None and all(any(layer.name == name for layer in model.layers) for name in ("conv_1", "conv_2"))
+
+    def feature_maps(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``conv_1`` ``(n, 24, 24, 20)`` and ``conv_2`` ``(n, 10, 10, 50)`` activations (after ReLU)."""
+        if self._features is None:
+            import keras
+
+            from lenet_cli.core.tensorflow_env import import_tensorflow
+
+            tf = import_tensorflow()
+            model = self.loaded.keras_model
+            view = keras.Model(model.inputs, [model.get_layer("conv_1").output, model.get_layer("conv_2").output], name="lenet_features")
+            self._features = tf.function(lambda x: view(x, training=False), reduce_retracing=True)
+        first, second = self._features(np.asarray(images, np.float32).reshape(-1, 28, 28, 1))
+        return first.numpy(), second.numpy()
+
+    def attributions(self, images: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """``(maps (n, 28, 28), completeness gaps or None, logit differences or None)``."""
+        if self.method == "occlusion":
+            return A.occlusion_sensitivity_batch(self.loaded.predict, images, targets, self.patch, self.stride), None, None
+        if self._gradient_fn is None:
+            self._gradient_fn = A.keras_logit_gradients(self.loaded.keras_model)
+        maps, logit_image, logit_baseline = A.integrated_gradients_batch(self._gradient_fn, images, targets, steps=self.steps)
+        gaps = np.array([A.completeness_gap(m, a, b) for m, a, b in zip(maps, logit_image, logit_baseline)])
+        return maps, gaps, logit_image - logit_baseline
+
+    def explain(self, images: np.ndarray, target: int | None = None, top_k: int = 3) -> list[Explanation]:
+        """Explain a batch of preprocessed ``(n, 28, 28)`` inputs (paths left empty for the caller)."""
+        images = np.asarray(images, dtype=np.float32)
+        probabilities = self.loaded.predict(images[..., None])
+        predicted = probabilities.argmax(axis=1)
+        targets = predicted if target is None else np.full(len(images), target)
+        maps, gaps, differences = self.attributions(images, targets)
+        conv_1 = conv_2 = None
+        if self.has_feature_maps:
+            conv_1, conv_2 = self.feature_maps(images)
+        k = max(1, min(top_k, len(self.class_names)))
+        results = []
+        for row, probs in enumerate(probabilities):
+            order = np.argsort(-probs, kind="stable")[:k]
+            best = int(order[0])
+            results.append(Explanation(
+                path="",
+                label=self.class_names[best],
+                index=best,
+                confidence=float(probs[best]),
+                top_k=[{"label": self.class_names[int(i)], "index": int(i), "confidence": float(probs[int(i)])} for i in order],
+                method=self.method,
+                target={"label": self.class_names[int(targets[row])], "index": int(targets[row])},
+                attribution=maps[row],
+                completeness_gap=None if gaps is None else float(gaps[row]),
+                logit_difference=None if differences is None else float(differences[row]),
+                network_input=images[row],
+                probabilities=probs,
+                conv_1_maps=None if conv_1 is None else conv_1[row],
+                conv_2_maps=None if conv_2 is None else conv_2[row],
+            ))
+        return results
+
+
+def display_picture(source, luminance: np.ndarray) -> np.ndarray:
+    """The picture as given, for the sheet: colour when it has colour, at most :data:`DISPLAY_MAX_SIDE` px.
+
+    Falls back to the decoded luminance when Pillow cannot give a colour version.
+    """
+    import io
+
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as image:
+            image.seek(0)
+            image = ImageOps.exif_transpose(image)
+            if image.mode in ("RGB", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr"):
+                image = image.convert("RGBA" if ("A" in image.mode or "transparency" in image.info) else "RGB")
+                image.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE))
+                return np.asarray(image)
+    except Exception:  # any decoding trouble: the luminance lenet read is still a faithful picture
+        pass
+    return _shrink(luminance)
+
+
+def _shrink(luminance: np.ndarray) -> np.ndarray:
+    height, width = luminance.shape
+    step = max(1, int(np.ceil(max(height, width) / DISPLAY_MAX_SIDE)))
+    return np.asarray(luminance[::step, ::step], dtype=np.float32)
+
+
+def _decode(item, options) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
+    """``(network input, picture for the sheet, None)`` or ``(None, None, one-line error)``."""
+    from lenet_cli.data.images import read_image
+    from lenet_cli.data.preprocess import preprocess
+
+    if item.error:
+        return None, None, item.error
+    source = item.data if item.data is not None else item.path
+    try:
+        luminance = read_image(source, name=item.name)
+        array = preprocess(luminance, options, name=item.name)
+    except LenetError as exc:
+        return None, None, str(exc).splitlines()[0]
+    return array, display_picture(source, luminance), None
+
+
+def explain_items(items, explainer: Explainer, options, target: int | None = None, top_k: int = 3,
+                  batch_size: int = EXPLAIN_BATCH) -> Iterator[Explanation]:
+    """Yield one :class:`Explanation` per input item, in order, explaining ``batch_size`` images per network round."""
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        decoded = [_decode(item, options) for item in chunk]
+        good = [array for array, _, _ in decoded if array is not None]
+        explained = iter(explainer.explain(np.stack(good), target, top_k) if good else [])
+        for item, (array, picture, error) in zip(chunk, decoded):
+            if array is None:
+                yield Explanation(item.name, error=error)
+                continue
+            result = next(explained)
+            result.path = item.name
+            result.original = picture
+            yield result
+
+
+def sheet_name(item_name: str, taken: set[str]) -> str:
+    """A file name for an input's sheet: its stem (``stdin`` for ``-``), numbered when a stem repeats."""
+    stem = "stdin" if item_name == "<stdin>" else Path(item_name).stem or "image"
+    stem = "".join(ch if ch.isprintable() and ch not in "/\\" else "_" for ch in stem)
+    name = f"{stem}.png"
+    number = 2
+    while name in taken:
+        name = f"{stem}-{number}.png"
+        number += 1
+    taken.add(name)
+    return name
+
+
+def sheet_content(explanation: Explanation, explainer: Explainer, model_label: str, dataset: str | None, top_k: int):
+    """What ``explanation``'s sheet shows, as a picklable :class:`~lenet_cli.viz.explain_plots.SheetContent`."""
+    from lenet_cli.viz.explain_plots import SheetContent
+
+    fmt = {"onnx": ".onnx", "litert": ".tflite", "savedmodel": "SavedModel"}.get(explainer.loaded.format, explainer.loaded.format)
+    return SheetContent(
+        name=explanation.path,
+        model=model_label,
+        dataset=dataset,
+        original=explanation.original if explanation.original is not None else explanation.network_input,
+        network_input=explanation.network_input,
+        class_names=explainer.class_names,
+        probabilities=explanation.probabilities,
+        top_k=top_k,
+        method=explanation.method,
+        method_detail=explainer.method_detail,
+        target=explanation.target["index"],
+        attribution=explanation.attribution,
+        completeness_gap=explanation.completeness_gap,
+        conv_1_maps=explanation.conv_1_maps,
+        conv_2_maps=explanation.conv_2_maps,
+        conv_1_filters=explainer.filters,
+        unavailable_reason=f"they need a .keras model; this is a {fmt} model",
+    )
+
+
+def render_sheet_file(content, path: Path) -> Path:
+    """Draw a sheet and write it to ``path`` atomically (run in sheet-writing worker processes too)."""
+    from lenet_cli.store.atomic import write_bytes_atomic
+    from lenet_cli.viz.explain_plots import render_explanation_png
+
+    return write_bytes_atomic(path, render_explanation_png(content))
+
+
+def write_sheet(explanation: Explanation, explainer: Explainer, path: Path, model_label: str, dataset: str | None, top_k: int) -> Path:
+    """Render ``explanation``'s sheet and write it to ``path`` atomically; records the path in the explanation."""
+    render_sheet_file(sheet_content(explanation, explainer, model_label, dataset, top_k), path)
+    explanation.sheet = os.fspath(path)
+    return path
+
+
+PARALLEL_SHEETS_MIN = 4
+"""From this many inputs on, sheets are drawn in worker processes (each costs ~0.5 s of matplotlib)."""
+
+
+def _start_sheet_worker() -> None:
+    """Leave Ctrl-C to the parent, and import matplotlib now, while the parent loads the model."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import matplotlib.backends.backend_agg
+    import matplotlib.figure  # noqa: F401
+
+    import lenet_cli.viz.explain_plots  # noqa: F401
+
+
+def _nothing() -> None:
+    return None
+
+
+class SheetWriter:
+    """Write sheets in order: in spawned worker processes, or in this one.
+
+    Drawing a sheet (matplotlib, ~0.5 s) costs more than explaining an image,
+    so with many inputs it runs in workers while this process explains the
+    next batch. They are *spawned*, not forked: this process has started
+    TensorFlow's threads, and only numpy, Pillow and matplotlib run in them.
+    Create it before the model loads, so the workers import matplotlib
+    meanwhile. :meth:`submit` and :meth:`finish` hand back the explanations
+    whose sheets are written, in input order.
+    """
+
+    def __init__(self, workers: int = 1):
+        from collections import deque
+
+        self.pool = None
+        self.pending: deque = deque()
+        if workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_sheet_worker)
+            for _ in range(workers):
+                self.pool.submit(_nothing)  # start every worker now
+
+    def submit(self, explanation: Explanation, content=None, path: Path | None = None) -> list[Explanation]:
+        """Queue ``explanation`` (its sheet drawn from ``content`` into ``path``; failed inputs pass none)."""
+        future = None
+        if content is not None:
+            explanation.sheet = os.fspath(path)
+            if self.pool is not None:
+                try:
+                    future = self.pool.submit(render_sheet_file, content, path)
+                except BrokenProcessPool:
+                    self._fall_back()
+            if self.pool is None:
+                render_sheet_file(content, path)
+                content = None
+        self.pending.append((explanation, future, content, path))
+        return self._collect(wait=False)
+
+    def finish(self) -> list[Explanation]:
+        """Wait for every queued sheet; the explanations not handed back yet."""
+        return self._collect(wait=True)
+
+    def _collect(self, wait: bool) -> list[Explanation]:
+        done = []
+        while self.pending:
+            explanation, future, content, path = self.pending[0]
+            if future is not None:
+                if not (wait or future.done()):
+                    break
+                try:
+                    future.result()
+                except BrokenProcessPool:
+                    # a worker died (killed, out of memory, or a program that spawns cannot start): draw the rest here
+                    self._fall_back()
+                    render_sheet_file(content, path)
+            self.pending.popleft()
+            done.append(explanation)
+        return done
+
+    def _fall_back(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None

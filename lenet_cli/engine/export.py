@@ -1,0 +1,367 @@
+"""Ship a trained model: Keras, SavedModel, LiteRT and ONNX exports, each verified before it lands.
+
+The conversions are Keras 3's own (``model.export`` and its
+``ExportArchive``; tf2onnx for ONNX, the TFLite converter for LiteRT). Every
+export is then loaded in the runtime that will serve it (TensorFlow, ONNX
+Runtime, the LiteRT interpreter) and compared with the Keras model on test
+images; one that disagrees is an error and never reaches its final path.
+
+Each export carries its metadata (dataset, class names, preprocessing, input
+scaling, lenet version, run config) in a sidecar ``<file>.lenet.json``, and
+also inside the file where the format allows it: ONNX ``metadata_props``,
+SavedModel ``assets/lenet.json``. ``lenet predict`` and ``lenet evaluate``
+read it back through :mod:`lenet_cli.runtimes.loading`.
+
+Returns plain data; printing is the CLI's job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from lenet_cli import __version__
+from lenet_cli.store import runs
+from lenet_cli.store.atomic import atomic_path, write_json_atomic
+from lenet_cli.core.config import EXPORT_FORMATS as FORMATS
+from lenet_cli.core.config import INPUT_SHAPE, QUANTIZE_MODES
+from lenet_cli.data.idx import CLASS_NAMES, load_dataset
+from lenet_cli.core.errors import LenetError
+from lenet_cli.core.inputs import as_model_input
+from lenet_cli.runtimes.loading import SAVEDMODEL_METADATA, SIDECAR_SUFFIX, missing_extra, model_format, open_model, read_metadata
+from lenet_cli.core.tensorflow_env import quiet_native_stderr
+
+
+FILE_NAMES = {"keras": "model.keras", "savedmodel": "saved_model", "litert": "model.tflite", "onnx": "model.onnx"}
+SUFFIX_FORMATS = {".keras": "keras", ".tflite": "litert", ".onnx": "onnx"}
+
+INPUT_SCALING = "float32 [0,1], white on black, shape [N,28,28,1]"
+VERIFY_COUNT = 1000  # test images every export is checked on
+CALIBRATION_COUNT = 300  # training images that calibrate int8 quantization
+MAX_ABS_DIFF = 1e-4  # float exports: largest |probability difference| allowed
+MIN_ARGMAX_AGREEMENT = 0.999  # float exports: share of images with the same predicted class
+MAX_ACCURACY_DROP = 0.005  # quantized exports: accuracy may fall by at most 0.5 points
+
+
+@dataclass
+class ExportResult:
+    """One written and verified export: what a row of ``lenet export``'s table shows."""
+
+    format: str
+    path: Path
+    size_bytes: int
+    quantize: str
+    verified_on: int  # test images compared (0 with --no-verify)
+    max_abs_diff: float | None = None
+    argmax_agreement: float | None = None
+    accuracy: float | None = None
+    keras_accuracy: float | None = None
+    load_seconds: float | None = None  # load + first one-image inference, in this process
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "path": str(self.path),
+            "size_bytes": self.size_bytes,
+            "quantize": self.quantize,
+            "verified_on": self.verified_on,
+            "max_abs_diff": self.max_abs_diff,
+            "argmax_agreement": self.argmax_agreement,
+            "accuracy": self.accuracy,
+            "keras_accuracy": self.keras_accuracy,
+            "load_seconds": self.load_seconds,
+        }
+
+
+@dataclass
+class _Reference:
+    """The Keras model's answers on the verification images."""
+
+    images: np.ndarray  # float32 (n, 28, 28, 1)
+    labels: np.ndarray
+    probabilities: np.ndarray
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.probabilities.argmax(1) == self.labels))
+
+
+def format_from_output(output: Path) -> str:
+    """The format an ``--output`` path implies by its suffix.
+
+    Raises:
+        LenetError: the suffix names no single-file format.
+    """
+    fmt = SUFFIX_FORMATS.get(output.suffix.lower())
+    if fmt is None:
+        raise LenetError(f"cannot tell the export format from {str(output)!r}; pass --to keras, savedmodel, litert, onnx or all")
+    return fmt
+
+
+def require_extras(formats: tuple[str, ...], verify: bool) -> None:
+    """Fail before any work when a format's optional packages are missing.
+
+    Raises:
+        LenetError: one line naming the extra and the pip command.
+    """
+    if "litert" in formats and verify:
+        try:
+            from ai_edge_litert.interpreter import Interpreter  # noqa: F401
+        except ImportError:
+            raise missing_extra("litert", "Verifying a LiteRT export") from None
+    if "onnx" in formats:
+        from lenet_cli.core.tensorflow_env import import_tensorflow
+
+        import_tensorflow()  # quietly, before tf2onnx imports it
+        for module in ("tf2onnx", "onnx") + (("onnxruntime",) if verify else ()):
+            try:
+                __import__(module)
+            except ImportError:
+                raise missing_extra("onnx", "ONNX export") from None
+
+
+def export_metadata(dataset: str, run_config: dict | None, fmt: str, quantize: str, source: Path,
+                    class_names=None, preprocessing: str | None = None) -> dict[str, Any]:
+    """What every export carries about itself (the class names: the model's, else the dataset's built-in ones)."""
+    names = list(class_names or (run_config or {}).get("class_names") or CLASS_NAMES[dataset])
+    return {
+        "lenet_version": __version__,
+        "format": fmt,
+        "dataset": dataset,
+        "class_names": names,
+        "preprocessing": preprocessing or (run_config or {}).get("preprocess") or dataset,
+        "input_scaling": INPUT_SCALING,
+        "input_name": "image",
+        "output": f"class probabilities, float32 [N,{len(names)}]",
+        "quantize": quantize,
+        "source_model": str(source),
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "run_config": run_config,
+    }
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def _input_spec(tf):
+    return tf.TensorSpec([None, *INPUT_SHAPE], tf.float32, name="image")
+
+
+def _write_keras(model, path: Path, **_) -> None:
+    model.save(path)
+
+
+def _write_savedmodel(model, path: Path, metadata: dict, **_) -> None:
+    import keras
+
+    from lenet_cli.core.tensorflow_env import import_tensorflow
+
+    tf = import_tensorflow()
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", lambda image: {"probabilities": model(image, training=False)}, input_signature=[_input_spec(tf)])
+    archive.write_out(str(path), verbose=False)
+    (path / SAVEDMODEL_METADATA).parent.mkdir(exist_ok=True)
+    (path / SAVEDMODEL_METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+
+
+def _write_litert(model, path: Path, quantize: str, calibration: np.ndarray | None, **_) -> None:
+    from lenet_cli.core.tensorflow_env import import_tensorflow
+
+    tf = import_tensorflow()
+    options: dict[str, Any] = {}
+    if quantize != "none":
+        options["optimizations"] = [tf.lite.Optimize.DEFAULT]
+    if quantize == "int8":
+        options["representative_dataset"] = lambda: ([calibration[i : i + 1]] for i in range(len(calibration)))
+    model.export(str(path), format="litert", verbose=False, input_signature=[_input_spec(tf)], **options)
+
+
+def _write_onnx(model, path: Path, metadata: dict, **_) -> None:
+    import onnx
+
+    from lenet_cli.core.tensorflow_env import import_tensorflow
+
+    tf = import_tensorflow()
+    model.export(str(path), format="onnx", verbose=False, input_signature=[_input_spec(tf)])
+    proto = onnx.load(str(path))
+    props = {key: json.dumps(value) if isinstance(value, (list, dict)) or value is None else str(value) for key, value in metadata.items()}
+    onnx.helper.set_model_props(proto, props)
+    onnx.save(proto, str(path))
+
+
+WRITERS = {"keras": _write_keras, "savedmodel": _write_savedmodel, "litert": _write_litert, "onnx": _write_onnx}
+
+
+def verify_export(path: Path, fmt: str, quantize: str, reference: _Reference) -> dict[str, float]:
+    """Load ``path`` in its own runtime and compare it with the Keras model.
+
+    Raises:
+        LenetError: the export disagrees with the Keras model beyond the bounds.
+    """
+    started = time.perf_counter()
+    loaded = open_model(runs.ModelRef(path, None))
+    loaded.predict(reference.images[:1])
+    load_seconds = time.perf_counter() - started
+    probabilities = loaded.predict(reference.images)
+    max_abs_diff = float(np.max(np.abs(probabilities - reference.probabilities)))
+    agreement = float(np.mean(probabilities.argmax(1) == reference.probabilities.argmax(1)))
+    accuracy = float(np.mean(probabilities.argmax(1) == reference.labels))
+    n = len(reference.labels)
+    if quantize == "none":
+        if max_abs_diff > MAX_ABS_DIFF or agreement < MIN_ARGMAX_AGREEMENT:
+            raise LenetError(
+                f"{fmt} export failed verification on {n:,} test images: max |Δprob| {max_abs_diff:.2e} (allowed {MAX_ABS_DIFF:g}), "
+                f"same class on {agreement:.2%} (needed {MIN_ARGMAX_AGREEMENT:.1%}); nothing was written"
+            )
+    elif reference.accuracy - accuracy > MAX_ACCURACY_DROP:
+        raise LenetError(
+            f"{quantize}-quantized {fmt} export failed verification on {n:,} test images: accuracy {accuracy:.4f} vs Keras "
+            f"{reference.accuracy:.4f}, a drop over {MAX_ACCURACY_DROP * 100:g} points; nothing was written (try --quantize dynamic or none)"
+        )
+    return {"max_abs_diff": max_abs_diff, "argmax_agreement": agreement, "accuracy": accuracy, "load_seconds": load_seconds}
+
+
+def _write_one(model, fmt: str, final: Path, metadata: dict, quantize: str, calibration, reference: _Reference | None, log) -> ExportResult:
+    """Write one export beside ``final``, verify it, then write its sidecar and rename it into place."""
+    with atomic_path(final) as tmp:
+        if log:
+            log(f"exporting {fmt} to {final}")
+        with quiet_native_stderr():
+            WRITERS[fmt](model, tmp, metadata=metadata, quantize=quantize, calibration=calibration)
+        result = ExportResult(fmt, final, _size(tmp), quantize, 0)
+        if reference is not None:
+            if log:
+                log(f"verifying {fmt} on {len(reference.labels):,} test images")
+            numbers = verify_export(tmp, fmt, quantize, reference)
+            result.verified_on = len(reference.labels)
+            result.max_abs_diff = numbers["max_abs_diff"]
+            result.argmax_agreement = numbers["argmax_agreement"]
+            result.accuracy = numbers["accuracy"]
+            result.keras_accuracy = reference.accuracy
+            result.load_seconds = numbers["load_seconds"]
+        write_json_atomic(Path(str(final) + SIDECAR_SUFFIX), metadata)
+    return result
+
+
+def _check_output(output: Path, formats: tuple[str, ...], source: Path) -> None:
+    """Refuse outputs that would overwrite something that is not a previous export."""
+    if len(formats) > 1:
+        if output.exists() and not output.is_dir():
+            raise LenetError(f"output {str(output)!r} is a file; --format all writes a directory")
+        ours = set(FILE_NAMES.values()) | {name + SIDECAR_SUFFIX for name in FILE_NAMES.values()}
+        foreign = sorted(p.name for p in output.iterdir() if p.name not in ours) if output.is_dir() else []
+        if foreign:
+            raise LenetError(f"output directory {str(output)!r} holds other files ({', '.join(foreign[:3])}); choose an empty or new directory")
+    elif formats == ("savedmodel",):
+        if output.is_file():
+            raise LenetError(f"output {str(output)!r} is a file; a SavedModel is a directory")
+        if output.is_dir() and any(output.iterdir()) and not (output / "saved_model.pb").is_file():
+            raise LenetError(f"output directory {str(output)!r} is not empty and holds no SavedModel; choose a new directory")
+    elif output.is_dir():
+        raise LenetError(f"output {str(output)!r} is a directory; name the file, e.g. {str(output / FILE_NAMES[formats[0]])!r}")
+    if output.resolve() == source.resolve():
+        raise LenetError(f"output {str(output)!r} is the model being exported; choose another --output")
+
+
+def _calibration_images(dataset: str, data_dir, log, preprocess: str | None = None) -> np.ndarray:
+    train = load_dataset(dataset, data_dir, validation_size=0, log=log, splits=("train",), preprocess=preprocess).train
+    step = max(1, len(train) // CALIBRATION_COUNT)
+    return as_model_input(train.images[::step][:CALIBRATION_COUNT])
+
+
+def export_model(
+    model: str | os.PathLike | None,
+    fmt: str,
+    output: str | os.PathLike,
+    *,
+    quantize: str = "none",
+    dataset: str | None = None,
+    runs_dir: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    verify: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> list[ExportResult]:
+    """Export a Keras model (a run directory, a ``.keras`` file, or the latest run) and verify each export.
+
+    Args:
+        model: Run directory or ``.keras`` file; None for the latest run.
+        fmt: One of :data:`FORMATS`, or ``all`` (``output`` is then a directory
+            receiving every format under the names in :data:`FILE_NAMES`).
+        output: Where the export goes.
+        quantize: LiteRT quantization: ``none``, ``dynamic`` (int8 weights) or
+            ``int8`` (weights and activations, calibrated on training images).
+        dataset: The model's dataset when its metadata does not say.
+        verify: Compare each export with the Keras model on test images.
+        log: Receives one line per step, for a progress display.
+
+    Returns:
+        One :class:`ExportResult` per format written.
+
+    Raises:
+        LenetError: missing extra, unknown dataset, unavailable data, a failed
+            verification (nothing is left behind), or an unusable output path.
+    """
+    formats = FORMATS if fmt == "all" else (fmt,)
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"unknown quantization {quantize!r}; choose one of: {', '.join(QUANTIZE_MODES)}")
+    if quantize != "none" and "litert" not in formats:
+        raise LenetError(f"--quantize {quantize} applies to LiteRT only; use it with --to litert or all")
+    output = Path(output)
+    ref = runs.resolve_model(model, runs_dir)
+    source_format = model_format(ref.model_path)
+    if source_format != "keras":
+        kind = {"onnx": "an ONNX model", "litert": "a LiteRT model", "savedmodel": "a SavedModel"}.get(source_format, "not a Keras model")
+        raise LenetError(f"{str(ref.model_path)!r} is {kind}; export converts a Keras model: pass a run directory or a .keras file")
+    _check_output(output, formats, ref.model_path)
+    runs.check_writable(output.parent, "the export folder")  # before any data or model loads
+    meta = read_metadata(ref)
+    dataset = dataset or meta["dataset"]
+    if dataset is None:
+        raise LenetError(f"cannot tell which dataset {str(ref.model_path)!r} was trained on; pass --dataset mnist or --dataset fashion")
+    require_extras(formats, verify)
+    data_dir = runs.remembered_data_dir(data_dir, meta["run_config"], dataset)
+    same_data = dataset == meta["dataset"]
+    preprocessing = meta["preprocessing"] if same_data else None
+    class_names = (meta["class_names"] if same_data else None) or CLASS_NAMES.get(dataset)
+    test = None
+    if verify or class_names is None:
+        test_data = load_dataset(dataset, data_dir, log=log, splits=("test",), preprocess=preprocessing)
+        test = test_data.test if verify else None
+        class_names = class_names or test_data.class_names
+    calibration = _calibration_images(dataset, data_dir, log, preprocessing) if quantize == "int8" and "litert" in formats else None
+
+    if log:
+        log(f"loading {ref.model_path}")
+    source = open_model(ref)
+    reference = None
+    if test is not None:
+        images = as_model_input(test.images[:VERIFY_COUNT])
+        reference = _Reference(images, test.labels[:VERIFY_COUNT].astype(np.int64), source.predict(images))
+
+    run_config = meta["run_config"]
+    if len(formats) == 1:
+        metadata = export_metadata(dataset, run_config, fmt, quantize, ref.model_path, class_names, preprocessing)
+        return [_write_one(source.keras_model, fmt, output, metadata, quantize, calibration, reference, log)]
+
+    results = []
+    with atomic_path(output, suffix="") as folder:
+        folder.mkdir()
+        for name in formats:
+            q = quantize if name == "litert" else "none"
+            metadata = export_metadata(dataset, run_config, name, q, ref.model_path, class_names, preprocessing)
+            result = _write_one(source.keras_model, name, folder / FILE_NAMES[name], metadata, q, calibration, reference, log)
+            results.append(result)
+    for result in results:
+        result.path = output / result.path.name
+    return results
+

@@ -1,0 +1,553 @@
+"""Train the seed LeNet: a compiled step over in-memory batches, logged per objective term.
+
+The loop is written out (not ``model.fit``) so that every term of the seed's
+objective is measured on the step that minimizes it, frozen layers stay out of
+both the gradient and the penalty, and no ``tf.data`` iterator is torn down at
+the end of each epoch (a teardown that stalls TensorFlow 2.21 for 15-30 s in
+some ``fit()`` calls). Callbacks are ordinary Keras callbacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from lenet_cli.core import config as C
+from lenet_cli.store import runs
+from lenet_cli.store.atomic import atomic_path, write_json_atomic
+from lenet_cli.model.checkpoint import TrainingState, load_checkpoint, restore, save_checkpoint
+from lenet_cli.core.config import TrainConfig
+from lenet_cli.cli.console import plural
+from lenet_cli.data.idx import Dataset, Split
+from lenet_cli.core.errors import LenetError
+from lenet_cli.core.tensorflow_env import import_tensorflow
+
+
+@dataclass
+class TrainResult:
+    """What a finished run left behind."""
+
+    run_dir: Path
+    config: TrainConfig
+    history: list[dict[str, float]]
+    metrics: dict[str, Any]
+    weights_sha256: str | None = None  # digest of the final weights (equal on every worker of a distributed run)
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
+    """The optimizer with its learning-rate schedule (cosine decay with optional linear warm-up).
+
+    With ``cfg.ema_momentum`` it also keeps Keras's exponential moving average
+    of the weights (``use_ema``, with a momentum warm-up, :mod:`lenet_cli.model.ema`):
+    validation scores it, and it is what ships.
+    """
+    import keras
+
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    if cfg.schedule == "cosine":
+        if warmup > 0:
+            lr = keras.optimizers.schedules.CosineDecay(0.0, max(1, total - warmup), warmup_target=cfg.learning_rate, warmup_steps=warmup)
+        else:
+            lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, total)
+    else:
+        lr = cfg.learning_rate
+    ema = {"use_ema": True, "ema_momentum": cfg.ema_momentum} if cfg.ema_momentum > 0 else {}
+    if cfg.optimizer == "adam":
+        from lenet_cli.model.fused_adam import FusedAdam
+
+        return FusedAdam(learning_rate=lr, **ema)
+    from lenet_cli.model.ema import SGD, RMSprop
+
+    if cfg.optimizer == "rmsprop":
+        return RMSprop(learning_rate=lr, **ema)
+    if cfg.optimizer == "sgd":
+        return SGD(learning_rate=lr, momentum=C.SGD_MOMENTUM, **ema)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of: {', '.join(C.OPTIMIZERS)}")
+
+
+def load_initial_weights(model, source: str | Path, runs_dir=None) -> Path:
+    """Copy weights from another model into ``model``, layer by layer.
+
+    Raises:
+        LenetError: the source is missing, unloadable, or differs in shape; the
+            message names the first layer that differs.
+    """
+    from lenet_cli.model.network import load_model_file
+
+    ref = runs.resolve_model(source, runs_dir)
+    donor = load_model_file(ref.model_path)
+    for name in C.WEIGHT_LAYERS:
+        try:
+            donor_layer = donor.get_layer(name)
+        except ValueError:
+            raise LenetError(f"--init-from {str(ref.model_path)!r} has no layer {name!r}; it is not a lenet model") from None
+        ours = model.get_layer(name).get_weights()
+        theirs = donor_layer.get_weights()
+        shapes_ours = [w.shape for w in ours]
+        shapes_theirs = [w.shape for w in theirs]
+        if shapes_ours != shapes_theirs:
+            hint = (f"it was trained on {shapes_theirs[-1][0]} classes and this dataset has {shapes_ours[-1][0]}: "
+                    f"--init-from needs a model of the same classes"
+                    if name == "logits_layer" and shapes_ours[0][0] == shapes_theirs[0][0] else "check --dense-units")
+            raise LenetError(
+                f"--init-from {str(ref.model_path)!r}: layer {name} has weight shapes {shapes_theirs}, this network needs {shapes_ours} "
+                f"({hint})"
+            )
+        model.get_layer(name).set_weights(theirs)
+    return ref.model_path
+
+
+STEPS_PER_CALL = 8  # optimizer steps per compiled call: less Python and dispatch per step
+PENALTY_KEYS = ("l1", "l2")
+
+
+class TrainStep:
+    """The compiled optimizer step(s) of one run: minimise the :class:`~lenet_cli.model.objective.Objective`.
+
+    :meth:`run_chunk` trains on ordered batches in as few compiled calls as
+    possible and returns per-example sums of each log: ``cross_entropy`` and
+    ``correct`` over every image, and the penalty terms (``l1``, ``l2``,
+    per-layer) over the steps where they were measured, whose images are
+    counted in ``penalty_images``. The penalty's value is measured on the first
+    step of each compiled call (every ``STEPS_PER_CALL``-th step, and every
+    step of a distributed run): its gradient is applied on every step, its
+    value is only logged, so the logged mean is exact for the steps it covers.
+    """
+
+    def __init__(self, model, optimizer, objective, trainable, distribution=None, augmentation=None):
+        tf = import_tensorflow()
+        from lenet_cli.core.inputs import scale_pixels
+        from lenet_cli.model.network import logits_and_probabilities
+
+        view = logits_and_probabilities(model)
+        optimizer.build(trainable)
+        self.objective = objective
+        self.optimizer = optimizer
+        self.trainable = trainable
+        self.augmentation = augmentation
+
+        def inputs(x):
+            """Scaled pixels, augmented (training only) inside the compiled step."""
+            x = scale_pixels(x)
+            return augmentation(x, training=True) if augmentation is not None else x
+
+        self.keys = ["cross_entropy", "correct", "penalty_images", *PENALTY_KEYS, *objective.term_names]
+        self.distributed = distribution is not None
+        if self.distributed:
+            from lenet_cli.model.distributed import distributed_train_step
+
+            self.step = distributed_train_step(distribution, view, objective, trainable, optimizer, inputs)
+            self.steps = None
+            return
+        size = C.IMAGE_SIZE
+        penalty_names = [*PENALTY_KEYS, *objective.term_names]
+
+        def train_on(x, y, measure):
+            """One optimizer step; where ``measure`` holds, also the penalty's value on the weights the step starts from."""
+            n = tf.cast(tf.shape(y)[0], tf.float32)
+            terms = tf.cond(measure, lambda: {k: v * n for k, v in objective.penalties().items()},  # per-example sums
+                            lambda: {k: tf.constant(0.0) for k in penalty_names})
+            with tf.GradientTape() as tape:
+                logits, _ = view(inputs(x), training=True)
+                loss, cross_entropy_sum = objective.data_loss(y, logits, tf.shape(y)[0])
+            grads = objective.add_penalty_gradients(tape.gradient(loss, trainable), trainable)
+            optimizer.apply_gradients(zip(grads, trainable))
+            correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
+            return {"cross_entropy": cross_entropy_sum, "correct": correct, "penalty_images": tf.where(measure, n, 0.0), **terms}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, size, size], tf.uint8), tf.TensorSpec([None], tf.int32)])
+        def step(x, y):
+            return train_on(x, y, tf.constant(True))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, size, size], tf.uint8), tf.TensorSpec([None, None], tf.int32)])
+        def steps(xs, ys):
+            """Several steps in one call (like Keras's ``steps_per_execution``); the penalty is measured on the first."""
+            sums = {k: tf.constant(0.0) for k in self.keys}
+            for i in tf.range(tf.shape(xs)[0]):
+                out = train_on(xs[i], ys[i], tf.equal(i, 0))
+                sums = {k: sums[k] + out[k] for k in self.keys}
+            return sums
+
+        self.step = step
+        self.steps = steps
+
+    @classmethod
+    def for_config(cls, cfg: TrainConfig, model, optimizer, distribution=None) -> "TrainStep":
+        """The step of ``cfg``'s objective over the layers that train (all but ``cfg.freeze``), with its augmentation."""
+        from lenet_cli.model.augmentation import build_augmentation
+        from lenet_cli.model.objective import Objective
+
+        trainable = [w for name in C.WEIGHT_LAYERS if name not in cfg.freeze for w in model.get_layer(name).trainable_weights]
+        objective = Objective(model, cfg.l1, cfg.weight_decay, cfg.freeze, label_smoothing=cfg.label_smoothing)
+        augmentation = build_augmentation(cfg.augment, cfg.seed)
+        if augmentation is not None:
+            augmentation.build((None, *C.INPUT_SHAPE))
+        return cls(model, optimizer, objective, trainable, distribution, augmentation)
+
+    @contextlib.contextmanager
+    def shipped_weights(self):
+        """Within the block the model holds the weights that ship: the moving average with EMA, else the last ones."""
+        if not self.optimizer.use_ema:
+            yield
+            return
+        saved = [variable.numpy() for variable in self.trainable]
+        self.optimizer.finalize_variable_values(self.trainable)
+        try:
+            yield
+        finally:
+            for variable, value in zip(self.trainable, saved):
+                variable.assign(value)
+
+    def run_chunk(self, images: np.ndarray, labels: np.ndarray, lo: int, batch_size: int, full_batches: int,
+                  signum: int | None = None) -> tuple[dict, int, int, int | None]:
+        """Train from batch ``lo // batch_size``: several full batches in one call where possible.
+
+        ``signum`` is a stop signal this process received. A single device
+        stops before the step; workers of a distributed run share theirs in the
+        step's all-reduce, so every worker learns of any one's signal at the same
+        step and all stop together.
+
+        Returns:
+            ``(per-example sums, batches done, images done, the signal every worker stops on, or None)``.
+        """
+        if self.distributed:
+            hi = min(lo + batch_size, len(images))
+            out = {k: float(v) for k, v in self.step(images[lo:hi], labels[lo:hi], signum or 0).items()}
+            return out, 1, hi - lo, _agreed_signal(out.pop("stop_sigint"), out.pop("stop_sigterm"))
+        if signum:
+            return {}, 0, 0, signum
+        first = lo // batch_size
+        chunk = min(STEPS_PER_CALL, full_batches - first) if self.steps is not None else 0
+        if chunk >= 2:
+            hi = lo + chunk * batch_size
+            size = C.IMAGE_SIZE
+            out = self.steps(images[lo:hi].reshape(chunk, batch_size, size, size), labels[lo:hi].reshape(chunk, batch_size))
+            return {k: float(v) for k, v in out.items()}, chunk, hi - lo, None
+        hi = min(lo + batch_size, len(images))
+        return {k: float(v) for k, v in self.step(images[lo:hi], labels[lo:hi]).items()}, 1, hi - lo, None
+
+
+def penalty_means(sums: dict[str, float], keys) -> dict[str, float]:
+    """Each penalty term's mean over the steps where it was measured (per-example sums over ``penalty_images``)."""
+    return {key: sums[key] / sums["penalty_images"] for key in keys}
+
+
+def _agreed_signal(sigint: float, sigterm: float) -> int | None:
+    """The signal all workers stop on: SIGTERM if any worker got one, else SIGINT if any did."""
+    import signal
+
+    return signal.SIGTERM if sigterm > 0 else signal.SIGINT if sigint > 0 else None
+
+
+def score(predictor, split: Split) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of the current weights on a split (dropout off)."""
+    from lenet_cli.core.metrics import mean_cross_entropy
+
+    if len(split) == 0:
+        return {"cross_entropy": float("nan"), "accuracy": float("nan")}
+    logits = predictor.logits(split.images)
+    return {"cross_entropy": mean_cross_entropy(split.labels, logits),
+            "accuracy": float((logits.argmax(axis=1) == split.labels).mean())}
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on a signal; the last completed epoch's checkpoint is on disk."""
+
+    def __init__(self, signum: int, completed_epochs: int, run_dir: Path, by_peer: bool = False):
+        super().__init__(f"interrupted by signal {signum} after {plural(completed_epochs, 'completed epoch')}")
+        self.by_peer = by_peer  # another worker of a distributed run received the signal
+        self.signum = signum
+        self.completed_epochs = completed_epochs
+        self.run_dir = run_dir
+
+
+@dataclass
+class _Session:
+    """Everything one run trains with."""
+
+    cfg: TrainConfig
+    model: Any
+    optimizer: Any
+    step: TrainStep
+    predictor: Any  # scores ``shipped``
+    steps_per_epoch: int
+    shipped: Any  # the float32 network that ships and is scored: ``model`` itself unless it trains in bfloat16
+
+    def sync_shipped(self) -> None:
+        """Copy the training network's weights into the float32 network that ships (nothing to do in float32)."""
+        if self.shipped is not self.model:
+            for name in C.WEIGHT_LAYERS:
+                self.shipped.get_layer(name).set_weights(self.model.get_layer(name).get_weights())
+
+    def predict_shipped_classes(self, images):
+        """Classes from the weights that would ship (the moving average, with EMA): what ``val_accuracy`` scores.
+
+        The epoch's confusion matrix uses it, so ``confusion_matrix.json`` and
+        TensorBoard's image agree with the validation accuracy beside them.
+        """
+        with self.step.shipped_weights():
+            self.sync_shipped()
+            return self.predictor.predict_classes(images)
+
+
+def _build(cfg: TrainConfig, data: Dataset, runs_dir, resume: bool, deterministic: bool, distribution) -> _Session:
+    """The model (with any warm start and frozen layers), its optimizer, objective, step and predictor."""
+    tf = import_tensorflow()
+    import keras
+
+    from lenet_cli.model.inference import Predictor
+    from lenet_cli.model.network import build_lenet
+    from lenet_cli.model.precision import resolve_precision
+
+    if len(data.train) == 0:
+        raise LenetError("the training split is empty; lower --validation-size or raise --train-limit")
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(cfg.seed)
+    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision))  # config.json records what ran
+    scope = distribution.strategy.scope() if distribution is not None else contextlib.nullcontext()
+    with scope:  # variables made here are mirrored across replicas (and workers)
+        model = build_lenet(dense_units=cfg.dense_units, dropout=cfg.dropout, seed=cfg.seed, num_classes=len(data.class_names),
+                            precision=cfg.precision)
+        if cfg.init_from and not resume:
+            source = load_initial_weights(model, cfg.init_from, runs_dir)
+            cfg = dataclasses.replace(cfg, init_from=str(source.resolve()))
+        for name in cfg.freeze:
+            model.get_layer(name).trainable = False
+        steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+        optimizer = make_optimizer(cfg, steps_per_epoch)
+        step = TrainStep.for_config(cfg, model, optimizer, distribution)
+    model.optimizer = optimizer  # read by Keras's TensorBoard callback (learning rate, steps)
+    shipped = model
+    if cfg.precision != "float32":
+        shipped = build_lenet(dense_units=cfg.dense_units, dropout=cfg.dropout, num_classes=len(data.class_names))
+    return _Session(cfg, model, optimizer, step, Predictor(shipped), steps_per_epoch, shipped)
+
+
+def _start_or_resume(session: _Session, run_dir: Path, resume: bool) -> tuple[TrainingState, np.random.Generator]:
+    """A fresh run writes its config and a checkpoint at epoch 0; a resumed one restores its checkpoint."""
+    rng = np.random.default_rng(session.cfg.seed)
+    if resume:
+        state, arrays = load_checkpoint(run_dir)
+        restore(session.model, session.optimizer, arrays, session.step.augmentation)
+        rng.bit_generator.state = state.rng_state
+        return state, rng
+    from lenet_cli.model.augmentation import describe
+
+    config = {**session.cfg.to_json_dict(), "augmentation": describe(session.cfg.augment, session.cfg.seed)}  # exactly what is applied
+    state = TrainingState(config=config, rng_state=rng.bit_generator.state)
+    write_json_atomic(run_dir / runs.CONFIG_FILE, config)
+    save_checkpoint(run_dir, session.model, session.optimizer, state, session.step.augmentation)
+    return state, rng
+
+
+def _callbacks(session: _Session, data: Dataset, run_dir: Path, callbacks, tensorboard: bool, histograms: bool):
+    import keras
+
+    from lenet_cli.model.tensorboard_logging import run_callbacks
+
+    all_callbacks = list(callbacks or []) + run_callbacks(run_dir, data, tensorboard, histograms, session.predict_shipped_classes)
+    return keras.callbacks.CallbackList(all_callbacks, model=session.model, add_history=False, add_progbar=False,
+                                        epochs=session.cfg.epochs, steps=session.steps_per_epoch, verbose=0)
+
+
+def _train_epoch(session: _Session, data: Dataset, rng, epoch: int, callback_list, should_stop, run_dir: Path) -> dict[str, float]:
+    """One pass over the shuffled (and augmented) training split; returns the mean of each log and the throughput."""
+    cfg = session.cfg
+    started = time.perf_counter()
+    order = rng.permutation(len(data.train))
+    images = data.train.images[order]
+    labels = data.train.labels[order].astype(np.int32)
+    full_batches = len(images) // cfg.batch_size
+    sums = dict.fromkeys(session.step.keys, 0.0)
+    seen = step = 0
+    while step < session.steps_per_epoch:
+        signum = should_stop() if should_stop is not None else None
+        out, batches, count, agreed = session.step.run_chunk(images, labels, seen, cfg.batch_size, full_batches, signum)
+        if agreed and not batches:
+            raise TrainingInterrupted(agreed, epoch, run_dir)
+        step += batches
+        seen += count
+        for key, value in out.items():
+            sums[key] += value
+        if not all(math.isfinite(out[k]) for k in ("cross_entropy", *PENALTY_KEYS)):
+            raise LenetError(
+                f"the loss became non-finite (cross-entropy {out['cross_entropy'] / count}) at epoch {epoch + 1}, step {step}; "
+                f"training stopped and the last good checkpoint ({plural(epoch, 'completed epoch')}) is kept in {run_dir} "
+                f"(lower --learning-rate or add --warmup-epochs)"
+            )
+        if agreed:  # a distributed run: every worker took this step, and every one stops after it
+            raise TrainingInterrupted(agreed, epoch, run_dir, by_peer=agreed != signum)
+        means = {"cross_entropy": sums["cross_entropy"] / seen, **penalty_means(sums, PENALTY_KEYS)}
+        callback_list.on_train_batch_end(step - 1, {
+            "objective": means["cross_entropy"] + means["l1"] + means["l2"], "cross_entropy": means["cross_entropy"],
+            "accuracy": sums["correct"] / seen, "images": seen, "elapsed": time.perf_counter() - started,
+        })
+    logs = {"cross_entropy": sums["cross_entropy"] / seen, **penalty_means(sums, PENALTY_KEYS + tuple(session.step.objective.term_names))}
+    logs["accuracy"] = sums["correct"] / seen
+    logs["images_per_second"] = seen / (time.perf_counter() - started)
+    return logs
+
+
+def _epoch_logs(session: _Session, train_logs: dict[str, float], validation: Split) -> dict[str, float]:
+    """The epoch's logs: the objective's terms, accuracy and rate for train, the same after the epoch for validation."""
+    import keras
+
+    logs = {key: train_logs[key] for key in ("cross_entropy", *PENALTY_KEYS, *session.step.objective.term_names)}
+    logs["objective"] = logs["cross_entropy"] + logs["l1"] + logs["l2"]
+    logs["accuracy"] = train_logs["accuracy"]
+    logs["learning_rate"] = float(keras.ops.convert_to_numpy(session.optimizer.learning_rate))
+    logs["images_per_second"] = train_logs["images_per_second"]
+    with session.step.shipped_weights():  # validation scores what would ship (the EMA weights, with EMA; float32)
+        session.sync_shipped()
+        val = score(session.predictor, validation)
+        penalties = {k: float(v) for k, v in session.step.objective.penalties().items()}
+    logs["val_cross_entropy"] = val["cross_entropy"]
+    for name in (*PENALTY_KEYS, *session.step.objective.term_names):
+        logs[f"val_{name}"] = penalties[name]
+    logs["val_objective"] = val["cross_entropy"] + penalties["l1"] + penalties["l2"]
+    logs["val_accuracy"] = val["accuracy"]
+    logs["val_learning_rate"] = logs["learning_rate"]
+    return logs
+
+
+def _end_epoch(session: _Session, state: TrainingState, rng, epoch: int, logs: dict, epoch_seconds: float, run_dir: Path) -> None:
+    """Record the epoch in the history and the checkpoint (both atomic)."""
+    state.history.append({"epoch": epoch + 1, **logs, "epoch_seconds": epoch_seconds})
+    state.completed_epochs = epoch + 1
+    accuracy = logs["val_accuracy"]
+    if math.isfinite(accuracy) and (state.best_val_accuracy is None or accuracy > state.best_val_accuracy):
+        state.best_val_accuracy = accuracy
+    state.rng_state = rng.bit_generator.state
+    write_json_atomic(run_dir / runs.HISTORY_FILE, state.history)
+    save_checkpoint(run_dir, session.model, session.optimizer, state, session.step.augmentation)
+
+
+def _calibrate(session: _Session, validation: Split) -> dict | None:
+    """Fit a temperature on the validation split and fold it into the shipped model (:mod:`lenet_cli.model.calibration`).
+
+    Returns ``metrics.json``'s ``calibration`` block: the temperature and the
+    validation cross-entropy and ECE before and after; None when switched off.
+    """
+    from lenet_cli.model.calibration import calibration_summary, fit_temperature, fold_temperature
+
+    if not session.cfg.calibrate:
+        return None
+    if len(validation) == 0:
+        return {"temperature": None, "skipped": "no validation split to fit it on"}
+    if len(validation) < C.CALIBRATION_MIN_IMAGES:
+        return {"temperature": None, "skipped": f"the validation split has {plural(len(validation), 'image')}; "
+                                                f"calibration needs at least {C.CALIBRATION_MIN_IMAGES}"}
+    if "logits_layer" in session.cfg.freeze:
+        return {"temperature": None, "skipped": "logits_layer is frozen"}
+    logits = session.predictor.logits(validation.images)
+    temperature = fit_temperature(logits, validation.labels)
+    fold_temperature(session.shipped, temperature)
+    return calibration_summary(logits, validation.labels, temperature)
+
+
+def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Path, runs_dir, distribution,
+            keep_checkpoint: bool) -> TrainResult:
+    """Calibrate and save the model (no training state), score it on the whole test split, write metrics, mark it latest.
+
+    The checkpoint then goes (unless kept): like Keras's ``BackupAndRestore``, it
+    exists to resume an unfinished run, and it is three times the model's size.
+    """
+    from lenet_cli.model.distributed import weights_digest
+
+    cfg = session.cfg
+    session.optimizer.finalize_variable_values(session.step.trainable)  # with EMA: the averaged weights ship
+    session.model.optimizer = None  # the shipped model carries no training state
+    session.sync_shipped()
+    model = session.shipped  # float32, whatever precision trained it
+    calibrated = _calibrate(session, data.validation)
+    for name in cfg.freeze:
+        model.get_layer(name).trainable = True
+    with atomic_path(run_dir / runs.MODEL_FILE) as tmp:
+        model.save(tmp)
+    test = score(session.predictor, data.test)
+    # without a validation split its scores are NaN in the history; here they are null, which strict JSON readers accept
+    last = {k: v for k, v in (state.history[-1] if state.history else {}).items() if not (isinstance(v, float) and math.isnan(v))}
+    metrics = {
+        "dataset": cfg.dataset,
+        "test_accuracy": test["accuracy"],
+        "test_count": len(data.test),
+        "val_accuracy": last.get("val_accuracy"),
+        "val_cross_entropy": (calibrated or {}).get("val_cross_entropy_after", last.get("val_cross_entropy")),  # of the model that ships
+        "calibration": calibrated,
+        "best_val_accuracy": state.best_val_accuracy,
+        "train_accuracy": last.get("accuracy"),
+        "epochs": cfg.epochs,
+        "train_seconds": float(sum(h["epoch_seconds"] for h in state.history)),  # every epoch, across resumes
+        "images_per_second": float(np.mean([h["images_per_second"] for h in state.history])) if state.history else None,
+        "data_source": str(data.source),
+    }
+    write_json_atomic(run_dir / runs.METRICS_FILE, metrics)
+    if distribution is None or distribution.is_chief:
+        runs.mark_latest(run_dir, runs_dir)
+    if not keep_checkpoint:
+        (run_dir / runs.CHECKPOINT_FILE).unlink(missing_ok=True)
+    return TrainResult(run_dir, cfg, state.history, metrics, weights_digest(model, C.WEIGHT_LAYERS))
+
+
+def train(
+    cfg: TrainConfig,
+    data: Dataset,
+    run_dir: Path,
+    callbacks: list | None = None,
+    tensorboard: bool = True,
+    histograms: bool = False,
+    runs_dir=None,
+    resume: bool = False,
+    should_stop: Callable[[], int | None] | None = None,
+    deterministic: bool = False,
+    distribution=None,
+    keep_checkpoint: bool = False,
+) -> TrainResult:
+    """Train one run in ``run_dir`` and score the final model on the whole test split.
+
+    Build, start (or resume), run the epochs, finish: each part is a function above.
+
+    Args:
+        cfg: the resolved recipe; saved as ``config.json`` before the first step.
+        data: the loaded dataset; its test split is touched only after training.
+        run_dir: an existing directory that receives every artifact (empty unless resuming).
+        callbacks: Keras callbacks (e.g. a progress display) driven by the loop.
+        tensorboard: attach Keras's TensorBoard callback and the image callbacks.
+        histograms: also log weight histograms each epoch.
+        resume: continue from ``run_dir``'s checkpoint (after its last completed epoch).
+        should_stop: polled after every step; a signal number stops training.
+        deterministic: enable TensorFlow's op determinism (bitwise-reproducible runs).
+        distribution: a :class:`lenet_cli.model.distributed.Distribution`; ``cfg.batch_size`` is then the
+            global batch, split across its replicas. Only the chief marks the run as the latest.
+        keep_checkpoint: keep ``checkpoint.npz`` once the run has finished.
+
+    Returns:
+        The run's history and final metrics (``test_accuracy`` on all test images).
+
+    Raises:
+        LenetError: a bad configuration, an unusable checkpoint or a non-finite loss.
+        TrainingInterrupted: ``should_stop`` returned a signal number.
+    """
+    session = _build(cfg, data, runs_dir, resume, deterministic, distribution)
+    state, rng = _start_or_resume(session, run_dir, resume)
+    callback_list = _callbacks(session, data, run_dir, callbacks, tensorboard, histograms)
+    callback_list.on_train_begin()
+    try:
+        for epoch in range(state.completed_epochs, session.cfg.epochs):
+            callback_list.on_epoch_begin(epoch)
+            epoch_start = time.perf_counter()
+            logs = _epoch_logs(session, _train_epoch(session, data, rng, epoch, callback_list, should_stop, run_dir), data.validation)
+            callback_list.on_epoch_end(epoch, logs)
+            _end_epoch(session, state, rng, epoch, logs, time.perf_counter() - epoch_start, run_dir)
+    finally:
+        callback_list.on_train_end()
+    return _finish(session, data, state, run_dir, runs_dir, distribution, keep_checkpoint)

@@ -1,0 +1,120 @@
+"""``lenet serve``: load the model, bind the socket, run uvicorn until Ctrl-C or SIGTERM.
+
+The web stack (FastAPI, uvicorn, prometheus-client, python-multipart) is the
+optional ``serve`` extra; without it the command says which extra to install.
+uvicorn drains the requests in flight on SIGINT / SIGTERM; unlike uvicorn's
+own runner, lenet then exits 0 instead of re-raising the signal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from lenet_cli.core.errors import LenetError
+from lenet_cli.core.serve_settings import ServeSettings
+
+SERVE_EXTRA_HINT = "pip install 'lenet-cli[serve]'"
+SERVE_MODULES = ("fastapi", "uvicorn", "prometheus_client", "python_multipart")
+GRACEFUL_SHUTDOWN_S = 30
+
+
+def require_serve_extra() -> None:
+    """Raise the one-line hint when the ``serve`` extra is not installed."""
+    import importlib.util
+
+    missing = [name for name in SERVE_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise LenetError(f"lenet serve needs the serve extra ({missing[0]} is missing): {SERVE_EXTRA_HINT}")
+
+
+def _log_config(access_log: bool) -> dict:
+    """uvicorn's logging, with the access log on stderr too (stdout stays free for data)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = {key: (dict(value) if isinstance(value, dict) else value) for key, value in LOGGING_CONFIG.items()}
+    config["handlers"] = {name: dict(handler, stream="ext://sys.stderr") for name, handler in LOGGING_CONFIG["handlers"].items()}
+    config["loggers"] = dict(LOGGING_CONFIG["loggers"], **{"lenet.serve": {"handlers": ["default"], "level": "INFO", "propagate": False}})
+    if not access_log:
+        config["loggers"]["uvicorn.access"] = {"handlers": [], "level": "WARNING", "propagate": False}
+    return config
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0 picks a free one), or a one-line error."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise LenetError(f"cannot listen on {host!r}: {exc.strerror}; pass an address such as 127.0.0.1 or 0.0.0.0 to --host") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise LenetError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port (or stop the other server)") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def run_serve(model: Path | None, runs_dir: Path | None, host: str, port: int, settings: ServeSettings, access_log: bool, say) -> int:
+    """Serve ``model`` until interrupted; return the exit code (0 after a graceful drain).
+
+    Args:
+        say: Prints a line for people (on stderr).
+    """
+    require_serve_extra()
+    import uvicorn
+
+    from lenet_cli.store import runs
+    from lenet_cli.serve.app import ModelPredictor, create_app
+
+    ref = runs.resolve_model(model, runs_dir)
+    predictor = ModelPredictor(ref, settings.preprocess)
+    predictor.load()  # here, so a model that cannot load is a one-line error before anything listens
+    app = create_app(predictor, settings)
+    sock = bind(host, port)
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn's server, draining on SIGINT / SIGTERM without re-raising the signal afterwards."""
+
+        stop_signal: int | None = None
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            def stop(sig, frame):
+                self.stop_signal = self.stop_signal or sig
+                self.handle_exit(sig, frame)
+
+            previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    config = uvicorn.Config(app, log_config=_log_config(access_log), access_log=access_log, lifespan="on",
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, server_header=False)
+    server = GracefulServer(config)
+    url = url_of(sock)
+    say(f"Serving {predictor.path.name} ({predictor.format}, {predictor.dataset or predictor.preprocess}) at {url} "
+        f"- drawing page {url}, API docs {url}docs (Ctrl-C to stop)")
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if not server.started:
+        return 1
+    if server.stop_signal is not None:
+        say(f"Stopped on {signal.Signals(server.stop_signal).name} after draining the requests in flight")
+    sys.stderr.flush()
+    return 0
