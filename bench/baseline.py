@@ -33,7 +33,7 @@ def run_with_tensorflow_defaults(*args: str) -> dict:
 
 
 def _load(args):
-    from lenet_cli.data.idx import load_dataset
+    from lenet_cli.data.loader import load_dataset
 
     return load_dataset(args.dataset, args.data_dir, train_limit=args.train_limit, validation_size=args.validation_size)
 

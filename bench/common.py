@@ -26,8 +26,8 @@ def cpu_model() -> str:
 
 
 def machine_facts() -> dict:
-    import numpy
     import keras
+    import numpy
     import tensorflow as tf
 
     return {
@@ -66,7 +66,7 @@ def model_and_test_images(run_dir: Path, count: int):
     The starting point of the picture benchmarks (``predict_accuracy``, ``picture_kinds``), which compare how
     ``lenet predict`` reads rendered pictures with how the model reads the same 28x28 originals.
     """
-    from lenet_cli.data.idx import load_split
+    from lenet_cli.data.loader import load_split
     from lenet_cli.runtimes.loading import open_model
     from lenet_cli.store.runs import resolve_model
 

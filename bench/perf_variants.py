@@ -37,7 +37,7 @@ if policy:
     import keras
     keras.mixed_precision.set_global_policy(policy)
 from lenet_cli.core.config import resolve_config
-from lenet_cli.data.idx import load_dataset
+from lenet_cli.data.loader import load_dataset
 from lenet_cli.engine.trainer import train
 args = json.loads(sys.argv[1])
 data = load_dataset("mnist", args["data_dir"], train_limit=args["images"])

@@ -27,8 +27,9 @@ def measure(run_dir: Path, count: int = 2000, seed: int = 20261127) -> dict:
     sys.path.insert(0, str(REPO / "tests"))
     from renderings import FORMATS, write_renderings
 
-    from lenet_cli.data.idx import CLASS_NAMES
-    from lenet_cli.data.picture_inputs import expand_inputs, predict_items
+    from lenet_cli.data.dataset import CLASS_NAMES
+    from lenet_cli.data.picture_inputs import expand_inputs
+    from lenet_cli.engine.predict import predict_items
 
     ref, loaded, images, labels, original = model_and_test_images(run_dir, count)
     dataset = loaded.dataset

@@ -37,7 +37,7 @@ SECTIONS = ("train", "tensorboard", "accuracy", "evaluate", "predict", "coldstar
 
 
 def _dataset(name: str, smoke: bool, tmp: Path, train_limit=None):
-    from lenet_cli.data.idx import load_dataset
+    from lenet_cli.data.loader import load_dataset
 
     if smoke:
         sys.path.insert(0, str(REPO / "tests"))
@@ -171,11 +171,10 @@ def bench_accuracy(args, tmp):
 
 
 def bench_evaluate(args, tmp):
+    from bench.baseline import run_with_tensorflow_defaults
     from lenet_cli.core.inputs import as_model_input
     from lenet_cli.model.inference import Predictor
     from lenet_cli.model.network import build_lenet
-
-    from bench.baseline import run_with_tensorflow_defaults
 
     data, root = _dataset("mnist", args.smoke, tmp)
     repeats = 3 if args.smoke else 9

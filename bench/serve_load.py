@@ -52,7 +52,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def test_digits(count: int) -> np.ndarray:
-    from lenet_cli.data.idx import load_dataset
+    from lenet_cli.data.loader import load_dataset
 
     return load_dataset("mnist", data_dir=data_dir(), splits=("test",)).test.images[:count]
 

@@ -71,8 +71,8 @@ def main(argv=None) -> None:
     unknown = sorted(set(names) - set(RECIPES))
     if unknown:
         parser.error(f"unknown recipes {unknown}; choose from {', '.join(RECIPES)}")
-    from lenet_cli.data.idx import load_dataset
     from lenet_cli.core.tensorflow_env import import_tensorflow
+    from lenet_cli.data.loader import load_dataset
 
     import_tensorflow()
     data = load_dataset("mnist", args.data_dir or data_dir(), train_limit=args.train_limit)

@@ -53,7 +53,7 @@ def measure_plain_fit(data, epochs: int, batch_size: int, learning_rate: float =
     """images/s per epoch of ``compile`` + ``fit``; ``tensorflow_lrn`` swaps lenet's LRN layers for TensorFlow's op."""
     import keras
 
-    from lenet_cli.core.config import TrainConfig, WEIGHT_LAYERS
+    from lenet_cli.core.config import WEIGHT_LAYERS, TrainConfig
     from lenet_cli.core.inputs import as_model_input
     from lenet_cli.model.network import build_lenet
 
@@ -142,8 +142,8 @@ if __name__ == "__main__":
     import sys
 
     from bench.common import data_dir
-    from lenet_cli.data.idx import load_dataset
     from lenet_cli.core.tensorflow_env import import_tensorflow
+    from lenet_cli.data.loader import load_dataset
 
     import_tensorflow()
     limit = int(sys.argv[1]) if len(sys.argv) > 1 else None

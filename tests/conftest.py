@@ -53,7 +53,7 @@ def trained_run(tmp_path_factory, synthetic_data_dir) -> Path:
     """One tiny trained run (2 epochs on synthetic mnist, checkpoint kept), shared by the tests that need a model."""
     from click.testing import CliRunner
 
-    from lenet_cli.cli.main import cli
+    from lenet_cli.cli import cli
 
     runs = tmp_path_factory.mktemp("runs")
     out = runs / "tiny"

@@ -85,7 +85,7 @@ def write_template_onnx(path: Path, dataset: str = "mnist") -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from lenet_cli.data.idx import CLASS_NAMES
+    from lenet_cli.data.dataset import CLASS_NAMES
 
     weights, bias = template_weights()
     graph = helper.make_graph(

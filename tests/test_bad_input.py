@@ -13,10 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from idx_factory import (
+    FILE_NAMES,
+    idx_images_bytes,
+    idx_labels_bytes,
+    write_dataset,
+    write_gz,
+)
 from PIL import Image, ImageDraw
 
-from idx_factory import FILE_NAMES, idx_images_bytes, idx_labels_bytes, write_dataset, write_gz
-from lenet_cli.cli.main import cli
+from lenet_cli.cli import cli
 
 
 def _run(args, env=None, input=None):

@@ -27,7 +27,7 @@ def test_bench_smoke(tmp_path):
 def test_time_to_accuracy_stops_at_the_first_probe_that_reaches_the_target(synthetic_data_dir):
     """The bench stops a run once the target is reached, so no recipe pays for the epochs after it."""
     from bench.time_to_accuracy import seconds_to
-    from lenet_cli.data.idx import load_dataset
+    from lenet_cli.data.loader import load_dataset
 
     data = load_dataset("mnist", synthetic_data_dir, validation_size=100)
     reached = seconds_to(0.0, {"epochs": 2, "batch_size": 16}, data)

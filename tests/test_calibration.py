@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lenet_cli.model.calibration import calibration_summary, fit_temperature, fold_temperature
-from lenet_cli.cli.main import cli
+from lenet_cli.cli import cli
 from lenet_cli.core.config import TEMPERATURE_BOUNDS
 from lenet_cli.core.metrics import softmax
+from lenet_cli.model.calibration import (
+    calibration_summary,
+    fit_temperature,
+    fold_temperature,
+)
 
 TINY = ["--epochs", "2", "--validation-size", "100", "--batch-size", "50", "--dense-units", "32", "--quiet", "--no-tensorboard"]
 

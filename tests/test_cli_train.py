@@ -7,7 +7,7 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from lenet_cli.cli.main import cli
+from lenet_cli.cli import cli
 from lenet_cli.store.runs import latest_run
 
 

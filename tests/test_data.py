@@ -10,15 +10,23 @@ import urllib.request
 
 import numpy as np
 import pytest
+from idx_factory import (
+    FILE_NAMES,
+    idx_images_bytes,
+    idx_labels_bytes,
+    write_dataset,
+    write_gz,
+)
 
-from idx_factory import FILE_NAMES, idx_images_bytes, idx_labels_bytes, write_dataset, write_gz
-from lenet_cli.data import idx as D
 from lenet_cli.core.errors import LenetError
+from lenet_cli.data import dataset as DS
+from lenet_cli.data import idx as D
+from lenet_cli.data import loader as L
 
 
 def test_loads_splits_and_holds_out_first_validation_images(tmp_path):
     write_dataset(tmp_path / "mnist", n_train=300, n_test=50)
-    ds = D.load_dataset("mnist", tmp_path, validation_size=100)
+    ds = L.load_dataset("mnist", tmp_path, validation_size=100)
     assert ds.train.images.shape == (200, 28, 28) and ds.train.images.dtype == np.uint8
     assert ds.validation.images.shape == (100, 28, 28)
     assert ds.test.images.shape == (50, 28, 28)
@@ -29,8 +37,8 @@ def test_loads_splits_and_holds_out_first_validation_images(tmp_path):
 
 def test_train_limit_keeps_validation_unchanged(tmp_path):
     write_dataset(tmp_path / "mnist", n_train=300, n_test=50)
-    a = D.load_dataset("mnist", tmp_path, validation_size=100)
-    b = D.load_dataset("mnist", tmp_path, validation_size=100, train_limit=20)
+    a = L.load_dataset("mnist", tmp_path, validation_size=100)
+    b = L.load_dataset("mnist", tmp_path, validation_size=100, train_limit=20)
     assert len(b.train) == 20
     np.testing.assert_array_equal(a.validation.images, b.validation.images)
 
@@ -47,8 +55,8 @@ def test_env_var_is_used_when_no_data_dir(tmp_path, monkeypatch):
 
 
 def test_class_names():
-    assert D.CLASS_NAMES["fashion"][0] == "T-shirt/top" and D.CLASS_NAMES["fashion"][9] == "Ankle boot"
-    assert D.CLASS_NAMES["mnist"] == tuple("0123456789")
+    assert DS.CLASS_NAMES["fashion"][0] == "T-shirt/top" and DS.CLASS_NAMES["fashion"][9] == "Ankle boot"
+    assert DS.CLASS_NAMES["mnist"] == tuple("0123456789")
 
 
 def test_as_model_input_scales_to_unit_range():
@@ -68,7 +76,7 @@ def test_missing_file_names_it_and_says_how_to_fix(tmp_path):
     write_dataset(tmp_path / "mnist", n_train=50, n_test=10)
     (tmp_path / "mnist" / FILE_NAMES[3]).unlink()
     with pytest.raises(LenetError) as info:
-        D.load_dataset("mnist", tmp_path)
+        L.load_dataset("mnist", tmp_path)
     msg = _one_line(info.value)
     assert FILE_NAMES[3] in msg and "copy" in msg
 
@@ -93,7 +101,7 @@ def test_corrupt_idx_contents(tmp_path, index, payload, fragment):
     write_dataset(tmp_path / "mnist", n_train=50, n_test=10)
     write_gz(tmp_path / "mnist" / FILE_NAMES[index], payload)
     with pytest.raises(LenetError) as info:
-        D.load_dataset("mnist", tmp_path, validation_size=5)
+        L.load_dataset("mnist", tmp_path, validation_size=5)
     msg = _one_line(info.value)
     assert fragment in msg and FILE_NAMES[index] in msg
 
@@ -102,7 +110,7 @@ def test_image_label_count_mismatch(tmp_path):
     write_dataset(tmp_path / "mnist", n_train=50, n_test=10)
     write_gz(tmp_path / "mnist" / FILE_NAMES[3], idx_labels_bytes(np.zeros(9)))
     with pytest.raises(LenetError, match="10 images but .* 9 labels"):
-        D.load_dataset("mnist", tmp_path, validation_size=5)
+        L.load_dataset("mnist", tmp_path, validation_size=5)
 
 
 def test_truncated_gzip(tmp_path):
@@ -110,28 +118,28 @@ def test_truncated_gzip(tmp_path):
     path = tmp_path / "mnist" / FILE_NAMES[0]
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(LenetError, match="not a valid gzip file"):
-        D.load_dataset("mnist", tmp_path, validation_size=5)
+        L.load_dataset("mnist", tmp_path, validation_size=5)
 
 
 def test_not_gzip_at_all(tmp_path):
     write_dataset(tmp_path / "mnist", n_train=50, n_test=10)
     (tmp_path / "mnist" / FILE_NAMES[2]).write_bytes(b"<html>404</html>")
     with pytest.raises(LenetError, match="not a valid gzip file"):
-        D.load_dataset("mnist", tmp_path, validation_size=5)
+        L.load_dataset("mnist", tmp_path, validation_size=5)
 
 
 def test_checksum_mismatch_is_refused_when_verifying(tmp_path, monkeypatch):
     monkeypatch.setenv("LENET_VERIFY_CHECKSUMS", "1")
     write_dataset(tmp_path / "mnist", n_train=50, n_test=10)
     with pytest.raises(LenetError, match="wrong checksum") as info:
-        D.load_dataset("mnist", tmp_path, validation_size=5)
+        L.load_dataset("mnist", tmp_path, validation_size=5)
     assert "LENET_VERIFY_CHECKSUMS=0" in str(info.value)
 
 
 def test_validation_size_too_large(tmp_path):
     write_dataset(tmp_path / "mnist", n_train=50, n_test=10)
     with pytest.raises(LenetError, match="--validation-size 50"):
-        D.load_dataset("mnist", tmp_path, validation_size=50)
+        L.load_dataset("mnist", tmp_path, validation_size=50)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of permissions")
@@ -139,7 +147,7 @@ def test_unreadable_file(tmp_path):
     write_dataset(tmp_path / "mnist", n_train=50, n_test=10)
     (tmp_path / "mnist" / FILE_NAMES[0]).chmod(0)
     with pytest.raises(LenetError, match="permission denied"):
-        D.load_dataset("mnist", tmp_path, validation_size=5)
+        L.load_dataset("mnist", tmp_path, validation_size=5)
 
 
 class _FakeResponse:
@@ -191,6 +199,6 @@ def test_cache_is_used_and_filled_by_download(tmp_path, monkeypatch):
     source = write_dataset(tmp_path / "source", n_train=30, n_test=10)
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: _FakeResponse((source / url.rsplit("/", 1)[1]).read_bytes()))
     monkeypatch.setitem(D.SHA256, "fashion", {})
-    ds = D.load_dataset("fashion", validation_size=5)
+    ds = L.load_dataset("fashion", validation_size=5)
     assert len(ds.train) == 25
     assert (tmp_path / "cache" / "lenet" / "fashion" / FILE_NAMES[0]).is_file()

@@ -8,12 +8,13 @@ import urllib.request
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import REAL_DATA, requires_real_data
 from idx_factory import FILE_NAMES, write_dataset
-from lenet_cli.data import idx as D
-from lenet_cli.cli.main import cli
+
+from lenet_cli.cli import cli
 from lenet_cli.core.errors import LenetError
+from lenet_cli.data import idx as D
+from lenet_cli.data import loader as L
 
 
 def _sha(path) -> str:
@@ -43,7 +44,7 @@ def test_genuine_file_under_another_name_is_not_called_corrupt(tmp_path, monkeyp
     monkeypatch.setitem(D.SHA256, "mnist", {FILE_NAMES[0]: _sha(folder / FILE_NAMES[2]), FILE_NAMES[2]: _sha(folder / FILE_NAMES[0])})
     monkeypatch.setenv("LENET_VERIFY_CHECKSUMS", "1")
     with pytest.raises(LenetError, match="is MNIST's genuine t10k-images-idx3-ubyte.gz, saved under the wrong name") as info:
-        D.load_dataset("mnist", tmp_path, validation_size=5)
+        L.load_dataset("mnist", tmp_path, validation_size=5)
     assert "delete" not in str(info.value)
 
 
@@ -52,30 +53,30 @@ def test_unknown_checksum_still_says_corrupt(tmp_path, monkeypatch):
     monkeypatch.setitem(D.SHA256, "mnist", {FILE_NAMES[0]: "0" * 64})
     monkeypatch.setenv("LENET_VERIFY_CHECKSUMS", "1")
     with pytest.raises(LenetError, match="wrong checksum .* corrupt or not the original file"):
-        D.load_dataset("mnist", tmp_path, validation_size=5)
+        L.load_dataset("mnist", tmp_path, validation_size=5)
 
 
 def test_test_split_reads_only_the_t10k_files(tmp_path):
     folder = write_dataset(tmp_path / "mnist", n_train=30, n_test=10)
     for name in FILE_NAMES[:2]:
         (folder / name).unlink()
-    data = D.load_dataset("mnist", tmp_path, splits=("test",))
+    data = L.load_dataset("mnist", tmp_path, splits=("test",))
     assert len(data.test) == 10 and data.train is None and data.validation is None
     with pytest.raises(ValueError, match="the train split was not loaded"):
         data.split("train")
-    split, source = D.load_split("mnist", "test", tmp_path)
+    split, source = L.load_split("mnist", "test", tmp_path)
     assert len(split) == 10 and source == folder
     with pytest.raises(LenetError, match="missing .*train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz"):
-        D.load_dataset("mnist", tmp_path, splits=("validation",))
+        L.load_dataset("mnist", tmp_path, splits=("validation",))
 
 
 def test_default_loads_every_split_and_validation_alone_skips_test(tmp_path):
     folder = write_dataset(tmp_path / "mnist", n_train=30, n_test=10)
-    full = D.load_dataset("mnist", tmp_path, validation_size=5)
+    full = L.load_dataset("mnist", tmp_path, validation_size=5)
     assert (len(full.train), len(full.validation), len(full.test)) == (25, 5, 10)
     for name in FILE_NAMES[2:]:
         (folder / name).unlink()
-    only_val = D.load_dataset("mnist", tmp_path, validation_size=5, splits=("validation",))
+    only_val = L.load_dataset("mnist", tmp_path, validation_size=5, splits=("validation",))
     assert len(only_val.validation) == 5 and only_val.train is None and only_val.test is None
 
 
@@ -103,7 +104,7 @@ def test_download_fetches_only_the_needed_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
     monkeypatch.setitem(D.SHA256, "mnist", {})
-    assert len(D.load_dataset("mnist", splits=("test",)).test) == 10
+    assert len(L.load_dataset("mnist", splits=("test",)).test) == 10
     assert fetched == list(FILE_NAMES[2:])
 
 

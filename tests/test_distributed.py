@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from idx_factory import write_dataset
 
 pytestmark = pytest.mark.slow
@@ -129,7 +128,7 @@ def test_mirrored_over_two_cpu_devices_equals_one_device(data_dir, tmp_path):
 def test_distribute_options_are_checked_before_tensorflow_loads():
     from click.testing import CliRunner
 
-    from lenet_cli.cli.main import cli
+    from lenet_cli.cli import cli
 
     result = CliRunner().invoke(cli, ["train", "--devices", "2"])
     assert result.exit_code == 2 and "--devices needs --distribute mirrored" in result.output

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from lenet_cli.cli.main import cli
+from lenet_cli.cli import cli
 
 
 def _evaluate(*args):

@@ -20,9 +20,9 @@ from click.testing import CliRunner
 from conftest import REAL_DATA, requires_real_data
 from PIL import Image
 
-from lenet_cli.model import attribution as A
-from lenet_cli.cli.main import cli
+from lenet_cli.cli import cli
 from lenet_cli.core.errors import LenetError
+from lenet_cli.model import attribution as A
 
 COMPLETENESS_TOLERANCE = 0.05  # the "within 5 %"
 
@@ -145,7 +145,7 @@ def test_spearman_ink_and_mass_helpers():
 
 
 def test_parse_target_and_sheet_names():
-    from lenet_cli.data.idx import CLASS_NAMES
+    from lenet_cli.data.dataset import CLASS_NAMES
     from lenet_cli.engine.explain import parse_target, sheet_name
 
     assert parse_target(None, CLASS_NAMES["mnist"]) is None
@@ -213,7 +213,7 @@ def _loaded(trained_run):
 
 
 def test_sheet_has_every_panel_and_label(trained_run, tiny):
-    from lenet_cli.data.idx import CLASS_NAMES
+    from lenet_cli.data.dataset import CLASS_NAMES
     from lenet_cli.engine.explain import Explainer
     from lenet_cli.viz.explain_plots import (
         PANEL_TITLES,

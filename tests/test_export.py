@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lenet_cli.cli.main import cli
+from lenet_cli.cli import cli
 
 FLOAT_MAX_DIFF = 1e-4
 

@@ -14,8 +14,13 @@ import json
 
 import numpy as np
 import pytest
-
-from fault_helpers import assert_same_weights, error_line, leftovers, lenet_env, run_lenet
+from fault_helpers import (
+    assert_same_weights,
+    error_line,
+    leftovers,
+    lenet_env,
+    run_lenet,
+)
 from idx_factory import write_dataset
 
 pytestmark = pytest.mark.slow

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from fault_helpers import error_line, leftovers
-from lenet_cli.cli.main import cli
+
+from lenet_cli.cli import cli
 
 NOBODY = 65534
 

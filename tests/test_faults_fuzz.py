@@ -22,8 +22,8 @@ import numpy as np
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lenet_cli.store import runs
 from lenet_cli.core.errors import LenetError
+from lenet_cli.store import runs
 
 settings.register_profile("ci", max_examples=120, deadline=2000, derandomize=True, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -149,10 +149,10 @@ def _near_valid(kind: str, replacement, key_index: int, garbage: bytes, truncate
 @example(kind=runs.CONFIG_FILE, replacement=[1], key_index=40, garbage=b"", truncate=None, latest="\x00")
 @example(kind=runs.METRICS_FILE, replacement="x", key_index=40, garbage=b"", truncate=None, latest="run")
 def test_run_json_files(kind, replacement, key_index, garbage, truncate, latest):
-    from lenet_cli.model.checkpoint import resumable_config
     from lenet_cli.core.config import TrainConfig
-    from lenet_cli.runtimes.loading import read_metadata
     from lenet_cli.engine.runs import list_runs, show_run
+    from lenet_cli.model.checkpoint import resumable_config
+    from lenet_cli.runtimes.loading import read_metadata
 
     root = Path(tempfile.mkdtemp(dir=SCRATCH))
     run_dir = root / "run"

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fault_helpers import error_line, lenet_env
 from idx_factory import FILE_NAMES, idx_labels_bytes, synthetic_images, write_gz
 

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from idx_factory import write_dataset
 from test_distributed import _env, _free_loopback_ports, _lenet
 

@@ -9,9 +9,9 @@ import pytest
 from lenet_cli.core.metrics import (
     classification_report,
     confusion_matrix,
-    macro_average,
     logits_from_probabilities,
     low_confidence_report,
+    macro_average,
     mean_cross_entropy,
     most_confident_mistakes,
     per_class_metrics,

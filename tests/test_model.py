@@ -8,7 +8,11 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from lenet_cli.core import config as C  # noqa: E402
-from lenet_cli.model.network import LocalResponseNormalization, build_lenet, load_model_file  # noqa: E402
+from lenet_cli.model.network import (  # noqa: E402
+    LocalResponseNormalization,
+    build_lenet,
+    load_model_file,
+)
 from lenet_cli.model.objective import penalty_terms, regularized_kernels  # noqa: E402
 
 

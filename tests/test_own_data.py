@@ -16,14 +16,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from idx_factory import (
+    FILE_NAMES,
+    idx_images_bytes,
+    idx_labels_bytes,
+    synthetic_images,
+    write_gz,
+)
 from PIL import Image
 
-from idx_factory import FILE_NAMES, idx_images_bytes, idx_labels_bytes, synthetic_images, write_gz
+from lenet_cli.cli import cli
+from lenet_cli.core.errors import LenetError
 from lenet_cli.data import idx as D
-from lenet_cli.cli.main import cli
+from lenet_cli.data import loader as L
 from lenet_cli.data.sources import named
 from lenet_cli.data.sources.picture_folder import CACHE_DIR
-from lenet_cli.core.errors import LenetError
 
 FAST = ["--epochs", "1", "--dense-units", "32", "--batch-size", "32", "--no-tensorboard", "--quiet", "--format", "json"]
 
@@ -148,22 +155,22 @@ def test_second_load_of_a_picture_folder_comes_from_the_cache(tmp_path, monkeypa
     from lenet_cli.data.sources import picture_folder
 
     folder = write_pictures(tmp_path / "shapes", per_class=6)
-    first = D.load_dataset(str(folder), validation_size=2)
+    first = L.load_dataset(str(folder), validation_size=2)
     monkeypatch.setattr(picture_folder, "decode_pictures", lambda *a, **k: pytest.fail("decoded again despite the cache"))
     lines = []
-    second = D.load_dataset(str(folder), validation_size=2, log=lines.append)
+    second = L.load_dataset(str(folder), validation_size=2, log=lines.append)
     assert np.array_equal(first.train.images, second.train.images) and first.fingerprint == second.fingerprint
     assert any("decoded before" in line for line in lines)
     (folder / "bar" / "new.png").write_bytes((folder / "bar" / "000.png").read_bytes())  # a new picture: a new fingerprint
     monkeypatch.undo()
-    third = D.load_dataset(str(folder), validation_size=2)
+    third = L.load_dataset(str(folder), validation_size=2)
     assert third.fingerprint != first.fingerprint
 
 
 def test_single_level_split_is_deterministic_and_holds_every_class(tmp_path):
     folder = write_pictures(tmp_path / "shapes", per_class=10)
-    a = D.load_dataset(str(folder), validation_size=3)
-    b = D.load_dataset(str(folder), validation_size=3)
+    a = L.load_dataset(str(folder), validation_size=3)
+    b = L.load_dataset(str(folder), validation_size=3)
     assert np.array_equal(a.test.labels, b.test.labels) and np.array_equal(a.train.images, b.train.images)
     assert set(np.unique(a.test.labels)) == {0, 1, 2}
 
@@ -187,7 +194,7 @@ def test_emnist_letters_from_local_files_are_turned_upright_and_shifted_to_zero(
     names = (*spec.files["train"], *spec.files["test"])
     y_train, y_test = labels(200, 26, 5), labels(52, 26, 6)
     write_idx(tmp_path / "data" / "emnist-letters", y_train, y_test, seed=7, transposed=True, label_offset=1, names=names)
-    data = D.load_dataset("emnist-letters", tmp_path / "data", validation_size=20)
+    data = L.load_dataset("emnist-letters", tmp_path / "data", validation_size=20)
     assert data.class_names[:3] == ("a", "b", "c") and len(data.class_names) == 26
     assert np.array_equal(data.test.images, synthetic_images(y_test, 8)) and np.array_equal(data.test.labels, y_test)
     run, _ = train(["--dataset", "emnist-letters", "--data-dir", str(tmp_path / "data"), "--validation-size", "20"], tmp_path)
@@ -209,36 +216,36 @@ def _error(call) -> str:
 def test_mismatched_counts(tmp_path):
     folder = write_idx(tmp_path / "d", labels(50, 3), labels(20, 3))
     write_gz(folder / FILE_NAMES[1], idx_labels_bytes(labels(49, 3)))
-    assert "50 images but" in _error(lambda: D.load_dataset(str(folder)))
+    assert "50 images but" in _error(lambda: L.load_dataset(str(folder)))
 
 
 def test_label_outside_classes_txt(tmp_path):
     folder = write_idx(tmp_path / "d", labels(50, 4), labels(20, 4), classes=["a", "b", "c"])
-    assert "outside the 3 classes" in _error(lambda: D.load_dataset(str(folder)))
+    assert "outside the 3 classes" in _error(lambda: L.load_dataset(str(folder)))
 
 
 def test_idx_images_that_are_not_28x28(tmp_path):
     folder = write_idx(tmp_path / "d", labels(50, 3), labels(20, 3))
     write_gz(folder / FILE_NAMES[0], struct.pack(">IIII", 2051, 50, 32, 32) + bytes(50 * 32 * 32))
-    assert "32x32" in _error(lambda: D.load_dataset(str(folder)))
+    assert "32x32" in _error(lambda: L.load_dataset(str(folder)))
 
 
 def test_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
-    assert "is empty" in _error(lambda: D.load_dataset(str(tmp_path / "empty")))
+    assert "is empty" in _error(lambda: L.load_dataset(str(tmp_path / "empty")))
 
 
 def test_class_folder_without_pictures(tmp_path):
     folder = write_pictures(tmp_path / "shapes", per_class=4)
     (folder / "ghost").mkdir()
-    assert "'ghost' has no pictures" in _error(lambda: D.load_dataset(str(folder)))
+    assert "'ghost' has no pictures" in _error(lambda: L.load_dataset(str(folder)))
 
 
 def test_class_with_only_unusable_pictures(tmp_path):
     folder = write_pictures(tmp_path / "shapes", per_class=4)
     (folder / "blank").mkdir()
     Image.fromarray(np.full((20, 20), 128, np.uint8)).save(folder / "blank" / "grey.png")
-    message = _error(lambda: D.load_dataset(str(folder), validation_size=1))
+    message = _error(lambda: L.load_dataset(str(folder), validation_size=1))
     assert "'blank' has no usable training pictures" in message
     assert not list(folder.glob(f"{CACHE_DIR}/*"))  # nothing cached for a refused dataset
 
@@ -254,7 +261,7 @@ def test_bad_csv(tmp_path, header, row, fragment):
     path = write_csv(tmp_path / "d.csv", y, synthetic_images(y), header=header)
     if row is not None:
         path.write_text(path.read_text() + row + "\n")
-    assert fragment in _error(lambda: D.load_dataset(str(path)))
+    assert fragment in _error(lambda: L.load_dataset(str(path)))
 
 
 def test_a_bad_dataset_is_one_line_on_the_command_line_and_leaves_no_run(tmp_path):
@@ -278,18 +285,18 @@ def test_kmnist_downloads_checks_and_names_its_classes(tmp_path, monkeypatch):
     source = write_idx(tmp_path / "mirror", labels(60, 10), labels(20, 10, 1))
     _serve_locally(monkeypatch, "kmnist", source, FILE_NAMES)
     monkeypatch.setenv("LENET_VERIFY_CHECKSUMS", "1")
-    data = D.load_dataset("kmnist", validation_size=10, log=lambda m: None)
+    data = L.load_dataset("kmnist", validation_size=10, log=lambda m: None)
     assert data.class_names[:2] == ("o", "ki") and len(data.train) == 50 and len(data.test) == 20
     assert (D.default_cache_dir() / "kmnist" / FILE_NAMES[0]).is_file()
     (D.default_cache_dir() / "kmnist" / FILE_NAMES[3]).write_bytes(b"changed")  # now the cached copy is corrupt
-    assert "wrong checksum" in _error(lambda: D.load_dataset("kmnist", validation_size=10))
+    assert "wrong checksum" in _error(lambda: L.load_dataset("kmnist", validation_size=10))
 
 
 def test_corrupt_download_leaves_nothing(tmp_path, monkeypatch):
     source = write_idx(tmp_path / "mirror", labels(60, 10), labels(20, 10, 1))
     _serve_locally(monkeypatch, "kmnist", source, FILE_NAMES)
     monkeypatch.setitem(named.CHECKSUMS, "kmnist", {FILE_NAMES[0]: ("md5", "0" * 32)})
-    assert "checksum mismatch" in _error(lambda: D.load_dataset("kmnist"))
+    assert "checksum mismatch" in _error(lambda: L.load_dataset("kmnist"))
     assert not list((D.default_cache_dir() / "kmnist").glob(f"*{FILE_NAMES[0]}*"))
 
 
@@ -304,7 +311,7 @@ def test_qmnist_reads_its_int32_labels(tmp_path, monkeypatch):
         extended[:, 1] = 7  # the other columns (writer, source...) are ignored
         write_gz(source / labels_name, struct.pack(">III", 0x0C02, len(y), 8) + extended.tobytes())
     _serve_locally(monkeypatch, "qmnist", source, [*spec.files["train"], *spec.files["test"]])
-    data = D.load_dataset("qmnist", validation_size=10)
+    data = L.load_dataset("qmnist", validation_size=10)
     assert np.array_equal(data.test.labels, y_test) and np.array_equal(data.validation.labels, y_train[:10])
 
 
@@ -324,7 +331,7 @@ def test_emnist_downloads_the_zip_once_and_extracts_each_split(tmp_path, monkeyp
     fetched = []
     real_download = named.download
     monkeypatch.setattr(named, "download", lambda *a, **k: fetched.append(a[1]) or real_download(*a, **k))
-    digits = D.load_dataset("emnist-digits", validation_size=5)
-    mnist_like = D.load_dataset("emnist-mnist", validation_size=5)
+    digits = L.load_dataset("emnist-digits", validation_size=5)
+    mnist_like = L.load_dataset("emnist-mnist", validation_size=5)
     assert fetched == ["gzip.zip"]  # downloaded once, both splits extracted from it
     assert np.array_equal(digits.test.images, synthetic_images(y_test, 4)) and np.array_equal(mnist_like.test.labels, y_test)

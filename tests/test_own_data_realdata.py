@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
-
 from conftest import REAL_DATA, requires_real_data
 from idx_factory import FILE_NAMES, idx_images_bytes, idx_labels_bytes, write_gz
-from lenet_cli.cli.main import cli
+from PIL import Image
+
+from lenet_cli.cli import cli
 from lenet_cli.data.idx import load_idx_images, load_idx_labels
 
 pytestmark = [requires_real_data, pytest.mark.realdata, pytest.mark.slow]

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lenet_cli.cli.main import cli
-from lenet_cli.model.precision import cpu_flags, layer_dtype, native_bfloat16, resolve_precision
+from lenet_cli.cli import cli
+from lenet_cli.model.precision import (
+    cpu_flags,
+    layer_dtype,
+    native_bfloat16,
+    resolve_precision,
+)
 
 TINY = ["--epochs", "1", "--validation-size", "100", "--batch-size", "50", "--dense-units", "32", "--quiet", "--no-tensorboard"]
 

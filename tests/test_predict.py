@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
-from lenet_cli.cli.main import cli
+from lenet_cli.cli import cli
 
 
 def _digit(size=120, dark_on_light=True) -> Image.Image:

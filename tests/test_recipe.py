@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lenet_cli.cli.main import cli
+from lenet_cli.cli import cli
 from lenet_cli.core.config import AUGMENTATIONS
 
 TINY = ["--epochs", "2", "--validation-size", "100", "--batch-size", "50", "--dense-units", "32", "--quiet", "--no-tensorboard"]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from idx_factory import write_dataset
 
 pytestmark = pytest.mark.slow
@@ -89,7 +88,7 @@ def test_interrupt_then_resume_equals_uninterrupted(data_dir, tmp_path, uninterr
 def test_resume_refuses_recipe_options(tmp_path):
     from click.testing import CliRunner
 
-    from lenet_cli.cli.main import cli
+    from lenet_cli.cli import cli
 
     (tmp_path / "run").mkdir()
     result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "run"), "--learning-rate", "0.1"])
@@ -99,7 +98,7 @@ def test_resume_refuses_recipe_options(tmp_path):
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
     from click.testing import CliRunner
 
-    from lenet_cli.cli.main import cli
+    from lenet_cli.cli import cli
 
     (tmp_path / "run").mkdir()
     result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "run")])

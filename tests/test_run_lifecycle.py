@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from lenet_cli.cli.main import cli
+from lenet_cli.cli import cli
 
 TINY = ["--epochs", "2", "--validation-size", "100", "--batch-size", "50", "--dense-units", "32", "--quiet"]
 

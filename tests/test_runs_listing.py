@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from lenet_cli.cli import cli
 from lenet_cli.store import runs
-from lenet_cli.cli.main import cli
 
 
 def make_run(root: Path, name: str, *, epochs: int = 4, completed: int = 4, finished: bool = True, dataset: str = "mnist",

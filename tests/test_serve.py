@@ -73,9 +73,9 @@ def template_model(tmp_path_factory) -> Path:
 def make_client(model: Path, **settings):
     from fastapi.testclient import TestClient
 
-    from lenet_cli.store.runs import resolve_model
-    from lenet_cli.serve.app import ModelPredictor, create_app
     from lenet_cli.core.serve_settings import ServeSettings
+    from lenet_cli.serve.app import ModelPredictor, create_app
+    from lenet_cli.store.runs import resolve_model
 
     return TestClient(create_app(ModelPredictor(resolve_model(model)), ServeSettings(**settings)))
 
@@ -110,7 +110,7 @@ def test_predict_answers_a_raw_body_and_multipart_files_in_order(client):
 def test_records_are_those_of_lenet_predict_json(client, template_model, tmp_path):
     from click.testing import CliRunner
 
-    from lenet_cli.cli.main import cli
+    from lenet_cli.cli import cli
 
     (tmp_path / "seven.png").write_bytes(SEVEN)
     result = CliRunner().invoke(cli, ["predict", "--model", str(template_model), str(tmp_path / "seven.png"), "--format", "json"])
@@ -229,8 +229,8 @@ def test_nothing_a_request_sends_is_read_as_a_path(client, template_model):
 def test_a_failing_model_is_a_500_json_error_not_a_traceback(template_model):
     from fastapi.testclient import TestClient
 
-    from lenet_cli.store.runs import resolve_model
     from lenet_cli.serve.app import ModelPredictor, create_app
+    from lenet_cli.store.runs import resolve_model
 
     class Broken(ModelPredictor):
         def predict(self, images):
@@ -384,7 +384,7 @@ def test_without_the_serve_extra_it_names_the_extra(template_model, monkeypatch)
 
     from click.testing import CliRunner
 
-    from lenet_cli.cli.main import cli
+    from lenet_cli.cli import cli
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real_find_spec(name, *a))
@@ -396,7 +396,7 @@ def test_without_the_serve_extra_it_names_the_extra(template_model, monkeypatch)
 def test_a_busy_port_is_a_one_line_error(template_model):
     from click.testing import CliRunner
 
-    from lenet_cli.cli.main import cli
+    from lenet_cli.cli import cli
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -575,8 +575,8 @@ def test_drawing_page_with_a_lenet_trained_on_real_mnist(browser, tmp_path):
     """The real network: a LeNet trained briefly on MNIST recognises a 7 drawn with the mouse and an uploaded test digit."""
     from click.testing import CliRunner
 
-    from lenet_cli.cli.main import cli
-    from lenet_cli.data.idx import load_dataset
+    from lenet_cli.cli import cli
+    from lenet_cli.data.loader import load_dataset
 
     run = tmp_path / "mnist-run"
     result = CliRunner().invoke(cli, ["train", "--dataset", "mnist", "--data-dir", str(REAL_DATA), "--epochs", "1", "--train-limit", "12000",

@@ -50,7 +50,7 @@ def test_python_dash_m_works():
 def test_every_command_has_help_and_a_readme_section():
     from pathlib import Path
 
-    from lenet_cli.cli.main import cli
+    from lenet_cli.cli import cli
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for name, command in cli.commands.items():

@@ -6,7 +6,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from lenet_cli.cli.main import cli
+from lenet_cli.cli import cli
 
 OUTPUT_FORMATS = {"table", "json", "jsonl", "csv", "tsv"}
 MODEL_COMMANDS = {"evaluate", "export", "predict", "explain", "serve"}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from lenet_cli.cli.main import cli
-from lenet_cli.cli.console import plural
+from lenet_cli.cli import cli
+from lenet_cli.core.units import plural
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -34,6 +34,6 @@ def stdout_console() -> Console:
     return console
 
 
-def plural(count: int, word: str, plural_word: str | None = None) -> str:
-    """``1 epoch``, ``3 epochs``: a count with its noun agreeing (never ``1 epochs`` or ``epoch(s)``)."""
-    return f"{count:,} {word if count == 1 else plural_word or word + 's'}"
+def label_text(label: str, index: int) -> str:
+    """The class as a person reads it: ``7`` for a digit, ``Sneaker (7)`` where name and index differ."""
+    return label if label == str(index) else f"{label} ({index})"

@@ -5,19 +5,24 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import click
 
-from lenet_cli.core.config import MIN_CONFIDENCE
+from lenet_cli.cli.options import (
+    option_errors,
+    DATASET,
+    data_dir_option,
+    min_confidence_option,
+    model_option,
+    output_format_option,
+    pick_model,
+    resolve_format,
+    runs_dir_option,
+    top_k_option,
+)
+from lenet_cli.core import config as C
 from lenet_cli.core.errors import LenetError
-
-
-def mistake_record(result, index: int, names) -> dict:
-    """One shown mistake, with where to find the image again: its position in the split and in the dataset's file."""
-    predicted = int(result.probabilities[index].argmax())
-    return {"split_index": int(index), "file_index": result.file_index(int(index)),
-            "label": names[int(result.labels[index])], "predicted": names[predicted],
-            "confidence": float(result.probabilities[index, predicted])}
 
 
 def report_to_csv(report: dict) -> str:
@@ -94,66 +99,28 @@ def print_report_table(report: dict) -> None:
     console.print(matrix)
 
 
-def run_evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, output_format, confusion_png, misclassified, misclassified_count,
-                 min_accuracy, reliability_png=None, min_confidence: float = MIN_CONFIDENCE) -> None:
-    from lenet_cli.store import runs
-    from lenet_cli.store.atomic import write_bytes_atomic
+def run_evaluate(request, output_format: str, min_accuracy: float | None = None) -> None:
+    """Score the model, say which files were written, print the report; fail below ``min_accuracy``."""
     from lenet_cli.cli.console import stderr_console
+    from lenet_cli.engine.evaluate import evaluate
 
     console = stderr_console()
-    ref = runs.resolve_model(model, runs_dir)
-    from lenet_cli.runtimes.loading import open_model, read_metadata
+    with console.status("evaluating") as status:
+        def log(message: str) -> None:
+            status.update(message)
+            if not message.startswith(("loading ", "evaluating ")):
+                console.print(message, highlight=False)
 
-    meta = read_metadata(ref)
-    dataset = dataset or meta["dataset"]
-    if dataset is None:
-        raise LenetError(f"cannot tell which dataset {str(ref.model_path)!r} was trained on; pass --dataset mnist or --dataset fashion")
-    with console.status(f"loading {ref.model_path}"):
-        loaded = open_model(ref, batch_size=batch_size)
-    from lenet_cli.engine.evaluate import evaluate_model
-
-    from lenet_cli.cli.main import check_top_k
-    from lenet_cli.data.idx import CLASS_NAMES
-
-    same_data = dataset == meta["dataset"]  # the model's own classes; another dataset brings its own
-    class_names = (meta["class_names"] if same_data else None) or CLASS_NAMES.get(dataset)
-    if class_names is not None:
-        check_top_k(top_k, len(class_names))
-    data_dir = runs.remembered_data_dir(data_dir, meta["run_config"], dataset)
-    preprocess = meta["preprocessing"] if same_data else None
-    with console.status(f"evaluating on the {dataset} {split} split"):
-        result = evaluate_model(loaded, dataset, split, data_dir, top_k=top_k, log=lambda m: console.print(m, highlight=False),
-                                class_names=class_names, preprocess=preprocess, min_confidence=min_confidence)
+        result = evaluate(request, log=log)
     report = result.report
-    if confusion_png is not None:
-        from lenet_cli.viz.plots import render_confusion_matrix_png
-
-        import numpy as np
-
-        png = render_confusion_matrix_png(np.array(report["confusion_matrix"]), report["class_names"],
-                                          f"{dataset} {split}: accuracy {report['accuracy']:.4f}")
-        write_bytes_atomic(confusion_png, png)
-        console.print(f"confusion matrix image written to {confusion_png}", highlight=False)
-    if reliability_png is not None:
-        from lenet_cli.viz.plots import render_reliability_png
-
-        write_bytes_atomic(reliability_png, render_reliability_png(report["calibration_bins"], report["expected_calibration_error"],
-                                                                   f"{dataset} {split}: reliability"))
-        console.print(f"reliability diagram written to {reliability_png}", highlight=False)
-    if misclassified is not None:
-        from lenet_cli.core.metrics import most_confident_mistakes
-        from lenet_cli.viz.plots import render_gallery_png
-
-        idx = most_confident_mistakes(result.labels, result.probabilities, misclassified_count)
-        names = report["class_names"]
-        report["misclassified"] = [mistake_record(result, i, names) for i in idx]
-        if idx:
-            captions = [
-                f"true: {names[result.labels[i]]}\npred: {names[int(result.probabilities[i].argmax())]} {result.probabilities[i].max():.2f}"
-                for i in idx
-            ]
-            write_bytes_atomic(misclassified, render_gallery_png(result.images[idx], captions))
-            console.print(f"{len(idx)} most confident mistakes written to {misclassified}", highlight=False)
+    if "confusion" in result.written:
+        console.print(f"confusion matrix image written to {result.written['confusion']}", highlight=False)
+    if "reliability" in result.written:
+        console.print(f"reliability diagram written to {result.written['reliability']}", highlight=False)
+    if request.misclassified_png is not None:
+        if "misclassified" in result.written:
+            console.print(f"{len(report['misclassified'])} most confident mistakes written to {result.written['misclassified']}",
+                          highlight=False)
         else:
             console.print("no mistakes: no gallery written", highlight=False)
     if output_format == "json":
@@ -164,3 +131,43 @@ def run_evaluate(model, runs_dir, dataset, split, data_dir, batch_size, top_k, o
         print_report_table(report)
     if min_accuracy is not None and report["accuracy"] < min_accuracy:
         raise LenetError(f"accuracy {report['accuracy']:.4f} is below --min-accuracy {min_accuracy:g}")
+
+
+@click.command()
+@click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
+@model_option("model_option")
+@runs_dir_option
+@click.option("--dataset", type=DATASET, default=None, help="Dataset to score on, a name or a path [default: the one the model was trained on].")
+@click.option("--split", type=click.Choice(C.SPLITS), default="test", show_default=True, help="Which split to score.")
+@data_dir_option
+@click.option("--batch-size", type=click.IntRange(min=1), default=C.INFERENCE_BATCH_SIZE, show_default=True, help="Images per inference batch.")
+@top_k_option("k of the top-k accuracy")
+@output_format_option(*C.EVALUATE_FORMATS)
+@click.option("--confusion-png", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the labelled confusion-matrix image here.")
+@click.option("--misclassified", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write a gallery of the most confident mistakes here (PNG).")
+@click.option("--misclassified-count", type=click.IntRange(min=1), default=32, show_default=True, help="How many mistakes the gallery shows.")
+@click.option("--reliability-png", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the reliability diagram (accuracy against confidence, 15 bins) here.")
+@click.option("--min-accuracy", type=click.FloatRange(0, 1), default=None, help="Exit with code 1 when accuracy is below this (a CI gate).")
+@min_confidence_option("Report how often `lenet predict` would flag an answer as unsure at this threshold, and the mistakes it catches")
+def evaluate(model, model_option, runs_dir, dataset, split, data_dir, batch_size, top_k, output_format, confusion_png, misclassified,
+             misclassified_count, reliability_png, min_accuracy, min_confidence):
+    """Score a trained model: accuracy, top-k, cross-entropy, calibration, per-class metrics, confusion matrix.
+
+    MODEL (or --model) is a run directory or a model file; without it, the
+    latest run (named in <runs-dir>/LATEST, else the newest run holding a
+    model.keras).
+
+    \b
+    Examples:
+      lenet evaluate
+      lenet evaluate runs/fashion-20261127-101500 --format json
+      lenet evaluate --split validation --confusion-png cm.png --min-accuracy 0.99
+    """
+    from lenet_cli.engine.evaluate import EvaluateRequest
+
+    request = EvaluateRequest(pick_model(model, model_option), runs_dir, dataset, split, data_dir, batch_size, top_k, min_confidence,
+                              confusion_png=confusion_png, reliability_png=reliability_png, misclassified_png=misclassified,
+                              misclassified_count=misclassified_count)
+    with option_errors():
+        run_evaluate(request, resolve_format(output_format), min_accuracy)

@@ -7,77 +7,34 @@ from pathlib import Path
 
 import click
 
-from lenet_cli.core.errors import LenetError
+from lenet_cli.cli.options import (
+    option_errors,
+    check_inputs,
+    image_inputs,
+    model_option,
+    output_format_option,
+    preprocess_options,
+    resolve_format,
+    runs_dir_option,
+    top_k_option,
+)
 
-MAX_SHEET_WORKERS = 4
 
-
-def run_explain(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, method, target, steps,
-                output_dir: Path, output_format: str) -> int:
+def run_explain(request, output_format: str) -> int:
     """Explain every input, write one sheet each, print the records; return the exit code (1 when any input failed)."""
-    from lenet_cli.store import runs
-    from lenet_cli.cli.console import plural
-    from lenet_cli.data.idx import CLASS_NAMES
-    from lenet_cli.engine.explain import parse_target
-    from lenet_cli.engine.context import preprocessing_and_classes
-    from lenet_cli.runtimes.loading import model_format, read_metadata
-    from lenet_cli.data.picture_inputs import gather_inputs
-    from lenet_cli.data.preprocess import PreprocessOptions
-
-    items = gather_inputs(inputs, recursive, files_from)
-    ref = runs.resolve_model(model, runs_dir)
-    if method == "integrated-gradients" and model_format(ref.model_path) != "keras":
-        raise LenetError(f"integrated gradients needs the gradients of a .keras model, and {str(ref.model_path)!r} is not one; "
-                         "use --method occlusion")
-    meta = read_metadata(ref)
-    preprocess, class_names = preprocessing_and_classes(meta, preprocess, ref.model_path)
-    from lenet_cli.cli.main import check_top_k
-
-    check_top_k(top_k, len(class_names))
-    class_dataset = meta["dataset"] if meta["dataset"] in CLASS_NAMES else preprocess  # the sheet says how its input was made
-    target_index = parse_target(target, class_names)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise LenetError(f"--output-dir {str(output_dir)!r} is a file; name a folder")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    from lenet_cli.core.units import plural
+    from lenet_cli.engine.explain import explain
 
     printer = RecordPrinter(output_format)
-    method = _explain_all(items, ref, class_names, class_dataset, method, steps, PreprocessOptions(mode=preprocess, invert=invert),
-                          target_index, top_k, output_dir, printer.emit)
-    printer.close(method)
-    written = len(items) - printer.failures
+    result = explain(request, on_explanation=printer.emit)
+    printer.close(result.method)
+    written = len(result.explanations) - result.failures
     if written:
-        click.echo(f"{plural(written, 'explanation sheet')} in {output_dir}", err=True)
-    if printer.failures:
-        click.echo(f"{printer.failures} of {plural(len(items), 'input')} failed", err=True)
+        click.echo(f"{plural(written, 'explanation sheet')} in {result.output_dir}", err=True)
+    if result.failures:
+        click.echo(f"{result.failures} of {plural(len(result.explanations), 'input')} failed", err=True)
         return 1
     return 0
-
-
-def _explain_all(items, ref, class_names, class_dataset, method, steps, options, target_index, top_k, output_dir, emit) -> str:
-    """Explain the items in order and hand each explanation to ``emit`` once its sheet is written; return the method used."""
-    from lenet_cli.engine.explain import PARALLEL_SHEETS_MIN, Explainer, SheetWriter, explain_items, sheet_content, sheet_name
-    from lenet_cli.runtimes.loading import open_model
-    from lenet_cli.data.picture_inputs import decode_workers
-
-    sheet_workers = min(decode_workers(), MAX_SHEET_WORKERS) if len(items) >= PARALLEL_SHEETS_MIN else 1
-    writer = SheetWriter(sheet_workers)  # before the model loads: its workers import matplotlib meanwhile
-    try:
-        explainer = Explainer(open_model(ref), class_names, method, steps=steps)
-        model_label = _model_label(ref)
-        taken: set[str] = set()
-        for explanation in explain_items(items, explainer, options, target_index, top_k):
-            if explanation.error is None:
-                content = sheet_content(explanation, explainer, model_label, class_dataset, top_k)
-                finished = writer.submit(explanation, content, output_dir / sheet_name(explanation.path, taken))
-            else:
-                finished = writer.submit(explanation)
-            for done in finished:
-                emit(done)
-        for done in writer.finish():
-            emit(done)
-    finally:
-        writer.close()
-    return explainer.method
 
 
 class RecordPrinter:
@@ -89,7 +46,6 @@ class RecordPrinter:
         self.failures = 0
 
     def emit(self, explanation) -> None:
-        explanation.release_pictures()  # its sheet is written; keep only what the records print
         if explanation.error is not None:
             self.failures += 1
             click.echo(f"Error: {explanation.error}", err=True)
@@ -107,17 +63,10 @@ class RecordPrinter:
             _print_table(self.records, method)
 
 
-def _model_label(ref) -> str:
-    """The model as the sheet names it: ``<run>/model.keras``, or the file's name."""
-    if ref.run_dir is not None:
-        return f"{ref.run_dir.name}/{ref.model_path.name}"
-    return ref.model_path.name
-
-
 def _print_table(records, method: str) -> None:
     from rich.table import Table
 
-    from lenet_cli.cli.console import stdout_console
+    from lenet_cli.cli.console import label_text, stdout_console
 
     table = Table(title=f"lenet explain ({method})")
     table.add_column("file", overflow="fold")
@@ -128,8 +77,51 @@ def _print_table(records, method: str) -> None:
         table.add_column("gap", justify="right")
     table.add_column("sheet", overflow="fold")
     for e in records:
-        row = [e.path, f"{e.label} ({e.index})", f"{e.confidence:.1%}", f"{e.target['label']} ({e.target['index']})"]
+        row = [e.path, label_text(e.label, e.index), f"{e.confidence:.1%}", label_text(e.target["label"], e.target["index"])]
         if method == "integrated-gradients":
             row.append(f"{e.completeness_gap:.2%}")
         table.add_row(*row, e.sheet)
     stdout_console().print(table)
+
+
+@click.command()
+@image_inputs
+@model_option()
+@runs_dir_option
+@preprocess_options
+@top_k_option("How many classes the sheet and the record list")
+@click.option("--method", type=click.Choice(["integrated-gradients", "occlusion"]), default=None,
+              help="Attribution method [default: integrated-gradients for .keras models; .onnx, .tflite and SavedModels need occlusion].")
+@click.option("--target", default=None, metavar="CLASS",
+              help="Explain this class (a name or an index) instead of the predicted one.")
+@click.option("--steps", type=click.IntRange(1, 1000), default=50, show_default=True, help="Integrated Gradients: steps along the path from the black baseline.")
+@click.option("--output-dir", "-o", type=click.Path(path_type=Path), default=Path("explanations"), show_default=True,
+              help="Folder for the PNG sheets (one per image, named after it).")
+@output_format_option("table", "json", "jsonl")
+@click.pass_context
+def explain(ctx, inputs, recursive, files_from, model, runs_dir, preprocess, invert, top_k, method, target, steps, output_dir, output_format):
+    """Show what the network saw and which pixels made it answer: one PNG sheet per image.
+
+    Each sheet shows the picture as given, the 28x28 input after
+    preprocessing, the top-k classes, an attribution map over the input (red:
+    evidence for the class, blue: against it), the conv_1 and conv_2 feature
+    maps and the conv_1 filters. Integrated Gradients (Sundararajan et al.
+    2017) needs a .keras model; occlusion sensitivity (Zeiler and Fergus
+    2014) works with every model, without TensorFlow for .onnx and .tflite.
+    Inputs and model selection as in `lenet predict`; exit code 1 when any
+    input failed (the others are still explained).
+
+    \b
+    Examples:
+      lenet explain digit.png                         # the latest run; writes explanations/digit.png
+      lenet explain scans/ --model runs/mnist-20261127-101500 --format jsonl
+      lenet explain shirt.jpg --target Pullover --output-dir why/
+      lenet explain --model model.onnx --method occlusion digit.png
+    """
+    from lenet_cli.engine.explain import ExplainRequest
+
+    check_inputs(inputs, files_from)
+    request = ExplainRequest(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, method, target, steps, output_dir)
+    with option_errors():
+        code = run_explain(request, resolve_format(output_format))
+    ctx.exit(code)

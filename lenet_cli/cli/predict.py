@@ -5,9 +5,24 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import click
 
+from lenet_cli.cli.console import label_text
+from lenet_cli.cli.options import (
+    option_errors,
+    check_inputs,
+    image_inputs,
+    min_confidence_option,
+    model_option,
+    output_format_option,
+    preprocess_options,
+    resolve_format,
+    runs_dir_option,
+    top_k_option,
+)
+from lenet_cli.core import config as C
 from lenet_cli.core.config import MIN_CONFIDENCE
 
 
@@ -19,21 +34,6 @@ def _csv_line(values) -> str:
 
 def _top_k_text(top_k) -> str:
     return ";".join(f"{t['label']}:{t['confidence']:.4f}" for t in top_k)
-
-
-def _label_text(label: str, index: int) -> str:
-    """The class as a person reads it: ``7`` for a digit, ``Sneaker (7)`` where name and index differ."""
-    return label if label == str(index) else f"{label} ({index})"
-
-
-def _preprocessing_and_classes(ref, preprocess: str) -> tuple[str, str, tuple[str, ...]]:
-    """``(preprocessing mode, dataset the classes come from, class names)`` for the model ``ref`` points at."""
-    from lenet_cli.engine.context import preprocessing_and_classes
-    from lenet_cli.runtimes.loading import read_metadata
-
-    meta = read_metadata(ref)
-    preprocess, names = preprocessing_and_classes(meta, preprocess, ref.model_path)
-    return preprocess, meta["dataset"] or preprocess, names
 
 
 class PredictionWriter:
@@ -90,49 +90,73 @@ class PredictionWriter:
             table.add_column(f"top {self.top_k}")
             for p in self.records:
                 confidence = f"[yellow]? {p.confidence:.1%}" if p.low_confidence else f"{p.confidence:.1%}"
-                table.add_row(escape(p.path), escape(_label_text(p.label, p.index)), confidence,
+                table.add_row(escape(p.path), escape(label_text(p.label, p.index)), confidence,
                               escape(", ".join(f"{t['label']} {t['confidence']:.1%}" for t in p.top_k)))
             if self.unsure:
                 table.caption = f"? = below {self.min_confidence * 100:g}% confidence: the network is unsure"
             stdout_console().print(table)
 
 
-def run_predict(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, output_format, save_preprocessed, batch_size,
-                min_confidence: float = MIN_CONFIDENCE) -> int:
+def run_predict(request, output_format: str) -> int:
     """Predict every input and print the results; return the exit code (1 when any input failed)."""
-    from lenet_cli.store import runs
-    from lenet_cli.cli.console import plural, stderr_console
-    from lenet_cli.runtimes.loading import open_model
-    from lenet_cli.data.picture_inputs import DECODE_CHUNK, ChunkDecoder, gather_inputs, predict_items
-    from lenet_cli.data.preprocess import PreprocessOptions
+    from lenet_cli.cli.console import stderr_console
+    from lenet_cli.core.units import plural
+    from lenet_cli.engine.predict import start_predict
 
-    items = gather_inputs(inputs, recursive, files_from)
-    ref = runs.resolve_model(model, runs_dir)
-    preprocess, class_dataset, class_names = _preprocessing_and_classes(ref, preprocess)
-    from lenet_cli.cli.main import check_top_k
-
-    check_top_k(top_k, len(class_names))
-    if save_preprocessed is not None:
-        save_preprocessed.mkdir(parents=True, exist_ok=True)
-    # decoding starts in worker processes first, so it overlaps the model's (TensorFlow's) start-up
-    decoder = ChunkDecoder(items, PreprocessOptions(mode=preprocess, invert=invert), chunk_size=min(batch_size, DECODE_CHUNK))
-    try:
-        loaded = open_model(ref)
-    except BaseException:
-        decoder.close()
-        raise
+    run = start_predict(request)
     people = stderr_console()
     if people.is_terminal:
-        people.print(f"model: {ref.model_path} ({class_dataset})", highlight=False, markup=False)
-    writer = PredictionWriter(output_format, top_k, str(ref.model_path), min_confidence)
-    for prediction in predict_items(items, loaded.predict, class_names, preprocess, invert, top_k, batch_size, save_preprocessed, decoder,
-                                    min_confidence):
+        people.print(f"model: {run.context.ref.model_path} ({run.context.metadata['dataset'] or run.context.preprocess})",
+                     highlight=False, markup=False)
+    writer = PredictionWriter(output_format, request.top_k, str(run.context.ref.model_path), request.min_confidence)
+    for prediction in run.predictions:
         writer.write(prediction)
     writer.close()
     if writer.unsure:
-        click.echo(f"{writer.unsure} of {plural(writer.answered, 'answer')} below {min_confidence * 100:g}% confidence (flagged "
+        click.echo(f"{writer.unsure} of {plural(writer.answered, 'answer')} below {request.min_confidence * 100:g}% confidence (flagged "
                    "low_confidence): the network is unsure, check them", err=True)
     if writer.failures:
-        click.echo(f"{writer.failures} of {plural(len(items), 'input')} failed", err=True)
+        click.echo(f"{writer.failures} of {plural(len(run.items), 'input')} failed", err=True)
         return 1
     return 0
+
+
+@click.command()
+@image_inputs
+@model_option()
+@runs_dir_option
+@preprocess_options
+@top_k_option("How many classes to list per image")
+@min_confidence_option("Flag answers whose confidence is below this (low_confidence in records, '?' in the table)")
+@output_format_option(*C.PREDICT_FORMATS)
+@click.option("--save-preprocessed", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the exact 28x28 inputs the network saw into this folder.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True, help="Images decoded and predicted per batch.")
+@click.pass_context
+def predict(ctx, inputs, recursive, files_from, model, runs_dir, preprocess, invert, top_k, min_confidence, output_format, save_preprocessed,
+            batch_size):
+    """Classify image files (PNG, JPEG, BMP, GIF, TIFF, WebP), directories or stdin.
+
+    Pictures are preprocessed the way the model's dataset was made (MNIST:
+    white on black, the digit fitted into 20x20 and centred by mass;
+    Fashion-MNIST: the article inverted and fitted to 28x28), so photos and
+    drawings of any size and background work. An answer whose confidence is
+    under --min-confidence is flagged as unsure (how often that happens on
+    the test split, and how many mistakes it catches: `lenet evaluate`).
+    Exit code 1 when any input failed (the others are still predicted).
+
+    \b
+    Examples:
+      lenet predict digit.png photo.jpg
+      lenet predict --model runs/mnist-20261127-101500 scans/ --recursive --format jsonl
+      cat digit.png | lenet predict - --format json
+      find . -name '*.png' | lenet predict --files-from - --format tsv > predictions.tsv
+    """
+    from lenet_cli.engine.predict import PredictRequest
+
+    check_inputs(inputs, files_from)
+    request = PredictRequest(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, min_confidence, batch_size,
+                             save_preprocessed)
+    with option_errors():
+        code = run_predict(request, resolve_format(output_format))
+    ctx.exit(code)

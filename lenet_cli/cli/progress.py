@@ -18,7 +18,13 @@ from lenet_cli.core.tensorflow_env import import_tensorflow
 import_tensorflow()  # quietly, and with lenet's settings, before Keras loads TensorFlow
 import keras  # noqa: E402
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from lenet_cli.cli.console import stderr_console  # noqa: E402
 

@@ -8,6 +8,9 @@ import json
 
 import click
 
+from lenet_cli.cli.options import output_format_option, runs_dir_option
+from lenet_cli.core.units import human_duration, human_size
+
 FORMATS = ("table", "json", "jsonl", "csv")
 
 
@@ -31,23 +34,6 @@ def _csv_text(header, rows) -> str:
 
 def _accuracy(value) -> str:
     return "-" if value is None else f"{value:.2%}"
-
-
-def _duration(seconds) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _size(size: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} B"
 
 
 def _value(value) -> str:
@@ -98,7 +84,7 @@ def print_run_list(summaries, output_format: str, root) -> None:
             table.add_column(name, justify="right" if name in ("epochs", "val acc", "test acc", "wall time", "size") else "left")
         for s in summaries:
             table.add_row(_text(s.name) + (" *" if s.latest else ""), _text(s.dataset or "-"), s.status_text, _epochs(s.to_dict()),
-                          _accuracy(s.val_accuracy), _accuracy(s.test_accuracy), _duration(s.wall_seconds), _size(s.size_bytes),
+                          _accuracy(s.val_accuracy), _accuracy(s.test_accuracy), human_duration(s.wall_seconds), human_size(s.size_bytes),
                           (s.started or "-").replace("T", " ")[:16])
         stdout_console().print(table)
 
@@ -130,8 +116,8 @@ def print_run_details(details: dict, output_format: str) -> None:
         summary.add_row("status", details["status_text"])
         summary.add_row("validation accuracy", _accuracy(details["val_accuracy"]))
         summary.add_row("test accuracy", _accuracy(details["test_accuracy"]))
-        summary.add_row("wall time", _duration(details["wall_seconds"]))
-        summary.add_row("size", _size(details["size_bytes"]))
+        summary.add_row("wall time", human_duration(details["wall_seconds"]))
+        summary.add_row("size", human_size(details["size_bytes"]))
         summary.add_row("started", (details["started"] or "-").replace("T", " "))
         console.print(summary)
         for section in ("config", "metrics"):
@@ -147,7 +133,7 @@ def print_run_details(details: dict, output_format: str) -> None:
         files.add_column("file")
         files.add_column("size", justify="right")
         for f in details["files"]:
-            files.add_row(_text(f["path"]), _size(f["size_bytes"]))
+            files.add_row(_text(f["path"]), human_size(f["size_bytes"]))
         console.print(files)
 
 
@@ -182,3 +168,84 @@ def print_comparison(comparison: dict, output_format: str, include_same: bool = 
             style = "" if row["same"] else "[bold]"
             table.add_row(f"  {_text(row['key'])}", style + _value(row["a"]), style + _value(row["b"]))
         stdout_console().print(table)
+
+
+runs_format_option = output_format_option("table", "json", "jsonl", "csv")
+
+
+def _runs_parent_option(ctx, name, value):
+    """A ``lenet runs`` option given before the subcommand (``lenet runs --runs-dir D show X``) counts too."""
+    return value if value is not None or ctx.parent is None else ctx.parent.params.get(name)
+
+
+@click.group("runs", invoke_without_command=True)
+@runs_dir_option
+@runs_format_option
+@click.pass_context
+def runs_group(ctx, runs_dir, output_format):
+    """List the runs folder: status, epochs, accuracy, wall time, size; show or compare runs.
+
+    Reads only each run's small JSON files (config.json, metrics.json,
+    history.json, RUNNING), so hundreds of runs list in well under a second.
+    Status is finished, interrupted after k/n epochs (resume it with
+    `lenet train --resume RUN`), or running.
+
+    \b
+    Examples:
+      lenet runs
+      lenet runs --format csv > runs.csv
+      lenet runs show mnist-20261127-101500
+      lenet runs compare runs/mnist-base runs/fashion-20261127-101500
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from lenet_cli.cli.runs import default_format, print_run_list
+    from lenet_cli.engine.runs import list_runs
+    from lenet_cli.store import runs as run_files
+
+    print_run_list(list_runs(runs_dir), default_format(output_format), run_files.runs_root(runs_dir))
+
+
+@runs_group.command("show")
+@click.argument("run")
+@runs_dir_option
+@runs_format_option
+@click.pass_context
+def runs_show(ctx, run, runs_dir, output_format):
+    """One run in detail: status, config, metrics and every file with its size.
+
+    RUN is a run directory, or a run's name under the runs folder.
+
+    \b
+    Example:
+      lenet runs show mnist-20261127-101500 --format json
+    """
+    from lenet_cli.cli.runs import default_format, print_run_details
+    from lenet_cli.engine.runs import show_run
+
+    runs_dir = _runs_parent_option(ctx, "runs_dir", runs_dir)
+    print_run_details(show_run(run, runs_dir), default_format(_runs_parent_option(ctx, "output_format", output_format)))
+
+
+@runs_group.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@runs_dir_option
+@runs_format_option
+@click.option("--all", "include_same", is_flag=True, help="Also list config values the two runs share.")
+@click.pass_context
+def runs_compare(ctx, run_a, run_b, runs_dir, output_format, include_same):
+    """Two runs side by side: the config values that differ, and every metric.
+
+    RUN_A and RUN_B are run directories or names under the runs folder.
+
+    \b
+    Example:
+      lenet runs compare mnist-20261127-101500 mnist-20261128-093000
+    """
+    from lenet_cli.cli.runs import default_format, print_comparison
+    from lenet_cli.engine.runs import compare_runs
+
+    runs_dir = _runs_parent_option(ctx, "runs_dir", runs_dir)
+    comparison = compare_runs(run_a, run_b, runs_dir, include_same=include_same)
+    print_comparison(comparison, default_format(_runs_parent_option(ctx, "output_format", output_format)), include_same)

@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import faulthandler
 import json
 import math
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
 import click
 
-from lenet_cli.store import runs
-from lenet_cli.core.config import TrainConfig
-from lenet_cli.cli.console import plural
+from lenet_cli.cli.options import (
+    DATASET,
+    DATASET_HELP,
+    TRAIN_DEFAULTS,
+    LayerList,
+    data_dir_option,
+    default_text,
+    distribute_options,
+    merge_freeze,
+    output_format_option,
+    resolve_format,
+    runs_dir_option,
+)
+from lenet_cli.core import config as C
 from lenet_cli.core.errors import LenetError
-
-SKIPPED_FILE = "skipped_pictures.tsv"  # a picture folder's unreadable or blank pictures: path, tab, why
+from lenet_cli.core.units import plural
+from lenet_cli.store import runs
 
 
 class StartupWatchdog:
@@ -143,87 +150,11 @@ class StopOnSignal:
         return self.signum
 
 
-def run_training(cfg: TrainConfig, data_dir, output, runs_dir, tensorboard: bool, histograms: bool, quiet: bool,
-                 output_format: str, resume: bool = False, deterministic: bool = False, distribute: str = "none",
-                 devices: int | None = None, workers: str | None = None, task_index: int | None = None,
-                 worker_timeout: float = 120, keep_checkpoint: bool = False) -> int:
-    """Load the dataset, train with a progress display on stderr, print the metrics on stdout; return the exit code.
-
-    Under ``--distribute multi-worker`` only the chief writes the run directory;
-    the other workers train in a temporary directory that is removed at the end.
-    """
-    from lenet_cli.cli.console import stderr_console
-
-    console = stderr_console(quiet=quiet)
-    if not resume:
-        runs.check_output_available(output)
-    runs.check_writable(runs.runs_root(runs_dir), "the runs folder")  # LATEST goes there
-    if output is not None:
-        runs.check_writable(output, "the run directory" if resume else "--output")
-    from lenet_cli.data.idx import load_dataset
-
-    if resume:
-        data_dir = runs.remembered_data_dir(data_dir, cfg.to_json_dict(), cfg.dataset)
-    previous_fingerprint = cfg.data_fingerprint
-    if cfg.preprocess == "auto":
-        cfg = dataclasses.replace(cfg, preprocess=None)
-    data = load_dataset(cfg.dataset, data_dir, validation_size=cfg.validation_size, train_limit=cfg.train_limit,
-                        log=lambda m: console.print(m, highlight=False), preprocess=cfg.preprocess)
-    cfg = dataclasses.replace(cfg, data_source=str(Path(data.source).resolve()), validation_size=len(data.validation),
-                              preprocess=cfg.preprocess or data.preprocess, class_names=tuple(data.class_names),
-                              data_fingerprint=data.fingerprint)
-    if resume and previous_fingerprint and data.fingerprint and previous_fingerprint != data.fingerprint:
-        console.print(f"warning: {cfg.dataset}'s files changed since this run started (fingerprint {previous_fingerprint[:12]}... "
-                      f"is now {data.fingerprint[:12]}...)", highlight=False, soft_wrap=True)
-    from lenet_cli.core.tensorflow_env import import_tensorflow
-
-    with console.status("starting TensorFlow"):
-        import_tensorflow()
-    from lenet_cli.model.distributed import build_distribution
-
-    with console.status(f"joining the cluster (up to {worker_timeout:g} s)" if distribute == "multi-worker" else "building the strategy"):
-        distribution = build_distribution(distribute, devices=devices, workers=workers, task_index=task_index,
-                                          worker_timeout=worker_timeout, start_watchdog=StartupWatchdog.start)
-
-    scratch = None
-    if distribution is not None and not distribution.is_chief:
-        scratch = Path(tempfile.mkdtemp(prefix=f"lenet-worker{distribution.worker_index}-"))
-        if resume:  # the chief's run directory must be on storage every worker can read
-            for name in (runs.CONFIG_FILE, runs.CHECKPOINT_FILE, runs.HISTORY_FILE):
-                if (Path(output) / name).is_file():
-                    shutil.copy2(Path(output) / name, scratch / name)
-        run_dir = scratch
-        tensorboard = False
-    else:
-        existed = resume or (output is not None and Path(output).exists())
-        from lenet_cli.data.sources import run_name
-
-        run_dir = Path(output) if resume else runs.new_run_dir(run_name(cfg.dataset), runs_dir, output)
-    try:
-        if data.skipped and (distribution is None or distribution.is_chief):
-            from lenet_cli.store.atomic import write_text_atomic
-
-            write_text_atomic(run_dir / SKIPPED_FILE, "".join(f"{path}\t{why}\n" for path, why in data.skipped))
-        return _train_and_report(cfg, data, data_dir, run_dir, runs_dir, tensorboard, histograms, console, output_format, resume,
-                                 deterministic, distribution, keep_checkpoint)
-    except BaseException:
-        if scratch is None and not existed and not (run_dir / runs.CHECKPOINT_FILE).exists():
-            shutil.rmtree(run_dir, ignore_errors=True)  # a failed start (a bad --init-from, say) leaves nothing half-made
-        raise
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _train_and_report(cfg, data, data_dir, run_dir, runs_dir, tensorboard, histograms, console, output_format, resume, deterministic,
-                      distribution, keep_checkpoint) -> int:
-    from lenet_cli.store.atomic import WriteFailed
-    from lenet_cli.cli.progress import RichProgress
-    from lenet_cli.engine.trainer import TrainingInterrupted, train
-
-    steps = math.ceil(len(data.train) / cfg.batch_size)
+def _header(plan) -> list[str]:
+    """The lines above the progress display: data, recipe, weights, strategy and run directory."""
+    cfg, data, distribution = plan.config, plan.data, plan.distribution
     header = [
-        f"{'resuming' if resume else 'training'} {cfg.dataset}: {len(data.train):,} train / {len(data.validation):,} validation images from {data.source}",
+        f"{'resuming' if plan.resume else 'training'} {cfg.dataset}: {len(data.train):,} train / {len(data.validation):,} validation images from {data.source}",
         f"recipe: preset {cfg.preset}, {cfg.optimizer} lr {cfg.learning_rate:g} ({cfg.schedule}), batch {cfg.batch_size}, "
         f"{plural(cfg.epochs, 'epoch')}, l1 {cfg.l1:g}, weight decay {cfg.weight_decay:g}, dropout {cfg.dropout:g}, augment {cfg.augment}",
     ]
@@ -234,44 +165,176 @@ def _train_and_report(cfg, data, data_dir, run_dir, runs_dir, tensorboard, histo
     if distribution is not None:
         share = cfg.batch_size / distribution.num_replicas
         header.append(f"{distribution.describe()}; global batch {cfg.batch_size}, {share:g} per replica")
-    header.append(f"run directory: {run_dir}")
-    progress = RichProgress(console, cfg.epochs, steps, header=header)
-    callbacks = [progress]
-    if distribution is not None and distribution.watchdog is not None:
-        from lenet_cli.model.distributed import first_step_callback
+    header.append(f"run directory: {plan.run_dir}")
+    return header
 
-        callbacks.append(first_step_callback(distribution))
-    marker = runs.running_marker(run_dir) if distribution is None or distribution.is_chief else contextlib.nullcontext()
+
+def run_training(request, quiet: bool, output_format: str) -> int:
+    """Train with a progress display on stderr, print the metrics on stdout; return the exit code."""
+    from lenet_cli.cli.console import stderr_console
+    from lenet_cli.cli.progress import RichProgress
+    from lenet_cli.engine.train import train
+    from lenet_cli.engine.trainer import TrainingInterrupted
+    from lenet_cli.store.atomic import WriteFailed
+
+    console = stderr_console(quiet=quiet)
+    shown: dict = {}
+
+    def progress_for(plan) -> list:
+        steps = math.ceil(len(plan.data.train) / plan.config.batch_size)
+        shown["plan"] = plan
+        shown["progress"] = RichProgress(console, plan.config.epochs, steps, header=_header(plan))
+        return [shown["progress"]]
+
+    def end_progress() -> None:
+        if "progress" in shown:
+            shown["progress"].on_train_end()
+
     try:
-        with StopOnSignal() as stop, marker:
-            result = train(cfg, data, run_dir, callbacks=callbacks, tensorboard=tensorboard, histograms=histograms,
-                           runs_dir=runs_dir, resume=resume, should_stop=stop, deterministic=deterministic,
-                           distribution=distribution, keep_checkpoint=keep_checkpoint)
+        with StopOnSignal() as stop:
+            outcome = train(request, callbacks_for=progress_for, log=lambda m: console.print(m, highlight=False, soft_wrap=True),
+                            should_stop=stop, start_watchdog=StartupWatchdog.start, status=console.status)
     except WriteFailed as exc:
-        if not (Path(run_dir) / runs.CHECKPOINT_FILE).is_file():
+        run_dir = shown["plan"].run_dir if "plan" in shown else None
+        if run_dir is None or not (Path(run_dir) / runs.CHECKPOINT_FILE).is_file():
             raise
         raise LenetError(f"{exc}; the last completed epoch's checkpoint is kept: once there is space, continue with "
                          f"lenet train --resume {run_dir}") from None
     except TrainingInterrupted as exc:
-        progress.on_train_end()
-        click.echo(_interrupted_message(exc, run_dir, data_dir, distribution), err=True)
+        end_progress()
+        plan = shown["plan"]
+        click.echo(_interrupted_message(exc, plan.run_dir, request.data_dir, plan.distribution), err=True)
         return 128 + exc.signum
     except Exception as exc:
+        distribution = shown["plan"].distribution if "plan" in shown else None
         if distribution is None or distribution.mode != "multi-worker" or not _is_op_error(exc):
             raise
         raise LenetError(_lost_worker_message(exc, distribution)) from None
     finally:
-        progress.on_train_end()
+        end_progress()
+    distribution, run_dir = outcome.distribution, outcome.run_dir
     if distribution is not None:
-        console.print(f"worker {distribution.worker_index}: final weights sha256 {result.weights_sha256}", highlight=False, soft_wrap=True)
-        if not distribution.is_chief:
+        console.print(f"worker {distribution.worker_index}: final weights sha256 {outcome.weights_sha256}", highlight=False, soft_wrap=True)
+        if not outcome.writes_the_run:
             click.echo(f"worker {distribution.worker_index} done (the chief writes the run)")
             return 0
-    metrics = result.metrics
+    metrics = outcome.metrics
     if output_format == "json":
         click.echo(json.dumps({**metrics, "run_dir": str(run_dir)}, indent=2))
     else:
         print_result_table(metrics, run_dir)
-    if tensorboard:
+    if request.tensorboard:
         console.print(f"see it in TensorBoard: tensorboard --logdir {Path(run_dir) / runs.LOGS_DIR}", highlight=False)
     return 0
+
+
+@click.command()
+@click.option("--dataset", type=DATASET, default="mnist", show_default=True, help=f"What to train on. {DATASET_HELP}")
+@click.option("--preprocess", type=click.Choice(["auto", *C.PREPROCESS_MODES]), default=None,
+              help="Picture folders: how each picture becomes a 28x28 input, as lenet predict does it: mnist (digit-like: dark or light ink, cropped and centred) or fashion (article-like) [default: auto: mnist, or a named dataset's own].")
+@click.option("--preset", type=click.Choice(C.PRESETS), default="default", show_default=True,
+              help="'seed' uses the original tutorial's values (Adam 0.01, L1 1e-4, weight decay 1e-4, constant rate).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help=f"Passes over the training split {default_text('epochs')}. With --resume: the run's new end "
+                   f"(its completed epochs to finish now; more to extend it, the schedule stretched to the new end).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help=f"Images per step {default_text('batch_size')}.")
+@click.option("--optimizer", type=click.Choice(C.OPTIMIZERS), default=None, help=f"Optimizer; sgd uses momentum {C.SGD_MOMENTUM} [default: {TRAIN_DEFAULTS.optimizer}].")
+@click.option("--learning-rate", "--lr", type=click.FloatRange(min=0, min_open=True), default=None, help=f"Peak learning rate {default_text('learning_rate', '{:g}')}.")
+@click.option("--schedule", type=click.Choice(C.SCHEDULES), default=None, help=f"Learning-rate schedule [default: {TRAIN_DEFAULTS.schedule}].")
+@click.option("--warmup-epochs", type=click.FloatRange(min=0), default=None, help=f"Linear warm-up before the schedule [default: {TRAIN_DEFAULTS.warmup_epochs:g}].")
+@click.option("--l1", type=click.FloatRange(min=0), default=None, help=f"L1 coefficient on kernels [default: {TRAIN_DEFAULTS.l1:g}].")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=None, help=f"Weight decay: coefficient of sum(w^2)/2 on kernels [default: {TRAIN_DEFAULTS.weight_decay:g}].")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help=f"Rate of dropout_1, dropout_2 and dropout_3 {default_text('dropout', '{:g}')}.")
+@click.option("--dense-units", type=click.IntRange(min=1), default=None, help=f"Width of dot_1 and dot_2 [default: {TRAIN_DEFAULTS.dense_units}].")
+@click.option("--augment", type=click.Choice(C.AUGMENTATIONS), default=None,
+              help=f"Training augmentation policy (Keras Random* layers, never in the saved model): shift (2 px), flip "
+                   f"(horizontal: clothing only), flip-shift, digits (shift, rotate 8 deg, zoom 8 %), clothing (flip, shift, "
+                   f"random erasing) {default_text('augment')}.")
+@click.option("--ema", "ema_momentum", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help=f"Ship an exponential moving average of the weights with this momentum (e.g. 0.999); 0 = the last weights "
+                   f"{default_text('ema_momentum', '{:g}')}.")
+@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help=f"Spread this share of each training target over the other classes {default_text('label_smoothing', '{:g}')}.")
+@click.option("--calibrate/--no-calibrate", default=None,
+              help="After training, fit a temperature on the validation split and fold it into logits_layer, so the model's "
+                   "confidence matches its accuracy; predictions never change [default: on; off with --preset seed].")
+@click.option("--precision", type=click.Choice(C.PRECISIONS), default=None,
+              help=f"Training arithmetic: float32; bfloat16 (mixed: weights, LRN, logits and loss stay float32, and the model "
+                   f"ships in float32); auto (bfloat16 only with native support: AVX512_BF16 or AMX CPUs, or a GPU) "
+                   f"{default_text('precision')}.")
+@click.option("--seed", type=int, default=None, help=f"Random seed [default: {TRAIN_DEFAULTS.seed}].")
+@click.option("--validation-size", type=click.IntRange(min=0), default=None, help=f"Training images held out for validation [default: {TRAIN_DEFAULTS.validation_size}].")
+@click.option("--train-limit", type=click.IntRange(min=1), default=None, help="Train on only the first N training images (quick trials).")
+@click.option("--init-from", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Start from this model's weights (a run directory or .keras file); shapes must match.")
+@click.option("--freeze", type=LayerList(), multiple=True, callback=merge_freeze,
+              help=f"Layers that keep their weights and get no penalty: {', '.join(C.WEIGHT_LAYERS)} (comma-separated or repeated).")
+@data_dir_option
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run directory to create [default: <runs-dir>/<dataset>-<timestamp>].")
+@runs_dir_option
+@click.option("--tensorboard/--no-tensorboard", default=True, show_default=True, help="Write TensorBoard logs to <run>/logs.")
+@click.option("--histograms", is_flag=True, help="Also log weight histograms each epoch.")
+@click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Continue an interrupted run from its last completed epoch, with its saved config.")
+@click.option("--keep-checkpoint", is_flag=True, help="Keep checkpoint.npz once the run has finished (it is deleted then by default).")
+@click.option("--deterministic", is_flag=True, help="Use TensorFlow's deterministic ops: with --seed, runs are bitwise reproducible.")
+@distribute_options
+@click.option("--quiet", "-q", is_flag=True, help="No progress display; print only the result.")
+@output_format_option(*C.TRAIN_FORMATS)
+@click.pass_context
+def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histograms, resume, keep_checkpoint, deterministic, distribute,
+          devices, workers, task_index, worker_timeout, quiet, output_format, **options):
+    """Train the LeNet and write a self-describing run directory.
+
+    \b
+    Examples:
+      lenet train --dataset fashion --data-dir ~/data
+      lenet train --dataset mnist --epochs 3 --train-limit 5000 --quiet
+      lenet train --preset seed          # the original tutorial's values
+
+    \b
+    Warm start: train on MNIST, then fine-tune on Fashion-MNIST with the
+    convolutions frozen:
+      lenet train --dataset mnist --output runs/mnist-base
+      lenet train --dataset fashion --init-from runs/mnist-base --freeze conv_1,conv_2
+
+    \b
+    Ctrl-C (or SIGTERM) stops at the next step and keeps the last completed
+    epoch's checkpoint (exit 130 / 143); continue with:
+      lenet train --resume runs/fashion-20261127-101500
+
+    \b
+    Distributed (docs/scaling.md): two local replicas, or one process per host:
+      lenet train --distribute mirrored --devices 2
+      lenet train --distribute multi-worker --workers h1:2222,h2:2222 --task-index 0
+    """
+    if devices is not None and distribute != "mirrored":
+        raise click.UsageError("--devices needs --distribute mirrored")
+    if (workers is not None or task_index is not None) and distribute != "multi-worker":
+        raise click.UsageError("--workers and --task-index need --distribute multi-worker")
+    if (workers is None) != (task_index is None):
+        raise click.UsageError("--workers and --task-index go together")
+
+    if resume is not None:
+        given = [name for name in ("dataset", "preset", "output", *options)
+                 if name != "epochs" and ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)]
+        if given:
+            raise click.UsageError(f"--resume continues with the run's saved config (only --epochs may change); "
+                                   f"drop --{given[0].replace('_', '-')}")
+        from lenet_cli.model.checkpoint import resumable_config
+
+        try:
+            cfg = resumable_config(resume, options["epochs"])
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--epochs") from None
+        output = resume
+    else:
+        if options.get("init_from") is not None:
+            options["init_from"] = str(options["init_from"])
+        cfg = C.resolve_config(dataset, preset, **options)
+    from lenet_cli.engine.train import TrainRequest
+
+    request = TrainRequest(cfg, data_dir=data_dir, output=output, runs_dir=runs_dir, tensorboard=tensorboard, histograms=histograms,
+                           resume=resume is not None, deterministic=deterministic, distribute=distribute, devices=devices,
+                           workers=workers, task_index=task_index, worker_timeout=worker_timeout, keep_checkpoint=keep_checkpoint)
+    ctx.exit(run_training(request, quiet=quiet, output_format=resolve_format(output_format)))

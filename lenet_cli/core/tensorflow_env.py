@@ -20,8 +20,8 @@ import sys
 import warnings
 from typing import Iterator
 
-TF_LOG_ENV = "LENET_TF_LOG"
-DEBUG_ENV = "LENET_DEBUG"
+from lenet_cli.core.env import DEBUG_ENV, TF_LOG_ENV
+
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 
 _native_logs_shown = False  # set by --debug for this process
@@ -84,8 +84,8 @@ def import_tensorflow():
         import tensorflow as tf
     else:
         with quiet_native_stderr():
-            import tensorflow as tf
             import keras  # noqa: F401  (its import loads TensorFlow's remaining native libraries)
+            import tensorflow as tf
 
     if not logs_requested():
         tf.get_logger().setLevel("ERROR")

@@ -15,16 +15,14 @@ import gzip
 import os
 import struct
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from lenet_cli.core.env import DATA_DIR_ENV, VERIFY_ENV
 from lenet_cli.core.errors import LenetError
-
-DATA_DIR_ENV = "LENET_DATA_DIR"
-VERIFY_ENV = "LENET_VERIFY_CHECKSUMS"  # set to 0 for deliberately modified or synthetic IDX files
+from lenet_cli.data.dataset import CLASS_NAMES, DATASET_TITLES, SPLITS, Dataset, Split
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
@@ -36,22 +34,6 @@ IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 TRAIN_COUNT = 60000
 TEST_COUNT = 10000
-
-CLASS_NAMES: dict[str, tuple[str, ...]] = {
-    "mnist": tuple(str(d) for d in range(10)),
-    "fashion": (
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ),
-}
 
 # Official mirrors, tried in order.
 MIRRORS: dict[str, tuple[str, ...]] = {
@@ -80,46 +62,6 @@ SHA256: dict[str, dict[str, str]] = {
         TEST_LABELS: "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
     },
 }
-
-
-@dataclass(frozen=True)
-class Split:
-    """Images as uint8 ``(n, 28, 28)`` (0 = background) and labels as uint8 ``(n,)``."""
-
-    images: np.ndarray
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """The three splits of one dataset; ``test`` is only ever used for final scoring.
-
-    A split that was not asked for (``load_dataset(..., splits=...)``) is None.
-    ``name`` is a dataset name, or the resolved path of the user's own data.
-    """
-
-    name: str
-    train: Split | None
-    validation: Split | None
-    test: Split | None
-    source: Path
-    classes: tuple[str, ...] | None = None  # None: the built-in CLASS_NAMES[name]
-    fingerprint: str | None = None  # sha256 over the files it was read from (see lenet_cli.data.sources.common)
-    preprocess: str | None = None  # how pictures become inputs like these: mnist | fashion | none
-    skipped: tuple[tuple[str, str], ...] = ()  # pictures left out: (path, why)
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return self.classes if self.classes is not None else CLASS_NAMES[self.name]
-
-    def split(self, name: str) -> Split:
-        found = {"train": self.train, "validation": self.validation, "test": self.test}[name]
-        if found is None:
-            raise ValueError(f"the {name} split was not loaded; pass it in load_dataset(..., splits=...)")
-        return found
 
 
 def default_cache_dir() -> Path:
@@ -249,13 +191,11 @@ def download_file(
     )
 
 
-DATASET_TITLES = {"mnist": "MNIST", "fashion": "Fashion-MNIST"}
 SPLIT_FILES: dict[str, tuple[str, str]] = {
     "train": (TRAIN_IMAGES, TRAIN_LABELS),
     "validation": (TRAIN_IMAGES, TRAIN_LABELS),  # held out from the training files
     "test": (TEST_IMAGES, TEST_LABELS),
 }
-SPLITS = ("train", "validation", "test")
 
 
 def identify_file(digest: str) -> tuple[str, str] | None:
@@ -306,7 +246,7 @@ the body is read in chunks as the gzip stream yields it, so a header claiming
 """
 
 
-def _read_idx_body(path: Path, header_size: int, parse_header) -> tuple[tuple[int, ...], np.ndarray]:
+def read_idx_body(path: Path, header_size: int, parse_header) -> tuple[tuple[int, ...], np.ndarray]:
     """Read an IDX file's header, check it with ``parse_header(header) -> (shape, body_bytes)``, then read exactly its body.
 
     Raises:
@@ -357,7 +297,7 @@ def load_idx_images(path: Path, expected_count: int | None = None) -> np.ndarray
             raise LenetError(f"{str(path)!r} says it holds {count} images, expected {expected_count}; fetch the original file again")
         return (count, rows, cols), count * rows * cols
 
-    shape, pixels = _read_idx_body(path, 16, parse)
+    shape, pixels = read_idx_body(path, 16, parse)
     return pixels.reshape(shape)
 
 
@@ -376,13 +316,13 @@ def load_idx_labels(path: Path, expected_count: int | None = None, max_label: in
             raise LenetError(f"{str(path)!r} says it holds {count} labels, expected {expected_count}; fetch the original file again")
         return (count,), count
 
-    _, labels = _read_idx_body(path, 8, parse)
+    _, labels = read_idx_body(path, 8, parse)
     if max_label is not None and labels.size and labels.max() > max_label:
         raise LenetError(f"{str(path)!r} holds label {int(labels.max())}; labels must be 0-{max_label}")
     return labels
 
 
-def _load_pair(folder: Path, images_name: str, labels_name: str, dataset: str | None) -> Split:
+def load_idx_pair(folder: Path, images_name: str, labels_name: str, dataset: str | None) -> Split:
     for name in (images_name, labels_name):
         _verify_checksum(folder / name, dataset)
     images = load_idx_images(folder / images_name)
@@ -395,49 +335,15 @@ def _load_pair(folder: Path, images_name: str, labels_name: str, dataset: str | 
     return Split(images, labels)
 
 
-def load_dataset(
-    dataset: str,
-    data_dir: str | os.PathLike | None = None,
-    validation_size: int | None = 5000,
-    train_limit: int | None = None,
-    verify_checksums: bool = True,
-    log: Callable[[str], None] | None = None,
-    splits: tuple[str, ...] = SPLITS,
-    preprocess: str | None = None,
-) -> Dataset:
-    """Load, validate and split one dataset: the one entry point for every kind of data.
-
-    ``dataset`` is a name (mnist, fashion, kmnist, qmnist, emnist-*) or the
-    path of the user's own data: a folder of four IDX files, a folder of
-    pictures, or a CSV of pixels (:mod:`lenet_cli.data.sources`). ``preprocess``
-    is how pictures become 28x28 inputs (picture folders only). A
-    ``validation_size`` of None holds out 5,000 images of a named dataset, a
-    tenth of one's own.
-
-    The validation split is the *first* ``validation_size`` training images,
-    as TensorFlow's original MNIST feeder held them out; ``train_limit`` then
-    trims the rest, so the validation set does not change with the limit.
-
-    Only the files the requested ``splits`` come from are located, downloaded
-    and read: ``splits=("test",)`` needs just the two t10k files, and the
-    training files may be absent. Splits not requested are None.
-
-    Raises:
-        LenetError: files missing or invalid, or a split size that does not fit.
-    """
-    if dataset not in CLASS_NAMES:
-        from lenet_cli.data.sources import load_other_dataset
-
-        return load_other_dataset(dataset, data_dir, validation_size=validation_size, train_limit=train_limit, log=log,
-                                  splits=splits, preprocess=preprocess, verify_checksums=verify_checksums)
-    if validation_size is None:
-        validation_size = 5000
+def load_mnist_family(dataset: str, data_dir, validation_size: int, train_limit: int | None, verify_checksums: bool,
+                      log: Callable[[str], None] | None, splits: tuple[str, ...]) -> Dataset:
+    """MNIST or Fashion-MNIST from their four IDX files, split as :func:`lenet_cli.data.loader.load_dataset` describes."""
     files = split_files(splits)
     folder = locate_dataset(dataset, data_dir, log=log, files=files)
     checksum_name = dataset if verify_checksums else None
     train = validation = test = None
     if TRAIN_IMAGES in files:
-        full_train = _load_pair(folder, TRAIN_IMAGES, TRAIN_LABELS, checksum_name)
+        full_train = load_idx_pair(folder, TRAIN_IMAGES, TRAIN_LABELS, checksum_name)
         n = len(full_train)
         if validation_size < 0 or validation_size >= n:
             raise LenetError(f"--validation-size {validation_size} must be between 0 and {n - 1} (the training file holds {n} images)")
@@ -448,15 +354,8 @@ def load_dataset(
             if train_limit is not None:
                 train = Split(train.images[:train_limit], train.labels[:train_limit])
     if "test" in splits:
-        test = _load_pair(folder, TEST_IMAGES, TEST_LABELS, checksum_name)
+        test = load_idx_pair(folder, TEST_IMAGES, TEST_LABELS, checksum_name)
     from lenet_cli.data.sources.common import fingerprint_files
 
     return Dataset(dataset, train, validation, test, folder, fingerprint=fingerprint_files([folder / name for name in files]),
                    preprocess=dataset)
-
-
-def load_split(dataset: str, split: str, data_dir=None, validation_size: int | None = 5000, log=None,
-               preprocess: str | None = None) -> tuple[Split, Path]:
-    """Load one split only, reading only its files (``test``: the two t10k files)."""
-    data = load_dataset(dataset, data_dir, validation_size=validation_size, log=log, splits=(split,), preprocess=preprocess)
-    return data.split(split), data.source

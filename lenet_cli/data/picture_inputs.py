@@ -1,21 +1,19 @@
-"""Classify image files: gather inputs, preprocess them as the model's dataset was made, predict in batches.
+"""Pictures given as inputs: gather files, directories and stdin in order, and decode them in parallel chunks.
 
-Returns plain records (one per input, in order); the CLI formats them. Needs
-numpy and Pillow only, plus whatever runtime loads the model (TensorFlow for
-``.keras``; onnxruntime or LiteRT for exported models).
+Each picture is preprocessed as the model's dataset was made
+(:mod:`lenet_cli.data.preprocess`). Needs numpy and Pillow only.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from lenet_cli.core.config import MIN_CONFIDENCE
 from lenet_cli.core.errors import LenetError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -84,41 +82,6 @@ def gather_inputs(inputs: Sequence[str], recursive: bool = False, files_from: st
     if not items:
         raise LenetError("no image files found in the given inputs (directories are searched for .png, .jpg, .bmp, .gif, .tif, .webp; add --recursive to descend)")
     return items
-
-
-@dataclass
-class Prediction:
-    """The answer for one input (``error`` set and the rest empty when it failed).
-
-    ``low_confidence`` flags an answer whose top probability is under the
-    ``--min-confidence`` threshold: the network is unsure, so a person should
-    look (``lenet evaluate`` reports how often it fires and how many mistakes
-    it catches).
-    """
-
-    path: str
-    label: str | None = None
-    index: int | None = None
-    confidence: float | None = None
-    top_k: list[dict] = field(default_factory=list)
-    error: str | None = None
-    low_confidence: bool | None = None
-
-    @classmethod
-    def from_probabilities(cls, path: str, probabilities: np.ndarray, class_names: Sequence[str], top_k: int,
-                           min_confidence: float) -> "Prediction":
-        """The answer for one image from the network's class probabilities (the top ``top_k`` listed, best first)."""
-        k = max(1, min(top_k, len(class_names)))
-        order = np.argsort(-probabilities, kind="stable")[:k]
-        best = int(order[0])
-        confidence = float(probabilities[best])
-        return cls(path, label=class_names[best], index=best, confidence=confidence,
-                   top_k=[{"label": class_names[int(i)], "index": int(i), "confidence": float(probabilities[int(i)])} for i in order],
-                   low_confidence=confidence < min_confidence)
-
-    def to_dict(self) -> dict:
-        return {"path": self.path, "label": self.label, "index": self.index, "confidence": self.confidence, "top_k": self.top_k,
-                "low_confidence": self.low_confidence, "error": self.error}
 
 
 PARALLEL_MIN_ITEMS = 64  # below this, forking workers costs more than it saves
@@ -206,54 +169,3 @@ class ChunkDecoder:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
-
-
-def predict_items(
-    items: list[InputItem],
-    predict_fn,
-    class_names: Sequence[str],
-    preprocess_mode: str,
-    invert: str = "auto",
-    top_k: int = 3,
-    batch_size: int = 512,
-    save_preprocessed: Path | None = None,
-    decoder: ChunkDecoder | None = None,
-    min_confidence: float = MIN_CONFIDENCE,
-) -> Iterator[Prediction]:
-    """Yield one :class:`Prediction` per item, in order, decoding and predicting a chunk at a time.
-
-    ``decoder`` (already decoding ``items``, perhaps in worker processes) is made here when not given.
-    """
-    from lenet_cli.data.preprocess import PreprocessOptions, save_preprocessed_png
-
-    if decoder is None:
-        decoder = ChunkDecoder(items, PreprocessOptions(mode=preprocess_mode, invert=invert), workers=1, chunk_size=batch_size)
-    position = 0
-    for batch_items, results in _batches(decoder, batch_size):
-        good = [array for array, _ in results if array is not None]
-        probabilities = predict_fn(np.stack(good)[..., None].astype(np.float32)) if good else np.zeros((0, len(class_names)))
-        row = 0
-        for number, (item, (array, error)) in enumerate(zip(batch_items, results), start=position):
-            if array is None:
-                yield Prediction(item.name, error=error)
-                continue
-            if save_preprocessed is not None:
-                stem = Path(item.name).stem if item.path is not None else "stdin"
-                save_preprocessed_png(array, save_preprocessed / f"{number:05d}_{stem}.png")
-            yield Prediction.from_probabilities(item.name, probabilities[row], class_names, top_k, min_confidence)
-            row += 1
-        position += len(batch_items)
-
-
-def _batches(decoder: ChunkDecoder, batch_size: int):
-    """Decoded items and their results, regrouped into network batches of about ``batch_size`` (fewer, larger calls)."""
-    items: list[InputItem] = []
-    results: list[tuple[np.ndarray | None, str | None]] = []
-    for chunk, decoded in decoder:
-        items += chunk
-        results += decoded
-        if len(items) >= batch_size:
-            yield items, results
-            items, results = [], []
-    if items:
-        yield items, results

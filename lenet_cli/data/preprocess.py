@@ -42,12 +42,17 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from lenet_cli.store.atomic import write_bytes_atomic
 from lenet_cli.core.config import IMAGE_SIZE
 from lenet_cli.core.config import INVERT_MODES as INVERT_CHOICES
 from lenet_cli.core.config import PREPROCESS_MODES as MODES
 from lenet_cli.core.errors import LenetError
-from lenet_cli.data.images import ImageSource, image_to_luminance, quote_name, read_image
+from lenet_cli.data.images import (
+    ImageSource,
+    image_to_luminance,
+    quote_name,
+    read_image,
+)
+from lenet_cli.store.atomic import write_bytes_atomic
 
 SIZE = IMAGE_SIZE
 """Side of the network's input, in pixels."""

@@ -6,16 +6,23 @@ need); printing is the CLI's job.
 
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
-from lenet_cli.data.idx import load_dataset
-from lenet_cli.core.errors import LenetError
 from lenet_cli.core.config import MIN_CONFIDENCE, VALIDATION_SIZE
-from lenet_cli.core.metrics import classification_report, low_confidence_report, softmax
+from lenet_cli.core.errors import DataError
+from lenet_cli.core.metrics import (
+    classification_report,
+    low_confidence_report,
+    most_confident_mistakes,
+    softmax,
+)
+from lenet_cli.data.loader import load_dataset
 
 
 @dataclass
@@ -60,7 +67,7 @@ def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int =
     data = loaded_data.split(split)
     class_names = list(class_names or loaded_data.class_names)
     if len(data) == 0:
-        raise LenetError(f"the {split} split of {dataset} is empty")
+        raise DataError(f"the {split} split of {dataset} is empty")
     started = time.perf_counter()
     logits = loaded.logits(data.images)
     seconds = time.perf_counter() - started
@@ -95,3 +102,101 @@ def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int =
         "images_per_second": len(data) / seconds if seconds > 0 else None,
     }
     return Evaluation(ordered, data.images, data.labels, probabilities, split, VALIDATION_SIZE if validation_size is None else int(validation_size))
+
+
+@dataclass(frozen=True)
+class EvaluateRequest:
+    """What ``lenet evaluate`` (and :func:`lenet_cli.api.evaluate`) is asked to do.
+
+    Attributes:
+        model: A run directory or model file; None for the latest run.
+        runs_dir: The runs folder (None: ``$LENET_RUNS_DIR`` or ``./runs``).
+        dataset: Score on this dataset instead of the model's own.
+        split: ``test``, ``validation`` or ``train``.
+        data_dir: Where the data is (None: the run's own folder, then the usual look-up).
+        batch_size: Images per model call.
+        top_k: The k of top-k accuracy.
+        min_confidence: The threshold whose flag rate the report measures.
+        confusion_png, reliability_png, misclassified_png: Image files to write (None: not written).
+        misclassified_count: How many of the most confident mistakes the gallery shows.
+    """
+
+    model: str | os.PathLike | None = None
+    runs_dir: str | os.PathLike | None = None
+    dataset: str | None = None
+    split: str = "test"
+    data_dir: str | os.PathLike | None = None
+    batch_size: int = 1000
+    top_k: int = 3
+    min_confidence: float = MIN_CONFIDENCE
+    confusion_png: str | os.PathLike | None = None
+    reliability_png: str | os.PathLike | None = None
+    misclassified_png: str | os.PathLike | None = None
+    misclassified_count: int = 32
+
+
+@dataclass
+class EvaluateResult:
+    """The report (``lenet evaluate --format json`` prints it) and the image files written."""
+
+    report: dict[str, Any]
+    evaluation: Evaluation
+    written: dict[str, Path] = field(default_factory=dict)  # confusion | reliability | misclassified -> file
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.report["accuracy"])
+
+
+def mistake_record(result: Evaluation, index: int, names) -> dict:
+    """One shown mistake, with where to find the image again: its position in the split and in the dataset's file."""
+    predicted = int(result.probabilities[index].argmax())
+    return {"split_index": int(index), "file_index": result.file_index(int(index)),
+            "label": names[int(result.labels[index])], "predicted": names[predicted],
+            "confidence": float(result.probabilities[index, predicted])}
+
+
+def evaluate(request: EvaluateRequest, log: Callable[[str], None] | None = None) -> EvaluateResult:
+    """Load the model, score it on the split, and write the image files asked for.
+
+    Raises:
+        LenetError: no such model, data that cannot be read, or a ``top_k`` above the class count (:class:`BadValue`).
+    """
+    from lenet_cli.engine.context import for_dataset
+    from lenet_cli.runtimes.loading import open_model
+    from lenet_cli.store.atomic import write_bytes_atomic
+
+    context = for_dataset(request.model, request.runs_dir, request.dataset, request.data_dir)
+    context.check_top_k(request.top_k)
+    if log:
+        log(f"loading {context.ref.model_path}")
+    loaded = open_model(context.ref, batch_size=request.batch_size)
+    if log:
+        log(f"evaluating on the {context.dataset} {request.split} split")
+    result = evaluate_model(loaded, context.dataset, request.split, context.data_dir, top_k=request.top_k, log=log,
+                            class_names=context.class_names, preprocess=context.preprocess, min_confidence=request.min_confidence)
+    report = result.report
+    written: dict[str, Path] = {}
+    title = f"{context.dataset} {request.split}"
+    if request.confusion_png is not None:
+        from lenet_cli.viz.plots import render_confusion_matrix_png
+
+        png = render_confusion_matrix_png(np.array(report["confusion_matrix"]), report["class_names"],
+                                          f"{title}: accuracy {report['accuracy']:.4f}")
+        written["confusion"] = write_bytes_atomic(request.confusion_png, png)
+    if request.reliability_png is not None:
+        from lenet_cli.viz.plots import render_reliability_png
+
+        png = render_reliability_png(report["calibration_bins"], report["expected_calibration_error"], f"{title}: reliability")
+        written["reliability"] = write_bytes_atomic(request.reliability_png, png)
+    if request.misclassified_png is not None:
+        from lenet_cli.viz.plots import render_gallery_png
+
+        idx = most_confident_mistakes(result.labels, result.probabilities, request.misclassified_count)
+        names = report["class_names"]
+        report["misclassified"] = [mistake_record(result, i, names) for i in idx]
+        if idx:
+            captions = [f"true: {names[result.labels[i]]}\npred: {names[int(result.probabilities[i].argmax())]} "
+                        f"{result.probabilities[i].max():.2f}" for i in idx]
+            written["misclassified"] = write_bytes_atomic(request.misclassified_png, render_gallery_png(result.images[idx], captions))
+    return EvaluateResult(report, result, written)

@@ -12,15 +12,15 @@ never imports TensorFlow.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from lenet_cli.model import attribution as A
 from lenet_cli.core.errors import LenetError
+from lenet_cli.model import attribution as A
 
 METHODS = ("integrated-gradients", "occlusion")
 DEFAULT_OUTPUT_DIR = Path("explanations")
@@ -414,3 +414,98 @@ class SheetWriter:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+
+
+MAX_SHEET_WORKERS = 4
+
+
+@dataclass(frozen=True)
+class ExplainRequest:
+    """What ``lenet explain`` (and :func:`lenet_cli.api.explain`) is asked to do.
+
+    Attributes:
+        inputs: Image files, directories, or ``-`` for one image on stdin.
+        model, runs_dir, recursive, files_from, preprocess, invert, top_k: As for
+            :class:`lenet_cli.engine.predict.PredictRequest`.
+        method: ``integrated-gradients`` or ``occlusion``; None picks by model format.
+        target: Explain this class (a name or an index) instead of the predicted one.
+        steps: Integrated Gradients' steps along the path from the black baseline.
+        output_dir: The folder the PNG sheets go to.
+    """
+
+    inputs: Sequence[str] = ()
+    model: str | os.PathLike | None = None
+    runs_dir: str | os.PathLike | None = None
+    recursive: bool = False
+    files_from: str | None = None
+    preprocess: str = "auto"
+    invert: str = "auto"
+    top_k: int = 3
+    method: str | None = None
+    target: str | None = None
+    steps: int = A.IG_STEPS
+    output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR
+
+
+@dataclass
+class ExplainResult:
+    """Every input's explanation (``error`` set for a failed one), the method used, and where the sheets are."""
+
+    explanations: list[Explanation]
+    method: str
+    output_dir: Path
+
+    @property
+    def failures(self) -> int:
+        return sum(e.error is not None for e in self.explanations)
+
+
+def explain(request: ExplainRequest, on_explanation: Callable[[Explanation], None] | None = None) -> ExplainResult:
+    """Explain every input in order, write one sheet each, and hand each explanation on once its sheet is written.
+
+    Raises:
+        LenetError: no inputs, no such model, a method the model's format cannot do, a bad target or output folder.
+    """
+    from lenet_cli.data.picture_inputs import decode_workers, gather_inputs
+    from lenet_cli.data.preprocess import PreprocessOptions
+    from lenet_cli.engine.context import for_pictures
+    from lenet_cli.runtimes.loading import open_model
+
+    items = gather_inputs(request.inputs, request.recursive, request.files_from)
+    context = for_pictures(request.model, request.runs_dir, request.preprocess)
+    if request.method == "integrated-gradients" and context.format != "keras":
+        raise LenetError(f"integrated gradients needs the gradients of a .keras model, and {str(context.ref.model_path)!r} is not one; "
+                         "use --method occlusion")
+    context.check_top_k(request.top_k)
+    target_index = parse_target(request.target, context.class_names)
+    output_dir = Path(request.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise LenetError(f"--output-dir {str(output_dir)!r} is a file; name a folder")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    options = PreprocessOptions(mode=context.preprocess, invert=request.invert)
+    done: list[Explanation] = []
+
+    def emit(explanation: Explanation) -> None:
+        explanation.release_pictures()  # its sheet is written; keep only what the records hold
+        done.append(explanation)
+        if on_explanation is not None:
+            on_explanation(explanation)
+
+    sheet_workers = min(decode_workers(), MAX_SHEET_WORKERS) if len(items) >= PARALLEL_SHEETS_MIN else 1
+    writer = SheetWriter(sheet_workers)  # before the model loads: its workers import matplotlib meanwhile
+    try:
+        explainer = Explainer(open_model(context.ref), context.class_names, request.method, steps=request.steps)
+        taken: set[str] = set()
+        for explanation in explain_items(items, explainer, options, target_index, request.top_k):
+            if explanation.error is None:
+                content = sheet_content(explanation, explainer, context.label, context.class_dataset, request.top_k)
+                finished = writer.submit(explanation, content, output_dir / sheet_name(explanation.path, taken))
+            else:
+                finished = writer.submit(explanation)
+            for item in finished:
+                emit(item)
+        for item in writer.finish():
+            emit(item)
+    finally:
+        writer.close()
+    return ExplainResult(done, explainer.method, output_dir)

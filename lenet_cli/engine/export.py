@@ -1,7 +1,7 @@
 """Ship a trained model: Keras, SavedModel, LiteRT and ONNX exports, each verified before it lands.
 
-The conversions are Keras 3's own (``model.export`` and its
-``ExportArchive``; tf2onnx for ONNX, the TFLite converter for LiteRT). Every
+Each format's writer and reader come from one table,
+:data:`lenet_cli.runtimes.formats.FORMATS`. Every
 export is then loaded in the runtime that will serve it (TensorFlow, ONNX
 Runtime, the LiteRT interpreter) and compared with the Keras model on test
 images; one that disagrees is an error and never reaches its final path.
@@ -17,7 +17,6 @@ Returns plain data; printing is the CLI's job.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -27,19 +26,19 @@ from typing import Any, Callable
 import numpy as np
 
 from lenet_cli import __version__
+from lenet_cli.core.config import QUANTIZE_MODES
+from lenet_cli.core.errors import ExportError
+from lenet_cli.core.inputs import as_model_input
+from lenet_cli.core.tensorflow_env import quiet_native_stderr
+from lenet_cli.data.dataset import CLASS_NAMES
+from lenet_cli.data.loader import load_dataset
+from lenet_cli.runtimes.extras import module_missing
+from lenet_cli.runtimes.formats import FORMATS, SUFFIX_FORMATS
+from lenet_cli.runtimes.loading import SIDECAR_SUFFIX, open_model
 from lenet_cli.store import runs
 from lenet_cli.store.atomic import atomic_path, write_json_atomic
-from lenet_cli.core.config import EXPORT_FORMATS as FORMATS
-from lenet_cli.core.config import INPUT_SHAPE, QUANTIZE_MODES
-from lenet_cli.data.idx import CLASS_NAMES, load_dataset
-from lenet_cli.core.errors import LenetError
-from lenet_cli.core.inputs import as_model_input
-from lenet_cli.runtimes.loading import SAVEDMODEL_METADATA, SIDECAR_SUFFIX, missing_extra, model_format, open_model, read_metadata
-from lenet_cli.core.tensorflow_env import quiet_native_stderr
 
-
-FILE_NAMES = {"keras": "model.keras", "savedmodel": "saved_model", "litert": "model.tflite", "onnx": "model.onnx"}
-SUFFIX_FORMATS = {".keras": "keras", ".tflite": "litert", ".onnx": "onnx"}
+FILE_NAMES = {name: f.file_name for name, f in FORMATS.items()}
 
 INPUT_SCALING = "float32 [0,1], white on black, shape [N,28,28,1]"
 VERIFY_COUNT = 1000  # test images every export is checked on
@@ -96,34 +95,53 @@ def format_from_output(output: Path) -> str:
     """The format an ``--output`` path implies by its suffix.
 
     Raises:
-        LenetError: the suffix names no single-file format.
+        ExportError: the suffix names no single-file format.
     """
     fmt = SUFFIX_FORMATS.get(output.suffix.lower())
     if fmt is None:
-        raise LenetError(f"cannot tell the export format from {str(output)!r}; pass --to keras, savedmodel, litert, onnx or all")
+        raise ExportError(f"cannot tell the export format from {str(output)!r}; pass --to keras, savedmodel, litert, onnx or all")
     return fmt
 
 
+def output_mismatch(fmt: str, output: Path) -> str | None:
+    """Why ``output`` cannot hold a ``fmt`` export (its suffix names another format, or none where one is needed), or None."""
+    if fmt == "all":
+        return None if output.suffix.lower() not in SUFFIX_FORMATS else \
+            f"--to all writes a folder, and {str(output)!r} names a {SUFFIX_FORMATS[output.suffix.lower()]} file; name a folder"
+    wanted = FORMATS[fmt].suffix
+    implied = SUFFIX_FORMATS.get(output.suffix.lower())
+    if wanted is None:
+        return None if implied is None else f"a SavedModel is a folder, and {str(output)!r} names a {implied} file; name a folder"
+    if output.suffix.lower() != wanted:
+        found = f"names a {implied} file" if implied else f"does not end in {wanted}"
+        return f"--to {fmt} writes a {wanted} file, and {str(output)!r} {found}; use e.g. {str(output.with_suffix(wanted))!r}"
+    return None
+
+
+def missing_extras(formats: tuple[str, ...], verify: bool) -> list[str]:
+    """The extras that ``formats`` need and that are not installed, each once (checked without importing anything)."""
+    missing = []
+    for name in formats:
+        fmt = FORMATS[name]
+        needed = fmt.write_modules + (fmt.read_modules if verify else ())
+        if fmt.extra and fmt.extra not in missing and any(module_missing(m) for m in needed):
+            missing.append(fmt.extra)
+    return missing
+
+
 def require_extras(formats: tuple[str, ...], verify: bool) -> None:
-    """Fail before any work when a format's optional packages are missing.
+    """Fail before any work when a format's optional packages are missing, naming every missing extra at once.
 
     Raises:
-        LenetError: one line naming the extra and the pip command.
+        MissingExtra: one line naming each extra and the pip command that installs them all.
     """
-    if "litert" in formats and verify:
-        try:
-            from ai_edge_litert.interpreter import Interpreter  # noqa: F401
-        except ImportError:
-            raise missing_extra("litert", "Verifying a LiteRT export") from None
-    if "onnx" in formats:
-        from lenet_cli.core.tensorflow_env import import_tensorflow
+    missing = missing_extras(formats, verify)
+    if missing:
+        from lenet_cli.core.errors import MissingExtra
 
-        import_tensorflow()  # quietly, before tf2onnx imports it
-        for module in ("tf2onnx", "onnx") + (("onnxruntime",) if verify else ()):
-            try:
-                __import__(module)
-            except ImportError:
-                raise missing_extra("onnx", "ONNX export") from None
+        what = " and ".join(f"the {extra} extra" for extra in missing)
+        command = "pip install 'lenet-cli[" + ",".join(missing) + "]'"
+        raise MissingExtra(f"exporting {', '.join(formats)} needs {what}: {command}", hint=command)
 
 
 def export_metadata(dataset: str, run_config: dict | None, fmt: str, quantize: str, source: Path,
@@ -152,56 +170,6 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
-def _input_spec(tf):
-    return tf.TensorSpec([None, *INPUT_SHAPE], tf.float32, name="image")
-
-
-def _write_keras(model, path: Path, **_) -> None:
-    model.save(path)
-
-
-def _write_savedmodel(model, path: Path, metadata: dict, **_) -> None:
-    import keras
-
-    from lenet_cli.core.tensorflow_env import import_tensorflow
-
-    tf = import_tensorflow()
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serve", lambda image: {"probabilities": model(image, training=False)}, input_signature=[_input_spec(tf)])
-    archive.write_out(str(path), verbose=False)
-    (path / SAVEDMODEL_METADATA).parent.mkdir(exist_ok=True)
-    (path / SAVEDMODEL_METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-
-
-def _write_litert(model, path: Path, quantize: str, calibration: np.ndarray | None, **_) -> None:
-    from lenet_cli.core.tensorflow_env import import_tensorflow
-
-    tf = import_tensorflow()
-    options: dict[str, Any] = {}
-    if quantize != "none":
-        options["optimizations"] = [tf.lite.Optimize.DEFAULT]
-    if quantize == "int8":
-        options["representative_dataset"] = lambda: ([calibration[i : i + 1]] for i in range(len(calibration)))
-    model.export(str(path), format="litert", verbose=False, input_signature=[_input_spec(tf)], **options)
-
-
-def _write_onnx(model, path: Path, metadata: dict, **_) -> None:
-    import onnx
-
-    from lenet_cli.core.tensorflow_env import import_tensorflow
-
-    tf = import_tensorflow()
-    model.export(str(path), format="onnx", verbose=False, input_signature=[_input_spec(tf)])
-    proto = onnx.load(str(path))
-    props = {key: json.dumps(value) if isinstance(value, (list, dict)) or value is None else str(value) for key, value in metadata.items()}
-    onnx.helper.set_model_props(proto, props)
-    onnx.save(proto, str(path))
-
-
-WRITERS = {"keras": _write_keras, "savedmodel": _write_savedmodel, "litert": _write_litert, "onnx": _write_onnx}
-
-
 def verify_export(path: Path, fmt: str, quantize: str, reference: _Reference) -> dict[str, float]:
     """Load ``path`` in its own runtime and compare it with the Keras model.
 
@@ -219,25 +187,29 @@ def verify_export(path: Path, fmt: str, quantize: str, reference: _Reference) ->
     n = len(reference.labels)
     if quantize == "none":
         if max_abs_diff > MAX_ABS_DIFF or agreement < MIN_ARGMAX_AGREEMENT:
-            raise LenetError(
+            raise ExportError(
                 f"{fmt} export failed verification on {n:,} test images: max |Δprob| {max_abs_diff:.2e} (allowed {MAX_ABS_DIFF:g}), "
                 f"same class on {agreement:.2%} (needed {MIN_ARGMAX_AGREEMENT:.1%}); nothing was written"
             )
     elif reference.accuracy - accuracy > MAX_ACCURACY_DROP:
-        raise LenetError(
+        raise ExportError(
             f"{quantize}-quantized {fmt} export failed verification on {n:,} test images: accuracy {accuracy:.4f} vs Keras "
             f"{reference.accuracy:.4f}, a drop over {MAX_ACCURACY_DROP * 100:g} points; nothing was written (try --quantize dynamic or none)"
         )
     return {"max_abs_diff": max_abs_diff, "argmax_agreement": agreement, "accuracy": accuracy, "load_seconds": load_seconds}
 
 
-def _write_one(model, fmt: str, final: Path, metadata: dict, quantize: str, calibration, reference: _Reference | None, log) -> ExportResult:
-    """Write one export beside ``final``, verify it, then write its sidecar and rename it into place."""
+def _write_one(model, fmt: str, final: Path, metadata: dict, quantize: str, calibration, reference: _Reference | None, log,
+               shown: Path | None = None) -> ExportResult:
+    """Write one export beside ``final``, verify it, then write its sidecar and rename it into place.
+
+    ``shown`` is the path people are told (the final one, when ``final`` is inside a folder still being made).
+    """
     with atomic_path(final) as tmp:
         if log:
-            log(f"exporting {fmt} to {final}")
+            log(f"exporting {fmt} to {shown or final}")
         with quiet_native_stderr():
-            WRITERS[fmt](model, tmp, metadata=metadata, quantize=quantize, calibration=calibration)
+            FORMATS[fmt].writer(model, tmp, metadata=metadata, quantize=quantize, calibration=calibration)
         result = ExportResult(fmt, final, _size(tmp), quantize, 0)
         if reference is not None:
             if log:
@@ -257,20 +229,20 @@ def _check_output(output: Path, formats: tuple[str, ...], source: Path) -> None:
     """Refuse outputs that would overwrite something that is not a previous export."""
     if len(formats) > 1:
         if output.exists() and not output.is_dir():
-            raise LenetError(f"output {str(output)!r} is a file; --format all writes a directory")
+            raise ExportError(f"output {str(output)!r} is a file; --format all writes a directory")
         ours = set(FILE_NAMES.values()) | {name + SIDECAR_SUFFIX for name in FILE_NAMES.values()}
         foreign = sorted(p.name for p in output.iterdir() if p.name not in ours) if output.is_dir() else []
         if foreign:
-            raise LenetError(f"output directory {str(output)!r} holds other files ({', '.join(foreign[:3])}); choose an empty or new directory")
+            raise ExportError(f"output directory {str(output)!r} holds other files ({', '.join(foreign[:3])}); choose an empty or new directory")
     elif formats == ("savedmodel",):
         if output.is_file():
-            raise LenetError(f"output {str(output)!r} is a file; a SavedModel is a directory")
+            raise ExportError(f"output {str(output)!r} is a file; a SavedModel is a directory")
         if output.is_dir() and any(output.iterdir()) and not (output / "saved_model.pb").is_file():
-            raise LenetError(f"output directory {str(output)!r} is not empty and holds no SavedModel; choose a new directory")
+            raise ExportError(f"output directory {str(output)!r} is not empty and holds no SavedModel; choose a new directory")
     elif output.is_dir():
-        raise LenetError(f"output {str(output)!r} is a directory; name the file, e.g. {str(output / FILE_NAMES[formats[0]])!r}")
+        raise ExportError(f"output {str(output)!r} is a directory; name the file, e.g. {str(output / FILE_NAMES[formats[0]])!r}")
     if output.resolve() == source.resolve():
-        raise LenetError(f"output {str(output)!r} is the model being exported; choose another --output")
+        raise ExportError(f"output {str(output)!r} is the model being exported; choose another --output")
 
 
 def _calibration_images(dataset: str, data_dir, log, preprocess: str | None = None) -> np.ndarray:
@@ -295,7 +267,7 @@ def export_model(
 
     Args:
         model: Run directory or ``.keras`` file; None for the latest run.
-        fmt: One of :data:`FORMATS`, or ``all`` (``output`` is then a directory
+        fmt: A name in :data:`lenet_cli.runtimes.formats.FORMATS`, or ``all`` (``output`` is then a directory
             receiving every format under the names in :data:`FILE_NAMES`).
         output: Where the export goes.
         quantize: LiteRT quantization: ``none``, ``dynamic`` (int8 weights) or
@@ -311,28 +283,24 @@ def export_model(
         LenetError: missing extra, unknown dataset, unavailable data, a failed
             verification (nothing is left behind), or an unusable output path.
     """
-    formats = FORMATS if fmt == "all" else (fmt,)
+    formats = tuple(FORMATS) if fmt == "all" else (fmt,)
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"unknown quantization {quantize!r}; choose one of: {', '.join(QUANTIZE_MODES)}")
     if quantize != "none" and "litert" not in formats:
-        raise LenetError(f"--quantize {quantize} applies to LiteRT only; use it with --to litert or all")
+        raise ExportError(f"--quantize {quantize} applies to LiteRT only; use it with --to litert or all")
     output = Path(output)
-    ref = runs.resolve_model(model, runs_dir)
-    source_format = model_format(ref.model_path)
-    if source_format != "keras":
-        kind = {"onnx": "an ONNX model", "litert": "a LiteRT model", "savedmodel": "a SavedModel"}.get(source_format, "not a Keras model")
-        raise LenetError(f"{str(ref.model_path)!r} is {kind}; export converts a Keras model: pass a run directory or a .keras file")
+    require_extras(formats, verify)  # before anything loads: a missing extra is known at once
+    from lenet_cli.engine.context import for_dataset
+
+    context = for_dataset(model, runs_dir, dataset, data_dir)
+    ref = context.ref
+    if context.format != "keras":
+        kind = {"onnx": "an ONNX model", "litert": "a LiteRT model", "savedmodel": "a SavedModel"}.get(context.format, "not a Keras model")
+        raise ExportError(f"{str(ref.model_path)!r} is {kind}; export converts a Keras model: pass a run directory or a .keras file")
     _check_output(output, formats, ref.model_path)
     runs.check_writable(output.parent, "the export folder")  # before any data or model loads
-    meta = read_metadata(ref)
-    dataset = dataset or meta["dataset"]
-    if dataset is None:
-        raise LenetError(f"cannot tell which dataset {str(ref.model_path)!r} was trained on; pass --dataset mnist or --dataset fashion")
-    require_extras(formats, verify)
-    data_dir = runs.remembered_data_dir(data_dir, meta["run_config"], dataset)
-    same_data = dataset == meta["dataset"]
-    preprocessing = meta["preprocessing"] if same_data else None
-    class_names = (meta["class_names"] if same_data else None) or CLASS_NAMES.get(dataset)
+    dataset, data_dir, preprocessing = context.dataset, context.data_dir, context.preprocess
+    class_names = context.class_names
     test = None
     if verify or class_names is None:
         test_data = load_dataset(dataset, data_dir, log=log, splits=("test",), preprocess=preprocessing)
@@ -348,7 +316,7 @@ def export_model(
         images = as_model_input(test.images[:VERIFY_COUNT])
         reference = _Reference(images, test.labels[:VERIFY_COUNT].astype(np.int64), source.predict(images))
 
-    run_config = meta["run_config"]
+    run_config = context.metadata["run_config"]
     if len(formats) == 1:
         metadata = export_metadata(dataset, run_config, fmt, quantize, ref.model_path, class_names, preprocessing)
         return [_write_one(source.keras_model, fmt, output, metadata, quantize, calibration, reference, log)]
@@ -359,7 +327,8 @@ def export_model(
         for name in formats:
             q = quantize if name == "litert" else "none"
             metadata = export_metadata(dataset, run_config, name, q, ref.model_path, class_names, preprocessing)
-            result = _write_one(source.keras_model, name, folder / FILE_NAMES[name], metadata, q, calibration, reference, log)
+            result = _write_one(source.keras_model, name, folder / FILE_NAMES[name], metadata, q, calibration, reference, log,
+                                shown=output / FILE_NAMES[name])
             results.append(result)
     for result in results:
         result.path = output / result.path.name

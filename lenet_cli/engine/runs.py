@@ -13,8 +13,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lenet_cli.store import runs
 from lenet_cli.core.errors import LenetError
+from lenet_cli.store import runs
 
 RUN_MARKERS = (runs.CONFIG_FILE, runs.MODEL_FILE, runs.HISTORY_FILE)  # a folder holding any of them is a run
 

@@ -20,14 +20,19 @@ from typing import Any, Callable
 import numpy as np
 
 from lenet_cli.core import config as C
-from lenet_cli.store import runs
-from lenet_cli.store.atomic import atomic_path, write_json_atomic
-from lenet_cli.model.checkpoint import TrainingState, load_checkpoint, restore, save_checkpoint
 from lenet_cli.core.config import TrainConfig
-from lenet_cli.cli.console import plural
-from lenet_cli.data.idx import Dataset, Split
 from lenet_cli.core.errors import LenetError
 from lenet_cli.core.tensorflow_env import import_tensorflow
+from lenet_cli.core.units import plural
+from lenet_cli.data.dataset import Dataset, Split
+from lenet_cli.model.checkpoint import (
+    TrainingState,
+    load_checkpoint,
+    restore,
+    save_checkpoint,
+)
+from lenet_cli.store import runs
+from lenet_cli.store.atomic import atomic_path, write_json_atomic
 
 
 @dataclass
@@ -437,7 +442,11 @@ def _calibrate(session: _Session, validation: Split) -> dict | None:
     Returns ``metrics.json``'s ``calibration`` block: the temperature and the
     validation cross-entropy and ECE before and after; None when switched off.
     """
-    from lenet_cli.model.calibration import calibration_summary, fit_temperature, fold_temperature
+    from lenet_cli.model.calibration import (
+        calibration_summary,
+        fit_temperature,
+        fold_temperature,
+    )
 
     if not session.cfg.calibrate:
         return None

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from lenet_cli.store.atomic import atomic_path
 from lenet_cli.core.errors import LenetError
+from lenet_cli.store.atomic import atomic_path
 from lenet_cli.store.runs import CHECKPOINT_FILE
 
 FORMAT_VERSION = 2  # 1: arrays by position (lenet before the checkpoint module)

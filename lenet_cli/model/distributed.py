@@ -40,9 +40,9 @@ from typing import Any, Callable
 import numpy as np
 
 from lenet_cli.core.config import DISTRIBUTE_MODES as MODES
+from lenet_cli.core.env import CPU_DEVICES_ENV
 from lenet_cli.core.errors import LenetError
 
-CPU_DEVICES_ENV = "LENET_CPU_DEVICES"
 DEFAULT_WORKER_TIMEOUT = 120  # seconds
 
 

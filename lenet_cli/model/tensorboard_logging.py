@@ -21,9 +21,9 @@ import_tensorflow()  # quietly, and with lenet's settings, before Keras loads Te
 import keras  # noqa: E402
 import numpy as np
 
+from lenet_cli.core.tensorflow_env import import_tensorflow
 from lenet_cli.store import runs
 from lenet_cli.store.atomic import write_json_atomic
-from lenet_cli.core.tensorflow_env import import_tensorflow
 
 CONFUSION_JSON = "confusion_matrix.json"
 SAMPLE_INPUTS = 64

@@ -38,10 +38,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from lenet_cli import __version__
-from lenet_cli.serve.batching import MicroBatcher
 from lenet_cli.core.config import INPUT_SHAPE
 from lenet_cli.core.errors import LenetError
 from lenet_cli.core.serve_settings import ServeSettings
+from lenet_cli.serve.batching import MicroBatcher
 
 log = logging.getLogger("lenet.serve")
 
@@ -205,7 +205,11 @@ def decode_upload(body: bytes, content_type: str, mode: str, invert: str, max_im
     Raises:
         RequestError: the body as a whole is unusable (see :func:`split_multipart`).
     """
-    from lenet_cli.data.preprocess import BlankImageError, PreprocessOptions, load_and_preprocess
+    from lenet_cli.data.preprocess import (
+        BlankImageError,
+        PreprocessOptions,
+        load_and_preprocess,
+    )
 
     if media_type(content_type) == "multipart/form-data":
         files = split_multipart(body, content_type, max_images)
@@ -545,7 +549,7 @@ async def prometheus_metrics(service: ServiceDep):
 def _records(decoded: list[Decoded], probabilities: np.ndarray, service: Service, top_k: int, return_input: bool,
              min_confidence: float) -> list[dict]:
     """One record per uploaded image, in order: ``lenet predict --format json``'s, with ``error`` set for a failed one."""
-    from lenet_cli.data.picture_inputs import Prediction
+    from lenet_cli.core.prediction import Prediction
 
     names, model = service.predictor.class_names, service.predictor.path.name
     records, rows = [], iter(probabilities)

@@ -75,8 +75,8 @@ def run_serve(model: Path | None, runs_dir: Path | None, host: str, port: int, s
     require_serve_extra()
     import uvicorn
 
-    from lenet_cli.store import runs
     from lenet_cli.serve.app import ModelPredictor, create_app
+    from lenet_cli.store import runs
 
     ref = runs.resolve_model(model, runs_dir)
     predictor = ModelPredictor(ref, settings.preprocess)

@@ -16,13 +16,13 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Iterator
 from pathlib import Path
+from typing import Iterator
 
-from lenet_cli.store.atomic import write_text_atomic
+from lenet_cli.core.env import DATA_DIR_ENV, RUNS_DIR_ENV
 from lenet_cli.core.errors import LenetError
+from lenet_cli.store.atomic import write_text_atomic
 
-RUNS_DIR_ENV = "LENET_RUNS_DIR"
 LATEST_FILE = "LATEST"
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -215,7 +215,7 @@ def remembered_data_dir(data_dir, run_config: dict | None, dataset: str | None):
     reads it); else the folder the run was trained from, when it still exists
     and the command wants that run's dataset; else None (the usual look-up).
     """
-    if data_dir is not None or os.environ.get("LENET_DATA_DIR"):
+    if data_dir is not None or os.environ.get(DATA_DIR_ENV):
         return data_dir
     source = (run_config or {}).get("data_source")
     if source and (run_config or {}).get("dataset") == dataset and Path(source).is_dir():

@@ -20,7 +20,6 @@ from typing import Sequence
 
 import numpy as np
 
-
 CONFUSION_FIGSIZE_INCHES = (8.0, 8.0)
 CONFUSION_DPI = 100
 CONFUSION_PNG_SIZE = (800, 800)

@@ -13,8 +13,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from lenet_cli.core.config import OWN_DATA_VALIDATION_FRACTION, VALIDATION_SIZE
-from lenet_cli.data.idx import Dataset, Split
 from lenet_cli.core.errors import LenetError
+from lenet_cli.data.dataset import Dataset, Split
 
 CLASSES_FILE = "classes.txt"
 TEST_FRACTION = 0.2  # a folder or CSV without its own test part: a fifth of each class is held back for testing

@@ -17,9 +17,17 @@ from typing import Sequence
 import numpy as np
 
 from lenet_cli.core.config import IMAGE_SIZE
-from lenet_cli.data.idx import Dataset, Split
-from lenet_cli.data.sources.common import CLASSES_FILE, assemble, check_labels, fingerprint_files, holdout_mask, numbered_classes, read_class_names
 from lenet_cli.core.errors import LenetError
+from lenet_cli.data.dataset import Dataset, Split
+from lenet_cli.data.sources.common import (
+    CLASSES_FILE,
+    assemble,
+    check_labels,
+    fingerprint_files,
+    holdout_mask,
+    numbered_classes,
+    read_class_names,
+)
 
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 COLUMNS = ("label", *(f"pixel{i}" for i in range(PIXELS)))

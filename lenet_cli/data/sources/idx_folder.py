@@ -5,9 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from lenet_cli.data.idx import FILE_NAMES, SPLIT_FILES, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, Dataset, Split, load_idx_images, load_idx_labels
-from lenet_cli.data.sources.common import CLASSES_FILE, assemble, check_labels, fingerprint_files, numbered_classes, read_class_names
 from lenet_cli.core.errors import LenetError
+from lenet_cli.data.dataset import Dataset, Split
+from lenet_cli.data.idx import (
+    FILE_NAMES,
+    SPLIT_FILES,
+    TEST_IMAGES,
+    TEST_LABELS,
+    TRAIN_IMAGES,
+    TRAIN_LABELS,
+    load_idx_images,
+    load_idx_labels,
+)
+from lenet_cli.data.sources.common import (
+    CLASSES_FILE,
+    assemble,
+    check_labels,
+    fingerprint_files,
+    numbered_classes,
+    read_class_names,
+)
 
 
 def is_idx_folder(folder: Path) -> bool:

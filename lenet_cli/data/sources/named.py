@@ -27,10 +27,18 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from lenet_cli.data.idx import (DATA_DIR_ENV, SPLIT_FILES, VERIFY_ENV, Split, _read_idx_body, default_cache_dir, fetch_verified, load_idx_images,
-                            load_idx_labels)
-from lenet_cli.data.sources.common import assemble, check_labels, fingerprint_files
+from lenet_cli.core.env import DATA_DIR_ENV, VERIFY_ENV
 from lenet_cli.core.errors import LenetError
+from lenet_cli.data.dataset import Split
+from lenet_cli.data.idx import (
+    SPLIT_FILES,
+    default_cache_dir,
+    fetch_verified,
+    load_idx_images,
+    load_idx_labels,
+    read_idx_body,
+)
+from lenet_cli.data.sources.common import assemble, check_labels, fingerprint_files
 
 QMNIST_LABELS_MAGIC = 0x0C02  # IDX: int32 data, two dimensions
 DIGITS = tuple(string.digits)
@@ -227,7 +235,7 @@ def load_qmnist_labels(path: Path) -> np.ndarray:
             raise LenetError(f"{str(path)!r} is not a QMNIST label file: magic {magic:#x}, {columns} columns (expected {QMNIST_LABELS_MAGIC:#x}, 8)")
         return (count, columns), count * columns * 4
 
-    shape, body = _read_idx_body(path, 12, parse)
+    shape, body = read_idx_body(path, 12, parse)
     return body.view(">i4").reshape(shape)[:, 0].astype(np.int64)
 
 

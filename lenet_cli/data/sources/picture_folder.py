@@ -25,10 +25,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from lenet_cli.data.idx import Dataset, Split, default_cache_dir
-from lenet_cli.data.sources.common import assemble, display, holdout_mask, stable_rank
 from lenet_cli.core.errors import LenetError
+from lenet_cli.data.dataset import Dataset, Split
+from lenet_cli.data.idx import default_cache_dir
 from lenet_cli.data.picture_inputs import IMAGE_EXTENSIONS
+from lenet_cli.data.sources.common import assemble, display, holdout_mask, stable_rank
 
 CACHE_DIR = ".lenet-cache"
 CACHE_VERSION = 1  # bump when the cached arrays' meaning changes

@@ -1,0 +1,63 @@
+"""``lenet serve``: the options, then the HTTP service of :mod:`lenet_cli.serve` (imported only when it runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from lenet_cli.cli.options import (
+    ByteSize,
+    min_confidence_option,
+    model_option,
+    pick_model,
+    preprocess_options,
+    runs_dir_option,
+    top_k_option,
+)
+from lenet_cli.core.serve_settings import ServeSettings
+
+_SERVE = ServeSettings()
+
+
+@click.command()
+@click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
+@model_option("model_option")
+@runs_dir_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on (0: any free port).")
+@preprocess_options
+@top_k_option("Classes per image; a request's ?top_k= overrides it")
+@min_confidence_option("Flag answers whose confidence is below this (low_confidence); a request's ?min_confidence= overrides it")
+@click.option("--batching/--no-batching", default=_SERVE.batching, show_default=True,
+              help="Predict requests that arrive together in one model call.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=_SERVE.max_batch, show_default=True, help="Most images in one model call.")
+@click.option("--batch-timeout", type=click.FloatRange(min=0), default=_SERVE.batch_timeout_ms, show_default=True,
+              help="Milliseconds a batch may wait for requests already being read or decoded (never when none are).")
+@click.option("--max-bytes", type=ByteSize(), default=_SERVE.max_bytes, show_default=True, help="Largest request body accepted (413 above).")
+@click.option("--max-images", type=click.IntRange(min=1), default=_SERVE.max_images, show_default=True, help="Most images in one request (413 above).")
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="One line per request on stderr.")
+def serve(model, model_option, runs_dir, host, port, preprocess, invert, top_k, min_confidence, batching, max_batch, batch_timeout, max_bytes,
+          max_images, access_log):
+    """Serve a model over HTTP: a drawing page, a JSON API and TensorFlow Serving's REST API.
+
+    MODEL is a run directory or a model file (.keras, .onnx, .tflite, a
+    SavedModel directory); without it, the latest run. Needs the serve extra:
+    pip install 'lenet-cli[serve]'. Endpoints: GET / (the drawing page),
+    POST /predict, POST /v1/models/lenet:predict, GET /healthz, /readyz,
+    /metadata, /metrics, /docs. Ctrl-C or SIGTERM drains the requests in
+    flight and exits 0.
+
+    \b
+    Examples:
+      lenet serve                                  # the latest run, on http://127.0.0.1:8000/
+      lenet serve model.onnx --port 8080           # no TensorFlow: ready in about a second
+      curl -F file=@digit.png http://127.0.0.1:8000/predict
+    """
+    from lenet_cli.serve.runner import run_serve
+
+    settings = ServeSettings(batching=batching, max_batch=max_batch, batch_timeout_ms=batch_timeout, max_bytes=max_bytes,
+                             max_images=max_images, preprocess=preprocess, invert=invert, top_k=top_k,
+                             min_confidence=min_confidence)
+    ctx = click.get_current_context()
+    ctx.exit(run_serve(pick_model(model, model_option), runs_dir, host, port, settings, access_log, lambda line: click.echo(line, err=True)))

@@ -1,0 +1,147 @@
+"""``lenet predict``'s work: resolve the model, decode the pictures in parallel, predict in batches, yield answers in order.
+
+Returns plain records (:class:`~lenet_cli.core.prediction.Prediction`, one per
+input, in order); the command line formats them. Needs numpy and Pillow, plus
+whatever runtime loads the model (TensorFlow for ``.keras``; onnxruntime or
+LiteRT for exported models).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from lenet_cli.core.config import MIN_CONFIDENCE
+from lenet_cli.core.prediction import Prediction
+from lenet_cli.data.picture_inputs import (
+    DECODE_CHUNK,
+    ChunkDecoder,
+    InputItem,
+    gather_inputs,
+)
+from lenet_cli.engine.context import ModelContext
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """What ``lenet predict`` (and :func:`lenet_cli.api.predict`) is asked to do.
+
+    Attributes:
+        inputs: Image files, directories, or ``-`` for one image on stdin.
+        model: A run directory or model file; None for the latest run.
+        runs_dir: The runs folder (None: ``$LENET_RUNS_DIR`` or ``./runs``).
+        recursive: Descend into sub-directories of directory inputs.
+        files_from: A file (or ``-``) listing more inputs, one per line.
+        preprocess: ``auto`` (as the model's data was made), ``mnist``, ``fashion`` or ``none``.
+        invert: ``auto``, ``always`` or ``never``.
+        top_k: Classes listed per answer.
+        min_confidence: Answers under this top probability are flagged ``low_confidence``.
+        batch_size: Images decoded and predicted per batch.
+        save_preprocessed: A folder to write the exact 28x28 inputs into, or None.
+    """
+
+    inputs: Sequence[str] = ()
+    model: str | os.PathLike | None = None
+    runs_dir: str | os.PathLike | None = None
+    recursive: bool = False
+    files_from: str | None = None
+    preprocess: str = "auto"
+    invert: str = "auto"
+    top_k: int = 3
+    min_confidence: float = MIN_CONFIDENCE
+    batch_size: int = 512
+    save_preprocessed: str | os.PathLike | None = None
+
+
+@dataclass
+class PredictRun:
+    """A prediction under way: the model it uses, the inputs, and the answers as they come (in input order)."""
+
+    context: ModelContext
+    items: list[InputItem]
+    predictions: Iterator[Prediction]
+
+
+def start_predict(request: PredictRequest) -> PredictRun:
+    """Resolve the model and inputs, start decoding (in worker processes for many inputs), then load the model.
+
+    Decoding starts before the model loads, so it overlaps the runtime's start-up.
+
+    Raises:
+        LenetError: no inputs, no such model, or a ``top_k`` above the class count (:class:`BadValue`).
+    """
+    from lenet_cli.data.preprocess import PreprocessOptions
+    from lenet_cli.engine.context import for_pictures
+    from lenet_cli.runtimes.loading import open_model
+
+    items = gather_inputs(request.inputs, request.recursive, request.files_from)
+    context = for_pictures(request.model, request.runs_dir, request.preprocess)
+    context.check_top_k(request.top_k)
+    save = None if request.save_preprocessed is None else Path(request.save_preprocessed)
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+    decoder = ChunkDecoder(items, PreprocessOptions(mode=context.preprocess, invert=request.invert),
+                           chunk_size=min(request.batch_size, DECODE_CHUNK))
+    try:
+        loaded = open_model(context.ref)
+    except BaseException:
+        decoder.close()
+        raise
+    predictions = predict_items(items, loaded.predict, context.class_names, context.preprocess, request.invert, request.top_k,
+                                request.batch_size, save, decoder, request.min_confidence)
+    return PredictRun(context, items, predictions)
+
+
+def predict_items(
+    items: list[InputItem],
+    predict_fn,
+    class_names: Sequence[str],
+    preprocess_mode: str,
+    invert: str = "auto",
+    top_k: int = 3,
+    batch_size: int = 512,
+    save_preprocessed: Path | None = None,
+    decoder: ChunkDecoder | None = None,
+    min_confidence: float = MIN_CONFIDENCE,
+) -> Iterator[Prediction]:
+    """Yield one :class:`Prediction` per item, in order, decoding and predicting a chunk at a time.
+
+    ``decoder`` (already decoding ``items``, perhaps in worker processes) is made here when not given.
+    """
+    from lenet_cli.data.preprocess import PreprocessOptions, save_preprocessed_png
+
+    if decoder is None:
+        decoder = ChunkDecoder(items, PreprocessOptions(mode=preprocess_mode, invert=invert), workers=1, chunk_size=batch_size)
+    position = 0
+    for batch_items, results in _batches(decoder, batch_size):
+        good = [array for array, _ in results if array is not None]
+        probabilities = predict_fn(np.stack(good)[..., None].astype(np.float32)) if good else np.zeros((0, len(class_names)))
+        row = 0
+        for number, (item, (array, error)) in enumerate(zip(batch_items, results), start=position):
+            if array is None:
+                yield Prediction(item.name, error=error)
+                continue
+            if save_preprocessed is not None:
+                stem = Path(item.name).stem if item.path is not None else "stdin"
+                save_preprocessed_png(array, save_preprocessed / f"{number:05d}_{stem}.png")
+            yield Prediction.from_probabilities(item.name, probabilities[row], class_names, top_k, min_confidence)
+            row += 1
+        position += len(batch_items)
+
+
+def _batches(decoder: ChunkDecoder, batch_size: int):
+    """Decoded items and their results, regrouped into network batches of about ``batch_size`` (fewer, larger calls)."""
+    items: list[InputItem] = []
+    results: list[tuple[np.ndarray | None, str | None]] = []
+    for chunk, decoded in decoder:
+        items += chunk
+        results += decoded
+        if len(items) >= batch_size:
+            yield items, results
+            items, results = [], []
+    if items:
+        yield items, results

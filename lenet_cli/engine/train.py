@@ -1,0 +1,204 @@
+"""``lenet train``'s work: check the run folder, load the data, start TensorFlow and the strategy, train, tidy up.
+
+The command line shows progress through the callbacks it passes in and
+prints the outcome; the Python API (:func:`lenet_cli.api.train`) and
+``lenet tune`` call :func:`train` the same way. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from lenet_cli.core.config import TrainConfig
+from lenet_cli.data.dataset import Dataset
+from lenet_cli.store import runs
+
+SKIPPED_FILE = "skipped_pictures.tsv"  # a picture folder's unreadable or blank pictures: path, tab, why
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What ``lenet train`` (and :func:`lenet_cli.api.train`) is asked to do, besides the recipe itself.
+
+    Attributes:
+        config: The resolved recipe (:func:`lenet_cli.core.config.resolve_config`).
+        data_dir: Where a named dataset's files are (None: ``$LENET_DATA_DIR``, then the cache).
+        output: The run directory to create (None: ``<runs_dir>/<dataset>-<timestamp>``).
+        runs_dir: The runs folder (None: ``$LENET_RUNS_DIR`` or ``./runs``).
+        tensorboard, histograms: TensorBoard logs, and weight histograms in them.
+        resume: Continue the run in ``output`` from its checkpoint.
+        deterministic: TensorFlow's op determinism (bitwise-reproducible runs).
+        distribute, devices, workers, task_index, worker_timeout: The distribution strategy (docs/scaling.md).
+        keep_checkpoint: Keep ``checkpoint.npz`` once the run has finished.
+    """
+
+    config: TrainConfig
+    data_dir: str | os.PathLike | None = None
+    output: str | os.PathLike | None = None
+    runs_dir: str | os.PathLike | None = None
+    tensorboard: bool = True
+    histograms: bool = False
+    resume: bool = False
+    deterministic: bool = False
+    distribute: str = "none"
+    devices: int | None = None
+    workers: str | None = None
+    task_index: int | None = None
+    worker_timeout: float = 120
+    keep_checkpoint: bool = False
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """What is about to be trained, handed to the caller before the first step (for a progress display's header)."""
+
+    config: TrainConfig
+    data: Dataset
+    run_dir: Path
+    distribution: Any  # lenet_cli.model.distributed.Distribution, or None
+    resume: bool
+
+
+@dataclass
+class TrainOutcome:
+    """A finished run: where it is and how it scored (``metrics`` is metrics.json's content)."""
+
+    run_dir: Path
+    config: TrainConfig
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    weights_sha256: str | None
+    distribution: Any = None
+
+    @property
+    def writes_the_run(self) -> bool:
+        """False for a multi-worker run's other workers, which train in a scratch folder the chief's run does not need."""
+        return self.distribution is None or self.distribution.is_chief
+
+
+def load_training_data(request: TrainRequest, log: Callable[[str], None] | None = None) -> tuple[TrainConfig, Dataset, Any]:
+    """Load the dataset the recipe names; return the recipe completed by what the data says, the data, and the data folder.
+
+    Raises:
+        LenetError: the data cannot be found, read or used.
+    """
+    from lenet_cli.data.loader import load_dataset
+
+    cfg = request.config
+    data_dir = request.data_dir
+    if request.resume:
+        data_dir = runs.remembered_data_dir(data_dir, cfg.to_json_dict(), cfg.dataset)
+    previous_fingerprint = cfg.data_fingerprint
+    if cfg.preprocess == "auto":
+        cfg = dataclasses.replace(cfg, preprocess=None)
+    data = load_dataset(cfg.dataset, data_dir, validation_size=cfg.validation_size, train_limit=cfg.train_limit, log=log,
+                        preprocess=cfg.preprocess)
+    cfg = dataclasses.replace(cfg, data_source=str(Path(data.source).resolve()), validation_size=len(data.validation),
+                              preprocess=cfg.preprocess or data.preprocess, class_names=tuple(data.class_names),
+                              data_fingerprint=data.fingerprint)
+    if request.resume and previous_fingerprint and data.fingerprint and previous_fingerprint != data.fingerprint and log:
+        log(f"warning: {cfg.dataset}'s files changed since this run started (fingerprint {previous_fingerprint[:12]}... "
+            f"is now {data.fingerprint[:12]}...)")
+    return cfg, data, data_dir
+
+
+def train(
+    request: TrainRequest,
+    *,
+    callbacks_for: Callable[[TrainPlan], list] | None = None,
+    log: Callable[[str], None] | None = None,
+    should_stop: Callable[[], int | None] | None = None,
+    start_watchdog: Callable[[float, str], Any] | None = None,
+    status: Callable[[str], Any] | None = None,
+) -> TrainOutcome:
+    """Train one run and score it on the whole test split.
+
+    Under ``distribute="multi-worker"`` only the chief writes the run
+    directory; the other workers train in a temporary directory that is
+    removed at the end. A start that fails (a bad ``init_from``, say) leaves no
+    half-made run directory behind.
+
+    Args:
+        request: The recipe and where the run goes.
+        callbacks_for: Given the :class:`TrainPlan`, returns Keras callbacks (a progress display, a pruner) the loop drives.
+        log: Receives one line per notable step (data found, a warning).
+        should_stop: Polled after every step; a signal number stops training (:class:`TrainingInterrupted`).
+        start_watchdog: Guards a multi-worker cluster's start (``(seconds, what) -> watchdog``).
+        status: Returns a context manager that shows a passing status (``"starting TensorFlow"``), or None.
+
+    Raises:
+        LenetError: the run folder, the data or the recipe cannot be used.
+        TrainingInterrupted: ``should_stop`` returned a signal number; the checkpoint of the last completed epoch is kept.
+    """
+    import contextlib
+
+    def showing(text: str):
+        return status(text) if status is not None else contextlib.nullcontext()
+
+    output = None if request.output is None else Path(request.output)
+    if not request.resume:
+        runs.check_output_available(output)
+    runs.check_writable(runs.runs_root(request.runs_dir), "the runs folder")  # LATEST goes there
+    if output is not None:
+        runs.check_writable(output, "the run directory" if request.resume else "--output")
+    cfg, data, _ = load_training_data(request, log)
+    from lenet_cli.core.tensorflow_env import import_tensorflow
+
+    with showing("starting TensorFlow"):
+        import_tensorflow()
+    from lenet_cli.model.distributed import build_distribution
+
+    joining = request.distribute == "multi-worker"
+    with showing(f"joining the cluster (up to {request.worker_timeout:g} s)" if joining else "building the strategy"):
+        distribution = build_distribution(request.distribute, devices=request.devices, workers=request.workers,
+                                          task_index=request.task_index, worker_timeout=request.worker_timeout,
+                                          start_watchdog=start_watchdog)
+    tensorboard = request.tensorboard
+    scratch = None
+    existed = False
+    if distribution is not None and not distribution.is_chief:
+        scratch = Path(tempfile.mkdtemp(prefix=f"lenet-worker{distribution.worker_index}-"))
+        if request.resume:  # the chief's run directory must be on storage every worker can read
+            for name in (runs.CONFIG_FILE, runs.CHECKPOINT_FILE, runs.HISTORY_FILE):
+                if output is not None and (output / name).is_file():
+                    shutil.copy2(output / name, scratch / name)
+        run_dir = scratch
+        tensorboard = False
+    else:
+        existed = request.resume or (output is not None and output.exists())
+        from lenet_cli.data.loader import run_name
+
+        run_dir = output if request.resume and output is not None else runs.new_run_dir(run_name(cfg.dataset), request.runs_dir, output)
+    try:
+        if data.skipped and (distribution is None or distribution.is_chief):
+            from lenet_cli.store.atomic import write_text_atomic
+
+            write_text_atomic(run_dir / SKIPPED_FILE, "".join(f"{path}\t{why}\n" for path, why in data.skipped))
+        plan = TrainPlan(cfg, data, run_dir, distribution, request.resume)
+        callbacks = list(callbacks_for(plan)) if callbacks_for is not None else []
+        if distribution is not None and distribution.watchdog is not None:
+            from lenet_cli.model.distributed import first_step_callback
+
+            callbacks.append(first_step_callback(distribution))
+        from lenet_cli.engine.trainer import train as run_epochs
+
+        chief = distribution is None or distribution.is_chief
+        with runs.running_marker(run_dir) if chief else contextlib.nullcontext():
+            result = run_epochs(cfg, data, run_dir, callbacks=callbacks, tensorboard=tensorboard, histograms=request.histograms,
+                                runs_dir=request.runs_dir, resume=request.resume, should_stop=should_stop,
+                                deterministic=request.deterministic, distribution=distribution,
+                                keep_checkpoint=request.keep_checkpoint)
+    except BaseException:
+        if scratch is None and not existed and not (run_dir / runs.CHECKPOINT_FILE).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # a failed start leaves nothing half-made
+        raise
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return TrainOutcome(run_dir, result.config, result.metrics, result.history, result.weights_sha256, distribution)
