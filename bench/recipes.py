@@ -121,7 +121,8 @@ def rank(rows: list[dict]) -> list[dict]:
 
 def markdown(dataset: str, table: list[dict], chosen_test: list[float], args) -> str:
     lines = [f"Recipe search for `{dataset}` ({cpu_model()}, {time.strftime('%Y-%m-%d')}; `python -m bench.recipes --dataset {dataset}"
-             + (f" --candidates {args.candidates}" if args.candidates else "") + (f" --epochs {args.epochs}" if args.epochs else "") + (f" --train-limit {args.train_limit}" if args.train_limit else "")
+             + (f" --candidates {args.candidates}" if args.candidates else "") + (f" --epochs {args.epochs}" if args.epochs else "")
+             + (f" --train-limit {args.train_limit}" if args.train_limit else "")
              + f" --seeds {args.seeds}`). Ranked by mean validation accuracy (first 5,000 training images); only the "
              "chosen recipe's test accuracy is read.", "",
              "| candidate | options | validation accuracy (mean) | per seed | train minutes per run |", "|---|---|---|---|---|"]

@@ -162,7 +162,7 @@ def wrk(server: Server, payload, connections: int, duration: float, cpu: str) ->
     proc = subprocess.run(["taskset", "-c", cpu, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s", "-s", str(LUA), server.url],
                           capture_output=True, text=True, env=env, timeout=duration + 60)
     cpu_used = (server.cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
-    line = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    line = [text for text in proc.stdout.splitlines() if text.startswith("{")]
     if not line:
         raise RuntimeError(f"wrk failed: {proc.stdout}\n{proc.stderr}")
     result = json.loads(line[-1])

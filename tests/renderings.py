@@ -20,8 +20,8 @@ Everything is deterministic given the seed. Tests import it as
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from PIL import Image, ImageFilter

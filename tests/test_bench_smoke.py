@@ -20,7 +20,9 @@ def test_bench_smoke(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
-    for fragment in ("training images/s", "plain model.fit, same objective, TensorFlow defaults", "lenet's TensorFlow settings (oneDNN on)", "model.fit by hand, TensorFlow's LRN op", "at the default batch size", "model.predict on numpy, TensorFlow defaults", "lenet predict on 200", "cold start: lenet --help", "matmul peak"):
+    for fragment in ("training images/s", "plain model.fit, same objective, TensorFlow defaults", "lenet's TensorFlow settings (oneDNN on)",
+                     "model.fit by hand, TensorFlow's LRN op", "at the default batch size", "model.predict on numpy, TensorFlow defaults",
+                     "lenet predict on 200", "cold start: lenet --help", "matmul peak"):
         assert fragment in text, fragment
 
 

@@ -82,7 +82,7 @@ def test_two_loopback_workers_write_one_run_that_matches_every_worker(data_dir, 
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-    for code, out, err in results:
+    for code, _out, err in results:
         assert code == 0, err
         assert "2 replica(s) on 2 worker(s)" in err
 

@@ -226,8 +226,8 @@ def test_model_without_metadata_needs_dataset(exported, synthetic_data_dir, tmp_
 def test_missing_extra_gets_a_one_line_hint(trained_run, exported, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tf2onnx", None)  # import tf2onnx -> ImportError
     result = _export(trained_run, "--output", tmp_path / "m.onnx", "--no-verify")
-    assert result.exit_code == 1
-    assert result.output.strip() == "Error: ONNX export needs the onnx extra: pip install 'lenet-cli[onnx]'"
+    assert result.exit_code == 2  # a usage error, found before anything loads
+    assert result.output.strip() == "Error: --to onnx needs the onnx extra: pip install 'lenet-cli[onnx]'"
     assert not (tmp_path / "m.onnx").exists()
 
     from lenet_cli.core.errors import LenetError

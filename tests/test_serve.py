@@ -253,8 +253,8 @@ def test_tf_serving_row_and_columnar_formats_against_a_hand_made_request(client)
     zero = load_and_preprocess(ZERO_ON_PAPER, PreprocessOptions("mnist"))
     expected = reference_probabilities(np.stack([seven, zero]))
     # a request as a TF Serving client writes it by hand: rounded numbers, 28x28x1 nesting
-    hand_made = '{"signature_name": "serving_default", "instances": [%s, %s]}' % tuple(
-        json.dumps(np.round(x, 6)[..., None].tolist()) for x in (seven, zero))
+    rows_text = [json.dumps(np.round(x, 6)[..., None].tolist()) for x in (seven, zero)]
+    hand_made = '{"signature_name": "serving_default", "instances": [' + ", ".join(rows_text) + "]}"
     rows = client.post("/v1/models/lenet:predict", content=hand_made, headers={"content-type": "application/json"})
     assert rows.status_code == 200, rows.text
     assert list(rows.json()) == ["predictions"]

@@ -10,11 +10,11 @@ from pathlib import Path
 import click
 
 from lenet_cli.cli.options import (
-    option_errors,
     DATASET,
     data_dir_option,
     min_confidence_option,
     model_option,
+    option_errors,
     output_format_option,
     pick_model,
     resolve_format,

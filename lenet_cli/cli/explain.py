@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 
 from lenet_cli.cli.options import (
-    option_errors,
     check_inputs,
     image_inputs,
     model_option,
+    option_errors,
     output_format_option,
     preprocess_options,
     resolve_format,

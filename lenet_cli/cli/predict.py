@@ -11,11 +11,11 @@ import click
 
 from lenet_cli.cli.console import label_text
 from lenet_cli.cli.options import (
-    option_errors,
     check_inputs,
     image_inputs,
     min_confidence_option,
     model_option,
+    option_errors,
     output_format_option,
     preprocess_options,
     resolve_format,

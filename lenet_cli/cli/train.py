@@ -57,7 +57,7 @@ class StartupWatchdog:
             os._exit(1)
 
     @classmethod
-    def start(cls, seconds: float, what: str) -> "StartupWatchdog":
+    def start(cls, seconds: float, what: str) -> StartupWatchdog:
         watchdog = cls(seconds, what)
         sys.stderr.write(f"waiting up to {seconds:g} s for every worker to join (--worker-timeout)\n")
         faulthandler.dump_traceback_later(seconds + 2, exit=True)
@@ -231,7 +231,8 @@ def run_training(request, quiet: bool, output_format: str) -> int:
 @click.command()
 @click.option("--dataset", type=DATASET, default="mnist", show_default=True, help=f"What to train on. {DATASET_HELP}")
 @click.option("--preprocess", type=click.Choice(["auto", *C.PREPROCESS_MODES]), default=None,
-              help="Picture folders: how each picture becomes a 28x28 input, as lenet predict does it: mnist (digit-like: dark or light ink, cropped and centred) or fashion (article-like) [default: auto: mnist, or a named dataset's own].")
+              help="Picture folders: how each picture becomes a 28x28 input, as lenet predict does it: mnist (digit-like: dark or "
+                   "light ink, cropped and centred) or fashion (article-like) [default: auto: mnist, or a named dataset's own].")
 @click.option("--preset", type=click.Choice(C.PRESETS), default="default", show_default=True,
               help="'seed' uses the original tutorial's values (Adam 0.01, L1 1e-4, weight decay 1e-4, constant rate).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,

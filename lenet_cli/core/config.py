@@ -143,7 +143,7 @@ class TrainConfig:
         return data
 
     @classmethod
-    def from_json_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_json_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """A config from ``config.json``'s values (unknown keys ignored).
 
         Raises:
@@ -162,7 +162,7 @@ class TrainConfig:
         return json.dumps(self.to_json_dict(), indent=2)
 
     @classmethod
-    def load(cls, path) -> "TrainConfig":
+    def load(cls, path) -> TrainConfig:
         """Read a run's ``config.json``.
 
         Raises:

@@ -17,7 +17,7 @@ Conventions:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -348,7 +348,7 @@ def calibration(y_true: np.ndarray, probs: np.ndarray, bins: int = CALIBRATION_B
         count = int(members.sum())
         accuracy = float(correct[members].mean()) if count else None
         mean_confidence = float(confidence[members].mean()) if count else None
-        if count:
+        if accuracy is not None and mean_confidence is not None:
             gap += count * abs(accuracy - mean_confidence)
         rows.append({"lower": float(edges[b]), "upper": float(edges[b + 1]), "count": count,
                      "accuracy": accuracy, "confidence": mean_confidence})

@@ -5,8 +5,8 @@ Pure numpy: it turns a row of class probabilities into the top classes and the u
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class Prediction:
 
     @classmethod
     def from_probabilities(cls, path: str, probabilities: np.ndarray, class_names: Sequence[str], top_k: int,
-                           min_confidence: float) -> "Prediction":
+                           min_confidence: float) -> Prediction:
         """The answer for one image from the network's class probabilities (the top ``top_k`` listed, best first)."""
         k = max(1, min(top_k, len(class_names)))
         order = np.argsort(-probabilities, kind="stable")[:k]

@@ -18,7 +18,7 @@ import contextlib
 import os
 import sys
 import warnings
-from typing import Iterator
+from collections.abc import Iterator
 
 from lenet_cli.core.env import DEBUG_ENV, TF_LOG_ENV
 

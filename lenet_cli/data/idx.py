@@ -15,8 +15,8 @@ import gzip
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -208,8 +208,8 @@ def identify_file(digest: str) -> tuple[str, str] | None:
 
 
 def _verify_checksum(path: Path, dataset: str | None) -> None:
-    expected = SHA256.get(dataset or "", {}).get(path.name)
-    if expected is None or os.environ.get(VERIFY_ENV, "1") == "0":
+    expected = SHA256.get(dataset, {}).get(path.name) if dataset is not None else None
+    if dataset is None or expected is None or os.environ.get(VERIFY_ENV, "1") == "0":
         return
     import hashlib  # here: only loading a dataset needs it, not a cold `lenet predict`
 

@@ -20,7 +20,6 @@ import stat
 import struct
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -55,7 +54,7 @@ _SUFFIX_FORMATS = {
 # What Pillow raises on corrupt or truncated data varies by plugin.
 _CORRUPT_DATA_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError)
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview
 
 
 def quote_name(name: str | bytes | os.PathLike) -> str:
@@ -142,7 +141,7 @@ def _decode(fp, label: str, suffix: str) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             warnings.simplefilter("ignore", UserWarning)  # Pillow's notes on odd but readable files
-            image = Image.open(fp)  # not closed here: we own ``fp``, and closing drops the pixels
+            image: Image.Image = Image.open(fp)  # not closed here: we own ``fp``, and closing drops the pixels
             _check_pixel_count(image.size, label)
             image.load()
             bits = _bit_depth(image)

@@ -9,8 +9,8 @@ Fashion-MNIST by :mod:`lenet_cli.data.idx`). Pure numpy: no TensorFlow.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from lenet_cli.core.config import NAMED_DATASETS, VALIDATION_SIZE
 from lenet_cli.core.errors import LenetError

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -106,6 +106,8 @@ def decode_chunk(items: Sequence[InputItem], options) -> list[tuple[np.ndarray |
             continue
         try:
             source = item.data if item.data is not None else item.path
+            if source is None:
+                raise LenetError(f"cannot read {item.name!r}: it names no file")
             results.append((load_and_preprocess(source, options, name=item.name), None))
         except LenetError as exc:
             results.append((None, str(exc).splitlines()[0]))

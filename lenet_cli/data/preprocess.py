@@ -36,8 +36,8 @@ import functools
 import io
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -766,7 +766,7 @@ def _stroke_width(mask: np.ndarray) -> float:
         + np.count_nonzero(mask[:, 0])
         + np.count_nonzero(mask[:, -1])
     )
-    return 2.0 * area / max(edges, 1)
+    return 2.0 * area / max(int(edges), 1)
 
 
 def _normalise_stroke(crop: np.ndarray, fit: float, stroke: float) -> np.ndarray:

@@ -11,9 +11,10 @@ import dataclasses
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from lenet_cli.core.config import TrainConfig
 from lenet_cli.data.dataset import Dataset

@@ -13,9 +13,10 @@ import contextlib
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -185,7 +186,7 @@ class TrainStep:
         self.steps = steps
 
     @classmethod
-    def for_config(cls, cfg: TrainConfig, model, optimizer, distribution=None) -> "TrainStep":
+    def for_config(cls, cfg: TrainConfig, model, optimizer, distribution=None) -> TrainStep:
         """The step of ``cfg``'s objective over the layers that train (all but ``cfg.freeze``), with its augmentation."""
         from lenet_cli.model.augmentation import build_augmentation
         from lenet_cli.model.objective import Objective

@@ -78,7 +78,7 @@ class Objective:
         self._cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
 
     @classmethod
-    def for_run(cls, model: keras.Model, run_config: dict) -> "Objective":
+    def for_run(cls, model: keras.Model, run_config: dict) -> Objective:
         """The objective a run trained with, from its saved ``config.json`` values."""
         return cls(model, float(run_config.get("l1", 0.0)), float(run_config.get("weight_decay", 0.0)),
                    tuple(run_config.get("freeze") or ()))

@@ -6,9 +6,9 @@ the loader and ``--to``'s choices all read this table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from lenet_cli.runtimes import readers, writers
 

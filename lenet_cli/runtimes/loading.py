@@ -21,9 +21,10 @@ what the file carries (ONNX ``metadata_props``, SavedModel
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

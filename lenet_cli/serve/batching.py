@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -37,12 +37,12 @@ class _Pending:
 class Reservation:
     """A request that will submit images soon; the batcher may wait for it (see :meth:`MicroBatcher.reserve`)."""
 
-    def __init__(self, batcher: "MicroBatcher"):
+    def __init__(self, batcher: MicroBatcher):
         self._batcher = batcher
         self._open = True
         batcher._expected += 1
 
-    def __enter__(self) -> "Reservation":
+    def __enter__(self) -> Reservation:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -15,8 +15,8 @@ import errno
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from lenet_cli.core.errors import LenetError
 
@@ -106,10 +106,11 @@ def _remove(tmp_path: Path) -> None:
 def _os_error_in(exc: BaseException) -> OSError | None:
     """The refused write behind ``exc``: an ``OSError`` with one of the errnos above, itself or wrapped by a library."""
     seen = 0
-    while exc is not None and seen < 8:
-        if isinstance(exc, OSError) and exc.errno in _WHAT_TO_DO:
-            return exc
-        exc = exc.__cause__ or exc.__context__
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        if isinstance(current, OSError) and current.errno in _WHAT_TO_DO:
+            return current
+        current = current.__cause__ or current.__context__
         seen += 1
     return None
 

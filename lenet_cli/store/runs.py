@@ -15,9 +15,9 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from lenet_cli.core.env import DATA_DIR_ENV, RUNS_DIR_ENV
 from lenet_cli.core.errors import LenetError

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -91,7 +91,7 @@ def holdout_mask(keys: Sequence[str], labels: np.ndarray, fraction: float = TEST
             count = min(max(count, 1), len(members) - 1)
         else:
             count = 0
-        order = stable_rank([keys[i] for i in members])
+        order = stable_rank([keys[int(i)] for i in members])
         mask[members[order[:count]]] = True
     return mask
 

@@ -11,8 +11,8 @@ Class names come from a ``classes.txt`` beside the file, else are numbered.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -94,8 +94,10 @@ def load_pixels_csv(path: Path, validation_size: int | None, train_limit: int | 
     """
     train_path, test_path = csv_files(path)
     whole = read_pixels_csv(train_path)
+    if whole is None:  # labels were required: read_pixels_csv raised instead
+        raise AssertionError("read_pixels_csv returned no labelled split")
     test = read_pixels_csv(test_path, need_labels=False) if test_path is not None else None
-    used = [train_path] + ([test_path] if test is not None else [])
+    used = [train_path] + ([test_path] if test is not None and test_path is not None else [])
     if test is None:
         keys = [str(i) for i in range(len(whole))]
         held = holdout_mask(keys, whole.labels)

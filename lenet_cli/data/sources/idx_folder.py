@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from lenet_cli.core.errors import LenetError
 from lenet_cli.data.dataset import Dataset, Split

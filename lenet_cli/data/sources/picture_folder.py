@@ -19,9 +19,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -116,7 +116,7 @@ def cache_candidates(folder: Path, key: str) -> list[Path]:
     return [folder / CACHE_DIR / name, default_cache_dir() / "pictures" / name]
 
 
-def _read_cache(paths: Sequence[Path]) -> tuple[dict, Path] | tuple[None, None]:
+def _read_cache(paths: Sequence[Path]) -> tuple[dict, Path] | None:
     for path in paths:
         if path.is_file():
             try:
@@ -124,7 +124,7 @@ def _read_cache(paths: Sequence[Path]) -> tuple[dict, Path] | tuple[None, None]:
                     return {key: stored[key] for key in stored.files}, path
             except (OSError, ValueError, KeyError, EOFError):
                 continue  # a damaged cache is decoded again
-    return None, None
+    return None
 
 
 def _write_cache(paths: Sequence[Path], arrays: dict) -> Path | None:
@@ -183,8 +183,9 @@ def load_picture_folder(folder: Path, validation_size: int | None, train_limit: 
     names, pictures, has_test = list_pictures(folder)
     key = fingerprint(folder, pictures, names, preprocess)
     candidates = cache_candidates(folder, key)
-    cached, cache_path = _read_cache(candidates)
-    if cached is not None:
+    found = _read_cache(candidates)
+    if found is not None:
+        cached, cache_path = found
         images, usable = cached["images"], cached["usable"]
         skipped = [tuple(row) for row in cached["skipped"].tolist()] if cached["skipped"].size else []
         if log:
@@ -200,7 +201,7 @@ def load_picture_folder(folder: Path, validation_size: int | None, train_limit: 
     if empty:
         raise LenetError(f"class {empty[0]!r} has no usable training pictures (all {int((labels == names.index(empty[0])).sum())} "
                          f"were unreadable or blank); fix or remove {display(folder / ('train' if has_test or (folder / 'train').is_dir() else '') / empty[0])!r}")
-    if cached is None:
+    if found is None:
         stored = _write_cache(candidates, {"images": images, "usable": usable,
                                            "skipped": np.array(skipped, dtype=str).reshape(-1, 2)})
         if stored is None and log:

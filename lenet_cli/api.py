@@ -1,0 +1,122 @@
+"""lenet's Python API: the same six verbs as the command line, with keyword arguments and dataclass results.
+
+Every ``lenet`` command is a thin shell over the engine functions these call,
+so a script gets exactly what the command line prints::
+
+    from lenet_cli import api
+
+    run = api.train(dataset="mnist", epochs=1, train_limit=2000, output="runs/quick")
+    report = api.evaluate(model=run.run_dir)
+    answers = api.predict(["digit.png"], model=run.run_dir)
+    api.export(model=run.run_dir, output="model.onnx")
+    keras_model = api.load_model(run.run_dir)
+
+Errors are :class:`lenet_cli.core.errors.LenetError` subclasses with a
+one-line message. Importing this module is light; TensorFlow loads only when
+a verb needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from lenet_cli.core.prediction import Prediction
+from lenet_cli.engine.evaluate import EvaluateRequest, EvaluateResult
+from lenet_cli.engine.explain import ExplainRequest, ExplainResult
+from lenet_cli.engine.export import ExportResult
+from lenet_cli.engine.predict import PredictRequest
+from lenet_cli.engine.train import TrainOutcome, TrainRequest
+
+__all__ = ["train", "evaluate", "predict", "explain", "export", "load_model"]
+
+_RUN_OPTIONS = {f for f in TrainRequest.__dataclass_fields__ if f != "config"}
+
+
+def train(dataset: str = "mnist", preset: str = "default", **options: Any) -> TrainOutcome:
+    """Train a network as ``lenet train`` does, and return the finished run.
+
+    Args:
+        dataset: A dataset name (``mnist``, ``fashion``, ...) or the path of your own data.
+        preset: ``default``, or ``seed`` for the original tutorial's values.
+        **options: Any recipe field of :class:`lenet_cli.core.config.TrainConfig` (``epochs``,
+            ``batch_size``, ``learning_rate``, ``augment``, ``train_limit``, ...), and any field of
+            :class:`lenet_cli.engine.train.TrainRequest` (``output``, ``runs_dir``, ``data_dir``,
+            ``tensorboard``, ...).
+
+    Returns:
+        The run directory, its metrics (``metrics["test_accuracy"]``) and history.
+    """
+    from lenet_cli.core.config import resolve_config
+    from lenet_cli.engine.train import train as train_run
+
+    run_options = {k: options.pop(k) for k in list(options) if k in _RUN_OPTIONS}
+    request = TrainRequest(resolve_config(dataset, preset, **options), **run_options)
+    return train_run(request)
+
+
+def evaluate(model: str | os.PathLike | None = None, **options: Any) -> EvaluateResult:
+    """Score a model as ``lenet evaluate`` does; ``options`` are :class:`~lenet_cli.engine.evaluate.EvaluateRequest`'s fields.
+
+    ``result.report`` is what ``lenet evaluate --format json`` prints.
+    """
+    from lenet_cli.engine.evaluate import evaluate as run
+
+    return run(EvaluateRequest(model=model, **options))
+
+
+def predict(inputs: Sequence[str | os.PathLike], model: str | os.PathLike | None = None, **options: Any) -> list[Prediction]:
+    """Classify pictures as ``lenet predict`` does: one :class:`Prediction` per input, in order (``error`` set for a bad one).
+
+    ``options`` are :class:`~lenet_cli.engine.predict.PredictRequest`'s fields (``top_k``, ``preprocess``, ...).
+    """
+    from lenet_cli.engine.predict import start_predict
+
+    run = start_predict(PredictRequest(inputs=[os.fspath(i) for i in inputs], model=model, **options))
+    return list(run.predictions)
+
+
+def explain(inputs: Sequence[str | os.PathLike], model: str | os.PathLike | None = None, **options: Any) -> ExplainResult:
+    """Write explanation sheets as ``lenet explain`` does; ``options`` are :class:`~lenet_cli.engine.explain.ExplainRequest`'s fields."""
+    from lenet_cli.engine.explain import explain as run
+
+    return run(ExplainRequest(inputs=[os.fspath(i) for i in inputs], model=model, **options))
+
+
+def export(model: str | os.PathLike | None = None, *, output: str | os.PathLike, to: str | None = None,
+           **options: Any) -> list[ExportResult]:
+    """Export and verify a model as ``lenet export`` does.
+
+    Args:
+        model: A run directory or ``.keras`` file; None for the latest run.
+        output: The file to write (a folder for ``savedmodel`` and ``all``).
+        to: ``keras``, ``savedmodel``, ``litert``, ``onnx`` or ``all``; None: from ``output``'s suffix.
+        **options: ``quantize``, ``dataset``, ``runs_dir``, ``data_dir``, ``verify``.
+    """
+    from pathlib import Path
+
+    from lenet_cli.core.errors import ExportError
+    from lenet_cli.engine.export import export_model, format_from_output, output_mismatch
+
+    fmt = to or format_from_output(Path(output))
+    mismatch = output_mismatch(fmt, Path(output))
+    if mismatch:
+        raise ExportError(mismatch)
+    return export_model(model, fmt, output, **options)
+
+
+def load_model(model: str | os.PathLike | None = None, runs_dir: str | os.PathLike | None = None):
+    """A plain ``keras.Model`` (outputs class probabilities) from a run directory or ``.keras`` file; None: the latest run.
+
+    Loaded with ``safe_mode=True``: no code from the file runs.
+    """
+    from lenet_cli.core.errors import ModelError
+    from lenet_cli.model.network import load_model_file
+    from lenet_cli.runtimes.formats import model_format
+    from lenet_cli.store import runs
+
+    ref = runs.resolve_model(model, runs_dir)
+    if model_format(ref.model_path) != "keras":
+        raise ModelError(f"{str(ref.model_path)!r} is not a .keras model; load_model returns Keras models (open exports with their runtime)")
+    return load_model_file(ref.model_path)
