@@ -507,6 +507,12 @@ async def drawing_page():
     return HTMLResponse(_page())
 
 
+@router.get("/favicon.ico", include_in_schema=False, status_code=204)
+async def favicon():
+    """No icon (204), rather than a 404 that browsers report as a console error."""
+    return Response(status_code=204)
+
+
 @router.get("/healthz", summary="Alive (the process answers)")
 async def healthz():
     return {"status": "ok"}

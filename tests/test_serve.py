@@ -284,6 +284,7 @@ def test_health_metadata_metrics_docs_and_page(client):
     assert meta["class_names"] == [str(d) for d in range(10)] and meta["preprocessing"] == {"mode": "mnist", "invert": "auto"}
     assert meta["limits"] == {"max_bytes": 200_000, "max_images": 3} and meta["lenet_version"]
     assert client.get("/nowhere").json() == {"error": "Not Found"}
+    assert client.get("/favicon.ico").status_code == 204  # browsers ask for it; a 404 is a console error
 
     post_image(client, SEVEN)
     post_image(client, BLANK)
@@ -576,6 +577,14 @@ KEEP_MAIN_THREAD_BUSY = """() => {
 }"""
 
 
+def console_errors(page) -> list[str]:
+    """Collect the page's console errors and uncaught exceptions as they happen."""
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(f"{message.text} ({message.location.get('url')})") if message.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+    return errors
+
+
 def wait_for_label(page, label: str):
     page.wait_for_function(f"document.getElementById('answer').dataset.label === {json.dumps(label)}", timeout=20_000)
 
@@ -610,11 +619,14 @@ def check_page(page, url: str, digit_file: Path, digit: str, shot: Path | None =
 def test_drawing_page_in_headless_chromium(server, browser, tmp_path):
     (tmp_path / "zero.png").write_bytes(ZERO_ON_PAPER)
     page = browser.new_page(viewport={"width": 900, "height": 560})
+    errors = console_errors(page)
     try:
         check_page(page, server.url, tmp_path / "zero.png", "0", tmp_path / "page.png")
+        page.wait_for_load_state("networkidle")  # the favicon request included
     finally:
         page.close()
     assert '"POST /predict?top_k=5&return_input=true HTTP/1.1" 200' in server.log()
+    assert errors == [], "the page logged errors"
 
 
 @pytest.mark.slow
