@@ -56,6 +56,17 @@ PAGE = "draw.html"
 # --- the model --------------------------------------------------------------------------------
 
 
+def run_name(ref) -> str | None:
+    """The name of the run whose model ``ref`` is (its directory's name), or None for a model file of its own."""
+    from lenet_cli.runs import CONFIG_FILE, MODEL_FILE
+
+    if ref.run_dir is not None:
+        return ref.run_dir.name
+    if ref.model_path.name == MODEL_FILE and (ref.model_path.parent / CONFIG_FILE).is_file():
+        return ref.model_path.parent.name  # a run's model.keras, named directly
+    return None
+
+
 class ModelPredictor:
     """A model to serve, with its class names and default preprocessing; loaded on :meth:`load`.
 
@@ -73,6 +84,8 @@ class ModelPredictor:
 
         self.ref = ref
         self.path = ref.model_path
+        self.run = run_name(ref)
+        self.name = f"{self.run}/{self.path.name}" if self.run else self.path.name  # what answers say served them
         self.format = model_format(ref.model_path)
         meta = read_metadata(ref)
         self.dataset = meta["dataset"]
@@ -317,7 +330,7 @@ class PredictionRecord(BaseModel):
     top_k: list[TopK] = []
     low_confidence: bool | None = Field(None, description="The confidence is below min_confidence: the network is unsure.")
     error: str | None = Field(None, description="Why this image failed (the others of the request are still answered).")
-    model: str = Field(description="The model that answered (its file name).")
+    model: str = Field(description="The model that answered: run/model.keras for a run's model, else its file name.")
     input: str | None = Field(None, description="With ?return_input=true: the 28x28 input the network saw, as a PNG data URL.")
 
 
@@ -331,7 +344,8 @@ class TFServingPredictions(BaseModel):
 
 
 class Metadata(BaseModel):
-    model: str
+    model: str = Field(description="run/model.keras for a run's model, else the model's file name.")
+    run: str | None = Field(description="The name of the run (its directory) whose model this is; null for a model file of its own.")
     format: str
     dataset: str | None
     class_names: list[str]
@@ -529,7 +543,8 @@ async def readyz(service: ServiceDep):
 async def metadata(service: ServiceDep):
     p, s = service.predictor, service.settings
     return {
-        "model": p.path.name,
+        "model": p.name,
+        "run": p.run,
         "format": p.format,
         "dataset": p.dataset,
         "class_names": list(p.class_names),
@@ -553,7 +568,7 @@ def _records(decoded: list[Decoded], probabilities: np.ndarray, service: Service
     """One record per uploaded image, in order: ``lenet predict --format json``'s, with ``error`` set for a failed one."""
     from lenet_cli.prediction import Prediction
 
-    names, model = service.predictor.class_names, service.predictor.path.name
+    names, model = service.predictor.class_names, service.predictor.name
     records, rows = [], iter(probabilities)
     for d in decoded:
         if d.array is None:

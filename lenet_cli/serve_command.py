@@ -66,6 +66,13 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
+def startup_line(predictor, url: str) -> str:
+    """What ``lenet serve`` says once it listens: the run (or model file) it serves, and where."""
+    what = f"run {predictor.run} ({predictor.path.name}, " if predictor.run else f"{predictor.path.name} ("
+    return (f"Serving {what}{predictor.format}, {predictor.dataset or predictor.preprocess}) at {url} "
+            f"- drawing page {url}, API docs {url}docs (Ctrl-C to stop)")
+
+
 def run_serve(model: Path | None, runs_dir: Path | None, host: str, port: int, settings: ServeSettings, access_log: bool, say) -> int:
     """Serve ``model`` until interrupted; return the exit code (0 after a graceful drain).
 
@@ -106,8 +113,7 @@ def run_serve(model: Path | None, runs_dir: Path | None, host: str, port: int, s
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, server_header=False)
     server = GracefulServer(config)
     url = url_of(sock)
-    say(f"Serving {predictor.path.name} ({predictor.format}, {predictor.dataset or predictor.preprocess}) at {url} "
-        f"- drawing page {url}, API docs {url}docs (Ctrl-C to stop)")
+    say(startup_line(predictor, url))
     try:
         server.run(sockets=[sock])
     finally:

@@ -281,6 +281,7 @@ def test_health_metadata_metrics_docs_and_page(client):
     assert client.get("/readyz").json() == {"status": "ready"}
     meta = client.get("/metadata").json()
     assert meta["model"] == "digits.onnx" and meta["format"] == "onnx" and meta["dataset"] == "mnist"
+    assert meta["run"] is None  # a model file of its own, not a run's
     assert meta["class_names"] == [str(d) for d in range(10)] and meta["preprocessing"] == {"mode": "mnist", "invert": "auto"}
     assert meta["limits"] == {"max_bytes": 200_000, "max_images": 3} and meta["lenet_version"]
     assert client.get("/nowhere").json() == {"error": "Not Found"}
@@ -355,8 +356,23 @@ def test_keras_model_served_with_batching_off(trained_run):
     expected = open_model(resolve_model(trained_run)).predict(images)
     with make_client(trained_run, batching=False) as keras_client:
         got = keras_client.post("/v1/models/lenet:predict", json={"instances": images.tolist()}).json()["predictions"]
-        assert keras_client.get("/metadata").json()["format"] == "keras"
+        meta = keras_client.get("/metadata").json()
+        answer = keras_client.post("/predict", content=SEVEN, headers={"content-type": "image/png"}).json()[0]
     np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert meta["format"] == "keras" and meta["run"] == trained_run.name and meta["model"] == f"{trained_run.name}/model.keras"
+    assert answer["model"] == f"{trained_run.name}/model.keras"
+
+
+def test_startup_line_names_the_run_or_the_file(trained_run, template_model):
+    from lenet_cli.runs import resolve_model
+    from lenet_cli.serve_app import ModelPredictor
+    from lenet_cli.serve_command import startup_line
+
+    url = "http://127.0.0.1:8000/"
+    for model in (trained_run, trained_run / "model.keras"):  # a run directory, or its model.keras named directly
+        line = startup_line(ModelPredictor(resolve_model(model)), url)
+        assert line.startswith(f"Serving run {trained_run.name} (model.keras, keras, mnist) at {url} - drawing page {url}, API docs {url}docs")
+    assert startup_line(ModelPredictor(resolve_model(template_model)), url).startswith(f"Serving digits.onnx (onnx, mnist) at {url} ")
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -475,6 +491,7 @@ def test_real_socket_predict_and_access_log(server):
     time.sleep(0.2)
     log = server.log()
     assert '"POST /predict HTTP/1.1" 200' in log and '"POST /predict HTTP/1.1" 422' in log
+    assert f"Serving digits.onnx (onnx, mnist) at {server.url} - drawing page" in log
     assert server.proc.stdout is not None  # nothing but data may go to stdout: the log is all on stderr
 
 
