@@ -33,6 +33,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -51,6 +52,7 @@ IMAGE_FIELD = "file"
 RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
 JSON_TYPES = ("application/json", "text/plain", "application/x-www-form-urlencoded")  # curl -d sends the last
 PAGE = "draw.html"
+DOCS_ASSETS = "/docs/assets"  # Swagger UI's and ReDoc's scripts and styles
 
 
 # --- the model --------------------------------------------------------------------------------
@@ -704,8 +706,9 @@ def create_app(predictor: ModelPredictor, settings: ServeSettings | None = None)
         finally:
             await service.stop()
 
-    app = FastAPI(title="lenet serve", version=__version__, summary="A LeNet classifier for MNIST / Fashion-MNIST images over HTTP.",
-                  lifespan=lifespan)
+    # FastAPIOffline: /docs and /redoc served with the Swagger UI and ReDoc files fastapi-offline ships, not a CDN's
+    app = FastAPIOffline(title="lenet serve", version=__version__, summary="A LeNet classifier for MNIST / Fashion-MNIST images over HTTP.",
+                         lifespan=lifespan, static_url=DOCS_ASSETS)
     app.state.service = service
     _install_error_handlers(app)
     app.include_router(router)

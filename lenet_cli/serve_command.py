@@ -1,6 +1,7 @@
 """``lenet serve``: load the model, bind the socket, run uvicorn until Ctrl-C or SIGTERM.
 
-The web stack (FastAPI, uvicorn, prometheus-client, python-multipart) is the
+The web stack (FastAPI, uvicorn, prometheus-client, python-multipart, and
+fastapi-offline for the API docs' own Swagger UI and ReDoc files) is the
 optional ``serve`` extra; without it the command says which extra to install.
 uvicorn drains the requests in flight on SIGINT / SIGTERM; unlike uvicorn's
 own runner, lenet then exits 0 instead of re-raising the signal.
@@ -18,7 +19,7 @@ from lenet_cli.errors import LenetError
 from lenet_cli.serve_config import ServeSettings
 
 SERVE_EXTRA_HINT = "pip install 'lenet-cli[serve]'"
-SERVE_MODULES = ("fastapi", "uvicorn", "prometheus_client", "python_multipart")
+SERVE_MODULES = ("fastapi", "uvicorn", "prometheus_client", "python_multipart", "fastapi_offline")
 GRACEFUL_SHUTDOWN_S = 30
 
 

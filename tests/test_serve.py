@@ -301,7 +301,13 @@ def test_health_metadata_metrics_docs_and_page(client):
     schema = client.get("/openapi.json").json()
     assert {"/predict", "/v1/models/lenet:predict", "/healthz", "/readyz", "/metadata", "/metrics"} <= set(schema["paths"])
     assert "multipart/form-data" in schema["paths"]["/predict"]["post"]["requestBody"]["content"]
-    assert "swagger" in client.get("/docs").text.lower()
+    docs = client.get("/docs").text
+    assert "swagger" in docs.lower()
+    for page in ("/docs", "/redoc"):  # served with their scripts and styles: nothing from a CDN
+        html = client.get(page).text
+        assert not re.search(r"https?://", html), f"{page} loads something from elsewhere"
+        for asset in re.findall(r"""(?:src|href)=["']([^"']+)""", html):
+            assert client.get(asset).status_code == 200, asset
 
     page = client.get("/")
     assert page.headers["content-type"].startswith("text/html")
@@ -670,6 +676,32 @@ def test_drawing_page_answers_soon_after_the_pen_lifts(server, browser, main_thr
     median = float(np.median(times))
     print(f"pointerup to answer, {main_thread} main thread: median {median:.0f} ms, all {[round(t) for t in times]}")
     assert median < 300, f"the answer shows {median:.0f} ms (median) after the pen lifts: {[round(t) for t in times]}"
+
+
+@pytest.mark.slow
+def test_api_docs_render_offline(server, browser):
+    """/docs in headless Chromium with every request beyond loopback refused: Swagger UI still renders."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors = console_errors(page)
+    refused: list[str] = []
+
+    def loopback_only(route):
+        if route.request.url.startswith(("http://127.0.0.1:", "data:")):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", loopback_only)
+    try:
+        page.goto(server.url + "docs")
+        page.locator('.opblock-summary-path[data-path="/predict"]').wait_for(timeout=20_000)
+        assert page.locator(".opblock").count() >= 6  # every endpoint, from /openapi.json
+        page.wait_for_load_state("networkidle")
+    finally:
+        page.close()
+    assert refused == [], "the docs asked for something beyond this server"
+    assert errors == [], "the docs page logged errors"
 
 
 @pytest.mark.slow
