@@ -281,9 +281,11 @@ def test_health_metadata_metrics_docs_and_page(client):
     assert client.get("/readyz").json() == {"status": "ready"}
     meta = client.get("/metadata").json()
     assert meta["model"] == "digits.onnx" and meta["format"] == "onnx" and meta["dataset"] == "mnist"
+    assert meta["run"] is None  # a model file of its own, not a run's
     assert meta["class_names"] == [str(d) for d in range(10)] and meta["preprocessing"] == {"mode": "mnist", "invert": "auto"}
     assert meta["limits"] == {"max_bytes": 200_000, "max_images": 3} and meta["lenet_version"]
     assert client.get("/nowhere").json() == {"error": "Not Found"}
+    assert client.get("/favicon.ico").status_code == 204  # browsers ask for it; a 404 is a console error
 
     post_image(client, SEVEN)
     post_image(client, BLANK)
@@ -299,7 +301,13 @@ def test_health_metadata_metrics_docs_and_page(client):
     schema = client.get("/openapi.json").json()
     assert {"/predict", "/v1/models/lenet:predict", "/healthz", "/readyz", "/metadata", "/metrics"} <= set(schema["paths"])
     assert "multipart/form-data" in schema["paths"]["/predict"]["post"]["requestBody"]["content"]
-    assert "swagger" in client.get("/docs").text.lower()
+    docs = client.get("/docs").text
+    assert "swagger" in docs.lower()
+    for page in ("/docs", "/redoc"):  # served with their scripts and styles: nothing from a CDN
+        html = client.get(page).text
+        assert not re.search(r"https?://", html), f"{page} loads something from elsewhere"
+        for asset in re.findall(r"""(?:src|href)=["']([^"']+)""", html):
+            assert client.get(asset).status_code == 200, asset
 
     page = client.get("/")
     assert page.headers["content-type"].startswith("text/html")
@@ -354,8 +362,23 @@ def test_keras_model_served_with_batching_off(trained_run):
     expected = open_model(resolve_model(trained_run)).predict(images)
     with make_client(trained_run, batching=False) as keras_client:
         got = keras_client.post("/v1/models/lenet:predict", json={"instances": images.tolist()}).json()["predictions"]
-        assert keras_client.get("/metadata").json()["format"] == "keras"
+        meta = keras_client.get("/metadata").json()
+        answer = keras_client.post("/predict", content=SEVEN, headers={"content-type": "image/png"}).json()[0]
     np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert meta["format"] == "keras" and meta["run"] == trained_run.name and meta["model"] == f"{trained_run.name}/model.keras"
+    assert answer["model"] == f"{trained_run.name}/model.keras"
+
+
+def test_startup_line_names_the_run_or_the_file(trained_run, template_model):
+    from lenet_cli.runs import resolve_model
+    from lenet_cli.serve_app import ModelPredictor
+    from lenet_cli.serve_command import startup_line
+
+    url = "http://127.0.0.1:8000/"
+    for model in (trained_run, trained_run / "model.keras"):  # a run directory, or its model.keras named directly
+        line = startup_line(ModelPredictor(resolve_model(model)), url)
+        assert line.startswith(f"Serving run {trained_run.name} (model.keras, keras, mnist) at {url} - drawing page {url}, API docs {url}docs")
+    assert startup_line(ModelPredictor(resolve_model(template_model)), url).startswith(f"Serving digits.onnx (onnx, mnist) at {url} ")
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -474,6 +497,7 @@ def test_real_socket_predict_and_access_log(server):
     time.sleep(0.2)
     log = server.log()
     assert '"POST /predict HTTP/1.1" 200' in log and '"POST /predict HTTP/1.1" 422' in log
+    assert f"Serving digits.onnx (onnx, mnist) at {server.url} - drawing page" in log
     assert server.proc.stdout is not None  # nothing but data may go to stdout: the log is all on stderr
 
 
@@ -527,6 +551,63 @@ def draw(page, strokes):
         page.mouse.up()
 
 
+# Single strokes (the page answers when the pen lifts): 7, 1, a ring for 0, and a 4 drawn in one go.
+ONE_STROKE_DIGITS = {
+    "7": [(0.25, 0.18), (0.75, 0.18), (0.43, 0.86)],
+    "1": [(0.54, 0.14), (0.54, 0.86)],
+    "0": [(0.5 + 0.23 * np.sin(a), 0.5 - 0.375 * np.cos(a)) for a in np.linspace(0, 2 * np.pi, 25)],
+    "4": [(0.61, 0.86), (0.61, 0.14), (0.25, 0.61), (0.77, 0.61)],
+}
+
+# Installed before the page's own script: the time from the pen lifting on the canvas (pointerup) to
+# #answer showing the answer to the request sent after it (requests go one at a time, so an answer to a
+# request sent mid-stroke does not count).
+LATENCY_PROBE = """
+window.__latency = {up: null, waiting: false, times: []};
+const realFetch = window.fetch;
+window.fetch = function (url, options) {
+  if (String(url).startsWith("predict") && window.__latency.up !== null) window.__latency.waiting = true;
+  return realFetch.apply(this, arguments);
+};
+document.addEventListener("DOMContentLoaded", () => {
+  const answer = document.getElementById("answer");
+  document.getElementById("pad").addEventListener("pointerup", () => {
+    window.__latency.up = performance.now();
+    window.__latency.waiting = false;
+  }, true);
+  new MutationObserver(() => {
+    const l = window.__latency;
+    if (l.waiting && answer.dataset.label !== undefined) {
+      l.times.push(performance.now() - l.up);
+      l.up = null;
+      l.waiting = false;
+    }
+  }).observe(answer, {childList: true, subtree: true, attributes: true});
+});
+"""
+
+
+# A main thread that is never idle: one 4 ms task after another. Chromium then starts a toBlob's
+# encoding only after its 1 s timeout (the page used to answer ~1,050 ms after the pen lifted).
+KEEP_MAIN_THREAD_BUSY = """() => {
+  const channel = new MessageChannel();
+  channel.port1.onmessage = () => {
+    const start = performance.now();
+    while (performance.now() - start < 4);
+    channel.port2.postMessage(0);
+  };
+  channel.port2.postMessage(0);
+}"""
+
+
+def console_errors(page) -> list[str]:
+    """Collect the page's console errors and uncaught exceptions as they happen."""
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(f"{message.text} ({message.location.get('url')})") if message.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+    return errors
+
+
 def wait_for_label(page, label: str):
     page.wait_for_function(f"document.getElementById('answer').dataset.label === {json.dumps(label)}", timeout=20_000)
 
@@ -561,11 +642,66 @@ def check_page(page, url: str, digit_file: Path, digit: str, shot: Path | None =
 def test_drawing_page_in_headless_chromium(server, browser, tmp_path):
     (tmp_path / "zero.png").write_bytes(ZERO_ON_PAPER)
     page = browser.new_page(viewport={"width": 900, "height": 560})
+    errors = console_errors(page)
     try:
         check_page(page, server.url, tmp_path / "zero.png", "0", tmp_path / "page.png")
+        page.wait_for_load_state("networkidle")  # the favicon request included
     finally:
         page.close()
     assert '"POST /predict?top_k=5&return_input=true HTTP/1.1" 200' in server.log()
+    assert errors == [], "the page logged errors"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("main_thread", ["idle", "busy"])
+def test_drawing_page_answers_soon_after_the_pen_lifts(server, browser, main_thread):
+    """Real mouse strokes; the time from pointerup to the answer shown is measured in the page itself,
+    also while the page's main thread is never idle (where an idle-time encoder waits 1 s)."""
+    page = browser.new_page(viewport={"width": 900, "height": 560})
+    page.add_init_script(LATENCY_PROBE)
+    try:
+        page.goto(server.url)
+        page.wait_for_function("document.getElementById('model-info').textContent.includes('dataset')")
+        if main_thread == "busy":
+            page.evaluate(KEEP_MAIN_THREAD_BUSY)
+        drawn = ["7", "1", "0", "4", "7", "1"]
+        for i, digit in enumerate(drawn):
+            page.locator("#clear").click()
+            draw(page, [ONE_STROKE_DIGITS[digit]])
+            page.wait_for_function(f"window.__latency.times.length === {i + 1}", timeout=10_000)
+            assert page.locator("#answer").get_attribute("data-label") == digit
+        times = page.evaluate("window.__latency.times")
+    finally:
+        page.close()
+    median = float(np.median(times))
+    print(f"pointerup to answer, {main_thread} main thread: median {median:.0f} ms, all {[round(t) for t in times]}")
+    assert median < 300, f"the answer shows {median:.0f} ms (median) after the pen lifts: {[round(t) for t in times]}"
+
+
+@pytest.mark.slow
+def test_api_docs_render_offline(server, browser):
+    """/docs in headless Chromium with every request beyond loopback refused: Swagger UI still renders."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors = console_errors(page)
+    refused: list[str] = []
+
+    def loopback_only(route):
+        if route.request.url.startswith(("http://127.0.0.1:", "data:")):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", loopback_only)
+    try:
+        page.goto(server.url + "docs")
+        page.locator('.opblock-summary-path[data-path="/predict"]').wait_for(timeout=20_000)
+        assert page.locator(".opblock").count() >= 6  # every endpoint, from /openapi.json
+        page.wait_for_load_state("networkidle")
+    finally:
+        page.close()
+    assert refused == [], "the docs asked for something beyond this server"
+    assert errors == [], "the docs page logged errors"
 
 
 @pytest.mark.slow

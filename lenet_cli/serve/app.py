@@ -33,6 +33,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -51,9 +52,21 @@ IMAGE_FIELD = "file"
 RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
 JSON_TYPES = ("application/json", "text/plain", "application/x-www-form-urlencoded")  # curl -d sends the last
 PAGE = "draw.html"
+DOCS_ASSETS = "/docs/assets"  # Swagger UI's and ReDoc's scripts and styles
 
 
 # --- the model --------------------------------------------------------------------------------
+
+
+def run_name(ref) -> str | None:
+    """The name of the run whose model ``ref`` is (its directory's name), or None for a model file of its own."""
+    from lenet_cli.runs import CONFIG_FILE, MODEL_FILE
+
+    if ref.run_dir is not None:
+        return ref.run_dir.name
+    if ref.model_path.name == MODEL_FILE and (ref.model_path.parent / CONFIG_FILE).is_file():
+        return ref.model_path.parent.name  # a run's model.keras, named directly
+    return None
 
 
 class ModelPredictor:
@@ -73,6 +86,8 @@ class ModelPredictor:
 
         self.ref = ref
         self.path = ref.model_path
+        self.run = run_name(ref)
+        self.name = f"{self.run}/{self.path.name}" if self.run else self.path.name  # what answers say served them
         self.format = model_format(ref.model_path)
         meta = read_metadata(ref)
         self.dataset = meta["dataset"]
@@ -321,7 +336,7 @@ class PredictionRecord(BaseModel):
     top_k: list[TopK] = []
     low_confidence: bool | None = Field(None, description="The confidence is below min_confidence: the network is unsure.")
     error: str | None = Field(None, description="Why this image failed (the others of the request are still answered).")
-    model: str = Field(description="The model that answered (its file name).")
+    model: str = Field(description="The model that answered: run/model.keras for a run's model, else its file name.")
     input: str | None = Field(None, description="With ?return_input=true: the 28x28 input the network saw, as a PNG data URL.")
 
 
@@ -335,7 +350,8 @@ class TFServingPredictions(BaseModel):
 
 
 class Metadata(BaseModel):
-    model: str
+    model: str = Field(description="run/model.keras for a run's model, else the model's file name.")
+    run: str | None = Field(description="The name of the run (its directory) whose model this is; null for a model file of its own.")
     format: str
     dataset: str | None
     class_names: list[str]
@@ -511,6 +527,12 @@ async def drawing_page():
     return HTMLResponse(_page())
 
 
+@router.get("/favicon.ico", include_in_schema=False, status_code=204)
+async def favicon():
+    """No icon (204), rather than a 404 that browsers report as a console error."""
+    return Response(status_code=204)
+
+
 @router.get("/healthz", summary="Alive (the process answers)")
 async def healthz():
     return {"status": "ok"}
@@ -527,7 +549,8 @@ async def readyz(service: ServiceDep):
 async def metadata(service: ServiceDep):
     p, s = service.predictor, service.settings
     return {
-        "model": p.path.name,
+        "model": p.name,
+        "run": p.run,
         "format": p.format,
         "dataset": p.dataset,
         "class_names": list(p.class_names),
@@ -551,7 +574,7 @@ def _records(decoded: list[Decoded], probabilities: np.ndarray, service: Service
     """One record per uploaded image, in order: ``lenet predict --format json``'s, with ``error`` set for a failed one."""
     from lenet_cli.core.prediction import Prediction
 
-    names, model = service.predictor.class_names, service.predictor.path.name
+    names, model = service.predictor.class_names, service.predictor.name
     records, rows = [], iter(probabilities)
     for d in decoded:
         if d.array is None:
@@ -687,8 +710,9 @@ def create_app(predictor: ModelPredictor, settings: ServeSettings | None = None)
         finally:
             await service.stop()
 
-    app = FastAPI(title="lenet serve", version=__version__, summary="A LeNet classifier for MNIST / Fashion-MNIST images over HTTP.",
-                  lifespan=lifespan)
+    # FastAPIOffline: /docs and /redoc served with the Swagger UI and ReDoc files fastapi-offline ships, not a CDN's
+    app = FastAPIOffline(title="lenet serve", version=__version__, summary="A LeNet classifier for MNIST / Fashion-MNIST images over HTTP.",
+                         lifespan=lifespan, static_url=DOCS_ASSETS)
     app.state.service = service
     _install_error_handlers(app)
     app.include_router(router)

@@ -1,6 +1,7 @@
 """``lenet serve``: load the model, bind the socket, run uvicorn until Ctrl-C or SIGTERM.
 
-The web stack (FastAPI, uvicorn, prometheus-client, python-multipart) is the
+The web stack (FastAPI, uvicorn, prometheus-client, python-multipart, and
+fastapi-offline for the API docs' own Swagger UI and ReDoc files) is the
 optional ``serve`` extra; without it the command says which extra to install.
 uvicorn drains the requests in flight on SIGINT / SIGTERM; unlike uvicorn's
 own runner, lenet then exits 0 instead of re-raising the signal.
@@ -18,7 +19,7 @@ from lenet_cli.core.errors import LenetError
 from lenet_cli.core.serve_settings import ServeSettings
 
 SERVE_EXTRA_HINT = "pip install 'lenet-cli[serve]'"
-SERVE_MODULES = ("fastapi", "uvicorn", "prometheus_client", "python_multipart")
+SERVE_MODULES = ("fastapi", "uvicorn", "prometheus_client", "python_multipart", "fastapi_offline")
 GRACEFUL_SHUTDOWN_S = 30
 
 
@@ -66,6 +67,13 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
+def startup_line(predictor, url: str) -> str:
+    """What ``lenet serve`` says once it listens: the run (or model file) it serves, and where."""
+    what = f"run {predictor.run} ({predictor.path.name}, " if predictor.run else f"{predictor.path.name} ("
+    return (f"Serving {what}{predictor.format}, {predictor.dataset or predictor.preprocess}) at {url} "
+            f"- drawing page {url}, API docs {url}docs (Ctrl-C to stop)")
+
+
 def run_serve(model: Path | None, runs_dir: Path | None, host: str, port: int, settings: ServeSettings, access_log: bool, say) -> int:
     """Serve ``model`` until interrupted; return the exit code (0 after a graceful drain).
 
@@ -106,8 +114,7 @@ def run_serve(model: Path | None, runs_dir: Path | None, host: str, port: int, s
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, server_header=False)
     server = GracefulServer(config)
     url = url_of(sock)
-    say(f"Serving {predictor.path.name} ({predictor.format}, {predictor.dataset or predictor.preprocess}) at {url} "
-        f"- drawing page {url}, API docs {url}docs (Ctrl-C to stop)")
+    say(startup_line(predictor, url))
     try:
         server.run(sockets=[sock])
     finally:
