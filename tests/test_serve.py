@@ -370,9 +370,9 @@ def test_keras_model_served_with_batching_off(trained_run):
 
 
 def test_startup_line_names_the_run_or_the_file(trained_run, template_model):
-    from lenet_cli.runs import resolve_model
-    from lenet_cli.serve_app import ModelPredictor
-    from lenet_cli.serve_command import startup_line
+    from lenet_cli.store.runs import resolve_model
+    from lenet_cli.serve.app import ModelPredictor
+    from lenet_cli.serve.runner import startup_line
 
     url = "http://127.0.0.1:8000/"
     for model in (trained_run, trained_run / "model.keras"):  # a run directory, or its model.keras named directly
