@@ -97,13 +97,14 @@ def payloads(folder: Path) -> dict[str, tuple[Path, str, str, int]]:
 PLAIN_UVICORN = """
 import sys, uvicorn
 from lenet_cli.store.runs import resolve_model
-from lenet_cli.serve.app import ModelPredictor, create_app
-from lenet_cli.serve.runner import _log_config
+from lenet_cli.serve.app import create_app
+from lenet_cli.serve.predictor import ModelPredictor
+from lenet_cli.serve.runner import log_config
 predictor = ModelPredictor(resolve_model(sys.argv[1]))
 predictor.load()
 sys.stderr.write("Serving at http://127.0.0.1:%s/\\n" % sys.argv[2]); sys.stderr.flush()
 uvicorn.run(create_app(predictor), host="127.0.0.1", port=int(sys.argv[2]), http="h11", loop="asyncio",
-            log_config=_log_config(True))
+            log_config=log_config(True))
 """
 
 

@@ -114,6 +114,20 @@ def test_every_module_has_a_layer():
     assert unranked == [], f"modules outside every layer (add them to a layer folder, or to RANKS): {unranked}"
 
 
+def test_every_lenet_import_names_a_module_that_exists():
+    """An import inside a function runs only when it is called: a stale module name must fail here, not in a user's hands."""
+    modules = {module_name(p) for p in PACKAGE.rglob("*.py")}
+    stale = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("lenet_cli"):
+                if node.module not in modules:
+                    stale.append(f"{module_name(path)}: from {node.module} import ...")
+            elif isinstance(node, ast.Import):
+                stale += [f"{module_name(path)}: import {a.name}" for a in node.names if a.name.startswith("lenet_cli") and a.name not in modules]
+    assert stale == []
+
+
 def test_no_import_points_up_a_layer():
     assert upward_imports(package_graph()) == []
 

@@ -74,7 +74,8 @@ def make_client(model: Path, **settings):
     from fastapi.testclient import TestClient
 
     from lenet_cli.core.serve_settings import ServeSettings
-    from lenet_cli.serve.app import ModelPredictor, create_app
+    from lenet_cli.serve.app import create_app
+    from lenet_cli.serve.predictor import ModelPredictor
     from lenet_cli.store.runs import resolve_model
 
     return TestClient(create_app(ModelPredictor(resolve_model(model)), ServeSettings(**settings)))
@@ -229,7 +230,8 @@ def test_nothing_a_request_sends_is_read_as_a_path(client, template_model):
 def test_a_failing_model_is_a_500_json_error_not_a_traceback(template_model):
     from fastapi.testclient import TestClient
 
-    from lenet_cli.serve.app import ModelPredictor, create_app
+    from lenet_cli.serve.app import create_app
+    from lenet_cli.serve.predictor import ModelPredictor
     from lenet_cli.store.runs import resolve_model
 
     class Broken(ModelPredictor):
@@ -370,9 +372,9 @@ def test_keras_model_served_with_batching_off(trained_run):
 
 
 def test_startup_line_names_the_run_or_the_file(trained_run, template_model):
-    from lenet_cli.store.runs import resolve_model
-    from lenet_cli.serve.app import ModelPredictor
+    from lenet_cli.serve.predictor import ModelPredictor
     from lenet_cli.serve.runner import startup_line
+    from lenet_cli.store.runs import resolve_model
 
     url = "http://127.0.0.1:8000/"
     for model in (trained_run, trained_run / "model.keras"):  # a run directory, or its model.keras named directly

@@ -86,15 +86,16 @@ def preprocessing_and_classes(meta: dict[str, Any], preprocess: str, model_path:
     return preprocess, tuple(str(name) for name in names)
 
 
-def for_pictures(model: str | os.PathLike | None, runs_dir: str | os.PathLike | None = None, preprocess: str = "auto") -> ModelContext:
-    """The context of a model that answers for pictures (predict, explain, serve).
+def for_pictures(model: str | os.PathLike | ModelRef | None, runs_dir: str | os.PathLike | None = None,
+                 preprocess: str = "auto") -> ModelContext:
+    """The context of a model that answers for pictures (predict, explain, serve); ``model`` may be resolved already.
 
     Raises:
         LenetError: no such model or run, or one whose dataset cannot be told.
     """
     from lenet_cli.runtimes.loading import model_format, read_metadata
 
-    ref = runs.resolve_model(model, runs_dir)
+    ref = model if isinstance(model, ModelRef) else runs.resolve_model(model, runs_dir)
     meta = read_metadata(ref)
     preprocess, class_names = preprocessing_and_classes(meta, preprocess, ref.model_path)
     return ModelContext(ref, model_format(ref.model_path), meta, preprocess, class_names, meta["dataset"])

@@ -32,7 +32,7 @@ def require_serve_extra() -> None:
         raise LenetError(f"lenet serve needs the serve extra ({missing[0]} is missing): {SERVE_EXTRA_HINT}")
 
 
-def _log_config(access_log: bool) -> dict:
+def log_config(access_log: bool) -> dict:
     """uvicorn's logging, with the access log on stderr too (stdout stays free for data)."""
     from uvicorn.config import LOGGING_CONFIG
 
@@ -83,7 +83,8 @@ def run_serve(model: Path | None, runs_dir: Path | None, host: str, port: int, s
     require_serve_extra()
     import uvicorn
 
-    from lenet_cli.serve.app import ModelPredictor, create_app
+    from lenet_cli.serve.app import create_app
+    from lenet_cli.serve.predictor import ModelPredictor
     from lenet_cli.store import runs
 
     ref = runs.resolve_model(model, runs_dir)
@@ -110,7 +111,7 @@ def run_serve(model: Path | None, runs_dir: Path | None, host: str, port: int, s
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    config = uvicorn.Config(app, log_config=_log_config(access_log), access_log=access_log, lifespan="on",
+    config = uvicorn.Config(app, log_config=log_config(access_log), access_log=access_log, lifespan="on",
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, server_header=False)
     server = GracefulServer(config)
     url = url_of(sock)

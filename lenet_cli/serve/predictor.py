@@ -1,0 +1,55 @@
+"""The model ``lenet serve`` answers with: resolved once, loaded in the app's lifespan, shared by every request."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lenet_cli.engine.context import for_pictures
+from lenet_cli.store.runs import CONFIG_FILE, MODEL_FILE
+
+
+def run_name(ref) -> str | None:
+    """The name of the run whose model ``ref`` is (its directory's name), or None for a model file of its own."""
+    if ref.run_dir is not None:
+        return ref.run_dir.name
+    if ref.model_path.name == MODEL_FILE and (ref.model_path.parent / CONFIG_FILE).is_file():
+        return ref.model_path.parent.name  # a run's model.keras, named directly
+    return None
+
+
+class ModelPredictor:
+    """A model to serve, with its class names and default preprocessing; loaded on :meth:`load`.
+
+    Args:
+        ref: The resolved model (:func:`lenet_cli.store.runs.resolve_model`).
+        preprocess: ``auto`` (the model's dataset), ``mnist``, ``fashion`` or ``none``.
+
+    Raises:
+        LenetError: the model's dataset (and so its class names and preprocessing) cannot be told.
+    """
+
+    def __init__(self, ref, preprocess: str = "auto"):
+        context = for_pictures(ref, preprocess=preprocess)
+        self.ref = ref
+        self.path = ref.model_path
+        self.run = run_name(ref)
+        self.name = f"{self.run}/{self.path.name}" if self.run else self.path.name  # what answers say served them
+        self.format = context.format
+        self.dataset = context.dataset
+        self.preprocess, self.class_names = context.preprocess, context.class_names
+        self.loaded = None
+
+    def load(self) -> None:
+        """Load the model (TensorFlow only for ``.keras`` and SavedModel); a no-op once loaded."""
+        if self.loaded is None:
+            from lenet_cli.runtimes.loading import open_model
+
+            self.loaded = open_model(self.ref)
+
+    @property
+    def ready(self) -> bool:
+        return self.loaded is not None
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities ``(n, classes)`` for float32 ``(n, 28, 28, 1)`` inputs in [0, 1]."""
+        return self.loaded.predict(images)
