@@ -147,9 +147,9 @@ def embolden(field: np.ndarray, fraction: float) -> np.ndarray:
 
 def count_holes(mask: np.ndarray) -> int:
     """Background regions enclosed by the drawing (the outside excluded)."""
-    from lenet_cli.data.preprocess import _label_runs
+    from lenet_cli.data.preprocess.image_ops import label_runs
 
-    labels = _label_runs(np.pad(~mask, 1, constant_values=True))[3]
+    labels = label_runs(np.pad(~mask, 1, constant_values=True))[3]
     return int(labels.max()) if labels.size else 0
 
 

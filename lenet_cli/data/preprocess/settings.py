@@ -1,0 +1,94 @@
+"""What preprocessing promises: the constants of each dataset's recipe, the options, and the blank-image error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lenet_cli.core.config import IMAGE_SIZE
+from lenet_cli.core.config import INVERT_MODES as INVERT_CHOICES
+from lenet_cli.core.config import PREPROCESS_MODES as MODES
+from lenet_cli.core.errors import LenetError
+from lenet_cli.data.images import (
+    quote_name,
+)
+
+SIZE = IMAGE_SIZE
+"""Side of the network's input, in pixels."""
+
+
+MNIST_BOX = 20
+"""MNIST digits were scaled to fit a 20x20 box inside the 28x28 field."""
+
+
+MNIST_CENTRE = 14.0
+"""Where MNIST puts the centre of mass, in pixel indices (t10k mean: 13.99, 14.01)."""
+
+
+MIN_CONTRAST = 0.1
+"""Content must differ from the background by at least this (10 % of full scale)."""
+
+
+WORK_MAX_SIDE = 1024
+"""Larger images are first reduced to this many pixels on the longest side (speed only)."""
+
+
+MIN_EXTENT = 0.02
+"""Content spans at least 2 % of the image's longest side (and 4 pixels); anything smaller is a speck."""
+
+
+MIN_EXTENT_PIXELS = 4
+
+
+NEAR_PIECE_FRACTION = 0.005
+"""A piece beside the largest one counts when it has at least 0.5 % of its area."""
+
+
+STROKE_RANGE = (1.6, 2.2)
+"""Stroke widths (2 x area / outline, in pixels of the 20x20 box) left as they are: MNIST test digits' interquartile range (1.57-2.19)."""
+
+
+FASHION_TRIM = 0.05
+"""Fashion-MNIST trimmed edges within 5 % of the corner colour."""
+
+
+@dataclass(frozen=True)
+class PreprocessOptions:
+    """How to turn an image into network input.
+
+    Attributes:
+        mode: ``mnist`` (digit: crop, 20x20 box, centre of mass), ``fashion``
+            (article: trim, longest edge 28, centred) or ``none`` (grayscale
+            and resize only).
+        invert: ``auto`` inverts when the background is light (dark ink on
+            paper, a product on white); ``always`` treats the image as dark
+            content on a light background; ``never`` as light on dark.
+    """
+
+    mode: str = "mnist"
+    invert: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise LenetError(f"unknown preprocessing mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+        if self.invert not in INVERT_CHOICES:
+            raise LenetError(f"unknown invert setting {self.invert!r}; choose one of: {', '.join(INVERT_CHOICES)}")
+
+
+class BlankImageError(LenetError):
+    """No content was found: the image is uniform, noise only, or too low-contrast."""
+
+
+def source_label(source, name: str | None) -> str:
+    if name is not None:
+        return quote_name(name)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return quote_name("<stdin>")
+    return quote_name(source)
+
+
+def blank_error(name: str | None, why: str) -> BlankImageError:
+    where = f" in {quote_name(name)}" if name else ""
+    return BlankImageError(
+        f"no content found{where}: {why} (a uniform or very faint image has nothing to classify; "
+        "check the file, or raise its contrast)"
+    )
