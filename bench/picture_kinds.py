@@ -21,14 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import REPO, cpu_model, model_and_test_images
+from bench.common import cpu_model, model_and_test_images
 
 JPEG_MAGIC = b"\xff\xd8"
 
 
 def render_set(kind: str, images, labels, folder: Path, seed: int) -> tuple[list[Path], list[int]]:
     """Write one picture per test image (continental: drawn 1s and 7s, alternating) and return paths and labels."""
-    from picture_kinds import CONTINENTAL_LABELS, render_kind
+    from tests.helpers.picture_kinds import CONTINENTAL_LABELS, render_kind
 
     folder.mkdir(parents=True, exist_ok=True)
     paths, truth = [], []
@@ -45,12 +45,10 @@ def render_set(kind: str, images, labels, folder: Path, seed: int) -> tuple[list
 
 
 def measure(run_dir: Path, count: int = 1000, kinds: list[str] | None = None, seed: int = 20260516) -> dict:
-    sys.path.insert(0, str(REPO / "tests"))
-    from picture_kinds import DIGIT_KINDS, FASHION_KINDS
-
     from lenet_cli.data.dataset import CLASS_NAMES
     from lenet_cli.data.picture_inputs import expand_inputs
     from lenet_cli.engine.predict import predict_items
+    from tests.helpers.picture_kinds import DIGIT_KINDS, FASHION_KINDS
 
     ref, loaded, images, labels, original = model_and_test_images(run_dir, count)
     dataset = loaded.dataset

@@ -14,22 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO, model_and_test_images
+from bench.common import model_and_test_images
 
 
 def measure(run_dir: Path, count: int = 2000, seed: int = 20261127) -> dict:
-    sys.path.insert(0, str(REPO / "tests"))
-    from renderings import FORMATS, write_renderings
-
     from lenet_cli.data.dataset import CLASS_NAMES
     from lenet_cli.data.picture_inputs import expand_inputs
     from lenet_cli.engine.predict import predict_items
+    from tests.helpers.renderings import FORMATS, write_renderings
 
     ref, loaded, images, labels, original = model_and_test_images(run_dir, count)
     dataset = loaded.dataset

@@ -40,8 +40,7 @@ def _dataset(name: str, smoke: bool, tmp: Path, train_limit=None):
     from lenet_cli.data.loader import load_dataset
 
     if smoke:
-        sys.path.insert(0, str(REPO / "tests"))
-        from idx_factory import write_dataset
+        from tests.helpers.idx_factory import write_dataset
 
         root = tmp / "smoke-data"
         if not (root / name).is_dir():

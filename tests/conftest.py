@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from idx_factory import write_dataset  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
-REAL_DATA = Path(os.environ.get("LENET_DATA_DIR") or REPO.parent / "shared" / "datasets")
-
-from lenet_cli.core.tensorflow_env import prepare_tensorflow_env  # noqa: E402
+from lenet_cli.core.tensorflow_env import prepare_tensorflow_env
+from tests.helpers.idx_factory import write_dataset
 
 prepare_tensorflow_env()  # the same TensorFlow settings as the command line, before any test imports it
 
@@ -67,10 +60,3 @@ def trained_run(tmp_path_factory, synthetic_data_dir) -> Path:
     )
     assert result.exit_code == 0, result.output
     return out
-
-
-def real_data_available() -> bool:
-    return all((REAL_DATA / "mnist" / name).is_file() for name in ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"))
-
-
-requires_real_data = pytest.mark.skipif(not real_data_available(), reason=f"real MNIST files not found in {REAL_DATA} (set LENET_DATA_DIR)")

@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from idx_factory import (
+from PIL import Image, ImageDraw
+
+from lenet_cli.cli import cli
+from tests.helpers.idx_factory import (
     FILE_NAMES,
     idx_images_bytes,
     idx_labels_bytes,
     write_dataset,
     write_gz,
 )
-from PIL import Image, ImageDraw
-
-from lenet_cli.cli import cli
 
 
 def _run(args, env=None, input=None):

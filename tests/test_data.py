@@ -10,18 +10,18 @@ import urllib.request
 
 import numpy as np
 import pytest
-from idx_factory import (
+
+from lenet_cli.core.errors import LenetError
+from lenet_cli.data import dataset as DS
+from lenet_cli.data import idx as D
+from lenet_cli.data import loader as L
+from tests.helpers.idx_factory import (
     FILE_NAMES,
     idx_images_bytes,
     idx_labels_bytes,
     write_dataset,
     write_gz,
 )
-
-from lenet_cli.core.errors import LenetError
-from lenet_cli.data import dataset as DS
-from lenet_cli.data import idx as D
-from lenet_cli.data import loader as L
 
 
 def test_loads_splits_and_holds_out_first_validation_images(tmp_path):

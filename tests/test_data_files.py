@@ -8,13 +8,13 @@ import urllib.request
 
 import pytest
 from click.testing import CliRunner
-from conftest import REAL_DATA, requires_real_data
-from idx_factory import FILE_NAMES, write_dataset
 
 from lenet_cli.cli import cli
 from lenet_cli.core.errors import LenetError
 from lenet_cli.data import idx as D
 from lenet_cli.data import loader as L
+from tests.helpers.idx_factory import FILE_NAMES, write_dataset
+from tests.helpers.real_data import REAL_DATA, requires_real_data
 
 
 def _sha(path) -> str:

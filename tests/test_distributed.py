@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from idx_factory import write_dataset
+
+from tests.helpers.distributed import free_loopback_ports, start_training, worker_env
+from tests.helpers.idx_factory import write_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -27,31 +25,6 @@ def data_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("distributed-data")
     write_dataset(root / "mnist", n_train=500, n_test=50, seed=4)
     return root
-
-
-def _env(tmp: Path, **extra) -> dict:
-    (tmp / "tmp").mkdir(exist_ok=True)
-    env = {**os.environ, "LENET_VERIFY_CHECKSUMS": "0", "LENET_RUNS_DIR": str(tmp / "runs"), "XDG_CACHE_HOME": str(tmp / "cache"),
-           "TMPDIR": str(tmp / "tmp"), **extra}
-    env.pop("TF_CONFIG", None)
-    env.pop("LENET_CPU_DEVICES", None)
-    return env
-
-
-def _lenet(args, env):
-    return subprocess.Popen([sys.executable, "-m", "lenet_cli", "train", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def _free_loopback_ports(count: int) -> list[int]:
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _weights(run_dir: Path) -> list[np.ndarray]:
@@ -69,10 +42,10 @@ def _digest(weights: list[np.ndarray]) -> str:
 
 
 def test_two_loopback_workers_write_one_run_that_matches_every_worker(data_dir, tmp_path):
-    env = _env(tmp_path)
-    workers = ",".join(f"127.0.0.1:{port}" for port in _free_loopback_ports(2))
+    env = worker_env(tmp_path)
+    workers = ",".join(f"127.0.0.1:{port}" for port in free_loopback_ports(2))
     args = ["--data-dir", str(data_dir), *RECIPE, "--distribute", "multi-worker", "--workers", workers, "--worker-timeout", "60"]
-    procs = [_lenet([*args, "--task-index", str(i)], env) for i in (0, 1)]
+    procs = [start_training([*args, "--task-index", str(i)], env) for i in (0, 1)]
     results = []
     try:
         for proc in procs:
@@ -102,10 +75,10 @@ def test_two_loopback_workers_write_one_run_that_matches_every_worker(data_dir, 
 
 
 def test_unreachable_worker_fails_within_the_timeout(data_dir, tmp_path):
-    port, absent = _free_loopback_ports(2)
+    port, absent = free_loopback_ports(2)
     start = time.monotonic()
-    proc = _lenet(["--data-dir", str(data_dir), *RECIPE, "--distribute", "multi-worker", "--quiet",
-                   "--workers", f"127.0.0.1:{port},127.0.0.1:{absent}", "--task-index", "0", "--worker-timeout", "5"], _env(tmp_path))
+    proc = start_training(["--data-dir", str(data_dir), *RECIPE, "--distribute", "multi-worker", "--quiet",
+                   "--workers", f"127.0.0.1:{port},127.0.0.1:{absent}", "--task-index", "0", "--worker-timeout", "5"], worker_env(tmp_path))
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 1
     assert time.monotonic() - start < 60
@@ -115,10 +88,10 @@ def test_unreachable_worker_fails_within_the_timeout(data_dir, tmp_path):
 
 def test_mirrored_over_two_cpu_devices_equals_one_device(data_dir, tmp_path):
     recipe = ["--data-dir", str(data_dir), *RECIPE, "--dropout", "0", "--augment", "none", "--no-tensorboard", "--quiet"]  # no random draws
-    single = _lenet([*recipe, "--output", str(tmp_path / "single")], _env(tmp_path))
+    single = start_training([*recipe, "--output", str(tmp_path / "single")], worker_env(tmp_path))
     out, err = single.communicate(timeout=90)
     assert single.returncode == 0, err
-    mirrored = _lenet([*recipe, "--output", str(tmp_path / "mirrored"), "--distribute", "mirrored", "--devices", "2"], _env(tmp_path))
+    mirrored = start_training([*recipe, "--output", str(tmp_path / "mirrored"), "--distribute", "mirrored", "--devices", "2"], worker_env(tmp_path))
     out, err = mirrored.communicate(timeout=90)
     assert mirrored.returncode == 0, err
     for a, b in zip(_weights(tmp_path / "single"), _weights(tmp_path / "mirrored")):
@@ -137,16 +110,16 @@ def test_distribute_options_are_checked_before_tensorflow_loads():
 
 
 def test_mirrored_run_resumes_after_an_interruption(data_dir, tmp_path):
-    env = _env(tmp_path)
+    env = worker_env(tmp_path)
     recipe = ["--data-dir", str(data_dir), "--epochs", "2", "--batch-size", "64", "--validation-size", "100", "--dense-units", "32",
               "--seed", "5", "--no-tensorboard", "--quiet"]
     mirrored = ["--distribute", "mirrored", "--devices", "2"]
-    whole = _lenet([*recipe, *mirrored, "--output", str(tmp_path / "whole")], env)
+    whole = start_training([*recipe, *mirrored, "--output", str(tmp_path / "whole")], env)
     out, err = whole.communicate(timeout=90)
     assert whole.returncode == 0, err
 
     run_dir = tmp_path / "cut"
-    proc = _lenet([*recipe, *mirrored, "--output", str(run_dir)], env)
+    proc = start_training([*recipe, *mirrored, "--output", str(run_dir)], env)
     deadline = time.monotonic() + 90
     while not (run_dir / "history.json").is_file() or (run_dir / "history.json").read_text().strip() in ("", "[]"):
         assert proc.poll() is None and time.monotonic() < deadline, "no epoch completed before the interruption"
@@ -155,7 +128,7 @@ def test_mirrored_run_resumes_after_an_interruption(data_dir, tmp_path):
     proc.communicate(timeout=30)
     assert not (run_dir / "model.keras").exists()
 
-    resumed = _lenet(["--resume", str(run_dir), "--data-dir", str(data_dir), "--quiet", "--no-tensorboard", *mirrored], env)
+    resumed = start_training(["--resume", str(run_dir), "--data-dir", str(data_dir), "--quiet", "--no-tensorboard", *mirrored], env)
     out, err = resumed.communicate(timeout=90)
     assert resumed.returncode == 0, err
     for a, b in zip(_weights(tmp_path / "whole"), _weights(run_dir)):

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import REAL_DATA, requires_real_data
 from PIL import Image
 
 from lenet_cli.cli import cli
 from lenet_cli.core.errors import LenetError
 from lenet_cli.model import attribution as A
+from tests.helpers.real_data import REAL_DATA, requires_real_data
 
 COMPLETENESS_TOLERANCE = 0.05  # the "within 5 %"
 

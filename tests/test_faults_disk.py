@@ -1,6 +1,6 @@
 """Disk full while writing: a real file-size limit (RLIMIT_FSIZE) hits each file lenet writes.
 
-``tests/fault_child.py`` runs the real CLI and sets the limit when the chosen
+``tests/helpers/fault_child.py`` runs the real CLI and sets the limit when the chosen
 file is opened, so the kernel refuses that write with ``EFBIG``, the errno a
 full disk's ``ENOSPC`` shares every code path with. Each case checks the exit code, a single
 ``Error:`` line naming the file and the cause, no traceback, no temporary file
@@ -14,14 +14,15 @@ import json
 
 import numpy as np
 import pytest
-from fault_helpers import (
+
+from tests.helpers.fault_helpers import (
     assert_same_weights,
     error_line,
     leftovers,
     lenet_env,
     run_lenet,
 )
-from idx_factory import write_dataset
+from tests.helpers.idx_factory import write_dataset
 
 pytestmark = pytest.mark.slow
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from fault_helpers import error_line, leftovers
 
 from lenet_cli.cli import cli
+from tests.helpers.fault_helpers import error_line, leftovers
 
 NOBODY = 65534
 

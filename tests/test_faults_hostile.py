@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fault_helpers import error_line, lenet_env
-from idx_factory import FILE_NAMES, idx_labels_bytes, synthetic_images, write_gz
+
+from tests.helpers.fault_helpers import error_line, lenet_env
+from tests.helpers.idx_factory import FILE_NAMES, idx_labels_bytes, synthetic_images, write_gz
 
 PEAK_LIMIT_KB = 1024 * 1024  # 1 GB
 

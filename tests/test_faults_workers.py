@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from idx_factory import write_dataset
-from test_distributed import _env, _free_loopback_ports, _lenet
+
+from tests.helpers.distributed import free_loopback_ports, start_training, worker_env
+from tests.helpers.idx_factory import write_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +30,11 @@ def data_dir(tmp_path_factory):
 
 
 def _cluster(data_dir, tmp_path, epochs: int, timeout: float, output: Path | None = None, resume: bool = False):
-    env = _env(tmp_path)
-    workers = ",".join(f"127.0.0.1:{port}" for port in _free_loopback_ports(2))
+    env = worker_env(tmp_path)
+    workers = ",".join(f"127.0.0.1:{port}" for port in free_loopback_ports(2))
     start = ["--resume", str(output), "--epochs", str(epochs)] if resume else ["--epochs", str(epochs), *RECIPE, "--output", str(output)]
     common = start + ["--data-dir", str(data_dir), "--distribute", "multi-worker", "--workers", workers, "--worker-timeout", str(timeout)]
-    return [_lenet([*common, "--task-index", str(i)], env) for i in (0, 1)]
+    return [start_training([*common, "--task-index", str(i)], env) for i in (0, 1)]
 
 
 def _wait_for_epochs(run_dir: Path, count: int, procs, limit: float = 150) -> None:
@@ -109,19 +110,19 @@ def test_a_killed_worker_is_named_within_the_worker_timeout(data_dir, tmp_path):
 
 
 def test_a_worker_that_starts_late_still_joins(data_dir, tmp_path):
-    env = _env(tmp_path)
-    workers = ",".join(f"127.0.0.1:{port}" for port in _free_loopback_ports(2))
+    env = worker_env(tmp_path)
+    workers = ",".join(f"127.0.0.1:{port}" for port in free_loopback_ports(2))
     args = ["--data-dir", str(data_dir), "--epochs", "1", *RECIPE, "--distribute", "multi-worker", "--workers", workers,
             "--worker-timeout", "60"]
-    chief = _lenet([*args, "--task-index", "0"], env)
+    chief = start_training([*args, "--task-index", "0"], env)
     time.sleep(6)
-    late = _lenet([*args, "--task-index", "1"], env)
+    late = start_training([*args, "--task-index", "1"], env)
     results = _finish([chief, late], timeout=150)
     assert all(returncode == 0 for returncode, _ in results), results
 
 
 def test_concurrent_trainings_get_their_own_runs_and_latest_is_never_torn(data_dir, tmp_path):
-    env = _env(tmp_path)
+    env = worker_env(tmp_path)
     runs = tmp_path / "runs"
     procs = [subprocess.Popen([sys.executable, "-m", "lenet_cli", "train", "--data-dir", str(data_dir), "--epochs", "1", *RECIPE,
                                "--train-limit", "300"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

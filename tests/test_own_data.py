@@ -16,13 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from idx_factory import (
-    FILE_NAMES,
-    idx_images_bytes,
-    idx_labels_bytes,
-    synthetic_images,
-    write_gz,
-)
 from PIL import Image
 
 from lenet_cli.cli import cli
@@ -31,6 +24,13 @@ from lenet_cli.data import idx as D
 from lenet_cli.data import loader as L
 from lenet_cli.data.sources import named
 from lenet_cli.data.sources.picture_folder import CACHE_DIR
+from tests.helpers.idx_factory import (
+    FILE_NAMES,
+    idx_images_bytes,
+    idx_labels_bytes,
+    synthetic_images,
+    write_gz,
+)
 
 FAST = ["--epochs", "1", "--dense-units", "32", "--batch-size", "32", "--no-tensorboard", "--quiet", "--format", "json"]
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import REAL_DATA, requires_real_data
-from idx_factory import FILE_NAMES, idx_images_bytes, idx_labels_bytes, write_gz
 from PIL import Image
 
 from lenet_cli.cli import cli
 from lenet_cli.data.idx import load_idx_images, load_idx_labels
+from tests.helpers.idx_factory import FILE_NAMES, idx_images_bytes, idx_labels_bytes, write_gz
+from tests.helpers.real_data import REAL_DATA, requires_real_data
 
 pytestmark = [requires_real_data, pytest.mark.realdata, pytest.mark.slow]
 

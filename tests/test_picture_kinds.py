@@ -16,7 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from picture_kinds import (
+from PIL import Image
+
+from lenet_cli.data import preprocess as P
+from lenet_cli.data.images import read_image
+from tests.helpers.picture_kinds import (
     CONTINENTAL_LABELS,
     DIGIT_KINDS,
     draw_continental,
@@ -24,10 +28,6 @@ from picture_kinds import (
     render_kind,
     stroke_width,
 )
-from PIL import Image
-
-from lenet_cli.data import preprocess as P
-from lenet_cli.data.images import read_image
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_DATA = Path(os.environ.get("LENET_DATA_DIR") or REPO.parent / "shared" / "datasets")

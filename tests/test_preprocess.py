@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from renderings import FORMATS, render_realistic, write_renderings
 
 from lenet_cli.core.errors import LenetError
 from lenet_cli.data import images as I
 from lenet_cli.data import preprocess as P
+from tests.helpers.renderings import FORMATS, render_realistic, write_renderings
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_DATA = Path(os.environ.get("LENET_DATA_DIR") or REPO.parent / "shared" / "datasets")

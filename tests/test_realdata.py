@@ -11,9 +11,9 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import REAL_DATA, requires_real_data
 
 from lenet_cli.cli import cli
+from tests.helpers.real_data import REAL_DATA, requires_real_data
 
 pytestmark = [requires_real_data, pytest.mark.realdata, pytest.mark.slow]
 
@@ -43,9 +43,8 @@ def test_evaluate_reproduces_the_recorded_test_accuracy(real_run):
 
 
 def test_predict_reads_realistic_renderings_of_test_digits(real_run, tmp_path):
-    from renderings import FORMATS, write_renderings
-
     from lenet_cli.data.loader import load_split
+    from tests.helpers.renderings import FORMATS, write_renderings
 
     run, _ = real_run
     split, _ = load_split("mnist", "test", REAL_DATA)

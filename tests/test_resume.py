@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from idx_factory import write_dataset
+
+from tests.helpers.idx_factory import write_dataset
 
 pytestmark = pytest.mark.slow
 

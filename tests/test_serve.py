@@ -34,10 +34,9 @@ from PIL import Image
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'lenet-cli[serve]'")
 
-from conftest import REAL_DATA, requires_real_data  # noqa: E402
-from serve_models import draw_digit, reference_probabilities, write_template_onnx  # noqa: E402
-
-from lenet_cli.data.preprocess import PreprocessOptions, load_and_preprocess  # noqa: E402
+from lenet_cli.data.preprocess import PreprocessOptions, load_and_preprocess
+from tests.helpers.real_data import REAL_DATA, requires_real_data
+from tests.helpers.serve_models import draw_digit, reference_probabilities, write_template_onnx
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")  # starlette 1.x prefers httpx2; httpx works
 

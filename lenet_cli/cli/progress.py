@@ -16,7 +16,7 @@ from __future__ import annotations
 from lenet_cli.core.tensorflow_env import import_tensorflow
 
 import_tensorflow()  # quietly, and with lenet's settings, before Keras loads TensorFlow
-import keras  # noqa: E402
+import keras
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -26,7 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from lenet_cli.cli.console import stderr_console  # noqa: E402
+from lenet_cli.cli.console import stderr_console
 
 
 class RichProgress(keras.callbacks.Callback):

@@ -111,6 +111,8 @@ def output_mismatch(fmt: str, output: Path) -> str | None:
             f"--to all writes a folder, and {str(output)!r} names a {SUFFIX_FORMATS[output.suffix.lower()]} file; name a folder"
     wanted = FORMATS[fmt].suffix
     implied = SUFFIX_FORMATS.get(output.suffix.lower())
+    if wanted is not None and output.is_dir():
+        return None  # an existing folder: the export check names the file to write in it
     if wanted is None:
         return None if implied is None else f"a SavedModel is a folder, and {str(output)!r} names a {implied} file; name a folder"
     if output.suffix.lower() != wanted:

@@ -18,8 +18,8 @@ from __future__ import annotations
 from lenet_cli.core.tensorflow_env import import_tensorflow
 
 import_tensorflow()  # quietly, and with lenet's settings, before Keras loads TensorFlow
-import keras  # noqa: E402
-from keras import ops  # noqa: E402
+import keras
+from keras import ops
 
 
 def warmed_up_momentum(momentum, iterations):

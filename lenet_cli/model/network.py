@@ -10,7 +10,7 @@ from __future__ import annotations
 from lenet_cli.core.tensorflow_env import import_tensorflow
 
 import_tensorflow()  # quietly, and with lenet's settings, before Keras loads TensorFlow
-import keras  # noqa: E402
+import keras
 from keras import layers
 
 from lenet_cli.core import config as C

@@ -26,10 +26,10 @@ from __future__ import annotations
 from lenet_cli.core.tensorflow_env import import_tensorflow
 
 import_tensorflow()  # quietly, and with lenet's settings, before Keras loads TensorFlow
-import keras  # noqa: E402
-from keras import ops  # noqa: E402
+import keras
+from keras import ops
 
-from lenet_cli.core import config as C  # noqa: E402
+from lenet_cli.core import config as C
 
 
 def regularized_kernels(model: keras.Model, frozen: tuple[str, ...] = ()) -> dict[str, object]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from lenet_cli.core.tensorflow_env import import_tensorflow
 
 import_tensorflow()  # quietly, and with lenet's settings, before Keras loads TensorFlow
-import keras  # noqa: E402
+import keras
 import numpy as np
 
 from lenet_cli.core.tensorflow_env import import_tensorflow

@@ -9,7 +9,7 @@ the ``open`` events and sets the limit when the N-th file whose name matches a
 pattern is opened for writing. Only the moment is chosen by the test; the
 failure itself is the kernel's.
 
-Usage: ``LENET_FAULT_FSIZE='<glob>:<n>:<bytes>' python tests/fault_child.py train ...``
+Usage: ``LENET_FAULT_FSIZE='<glob>:<n>:<bytes>' python tests/helpers/fault_child.py train ...``
 """
 
 from __future__ import annotations

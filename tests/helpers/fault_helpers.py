@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).resolve().parent / "fault_child.py"
 WEIGHT_LAYERS = ("conv_1", "conv_2", "dot_1", "dot_2", "logits_layer")
 
