@@ -301,3 +301,20 @@ def test_help_and_usage_errors_do_not_import_tensorflow(tmp_path):
     proc = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert [line for line in proc.stdout.splitlines() if line.startswith("exit ")] == ["exit 0", "exit 2", "exit 2"]
+
+
+def test_onnx_tensors_are_named_like_the_savedmodels(exported):
+    import onnx
+
+    graph = onnx.load(str(exported[0] / "model.onnx")).graph
+    assert [i.name for i in graph.input] == ["image"] and [o.name for o in graph.output] == ["probabilities"]
+    for value in (graph.input[0], graph.output[0]):
+        assert value.type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+@pytest.mark.slow
+def test_progress_names_the_final_paths_and_the_notes_sit_under_the_table(trained_run, tmp_path):
+    result = _export(trained_run, "--to", "all", "--output", tmp_path / "dist", "--no-verify", "--format", "table")
+    assert result.exit_code == 0, result.output
+    assert ".tmp" not in result.stderr and f"exporting onnx to {tmp_path / 'dist' / 'model.onnx'}" in result.stderr
+    assert result.stdout.rstrip().splitlines()[-1] == "not verified (--no-verify)"

@@ -34,10 +34,9 @@ def print_export_table(results) -> None:
 
     folder = results[0].path.parent if len(results) > 1 else None
     checked = [r for r in results if r.verified_on]
-    caption = (f"checked against the Keras model on {checked[0].verified_on:,} test images (Keras accuracy {checked[0].keras_accuracy:.4f}); "
-               "argmax: same class as Keras; load: open + first inference"
-               if checked else "not verified (--no-verify)")
-    table = Table(title=f"exports in {folder}" if folder else "export", caption=caption)
+    notes = ([f"checked against the Keras model on {checked[0].verified_on:,} test images (Keras accuracy {checked[0].keras_accuracy:.4f})",
+              "argmax: same class as Keras; load: open + first inference"] if checked else ["not verified (--no-verify)"])
+    table = Table(title=f"exports in {folder}" if folder else "export", title_justify="left")
     table.add_column("format")
     table.add_column("file" if folder else "path", overflow="fold", min_width=12)
     for column in ("size", "max |Δ|", "argmax", "accuracy", "load"):
@@ -53,7 +52,10 @@ def print_export_table(results) -> None:
             f"{r.accuracy:.4f}" if verified else "-",
             f"{r.load_seconds * 1000:.0f} ms" if verified else "-",
         )
-    stdout_console().print(table)
+    console = stdout_console()
+    console.print(table)
+    for note in notes:  # below the table, left-aligned, wrapping as a paragraph (a caption would centre each fragment)
+        console.print(note, highlight=False)
 
 
 def run_export(model, export_format, output, quantize, dataset, runs_dir, data_dir, verify, output_format: str) -> None:
