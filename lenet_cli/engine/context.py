@@ -8,6 +8,7 @@ name fall back to that dataset's built-in names.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,31 @@ class ModelContext:
         """
         if self.class_names is not None and top_k > len(self.class_names):
             raise BadValue("top_k", f"{top_k} is more than the model's {len(self.class_names)} classes")
+
+
+@dataclass(frozen=True)
+class PictureRequest:
+    """What every command that answers for pictures is given: the pictures, the model, and how pictures become inputs.
+
+    Attributes:
+        inputs: Image files, directories, or ``-`` for one image on stdin.
+        model: A run directory or model file; None for the latest run.
+        runs_dir: The runs folder (None: ``$LENET_RUNS_DIR`` or ``./runs``).
+        recursive: Descend into sub-directories of directory inputs.
+        files_from: A file (or ``-``) listing more inputs, one per line.
+        preprocess: ``auto`` (as the model's data was made), ``mnist``, ``fashion`` or ``none``.
+        invert: ``auto``, ``always`` or ``never``.
+        top_k: Classes listed per answer.
+    """
+
+    inputs: Sequence[str] = ()
+    model: str | os.PathLike | None = None
+    runs_dir: str | os.PathLike | None = None
+    recursive: bool = False
+    files_from: str | None = None
+    preprocess: str = "auto"
+    invert: str = "auto"
+    top_k: int = 3
 
 
 def preprocessing_and_classes(meta: dict[str, Any], preprocess: str, model_path: Path) -> tuple[str, tuple[str, ...]]:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from lenet_cli.core.errors import LenetError
+from lenet_cli.engine.context import PictureRequest
 from lenet_cli.model import attribution as A
 
 METHODS = ("integrated-gradients", "occlusion")
@@ -420,27 +421,16 @@ MAX_SHEET_WORKERS = 4
 
 
 @dataclass(frozen=True)
-class ExplainRequest:
-    """What ``lenet explain`` (and :func:`lenet_cli.api.explain`) is asked to do.
+class ExplainRequest(PictureRequest):
+    """What ``lenet explain`` (and :func:`lenet_cli.api.explain`) is asked to do: a :class:`PictureRequest`, and
 
     Attributes:
-        inputs: Image files, directories, or ``-`` for one image on stdin.
-        model, runs_dir, recursive, files_from, preprocess, invert, top_k: As for
-            :class:`lenet_cli.engine.predict.PredictRequest`.
         method: ``integrated-gradients`` or ``occlusion``; None picks by model format.
         target: Explain this class (a name or an index) instead of the predicted one.
         steps: Integrated Gradients' steps along the path from the black baseline.
         output_dir: The folder the PNG sheets go to.
     """
 
-    inputs: Sequence[str] = ()
-    model: str | os.PathLike | None = None
-    runs_dir: str | os.PathLike | None = None
-    recursive: bool = False
-    files_from: str | None = None
-    preprocess: str = "auto"
-    invert: str = "auto"
-    top_k: int = 3
     method: str | None = None
     target: str | None = None
     steps: int = A.IG_STEPS

@@ -23,35 +23,19 @@ from lenet_cli.data.picture_inputs import (
     InputItem,
     gather_inputs,
 )
-from lenet_cli.engine.context import ModelContext
+from lenet_cli.engine.context import ModelContext, PictureRequest
 
 
 @dataclass(frozen=True)
-class PredictRequest:
-    """What ``lenet predict`` (and :func:`lenet_cli.api.predict`) is asked to do.
+class PredictRequest(PictureRequest):
+    """What ``lenet predict`` (and :func:`lenet_cli.api.predict`) is asked to do: a :class:`PictureRequest`, and
 
     Attributes:
-        inputs: Image files, directories, or ``-`` for one image on stdin.
-        model: A run directory or model file; None for the latest run.
-        runs_dir: The runs folder (None: ``$LENET_RUNS_DIR`` or ``./runs``).
-        recursive: Descend into sub-directories of directory inputs.
-        files_from: A file (or ``-``) listing more inputs, one per line.
-        preprocess: ``auto`` (as the model's data was made), ``mnist``, ``fashion`` or ``none``.
-        invert: ``auto``, ``always`` or ``never``.
-        top_k: Classes listed per answer.
         min_confidence: Answers under this top probability are flagged ``low_confidence``.
         batch_size: Images decoded and predicted per batch.
         save_preprocessed: A folder to write the exact 28x28 inputs into, or None.
     """
 
-    inputs: Sequence[str] = ()
-    model: str | os.PathLike | None = None
-    runs_dir: str | os.PathLike | None = None
-    recursive: bool = False
-    files_from: str | None = None
-    preprocess: str = "auto"
-    invert: str = "auto"
-    top_k: int = 3
     min_confidence: float = MIN_CONFIDENCE
     batch_size: int = 512
     save_preprocessed: str | os.PathLike | None = None
