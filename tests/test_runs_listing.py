@@ -188,3 +188,32 @@ def test_runs_never_imports_tensorflow(three_runs):
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("no tensorflow")
+
+
+def test_show_and_compare_tables_use_human_units_and_the_same_values_as_json(three_runs):
+    run = three_runs / "mnist-a"
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["calibration"] = {"temperature": 1.2345678901234567, "val_ece_before": 0.012134567890123, "val_ece_after": 0.0063}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    (run / "model.keras").write_bytes(b"k" * 12_187_320)
+
+    shown = invoke("show", run, "--format", "table")
+    assert shown.exit_code == 0, shown.output
+    text = shown.stdout
+    assert "12.2 MB" in text and "12187320" not in text
+    assert "5.9 min" in text  # train_seconds 352.5
+    assert "calibration.temperature" in text and "1.23457" in text and "1.2345678901" not in text
+    assert "calibration.val_ece_after" in text and "0.63%" in text
+    assert '{"temperature"' not in text
+
+    raw = json.loads(invoke("show", run, "--format", "json").stdout)
+    assert raw["metrics"]["calibration"]["temperature"] == 1.2345678901234567 and raw["size_bytes"] >= 12_187_320
+
+    compared = invoke("compare", "mnist-a", "mnist-b", "--runs-dir", three_runs, "--format", "table")
+    assert compared.exit_code == 0, compared.output
+    row = next(line for line in compared.stdout.splitlines() if "val_accuracy" in line and "99.30%" in line)
+    assert "90.00%" in row  # the interrupted run's last validation accuracy, as `lenet runs` shows it, not "-"
+    listed = {r["name"]: r for r in json.loads(invoke("--runs-dir", three_runs, "--format", "json").stdout)}
+    pair = json.loads(invoke("compare", "mnist-a", "mnist-b", "--runs-dir", three_runs, "--format", "json").stdout)
+    metric_rows = {r["key"]: r for r in pair["rows"] if r["section"] == "metrics"}
+    assert metric_rows["val_accuracy"]["b"] == listed["mnist-b"]["val_accuracy"] == 0.9

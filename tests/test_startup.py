@@ -114,3 +114,29 @@ def test_predict_exits_fast_with_its_output_complete(trained_run, tmp_path):
     assert "interpreter teardown ran" not in proc.stderr
     help_run = subprocess.run([sys.executable, "-c", probe, "predict", "--help"], capture_output=True, text=True, timeout=60)
     assert help_run.returncode == 0 and "interpreter teardown ran" in help_run.stderr  # without TensorFlow: a normal exit
+
+
+def test_ctrl_c_while_the_command_line_loads_is_one_line_and_exit_130():
+    """The console script's first imports can be interrupted too: one line, exit 130, no traceback."""
+    probe = (
+        "import builtins, sys\n"
+        "real = builtins.__import__\n"
+        "def interrupted(name, *args, **kwargs):\n"
+        "    if name == 'click':\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(name, *args, **kwargs)\n"
+        "builtins.__import__ = interrupted\n"
+        "from lenet_cli.__main__ import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130
+    assert proc.stderr == "Interrupted by Ctrl-C.\n"
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "-0.1", "1.5"])
+def test_min_confidence_must_be_a_number_between_0_and_1(value):
+    proc = subprocess.run([sys.executable, "-c", PROBE.format(argv=["predict", "x.png", "--min-confidence", value])],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip().splitlines()[-1] == "exit 2", proc.stderr
+    assert "--min-confidence" in proc.stderr

@@ -61,6 +61,7 @@ def low_confidence_text(unsure: dict) -> str:
 
 def print_report_table(report: dict) -> None:
     """Rich tables on stdout: summary, per-class metrics, confusion matrix."""
+    from rich.markup import escape
     from rich.table import Table
 
     from lenet_cli.cli.console import stdout_console
@@ -72,7 +73,7 @@ def print_report_table(report: dict) -> None:
     summary.add_row("model", report["model"])
     summary.add_row("accuracy", f"{report['accuracy']:.4f}")
     summary.add_row(f"top-{report['top_k']} accuracy", f"{report['top_k_accuracy']:.4f}")
-    summary.add_row("expected calibration error (15 bins)", f"{report['expected_calibration_error']:.4f}")
+    summary.add_row("expected calibration error (15 bins)", f"{report['expected_calibration_error']:.2%}")
     summary.add_row(f"flagged below {report['low_confidence']['threshold'] * 100:g}% confidence", low_confidence_text(report["low_confidence"]))
     summary.add_row("cross-entropy", f"{report['cross_entropy']:.4f}")
     if report.get("objective") is not None:
@@ -83,7 +84,7 @@ def print_report_table(report: dict) -> None:
     for column in ("class", "precision", "recall", "f1", "support"):
         per_class.add_column(column, justify="left" if column == "class" else "right")
     for row in report["per_class"]:
-        per_class.add_row(row["label"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", f"{row['support']:,}")
+        per_class.add_row(escape(row["label"]), f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", f"{row['support']:,}")
     for name in ("macro_avg", "weighted_avg"):
         avg = report[name]
         per_class.add_row(f"[italic]{name.replace('_', ' ')}", f"{avg['precision']:.4f}", f"{avg['recall']:.4f}", f"{avg['f1']:.4f}", f"{avg['support']:,}")
@@ -93,9 +94,9 @@ def print_report_table(report: dict) -> None:
     matrix = Table(title="confusion matrix (rows: true class, columns: predicted)")
     matrix.add_column("true \\ pred")
     for name in names:
-        matrix.add_column(name[:7], justify="right")
+        matrix.add_column(escape(name), justify="right")  # whole names: rich wraps a header only when the terminal is too narrow
     for name, row in zip(names, report["confusion_matrix"]):
-        matrix.add_row(name, *[f"[bold]{v}" if i == names.index(name) else (str(v) if v else "[dim]0") for i, v in enumerate(row)])
+        matrix.add_row(escape(name), *[f"[bold]{v}" if i == names.index(name) else (str(v) if v else "[dim]0") for i, v in enumerate(row)])
     console.print(matrix)
 
 

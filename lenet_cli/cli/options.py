@@ -89,8 +89,23 @@ def top_k_option(what: str):
 
 def min_confidence_option(what: str):
     """``--min-confidence``: the top probability under which an answer counts as unsure (predict, serve, evaluate)."""
-    return click.option("--min-confidence", type=click.FloatRange(0, 1), default=C.MIN_CONFIDENCE, show_default=True,
+    return click.option("--min-confidence", type=Probability(), default=C.MIN_CONFIDENCE, show_default=True,
                         help=f"{what}; 0 never flags.")
+
+
+class Probability(click.FloatRange):
+    """A number in [0, 1]; NaN is refused (it compares false with everything, so it would pass a range and never flag)."""
+
+    name = "float range"
+
+    def __init__(self):
+        super().__init__(0, 1)
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if number != number:
+            self.fail(f"{value!r} is not a number between 0 and 1", param, ctx)
+        return number
 
 
 def check_top_k(top_k: int, num_classes: int) -> None:

@@ -36,17 +36,40 @@ def _accuracy(value) -> str:
     return "-" if value is None else f"{value:.2%}"
 
 
-def _value(value) -> str:
-    """A config or metrics value as table text (markup-escaped)."""
+def _value(value, key: str = "") -> str:
+    """A config or metrics value as table text for people (markup-escaped): sizes, durations and shares in their units.
+
+    JSON and CSV keep the raw numbers; this is only what a table shows.
+    """
     from rich.markup import escape
 
     if value is None:
         return "-"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, (list, dict)):
-        return escape(json.dumps(value))
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        name = key.rsplit(".", 1)[-1]
+        if name.endswith("_bytes"):
+            return human_size(value)
+        if name.endswith("_seconds") and not name.startswith("epoch"):
+            return human_duration(value)
+        if "accuracy" in name or "ece" in name or name.endswith("_share") or name == "argmax_agreement":
+            return f"{value:.2%}"
+        return f"{value:,}" if isinstance(value, int) else f"{value:.6g}"
+    if isinstance(value, list):
+        return escape(", ".join(str(v) for v in value)) if all(not isinstance(v, (dict, list)) for v in value) else escape(json.dumps(value))
     return escape(str(value))
+
+
+def _flat(record: dict, prefix: str = "") -> list[tuple[str, object]]:
+    """A nested record as ``(dotted key, value)`` rows: ``calibration.temperature``, ``calibration.val_ece_after``, …"""
+    rows: list[tuple[str, object]] = []
+    for key, value in record.items():
+        if isinstance(value, dict) and value:
+            rows += _flat(value, f"{prefix}{key}.")
+        else:
+            rows.append((f"{prefix}{key}", value))
+    return rows
 
 
 def _text(value) -> str:
@@ -124,8 +147,8 @@ def print_run_details(details: dict, output_format: str) -> None:
             table = Table(title=section, show_header=False)
             table.add_column("key")
             table.add_column("value")
-            for key, value in details[section].items():
-                table.add_row(_text(key), _value(value))
+            for key, value in _flat(details[section]):
+                table.add_row(_text(key), _value(value, key))
             if not details[section]:
                 table.add_row(f"(no {section}.json)", "")
             console.print(table)
@@ -166,7 +189,14 @@ def print_comparison(comparison: dict, output_format: str, include_same: bool = 
                 section = row["section"]
                 table.add_row(f"[bold]{section}", "", "")
             style = "" if row["same"] else "[bold]"
-            table.add_row(f"  {_text(row['key'])}", style + _value(row["a"]), style + _value(row["b"]))
+            left, right = row["a"], row["b"]
+            if isinstance(left, dict) or isinstance(right, dict):  # a nested block (calibration): one line per field
+                left, right = dict(_flat(left or {})), dict(_flat(right or {}))
+                for key in list(left) + [k for k in right if k not in left]:
+                    shown = f"{row['key']}.{key}"
+                    table.add_row(f"  {_text(shown)}", style + _value(left.get(key), shown), style + _value(right.get(key), shown))
+                continue
+            table.add_row(f"  {_text(row['key'])}", style + _value(left, row["key"]), style + _value(right, row["key"]))
         stdout_console().print(table)
 
 

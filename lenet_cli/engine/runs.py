@@ -182,12 +182,16 @@ def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, runs_dir: s
     """Two runs side by side: ``{"runs": [a, b], "rows": [{section, key, a, b, same}]}``.
 
     Sections: ``config`` (the recipe), ``metrics`` (``metrics.json``) and
-    ``run`` (status, epochs, wall time, size, start). Rows whose values are
+    ``run`` (status, epochs, wall time, size, start); an interrupted run's metrics are
+    what ``lenet runs`` shows for it (its last validation accuracy). Rows whose values are
     equal are left out unless ``include_same``; metrics rows are always kept.
     """
     a, b = show_run(run_a, runs_dir), show_run(run_b, runs_dir)
     rows = []
-    for section, left, right in (("config", a["config"], b["config"]), ("metrics", a["metrics"], b["metrics"]),
+    # an interrupted run has no metrics.json: its accuracies are what `lenet runs` reads (the last epoch's validation)
+    metrics_a, metrics_b = ({**{k: run[k] for k in ("val_accuracy", "test_accuracy") if run[k] is not None}, **run["metrics"]}
+                            for run in (a, b))
+    for section, left, right in (("config", a["config"], b["config"]), ("metrics", metrics_a, metrics_b),
                                  ("run", {k: a[k] for k in SUMMARY_KEYS}, {k: b[k] for k in SUMMARY_KEYS})):
         keys = list(left) + [k for k in right if k not in left]
         for key in keys:
