@@ -56,7 +56,7 @@ def test_table_shows_label_once_and_all_top_k(trained_run, digit):
 
 
 def test_table_label_and_index_when_they_differ():
-    from lenet_cli.cli.console import label_text
+    from lenet_cli.core.units import label_text
 
     assert label_text("7", 7) == "7"
     assert label_text("Sneaker", 7) == "Sneaker (7)"

@@ -32,8 +32,3 @@ def stdout_console() -> Console:
     if not console.is_terminal:
         console = Console(width=UNBOUNDED_WIDTH, soft_wrap=True)
     return console
-
-
-def label_text(label: str, index: int) -> str:
-    """The class as a person reads it: ``7`` for a digit, ``Sneaker (7)`` where name and index differ."""
-    return label if label == str(index) else f"{label} ({index})"

@@ -66,7 +66,8 @@ class RecordPrinter:
 def _print_table(records, method: str) -> None:
     from rich.table import Table
 
-    from lenet_cli.cli.console import label_text, stdout_console
+    from lenet_cli.cli.console import stdout_console
+    from lenet_cli.core.units import label_text
 
     table = Table(title=f"lenet explain ({method})")
     table.add_column("file", overflow="fold")

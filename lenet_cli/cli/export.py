@@ -18,6 +18,7 @@ from lenet_cli.cli.options import (
 from lenet_cli.core import config as C
 from lenet_cli.core.errors import LenetError
 from lenet_cli.core.units import human_size
+from lenet_cli.runtimes.formats import FORMATS
 
 
 class UsageLine(click.ClickException):
@@ -81,7 +82,7 @@ class ExportOutputFormat(click.Choice):
     """``--format``'s choices for export; ``--format onnx`` (the spelling before ``--to``) gets a pointer to ``--to``."""
 
     def convert(self, value, param, ctx):
-        if value in (*C.EXPORT_FORMATS, "all"):
+        if value in (*FORMATS, "all"):
             self.fail(f"--format chooses what stdout shows ({', '.join(self.choices)}); the model format is --to {value}", param, ctx)
         return super().convert(value, param, ctx)
 
@@ -90,7 +91,7 @@ class ExportOutputFormat(click.Choice):
 @click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
 @model_option("model_option")
 @runs_dir_option
-@click.option("--to", "export_format", type=click.Choice([*C.EXPORT_FORMATS, "all"]), default=None,
+@click.option("--to", "export_format", type=click.Choice([*FORMATS, "all"]), default=None,
               help="The model format to write; 'all' writes model.keras, saved_model/, model.tflite and model.onnx into the "
                    "--output directory [default: from the --output suffix: .keras, .tflite, .onnx].")
 @click.option("--output", "-o", type=click.Path(path_type=Path), required=True, help="The file (a directory for savedmodel and all) to write.")
@@ -120,7 +121,6 @@ def export(model, model_option, runs_dir, export_format, output, quantize, datas
       lenet export --to savedmodel --output saved_model --format json
     """
     from lenet_cli.engine.export import format_from_output, missing_extras, output_mismatch
-    from lenet_cli.runtimes.formats import FORMATS
 
     if export_format is None:
         try:

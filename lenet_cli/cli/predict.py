@@ -9,7 +9,6 @@ from pathlib import Path
 
 import click
 
-from lenet_cli.cli.console import label_text
 from lenet_cli.cli.options import (
     check_inputs,
     image_inputs,
@@ -24,6 +23,7 @@ from lenet_cli.cli.options import (
 )
 from lenet_cli.core import config as C
 from lenet_cli.core.config import MIN_CONFIDENCE
+from lenet_cli.core.units import label_text
 
 
 def _csv_line(values) -> str:

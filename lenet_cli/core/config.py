@@ -64,7 +64,6 @@ PRESETS = ("default", "seed")
 
 # --- Choices the commands offer, owned here so `--help` needs no worker module --
 DISTRIBUTE_MODES = ("none", "mirrored", "multi-worker")
-EXPORT_FORMATS = ("keras", "savedmodel", "litert", "onnx")
 QUANTIZE_MODES = ("none", "dynamic", "int8")
 PREPROCESS_MODES = ("mnist", "fashion", "none")  # how a picture becomes a 28x28 input
 INVERT_MODES = ("auto", "always", "never")

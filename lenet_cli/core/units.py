@@ -30,3 +30,8 @@ def human_duration(seconds: float | None) -> str:
     if seconds < 90 * 60:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def label_text(label: str, index: int) -> str:
+    """A class as a person reads it: ``7`` for a digit, ``Sneaker (7)`` where name and index differ."""
+    return label if label == str(index) else f"{label} ({index})"

@@ -1,16 +1,17 @@
 """Every model format lenet reads and writes, in one table: its name, file, extra, reader and writer.
 
 Adding a format is one row here (and its reader and writer); the exporter,
-the loader and ``--to``'s choices all read this table.
+the loader and ``lenet export --to``'s choices all read this table. The table
+itself imports nothing heavy (readers and writers are found by name when first
+used), so the command line reads it for ``--help``.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from lenet_cli.runtimes import readers, writers
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,8 @@ class ModelFormat:
         write_modules: Modules the writer needs (checked before any work).
         read_modules: Modules the reader needs (checked before verifying).
         runtime: What loads it, for people.
-        reader: ``(path, batch_size) -> OpenedModel``.
-        writer: ``(keras_model, path, *, metadata, quantize, calibration) -> None``.
+        read_with: The function in :mod:`lenet_cli.runtimes.readers` that opens it.
+        write_with: The function in :mod:`lenet_cli.runtimes.writers` that makes it.
     """
 
     name: str
@@ -36,18 +37,25 @@ class ModelFormat:
     write_modules: tuple[str, ...]
     read_modules: tuple[str, ...]
     runtime: str
-    reader: Callable[..., readers.OpenedModel]
-    writer: Callable[..., None]
+    read_with: str
+    write_with: str
+
+    @property
+    def reader(self) -> Callable:
+        """``(path, batch_size) -> OpenedModel``."""
+        return getattr(importlib.import_module("lenet_cli.runtimes.readers"), self.read_with)
+
+    @property
+    def writer(self) -> Callable[..., None]:
+        """``(keras_model, path, *, metadata, quantize, calibration) -> None``."""
+        return getattr(importlib.import_module("lenet_cli.runtimes.writers"), self.write_with)
 
 
 FORMATS: dict[str, ModelFormat] = {f.name: f for f in (
-    ModelFormat("keras", ".keras", "model.keras", None, (), (), "Keras (TensorFlow)", readers.open_keras, writers.write_keras),
-    ModelFormat("savedmodel", None, "saved_model", None, (), (), "TensorFlow SavedModel", readers.open_savedmodel,
-                writers.write_savedmodel),
-    ModelFormat("litert", ".tflite", "model.tflite", "litert", (), ("ai_edge_litert",), "LiteRT interpreter", readers.open_litert,
-                writers.write_litert),
-    ModelFormat("onnx", ".onnx", "model.onnx", "onnx", ("tf2onnx", "onnx"), ("onnxruntime",), "ONNX Runtime", readers.open_onnx,
-                writers.write_onnx),
+    ModelFormat("keras", ".keras", "model.keras", None, (), (), "Keras (TensorFlow)", "open_keras", "write_keras"),
+    ModelFormat("savedmodel", None, "saved_model", None, (), (), "TensorFlow SavedModel", "open_savedmodel", "write_savedmodel"),
+    ModelFormat("litert", ".tflite", "model.tflite", "litert", (), ("ai_edge_litert",), "LiteRT interpreter", "open_litert", "write_litert"),
+    ModelFormat("onnx", ".onnx", "model.onnx", "onnx", ("tf2onnx", "onnx"), ("onnxruntime",), "ONNX Runtime", "open_onnx", "write_onnx"),
 )}
 """The formats by name, in ``--to all``'s order."""
 
