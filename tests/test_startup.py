@@ -145,7 +145,7 @@ def test_min_confidence_must_be_a_number_between_0_and_1(value):
 def test_help_loads_no_array_or_terminal_library():
     """``lenet --help`` and ``lenet export --help`` read the format table and the defaults without numpy, Pillow or rich."""
     probe = PROBE.replace("assert 'keras' not in sys.modules, 'keras was imported'",
-                          "heavy = {m.split('.')[0] for m in sys.modules} & {'numpy', 'PIL', 'rich', 'keras'}\nassert not heavy, heavy")
+                          "heavy = {{m.split('.')[0] for m in sys.modules}} & {{'numpy', 'PIL', 'rich', 'keras'}}\nassert not heavy, heavy")
     for argv in (["--help"], ["export", "--help"], ["train", "--help"]):
         proc = subprocess.run([sys.executable, "-c", probe.format(argv=argv)], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
