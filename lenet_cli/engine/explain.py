@@ -49,6 +49,7 @@ class Explanation:
     error: str | None = None
     # for the sheet only
     original: np.ndarray | None = field(default=None, repr=False)
+    original_size: tuple[int, int] | None = None  # (width, height) of the file; ``original`` may be a thumbnail
     network_input: np.ndarray | None = field(default=None, repr=False)
     probabilities: np.ndarray | None = field(default=None, repr=False)
     conv_1_maps: np.ndarray | None = field(default=None, repr=False)
@@ -56,7 +57,7 @@ class Explanation:
 
     def release_pictures(self) -> None:
         """Drop the arrays only the sheet needs (feature maps weigh ~66 KB per image)."""
-        self.original = self.network_input = self.probabilities = self.conv_1_maps = self.conv_2_maps = None
+        self.original = self.original_size = self.network_input = self.probabilities = self.conv_1_maps = self.conv_2_maps = None
 
     def to_dict(self, decimals: int = 6) -> dict:
         """The JSON record: the prediction, the method, the 28x28 map (rounded), the gap, the sheet's path."""
@@ -208,10 +209,13 @@ class Explainer:
         return results
 
 
-def display_picture(source, luminance: np.ndarray) -> np.ndarray:
+def display_picture(source, luminance: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     """The picture as given, for the sheet: colour when it has colour, at most :data:`DISPLAY_MAX_SIDE` px.
 
-    Falls back to the decoded luminance when Pillow cannot give a colour version.
+    Returns the picture and the file's own ``(width, height)`` (upright, as
+    the network read it): the sheet reports the size of what was given, not
+    of its thumbnail. Falls back to the decoded luminance when Pillow cannot
+    give a colour version.
     """
     import io
 
@@ -222,12 +226,13 @@ def display_picture(source, luminance: np.ndarray) -> np.ndarray:
             image.seek(0)
             image = ImageOps.exif_transpose(image)
             if image.mode in ("RGB", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr"):
+                size = image.size
                 image = image.convert("RGBA" if ("A" in image.mode or "transparency" in image.info) else "RGB")
                 image.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE))
-                return np.asarray(image)
+                return np.asarray(image), size
     except Exception:  # any decoding trouble: the luminance lenet read is still a faithful picture
         pass
-    return _shrink(luminance)
+    return _shrink(luminance), (luminance.shape[1], luminance.shape[0])
 
 
 def _shrink(luminance: np.ndarray) -> np.ndarray:
@@ -236,8 +241,8 @@ def _shrink(luminance: np.ndarray) -> np.ndarray:
     return np.asarray(luminance[::step, ::step], dtype=np.float32)
 
 
-def _decode(item, options) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
-    """``(network input, picture for the sheet, None)`` or ``(None, None, one-line error)``."""
+def _decode(item, options) -> tuple[np.ndarray | None, tuple | None, str | None]:
+    """``(network input, (picture for the sheet, its file's size), None)`` or ``(None, None, one-line error)``."""
     from lenet_cli.data.images import read_image
     from lenet_cli.data.preprocess import preprocess
 
@@ -266,7 +271,7 @@ def explain_items(items, explainer: Explainer, options, target: int | None = Non
                 continue
             result = next(explained)
             result.path = item.name
-            result.original = picture
+            result.original, result.original_size = picture
             yield result
 
 
@@ -306,6 +311,7 @@ def sheet_content(explanation: Explanation, explainer: Explainer, model_label: s
         conv_2_maps=explanation.conv_2_maps,
         conv_1_filters=explainer.filters,
         unavailable_reason=f"they need a .keras model; this is a {fmt} model",
+        original_size=explanation.original_size,
     )
 
 
