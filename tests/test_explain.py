@@ -94,6 +94,47 @@ def test_completeness_gap_is_relative():
     assert np.isfinite(A.completeness_gap(np.zeros(4), 1.0, 1.0))
 
 
+def test_escalation_doubles_the_steps_up_to_the_cap():
+    assert A.escalation_steps(50, 800) == [50, 100, 200, 400, 800]
+    assert A.escalation_steps(300, 800) == [300, 600, 800]
+    assert A.escalation_steps(800, 800) == [800]
+    assert A.escalation_steps(1000, 800) == [1000]
+
+
+def _cubic_or_linear_gradients(calls: list):
+    """Target 0: f = sum(x^3), whose trapezoid gap is 1 / (2 steps^2) from a black baseline; target 1: f = sum(x), exact at any steps."""
+
+    def gradient_fn(inputs, targets):
+        calls.append(len(inputs))
+        cubic = (np.asarray(targets) == 0)[:, None, None, None]
+        logits = np.where(cubic[:, 0, 0, 0], (inputs**3).sum(axis=(1, 2, 3)), inputs.sum(axis=(1, 2, 3)))
+        return logits, np.where(cubic, 3.0 * inputs**2, np.ones_like(inputs))
+
+    return gradient_fn
+
+
+def test_a_large_gap_raises_the_steps_for_that_image_only():
+    calls = []
+    images = np.random.default_rng(0).random((2, 28, 28), dtype=np.float32)
+    checked = A.integrated_gradients_checked(_cubic_or_linear_gradients(calls), images, np.array([0, 1]), steps=2, gap_limit=0.05, max_steps=64)
+    # the cubic's gap: 12.5 % at 2 steps, 3.1 % at 4; the linear one is exact at once
+    np.testing.assert_array_equal(checked.steps_used, [4, 2])
+    np.testing.assert_array_equal(checked.reliable, [True, True])
+    assert checked.gaps[0] == pytest.approx(1 / (2 * 4**2), rel=1e-3) and checked.gaps[1] < 1e-5
+    assert calls == [2 * 3, 1 * 5]  # both paths at 2 steps (3 points each), then the cubic's alone at 4 (5 points)
+    np.testing.assert_allclose(checked.attributions[1], images[1], rtol=1e-5)  # sum(x)'s attribution is x itself
+
+
+def test_a_gap_that_does_not_close_marks_the_map_unreliable():
+    def broken(inputs, targets):  # logits rise along the path but the gradients say nothing: no step count closes the gap
+        return inputs.sum(axis=(1, 2, 3)), np.zeros_like(inputs)
+
+    images = np.random.default_rng(1).random((3, 28, 28), dtype=np.float32)
+    checked = A.integrated_gradients_checked(broken, images, np.zeros(3, int), steps=50, max_steps=800)
+    np.testing.assert_array_equal(checked.steps_used, [800] * 3)
+    assert not checked.reliable.any() and np.allclose(checked.gaps, 1.0)
+
+
 def test_target_log_odds_keeps_resolution_when_confident():
     probabilities = np.array([[1.0, 1e-9, 1e-9], [0.5, 0.25, 0.25]], dtype=np.float32)  # row 0's p_t rounds to 1.0
     odds = A.target_log_odds(probabilities, np.array([0, 0]))
@@ -349,6 +390,26 @@ def test_the_explained_class_always_has_a_bar():
     assert len(red) == 1 and red[0].get_y() < 0  # the explained class's bar, at the bottom
 
 
+def test_an_unreliable_attribution_is_flagged_on_the_sheet_and_the_gap_explained():
+    from lenet_cli.viz.explain_plots import build_explanation_figure
+
+    reliable = build_explanation_figure(_content(completeness_gap=0.012, logit_difference=4.2, attribution_reliable=True, gap_limit=0.05))
+    assert "UNRELIABLE" not in reliable.get_suptitle()
+    legend = reliable.get_supxlabel()
+    assert "should add up to the change in the logit of 'class 1' from the black baseline" in legend and "(+4.2)" in legend
+    assert "how far their sum misses it" in legend and len(legend.splitlines()) == 1 and "unreliable" not in legend
+
+    content = _content(completeness_gap=0.163, logit_difference=0.31, attribution_reliable=False, gap_limit=0.05,
+                       method_detail="800 steps (raised from 50) from a black baseline, on the logit")
+    figure = build_explanation_figure(content)
+    assert "UNRELIABLE: completeness gap 16.3%" in figure.get_suptitle()
+    title = next(axes.get_title() for axes in figure.axes if axes.get_title().startswith("attribution"))
+    assert "completeness gap 16.3%: unreliable (over 5%)" in title and "raised from 50" in title
+    assert "do not trust this map" in figure.get_supxlabel()
+    for text, box in _drawn_texts(figure):
+        assert box.x0 >= 0 and box.x1 <= figure.bbox.width, (text, box)
+
+
 def test_the_sheet_gives_the_size_of_the_file_not_of_its_thumbnail(tmp_path):
     from lenet_cli.data.images import read_image
     from lenet_cli.engine.explain import display_picture
@@ -391,13 +452,14 @@ def test_cli_json_records_and_sheets(trained_run, pictures, tmp_path):
     assert [Path(r["path"]).name for r in records] == ["one.png", "block.png", "broken.png"]
     for record in records[:2]:
         assert set(record) == {"path", "label", "index", "confidence", "top_k", "method", "target", "attribution",
-                               "completeness_gap", "logit_difference", "sheet", "error"}
+                               "completeness_gap", "logit_difference", "steps_used", "attribution_reliable", "sheet", "error"}
         assert record["error"] is None and record["method"] == "integrated-gradients"
         assert len(record["top_k"]) == 4 and record["top_k"][0]["label"] == record["label"]
         assert record["target"] == {"label": record["label"], "index": record["index"]}
         attribution = np.asarray(record["attribution"])
         assert attribution.shape == (28, 28) and np.isfinite(attribution).all()
         assert record["completeness_gap"] < COMPLETENESS_TOLERANCE
+        assert record["attribution_reliable"] is True and record["steps_used"] in A.escalation_steps(A.IG_STEPS)
         assert abs(attribution.sum() - record["logit_difference"]) <= COMPLETENESS_TOLERANCE * abs(record["logit_difference"]) + 1e-4
         assert Image.open(record["sheet"]).size == (1500, 900)
     assert records[2]["error"].startswith("cannot read") and records[2]["attribution"] is None and records[2]["sheet"] is None
@@ -511,6 +573,7 @@ def test_occlusion_with_onnx_never_imports_tensorflow(onnx_model, pictures, tmp_
     assert status == {"code": 0, "loaded": []}, proc.stderr
     (record,) = json.loads(proc.stdout)
     assert record["method"] == "occlusion" and record["completeness_gap"] is None
+    assert record["steps_used"] is None and record["attribution_reliable"] is None
     assert np.asarray(record["attribution"]).shape == (28, 28)
     assert Image.open(record["sheet"]).size == (1500, 540)  # one row: no empty feature-map panels
 

@@ -37,6 +37,9 @@ PANEL_TITLES = ("original", "network input", "top-", "attribution", "conv_1 feat
 
 METHOD_NAMES = {"integrated-gradients": "Integrated Gradients", "occlusion": "Occlusion sensitivity"}
 
+UNRELIABLE = "unreliable"
+"""The word the sheet's title and the attribution panel use for a map whose completeness gap stayed too large."""
+
 TITLE_FONT_SIZE = 12
 PANEL_FONT_SIZE = 10
 TARGET_COLOUR = "#c0392b"
@@ -67,6 +70,9 @@ class SheetContent:
         conv_1_filters: ``(20, 5, 5)`` kernels, or None.
         unavailable_reason: Why the feature-map panels are left out when they are None.
         original_size: ``(width, height)`` of the picture file, when ``original`` is a thumbnail of it.
+        logit_difference: For Integrated Gradients: logit(input) - logit(baseline) of ``target``, what the map should sum to.
+        attribution_reliable: For Integrated Gradients: False when the gap stayed above ``gap_limit`` at the most steps.
+        gap_limit: The gap above which the map is not trusted (e.g. 0.05).
     """
 
     name: str
@@ -87,6 +93,9 @@ class SheetContent:
     conv_1_filters: np.ndarray | None = None
     unavailable_reason: str = "they need a .keras model"
     original_size: tuple[int, int] | None = None
+    logit_difference: float | None = None
+    attribution_reliable: bool | None = None
+    gap_limit: float | None = None
 
     @property
     def has_feature_maps(self) -> bool:
@@ -189,7 +198,7 @@ def build_explanation_figure(content: SheetContent):
         _fit_name(figure, content.name, width, TITLE_FONT_SIZE,
                   lambda name: f"{name}: predicted '{names[predicted]}' ({probabilities[predicted]:.1%})") + "\n"
         + _fit_name(figure, content.model, width, TITLE_FONT_SIZE,
-                    lambda model: f"model {model}{dataset} · {method_name} for '{names[content.target]}'"),
+                    lambda model: f"model {model}{dataset} · {method_name} for '{names[content.target]}'{_verdict(content)}"),
         fontsize=TITLE_FONT_SIZE,
     )
     grid = figure.add_gridspec(2 if full else 1, 4, width_ratios=[1.0, 1.0, 1.15, 1.2])
@@ -199,6 +208,8 @@ def build_explanation_figure(content: SheetContent):
     if full:
         _draw_network(figure, grid, content)
     notes = [] if full else [f"conv_1 and conv_2 feature maps and conv_1 filters not shown: {content.unavailable_reason}"]
+    if content.completeness_gap is not None:
+        notes.append(gap_legend(content, names[content.target]))
     if notes:
         figure.supxlabel(_literal("\n".join(notes)), fontsize=9, color="#555555")
     return figure
@@ -238,12 +249,31 @@ def _draw_attribution(figure, spec, content: SheetContent, method_name: str, tar
     limit = attribution_limit(content.attribution)
     axes.imshow(attribution_overlay(content.network_input, content.attribution, limit), interpolation="nearest")
     gap = "" if content.completeness_gap is None else f"\ncompleteness gap {content.completeness_gap:.1%}"
-    axes.set_title(_literal(f"attribution: {method_name} for '{target_name}'\n{content.method_detail}{gap}"), fontsize=PANEL_FONT_SIZE)
+    if content.attribution_reliable is False:
+        gap += f": {UNRELIABLE}" + (f" (over {content.gap_limit:.0%})" if content.gap_limit is not None else "")
+    axes.set_title(_literal(f"attribution: {method_name} for '{target_name}'\n{content.method_detail}{gap}"), fontsize=PANEL_FONT_SIZE,
+                   color=TARGET_COLOUR if content.attribution_reliable is False else "black")
     _no_ticks(axes)
     bar = figure.colorbar(ScalarMappable(Normalize(-limit, limit), colormaps[ATTRIBUTION_CMAP]), ax=axes, orientation="horizontal",
                           location="bottom", shrink=0.8, pad=0.02, aspect=30)
     bar.set_label(_literal(f"← against '{target_name}'    for '{target_name}' →"), fontsize=9)
     bar.ax.tick_params(labelsize=8)
+
+
+def gap_legend(content: SheetContent, target_name: str) -> str:
+    """What the completeness gap measures, in one line with this map's numbers, and a second when it is too large."""
+    change = "" if content.logit_difference is None else f" ({content.logit_difference:+.3g})"
+    line = (f"Completeness gap: the attributions should add up to the change in the logit of '{target_name}' from the black "
+            f"baseline to this input{change}; the gap is how far their sum misses it, relative to that change.")
+    if content.attribution_reliable is False:
+        limit = f"over {content.gap_limit:.0%}" if content.gap_limit is not None else "too large"
+        line += (f"\nThis map's gap, {content.completeness_gap:.1%}, is still {limit} with the most steps: "
+                 f"it is {UNRELIABLE}, do not trust this map as the network's evidence.")
+    return line
+
+
+def _verdict(content: SheetContent) -> str:
+    return f" · {UNRELIABLE.upper()}: completeness gap {content.completeness_gap:.1%}" if content.attribution_reliable is False else ""
 
 
 def _draw_top_k(axes, names, probabilities, top_k: int, target: int) -> None:
