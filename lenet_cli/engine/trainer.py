@@ -434,24 +434,30 @@ def _end_epoch(session: _Session, state: TrainingState, rng, epoch: int, logs: d
 def _calibrate(session: _Session, validation: Split) -> dict | None:
     """Fit a temperature on the validation split and fold it into the shipped model (:mod:`lenet_cli.model.calibration`).
 
-    Returns ``metrics.json``'s ``calibration`` block: the temperature and the
-    validation cross-entropy and ECE before and after; None when switched off.
+    Returns ``metrics.json``'s ``calibration`` block: the temperature, whether
+    it was kept and why, and the validation cross-entropy and ECE before and
+    after (after: of the model that ships); None when switched off. A fitted
+    temperature that makes either validation figure worse is not folded in.
     """
-    from lenet_cli.model.calibration import calibration_summary, fit_temperature, fold_temperature
+    from lenet_cli.model.calibration import choose_temperature, fold_temperature
 
     if not session.cfg.calibrate:
         return None
     if len(validation) == 0:
-        return {"temperature": None, "skipped": "no validation split to fit it on"}
+        return _not_calibrated("no validation split to fit it on")
     if len(validation) < C.CALIBRATION_MIN_IMAGES:
-        return {"temperature": None, "skipped": f"the validation split has {plural(len(validation), 'image')}; "
-                                                f"calibration needs at least {C.CALIBRATION_MIN_IMAGES}"}
+        return _not_calibrated(f"the validation split has {plural(len(validation), 'image')}; "
+                               f"calibration needs at least {C.CALIBRATION_MIN_IMAGES}")
     if "logits_layer" in session.cfg.freeze:
-        return {"temperature": None, "skipped": "logits_layer is frozen"}
-    logits = session.predictor.logits(validation.images)
-    temperature = fit_temperature(logits, validation.labels)
-    fold_temperature(session.shipped, temperature)
-    return calibration_summary(logits, validation.labels, temperature)
+        return _not_calibrated("logits_layer is frozen")
+    block = choose_temperature(session.predictor.logits(validation.images), validation.labels)
+    if block["kept"]:
+        fold_temperature(session.shipped, block["temperature"])
+    return block
+
+
+def _not_calibrated(reason: str) -> dict:
+    return {"temperature": None, "skipped": reason, "kept": False, "reason": reason}
 
 
 def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Path, runs_dir, distribution,
