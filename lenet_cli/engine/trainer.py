@@ -480,7 +480,7 @@ def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Pat
     with atomic_path(run_dir / runs.MODEL_FILE) as tmp:
         model.save(tmp)
     test = score(session.predictor, data.test)
-    # without a validation split its scores are NaN in the history; here they are null, which strict JSON readers accept
+    # without a validation split its scores are NaN in the history (null in history.json); here they are null too, for strict readers
     last = {k: v for k, v in (state.history[-1] if state.history else {}).items() if not (isinstance(v, float) and math.isnan(v))}
     metrics = {
         "dataset": cfg.dataset,
