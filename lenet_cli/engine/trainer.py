@@ -259,7 +259,12 @@ def score(predictor, split: Split) -> dict[str, float]:
 
 
 class TrainingInterrupted(Exception):
-    """Training stopped on a signal; the last completed epoch's checkpoint is on disk."""
+    """Training stopped on a signal; the last completed epoch's checkpoint is on disk.
+
+    With no epoch completed there is nothing to resume, and nothing
+    resumable is kept: ``checkpoint_kept`` is False, and ``run_dir_removed``
+    says whether the run directory went too (:func:`lenet_cli.store.runs.discard_unstarted_run`).
+    """
 
     def __init__(self, signum: int, completed_epochs: int, run_dir: Path, by_peer: bool = False):
         super().__init__(f"interrupted by signal {signum} after {plural(completed_epochs, 'completed epoch')}")
@@ -267,6 +272,8 @@ class TrainingInterrupted(Exception):
         self.signum = signum
         self.completed_epochs = completed_epochs
         self.run_dir = run_dir
+        self.checkpoint_kept = True
+        self.run_dir_removed = False
 
 
 @dataclass
@@ -541,11 +548,24 @@ def train(
 
     Raises:
         LenetError: a bad configuration, an unusable checkpoint or a non-finite loss.
-        TrainingInterrupted: ``should_stop`` returned a signal number.
+        TrainingInterrupted: ``should_stop`` returned a signal number. Before any epoch completed, the
+            checkpoint and what else the run wrote are removed first, and ``run_dir`` with them when nothing else is in it.
     """
     session = _build(cfg, data, runs_dir, resume, deterministic, distribution)
     state, rng = _start_or_resume(session, run_dir, resume)
     callback_list = _callbacks(session, data, run_dir, callbacks, tensorboard, histograms)
+    try:
+        _run_epochs(session, data, state, rng, callback_list, should_stop, run_dir)
+    except TrainingInterrupted as exc:
+        if exc.completed_epochs == 0:  # the checkpoint holds only the initial weights: nothing worth resuming
+            exc.checkpoint_kept = False
+            exc.run_dir_removed = runs.discard_unstarted_run(run_dir)
+        raise
+    return _finish(session, data, state, run_dir, runs_dir, distribution, keep_checkpoint)
+
+
+def _run_epochs(session: _Session, data: Dataset, state: TrainingState, rng, callback_list, should_stop, run_dir: Path) -> None:
+    """Train from the first epoch not completed to the last, recording each; the callbacks' writers closed however it ends."""
     callback_list.on_train_begin()
     try:
         for epoch in range(state.completed_epochs, session.cfg.epochs):
@@ -556,4 +576,3 @@ def train(
             _end_epoch(session, state, rng, epoch, logs, time.perf_counter() - epoch_start, run_dir)
     finally:
         callback_list.on_train_end()
-    return _finish(session, data, state, run_dir, runs_dir, distribution, keep_checkpoint)
