@@ -464,6 +464,7 @@ def _calibrate(session: _Session, validation: Split) -> dict | None:
 
 
 def _not_calibrated(reason: str) -> dict:
+    """The block of a run that ships no temperature because none could be fitted (``skipped`` is what the train table prints)."""
     return {"temperature": None, "skipped": reason, "kept": False, "reason": reason}
 
 

@@ -285,7 +285,7 @@ def _draw_top_k(axes, names, probabilities, top_k: int, target: int) -> None:
     colours = [TARGET_COLOUR if i == target else OTHER_COLOUR for i in shown]
     positions = np.arange(len(shown))
     axes.barh(positions, probabilities[shown], color=colours, height=0.6)
-    axes.set_yticks(positions, labels=[names[i] for i in shown], fontsize=10)
+    axes.set_yticks(positions, labels=[_literal(names[i]) for i in shown], fontsize=10)
     axes.set_xlim(0.0, 1.25)
     axes.set_xticks([0.0, 0.5, 1.0], labels=["0 %", "50 %", "100 %"], fontsize=8)
     for y, i in zip(positions, shown):
