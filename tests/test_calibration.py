@@ -11,11 +11,7 @@ from click.testing import CliRunner
 from lenet_cli.cli import cli
 from lenet_cli.core.config import TEMPERATURE_BOUNDS
 from lenet_cli.core.metrics import softmax
-from lenet_cli.model.calibration import (
-    calibration_summary,
-    fit_temperature,
-    fold_temperature,
-)
+from lenet_cli.model.calibration import calibration_summary, choose_temperature, fit_temperature, fold_temperature
 
 TINY = ["--epochs", "2", "--validation-size", "100", "--batch-size", "50", "--dense-units", "32", "--quiet", "--no-tensorboard"]
 
@@ -53,6 +49,63 @@ def test_a_split_without_mistakes_stops_at_the_coldest_bound_and_a_random_one_at
         fit_temperature(np.zeros((0, 10)), np.zeros(0, dtype=int))
 
 
+def _confident_mistakes():
+    """Answers right 97 % of the time at 97 % confidence (ECE ~0), whose 3 % mistakes put the true class far down.
+
+    Those few mistakes dominate the cross-entropy, so the temperature that
+    minimises it (about 1.2) softens every answer, and the many right ones
+    become under-confident: the cross-entropy falls, the ECE rises.
+    """
+    logits = np.zeros((1000, 10))
+    logits[:, 0] = np.log(0.97 / 0.03 * 9)  # softmax's top probability 0.97
+    labels = np.zeros(1000, dtype=int)
+    labels[:30] = 1
+    logits[:30, 1] = -8.0
+    return logits, labels
+
+
+def test_a_temperature_that_lowers_the_cross_entropy_but_raises_the_ece_is_not_shipped():
+    logits, labels = _confident_mistakes()
+    fitted = fit_temperature(logits, labels)
+    summary = calibration_summary(logits, labels, fitted)
+    assert summary["val_cross_entropy_after"] < summary["val_cross_entropy_before"] and summary["val_ece_after"] > summary["val_ece_before"]
+    block = choose_temperature(logits, labels)
+    assert block["kept"] is False and block["temperature"] is None and block["fitted_temperature"] == pytest.approx(fitted)
+    assert block["val_ece_after"] == block["val_ece_before"] and block["val_cross_entropy_after"] == block["val_cross_entropy_before"]
+    assert block["fitted_val_ece"] == pytest.approx(summary["val_ece_after"])
+    assert block["fitted_val_cross_entropy"] == pytest.approx(summary["val_cross_entropy_after"])
+    assert "ECE 0.01% -> 9.84%" in block["reason"] and "cross-entropy" not in block["reason"] and "ships without one" in block["reason"]
+    assert block["skipped"] == block["reason"]  # the train table's one line says so
+    assert {"temperature", "fitted_on", "images", "val_cross_entropy_before", "val_cross_entropy_after", "val_ece_before",
+            "val_ece_after"} <= set(block)
+
+
+def test_a_temperature_that_improves_both_is_kept():
+    logits, labels = _sampled(1.7, n=3000, seed=1)
+    block = choose_temperature(logits, labels)
+    assert block["kept"] is True and block["temperature"] == pytest.approx(fit_temperature(logits, labels))
+    assert block == {**calibration_summary(logits, labels, block["temperature"]), "kept": True, "reason": block["reason"]}
+    assert "fitted_temperature" not in block and "skipped" not in block
+
+
+def test_training_never_folds_a_temperature_that_is_not_kept():
+    from types import SimpleNamespace
+
+    from lenet_cli.data.idx import Split
+    from lenet_cli.engine.trainer import _calibrate
+
+    logits, labels = _confident_mistakes()
+
+    class Untouchable:
+        def get_layer(self, name):
+            raise AssertionError("a temperature that is not kept must not be folded into the model")
+
+    session = SimpleNamespace(cfg=SimpleNamespace(calibrate=True, freeze=()), predictor=SimpleNamespace(logits=lambda images: logits),
+                              shipped=Untouchable())
+    block = _calibrate(session, Split(np.zeros((1000, 28, 28), np.uint8), labels.astype(np.uint8)))
+    assert block["kept"] is False and block["temperature"] is None
+
+
 def test_folding_divides_the_models_logits_and_keeps_every_answer():
     import keras
 
@@ -77,8 +130,10 @@ def test_training_ships_the_calibrated_model_and_says_so(synthetic_data_dir, tmp
         assert result.exit_code == 0, result.output
     metrics = json.loads((runs["on"] / "metrics.json").read_text())
     block = metrics["calibration"]
+    assert block["kept"] is True, block  # this run's fitted temperature improves both figures
     assert TEMPERATURE_BOUNDS[0] <= block["temperature"] <= TEMPERATURE_BOUNDS[1] and block["fitted_on"] == "validation"
     assert block["images"] == 100 and block["val_cross_entropy_after"] <= block["val_cross_entropy_before"]
+    assert block["val_ece_after"] <= block["val_ece_before"]
     assert json.loads((runs["off"] / "metrics.json").read_text())["calibration"] is None
     assert json.loads((runs["on"] / "config.json").read_text())["calibrate"] is True
     assert json.loads((runs["off"] / "config.json").read_text())["calibrate"] is False
@@ -118,7 +173,8 @@ def test_without_a_validation_split_the_run_says_calibration_was_skipped(synthet
     assert result.exit_code == 0, result.output
     metrics = (run / "metrics.json").read_text()
     assert "NaN" not in metrics and json.loads(metrics)["val_accuracy"] is None  # strict JSON: jq reads it
-    assert json.loads(metrics)["calibration"] == {"temperature": None, "skipped": "no validation split to fit it on"}
+    assert json.loads(metrics)["calibration"] == {"temperature": None, "skipped": "no validation split to fit it on", "kept": False,
+                                                  "reason": "no validation split to fit it on"}
     assert "no validation split (--validation-size 0)" in result.stdout
     assert "calibration" in result.stdout and "skipped: no validation split" in result.stdout
 
@@ -131,5 +187,5 @@ def test_a_validation_split_too_small_to_say_anything_leaves_the_model_uncalibra
                                       "--validation-size", str(CALIBRATION_MIN_IMAGES - 1), "--batch-size", "50", "--dense-units", "32",
                                       "--no-tensorboard", "--quiet", "--format", "json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["calibration"] == {
-        "temperature": None, "skipped": f"the validation split has {CALIBRATION_MIN_IMAGES - 1} images; calibration needs at least 100"}
+    why = f"the validation split has {CALIBRATION_MIN_IMAGES - 1} images; calibration needs at least 100"
+    assert json.loads(result.stdout)["calibration"] == {"temperature": None, "skipped": why, "kept": False, "reason": why}

@@ -83,3 +83,31 @@ def test_missing_data_is_a_one_line_error(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and "mnist files missing" in lines[0]
     assert "Traceback" not in result.output
+
+
+def _strict(text: str):
+    """``json.loads`` that refuses ``NaN`` and ``Infinity``, as ``jq`` and every strict reader do."""
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_without_a_validation_split_every_json_file_is_strict(tmp_path, synthetic_data_dir):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--epochs", "1",
+                                      "--validation-size", "0", "--batch-size", "50", "--dense-units", "16", "--quiet", "--no-tensorboard"])
+    assert result.exit_code == 0, result.output
+    (row,) = _strict((run / "history.json").read_text())
+    assert row["val_accuracy"] is None and row["val_cross_entropy"] is None and row["val_objective"] is None
+    assert row["accuracy"] is not None
+    for name in ("metrics.json", "config.json"):
+        _strict((run / name).read_text())
+
+
+def test_json_files_are_written_strict():
+    from lenet_cli.store.atomic import strict_json
+
+    assert strict_json({"a": [1.0, float("nan"), (float("inf"), -float("inf"))], "b": {"c": float("nan")}, "d": "NaN", "e": 3}) == {
+        "a": [1.0, None, [None, None]], "b": {"c": None}, "d": "NaN", "e": 3}

@@ -94,6 +94,47 @@ def test_completeness_gap_is_relative():
     assert np.isfinite(A.completeness_gap(np.zeros(4), 1.0, 1.0))
 
 
+def test_escalation_doubles_the_steps_up_to_the_cap():
+    assert A.escalation_steps(50, 800) == [50, 100, 200, 400, 800]
+    assert A.escalation_steps(300, 800) == [300, 600, 800]
+    assert A.escalation_steps(800, 800) == [800]
+    assert A.escalation_steps(1000, 800) == [1000]
+
+
+def _cubic_or_linear_gradients(calls: list):
+    """Target 0: f = sum(x^3), whose trapezoid gap is 1 / (2 steps^2) from a black baseline; target 1: f = sum(x), exact at any steps."""
+
+    def gradient_fn(inputs, targets):
+        calls.append(len(inputs))
+        cubic = (np.asarray(targets) == 0)[:, None, None, None]
+        logits = np.where(cubic[:, 0, 0, 0], (inputs**3).sum(axis=(1, 2, 3)), inputs.sum(axis=(1, 2, 3)))
+        return logits, np.where(cubic, 3.0 * inputs**2, np.ones_like(inputs))
+
+    return gradient_fn
+
+
+def test_a_large_gap_raises_the_steps_for_that_image_only():
+    calls = []
+    images = np.random.default_rng(0).random((2, 28, 28), dtype=np.float32)
+    checked = A.integrated_gradients_checked(_cubic_or_linear_gradients(calls), images, np.array([0, 1]), steps=2, gap_limit=0.05, max_steps=64)
+    # the cubic's gap: 12.5 % at 2 steps, 3.1 % at 4; the linear one is exact at once
+    np.testing.assert_array_equal(checked.steps_used, [4, 2])
+    np.testing.assert_array_equal(checked.reliable, [True, True])
+    assert checked.gaps[0] == pytest.approx(1 / (2 * 4**2), rel=1e-3) and checked.gaps[1] < 1e-5
+    assert calls == [2 * 3, 1 * 5]  # both paths at 2 steps (3 points each), then the cubic's alone at 4 (5 points)
+    np.testing.assert_allclose(checked.attributions[1], images[1], rtol=1e-5)  # sum(x)'s attribution is x itself
+
+
+def test_a_gap_that_does_not_close_marks_the_map_unreliable():
+    def broken(inputs, targets):  # logits rise along the path but the gradients say nothing: no step count closes the gap
+        return inputs.sum(axis=(1, 2, 3)), np.zeros_like(inputs)
+
+    images = np.random.default_rng(1).random((3, 28, 28), dtype=np.float32)
+    checked = A.integrated_gradients_checked(broken, images, np.zeros(3, int), steps=50, max_steps=800)
+    np.testing.assert_array_equal(checked.steps_used, [800] * 3)
+    assert not checked.reliable.any() and np.allclose(checked.gaps, 1.0)
+
+
 def test_target_log_odds_keeps_resolution_when_confident():
     probabilities = np.array([[1.0, 1e-9, 1e-9], [0.5, 0.25, 0.25]], dtype=np.float32)  # row 0's p_t rounds to 1.0
     odds = A.target_log_odds(probabilities, np.array([0, 0]))
@@ -243,8 +284,8 @@ def test_sheet_has_every_panel_and_label(trained_run, tiny):
     bars = next(axes for axes in figure.axes if axes.get_title().startswith("top-"))
     assert [t.get_text() for t in bars.get_yticklabels()] == [t["label"] for t in reversed(e.top_k)]
     assert any("completeness gap" in t for t in titles)
-    colorbar = next(axes for axes in figure.axes if "against" in axes.get_ylabel())
-    assert f"for '{e.target['label']}'" in colorbar.get_ylabel()
+    colorbar = next(axes for axes in figure.axes if "against" in axes.get_xlabel())
+    assert f"for '{e.target['label']}'" in colorbar.get_xlabel()
     png = render_explanation_png(content)
     import io
 
@@ -252,16 +293,134 @@ def test_sheet_has_every_panel_and_label(trained_run, tiny):
 
 
 def test_sheet_without_feature_maps_says_why():
-    from lenet_cli.viz.explain_plots import SheetContent, build_explanation_figure
+    from lenet_cli.viz.explain_plots import COMPACT_SHEET_PNG_SIZE, build_explanation_figure, sheet_png_size
 
-    content = SheetContent(name="x.png", model="model.onnx", dataset="fashion", original=np.zeros((28, 28, 3), np.uint8),
-                           network_input=np.zeros((28, 28)), class_names=[str(i) for i in range(10)], probabilities=np.full(10, 0.1),
-                           top_k=5, method="occlusion", method_detail="4×4 patch", target=2, attribution=np.zeros((28, 28)),
-                           unavailable_reason="they need a .keras model; this is a .onnx model")
+    content = _content(conv=False, unavailable_reason="they need a .keras model; this is a .onnx model")
     figure = build_explanation_figure(content)
-    texts = [t.get_text() for axes in figure.axes for t in axes.texts]
-    assert any("unavailable" in t and ".onnx" in t for t in texts)
+    assert "unavailable" not in " ".join(t.get_text() for axes in figure.axes for t in axes.texts)  # no empty panel
+    assert ".onnx" in figure.get_supxlabel() and "feature maps" in figure.get_supxlabel()
     assert "Occlusion sensitivity" in figure.get_suptitle()
+    assert sheet_png_size(content) == COMPACT_SHEET_PNG_SIZE
+
+
+# --- the sheet's layout, on made-up content (no model) ---------------------------------------------------
+
+
+def _content(conv: bool = True, **overrides):
+    """A sheet's content with every array of the right shape; ``conv=False`` is an exported model's (no feature maps)."""
+    from lenet_cli.viz.explain_plots import SheetContent
+
+    rng = np.random.default_rng(0)
+    fields = dict(name="x.png", model="model.onnx", dataset="fashion", original=np.zeros((28, 28, 3), np.uint8),
+                  network_input=rng.random((28, 28)), class_names=[f"class {i}" for i in range(10)],
+                  probabilities=np.array([0.01, 0.9, 0.05, 0.02, 0.01, 0.005, 0.003, 0.001, 0.0005, 0.0005]), top_k=3,
+                  method="occlusion", method_detail="4×4 black patch, stride 1, fall in log-odds", target=1,
+                  attribution=rng.normal(size=(28, 28)))
+    if conv:
+        fields.update(conv_1_maps=rng.random((24, 24, 20)), conv_2_maps=rng.random((10, 10, 50)), conv_1_filters=rng.normal(size=(20, 5, 5)),
+                      model="run/model.keras", method="integrated-gradients", method_detail="50 steps from a black baseline, on the logit",
+                      completeness_gap=0.01)
+    return SheetContent(**{**fields, **overrides})
+
+
+def _drawn_texts(figure):
+    """Every visible, non-empty text of a drawn figure with its extent in pixels."""
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    return [(t.get_text(), t.get_window_extent(renderer)) for t in figure.findobj(lambda a: hasattr(a, "get_text") and hasattr(a, "get_window_extent"))
+            if t.get_visible() and t.get_text().strip()]
+
+
+def test_shorten_path_keeps_the_file_name_and_elides_the_middle():
+    from lenet_cli.viz.explain_plots import shorten_middle, shorten_path
+
+    path = "pictures/2024/holiday/kitchen/trousers.jpg"
+    assert shorten_path(path, 100) == path
+    short = shorten_path(path, 30)
+    assert len(short) == 30 and short.endswith("/trousers.jpg") and short == "pictures…/kitchen/trousers.jpg" and "…" in short
+    long_name = "trousers_photographed_on_the_kitchen_table_2024.jpg"
+    assert shorten_path(f"a/{long_name}", 20) == shorten_middle(long_name, 20)
+    assert len(shorten_middle(long_name, 20)) == 20 and shorten_middle(long_name, 20).endswith(".jpg")
+
+
+@pytest.mark.parametrize("conv", [True, False])
+def test_sheet_titles_fit_on_the_sheet_and_give_the_files_size(conv):
+    """A long path of wide letters is shortened, not clipped at the sheet's edge; the original's size is the file's."""
+    from lenet_cli.viz.explain_plots import build_explanation_figure, sheet_png_size
+
+    name = "WWWW/" * 12 + "MMMM_photographed_on_the_kitchen_table_2024.jpg"
+    content = _content(conv, name=name, model="W" * 80 + "/model.keras", original=np.zeros((192, 320, 3), np.uint8), original_size=(500, 300))
+    figure = build_explanation_figure(content)
+    width, height = sheet_png_size(content)
+    texts = _drawn_texts(figure)
+    assert (figure.bbox.width, figure.bbox.height) == (width, height)
+    for text, box in texts:
+        assert box.x0 >= 0 and box.x1 <= width and box.y0 >= 0 and box.y1 <= height, (text, box)
+    original = next(axes.get_title() for axes in figure.axes if axes.get_title().startswith("original"))
+    assert "500×300 px, as given" in original and "…" in original and original.splitlines()[0].endswith(".jpg")
+    assert "2024.jpg" in figure.get_suptitle() and "…" in figure.get_suptitle()
+
+
+@pytest.mark.parametrize("conv", [True, False])
+def test_the_attribution_title_stays_clear_of_its_colour_bar(conv):
+    from lenet_cli.viz.explain_plots import build_explanation_figure
+
+    content = _content(conv, method_detail="4×4 black patch, stride 1, fall in log-odds, a long detail line to be sure")
+    figure = build_explanation_figure(content)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    attribution = next(axes for axes in figure.axes if axes.get_title().startswith("attribution"))
+    colorbar = next(axes for axes in figure.axes if "against" in axes.get_xlabel())
+    title, bar = attribution.title.get_window_extent(renderer), colorbar.get_tightbbox(renderer)
+    assert not title.overlaps(bar), (title, bar)
+    assert not attribution.get_window_extent(renderer).overlaps(colorbar.get_window_extent(renderer))
+
+
+def test_the_explained_class_always_has_a_bar():
+    from lenet_cli.viz.explain_plots import bar_classes, build_explanation_figure
+
+    probabilities = np.array([0.01, 0.9, 0.05, 0.02, 0.01, 0.005, 0.003, 0.001, 0.0005, 0.0005])
+    assert bar_classes(probabilities, 3, 1) == [1, 2, 3]
+    assert bar_classes(probabilities, 3, 5) == [1, 2, 3, 5]  # below the top 3
+    figure = build_explanation_figure(_content(target=5))
+    bars = next(axes for axes in figure.axes if axes.get_title().startswith("top-"))
+    assert [t.get_text() for t in bars.get_yticklabels()] == ["class 5", "class 3", "class 2", "class 1"]
+    assert "'class 5'" in bars.get_title() and any("rank 6" in t.get_text() for t in bars.texts)
+    red = [patch for patch in bars.patches if patch.get_facecolor()[0] > 0.6 and patch.get_facecolor()[2] < 0.3]
+    assert len(red) == 1 and red[0].get_y() < 0  # the explained class's bar, at the bottom
+
+
+def test_an_unreliable_attribution_is_flagged_on_the_sheet_and_the_gap_explained():
+    from lenet_cli.viz.explain_plots import build_explanation_figure
+
+    reliable = build_explanation_figure(_content(completeness_gap=0.012, logit_difference=4.2, attribution_reliable=True, gap_limit=0.05))
+    assert "UNRELIABLE" not in reliable.get_suptitle()
+    legend = reliable.get_supxlabel()
+    assert "should add up to the change in the logit of 'class 1' from the black baseline" in legend and "(+4.2)" in legend
+    assert "how far their sum misses it" in legend and len(legend.splitlines()) == 1 and "unreliable" not in legend
+
+    content = _content(completeness_gap=0.163, logit_difference=0.31, attribution_reliable=False, gap_limit=0.05,
+                       method_detail="800 steps (raised from 50) from a black baseline, on the logit")
+    figure = build_explanation_figure(content)
+    assert "UNRELIABLE: completeness gap 16.3%" in figure.get_suptitle()
+    title = next(axes.get_title() for axes in figure.axes if axes.get_title().startswith("attribution"))
+    assert "completeness gap 16.3%: unreliable (over 5%)" in title and "raised from 50" in title
+    assert "do not trust this map" in figure.get_supxlabel()
+    for text, box in _drawn_texts(figure):
+        assert box.x0 >= 0 and box.x1 <= figure.bbox.width, (text, box)
+
+
+def test_the_sheet_gives_the_size_of_the_file_not_of_its_thumbnail(tmp_path):
+    from lenet_cli.data.images import read_image
+    from lenet_cli.engine.explain import display_picture
+
+    for name, size in (("photo.jpg", (400, 400)), ("wide.png", (500, 300)), ("small.png", (60, 40))):
+        Image.new("RGB", size, "white").save(tmp_path / name)
+        picture, original_size = display_picture(tmp_path / name, read_image(tmp_path / name, name=name))
+        assert original_size == size and max(picture.shape[:2]) == min(320, max(size))
+    luminance = np.zeros((700, 350), np.float32)  # Pillow cannot read it: the luminance lenet decoded stands in
+    picture, original_size = display_picture(b"not an image", luminance)
+    assert original_size == (350, 700) and max(picture.shape) <= 320
 
 
 # --- the command --------------------------------------------------------------------------------------
@@ -293,13 +452,14 @@ def test_cli_json_records_and_sheets(trained_run, pictures, tmp_path):
     assert [Path(r["path"]).name for r in records] == ["one.png", "block.png", "broken.png"]
     for record in records[:2]:
         assert set(record) == {"path", "label", "index", "confidence", "top_k", "method", "target", "attribution",
-                               "completeness_gap", "logit_difference", "sheet", "error"}
+                               "completeness_gap", "logit_difference", "steps_used", "attribution_reliable", "sheet", "error"}
         assert record["error"] is None and record["method"] == "integrated-gradients"
         assert len(record["top_k"]) == 4 and record["top_k"][0]["label"] == record["label"]
         assert record["target"] == {"label": record["label"], "index": record["index"]}
         attribution = np.asarray(record["attribution"])
         assert attribution.shape == (28, 28) and np.isfinite(attribution).all()
         assert record["completeness_gap"] < COMPLETENESS_TOLERANCE
+        assert record["attribution_reliable"] is True and record["steps_used"] in A.escalation_steps(A.IG_STEPS)
         assert abs(attribution.sum() - record["logit_difference"]) <= COMPLETENESS_TOLERANCE * abs(record["logit_difference"]) + 1e-4
         assert Image.open(record["sheet"]).size == (1500, 900)
     assert records[2]["error"].startswith("cannot read") and records[2]["attribution"] is None and records[2]["sheet"] is None
@@ -413,8 +573,9 @@ def test_occlusion_with_onnx_never_imports_tensorflow(onnx_model, pictures, tmp_
     assert status == {"code": 0, "loaded": []}, proc.stderr
     (record,) = json.loads(proc.stdout)
     assert record["method"] == "occlusion" and record["completeness_gap"] is None
+    assert record["steps_used"] is None and record["attribution_reliable"] is None
     assert np.asarray(record["attribution"]).shape == (28, 28)
-    assert Image.open(record["sheet"]).size == (1500, 900)
+    assert Image.open(record["sheet"]).size == (1500, 540)  # one row: no empty feature-map panels
 
     refused = _explain(pictures / "one.png", "--model", onnx_model, "--method", "integrated-gradients", "--output-dir", tmp_path / "r")
     assert refused.exit_code == 1 and "use --method occlusion" in refused.output

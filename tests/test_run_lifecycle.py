@@ -92,6 +92,46 @@ def test_a_failed_start_leaves_the_runs_folder_unchanged(finished_run, synthetic
     assert sorted(p.name for p in runs.iterdir()) == before
 
 
+def _stop_when(monkeypatch, condition) -> None:
+    """Ctrl-C as training sees it: the stop signal it polls after every step reads SIGINT once ``condition()`` holds."""
+    from lenet_cli.cli import train as train_command
+
+    monkeypatch.setattr(train_command.StopOnSignal, "__call__", lambda self: signal.SIGINT if condition() else None)
+
+
+def test_ctrl_c_before_the_first_epoch_ends_keeps_nothing(synthetic_data_dir, tmp_path, monkeypatch):
+    """No epoch completed: no checkpoint of the initial weights, and no run directory to resume or list."""
+    _stop_when(monkeypatch, lambda: True)
+    runs = tmp_path / "runs"
+    for output in ([], ["--output", tmp_path / "given"]):
+        result = _lenet("train", "--data-dir", synthetic_data_dir, "--runs-dir", runs, *output, *TINY)
+        assert result.exit_code == 130, result.output
+        assert result.stderr.strip() == "SIGINT: stopped before the first epoch finished, so there is nothing to resume; the run directory is removed"
+    assert not (tmp_path / "given").exists() and [p.name for p in runs.iterdir()] == []
+
+
+def test_ctrl_c_before_the_first_epoch_ends_leaves_what_lenet_did_not_write(tmp_path):
+    from lenet_cli.store.runs import discard_unstarted_run
+
+    run = tmp_path / "run"
+    (run / "logs" / "train").mkdir(parents=True)
+    for name in ("checkpoint.npz", "config.json", "RUNNING", "notes.txt"):
+        (run / name).write_text("x")
+    assert discard_unstarted_run(run) is False
+    assert sorted(p.name for p in run.iterdir()) == ["RUNNING", "notes.txt"]
+    (run / "notes.txt").unlink()
+    assert discard_unstarted_run(run) is True and not run.exists()
+
+
+def test_ctrl_c_after_an_epoch_keeps_its_checkpoint(synthetic_data_dir, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    _stop_when(monkeypatch, lambda: (run / "history.json").is_file())
+    result = _lenet("train", "--data-dir", synthetic_data_dir, "--runs-dir", tmp_path, "--output", run, *TINY)
+    assert result.exit_code == 130, result.output
+    assert f"SIGINT: stopped after 1 completed epoch; checkpoint kept in {run}" in result.stderr
+    assert (run / "checkpoint.npz").is_file() and (run / "config.json").is_file()
+
+
 def _ctrl_c_as_from_a_terminal() -> None:
     """The child starts with SIGINT at its default and unblocked, as under a shell.
 

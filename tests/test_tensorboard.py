@@ -38,7 +38,7 @@ def test_every_scalar_exists_for_train_and_validation_each_epoch(logs, trained_r
         for name in SCALARS + [f"{kind}_{layer}" for kind in ("l1", "l2") for layer in LAYERS]:
             tag = f"epoch_{name}"
             assert tag in tags, f"{side} lacks {tag}"
-            assert sorted(_scalar_series(acc, tag)) == list(range(epochs)), f"{side} {tag}"
+            assert sorted(_scalar_series(acc, tag)) == list(range(1, epochs + 1)), f"{side} {tag}"  # as the console counts
 
 
 def test_objective_is_cost_plus_l1_plus_l2(logs):
@@ -46,8 +46,8 @@ def test_objective_is_cost_plus_l1_plus_l2(logs):
         cost, l1, l2, objective = (_scalar_series(acc, f"epoch_{n}") for n in ("cross_entropy", "l1", "l2", "objective"))
         for step in objective:
             assert objective[step] == pytest.approx(cost[step] + l1[step] + l2[step], rel=1e-6, abs=1e-7), side
-        layer_l1 = sum(_scalar_series(acc, f"epoch_l1_{layer}")[0] for layer in LAYERS)
-        assert layer_l1 == pytest.approx(l1[0], rel=1e-5)
+        layer_l1 = sum(_scalar_series(acc, f"epoch_l1_{layer}")[1] for layer in LAYERS)
+        assert layer_l1 == pytest.approx(l1[1], rel=1e-5)
 
 
 def test_scalars_agree_with_history(logs, trained_run):
@@ -55,8 +55,8 @@ def test_scalars_agree_with_history(logs, trained_run):
     train_acc = _scalar_series(logs["train"], "epoch_accuracy")
     val_acc = _scalar_series(logs["validation"], "epoch_accuracy")
     for row in history:
-        assert train_acc[row["epoch"] - 1] == pytest.approx(row["accuracy"], rel=1e-6)
-        assert val_acc[row["epoch"] - 1] == pytest.approx(row["val_accuracy"], rel=1e-6)
+        assert train_acc[row["epoch"]] == pytest.approx(row["accuracy"], rel=1e-6)
+        assert val_acc[row["epoch"]] == pytest.approx(row["val_accuracy"], rel=1e-6)
 
 
 def _images(acc, tag):
@@ -72,7 +72,7 @@ def test_confusion_matrix_image_each_epoch_is_a_png_of_the_expected_size(logs, t
 
     epochs = len(json.loads((trained_run / "history.json").read_text()))
     images = _images(logs["validation"], "confusion_matrix")
-    assert [step for step, *_ in images] == list(range(epochs))
+    assert [step for step, *_ in images] == list(range(1, epochs + 1))
     for _, width, height, png in images:
         decoded = Image.open(io.BytesIO(png))
         assert decoded.format == "PNG" and decoded.size == CONFUSION_PNG_SIZE == (width, height)
@@ -82,7 +82,7 @@ def test_input_grid_once_and_filters_each_epoch(logs, trained_run):
     epochs = len(json.loads((trained_run / "history.json").read_text()))
     assert [step for step, *_ in _images(logs["train"], "inputs")] == [0]
     filters = _images(logs["train"], "conv_1_filters")
-    assert [step for step, *_ in filters] == list(range(epochs))
+    assert [step for step, *_ in filters] == list(range(1, epochs + 1))
     Image.open(io.BytesIO(filters[-1][3])).verify()
 
 
@@ -95,3 +95,28 @@ def test_confusion_json_matches_validation_accuracy(logs, trained_run):
     assert np.trace(matrix) / matrix.sum() == pytest.approx(last_val_acc, abs=1e-12)
     logged = _scalar_series(logs["validation"], "epoch_accuracy")
     assert logged[max(logged)] == pytest.approx(np.trace(matrix) / matrix.sum(), rel=1e-6)
+
+
+def test_a_resumed_run_carries_on_the_console_numbering_and_logs_its_inputs_once(synthetic_data_dir, tmp_path):
+    """Epochs 1-2, then --resume for epoch 3: TensorBoard steps 1, 2, 3 as the console says "epoch 1/3" to "3/3"; inputs once, at 0."""
+    from click.testing import CliRunner
+
+    from lenet_cli.cli.main import cli
+
+    run = tmp_path / "run"
+    tiny = ["--validation-size", "100", "--batch-size", "50", "--dense-units", "16", "--quiet"]
+    first = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--epochs", "2",
+                                     "--keep-checkpoint", *tiny])
+    assert first.exit_code == 0, first.output
+    (run / "model.keras").unlink()
+    (run / "metrics.json").unlink()  # a run stopped after epoch 2 of 3
+    resumed = CliRunner().invoke(cli, ["train", "--resume", str(run), "--epochs", "3", "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    assert [row["epoch"] for row in json.loads((run / "history.json").read_text())] == [1, 2, 3]
+
+    train, validation = _load(run / "logs" / "train"), _load(run / "logs" / "validation")
+    assert [step for step, *_ in _images(train, "inputs")] == [0]
+    assert [step for step, *_ in _images(train, "conv_1_filters")] == [1, 2, 3]
+    assert [step for step, *_ in _images(validation, "confusion_matrix")] == [1, 2, 3]
+    for acc in (train, validation):
+        assert [event.step for event in acc.Tensors("epoch_accuracy")] == [1, 2, 3]

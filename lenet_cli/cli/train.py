@@ -84,6 +84,9 @@ def _lost_worker_message(exc, distribution) -> str:
 def _interrupted_message(exc, run_dir, data_dir, distribution) -> str:
     """One line: what stopped training, what is kept, and the command that continues it."""
     name = signal.Signals(exc.signum).name
+    if not exc.checkpoint_kept:  # no epoch completed: nothing resumable was kept
+        kept = "the run directory is removed" if exc.run_dir_removed else f"no checkpoint is kept in {run_dir}"
+        return f"{name}: stopped before the first epoch finished, so there is nothing to resume; {kept}"
     epochs = plural(exc.completed_epochs, "completed epoch")
     if distribution is None or distribution.mode != "multi-worker":
         return (f"{name}: stopped after {epochs}; checkpoint kept in {run_dir}. "

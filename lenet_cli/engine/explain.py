@@ -46,10 +46,13 @@ class Explanation:
     attribution: np.ndarray | None = field(default=None, repr=False)
     completeness_gap: float | None = None
     logit_difference: float | None = None
+    steps_used: int | None = None
+    attribution_reliable: bool | None = None  # Integrated Gradients: the gap within the limit (None for occlusion)
     sheet: str | None = None
     error: str | None = None
     # for the sheet only
     original: np.ndarray | None = field(default=None, repr=False)
+    original_size: tuple[int, int] | None = None  # (width, height) of the file; ``original`` may be a thumbnail
     network_input: np.ndarray | None = field(default=None, repr=False)
     probabilities: np.ndarray | None = field(default=None, repr=False)
     conv_1_maps: np.ndarray | None = field(default=None, repr=False)
@@ -57,10 +60,10 @@ class Explanation:
 
     def release_pictures(self) -> None:
         """Drop the arrays only the sheet needs (feature maps weigh ~66 KB per image)."""
-        self.original = self.network_input = self.probabilities = self.conv_1_maps = self.conv_2_maps = None
+        self.original = self.original_size = self.network_input = self.probabilities = self.conv_1_maps = self.conv_2_maps = None
 
     def to_dict(self, decimals: int = 6) -> dict:
-        """The JSON record: the prediction, the method, the 28x28 map (rounded), the gap, the sheet's path."""
+        """The JSON record: the prediction, the method, the 28x28 map (rounded), the gap and its verdict, the sheet's path."""
         attribution = None
         if self.attribution is not None:
             attribution = np.round(self.attribution.astype(np.float64), decimals).tolist()
@@ -75,9 +78,22 @@ class Explanation:
             "attribution": attribution,
             "completeness_gap": self.completeness_gap,
             "logit_difference": self.logit_difference,
+            "steps_used": self.steps_used,
+            "attribution_reliable": self.attribution_reliable,
             "sheet": self.sheet,
             "error": self.error,
         }
+
+
+@dataclass
+class AttributionBatch:
+    """A batch's maps and, for Integrated Gradients, each map's completeness check (None for occlusion)."""
+
+    maps: np.ndarray
+    gaps: np.ndarray | None = None
+    logit_differences: np.ndarray | None = None
+    steps_used: np.ndarray | None = None
+    reliable: np.ndarray | None = None
 
 
 def default_method(loaded) -> str:
@@ -110,7 +126,8 @@ class Explainer:
         loaded: A :class:`~lenet_cli.runtimes.loading.LoadedModel`.
         class_names: Names by class index.
         method: ``integrated-gradients`` (Keras models only) or ``occlusion``.
-        steps: Integrated Gradients' trapezoid intervals.
+        steps: Integrated Gradients' trapezoid intervals, to start with: doubled, up to
+            ``max_steps``, for an image whose completeness gap is above ``gap_limit``.
         patch, stride: Occlusion's square patch and its step, in pixels.
 
     Raises:
@@ -118,7 +135,8 @@ class Explainer:
     """
 
     def __init__(self, loaded, class_names: Sequence[str], method: str | None = None, steps: int = A.IG_STEPS,
-                 patch: int = A.OCCLUSION_PATCH, stride: int = A.OCCLUSION_STRIDE):
+                 patch: int = A.OCCLUSION_PATCH, stride: int = A.OCCLUSION_STRIDE, gap_limit: float = A.IG_GAP_LIMIT,
+                 max_steps: int = A.IG_MAX_STEPS):
         method = method or default_method(loaded)
         if method not in METHODS:
             raise LenetError(f"unknown attribution method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -130,6 +148,8 @@ class Explainer:
         self.class_names = [str(name) for name in class_names]
         self.method = method
         self.steps = int(steps)
+        self.gap_limit = float(gap_limit)
+        self.max_steps = max(int(max_steps), self.steps)
         self.patch = int(patch)
         self.stride = int(stride)
         self._gradient_fn = None
@@ -141,8 +161,14 @@ class Explainer:
 
     @property
     def method_detail(self) -> str:
+        return self.detail(self.steps)
+
+    def detail(self, steps_used: int | None = None) -> str:
+        """How the map was made, for the sheet: ``"200 steps (raised from 50) from a black baseline, on the logit"``."""
         if self.method == "integrated-gradients":
-            return f"{self.steps} steps from a black baseline, on the logit"
+            used = self.steps if steps_used is None else steps_used
+            raised = f" (raised from {self.steps})" if used != self.steps else ""
+            return f"{used} steps{raised} from a black baseline, on the logit"
         return f"{self.patch}×{self.patch} black patch, stride {self.stride}, fall in log-odds"
 
     @property
@@ -165,15 +191,16 @@ class Explainer:
         first, second = self._features(np.asarray(images, np.float32).reshape(-1, 28, 28, 1))
         return first.numpy(), second.numpy()
 
-    def attributions(self, images: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """``(maps (n, 28, 28), completeness gaps or None, logit differences or None)``."""
+    def attributions(self, images: np.ndarray, targets: np.ndarray) -> AttributionBatch:
+        """The maps ``(n, 28, 28)``, with Integrated Gradients' completeness check (steps raised where the gap is large)."""
         if self.method == "occlusion":
-            return A.occlusion_sensitivity_batch(self.loaded.predict, images, targets, self.patch, self.stride), None, None
+            return AttributionBatch(A.occlusion_sensitivity_batch(self.loaded.predict, images, targets, self.patch, self.stride))
         if self._gradient_fn is None:
             self._gradient_fn = A.keras_logit_gradients(self.loaded.keras_model)
-        maps, logit_image, logit_baseline = A.integrated_gradients_batch(self._gradient_fn, images, targets, steps=self.steps)
-        gaps = np.array([A.completeness_gap(m, a, b) for m, a, b in zip(maps, logit_image, logit_baseline)])
-        return maps, gaps, logit_image - logit_baseline
+        checked = A.integrated_gradients_checked(self._gradient_fn, images, targets, steps=self.steps, gap_limit=self.gap_limit,
+                                                 max_steps=self.max_steps)
+        return AttributionBatch(checked.attributions, checked.gaps, checked.logit_image - checked.logit_baseline,
+                                checked.steps_used, checked.reliable)
 
     def explain(self, images: np.ndarray, target: int | None = None, top_k: int = 3) -> list[Explanation]:
         """Explain a batch of preprocessed ``(n, 28, 28)`` inputs (paths left empty for the caller)."""
@@ -181,7 +208,8 @@ class Explainer:
         probabilities = self.loaded.predict(images[..., None])
         predicted = probabilities.argmax(axis=1)
         targets = predicted if target is None else np.full(len(images), target)
-        maps, gaps, differences = self.attributions(images, targets)
+        batch = self.attributions(images, targets)
+        checked = batch.gaps is not None
         conv_1 = conv_2 = None
         if self.has_feature_maps:
             conv_1, conv_2 = self.feature_maps(images)
@@ -198,9 +226,11 @@ class Explainer:
                 top_k=[{"label": self.class_names[int(i)], "index": int(i), "confidence": float(probs[int(i)])} for i in order],
                 method=self.method,
                 target={"label": self.class_names[int(targets[row])], "index": int(targets[row])},
-                attribution=maps[row],
-                completeness_gap=None if gaps is None else float(gaps[row]),
-                logit_difference=None if differences is None else float(differences[row]),
+                attribution=batch.maps[row],
+                completeness_gap=float(batch.gaps[row]) if checked else None,
+                logit_difference=float(batch.logit_differences[row]) if checked else None,
+                steps_used=int(batch.steps_used[row]) if checked else None,
+                attribution_reliable=bool(batch.reliable[row]) if checked else None,
                 network_input=images[row],
                 probabilities=probs,
                 conv_1_maps=None if conv_1 is None else conv_1[row],
@@ -209,10 +239,13 @@ class Explainer:
         return results
 
 
-def display_picture(source, luminance: np.ndarray) -> np.ndarray:
+def display_picture(source, luminance: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     """The picture as given, for the sheet: colour when it has colour, at most :data:`DISPLAY_MAX_SIDE` px.
 
-    Falls back to the decoded luminance when Pillow cannot give a colour version.
+    Returns the picture and the file's own ``(width, height)`` (upright, as
+    the network read it): the sheet reports the size of what was given, not
+    of its thumbnail. Falls back to the decoded luminance when Pillow cannot
+    give a colour version.
     """
     import io
 
@@ -223,12 +256,13 @@ def display_picture(source, luminance: np.ndarray) -> np.ndarray:
             image.seek(0)
             image = ImageOps.exif_transpose(image)
             if image.mode in ("RGB", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr"):
+                size = image.size
                 image = image.convert("RGBA" if ("A" in image.mode or "transparency" in image.info) else "RGB")
                 image.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE))
-                return np.asarray(image)
+                return np.asarray(image), size
     except Exception:  # any decoding trouble: the luminance lenet read is still a faithful picture
         pass
-    return _shrink(luminance)
+    return _shrink(luminance), (luminance.shape[1], luminance.shape[0])
 
 
 def _shrink(luminance: np.ndarray) -> np.ndarray:
@@ -237,8 +271,8 @@ def _shrink(luminance: np.ndarray) -> np.ndarray:
     return np.asarray(luminance[::step, ::step], dtype=np.float32)
 
 
-def _decode(item, options) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
-    """``(network input, picture for the sheet, None)`` or ``(None, None, one-line error)``."""
+def _decode(item, options) -> tuple[np.ndarray | None, tuple | None, str | None]:
+    """``(network input, (picture for the sheet, its file's size), None)`` or ``(None, None, one-line error)``."""
     from lenet_cli.data.images import read_image
     from lenet_cli.data.preprocess import preprocess
 
@@ -267,7 +301,7 @@ def explain_items(items, explainer: Explainer, options, target: int | None = Non
                 continue
             result = next(explained)
             result.path = item.name
-            result.original = picture
+            result.original, result.original_size = picture
             yield result
 
 
@@ -299,14 +333,18 @@ def sheet_content(explanation: Explanation, explainer: Explainer, model_label: s
         probabilities=explanation.probabilities,
         top_k=top_k,
         method=explanation.method,
-        method_detail=explainer.method_detail,
+        method_detail=explainer.detail(explanation.steps_used),
         target=explanation.target["index"],
         attribution=explanation.attribution,
         completeness_gap=explanation.completeness_gap,
+        logit_difference=explanation.logit_difference,
+        attribution_reliable=explanation.attribution_reliable,
+        gap_limit=explainer.gap_limit if explanation.completeness_gap is not None else None,
         conv_1_maps=explanation.conv_1_maps,
         conv_2_maps=explanation.conv_2_maps,
         conv_1_filters=explainer.filters,
         unavailable_reason=f"they need a .keras model; this is a {fmt} model",
+        original_size=explanation.original_size,
     )
 
 

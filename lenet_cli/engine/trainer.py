@@ -265,7 +265,12 @@ def score(predictor, split: Split) -> dict[str, float]:
 
 
 class TrainingInterrupted(Exception):
-    """Training stopped on a signal; the last completed epoch's checkpoint is on disk."""
+    """Training stopped on a signal; the last completed epoch's checkpoint is on disk.
+
+    With no epoch completed there is nothing to resume, and nothing
+    resumable is kept: ``checkpoint_kept`` is False, and ``run_dir_removed``
+    says whether the run directory went too (:func:`lenet_cli.store.runs.discard_unstarted_run`).
+    """
 
     def __init__(self, signum: int, completed_epochs: int, run_dir: Path, by_peer: bool = False):
         super().__init__(f"interrupted by signal {signum} after {plural(completed_epochs, 'completed epoch')}")
@@ -273,6 +278,8 @@ class TrainingInterrupted(Exception):
         self.signum = signum
         self.completed_epochs = completed_epochs
         self.run_dir = run_dir
+        self.checkpoint_kept = True
+        self.run_dir_removed = False
 
 
 @dataclass
@@ -440,28 +447,31 @@ def _end_epoch(session: _Session, state: TrainingState, rng, epoch: int, logs: d
 def _calibrate(session: _Session, validation: Split) -> dict | None:
     """Fit a temperature on the validation split and fold it into the shipped model (:mod:`lenet_cli.model.calibration`).
 
-    Returns ``metrics.json``'s ``calibration`` block: the temperature and the
-    validation cross-entropy and ECE before and after; None when switched off.
+    Returns ``metrics.json``'s ``calibration`` block: the temperature, whether
+    it was kept and why, and the validation cross-entropy and ECE before and
+    after (after: of the model that ships); None when switched off. A fitted
+    temperature that makes either validation figure worse is not folded in.
     """
-    from lenet_cli.model.calibration import (
-        calibration_summary,
-        fit_temperature,
-        fold_temperature,
-    )
+    from lenet_cli.model.calibration import choose_temperature, fold_temperature
 
     if not session.cfg.calibrate:
         return None
     if len(validation) == 0:
-        return {"temperature": None, "skipped": "no validation split to fit it on"}
+        return _not_calibrated("no validation split to fit it on")
     if len(validation) < C.CALIBRATION_MIN_IMAGES:
-        return {"temperature": None, "skipped": f"the validation split has {plural(len(validation), 'image')}; "
-                                                f"calibration needs at least {C.CALIBRATION_MIN_IMAGES}"}
+        return _not_calibrated(f"the validation split has {plural(len(validation), 'image')}; "
+                               f"calibration needs at least {C.CALIBRATION_MIN_IMAGES}")
     if "logits_layer" in session.cfg.freeze:
-        return {"temperature": None, "skipped": "logits_layer is frozen"}
-    logits = session.predictor.logits(validation.images)
-    temperature = fit_temperature(logits, validation.labels)
-    fold_temperature(session.shipped, temperature)
-    return calibration_summary(logits, validation.labels, temperature)
+        return _not_calibrated("logits_layer is frozen")
+    block = choose_temperature(session.predictor.logits(validation.images), validation.labels)
+    if block["kept"]:
+        fold_temperature(session.shipped, block["temperature"])
+    return block
+
+
+def _not_calibrated(reason: str) -> dict:
+    """The block of a run that ships no temperature because none could be fitted (``skipped`` is what the train table prints)."""
+    return {"temperature": None, "skipped": reason, "kept": False, "reason": reason}
 
 
 def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Path, runs_dir, distribution,
@@ -484,7 +494,7 @@ def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Pat
     with atomic_path(run_dir / runs.MODEL_FILE) as tmp:
         model.save(tmp)
     test = score(session.predictor, data.test)
-    # without a validation split its scores are NaN in the history; here they are null, which strict JSON readers accept
+    # without a validation split its scores are NaN in the history (null in history.json); here they are null too, for strict readers
     last = {k: v for k, v in (state.history[-1] if state.history else {}).items() if not (isinstance(v, float) and math.isnan(v))}
     metrics = {
         "dataset": cfg.dataset,
@@ -545,11 +555,24 @@ def train(
 
     Raises:
         LenetError: a bad configuration, an unusable checkpoint or a non-finite loss.
-        TrainingInterrupted: ``should_stop`` returned a signal number.
+        TrainingInterrupted: ``should_stop`` returned a signal number. Before any epoch completed, the
+            checkpoint and what else the run wrote are removed first, and ``run_dir`` with them when nothing else is in it.
     """
     session = _build(cfg, data, runs_dir, resume, deterministic, distribution)
     state, rng = _start_or_resume(session, run_dir, resume)
     callback_list = _callbacks(session, data, run_dir, callbacks, tensorboard, histograms)
+    try:
+        _run_epochs(session, data, state, rng, callback_list, should_stop, run_dir)
+    except TrainingInterrupted as exc:
+        if exc.completed_epochs == 0:  # the checkpoint holds only the initial weights: nothing worth resuming
+            exc.checkpoint_kept = False
+            exc.run_dir_removed = runs.discard_unstarted_run(run_dir)
+        raise
+    return _finish(session, data, state, run_dir, runs_dir, distribution, keep_checkpoint)
+
+
+def _run_epochs(session: _Session, data: Dataset, state: TrainingState, rng, callback_list, should_stop, run_dir: Path) -> None:
+    """Train from the first epoch not completed to the last, recording each; the callbacks' writers closed however it ends."""
     callback_list.on_train_begin()
     try:
         for epoch in range(state.completed_epochs, session.cfg.epochs):
@@ -560,4 +583,3 @@ def train(
             _end_epoch(session, state, rng, epoch, logs, time.perf_counter() - epoch_start, run_dir)
     finally:
         callback_list.on_train_end()
-    return _finish(session, data, state, run_dir, runs_dir, distribution, keep_checkpoint)

@@ -12,6 +12,11 @@ folded into ``logits_layer``'s kernel and bias, and the shipped ``.keras``
 file, every export and every runtime that loads it answer with calibrated
 probabilities and no extra layer. Fitted on the validation split only: the
 test split stays untouched until it reports.
+
+The temperature that minimises the cross-entropy need not lower the
+calibration error (ECE) too: a few confident mistakes can pull ``T`` up and
+leave the many right answers under-confident. :func:`choose_temperature`
+ships ``T`` only when validation gets worse on neither count.
 """
 
 from __future__ import annotations
@@ -78,3 +83,34 @@ def calibration_summary(logits: np.ndarray, labels: np.ndarray, temperature: flo
         "val_ece_before": calibration(labels, softmax(logits))["ece"],
         "val_ece_after": calibration(labels, softmax(logits / temperature))["ece"],
     }
+
+
+def choose_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = C.TEMPERATURE_BOUNDS) -> dict:
+    """Fit a temperature and keep it only if it makes validation worse on neither the cross-entropy nor the ECE.
+
+    Returns:
+        ``metrics.json``'s ``calibration`` block: :func:`calibration_summary`'s
+        keys, whose ``*_after`` values are the model that ships, with
+        ``kept`` and ``reason``. A temperature that is not kept leaves
+        ``temperature`` None (nothing is folded, as when calibration is
+        skipped, and ``skipped`` says why) and is recorded as
+        ``fitted_temperature`` with the ``fitted_val_cross_entropy`` and
+        ``fitted_val_ece`` it would have given.
+    """
+    fitted = fit_temperature(logits, labels, bounds)
+    summary = calibration_summary(logits, labels, fitted)
+    ce_before, ce_after = summary["val_cross_entropy_before"], summary["val_cross_entropy_after"]
+    ece_before, ece_after = summary["val_ece_before"], summary["val_ece_after"]
+    worse = []
+    if ce_after > ce_before:
+        worse.append(f"cross-entropy {ce_before:.4f} -> {ce_after:.4f}")
+    if ece_after > ece_before:
+        worse.append(f"ECE {ece_before:.2%} -> {ece_after:.2%}")
+    if not worse:
+        return {**summary, "kept": True,
+                "reason": f"neither validation figure is worse with it: cross-entropy {ce_before:.4f} -> {ce_after:.4f}, "
+                          f"ECE {ece_before:.2%} -> {ece_after:.2%}"}
+    reason = f"the fitted temperature {fitted:.3f} would raise validation {' and '.join(worse)}, so the model ships without one"
+    return {**summary, "temperature": None, "kept": False, "reason": reason, "skipped": reason, "fitted_temperature": fitted,
+            "val_cross_entropy_after": ce_before, "val_ece_after": ece_before,
+            "fitted_val_cross_entropy": ce_after, "fitted_val_ece": ece_after}

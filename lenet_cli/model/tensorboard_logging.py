@@ -4,10 +4,14 @@
   cross-entropy, the L1 and weight-decay (L2) terms, the objective, accuracy,
   learning rate, and per-layer ``l1_<layer>`` / ``l2_<layer>`` terms, for
   ``train`` and ``validation`` side by side;
-* ``inputs``: a grid of sample training images, once;
+* ``inputs``: a grid of sample training images, once per run, at step 0;
 * ``conv_1_filters``: the first layer's filters, tiled and normalized, each epoch;
 * ``confusion_matrix``: :class:`ConfusionMatrixImage`, a labelled heatmap of
   the validation confusion matrix each epoch (also kept as ``confusion_matrix.json``).
+
+Every epoch is logged at its number as the console and ``history.json`` give
+it, from 1 (Keras counts from 0), so ``epoch 3/12`` is step 3 in TensorBoard,
+and a resumed run carries on from the step it stopped after.
 """
 
 from __future__ import annotations
@@ -32,6 +36,18 @@ SAMPLE_INPUTS = 64
 def _png_to_summary_tensor(png: bytes):
     tf = import_tensorflow()
     return tf.expand_dims(tf.io.decode_png(png, channels=4), 0)
+
+
+def epoch_step(epoch: int) -> int:
+    """The TensorBoard step of Keras's 0-based ``epoch``: its number from 1, as the console and ``history.json`` show it."""
+    return epoch + 1
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras's TensorBoard callback with each epoch's summaries at :func:`epoch_step` (1-based)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch_step(epoch), logs)
 
 
 class _LazyWriterCallback(keras.callbacks.Callback):
@@ -114,7 +130,7 @@ class ConfusionMatrixImage(_LazyWriterCallback):
             png = render_confusion_matrix_png(matrix, self.class_names, f"epoch {epoch + 1}: validation accuracy {accuracy:.4f}")
             tf = import_tensorflow()
             with self.writer.as_default():
-                tf.summary.image("confusion_matrix", _png_to_summary_tensor(png), step=epoch)
+                tf.summary.image("confusion_matrix", _png_to_summary_tensor(png), step=epoch_step(epoch))
             self.writer.flush()
         self.latest = {
             "epoch": epoch + 1,
@@ -129,7 +145,11 @@ class ConfusionMatrixImage(_LazyWriterCallback):
 
 
 class InputAndFilterImages(_LazyWriterCallback):
-    """Log a grid of sample inputs once, and the conv_1 filters each epoch (the seed's ``visualize``)."""
+    """Log a grid of sample inputs once, and the conv_1 filters each epoch (the seed's ``visualize``).
+
+    The inputs go in when the first epoch begins, at step 0: a run resumed
+    after it does not log them again.
+    """
 
     def __init__(self, sample_images: np.ndarray, log_dir: str | Path, layer_name: str = "conv_1", scale: int = 8):
         super().__init__(log_dir)
@@ -144,10 +164,10 @@ class InputAndFilterImages(_LazyWriterCallback):
         with self.writer.as_default():
             tf.summary.image(tag, grid[None, :, :, None].astype(np.float32), step=step)
 
-    def on_train_begin(self, logs=None):
+    def on_epoch_begin(self, epoch, logs=None):
         from lenet_cli.viz.plots import tile_images
 
-        if len(self.sample_images):
+        if epoch == 0 and len(self.sample_images):
             from lenet_cli.core.inputs import as_model_input
 
             images = as_model_input(self.sample_images)[..., 0]
@@ -158,7 +178,7 @@ class InputAndFilterImages(_LazyWriterCallback):
 
         kernel = keras.ops.convert_to_numpy(self.model.get_layer(self.layer_name).kernel)  # (h, w, in, out)
         filters = np.transpose(kernel[:, :, 0, :], (2, 0, 1))
-        self._log_grid(f"{self.layer_name}_filters", tile_images(filters, normalize=True), epoch, scale=self.scale)
+        self._log_grid(f"{self.layer_name}_filters", tile_images(filters, normalize=True), epoch_step(epoch), scale=self.scale)
         self.writer.flush()
 
 
@@ -176,7 +196,7 @@ def run_callbacks(run_dir: Path, data, tensorboard: bool = True, histograms: boo
 def tensorboard_callbacks(log_dir: Path, data, histograms: bool = False, predict_classes=None, json_path: Path | None = None) -> list:
     """Keras's TensorBoard callback plus the image callbacks, all logging under ``log_dir``."""
     callbacks = [
-        keras.callbacks.TensorBoard(
+        EpochTensorBoard(
             log_dir=str(log_dir),
             histogram_freq=1 if histograms else 0,
             write_graph=False,

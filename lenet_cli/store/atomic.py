@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -131,5 +132,21 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically and return the path."""
-    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Write ``obj`` as indented, strict JSON to ``path`` atomically and return the path.
+
+    NaN and infinities (a validation score without a validation split) become
+    ``null``: Python would write ``NaN``, which is not JSON, and ``jq`` and
+    other strict readers refuse the whole file.
+    """
+    return write_text_atomic(path, json.dumps(strict_json(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def strict_json(obj):
+    """``obj`` with every non-finite float (in dicts, lists and tuples, however deep) replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: strict_json(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(value) for value in obj]
+    return obj

@@ -239,6 +239,30 @@ def unfinished_run_message(run_dir: Path) -> str:
             f"lenet train --resume {run_dir} --epochs {done}")
 
 
+def discard_unstarted_run(run_dir: str | os.PathLike) -> bool:
+    """Remove what a run wrote before its first epoch completed, and the directory when nothing else is left in it.
+
+    A run stopped before any epoch finished has nothing to resume: its
+    checkpoint holds the initial weights (and is three times the model's
+    size), ``config.json`` and ``logs/`` describe a run that did not happen.
+    ``RUNNING`` (the stopping process's own marker) does not count as
+    something left; anything else in the folder keeps it.
+
+    Returns:
+        Whether the directory itself was removed.
+    """
+    import shutil
+
+    run_dir = Path(run_dir)
+    for name in (CHECKPOINT_FILE, CONFIG_FILE, HISTORY_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / LOGS_DIR, ignore_errors=True)
+    if any(path.name != RUNNING_FILE for path in run_dir.iterdir()):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return not run_dir.exists()
+
+
 @contextlib.contextmanager
 def running_marker(run_dir: str | os.PathLike) -> Iterator[Path]:
     """Mark ``run_dir`` as being trained by this process for the duration of the block.
