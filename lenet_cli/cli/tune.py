@@ -30,7 +30,7 @@ class Duration(click.ParamType):
             return float(value)
         text = str(value).strip().lower().replace(" ", "")
         parts = re.findall(r"(\d+(?:\.\d+)?)(h|min|m|s|)", text)
-        if not text or "".join(n + u for n, u in parts) != text or any(u == "" for _, u in parts[:-1]):
+        if not text or "".join(n + u for n, u in parts) != text or (len(parts) > 1 and any(u == "" for _, u in parts)):
             self.fail(f"{value!r} is not a duration; write e.g. 90m, 2h, 1h30m or 600 (seconds)", param, ctx)
         seconds = sum(float(n) * self.UNITS[u] for n, u in parts)
         if seconds <= 0:

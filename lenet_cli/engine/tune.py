@@ -265,10 +265,17 @@ def connect(url: str, heartbeat: int = DEFAULT_HEARTBEAT):
             kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
         elif driver_url.startswith("mysql"):
             kwargs = {"pool_pre_ping": True}
-        return optuna.storages.RDBStorage(
-            driver_url, engine_kwargs=kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
-        )
+        for attempt in range(3):
+            try:
+                return optuna.storages.RDBStorage(
+                    driver_url, engine_kwargs=kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
+                )
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                if attempt == 2:
+                    raise
+                time.sleep(0.5 + attempt)  # workers that start together race to create a new database's tables: the loser waits
+        raise AssertionError("unreachable")
     except (ModuleNotFoundError, ImportError) as exc:
         raise BadValue("storage", f"--storage {shown}: its database driver is not installed ({exc}); PostgreSQL works with the "
                                   f"tune extra (pip install 'lenet-cli[tune]'), MySQL with pip install pymysql and mysql+pymysql://") from None
@@ -442,10 +449,14 @@ def open_study(request: TuneRequest, space: tune_space.Space) -> OpenStudy:
                                 f"give its --storage, move that folder away, or choose another --study")
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
                                 sampler=_sampler(request, local, 0), pruner=_pruner(request.pruner, _max_epochs(space)))
-    if LENET_ATTR not in study.user_attrs:
-        study.set_user_attr(LENET_ATTR, _fixed_settings(request))
-    else:
-        _check_study(study, name, request, shown, space)  # another worker made it a moment ago
+    import sqlalchemy.exc
+
+    try:
+        if LENET_ATTR not in study.user_attrs:
+            study.set_user_attr(LENET_ATTR, _fixed_settings(request))
+    except sqlalchemy.exc.IntegrityError:  # another worker set it in the same instant
+        pass
+    _check_study(study, name, request, shown, space)  # also when another worker made it a moment ago
     return OpenStudy(study, name, url, shown, created=True)
 
 
@@ -827,6 +838,11 @@ def search(request: TuneRequest, opened: OpenStudy, space: tune_space.Space, *, 
             if isinstance(exc, KeyboardInterrupt):
                 raise
             raise TuneInterrupted(exc.signum, number, opened.name) from None
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # another worker found this trial's heartbeats late (a stalled machine) and failed it; it is retried there
+            if log:
+                log(f"trial {objective.current} was failed by another worker (no heartbeat for {2 * request.heartbeat} s) and is "
+                    f"queued again; its result here is dropped")
         ran += 1
         common["durations"].append(time.monotonic() - trial_started)
         if objective.current is None:
