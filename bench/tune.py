@@ -1,7 +1,7 @@
 """A real recipe search through ``lenet tune``, and the default recipe trained at the same budget beside it.
 
     python -m bench.tune                                   # Fashion-MNIST, the reduced search bench/RESULTS.md reports
-    python -m bench.tune --train-limit 55000 --epochs 24 --timeout 40m    # the full budget: four default trainings' time
+    python -m bench.tune --train-limit 0 --epochs 24 --timeout 40m   # the full budget: four default trainings' time
 
 The search runs the real command (``python -m lenet_cli tune``) in its own
 process and study (a SQLite file in a scratch runs folder), so its trials are
