@@ -119,6 +119,7 @@ class TuneInterrupted(Exception):
         self.trial = trial
         self.study = study
 
+
 # --- One trial --------------------------------------------------------------------------------
 
 
