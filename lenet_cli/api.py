@@ -1,4 +1,4 @@
-"""lenet's Python API: the same six verbs as the command line, with keyword arguments and dataclass results.
+"""lenet's Python API: the same verbs as the command line, with keyword arguments and dataclass results.
 
 Every ``lenet`` command is a thin shell over the engine functions these call,
 so a script gets exactly what the command line prints::
@@ -29,7 +29,7 @@ from lenet_cli.engine.export import ExportResult
 from lenet_cli.engine.predict import PredictRequest
 from lenet_cli.engine.train import TrainOutcome, TrainRequest
 
-__all__ = ["train", "evaluate", "predict", "explain", "export", "load_model"]
+__all__ = ["train", "evaluate", "predict", "explain", "export", "tune", "load_model"]
 
 _RUN_OPTIONS = {f for f in TrainRequest.__dataclass_fields__ if f != "config"}
 
@@ -104,6 +104,18 @@ def export(model: str | os.PathLike | None = None, *, output: str | os.PathLike,
     if mismatch:
         raise ExportError(mismatch)
     return export_model(model, fmt, output, **options)
+
+
+def tune(dataset: str = "mnist", **options: Any):
+    """Search for the best recipe as ``lenet tune`` does; ``options`` are :class:`~lenet_cli.engine.tune.TuneRequest`'s fields.
+
+    Returns:
+        A :class:`~lenet_cli.engine.tune.TuneOutcome`: the trials, the best one with its test accuracy, the recipe file.
+    """
+    from lenet_cli.engine.tune import TuneRequest
+    from lenet_cli.engine.tune import tune as run
+
+    return run(TuneRequest(dataset=dataset, **options))
 
 
 def load_model(model: str | os.PathLike | None = None, runs_dir: str | os.PathLike | None = None):

@@ -25,6 +25,7 @@ from lenet_cli.cli.predict import predict
 from lenet_cli.cli.runs import runs_group
 from lenet_cli.cli.serve import serve
 from lenet_cli.cli.train import train
+from lenet_cli.cli.tune import tune
 from lenet_cli.core.env import DEBUG_ENV
 from lenet_cli.core.errors import LenetError
 
@@ -67,7 +68,7 @@ def cli(ctx, debug: bool):
     prepare_tensorflow_env()  # before any command imports TensorFlow, however indirectly
 
 
-for _command in (train, evaluate, export, predict, runs_group, serve, explain):
+for _command in (train, evaluate, export, predict, runs_group, serve, explain, tune):
     cli.add_command(_command)
 
 

@@ -231,7 +231,30 @@ def run_training(request, quiet: bool, output_format: str) -> int:
     return 0
 
 
+def apply_recipe(ctx, param, path):
+    """``--recipe FILE``: the file's options become this command's defaults, so any option given on the line still wins."""
+    if path is None:
+        return None
+    from lenet_cli.core.errors import BadValue
+    from lenet_cli.core.tune_space import option_name, read_recipe
+
+    try:
+        recipe = read_recipe(path)
+    except BadValue as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    names = {opt.lstrip("-"): p.name for p in ctx.command.params if isinstance(p, click.Option) for opt in p.opts if opt.startswith("--")}
+    names.update({p.name: p.name for p in ctx.command.params if p.name not in ("recipe", "resume")})
+    unknown = [key for key in recipe if names.get(option_name(key)) in (None, "recipe", "resume")]
+    if unknown:
+        raise click.BadParameter(f"{str(path)!r} sets {unknown[0]!r}, which is not a lenet train option", ctx=ctx, param=param)
+    ctx.default_map = {**(ctx.default_map or {}), **{names[option_name(key)]: value for key, value in recipe.items()}}
+    return path
+
+
 @click.command()
+@click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, is_eager=True, callback=apply_recipe,
+              help="Start from a recipe file: lenet tune's <study>-best.json, or a JSON object of these options' values "
+                   "({\"dropout\": 0.3}); an option given here overrides it.")
 @click.option("--dataset", type=DATASET, default="mnist", show_default=True, help=f"What to train on. {DATASET_HELP}")
 @click.option("--preprocess", type=click.Choice(["auto", *C.PREPROCESS_MODES]), default=None,
               help="Picture folders: how each picture becomes a 28x28 input, as lenet predict does it: mnist (digit-like: dark or "
@@ -286,7 +309,7 @@ def run_training(request, quiet: bool, output_format: str) -> int:
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; print only the result.")
 @output_format_option(*C.TRAIN_FORMATS)
 @click.pass_context
-def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histograms, resume, keep_checkpoint, deterministic, distribute,
+def train(ctx, recipe, dataset, preset, data_dir, output, runs_dir, tensorboard, histograms, resume, keep_checkpoint, deterministic, distribute,
           devices, workers, task_index, worker_timeout, quiet, output_format, **options):
     """Train the LeNet and write a self-describing run directory.
 
@@ -295,6 +318,7 @@ def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histogr
       lenet train --dataset fashion --data-dir ~/data
       lenet train --dataset mnist --epochs 3 --train-limit 5000 --quiet
       lenet train --preset seed          # the original tutorial's values
+      lenet train --recipe runs/tune/fashion-best.json   # lenet tune's best
 
     \b
     Warm start: train on MNIST, then fine-tune on Fashion-MNIST with the
@@ -319,6 +343,8 @@ def train(ctx, dataset, preset, data_dir, output, runs_dir, tensorboard, histogr
     if (workers is None) != (task_index is None):
         raise click.UsageError("--workers and --task-index go together")
 
+    if resume is not None and recipe is not None:
+        raise click.UsageError("--resume continues with the run's saved config; drop --recipe")
     if resume is not None:
         given = [name for name in ("dataset", "preset", "output", *options)
                  if name != "epochs" and ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)]

@@ -71,6 +71,8 @@ SPLITS = ("test", "validation", "train")
 PREDICT_FORMATS = ("table", "json", "jsonl", "csv", "tsv")
 EVALUATE_FORMATS = ("table", "json", "csv")
 TRAIN_FORMATS = ("table", "json")
+TUNE_FORMATS = ("table", "json", "csv")
+TUNE_PRUNERS = ("median", "hyperband", "none")  # lenet_cli/engine/tune.py: stop a trial whose validation accuracy trails, or never
 
 # --- Shared defaults ------------------------------------------------------------
 VALIDATION_SIZE = 5000  # the first N training images are held out, as TensorFlow's MNIST feeder did
@@ -133,6 +135,8 @@ class TrainConfig:
     preprocess: str | None = None  # how pictures become 28x28 inputs: mnist (digit-like) | fashion (article-like) | none
     class_names: tuple[str, ...] | None = None  # the dataset's classes in label order (logits_layer has one unit each)
     data_fingerprint: str | None = None  # sha256 over the dataset's files (pictures: names, sizes, times)
+    study: str | None = None  # the lenet tune study this run is a trial of (None: not a trial)
+    trial: int | None = None  # its trial number in that study
 
     def to_json_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -19,15 +19,18 @@ from lenet_cli.store import runs
 RUN_MARKERS = (runs.CONFIG_FILE, runs.MODEL_FILE, runs.HISTORY_FILE)  # a folder holding any of them is a run
 
 LIST_FIELDS = ("name", "dataset", "status", "epochs_completed", "epochs", "val_accuracy", "test_accuracy",
-               "wall_seconds", "size_bytes", "started", "latest", "path")
+               "wall_seconds", "size_bytes", "started", "latest", "path", "study", "trial")
 
 
 @dataclass(frozen=True)
 class RunSummary:
     """One row of ``lenet runs``.
 
-    ``status`` is ``finished``, ``interrupted`` or ``running``; ``status_text``
-    adds the epochs (``interrupted after 3/12``). ``wall_seconds`` is the
+    ``status`` is ``finished``, ``interrupted``, ``running`` or ``pruned`` (a
+    ``lenet tune`` trial stopped early); ``status_text`` adds the epochs
+    (``interrupted after 3/12``). ``study`` and ``trial`` name the ``lenet tune``
+    study and trial a run is (None for other runs), and its ``name`` is then
+    its path under the runs folder (``tune/fashion/trial-3``). ``wall_seconds`` is the
     training time ``metrics.json`` records, else the sum of the completed
     epochs' times. ``started`` is when ``config.json`` was written (local time,
     ISO 8601). ``size_bytes`` adds up every file of the run.
@@ -46,6 +49,8 @@ class RunSummary:
     size_bytes: int
     started: str | None
     latest: bool
+    study: str | None = None
+    trial: int | None = None
 
     def to_dict(self) -> dict:
         """The machine-readable record (``status_text`` is for people only)."""
@@ -94,8 +99,8 @@ def _latest_name(root: Path) -> Path | None:
     return (root / text).resolve() if text else None
 
 
-def summarize_run(run_dir: str | os.PathLike, latest: Path | None = None) -> RunSummary:
-    """Read one run's small files into a :class:`RunSummary`."""
+def summarize_run(run_dir: str | os.PathLike, latest: Path | None = None, name: str | None = None) -> RunSummary:
+    """Read one run's small files into a :class:`RunSummary` (``name``: how the listing names it, default its folder's name)."""
     run_dir = Path(run_dir)
     config = runs.read_json_or_none(run_dir / runs.CONFIG_FILE)
     config = config if isinstance(config, dict) else {}
@@ -104,17 +109,20 @@ def summarize_run(run_dir: str | os.PathLike, latest: Path | None = None) -> Run
     history = runs.read_json_or_none(run_dir / runs.HISTORY_FILE)
     history = history if isinstance(history, list) else []
     status = runs.run_status(run_dir, config=config, history=history)
+    state, state_text = status.state, status.describe()
+    if metrics.get("pruned") is True and state != "running":
+        state, state_text = "pruned", f"pruned after {status.epochs_completed}/{'?' if status.epochs is None else status.epochs}"
     last = history[-1] if history and isinstance(history[-1], dict) else {}
     wall = _number(metrics.get("train_seconds"))
     if wall is None and history:
         times = [_number(h.get("epoch_seconds")) for h in history if isinstance(h, dict)]
         wall = sum(t for t in times if t is not None) if any(t is not None for t in times) else None
     return RunSummary(
-        name=run_dir.name,
+        name=name or run_dir.name,
         path=str(run_dir),
         dataset=config.get("dataset") or metrics.get("dataset"),
-        status=status.state,
-        status_text=status.describe(),
+        status=state,
+        status_text=state_text,
         epochs_completed=status.epochs_completed,
         epochs=status.epochs,
         val_accuracy=_number(metrics.get("val_accuracy", last.get("val_accuracy"))),
@@ -123,21 +131,27 @@ def summarize_run(run_dir: str | os.PathLike, latest: Path | None = None) -> Run
         size_bytes=sum(size for _, size in _tree_files(run_dir)),
         started=_started(run_dir),
         latest=latest is not None and run_dir.resolve() == latest,
+        study=config.get("study") if isinstance(config.get("study"), str) else None,
+        trial=config.get("trial") if isinstance(config.get("trial"), int) and not isinstance(config.get("trial"), bool) else None,
     )
 
 
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunSummary]:
-    """Every run directory directly under the runs root, newest first (an absent root has none).
+    """Every run directory directly under the runs root, and every ``lenet tune`` trial under ``tune/<study>/``, newest first.
 
     A run directory is a folder holding ``config.json``, ``model.keras`` or
-    ``history.json``; hidden folders are skipped.
+    ``history.json``; hidden folders are skipped. An absent root has none.
     """
     root = runs.runs_root(runs_dir)
     if not root.is_dir():
         return []
     latest = _latest_name(root)
     folders = [Path(e.path) for e in os.scandir(root) if not e.name.startswith(".") and e.is_dir()]
-    found = [summarize_run(f, latest) for f in folders if any((f / marker).exists() for marker in RUN_MARKERS)]
+    tune = root / runs.TUNE_DIR
+    if tune.is_dir():
+        folders += [trial for study in sorted(tune.iterdir()) if study.is_dir() and not study.name.startswith(".")
+                    for trial in sorted(study.iterdir()) if trial.is_dir() and not trial.name.startswith(".")]
+    found = [summarize_run(f, latest, name=f.relative_to(root).as_posix()) for f in folders if any((f / marker).exists() for marker in RUN_MARKERS)]
     return sorted(found, key=lambda r: (r.started or "", r.name), reverse=True)
 
 

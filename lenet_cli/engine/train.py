@@ -37,6 +37,8 @@ class TrainRequest:
         deterministic: TensorFlow's op determinism (bitwise-reproducible runs).
         distribute, devices, workers, task_index, worker_timeout: The distribution strategy (docs/scaling.md).
         keep_checkpoint: Keep ``checkpoint.npz`` once the run has finished.
+        score_test: Read the test split and score the finished model on it (``lenet tune``'s trials do not: they are chosen on
+            validation, and ``metrics.json``'s ``test_accuracy`` is then null).
     """
 
     config: TrainConfig
@@ -53,6 +55,7 @@ class TrainRequest:
     task_index: int | None = None
     worker_timeout: float = 120
     keep_checkpoint: bool = False
+    score_test: bool = True
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def load_training_data(request: TrainRequest, log: Callable[[str], None] | None 
     if cfg.preprocess == "auto":
         cfg = dataclasses.replace(cfg, preprocess=None)
     data = load_dataset(cfg.dataset, data_dir, validation_size=cfg.validation_size, train_limit=cfg.train_limit, log=log,
-                        preprocess=cfg.preprocess)
+                        preprocess=cfg.preprocess, splits=("train", "validation", "test") if request.score_test else ("train", "validation"))
     cfg = dataclasses.replace(cfg, data_source=str(Path(data.source).resolve()), validation_size=len(data.validation),
                               preprocess=cfg.preprocess or data.preprocess, class_names=tuple(data.class_names),
                               data_fingerprint=data.fingerprint)

@@ -493,13 +493,13 @@ def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Pat
         model.get_layer(name).trainable = True
     with atomic_path(run_dir / runs.MODEL_FILE) as tmp:
         model.save(tmp)
-    test = score(session.predictor, data.test)
+    test = score(session.predictor, data.test) if data.test is not None else {"accuracy": None}  # None: not loaded, never read
     # without a validation split its scores are NaN in the history (null in history.json); here they are null too, for strict readers
     last = {k: v for k, v in (state.history[-1] if state.history else {}).items() if not (isinstance(v, float) and math.isnan(v))}
     metrics = {
         "dataset": cfg.dataset,
         "test_accuracy": test["accuracy"],
-        "test_count": len(data.test),
+        "test_count": len(data.test) if data.test is not None else None,
         "val_accuracy": last.get("val_accuracy"),
         "val_cross_entropy": (calibrated or {}).get("val_cross_entropy_after", last.get("val_cross_entropy")),  # of the model that ships
         "calibration": calibrated,

@@ -31,6 +31,7 @@ METRICS_FILE = "metrics.json"
 LOGS_DIR = "logs"
 CHECKPOINT_FILE = "checkpoint.npz"
 RUNNING_FILE = "RUNNING"
+TUNE_DIR = "tune"  # <runs root>/tune/: lenet tune's study databases, results, and <study>/trial-<n>/ run directories
 
 
 def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:
