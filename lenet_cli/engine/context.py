@@ -64,7 +64,7 @@ class ModelContext:
             return f"{self.ref.run_dir.name}/{self.ref.model_path.name}"
         return self.ref.model_path.name
 
-    def load(self, batch_size: int = INFERENCE_BATCH_SIZE, log: Callable[[str], None] | None = None):
+    def load(self, batch_size: int = INFERENCE_BATCH_SIZE, log: Callable[[str], None] | None = None) -> tuple[ModelContext, Any]:
         """Open the model; returns ``(the context of the model that answers, its LoadedModel)``.
 
         Says :attr:`notice` through ``log``. A run's TensorFlow-free copy that
@@ -90,7 +90,6 @@ class ModelContext:
                     f"{export_command(self.keras_ref.model_path.parent)}")
         context = dataclasses.replace(self, ref=self.keras_ref, format="keras", keras_ref=None, notice=None)
         return context, open_model(context.ref, batch_size)
-
 
     @property
     def class_dataset(self) -> str | None:
