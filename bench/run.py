@@ -11,6 +11,8 @@ Sections:
   evaluate   inference images/s: lenet's batched predictor vs ``model.predict`` on numpy arrays
   predict    ``lenet predict`` on 10,000 small PNG files, wall time including start-up
   coldstart  whole-process start: ``lenet --help``, ``lenet predict one.png`` per model format
+  fast       a run's model.tflite against its model.keras (``--engine keras``): cold predict, a shell loop of predicts,
+             serve to /readyz, evaluate on the test split (:mod:`bench.fast_answers`)
   efficiency FLOPs per trained image x images/s against the measured float32 matmul peak, and dot_1's matmul alone
 
 Timings are medians of repeated runs where a run is short. Never run two
@@ -33,7 +35,7 @@ import numpy as np
 
 from bench.common import REPO, data_dir
 
-SECTIONS = ("train", "tensorboard", "accuracy", "evaluate", "predict", "coldstart", "efficiency")
+SECTIONS = ("train", "tensorboard", "accuracy", "evaluate", "predict", "coldstart", "fast", "efficiency")
 
 
 def _dataset(name: str, smoke: bool, tmp: Path, train_limit=None):
@@ -285,6 +287,16 @@ def bench_coldstart(args, tmp):
     return rows, raw
 
 
+def bench_fast(args, tmp):
+    from bench.fast_answers import measure
+
+    run = _trained_model(tmp, args.smoke)
+    data, root = _dataset("mnist", args.smoke, tmp)
+    counts = {"repeats": 1, "loop": 3, "keras_loop": 2, "serve_repeats": 1, "evaluate_repeats": 1} if args.smoke else \
+        {"repeats": 11, "loop": 100, "keras_loop": args.keras_loop, "serve_repeats": 5, "evaluate_repeats": 3}
+    return measure(run, data.test.images, tmp, data=root, **counts)
+
+
 # The least any program can do for one PNG with each model: import the runtime, load the file, decode, run.
 _FLOOR = {
     "keras": "import sys, numpy as np\nimport lenet_cli.model.network  # lenet's TensorFlow settings; registers the LRN layer the file names\nimport keras\nfrom PIL import Image\n"
@@ -372,6 +384,8 @@ def main(argv=None):
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic data: checks the suite runs, timings mean nothing")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md")
+    parser.add_argument("--keras-loop", type=int, default=None,
+                        help="fast: lenet predict --engine keras calls in the shell loop, scaled to 100 [default: 100]")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from lenet_cli.core.tensorflow_env import import_tensorflow

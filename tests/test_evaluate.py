@@ -119,7 +119,7 @@ def test_latest_run_is_used_without_argument(trained_run, synthetic_data_dir, mo
     result = _evaluate("--data-dir", synthetic_data_dir, "--format", "json", "--split", "validation")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["model"].endswith("tiny/model.keras") and report["split"] == "validation" and report["count"] == 100
+    assert report["model"].endswith("tiny/model.tflite") and report["split"] == "validation" and report["count"] == 100
 
 
 def test_min_accuracy_gate(trained_run, synthetic_data_dir):

@@ -26,9 +26,11 @@ def _predict(*args, env=None):
 
 
 def test_machine_readable_records_name_the_model(trained_run, digit):
-    model = str(trained_run / "model.keras")
+    model = str(trained_run / "model.tflite")  # a run answers with its TensorFlow-free copy
     [record] = json.loads(_predict("--model", trained_run, digit, "--format", "json").stdout)
     assert record["model"] == model
+    [record] = json.loads(_predict("--model", trained_run, digit, "--format", "json", "--engine", "keras").stdout)
+    assert record["model"] == str(trained_run / "model.keras")
     assert json.loads(_predict("--model", trained_run, digit, "--format", "jsonl").stdout)["model"] == model
     csv_result = _predict("--model", trained_run, digit, "--format", "csv")
     [row] = list(csv.DictReader(io.StringIO(csv_result.stdout)))
@@ -41,7 +43,7 @@ def test_machine_readable_records_name_the_model(trained_run, digit):
 def test_stderr_names_the_model_in_a_terminal(trained_run, digit):
     result = _predict("--model", trained_run, digit, "--format", "jsonl", env={"TTY_COMPATIBLE": "1"})
     assert result.exit_code == 0, result.output
-    assert f"model: {trained_run / 'model.keras'} (mnist)" in result.stderr.splitlines()
+    assert f"model: {trained_run / 'model.tflite'} (mnist)" in result.stderr.splitlines()
 
 
 def test_table_shows_label_once_and_all_top_k(trained_run, digit):

@@ -80,7 +80,7 @@ def test_tensorflow_loads_quietly_with_onednn_on(trained_run, synthetic_data_dir
         "from tensorflow.python.util import _pywrap_util_port\n"
         "print('onednn', _pywrap_util_port.IsMklEnabled())\n"
     )
-    argv = ["evaluate", str(trained_run), "--data-dir", str(synthetic_data_dir), "--format", "json"]
+    argv = ["evaluate", str(trained_run), "--engine", "keras", "--data-dir", str(synthetic_data_dir), "--format", "json"]
     proc = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "onednn True"
@@ -88,7 +88,7 @@ def test_tensorflow_loads_quietly_with_onednn_on(trained_run, synthetic_data_dir
 
 
 def test_predict_exits_fast_with_its_output_complete(trained_run, tmp_path):
-    """``lenet predict`` skips TensorFlow's slow teardown, yet every line and the exit code arrive.
+    """``lenet predict`` with a Keras model skips TensorFlow's slow teardown, yet every line and the exit code arrive.
 
     The probe registers an ``atexit`` handler: a normal interpreter shutdown runs it,
     ``os._exit`` (the fast exit) does not.
@@ -105,7 +105,8 @@ def test_predict_exits_fast_with_its_output_complete(trained_run, tmp_path):
         "from lenet_cli.cli import main\n"
         "main(sys.argv[1:])\n"
     )
-    argv = ["predict", "--model", str(trained_run), str(tmp_path / "one.png"), str(tmp_path / "blank0.png"), "--format", "jsonl"]
+    argv = ["predict", "--model", str(trained_run), "--engine", "keras", str(tmp_path / "one.png"), str(tmp_path / "blank0.png"),
+            "--format", "jsonl"]
     proc = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr  # the blank image is an error record
     lines = proc.stdout.splitlines()

@@ -12,6 +12,7 @@ import click
 from lenet_cli.cli.options import (
     DATASET,
     data_dir_option,
+    engine_option,
     min_confidence_option,
     model_option,
     option_errors,
@@ -70,7 +71,7 @@ def print_report_table(report: dict) -> None:
     summary = Table(title=f"{report['dataset']} {report['split']} split — {report['count']:,} images", show_header=False)
     summary.add_column("metric")
     summary.add_column("value", justify="right")
-    summary.add_row("model", report["model"])
+    summary.add_row("model", f"{report['model']} ({report['format']})")
     summary.add_row("accuracy", f"{report['accuracy']:.4f}")
     summary.add_row(f"top-{report['top_k']} accuracy", f"{report['top_k_accuracy']:.4f}")
     summary.add_row("expected calibration error (15 bins)", f"{report['expected_calibration_error']:.2%}")
@@ -137,6 +138,7 @@ def run_evaluate(request, output_format: str, min_accuracy: float | None = None)
 @click.command()
 @click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
 @model_option("model_option")
+@engine_option
 @runs_dir_option
 @click.option("--dataset", type=DATASET, default=None, help="Dataset to score on, a name or a path [default: the one the model was trained on].")
 @click.option("--split", type=click.Choice(C.SPLITS), default="test", show_default=True, help="Which split to score.")
@@ -151,13 +153,14 @@ def run_evaluate(request, output_format: str, min_accuracy: float | None = None)
               help="Write the reliability diagram (accuracy against confidence, 15 bins) here.")
 @click.option("--min-accuracy", type=click.FloatRange(0, 1), default=None, help="Exit with code 1 when accuracy is below this (a CI gate).")
 @min_confidence_option("Report how often `lenet predict` would flag an answer as unsure at this threshold, and the mistakes it catches")
-def evaluate(model, model_option, runs_dir, dataset, split, data_dir, batch_size, top_k, output_format, confusion_png, misclassified,
+def evaluate(model, model_option, engine, runs_dir, dataset, split, data_dir, batch_size, top_k, output_format, confusion_png, misclassified,
              misclassified_count, reliability_png, min_accuracy, min_confidence):
     """Score a trained model: accuracy, top-k, cross-entropy, calibration, per-class metrics, confusion matrix.
 
     MODEL (or --model) is a run directory or a model file; without it, the
     latest run (named in <runs-dir>/LATEST, else the newest run holding a
-    model.keras).
+    model.keras). A run answers with its TensorFlow-free model.tflite
+    unless --engine keras; the report's model and format say which.
 
     \b
     Examples:
@@ -169,6 +172,6 @@ def evaluate(model, model_option, runs_dir, dataset, split, data_dir, batch_size
 
     request = EvaluateRequest(pick_model(model, model_option), runs_dir, dataset, split, data_dir, batch_size, top_k, min_confidence,
                               confusion_png=confusion_png, reliability_png=reliability_png, misclassified_png=misclassified,
-                              misclassified_count=misclassified_count)
+                              misclassified_count=misclassified_count, engine=engine)
     with option_errors():
         run_evaluate(request, resolve_format(output_format), min_accuracy)

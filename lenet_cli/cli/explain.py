@@ -9,6 +9,7 @@ import click
 
 from lenet_cli.cli.options import (
     check_inputs,
+    engine_option,
     image_inputs,
     model_option,
     option_errors,
@@ -26,7 +27,7 @@ def run_explain(request, output_format: str) -> int:
     from lenet_cli.engine.explain import explain
 
     printer = RecordPrinter(output_format)
-    result = explain(request, on_explanation=printer.emit)
+    result = explain(request, on_explanation=printer.emit, log=lambda line: click.echo(line, err=True))
     printer.close(result.method)
     written = len(result.explanations) - result.failures
     if written:
@@ -88,11 +89,13 @@ def _print_table(records, method: str) -> None:
 @click.command()
 @image_inputs
 @model_option()
+@engine_option
 @runs_dir_option
 @preprocess_options
 @top_k_option("How many classes the sheet and the record list")
 @click.option("--method", type=click.Choice(["integrated-gradients", "occlusion"]), default=None,
-              help="Attribution method [default: integrated-gradients for .keras models; .onnx, .tflite and SavedModels need occlusion].")
+              help="Attribution method [default: integrated-gradients for runs and .keras models (TensorFlow); .onnx, .tflite and "
+                   "SavedModels need occlusion, which for a run uses its model.tflite (see --engine)].")
 @click.option("--target", default=None, metavar="CLASS",
               help="Explain this class (a name or an index) instead of the predicted one.")
 @click.option("--steps", type=click.IntRange(1, 1000), default=50, show_default=True, help="Integrated Gradients: steps along the path from the black baseline.")
@@ -100,7 +103,7 @@ def _print_table(records, method: str) -> None:
               help="Folder for the PNG sheets (one per image, named after it).")
 @output_format_option("table", "json", "jsonl")
 @click.pass_context
-def explain(ctx, inputs, recursive, files_from, model, runs_dir, preprocess, invert, top_k, method, target, steps, output_dir, output_format):
+def explain(ctx, inputs, recursive, files_from, model, engine, runs_dir, preprocess, invert, top_k, method, target, steps, output_dir, output_format):
     """Show what the network saw and which pixels made it answer: one PNG sheet per image.
 
     Each sheet shows the picture as given, the 28x28 input after
@@ -108,7 +111,8 @@ def explain(ctx, inputs, recursive, files_from, model, runs_dir, preprocess, inv
     evidence for the class, blue: against it), the conv_1 and conv_2 feature
     maps and the conv_1 filters. Integrated Gradients (Sundararajan et al.
     2017) needs a .keras model; occlusion sensitivity (Zeiler and Fergus
-    2014) works with every model, without TensorFlow for .onnx and .tflite.
+    2014) works with every model, without TensorFlow for .onnx, .tflite and
+    a run's model.tflite (unless --engine keras).
     Inputs and model selection as in `lenet predict`; exit code 1 when any
     input failed (the others are still explained).
 
@@ -122,7 +126,8 @@ def explain(ctx, inputs, recursive, files_from, model, runs_dir, preprocess, inv
     from lenet_cli.engine.explain import ExplainRequest
 
     check_inputs(inputs, files_from)
-    request = ExplainRequest(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, method, target, steps, output_dir)
+    request = ExplainRequest(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, method, target, steps, output_dir,
+                             engine=engine)
     with option_errors():
         code = run_explain(request, resolve_format(output_format))
     ctx.exit(code)

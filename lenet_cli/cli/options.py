@@ -62,6 +62,14 @@ def model_option(dest: str = "model"):
                         help="Run directory or model file (.keras, .onnx, .tflite, a SavedModel directory) [default: the latest run].")
 
 
+def engine_option(fn):
+    """``--engine``: which of a run's models answers (predict, evaluate, serve, explain's occlusion)."""
+    return click.option("--engine", type=click.Choice(C.ENGINES), default="auto", show_default=True,
+                        help="For a run (or the latest): auto answers with its TensorFlow-free model.tflite (LiteRT: no TensorFlow "
+                             "to start) when its check against model.keras passed, else with model.keras; keras always uses "
+                             "model.keras. A model file named directly answers itself.")(fn)
+
+
 def pick_model(argument: Path | None, option: Path | None) -> Path | None:
     """The model given as the argument or with ``--model``, never both."""
     if argument is not None and option is not None:

@@ -11,6 +11,7 @@ import click
 
 from lenet_cli.cli.options import (
     check_inputs,
+    engine_option,
     image_inputs,
     min_confidence_option,
     model_option,
@@ -103,7 +104,7 @@ def run_predict(request, output_format: str) -> int:
     from lenet_cli.core.units import plural
     from lenet_cli.engine.predict import start_predict
 
-    run = start_predict(request)
+    run = start_predict(request, log=lambda line: click.echo(line, err=True))
     people = stderr_console()
     if people.is_terminal:
         people.print(f"model: {run.context.ref.model_path} ({run.context.metadata['dataset'] or run.context.preprocess})",
@@ -124,6 +125,7 @@ def run_predict(request, output_format: str) -> int:
 @click.command()
 @image_inputs
 @model_option()
+@engine_option
 @runs_dir_option
 @preprocess_options
 @top_k_option("How many classes to list per image")
@@ -133,8 +135,8 @@ def run_predict(request, output_format: str) -> int:
               help="Write the exact 28x28 inputs the network saw into this folder.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True, help="Images decoded and predicted per batch.")
 @click.pass_context
-def predict(ctx, inputs, recursive, files_from, model, runs_dir, preprocess, invert, top_k, min_confidence, output_format, save_preprocessed,
-            batch_size):
+def predict(ctx, inputs, recursive, files_from, model, engine, runs_dir, preprocess, invert, top_k, min_confidence, output_format,
+            save_preprocessed, batch_size):
     """Classify image files (PNG, JPEG, BMP, GIF, TIFF, WebP), directories or stdin.
 
     Pictures are preprocessed the way the model's dataset was made (MNIST:
@@ -144,6 +146,8 @@ def predict(ctx, inputs, recursive, files_from, model, runs_dir, preprocess, inv
     under --min-confidence is flagged as unsure (how often that happens on
     the test split, and how many mistakes it catches: `lenet evaluate`).
     Exit code 1 when any input failed (the others are still predicted).
+    A run answers with its TensorFlow-free model.tflite (no TensorFlow to
+    start: well under a second) unless --engine keras.
 
     \b
     Examples:
@@ -156,7 +160,7 @@ def predict(ctx, inputs, recursive, files_from, model, runs_dir, preprocess, inv
 
     check_inputs(inputs, files_from)
     request = PredictRequest(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, min_confidence, batch_size,
-                             save_preprocessed)
+                             save_preprocessed, engine=engine)
     with option_errors():
         code = run_predict(request, resolve_format(output_format))
     ctx.exit(code)

@@ -8,6 +8,7 @@ import click
 
 from lenet_cli.cli.options import (
     ByteSize,
+    engine_option,
     min_confidence_option,
     model_option,
     pick_model,
@@ -23,6 +24,7 @@ _SERVE = ServeSettings()
 @click.command()
 @click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
 @model_option("model_option")
+@engine_option
 @runs_dir_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on (0: any free port).")
@@ -37,12 +39,14 @@ _SERVE = ServeSettings()
 @click.option("--max-bytes", type=ByteSize(), default=_SERVE.max_bytes, show_default=True, help="Largest request body accepted (413 above).")
 @click.option("--max-images", type=click.IntRange(min=1), default=_SERVE.max_images, show_default=True, help="Most images in one request (413 above).")
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="One line per request on stderr.")
-def serve(model, model_option, runs_dir, host, port, preprocess, invert, top_k, min_confidence, batching, max_batch, batch_timeout, max_bytes,
+def serve(model, model_option, engine, runs_dir, host, port, preprocess, invert, top_k, min_confidence, batching, max_batch, batch_timeout, max_bytes,
           max_images, access_log):
     """Serve a model over HTTP: a drawing page, a JSON API and TensorFlow Serving's REST API.
 
     MODEL is a run directory or a model file (.keras, .onnx, .tflite, a
-    SavedModel directory); without it, the latest run. Needs the serve extra:
+    SavedModel directory); without it, the latest run. A run answers with
+    its TensorFlow-free model.tflite (ready in about a second) unless
+    --engine keras; /metadata names the file. Needs the serve extra:
     pip install 'lenet-cli[serve]'. Endpoints: GET / (the drawing page),
     POST /predict, POST /v1/models/lenet:predict, GET /healthz, /readyz,
     /metadata, /metrics, /docs. Ctrl-C or SIGTERM drains the requests in
@@ -50,8 +54,9 @@ def serve(model, model_option, runs_dir, host, port, preprocess, invert, top_k, 
 
     \b
     Examples:
-      lenet serve                                  # the latest run, on http://127.0.0.1:8000/
+      lenet serve                                  # the latest run's model.tflite, on http://127.0.0.1:8000/
       lenet serve model.onnx --port 8080           # no TensorFlow: ready in about a second
+      lenet serve runs/mnist-20261127-101500 --engine keras   # the run's model.keras (TensorFlow)
       curl -F file=@digit.png http://127.0.0.1:8000/predict
     """
     from lenet_cli.serve.runner import run_serve
@@ -60,4 +65,5 @@ def serve(model, model_option, runs_dir, host, port, preprocess, invert, top_k, 
                              max_images=max_images, preprocess=preprocess, invert=invert, top_k=top_k,
                              min_confidence=min_confidence)
     ctx = click.get_current_context()
-    ctx.exit(run_serve(pick_model(model, model_option), runs_dir, host, port, settings, access_log, lambda line: click.echo(line, err=True)))
+    ctx.exit(run_serve(pick_model(model, model_option), runs_dir, host, port, settings, access_log, lambda line: click.echo(line, err=True),
+                       engine))

@@ -118,6 +118,13 @@ def print_result_table(metrics: dict, run_dir) -> None:
                                      f"-> {calibrated['val_ece_after']:.2%}")
     elif calibrated.get("skipped"):
         table.add_row("calibration", f"skipped: {calibrated['skipped']}")
+    fast = metrics.get(runs.FAST_MODEL_KEY)
+    if fast is not None and fast["ok"]:
+        table.add_row("fast model", f"{fast['file']} (no TensorFlow needed): largest probability difference from model.keras "
+                                    f"{fast['max_abs_diff']:.1e}, same class on {fast['argmax_agreement']:.2%} of {fast['images']:,} "
+                                    f"{fast['compared_on']} images")
+    elif fast is not None:
+        table.add_row("fast model", f"none ({fast['error']}): commands answer with model.keras")
     table.add_row("train time", f"{metrics['train_seconds']:.1f} s")
     stdout_console().print(table)
 
@@ -172,6 +179,14 @@ def _header(plan) -> list[str]:
     return header
 
 
+def _say(console, message: str) -> None:
+    """A step or a note for people on stderr; a warning shows even under ``--quiet``."""
+    if console.quiet and message.startswith("warning:"):
+        click.echo(message, err=True)
+    else:
+        console.print(message, highlight=False, soft_wrap=True)
+
+
 def run_training(request, quiet: bool, output_format: str) -> int:
     """Train with a progress display on stderr, print the metrics on stdout; return the exit code."""
     from lenet_cli.cli.console import stderr_console
@@ -195,7 +210,7 @@ def run_training(request, quiet: bool, output_format: str) -> int:
 
     try:
         with StopOnSignal() as stop:
-            outcome = train(request, callbacks_for=progress_for, log=lambda m: console.print(m, highlight=False, soft_wrap=True),
+            outcome = train(request, callbacks_for=progress_for, log=lambda m: _say(console, m),
                             should_stop=stop, start_watchdog=StartupWatchdog.start, status=console.status)
     except WriteFailed as exc:
         run_dir = shown["plan"].run_dir if "plan" in shown else None

@@ -67,6 +67,7 @@ DISTRIBUTE_MODES = ("none", "mirrored", "multi-worker")
 QUANTIZE_MODES = ("none", "dynamic", "int8")
 PREPROCESS_MODES = ("mnist", "fashion", "none")  # how a picture becomes a 28x28 input
 INVERT_MODES = ("auto", "always", "never")
+ENGINES = ("auto", "keras")  # which of a run's models answers: auto = its TensorFlow-free model.tflite when checked OK, else model.keras
 SPLITS = ("test", "validation", "train")
 PREDICT_FORMATS = ("table", "json", "jsonl", "csv", "tsv")
 EVALUATE_FORMATS = ("table", "json", "csv")

@@ -3,18 +3,27 @@
 The class names follow the data the model was trained on (its run config or
 export metadata carry them); models from before that carried only a dataset
 name fall back to that dataset's built-in names.
+
+Which of a run's models answers is decided here too (:func:`choose_engine`):
+with ``engine="auto"`` a run (or the latest one) answers with its
+TensorFlow-free ``model.tflite`` when ``metrics.json`` records its check
+against ``model.keras`` as OK, else with ``model.keras`` and one line that
+says why. A copy that then fails to load gives way to ``model.keras`` too
+(:meth:`ModelContext.load`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
+import shlex
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lenet_cli.core.config import PREPROCESS_MODES
-from lenet_cli.core.errors import BadValue, ModelError
+from lenet_cli.core.config import ENGINES, INFERENCE_BATCH_SIZE, PREPROCESS_MODES
+from lenet_cli.core.errors import BadValue, LenetError, ModelError
 from lenet_cli.data.dataset import CLASS_NAMES
 from lenet_cli.store import runs
 from lenet_cli.store.runs import ModelRef
@@ -34,6 +43,8 @@ class ModelContext:
             without built-in names is yet to be read).
         dataset: The data the command works on: the model's own, or the one asked for.
         data_dir: Where that data is read from (the run's remembered folder when none is given).
+        keras_ref: The run's ``model.keras`` when its TensorFlow-free copy answers (``ref``): what answers if the copy fails to load.
+        notice: One line for people, said when the model loads: why a run's ``model.keras`` answers where its copy could have.
     """
 
     ref: ModelRef
@@ -43,13 +54,42 @@ class ModelContext:
     class_names: tuple[str, ...] | None
     dataset: str | None
     data_dir: Path | None = None
+    keras_ref: ModelRef | None = None
+    notice: str | None = None
 
     @property
     def label(self) -> str:
-        """The model as people are shown it: ``<run>/model.keras``, or the file's name."""
+        """The model as people are shown it: ``<run>/model.keras`` (or ``<run>/model.tflite``), or the file's name."""
         if self.ref.run_dir is not None:
             return f"{self.ref.run_dir.name}/{self.ref.model_path.name}"
         return self.ref.model_path.name
+
+    def load(self, batch_size: int = INFERENCE_BATCH_SIZE, log: Callable[[str], None] | None = None) -> tuple[ModelContext, Any]:
+        """Open the model; returns ``(the context of the model that answers, its LoadedModel)``.
+
+        Says :attr:`notice` through ``log``. A run's TensorFlow-free copy that
+        cannot be loaded (corrupt, or its runtime missing) gives way to the
+        run's ``model.keras``, with a one-line warning; the context returned
+        then names ``model.keras``.
+
+        Raises:
+            LenetError: the model (or, after a failed copy, ``model.keras``) cannot be loaded.
+        """
+        from lenet_cli.runtimes.loading import open_model
+
+        if self.notice and log is not None:
+            log(self.notice)
+        try:
+            return self, open_model(self.ref, batch_size)
+        except LenetError as exc:
+            if self.keras_ref is None:
+                raise
+            if log is not None:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                log(f"warning: {reason}; model.keras answers instead (TensorFlow: seconds to start); write the copy again with: "
+                    f"{export_command(self.keras_ref.model_path.parent)}")
+        context = dataclasses.replace(self, ref=self.keras_ref, format="keras", keras_ref=None, notice=None)
+        return context, open_model(context.ref, batch_size)
 
     @property
     def class_dataset(self) -> str | None:
@@ -91,6 +131,52 @@ class PictureRequest:
     top_k: int = 3
 
 
+def export_command(run_dir: Path) -> str:
+    """The command that gives ``run_dir`` its TensorFlow-free copy (and records its check)."""
+    run = shlex.quote(str(run_dir))
+    return f"lenet export {run} --to litert --output {shlex.quote(str(run_dir / runs.FAST_MODEL_FILE))}"
+
+
+def choose_engine(ref: ModelRef, engine: str | None) -> tuple[ModelRef, ModelRef | None, str | None]:
+    """Which of a run's models answers under ``engine``: ``(the model, the model.keras behind it or None, a notice or None)``.
+
+    ``auto``: a run's (or the latest run's) ``model.tflite`` when ``metrics.json``
+    records its check against ``model.keras`` as OK; otherwise ``model.keras``
+    with a one-line notice of why and the command that makes the copy.
+    ``keras``: ``model.keras``. None: ``ref`` as it is. A model file named
+    directly always answers itself.
+
+    Raises:
+        BadValue: ``engine="keras"`` for a model file that is not a ``.keras`` one, or an unknown engine.
+    """
+    if engine is None:
+        return ref, None, None
+    if engine not in ENGINES:
+        raise BadValue("engine", f"{engine!r} is not one of: {', '.join(ENGINES)}")
+    from lenet_cli.runtimes.formats import model_format
+
+    if ref.run_dir is None:
+        fmt = model_format(ref.model_path)
+        if engine == "keras" and fmt != "keras":
+            raise BadValue("engine", f"keras needs a run directory or a .keras file, and {str(ref.model_path)!r} is not one (format: {fmt})")
+        return ref, None, None
+    if engine == "keras" or ref.model_path != ref.run_dir / runs.MODEL_FILE:
+        return ref, None, None
+    run = ref.run_dir
+    fast = run / runs.FAST_MODEL_FILE
+    record = runs.fast_model_record(run)
+    make = export_command(run)
+    if record is None:
+        return ref, None, (f"note: run {run.name} has no TensorFlow-free {runs.FAST_MODEL_FILE} checked against its model.keras "
+                           f"(a run of an older lenet), so model.keras answers (TensorFlow: seconds to start); make one with: {make}")
+    if not record.get("ok"):
+        return ref, None, (f"warning: run {run.name} has no usable TensorFlow-free {runs.FAST_MODEL_FILE} ({record.get('error')}), "
+                           f"so model.keras answers; make one with: {make}")
+    if not fast.is_file():
+        return ref, None, f"warning: {str(fast)!r} is missing, so model.keras answers (TensorFlow: seconds to start); write it again with: {make}"
+    return ModelRef(fast, run), ref, None
+
+
 def preprocessing_and_classes(meta: dict[str, Any], preprocess: str, model_path: Path) -> tuple[str, tuple[str, ...]]:
     """``(preprocessing mode, class names)`` for pictures given to a model with metadata ``meta``.
 
@@ -112,32 +198,49 @@ def preprocessing_and_classes(meta: dict[str, Any], preprocess: str, model_path:
     return preprocess, tuple(str(name) for name in names)
 
 
+def _metadata(ref: ModelRef, keras_ref: ModelRef | None) -> dict[str, Any]:
+    """What ``ref`` says about itself; a run's copy whose metadata is unreadable is read as its model.keras would be."""
+    from lenet_cli.runtimes.loading import read_metadata
+
+    try:
+        return read_metadata(ref)
+    except LenetError:
+        if keras_ref is None:
+            raise
+        return read_metadata(keras_ref)
+
+
 def for_pictures(model: str | os.PathLike | ModelRef | None, runs_dir: str | os.PathLike | None = None,
-                 preprocess: str = "auto") -> ModelContext:
+                 preprocess: str = "auto", engine: str | None = None) -> ModelContext:
     """The context of a model that answers for pictures (predict, explain, serve); ``model`` may be resolved already.
+
+    ``engine`` chooses among a run's models (:func:`choose_engine`; None: the model as resolved).
 
     Raises:
         LenetError: no such model or run, or one whose dataset cannot be told.
     """
-    from lenet_cli.runtimes.loading import model_format, read_metadata
+    from lenet_cli.runtimes.formats import model_format
 
     ref = model if isinstance(model, ModelRef) else runs.resolve_model(model, runs_dir)
-    meta = read_metadata(ref)
+    ref, keras_ref, notice = choose_engine(ref, engine)
+    meta = _metadata(ref, keras_ref)
     preprocess, class_names = preprocessing_and_classes(meta, preprocess, ref.model_path)
-    return ModelContext(ref, model_format(ref.model_path), meta, preprocess, class_names, meta["dataset"])
+    return ModelContext(ref, model_format(ref.model_path), meta, preprocess, class_names, meta["dataset"], keras_ref=keras_ref, notice=notice)
 
 
 def for_dataset(model: str | os.PathLike | None, runs_dir: str | os.PathLike | None = None, dataset: str | None = None,
-                data_dir: str | os.PathLike | None = None) -> ModelContext:
+                data_dir: str | os.PathLike | None = None, engine: str | None = None) -> ModelContext:
     """The context of a model scored or converted on a dataset (evaluate, export): its own unless ``dataset`` names another.
+
+    ``engine`` chooses among a run's models (:func:`choose_engine`; None: the model as resolved, as export needs).
 
     Raises:
         LenetError: no such model or run, or one whose dataset cannot be told and none was given.
     """
-    from lenet_cli.runtimes.loading import model_format, read_metadata
+    from lenet_cli.runtimes.formats import model_format
 
-    ref = runs.resolve_model(model, runs_dir)
-    meta = read_metadata(ref)
+    ref, keras_ref, notice = choose_engine(runs.resolve_model(model, runs_dir), engine)
+    meta = _metadata(ref, keras_ref)
     dataset = dataset or meta["dataset"]
     if dataset is None:
         raise ModelError(f"cannot tell which dataset {str(ref.model_path)!r} was trained on; pass --dataset mnist or --dataset fashion")
@@ -149,4 +252,6 @@ def for_dataset(model: str | os.PathLike | None, runs_dir: str | os.PathLike | N
         class_names=tuple(names) if names else None,
         dataset=dataset,
         data_dir=runs.remembered_data_dir(data_dir, meta["run_config"], dataset),
+        keras_ref=keras_ref,
+        notice=notice,
     )

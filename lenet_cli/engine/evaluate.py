@@ -51,13 +51,16 @@ def penalty_from_weights(keras_model, run_config: dict | None) -> dict[str, floa
 
 
 def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int = 3, validation_size: int | None = None, log=None,
-                   class_names=None, preprocess: str | None = None, min_confidence: float = MIN_CONFIDENCE) -> Evaluation:
+                   class_names=None, preprocess: str | None = None, min_confidence: float = MIN_CONFIDENCE,
+                   penalty: dict[str, float] | None = None) -> Evaluation:
     """Predict every image of ``split`` and build the report.
 
     ``class_names`` (the model's, from its metadata) default to the dataset's;
     ``preprocess`` is how a picture folder's pictures are decoded (the model's);
     ``min_confidence`` is the threshold whose flag rate the report measures
-    (the one ``lenet predict`` flags answers under).
+    (the one ``lenet predict`` flags answers under); ``penalty`` is the L1 and
+    L2 terms of a model that cannot compute them itself (a run's ``model.tflite``:
+    recorded when it was written).
 
     Raises:
         LenetError: the data cannot be loaded or the split is empty.
@@ -74,7 +77,7 @@ def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int =
     seconds = time.perf_counter() - started
     report = classification_report(data.labels, logits, class_names, top_k=top_k)
     probabilities = softmax(logits)
-    penalty = penalty_from_weights(loaded.keras_model, loaded.run_config)
+    penalty = penalty_from_weights(loaded.keras_model, loaded.run_config) or penalty
     report["l1"] = penalty["l1"] if penalty else None
     report["l2"] = penalty["l2"] if penalty else None
     report["objective"] = report["cross_entropy"] + penalty["l1"] + penalty["l2"] if penalty else None
@@ -120,6 +123,7 @@ class EvaluateRequest:
         min_confidence: The threshold whose flag rate the report measures.
         confusion_png, reliability_png, misclassified_png: Image files to write (None: not written).
         misclassified_count: How many of the most confident mistakes the gallery shows.
+        engine: Which of a run's models answers: ``auto`` (its TensorFlow-free ``model.tflite`` when checked OK) or ``keras``.
     """
 
     model: str | os.PathLike | None = None
@@ -134,6 +138,7 @@ class EvaluateRequest:
     reliability_png: str | os.PathLike | None = None
     misclassified_png: str | os.PathLike | None = None
     misclassified_count: int = 32
+    engine: str = "auto"
 
 
 @dataclass
@@ -164,18 +169,22 @@ def evaluate(request: EvaluateRequest, log: Callable[[str], None] | None = None)
         LenetError: no such model, data that cannot be read, or a ``top_k`` above the class count (:class:`BadValue`).
     """
     from lenet_cli.engine.context import for_dataset
-    from lenet_cli.runtimes.loading import open_model
+    from lenet_cli.store import runs
     from lenet_cli.store.atomic import write_bytes_atomic
 
-    context = for_dataset(request.model, request.runs_dir, request.dataset, request.data_dir)
+    context = for_dataset(request.model, request.runs_dir, request.dataset, request.data_dir, engine=request.engine)
     context.check_top_k(request.top_k)
     if log:
         log(f"loading {context.ref.model_path}")
-    loaded = open_model(context.ref, batch_size=request.batch_size)
+    context, loaded = context.load(batch_size=request.batch_size, log=log)
+    recorded = None
+    if context.keras_ref is not None and context.ref.run_dir is not None:  # the run's copy: its penalty was recorded with it
+        recorded = (runs.fast_model_record(context.ref.run_dir) or {}).get("penalty")
     if log:
         log(f"evaluating on the {context.dataset} {request.split} split")
     result = evaluate_model(loaded, context.dataset, request.split, context.data_dir, top_k=request.top_k, log=log,
-                            class_names=context.class_names, preprocess=context.preprocess, min_confidence=request.min_confidence)
+                            class_names=context.class_names, preprocess=context.preprocess, min_confidence=request.min_confidence,
+                            penalty=recorded)
     report = result.report
     written: dict[str, Path] = {}
     title = f"{context.dataset} {request.split}"

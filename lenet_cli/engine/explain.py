@@ -6,7 +6,9 @@ preprocessed exactly as ``lenet predict`` does, then explained in batches
 (one network call covers many images' Integrated Gradients paths or occlusion
 patches). Integrated Gradients and feature maps need a Keras model;
 occlusion works with every format and, with ``.onnx`` and ``.tflite`` models,
-never imports TensorFlow.
+never imports TensorFlow. Given a run, Integrated Gradients (the default)
+uses its ``model.keras`` and occlusion its TensorFlow-free ``model.tflite``
+(``engine``, as for ``lenet predict``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 from lenet_cli.core.errors import LenetError
 from lenet_cli.engine.context import PictureRequest
 from lenet_cli.model import attribution as A
+from lenet_cli.store.runs import FAST_MODEL_FILE
 
 METHODS = ("integrated-gradients", "occlusion")
 DEFAULT_OUTPUT_DIR = Path("explanations")
@@ -323,6 +326,9 @@ def sheet_content(explanation: Explanation, explainer: Explainer, model_label: s
     from lenet_cli.viz.explain_plots import SheetContent
 
     fmt = {"onnx": ".onnx", "litert": ".tflite", "savedmodel": "SavedModel"}.get(explainer.loaded.format, explainer.loaded.format)
+    reason = f"they need a .keras model; this is a {fmt} model"
+    if explainer.loaded.path.name == FAST_MODEL_FILE and explainer.loaded.run_config is not None:
+        reason = "they need the run's model.keras: --engine keras; this is its TensorFlow-free model.tflite"
     return SheetContent(
         name=explanation.path,
         model=model_label,
@@ -343,7 +349,7 @@ def sheet_content(explanation: Explanation, explainer: Explainer, model_label: s
         conv_1_maps=explanation.conv_1_maps,
         conv_2_maps=explanation.conv_2_maps,
         conv_1_filters=explainer.filters,
-        unavailable_reason=f"they need a .keras model; this is a {fmt} model",
+        unavailable_reason=reason,
         original_size=explanation.original_size,
     )
 
@@ -463,16 +469,19 @@ class ExplainRequest(PictureRequest):
     """What ``lenet explain`` (and :func:`lenet_cli.api.explain`) is asked to do: a :class:`PictureRequest`, and
 
     Attributes:
-        method: ``integrated-gradients`` or ``occlusion``; None picks by model format.
+        method: ``integrated-gradients`` or ``occlusion``; None picks by model format (Integrated Gradients for a run).
         target: Explain this class (a name or an index) instead of the predicted one.
         steps: Integrated Gradients' steps along the path from the black baseline.
         output_dir: The folder the PNG sheets go to.
+        engine: Which of a run's models occlusion uses: ``auto`` (its TensorFlow-free ``model.tflite`` when
+            checked OK) or ``keras``. Integrated Gradients always uses ``model.keras``.
     """
 
     method: str | None = None
     target: str | None = None
     steps: int = A.IG_STEPS
     output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR
+    engine: str = "auto"
 
 
 @dataclass
@@ -488,8 +497,11 @@ class ExplainResult:
         return sum(e.error is not None for e in self.explanations)
 
 
-def explain(request: ExplainRequest, on_explanation: Callable[[Explanation], None] | None = None) -> ExplainResult:
+def explain(request: ExplainRequest, on_explanation: Callable[[Explanation], None] | None = None,
+            log: Callable[[str], None] | None = None) -> ExplainResult:
     """Explain every input in order, write one sheet each, and hand each explanation on once its sheet is written.
+
+    ``log`` receives one line when a run's ``model.keras`` answers where its TensorFlow-free copy could have, and why.
 
     Raises:
         LenetError: no inputs, no such model, a method the model's format cannot do, a bad target or output folder.
@@ -497,10 +509,11 @@ def explain(request: ExplainRequest, on_explanation: Callable[[Explanation], Non
     from lenet_cli.data.picture_inputs import decode_workers, gather_inputs
     from lenet_cli.data.preprocess import PreprocessOptions
     from lenet_cli.engine.context import for_pictures
-    from lenet_cli.runtimes.loading import open_model
 
     items = gather_inputs(request.inputs, request.recursive, request.files_from)
-    context = for_pictures(request.model, request.runs_dir, request.preprocess)
+    # Integrated Gradients (the default for a run) needs model.keras; occlusion answers with whatever --engine picks
+    engine = request.engine if request.method == "occlusion" or request.engine == "keras" else None
+    context = for_pictures(request.model, request.runs_dir, request.preprocess, engine)
     if request.method == "integrated-gradients" and context.format != "keras":
         raise LenetError(f"integrated gradients needs the gradients of a .keras model, and {str(context.ref.model_path)!r} is not one; "
                          "use --method occlusion")
@@ -522,7 +535,8 @@ def explain(request: ExplainRequest, on_explanation: Callable[[Explanation], Non
     sheet_workers = min(decode_workers(), MAX_SHEET_WORKERS) if len(items) >= PARALLEL_SHEETS_MIN else 1
     writer = SheetWriter(sheet_workers)  # before the model loads: its workers import matplotlib meanwhile
     try:
-        explainer = Explainer(open_model(context.ref), context.class_names, request.method, steps=request.steps)
+        context, loaded = context.load(log=log)
+        explainer = Explainer(loaded, context.class_names, request.method, steps=request.steps)
         taken: set[str] = set()
         for explanation in explain_items(items, explainer, options, target_index, request.top_k):
             if explanation.error is None:

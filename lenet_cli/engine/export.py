@@ -12,6 +12,11 @@ also inside the file where the format allows it: ONNX ``metadata_props``,
 SavedModel ``assets/lenet.json``. ``lenet predict`` and ``lenet evaluate``
 read it back through :mod:`lenet_cli.runtimes.loading`.
 
+The same writer and check give every finished run its TensorFlow-free copy,
+``model.tflite`` (:func:`write_fast_model`); exporting LiteRT to that path of
+a run (an older run's missing copy) records its check in the run's
+``metrics.json`` as training does.
+
 Returns plain data; printing is the CLI's job.
 """
 
@@ -28,7 +33,7 @@ import numpy as np
 
 from lenet_cli import __version__
 from lenet_cli.core.config import QUANTIZE_MODES
-from lenet_cli.core.errors import ExportError
+from lenet_cli.core.errors import ExportError, LenetError
 from lenet_cli.core.inputs import as_model_input
 from lenet_cli.core.tensorflow_env import quiet_native_stderr
 from lenet_cli.data.dataset import CLASS_NAMES
@@ -79,6 +84,10 @@ class ExportResult:
         }
 
 
+FAST_MODEL_FORMAT = "litert"
+"""The format of a run's TensorFlow-free copy: LiteRT started faster than ONNX Runtime, and needs no converter beyond TensorFlow (README, "Fast answers")."""
+
+
 @dataclass
 class _Reference:
     """The Keras model's answers on the verification images."""
@@ -86,6 +95,7 @@ class _Reference:
     images: np.ndarray  # float32 (n, 28, 28, 1)
     labels: np.ndarray
     probabilities: np.ndarray
+    split: str = "test"  # which split the images come from, for messages
 
     @property
     def accuracy(self) -> float:
@@ -191,12 +201,12 @@ def verify_export(path: Path, fmt: str, quantize: str, reference: _Reference) ->
     if quantize == "none":
         if max_abs_diff > MAX_ABS_DIFF or agreement < MIN_ARGMAX_AGREEMENT:
             raise ExportError(
-                f"{fmt} export failed verification on {n:,} test images: max |Δprob| {max_abs_diff:.2e} (allowed {MAX_ABS_DIFF:g}), "
+                f"{fmt} export failed verification on {n:,} {reference.split} images: max |Δprob| {max_abs_diff:.2e} (allowed {MAX_ABS_DIFF:g}), "
                 f"same class on {agreement:.2%} (needed {MIN_ARGMAX_AGREEMENT:.1%}); nothing was written"
             )
     elif reference.accuracy - accuracy > MAX_ACCURACY_DROP:
         raise ExportError(
-            f"{quantize}-quantized {fmt} export failed verification on {n:,} test images: accuracy {accuracy:.4f} vs Keras "
+            f"{quantize}-quantized {fmt} export failed verification on {n:,} {reference.split} images: accuracy {accuracy:.4f} vs Keras "
             f"{reference.accuracy:.4f}, a drop over {MAX_ACCURACY_DROP * 100:g} points; nothing was written (try --quantize dynamic or none)"
         )
     return {"max_abs_diff": max_abs_diff, "argmax_agreement": agreement, "accuracy": accuracy, "load_seconds": load_seconds}
@@ -216,7 +226,7 @@ def _write_one(model, fmt: str, final: Path, metadata: dict, quantize: str, cali
         result = ExportResult(fmt, final, _size(tmp), quantize, 0)
         if reference is not None:
             if log:
-                log(f"verifying {fmt} on {len(reference.labels):,} test images")
+                log(f"verifying {fmt} on {len(reference.labels):,} {reference.split} images")
             numbers = verify_export(tmp, fmt, quantize, reference)
             result.verified_on = len(reference.labels)
             result.max_abs_diff = numbers["max_abs_diff"]
@@ -226,6 +236,69 @@ def _write_one(model, fmt: str, final: Path, metadata: dict, quantize: str, cali
             result.load_seconds = numbers["load_seconds"]
         write_json_atomic(Path(str(final) + SIDECAR_SUFFIX), metadata)
     return result
+
+
+def fast_model_record(result: ExportResult | None, started: float, *, split: str | None = None, penalty: dict | None = None,
+                      error: str | None = None) -> dict[str, Any]:
+    """``metrics.json``'s ``fast_model`` record: which file, whether commands may answer with it, and its check against Keras.
+
+    ``ok`` is true only for a float copy checked within the export bounds
+    (:data:`MAX_ABS_DIFF`, :data:`MIN_ARGMAX_AGREEMENT`); ``penalty`` is the
+    run's L1 and L2 terms of these weights, which ``lenet evaluate`` reports
+    beside the copy's cross-entropy (the copy itself cannot compute them).
+    """
+    verified = result is not None and result.verified_on > 0 and result.quantize == "none"
+    if error is None and result is not None and not verified:
+        error = f"not checked against model.keras ({'quantized' if result.quantize != 'none' else 'written with --no-verify'})"
+    return {
+        "file": runs.FAST_MODEL_FILE if result is not None else None,
+        "format": FAST_MODEL_FORMAT,
+        "ok": error is None and verified,
+        "compared_on": split if verified else None,
+        "images": result.verified_on if verified else None,
+        "max_abs_diff": result.max_abs_diff if verified else None,
+        "argmax_agreement": result.argmax_agreement if verified else None,
+        "penalty": penalty,
+        "seconds": time.perf_counter() - started,
+        "error": error,
+    }
+
+
+def write_fast_model(model, run_dir: Path, metadata: dict[str, Any], images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
+                     split: str, penalty: dict | None = None) -> dict[str, Any]:
+    """Give a run its TensorFlow-free copy: write ``model.tflite`` and its sidecar, check it against ``probabilities``.
+
+    The check is :func:`verify_export`'s, on ``images`` of ``split`` (the
+    validation split at the end of training), with ``probabilities`` the
+    Keras model's answers. A conversion or a check that fails leaves nothing
+    under the copy's name and never raises: the record says ``ok: false``
+    and why, and the commands answer with ``model.keras``.
+
+    Returns:
+        ``metrics.json``'s ``fast_model`` record (:func:`fast_model_record`).
+    """
+    started = time.perf_counter()
+    final = Path(run_dir) / runs.FAST_MODEL_FILE
+    reference = _Reference(as_model_input(images), np.asarray(labels).astype(np.int64), probabilities, split)
+    try:
+        if len(images) == 0:
+            raise ExportError(f"no {split} images to check it on")
+        result = _write_one(model, FAST_MODEL_FORMAT, final, metadata, "none", None, reference, None)
+    except Exception as exc:  # any converter or runtime failure: the run still finishes, with model.keras
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return fast_model_record(None, started, split=split, penalty=penalty, error=text if isinstance(exc, LenetError) else f"{type(exc).__name__}: {text}")
+    return fast_model_record(result, started, split=split, penalty=penalty)
+
+
+def _record_in_run(result: ExportResult, source: runs.ModelRef, keras_model, run_config: dict | None, started: float) -> None:
+    """An export written as a run's ``model.tflite`` becomes its fast copy: its check goes into the run's ``metrics.json``."""
+    run_dir = source.run_dir or source.model_path.parent  # a run directory, or its model.keras named directly
+    if (result.format != FAST_MODEL_FORMAT or source.model_path.name != runs.MODEL_FILE or not (run_dir / runs.METRICS_FILE).is_file()
+            or result.path.resolve() != (run_dir / runs.FAST_MODEL_FILE).resolve()):
+        return
+    from lenet_cli.engine.evaluate import penalty_from_weights
+
+    runs.record_fast_model(run_dir, fast_model_record(result, started, split="test", penalty=penalty_from_weights(keras_model, run_config)))
 
 
 def _check_output(output: Path, formats: tuple[str, ...], source: Path) -> None:
@@ -321,8 +394,11 @@ def export_model(
 
     run_config = context.metadata["run_config"]
     if len(formats) == 1:
+        started = time.perf_counter()
         metadata = export_metadata(dataset, run_config, fmt, quantize, ref.model_path, class_names, preprocessing)
-        return [_write_one(source.keras_model, fmt, output, metadata, quantize, calibration, reference, log)]
+        result = _write_one(source.keras_model, fmt, output, metadata, quantize, calibration, reference, log)
+        _record_in_run(result, ref, source.keras_model, run_config, started)
+        return [result]
 
     results = []
     with atomic_path(output, suffix="") as folder:

@@ -3,13 +3,14 @@
 Returns plain records (:class:`~lenet_cli.core.prediction.Prediction`, one per
 input, in order); the command line formats them. Needs numpy and Pillow, plus
 whatever runtime loads the model (TensorFlow for ``.keras``; onnxruntime or
-LiteRT for exported models).
+LiteRT for exported models and a run's ``model.tflite``, which answers for a
+run by default: then TensorFlow is never imported).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,36 +35,41 @@ class PredictRequest(PictureRequest):
         min_confidence: Answers under this top probability are flagged ``low_confidence``.
         batch_size: Images decoded and predicted per batch.
         save_preprocessed: A folder to write the exact 28x28 inputs into, or None.
+        engine: Which of a run's models answers: ``auto`` (its TensorFlow-free ``model.tflite`` when checked OK) or ``keras``.
     """
 
     min_confidence: float = MIN_CONFIDENCE
     batch_size: int = 512
     save_preprocessed: str | os.PathLike | None = None
+    engine: str = "auto"
 
 
 @dataclass
 class PredictRun:
-    """A prediction under way: the model it uses, the inputs, and the answers as they come (in input order)."""
+    """A prediction under way: the model that answers, the inputs, and the answers as they come (in input order)."""
 
     context: ModelContext
     items: list[InputItem]
     predictions: Iterator[Prediction]
 
 
-def start_predict(request: PredictRequest) -> PredictRun:
+def start_predict(request: PredictRequest, log: Callable[[str], None] | None = None) -> PredictRun:
     """Resolve the model and inputs, start decoding (in worker processes for many inputs), then load the model.
 
     Decoding starts before the model loads, so it overlaps the runtime's start-up.
+
+    Args:
+        request: What to predict, and with which model.
+        log: Receives one line when a run's ``model.keras`` answers where its TensorFlow-free copy could have, and why.
 
     Raises:
         LenetError: no inputs, no such model, or a ``top_k`` above the class count (:class:`BadValue`).
     """
     from lenet_cli.data.preprocess import PreprocessOptions
     from lenet_cli.engine.context import for_pictures
-    from lenet_cli.runtimes.loading import open_model
 
     items = gather_inputs(request.inputs, request.recursive, request.files_from)
-    context = for_pictures(request.model, request.runs_dir, request.preprocess)
+    context = for_pictures(request.model, request.runs_dir, request.preprocess, request.engine)
     context.check_top_k(request.top_k)
     save = None if request.save_preprocessed is None else Path(request.save_preprocessed)
     if save is not None:
@@ -71,7 +77,7 @@ def start_predict(request: PredictRequest) -> PredictRun:
     decoder = ChunkDecoder(items, PreprocessOptions(mode=context.preprocess, invert=request.invert),
                            chunk_size=min(request.batch_size, DECODE_CHUNK))
     try:
-        loaded = open_model(context.ref)
+        context, loaded = context.load(log=log)
     except BaseException:
         decoder.close()
         raise

@@ -205,4 +205,8 @@ def train(
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+    fast = result.metrics.get(runs.FAST_MODEL_KEY)
+    if log is not None and fast is not None and not fast["ok"]:
+        log(f"warning: this run has no TensorFlow-free {runs.FAST_MODEL_FILE} ({fast['error']}); predict, evaluate and serve "
+            f"will answer with model.keras")
     return TrainOutcome(run_dir, result.config, result.metrics, result.history, result.weights_sha256, distribution)

@@ -474,16 +474,39 @@ def _not_calibrated(reason: str) -> dict:
     return {"temperature": None, "skipped": reason, "kept": False, "reason": reason}
 
 
+def _write_fast_model(model, predictor, data: Dataset, run_dir: Path, cfg: TrainConfig) -> dict:
+    """The run's TensorFlow-free ``model.tflite``, checked on the validation split (the test split without one).
+
+    Written now, while TensorFlow is loaded anyway, with the metadata every
+    export carries; returns ``metrics.json``'s ``fast_model`` record
+    (:func:`lenet_cli.engine.export.write_fast_model`), which says ``ok: false``
+    and why when the conversion or the check failed.
+    """
+    from lenet_cli.engine.evaluate import penalty_from_weights
+    from lenet_cli.engine.export import FAST_MODEL_FORMAT, export_metadata, write_fast_model
+
+    split, name = (data.validation, "validation") if len(data.validation) else (data.test, "test")
+    run_config = runs.read_json_or_none(run_dir / runs.CONFIG_FILE)
+    metadata = export_metadata(cfg.dataset, run_config, FAST_MODEL_FORMAT, "none", run_dir / runs.MODEL_FILE, data.class_names, cfg.preprocess)
+    return write_fast_model(model, run_dir, metadata, split.images, split.labels, predictor(split.images), name,
+                            penalty_from_weights(model, run_config))
+
+
 def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Path, runs_dir, distribution,
             keep_checkpoint: bool) -> TrainResult:
-    """Calibrate and save the model (no training state), score it on the whole test split, write metrics, mark it latest.
+    """Calibrate and save the model (no training state) and its TensorFlow-free copy, score it on the whole test split,
+    write metrics, mark it latest.
 
     The checkpoint then goes (unless kept): like Keras's ``BackupAndRestore``, it
     exists to resume an unfinished run, and it is three times the model's size.
     """
     from lenet_cli.model.distributed import weights_digest
+    from lenet_cli.runtimes.loading import SIDECAR_SUFFIX
 
     cfg = session.cfg
+    chief = distribution is None or distribution.is_chief
+    for stale in (runs.FAST_MODEL_FILE, runs.FAST_MODEL_FILE + SIDECAR_SUFFIX):  # never a copy of other weights beside the new model
+        (run_dir / stale).unlink(missing_ok=True)
     session.optimizer.finalize_variable_values(session.step.trainable)  # with EMA: the averaged weights ship
     session.model.optimizer = None  # the shipped model carries no training state
     session.sync_shipped()
@@ -494,6 +517,7 @@ def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Pat
     with atomic_path(run_dir / runs.MODEL_FILE) as tmp:
         model.save(tmp)
     test = score(session.predictor, data.test) if data.test is not None else {"accuracy": None}  # None: not loaded, never read
+    fast_model = _write_fast_model(model, session.predictor, data, run_dir, cfg) if chief else None
     # without a validation split its scores are NaN in the history (null in history.json); here they are null too, for strict readers
     last = {k: v for k, v in (state.history[-1] if state.history else {}).items() if not (isinstance(v, float) and math.isnan(v))}
     metrics = {
@@ -509,9 +533,10 @@ def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Pat
         "train_seconds": float(sum(h["epoch_seconds"] for h in state.history)),  # every epoch, across resumes
         "images_per_second": float(np.mean([h["images_per_second"] for h in state.history])) if state.history else None,
         "data_source": str(data.source),
+        runs.FAST_MODEL_KEY: fast_model,
     }
     write_json_atomic(run_dir / runs.METRICS_FILE, metrics)
-    if distribution is None or distribution.is_chief:
+    if chief:
         runs.mark_latest(run_dir, runs_dir)
     if not keep_checkpoint:
         (run_dir / runs.CHECKPOINT_FILE).unlink(missing_ok=True)

@@ -23,28 +23,38 @@ class ModelPredictor:
     Args:
         ref: The resolved model (:func:`lenet_cli.store.runs.resolve_model`).
         preprocess: ``auto`` (the model's dataset), ``mnist``, ``fashion`` or ``none``.
+        engine: Which of a run's models answers (:func:`lenet_cli.engine.context.choose_engine`): ``auto``
+            (its TensorFlow-free ``model.tflite`` when checked OK), ``keras``, or None (``ref`` itself).
 
     Raises:
         LenetError: the model's dataset (and so its class names and preprocessing) cannot be told.
     """
 
-    def __init__(self, ref, preprocess: str = "auto"):
-        context = for_pictures(ref, preprocess=preprocess)
-        self.ref = ref
-        self.path = ref.model_path
-        self.run = run_name(ref)
-        self.name = f"{self.run}/{self.path.name}" if self.run else self.path.name  # what answers say served them
-        self.format = context.format
-        self.dataset = context.dataset
-        self.preprocess, self.class_names = context.preprocess, context.class_names
+    def __init__(self, ref, preprocess: str = "auto", engine: str | None = None):
+        self.context = for_pictures(ref, preprocess=preprocess, engine=engine)
+        self._describe(self.context)
+        self.dataset = self.context.dataset
+        self.preprocess, self.class_names = self.context.preprocess, self.context.class_names
         self.loaded = None
 
-    def load(self) -> None:
-        """Load the model (TensorFlow only for ``.keras`` and SavedModel); a no-op once loaded."""
-        if self.loaded is None:
-            from lenet_cli.runtimes.loading import open_model
+    def _describe(self, context) -> None:
+        """Name the model that answers (``run/model.tflite``, ``run/model.keras`` or the file's name) and its format."""
+        self.ref = context.ref
+        self.path = context.ref.model_path
+        self.run = run_name(context.ref)
+        self.name = f"{self.run}/{self.path.name}" if self.run else self.path.name  # what answers say served them
+        self.format = context.format
 
-            self.loaded = open_model(self.ref)
+    def load(self, log=None) -> None:
+        """Load the model (TensorFlow only for ``.keras`` and SavedModel); a no-op once loaded.
+
+        ``log`` receives one line when a run's ``model.keras`` answers where its TensorFlow-free copy could have, and why.
+        """
+        if self.loaded is None:
+            context, self.loaded = self.context.load(log=log)
+            if context is not self.context:  # the copy failed to load: model.keras answers, and says so
+                self.context = context
+                self._describe(context)
 
     @property
     def ready(self) -> bool:

@@ -74,11 +74,13 @@ def startup_line(predictor, url: str) -> str:
             f"- drawing page {url}, API docs {url}docs (Ctrl-C to stop)")
 
 
-def run_serve(model: Path | None, runs_dir: Path | None, host: str, port: int, settings: ServeSettings, access_log: bool, say) -> int:
+def run_serve(model: Path | None, runs_dir: Path | None, host: str, port: int, settings: ServeSettings, access_log: bool, say,
+              engine: str = "auto") -> int:
     """Serve ``model`` until interrupted; return the exit code (0 after a graceful drain).
 
     Args:
         say: Prints a line for people (on stderr).
+        engine: Which of a run's models answers: ``auto`` (its TensorFlow-free ``model.tflite`` when checked OK) or ``keras``.
     """
     require_serve_extra()
     import uvicorn
@@ -88,8 +90,8 @@ def run_serve(model: Path | None, runs_dir: Path | None, host: str, port: int, s
     from lenet_cli.store import runs
 
     ref = runs.resolve_model(model, runs_dir)
-    predictor = ModelPredictor(ref, settings.preprocess)
-    predictor.load()  # here, so a model that cannot load is a one-line error before anything listens
+    predictor = ModelPredictor(ref, settings.preprocess, engine)
+    predictor.load(log=say)  # here, so a model that cannot load is a one-line error before anything listens
     app = create_app(predictor, settings)
     sock = bind(host, port)
 

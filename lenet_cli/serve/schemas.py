@@ -41,7 +41,8 @@ class TFServingPredictions(BaseModel):
 
 
 class Metadata(BaseModel):
-    model: str = Field(description="run/model.keras for a run's model, else the model's file name.")
+    model: str = Field(description="The file that answers: run/model.tflite (a run's TensorFlow-free copy) or run/model.keras "
+                                   "for a run's model, else the model's file name.")
     run: str | None = Field(description="The name of the run (its directory) whose model this is; null for a model file of its own.")
     format: str
     dataset: str | None

@@ -2,7 +2,9 @@
 
 A run directory holds ``model.keras``, ``config.json``, ``history.json``,
 ``metrics.json`` and ``logs/`` (TensorBoard), and ``RUNNING`` while a
-process trains it. Runs live under the runs root:
+process trains it. A finished run also holds ``model.tflite`` (with its
+``model.tflite.lenet.json``): a TensorFlow-free copy of ``model.keras``
+whose check against it ``metrics.json`` records under ``fast_model``. Runs live under the runs root:
 ``--runs-dir``, else ``$LENET_RUNS_DIR``, else ``./runs``. After a successful
 run, ``<runs root>/LATEST`` names it; commands given no model use that run,
 or else the newest run directory that holds a ``model.keras``.
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from lenet_cli.core.env import DATA_DIR_ENV, RUNS_DIR_ENV
 from lenet_cli.core.errors import LenetError
-from lenet_cli.store.atomic import write_text_atomic
+from lenet_cli.store.atomic import write_json_atomic, write_text_atomic
 
 LATEST_FILE = "LATEST"
 MODEL_FILE = "model.keras"
@@ -32,6 +34,8 @@ LOGS_DIR = "logs"
 CHECKPOINT_FILE = "checkpoint.npz"
 RUNNING_FILE = "RUNNING"
 TUNE_DIR = "tune"  # <runs root>/tune/: lenet tune's study databases, results, and <study>/trial-<n>/ run directories
+FAST_MODEL_FILE = "model.tflite"  # the TensorFlow-free copy (LiteRT) that predict, evaluate and serve answer with
+FAST_MODEL_KEY = "fast_model"  # metrics.json's record of it: file, ok, parity figures
 
 
 def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:
@@ -176,6 +180,28 @@ class ModelRef:
             raise LenetError(f"{str(path)!r} is not a lenet config ({exc}); the run is damaged: restore {CONFIG_FILE} "
                              f"from a backup or train the run again") from None
         return config
+
+
+def fast_model_record(run_dir: Path) -> dict | None:
+    """``metrics.json``'s record of the run's TensorFlow-free copy, or None (an older run, or no readable metrics)."""
+    metrics = read_json_or_none(Path(run_dir) / METRICS_FILE)
+    record = metrics.get(FAST_MODEL_KEY) if isinstance(metrics, dict) else None
+    return record if isinstance(record, dict) else None
+
+
+def record_fast_model(run_dir: Path, record: dict) -> None:
+    """Write ``record`` into the run's ``metrics.json`` under ``fast_model`` (atomically; the other metrics kept).
+
+    Raises:
+        LenetError: the run has no readable ``metrics.json`` (it has not finished).
+    """
+    path = Path(run_dir) / METRICS_FILE
+    metrics = read_json_or_none(path)
+    if not isinstance(metrics, dict):
+        raise LenetError(f"{str(path)!r} is missing or unreadable, so the run's {FAST_MODEL_FILE} cannot be recorded; "
+                         f"finish the run first (lenet train --resume {run_dir})")
+    metrics[FAST_MODEL_KEY] = record
+    write_json_atomic(path, metrics)
 
 
 def check_readable_run(folder: Path) -> None:
