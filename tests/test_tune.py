@@ -463,7 +463,8 @@ def test_two_workers_share_one_study_in_postgresql(postgres_url, synthetic_data_
 @pytest.mark.slow
 def test_a_killed_workers_trial_is_failed_and_retried_within_the_heartbeat_grace(postgres_url, synthetic_data_dir, tmp_path):
     heartbeat = 2
-    extra = ("--train-limit", "500", "--epochs", "30", "--trials", "1", "--heartbeat", heartbeat, "--pruner", "none")
+    # worker a's trial must outlast worker b's start-up on a loaded machine (it is killed long before it could end)
+    extra = ("--train-limit", "500", "--epochs", "2000", "--trials", "1", "--heartbeat", heartbeat, "--pruner", "none")
     a = _worker(postgres_url, "killed", synthetic_data_dir, tmp_path, "a", *extra)
     history = tmp_path / "a" / "tune" / "killed" / "trial-0" / "history.json"
     deadline = time.monotonic() + 180
