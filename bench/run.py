@@ -140,11 +140,11 @@ class _TestAccuracyProbe:
         return Probe()
 
     def score(self, model, images: int) -> None:
-        from lenet_cli.model.inference import Predictor
+        from lenet_cli.model.inference import KerasPredictor
 
         t0 = time.perf_counter()
         train_seconds = t0 - self.start - self.excluded
-        accuracy = float((Predictor(model)(self.images).argmax(1) == self.labels).mean())
+        accuracy = float((KerasPredictor(model)(self.images).argmax(1) == self.labels).mean())
         self.excluded += time.perf_counter() - t0
         self.rows.append({"epoch": round(images / self.train_size, 2), "train_seconds": train_seconds, "test_accuracy": accuracy})
 
@@ -174,7 +174,7 @@ def bench_accuracy(args, tmp):
 def bench_evaluate(args, tmp):
     from bench.baseline import run_with_tensorflow_defaults
     from lenet_cli.core.inputs import as_model_input
-    from lenet_cli.model.inference import Predictor
+    from lenet_cli.model.inference import KerasPredictor
     from lenet_cli.model.network import build_lenet
 
     data, root = _dataset("mnist", args.smoke, tmp)
@@ -184,7 +184,7 @@ def bench_evaluate(args, tmp):
     images = data.test.images
     x = as_model_input(images)
     ours, theirs = [], []
-    predictor = Predictor(model, batch_size=1000)
+    predictor = KerasPredictor(model, batch_size=1000)
     predictor(images[:1000])
     model.predict(x[:1000], batch_size=1000, verbose=0)
     for _ in range(repeats):

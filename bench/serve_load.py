@@ -98,9 +98,9 @@ PLAIN_UVICORN = """
 import sys, uvicorn
 from lenet_cli.store.runs import resolve_model
 from lenet_cli.serve.app import create_app
-from lenet_cli.serve.predictor import ModelPredictor
+from lenet_cli.serve.served_model import ServedModel
 from lenet_cli.serve.runner import log_config
-predictor = ModelPredictor(resolve_model(sys.argv[1]))
+predictor = ServedModel(resolve_model(sys.argv[1]))
 predictor.load()
 sys.stderr.write("Serving at http://127.0.0.1:%s/\\n" % sys.argv[2]); sys.stderr.flush()
 uvicorn.run(create_app(predictor), host="127.0.0.1", port=int(sys.argv[2]), http="h11", loop="asyncio",

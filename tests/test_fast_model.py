@@ -216,20 +216,20 @@ def test_serve_answers_with_the_copy_and_says_so(trained_run, run_copy):
 
     from lenet_cli.core.serve_settings import ServeSettings
     from lenet_cli.serve.app import create_app
-    from lenet_cli.serve.predictor import ModelPredictor
     from lenet_cli.serve.runner import startup_line
+    from lenet_cli.serve.served_model import ServedModel
     from lenet_cli.store.runs import resolve_model
 
-    predictor = ModelPredictor(resolve_model(trained_run), engine="auto")
+    predictor = ServedModel(resolve_model(trained_run), engine="auto")
     with TestClient(create_app(predictor, ServeSettings())) as client:
         meta = client.get("/metadata").json()
     assert (meta["model"], meta["format"], meta["run"]) == ("tiny/model.tflite", "litert", "tiny")
     assert startup_line(predictor, "http://x/").startswith("Serving run tiny (model.tflite, litert, mnist) at http://x/")
-    assert ModelPredictor(resolve_model(trained_run), engine="keras").name == "tiny/model.keras"
+    assert ServedModel(resolve_model(trained_run), engine="keras").name == "tiny/model.keras"
 
     (run_copy / "model.tflite").write_bytes(b"corrupt")
     said = []
-    fallback = ModelPredictor(resolve_model(run_copy), engine="auto")
+    fallback = ServedModel(resolve_model(run_copy), engine="auto")
     fallback.load(log=said.append)
     assert (fallback.name, fallback.format) == ("copy/model.keras", "keras") and len(said) == 1 and said[0].startswith("warning:")
 

@@ -74,10 +74,10 @@ def make_client(model: Path, **settings):
 
     from lenet_cli.core.serve_settings import ServeSettings
     from lenet_cli.serve.app import create_app
-    from lenet_cli.serve.predictor import ModelPredictor
+    from lenet_cli.serve.served_model import ServedModel
     from lenet_cli.store.runs import resolve_model
 
-    return TestClient(create_app(ModelPredictor(resolve_model(model)), ServeSettings(**settings)))
+    return TestClient(create_app(ServedModel(resolve_model(model)), ServeSettings(**settings)))
 
 
 @pytest.fixture(scope="module")
@@ -230,10 +230,10 @@ def test_a_failing_model_is_a_500_json_error_not_a_traceback(template_model):
     from fastapi.testclient import TestClient
 
     from lenet_cli.serve.app import create_app
-    from lenet_cli.serve.predictor import ModelPredictor
+    from lenet_cli.serve.served_model import ServedModel
     from lenet_cli.store.runs import resolve_model
 
-    class Broken(ModelPredictor):
+    class Broken(ServedModel):
         def predict(self, images):
             if len(images) == 3:
                 raise RuntimeError("the model broke\nsecond line")
@@ -371,15 +371,15 @@ def test_keras_model_served_with_batching_off(trained_run):
 
 
 def test_startup_line_names_the_run_or_the_file(trained_run, template_model):
-    from lenet_cli.serve.predictor import ModelPredictor
     from lenet_cli.serve.runner import startup_line
+    from lenet_cli.serve.served_model import ServedModel
     from lenet_cli.store.runs import resolve_model
 
     url = "http://127.0.0.1:8000/"
     for model in (trained_run, trained_run / "model.keras"):  # a run directory, or its model.keras named directly
-        line = startup_line(ModelPredictor(resolve_model(model)), url)
+        line = startup_line(ServedModel(resolve_model(model)), url)
         assert line.startswith(f"Serving run {trained_run.name} (model.keras, keras, mnist) at {url} - drawing page {url}, API docs {url}docs")
-    assert startup_line(ModelPredictor(resolve_model(template_model)), url).startswith(f"Serving digits.onnx (onnx, mnist) at {url} ")
+    assert startup_line(ServedModel(resolve_model(template_model)), url).startswith(f"Serving digits.onnx (onnx, mnist) at {url} ")
 
 
 # --- the command line ---------------------------------------------------------------------------

@@ -154,11 +154,11 @@ def test_train_step_updates_equal_differentiating_the_whole_objective(ema_moment
 
 
 def test_predictor_takes_uint8_or_float_and_its_class_count_from_the_model():
-    from lenet_cli.model.inference import Predictor
+    from lenet_cli.model.inference import KerasPredictor
     from lenet_cli.model.network import build_lenet
 
     model = build_lenet(dense_units=8, seed=0)
-    predictor = Predictor(model, batch_size=7)
+    predictor = KerasPredictor(model, batch_size=7)
     images = np.random.default_rng(1).integers(0, 256, size=(20, 28, 28), dtype=np.uint8)
     probabilities = predictor(images)
     logits = predictor.logits(images.astype(np.float32)[..., None] / 255.0)

@@ -316,7 +316,7 @@ def _build(cfg: TrainConfig, data: Dataset, runs_dir, resume: bool, deterministi
     tf = import_tensorflow()
     import keras
 
-    from lenet_cli.model.inference import Predictor
+    from lenet_cli.model.inference import KerasPredictor
     from lenet_cli.model.network import build_lenet
     from lenet_cli.model.precision import resolve_precision
 
@@ -342,7 +342,7 @@ def _build(cfg: TrainConfig, data: Dataset, runs_dir, resume: bool, deterministi
     shipped = model
     if cfg.precision != "float32":
         shipped = build_lenet(dense_units=cfg.dense_units, dropout=cfg.dropout, num_classes=len(data.class_names))
-    return _Session(cfg, model, optimizer, step, Predictor(shipped), steps_per_epoch, shipped)
+    return _Session(cfg, model, optimizer, step, KerasPredictor(shipped), steps_per_epoch, shipped)
 
 
 def _start_or_resume(session: _Session, run_dir: Path, resume: bool) -> tuple[TrainingState, np.random.Generator]:

@@ -2,7 +2,7 @@
 
 Training's validation score and confusion matrix, its final test score,
 ``lenet evaluate`` and ``lenet predict`` with a Keras model all call a
-:class:`Predictor`. ``model.predict`` on numpy arrays pays a data-adapter and
+:class:`KerasPredictor`. ``model.predict`` on numpy arrays pays a data-adapter and
 callback overhead that makes it bimodal on a small CPU; one compiled
 ``tf.function`` called on pre-sliced batches holds the fast rate steadily.
 """
@@ -15,7 +15,7 @@ from lenet_cli.core.config import INFERENCE_BATCH_SIZE, INPUT_SHAPE
 from lenet_cli.core.tensorflow_env import import_tensorflow
 
 
-class Predictor:
+class KerasPredictor:
     """Call a Keras model batch by batch through one compiled function.
 
     Accepts uint8 ``(n, 28, 28)`` images (scaled to [0, 1] inside the graph:

@@ -112,9 +112,9 @@ class ConfusionMatrixImage(_LazyWriterCallback):
         if self.predict_classes is not None:
             return np.asarray(self.predict_classes(self.images))
         if self._predictor is None:
-            from lenet_cli.model.inference import Predictor
+            from lenet_cli.model.inference import KerasPredictor
 
-            self._predictor = Predictor(self.model)
+            self._predictor = KerasPredictor(self.model)
         return self._predictor.predict_classes(self.images)
 
     def on_epoch_end(self, epoch, logs=None):

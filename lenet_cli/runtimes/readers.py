@@ -177,7 +177,7 @@ def open_keras(path: Path, batch_size: int) -> OpenedModel:
     from lenet_cli.core.tensorflow_env import import_tensorflow
 
     import_tensorflow()  # quietly, before Keras imports it
-    from lenet_cli.model.inference import Predictor
+    from lenet_cli.model.inference import KerasPredictor
     from lenet_cli.model.network import load_model_file
 
     model = load_model_file(path)
@@ -186,5 +186,5 @@ def open_keras(path: Path, batch_size: int) -> OpenedModel:
         model.get_layer("logits_layer")
     except ValueError:
         raise ModelError(f"{str(path)!r} has no logits_layer; it is not a lenet model") from None
-    predictor = Predictor(model, batch_size=batch_size)
+    predictor = KerasPredictor(model, batch_size=batch_size)
     return OpenedModel(predictor, model, predictor.logits)

@@ -38,9 +38,9 @@ from lenet_cli.core.config import INPUT_SHAPE
 from lenet_cli.core.serve_settings import ServeSettings
 from lenet_cli.serve.batching import MicroBatcher
 from lenet_cli.serve.metrics import MetricsMiddleware, ServeMetrics
-from lenet_cli.serve.predictor import ModelPredictor
 from lenet_cli.serve.requests import Decoded, RequestError, decode_upload, input_png, media_type, parse_tf_serving
 from lenet_cli.serve.schemas import ERRORS, PREDICT_BODY, TF_BODY, ErrorBody, Metadata, PredictionRecord, TFServingPredictions
+from lenet_cli.serve.served_model import ServedModel
 
 log = logging.getLogger("lenet.serve")
 
@@ -56,7 +56,7 @@ DOCS_ASSETS = "/docs/assets"  # Swagger UI's and ReDoc's scripts and styles
 class Service:
     """What the handlers share: the model, the batcher, the decode threads, the settings and metrics."""
 
-    def __init__(self, predictor: ModelPredictor, settings: ServeSettings, metrics: ServeMetrics):
+    def __init__(self, predictor: ServedModel, settings: ServeSettings, metrics: ServeMetrics):
         from lenet_cli.data.picture_inputs import decode_workers
 
         self.predictor = predictor
@@ -291,11 +291,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(500, f"internal error: {type(exc).__name__}{': ' + first if first else ''}")
 
 
-def create_app(predictor: ModelPredictor, settings: ServeSettings | None = None) -> FastAPI:
+def create_app(predictor: ServedModel, settings: ServeSettings | None = None) -> FastAPI:
     """The FastAPI app serving ``predictor`` (loaded, if not yet, when the app starts).
 
     Args:
-        predictor: The model to serve (:class:`ModelPredictor`).
+        predictor: The model to serve (:class:`ServedModel`).
         settings: Batching, limits and preprocessing defaults.
 
     Returns:

@@ -86,11 +86,11 @@ def run_serve(model: Path | None, runs_dir: Path | None, host: str, port: int, s
     import uvicorn
 
     from lenet_cli.serve.app import create_app
-    from lenet_cli.serve.predictor import ModelPredictor
+    from lenet_cli.serve.served_model import ServedModel
     from lenet_cli.store import runs
 
     ref = runs.resolve_model(model, runs_dir)
-    predictor = ModelPredictor(ref, settings.preprocess, engine)
+    predictor = ServedModel(ref, settings.preprocess, engine)
     predictor.load(log=say)  # here, so a model that cannot load is a one-line error before anything listens
     app = create_app(predictor, settings)
     sock = bind(host, port)

@@ -17,7 +17,7 @@ def run_name(ref) -> str | None:
     return None
 
 
-class ModelPredictor:
+class ServedModel:
     """A model to serve, with its class names and default preprocessing; loaded on :meth:`load`.
 
     Args:
