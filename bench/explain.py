@@ -60,7 +60,8 @@ def _summary(values, worst=max) -> dict:
 
 def measure(run: Path, count: int) -> dict:
     from lenet_cli.data.dataset import CLASS_NAMES
-    from lenet_cli.engine.explain import Explainer, write_sheet
+    from lenet_cli.engine.explain import Explainer
+    from lenet_cli.engine.explain_sheets import write_sheet
     from lenet_cli.model import attribution as A
     from lenet_cli.runtimes.loading import open_model
     from lenet_cli.store.runs import resolve_model

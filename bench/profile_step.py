@@ -25,8 +25,8 @@ def profile(batch_size: int, calls: int) -> list[dict]:
     import numpy as np
 
     from lenet_cli.core.config import resolve_config
-    from lenet_cli.engine.trainer import STEPS_PER_CALL, TrainStep, make_optimizer
     from lenet_cli.model.network import build_lenet
+    from lenet_cli.model.train_step import STEPS_PER_CALL, TrainStep, make_optimizer
 
     cfg = resolve_config("mnist", batch_size=batch_size)
     step = TrainStep.for_config(cfg, build_lenet(seed=0), make_optimizer(cfg, 200))

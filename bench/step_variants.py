@@ -46,7 +46,7 @@ if variant == "intra-op-1":
     tf.config.threading.set_intra_op_parallelism_threads(1)
 from lenet_cli.core.config import resolve_config
 from lenet_cli.model.network import build_lenet, logits_and_probabilities
-from lenet_cli.engine.trainer import STEPS_PER_CALL, TrainStep, make_optimizer
+from lenet_cli.model.train_step import STEPS_PER_CALL, TrainStep, make_optimizer
 cfg = resolve_config("mnist", batch_size=batch)
 model = build_lenet(seed=0)
 if variant == "xla-penalty":

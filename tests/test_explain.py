@@ -187,7 +187,8 @@ def test_spearman_ink_and_mass_helpers():
 
 def test_parse_target_and_sheet_names():
     from lenet_cli.data.dataset import CLASS_NAMES
-    from lenet_cli.engine.explain import parse_target, sheet_name
+    from lenet_cli.engine.explain import parse_target
+    from lenet_cli.engine.explain_sheets import sheet_name
 
     assert parse_target(None, CLASS_NAMES["mnist"]) is None
     assert parse_target("7", CLASS_NAMES["mnist"]) == 7
@@ -480,7 +481,7 @@ def test_cli_target_jsonl_and_directories(trained_run, pictures, tmp_path):
 @pytest.mark.slow
 def test_many_inputs_draw_sheets_in_workers_in_order(trained_run, tmp_path):
     """From PARALLEL_SHEETS_MIN inputs on, sheets are drawn in spawned workers; records keep the input order."""
-    from lenet_cli.engine.explain import PARALLEL_SHEETS_MIN
+    from lenet_cli.engine.explain_sheets import PARALLEL_SHEETS_MIN
 
     folder = tmp_path / "many"
     folder.mkdir()

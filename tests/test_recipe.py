@@ -93,7 +93,7 @@ def test_ema_momentum_warms_up_like_tensorflows_num_updates(optimizer):
     import keras
 
     from lenet_cli.core.config import resolve_config
-    from lenet_cli.engine.trainer import make_optimizer
+    from lenet_cli.model.train_step import make_optimizer
 
     cfg = resolve_config("mnist", optimizer=optimizer, ema_momentum=0.999, schedule="constant", learning_rate=0.1)
     opt = make_optimizer(cfg, 10)

@@ -105,10 +105,10 @@ def test_train_step_updates_equal_differentiating_the_whole_objective(ema_moment
     import tensorflow as tf
 
     from lenet_cli.core.config import resolve_config
-    from lenet_cli.engine.trainer import TrainStep, make_optimizer
     from lenet_cli.model.ema import WarmUpEMA
     from lenet_cli.model.network import build_lenet, logits_and_probabilities
     from lenet_cli.model.objective import Objective
+    from lenet_cli.model.train_step import TrainStep, make_optimizer
 
     units = 16
     cfg = resolve_config("mnist", l1=1e-3, weight_decay=1e-2, dropout=0.0, dense_units=units, schedule="constant", augment="none",
@@ -207,10 +207,10 @@ def test_a_checkpoint_variable_of_another_shape_is_named(trained_run, synthetic_
 def test_a_checkpoint_missing_a_variable_is_named(trained_run, tmp_path):
     from lenet_cli.core.config import TrainConfig
     from lenet_cli.core.errors import LenetError
-    from lenet_cli.engine.trainer import make_optimizer
     from lenet_cli.model.augmentation import build_augmentation
     from lenet_cli.model.checkpoint import load_checkpoint, restore
     from lenet_cli.model.network import build_lenet
+    from lenet_cli.model.train_step import make_optimizer
 
     _, arrays = load_checkpoint(trained_run)
     del arrays["optimizer/dot_1_kernel_velocity"]

@@ -73,8 +73,8 @@ def test_unknown_layer_is_a_usage_error():
 
 def test_a_model_of_other_classes_is_named_as_such(trained_run):
     from lenet_cli.core.errors import LenetError
-    from lenet_cli.engine.trainer import load_initial_weights
     from lenet_cli.model.network import build_lenet
+    from lenet_cli.model.train_step import load_initial_weights
 
     with pytest.raises(LenetError, match="trained on 10 classes and this dataset has 3: --init-from needs a model of the same classes"):
         load_initial_weights(build_lenet(dense_units=64, num_classes=3), trained_run)
