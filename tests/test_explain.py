@@ -490,7 +490,8 @@ def test_many_inputs_draw_sheets_in_workers_in_order(trained_run, tmp_path):
         picture.paste(0, (10 + 5 * index, 10, 20 + 5 * index, 50))
         picture.save(folder / f"{index:02d}.png")
     (folder / "02.png").write_bytes(b"")  # a failure in the middle keeps its place
-    result = _explain(folder, "--model", trained_run, "--output-dir", tmp_path / "o", "--format", "jsonl", "--method", "occlusion")
+    result = _explain(folder, "--model", trained_run, "--output-dir", tmp_path / "o", "--format", "jsonl", "--method", "occlusion",
+                      "--engine", "keras")  # the Keras model: its sheets have feature maps (a run's model.tflite has none)
     assert result.exit_code == 1, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [Path(r["path"]).name for r in records] == [f"{i:02d}.png" for i in range(PARALLEL_SHEETS_MIN + 1)]
@@ -502,7 +503,8 @@ def test_many_inputs_draw_sheets_in_workers_in_order(trained_run, tmp_path):
 def test_sheet_writer_draws_here_when_its_workers_die(tmp_path, monkeypatch):
     from concurrent.futures.process import BrokenProcessPool
 
-    from lenet_cli.engine import explain as E
+    from lenet_cli.engine import explain_sheets as E
+    from lenet_cli.engine.explain import Explanation
 
     drawn = []
     monkeypatch.setattr(E, "render_sheet_file", lambda content, path: drawn.append(path))
@@ -516,7 +518,7 @@ def test_sheet_writer_draws_here_when_its_workers_die(tmp_path, monkeypatch):
 
     writer = E.SheetWriter(1)
     writer.pool = DeadPool()
-    done = writer.submit(E.Explanation("a.png"), object(), tmp_path / "a.png") + writer.submit(E.Explanation("b.png", error="bad"))
+    done = writer.submit(Explanation("a.png"), object(), tmp_path / "a.png") + writer.submit(Explanation("b.png", error="bad"))
     done += writer.finish()
     assert [e.path for e in done] == ["a.png", "b.png"] and drawn == [tmp_path / "a.png"] and writer.pool is None
 

@@ -6,7 +6,6 @@ damage its copy or its record work on a copy of the run.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import subprocess
@@ -175,12 +174,10 @@ def test_a_failed_check_leaves_no_copy_and_says_why(trained_run, synthetic_data_
 
 @pytest.mark.slow
 def test_a_failed_conversion_still_finishes_the_run(synthetic_data_dir, tmp_path, monkeypatch, digit_png):
-    from lenet_cli.runtimes.formats import FORMATS
-
     def broken(*_, **__):
         raise RuntimeError("converter crashed\nwith a long native trace")
 
-    monkeypatch.setitem(FORMATS, "litert", dataclasses.replace(FORMATS["litert"], writer=broken))
+    monkeypatch.setattr("lenet_cli.runtimes.writers.write_litert", broken)  # the format table finds its writer by name
     out = tmp_path / "runs" / "broken"
     result = _cli("train", "--data-dir", synthetic_data_dir, "--epochs", "1", "--train-limit", "200", "--validation-size", "50",
                   "--batch-size", "50", "--dense-units", "16", "--output", out, "--runs-dir", tmp_path / "runs", "--quiet",
