@@ -302,9 +302,9 @@ def style_strokes(style: str, rng: np.random.Generator) -> list[list[tuple[float
         loop = arc(0.0, r, r, r, 0, 360, steps=22)
         tail = [(r, r), (r - 0.02, 0.62), (r - 0.07, 0.86), (0.0, 1.0), (-0.18 + j(0.04), 0.93 + j(0.03))]
         return [loop, tail]
-    if style == "flag-1":  # a long flag and no foot
-        flag = rng.uniform(0.35, 0.5)
-        return [[(-flag * 0.9 + j(0.04), flag * 0.7 + j(0.05)), (0.0, 0.0), (j(0.03), 1.0)]]
+    if style == "flag-1":  # a long flag, about 45 degrees down from the top, and no foot
+        flag = rng.uniform(0.3, 0.45)
+        return [[(-flag * 0.75 + j(0.04), flag * 0.8 + j(0.05)), (0.0, 0.0), (j(0.03), 1.0)]]
     raise ValueError(f"unknown writing style {style!r}; choose one of {[name for name, _ in STYLES]}")
 
 
