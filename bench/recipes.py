@@ -65,8 +65,8 @@ CANDIDATES: dict[str, list[str]] = {
                           "--ema", "0.998"],  # the 256 recipe's wall time, spent on 4 more epochs
     "b512-dropout-0.3-flip": ["--batch-size", "512", "--learning-rate", "4e-3", "--warmup-epochs", "1", "--epochs", "24", "--dropout", "0.3",
                               "--augment", "flip"],
-    # issue #30: other writers (elastic, pen width, slant, low resolution) and other cameras' tone curves. `writers` costs
-    # ~15 ms more than `digits` per batch of 256 on 2 cores (about an eighth of a step): 16 epochs keep the MNIST budget
+    # issue #30: other writers (elastic, pen width, low resolution) and other cameras' tone curves. `writers` costs
+    # ~13 ms more than `digits` per batch of 256 on 2 cores (about a tenth of a step): 16 epochs keep the MNIST budget
     "b256-writers-ema": ["--batch-size", "256", "--learning-rate", "2e-3", "--epochs", "20", "--augment", "writers", "--ema", "0.999"],
     "b256-16-writers-ema": ["--batch-size", "256", "--learning-rate", "2e-3", "--epochs", "16", "--augment", "writers", "--ema", "0.999"],
     "long-dropout-0.3-tones": ["--epochs", "24", "--dropout", "0.3", "--augment", "tones"],

@@ -147,13 +147,13 @@ def test_tone_curve_keeps_black_and_the_order_of_tones():
 def test_writers_and_tones_policies():
     from lenet_cli.model.augmentation import policy_layers
 
-    assert policy_layers("writers") == ("elastic", "thickness", "shear", "rotation", "lowres", "translation")
+    assert policy_layers("writers") == ("elastic", "thickness", "rotation", "lowres", "translation")
     assert "flip" not in policy_layers("writers")  # a mirrored digit is another digit, or none
     assert policy_layers("tones") == ("flip", "tones")
 
 
 @pytest.mark.parametrize(("policy", "dataset", "layers"), [
-    ("writers", "mnist", ["ElasticDistortion", "StrokeThickness", "RandomShear", "RandomRotation", "LowResolution", "RandomTranslation"]),
+    ("writers", "mnist", ["ElasticDistortion", "StrokeThickness", "RandomRotation", "LowResolution", "RandomTranslation"]),
     ("tones", "fashion", ["RandomFlip", "ToneCurve"]),
 ])
 def test_a_policy_trains_through_the_command_and_never_reaches_the_saved_model(policy, dataset, layers, synthetic_data_dir, tmp_path):
