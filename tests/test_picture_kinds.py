@@ -1,8 +1,9 @@
-"""Preprocessing reads every kind of real-world picture (issue #16, item 4).
+"""Preprocessing reads every kind of real-world picture (issue #16, item 4; issue #30).
 
 Each kind of ``tests/picture_kinds.py`` (bold marker, thin pencil, low-resolution
 scan, continental 1 and 7, gamma 0.5-2, grey paper with a soft shadow, JPEG at
-quality 30-70, Fashion product pictures) must come out as a centred digit
+quality 30-70, other writers' styles, Fashion product pictures, other tone
+curves, faint articles) must come out as a centred digit
 (or article) of sensible mass, like the clean input; blank paper and specks
 are still refused. The accuracy of a trained model on each kind is measured
 by ``python -m bench.picture_kinds RUN_DIR`` (README, ``lenet predict``).
@@ -23,10 +24,19 @@ from lenet_cli.data.images import read_image
 from tests.helpers.picture_kinds import (
     CONTINENTAL_LABELS,
     DIGIT_KINDS,
+    FAINT_CONTRASTS,
+    FASHION_KINDS,
+    OTHER_WRITERS_KINDS,
+    STYLES,
+    TONE_CURVES,
+    count_holes,
     draw_continental,
     draw_strokes,
+    draw_style,
+    label_of,
     render_kind,
     stroke_width,
+    tone_curve,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -231,3 +241,55 @@ def test_real_fashion_product_pictures_come_back():
         for i, a in enumerate(articles)
     ]
     assert np.median(scores) > 0.85
+
+
+# --- other writers' styles, tone curves, faint articles (issue #30) -------------
+
+
+@pytest.mark.parametrize("variant", range(len(STYLES)))
+def test_each_writing_style_comes_out_as_a_centred_digit(variant):
+    style, digit = STYLES[variant]
+    assert label_of("styles", variant, label=0) == digit
+    for seed in range(3):
+        out = P.preprocess(read_image(render_kind("styles", (seed, variant), variant=variant)), MNIST)
+        assert_mnist_layout(out)
+
+
+def test_writing_styles_have_the_shapes_they_are_named_for():
+    holes = {"closed-4": 1, "open-4": 0, "looped-2": 1, "flat-top-3": 0, "hooked-9": 1, "flag-1": 0}
+    assert set(holes) == {style for style, _ in STYLES}
+    for style, expected in holes.items():
+        for seed in range(3):
+            field = draw_style(style, np.random.default_rng(seed))
+            assert count_holes(field >= 0.5) == expected, (style, seed)
+    with pytest.raises(ValueError, match="unknown writing style"):
+        draw_style("gothic-7", np.random.default_rng(0))
+
+
+def test_variants_are_deterministic_and_cycle():
+    article = np.zeros((28, 28), np.uint8)
+    article[3:26, 5:23] = 200
+    for kind, count in (("styles", len(STYLES)), ("tones", len(TONE_CURVES)), ("faint", len(FAINT_CONTRASTS))):
+        first = render_kind(kind, (1, 2), article, variant=1)
+        assert first == render_kind(kind, (1, 2), article, variant=1 + count)
+        assert first != render_kind(kind, (1, 2), article, variant=2)
+    assert OTHER_WRITERS_KINDS == ("styles",) and {"tones", "faint"} <= set(FASHION_KINDS)
+
+
+def test_tone_curves_keep_the_background_and_the_order_of_tones():
+    darkness = np.linspace(0.0, 1.0, 101, dtype=np.float32)
+    for name in TONE_CURVES:
+        toned = tone_curve(name, darkness)
+        assert toned[0] == 0.0 and (np.diff(toned) >= 0).all() and toned.max() <= 1.0, name
+    assert tone_curve("gamma-2.5", darkness)[50] < 0.2 < tone_curve("gamma-0.4", darkness)[50]
+
+
+@pytest.mark.parametrize("variant", range(len(FAINT_CONTRASTS)))
+def test_a_faint_article_is_as_faint_as_it_claims(variant):
+    article = np.zeros((28, 28), np.uint8)
+    article[3:26, 5:23] = 200
+    luminance = read_image(render_kind("faint", (0, variant), article, variant=variant))
+    background = float(np.median(luminance[:5]))
+    body = background - float(np.quantile(luminance, 0.1))  # the article covers well over a tenth of the picture
+    assert FAINT_CONTRASTS[variant] * 0.7 < body < FAINT_CONTRASTS[variant] * 1.3
+    assert background > 0.93

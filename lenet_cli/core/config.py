@@ -59,7 +59,7 @@ OWN_DATA_VALIDATION_FRACTION = 0.1  # own data: a tenth of the training pictures
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "float32", "bfloat16")  # lenet_cli/precision.py; auto is resolved before a run starts
-AUGMENTATIONS = ("none", "shift", "flip", "flip-shift", "digits", "clothing")  # lenet_cli/augmentation.py
+AUGMENTATIONS = ("none", "shift", "flip", "flip-shift", "digits", "clothing", "writers", "tones")  # lenet_cli/model/augmentation.py
 PRESETS = ("default", "seed")
 
 # --- Choices the commands offer, owned here so `--help` needs no worker module --
@@ -122,7 +122,7 @@ class TrainConfig:
     weight_decay: float = 1e-5  # coefficient of sum(w^2)/2 over kernels (seed: 1e-4)
     dropout: float = DROPOUT_RATE  # rate of dropout_1..3
     dense_units: int = DENSE_UNITS  # width of dot_1 and dot_2
-    augment: str = "none"  # a policy of lenet_cli/augmentation.py: none | shift | flip | flip-shift | digits | clothing
+    augment: str = "none"  # a policy of lenet_cli/model/augmentation.py: none | shift | flip | flip-shift | digits | clothing | writers | tones
     ema_momentum: float = 0.0  # 0: ship the last weights; else an exponential moving average of them (Keras's use_ema)
     label_smoothing: float = 0.0  # share of each target spread over the other classes (train only)
     calibrate: bool = True  # fit a temperature on the validation split and fold it into logits_layer (metrics.json: calibration)

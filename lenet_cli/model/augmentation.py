@@ -1,10 +1,12 @@
-"""Training-time augmentation: named policies of Keras's own ``Random*`` preprocessing layers.
+"""Training-time augmentation: named policies of Keras's own ``Random*`` preprocessing layers and a few of lenet's.
 
 A policy is a ``keras.Sequential`` applied inside the compiled training step
 with ``training=True``, on float inputs in ``[0, 1]`` (black background), so
 it costs no Python per batch and never reaches the saved model: the shipped
 network stays the seed's. Each layer takes its own ``seed``, so a run is
-reproducible, and its random state is checkpointed with the model's.
+reproducible, and its random state is checkpointed with the model's. Where
+Keras has no layer for a transform (elastic distortion, stroke thickness,
+low resolution, tone curves), :mod:`lenet_cli.model.augmentation_layers` has one.
 
 Policies (``--augment``):
 
@@ -17,6 +19,14 @@ Policies (``--augment``):
   slant and size of real handwriting, without flips.
 * ``clothing``: flips, shifts and random erasing of a small patch
   (DeVries & Taylor's cutout, Zhong et al.'s random erasing).
+* ``writers``: how other people write: elastic distortion (Simard et al.,
+  2003), a thicker or thinner pen, rotation, now and then a low-resolution
+  scan (the digit 8-12 px tall, blown up again), and shifts. No slant:
+  shearing by up to 0.3 turns a 2 whose diagonal becomes upright into a
+  continental 1 with its flag and foot, and short runs trained with it
+  read every continental 1 as a 2.
+* ``tones``: flips, and another camera's tone curve on the article's
+  darkness (gamma 0.4-2.5, contrast 0.6-1.2 against the black background).
 """
 
 from __future__ import annotations
@@ -24,11 +34,18 @@ from __future__ import annotations
 from typing import Any
 
 from lenet_cli.core.config import AUGMENTATIONS, IMAGE_SIZE
+from lenet_cli.data.preprocess.settings import MNIST_BOX
 
 SHIFT_PIXELS = 2
 ROTATION_DEGREES = 8.0
 ZOOM = 0.08
 ERASING_SCALE = (0.02, 0.12)  # share of the image a random-erasing patch covers
+ELASTIC_ALPHA, ELASTIC_SIGMA = 34.0, 4.0  # Simard et al.'s MNIST values: ~1.4 px rms displacement, smooth over ~4 px
+THICKNESS = (-0.5, 1.0)  # share of the way to a 3x3 grey erosion (< 0) or dilation (> 0), per image
+LOW_RESOLUTION_DIGIT = (8, 12)  # the digit's height in a low-resolution scan, pixels
+LOW_RESOLUTION_RATE = 0.3  # share of images scanned at low resolution
+TONE_GAMMA = (0.4, 2.5)  # darkness ** gamma, log-uniform
+TONE_GAIN = (0.6, 1.2)  # contrast of the content against the black background
 
 _LAYERS: dict[str, tuple[str, ...]] = {
     "none": (),
@@ -37,6 +54,8 @@ _LAYERS: dict[str, tuple[str, ...]] = {
     "flip-shift": ("flip", "translation"),
     "digits": ("rotation", "zoom", "translation"),
     "clothing": ("flip", "translation", "erasing"),
+    "writers": ("elastic", "thickness", "rotation", "lowres", "translation"),
+    "tones": ("flip", "tones"),
 }
 
 
@@ -54,6 +73,8 @@ def policy_layers(policy: str) -> tuple[str, ...]:
 def _layer(kind: str, index: int, seed: int | None):
     from keras import layers
 
+    from lenet_cli.model import augmentation_layers as own
+
     name = f"augment_{index}_{kind}"
     shift = SHIFT_PIXELS / IMAGE_SIZE
     if kind == "translation":
@@ -66,6 +87,15 @@ def _layer(kind: str, index: int, seed: int | None):
         return layers.RandomZoom(ZOOM, ZOOM, fill_mode="constant", fill_value=0.0, seed=seed, name=name)
     if kind == "erasing":
         return layers.RandomErasing(factor=0.5, scale=ERASING_SCALE, fill_value=0.0, value_range=(0.0, 1.0), seed=seed, name=name)
+    if kind == "elastic":
+        return own.ElasticDistortion(ELASTIC_ALPHA, ELASTIC_SIGMA, seed=seed, name=name)
+    if kind == "thickness":
+        return own.StrokeThickness(THICKNESS, seed=seed, name=name)
+    if kind == "lowres":
+        sides = tuple(round(IMAGE_SIZE * pixels / MNIST_BOX) for pixels in LOW_RESOLUTION_DIGIT)  # the whole 28 px frame
+        return own.LowResolution(sides, LOW_RESOLUTION_RATE, seed=seed, name=name)
+    if kind == "tones":
+        return own.ToneCurve(TONE_GAMMA, TONE_GAIN, seed=seed, name=name)
     raise ValueError(f"unknown transform {kind!r}")
 
 

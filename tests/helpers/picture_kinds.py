@@ -17,12 +17,17 @@ continental    a 1 with a long flag and a foot, or a crossed 7 (drawn strokes)
 gamma          a photo on paper whose tone curve is ``luminance ** g``, g in 0.5..2
 shadow         grey or near-white paper under a soft shadow
 jpeg           a photo saved as JPEG at quality 30-70
+styles         other writers' digits, drawn from strokes: closed-top and open 4, looped 2, flat-top 3, hooked 9, flag 1
 product        Fashion article: dark on near-white, large, off-centre, tone curve, blur, noise
+tones          a product picture under one of several other tone curves (gamma on darkness 0.4-2.5, contrast 0.5-0.7, an S-curve)
+faint          a white article on a white background, at 3, 5 or 8 % contrast
 =============  ==============================================================
 
 Everything is deterministic given the seed, and uses numpy and Pillow only
 (no fonts). Tests import it as ``from picture_kinds import render_kind``;
-``bench/picture_kinds.py`` renders test-split images through it.
+``bench/picture_kinds.py`` renders test-split images through it. The drawn
+kinds (``continental``, ``styles``) take nothing from MNIST; none of these
+pictures ever feeds training or the choice of a recipe.
 """
 
 from __future__ import annotations
@@ -36,33 +41,56 @@ from PIL import Image, ImageDraw, ImageFilter
 DIGIT_KINDS = ("bold", "thin", "lowres", "continental", "gamma", "shadow", "jpeg")
 """Kinds of digit picture (``continental`` draws 1s and 7s; the others render any digit)."""
 
-FASHION_KINDS = ("product",)
+OTHER_WRITERS_KINDS = ("styles",)
+"""Kinds of digit drawn in the styles of writers MNIST under-represents (each style knows its digit)."""
+
+FASHION_KINDS = ("product", "tones", "faint")
 """Kinds of article picture."""
 
 CONTINENTAL_LABELS = (1, 7)
 """The digits ``continental`` can draw."""
 
+STYLES = (("closed-4", 4), ("open-4", 4), ("looped-2", 2), ("flat-top-3", 3), ("hooked-9", 9), ("flag-1", 1))
+"""The writing styles of ``styles`` (``variant`` picks one), each with its digit."""
+
+TONE_CURVES = ("gamma-0.4", "gamma-0.6", "gamma-1.6", "gamma-2.5", "contrast-0.5", "contrast-0.7", "s-curve")
+"""The tone curves of ``tones``, applied to the article's darkness (``variant`` picks one)."""
+
+FAINT_CONTRASTS = (0.03, 0.05, 0.08)
+"""How much darker than the white background the body of a ``faint`` article is (``variant`` picks one)."""
+
+VARIANTS = {"styles": STYLES, "tones": TONE_CURVES, "faint": FAINT_CONTRASTS}
+"""The kinds whose pictures come in named variants, and the variants."""
+
 WORK = 112
 """Side of the working field (4x the 28x28 grid) where strokes are thickened or thinned."""
 
 
-def render_kind(kind: str, seed: int | Iterable[int], image28: np.ndarray | None = None, label: int | None = None) -> bytes:
+def render_kind(kind: str, seed: int | Iterable[int], image28: np.ndarray | None = None, label: int | None = None,
+                variant: int | None = None) -> bytes:
     """Render one picture of the given kind as the bytes of an image file.
 
     Args:
-        kind: One of :data:`DIGIT_KINDS` or :data:`FASHION_KINDS`.
+        kind: One of :data:`DIGIT_KINDS`, :data:`OTHER_WRITERS_KINDS` or :data:`FASHION_KINDS`.
         seed: Seed (an int or a tuple such as ``(seed, index)``) for every random choice.
-        image28: ``(28, 28)`` uint8, white on black; needed by every kind but ``continental``.
+        image28: ``(28, 28)`` uint8, white on black; needed by every kind but ``continental`` and ``styles``.
         label: For ``continental``: 1 or 7.
+        variant: For ``styles``, ``tones`` and ``faint``: which of :data:`VARIANTS` (by index, wrapping);
+            drawn from the seed when None.
 
     Returns:
         PNG bytes (JPEG for ``jpeg``).
     """
     rng = np.random.default_rng(seed)
+    if kind in VARIANTS:
+        choices = VARIANTS[kind]
+        variant = int(rng.integers(len(choices))) if variant is None else variant % len(choices)
     if kind == "continental":
         if label not in CONTINENTAL_LABELS:
             raise ValueError(f"continental draws 1 and 7 only; received label {label!r}")
         return _photo(draw_continental(label, rng), rng)
+    if kind == "styles":
+        return _photo(draw_style(STYLES[variant][0], rng), rng)
     if image28 is None:
         raise ValueError(f"kind {kind!r} renders a dataset image; pass image28")
     field = upscale(image28, WORK)
@@ -80,7 +108,16 @@ def render_kind(kind: str, seed: int | Iterable[int], image28: np.ndarray | None
         return _photo(field, rng, jpeg_quality=int(rng.integers(30, 71)))
     if kind == "product":
         return _product(np.asarray(image28, dtype=np.float32) / 255.0, rng)
-    raise ValueError(f"unknown picture kind {kind!r}; choose one of {DIGIT_KINDS + FASHION_KINDS}")
+    if kind == "tones":
+        return _toned_product(np.asarray(image28, dtype=np.float32) / 255.0, rng, TONE_CURVES[variant])
+    if kind == "faint":
+        return _faint_article(np.asarray(image28, dtype=np.float32) / 255.0, rng, FAINT_CONTRASTS[variant])
+    raise ValueError(f"unknown picture kind {kind!r}; choose one of {DIGIT_KINDS + OTHER_WRITERS_KINDS + FASHION_KINDS}")
+
+
+def label_of(kind: str, variant: int, label: int) -> int:
+    """The true label of a picture of ``kind``: the drawn style's digit for ``styles``, else ``label``."""
+    return STYLES[variant % len(STYLES)][1] if kind == "styles" else label
 
 
 # --- strokes -----------------------------------------------------------------
@@ -235,6 +272,47 @@ def draw_continental(label: int, rng: np.random.Generator) -> np.ndarray:
     return draw_strokes(continental_strokes(label, rng), rng.uniform(0.07, 0.13), slant=rng.uniform(-0.05, 0.2))
 
 
+def style_strokes(style: str, rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    """Strokes of one of :data:`STYLES` in a unit box (the digit spans y 0..1), jittered."""
+    def j(s: float) -> float:
+        return float(rng.uniform(-s, s))
+
+    def arc(cx: float, cy: float, rx: float, ry: float, start: float, end: float, steps: int = 14) -> list[tuple[float, float]]:
+        angles = np.linspace(np.radians(start), np.radians(end), steps)
+        return [(cx + rx * float(np.cos(a)), cy + ry * float(np.sin(a))) for a in angles]
+
+    if style == "closed-4":  # the diagonal meets the top of the stem: a closed triangle
+        bar, stem_x = rng.uniform(0.6, 0.7), rng.uniform(0.08, 0.16)
+        left = -0.3 + j(0.04)
+        return [[(stem_x, 0.0), (left, bar + j(0.02)), (0.33 + j(0.04), bar + j(0.02))], [(stem_x, 0.0), (stem_x + j(0.03), 1.0)]]
+    if style == "open-4":  # two strokes that do not meet at the top
+        bar, stem_x = rng.uniform(0.58, 0.68), rng.uniform(0.1, 0.18)
+        return [[(-0.22 + j(0.04), 0.0), (-0.28 + j(0.03), bar), (0.32 + j(0.04), bar + j(0.02))], [(stem_x, 0.05 + j(0.04)), (stem_x + j(0.03), 1.0)]]
+    if style == "looped-2":  # the diagonal turns through a loop before the base
+        r = rng.uniform(0.11, 0.14)
+        cx, cy = -0.14 + j(0.02), 1.0 - r * 1.3
+        top = arc(0.0, 0.25, 0.25 + j(0.02), 0.25, 200, 370)
+        loop = arc(cx, cy, r, r, 0, -340, steps=20)
+        return [top + loop + [(0.3 + j(0.04), cy + r * 0.9 + j(0.02))]]
+    if style == "flat-top-3":  # a flat bar, a diagonal, then the lower bowl
+        bowl = arc(0.02, 0.69, 0.26 + j(0.02), 0.3, -80, 150)
+        return [[(-0.25 + j(0.03), 0.0), (0.25 + j(0.03), 0.0), bowl[0]] + bowl]
+    if style == "hooked-9":  # a loop on a stem that curls to the left at the foot
+        r = rng.uniform(0.2, 0.24)
+        loop = arc(0.0, r, r, r, 0, 360, steps=22)
+        tail = [(r, r), (r - 0.02, 0.62), (r - 0.07, 0.86), (0.0, 1.0), (-0.18 + j(0.04), 0.93 + j(0.03))]
+        return [loop, tail]
+    if style == "flag-1":  # a long flag, about 45 degrees down from the top, and no foot
+        flag = rng.uniform(0.3, 0.45)
+        return [[(-flag * 0.75 + j(0.04), flag * 0.8 + j(0.05)), (0.0, 0.0), (j(0.03), 1.0)]]
+    raise ValueError(f"unknown writing style {style!r}; choose one of {[name for name, _ in STYLES]}")
+
+
+def draw_style(style: str, rng: np.random.Generator) -> np.ndarray:
+    """A digit in one of :data:`STYLES` as a coverage field of :data:`WORK` pixels: pen width 7-13 % of its height, slanted."""
+    return draw_strokes(style_strokes(style, rng), rng.uniform(0.07, 0.13), slant=rng.uniform(-0.05, 0.2))
+
+
 # --- pictures ----------------------------------------------------------------
 
 
@@ -335,16 +413,55 @@ def _photo(field: np.ndarray, rng: np.random.Generator, gamma: float = 1.0, shad
 
 def _product(article: np.ndarray, rng: np.random.Generator, gamma: float | None = None) -> bytes:
     """A Fashion article as a product picture: dark on near-white, large, off-centre, tone curve, blur, noise."""
-    size = int(rng.integers(250, 601))
-    scaled = np.clip(np.asarray(Image.fromarray(article).resize((size, size), Image.Resampling.BICUBIC)), 0.0, 1.0)
-    canvas_h, canvas_w = int(size * rng.uniform(1.05, 1.6)), int(size * rng.uniform(1.05, 1.6))
-    top, left = int(rng.integers(0, canvas_h - size + 1)), int(rng.integers(0, canvas_w - size + 1))
-    coverage = np.zeros((canvas_h, canvas_w), dtype=np.float32)
-    coverage[top : top + size, left : left + size] = scaled
-    coverage = _smooth(coverage, rng.uniform(0.5, 1.5) * size / 200)
+    coverage = _article_coverage(article, rng)
     background = rng.uniform(0.92, 1.0)
     lum = background * (1.0 - coverage)
     drawn = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
     gamma = drawn if gamma is None else gamma
     lum = np.clip(lum + rng.normal(0, rng.uniform(0.005, 0.02), lum.shape), 0.0, 1.0) ** gamma
     return _encode(lum, rng, tint=False)
+
+
+def _article_coverage(article: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The article's darkness at 250-600 px, off-centre on a canvas 5-60 % larger, blurred as a lens would."""
+    size = int(rng.integers(250, 601))
+    scaled = np.clip(np.asarray(Image.fromarray(article).resize((size, size), Image.Resampling.BICUBIC)), 0.0, 1.0)
+    canvas_h, canvas_w = int(size * rng.uniform(1.05, 1.6)), int(size * rng.uniform(1.05, 1.6))
+    top, left = int(rng.integers(0, canvas_h - size + 1)), int(rng.integers(0, canvas_w - size + 1))
+    coverage = np.zeros((canvas_h, canvas_w), dtype=np.float32)
+    coverage[top : top + size, left : left + size] = scaled
+    return _smooth(coverage, rng.uniform(0.5, 1.5) * size / 200)
+
+
+def tone_curve(name: str, darkness: np.ndarray) -> np.ndarray:
+    """One of :data:`TONE_CURVES` applied to darkness in [0, 1] (0 stays 0: the background keeps its colour)."""
+    kind, _, value = name.partition("-")
+    if kind == "gamma":
+        return darkness ** float(value)
+    if kind == "contrast":
+        return darkness * float(value)
+    if kind == "s":
+        return darkness * darkness * (3.0 - 2.0 * darkness)  # smoothstep: darker darks, lighter lights
+    raise ValueError(f"unknown tone curve {name!r}; choose one of {TONE_CURVES}")
+
+
+def _toned_product(article: np.ndarray, rng: np.random.Generator, curve: str) -> bytes:
+    """A product picture whose camera maps the article's darkness through ``curve``; blur and noise as ``product``."""
+    coverage = tone_curve(curve, np.clip(_article_coverage(article, rng), 0.0, 1.0))
+    background = rng.uniform(0.92, 1.0)
+    lum = background * (1.0 - coverage) + rng.normal(0, rng.uniform(0.005, 0.02), coverage.shape)
+    return _encode(lum, rng, tint=False)
+
+
+def _faint_article(article: np.ndarray, rng: np.random.Generator, contrast: float) -> bytes:
+    """A white article on a white background, most of it ``contrast`` below the background; light noise, PNG or JPEG.
+
+    The article's darkness is scaled so that its 90th percentile (over the article's own pixels) is ``contrast``:
+    the body of a white shirt, not one dark seam, is what is that much darker than the background.
+    """
+    coverage = _article_coverage(article, rng)
+    body = coverage[coverage > 0.05]
+    coverage = np.clip(coverage / max(float(np.quantile(body, 0.9)) if body.size else 1.0, 1e-6), 0.0, 1.0)
+    background = rng.uniform(0.95, 1.0)
+    lum = background * (1.0 - contrast * coverage) + rng.normal(0, rng.uniform(0.002, 0.008), coverage.shape)
+    return _encode(lum, rng, jpeg_quality=int(rng.integers(80, 96)) if rng.random() < 0.5 else None, tint=False)

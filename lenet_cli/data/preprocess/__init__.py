@@ -12,7 +12,8 @@ runs without TensorFlow):
   specks), crop, fit into 20x20 keeping the aspect ratio, paste into 28x28
   by centre of mass.
 * ``fashion``: find the article, trim, fit the longest edge to 28, sharpen
-  lightly, centre.
+  lightly, centre; an article fainter than Fashion-MNIST's faintest (a white
+  shirt on white) is brought up to their brightness.
 * ``none``: grayscale, resize to 28x28, optionally invert.
 
 Values follow the training convention ``pixel / 255``: float32 in ``[0, 1]``,
@@ -22,9 +23,11 @@ its centre of mass within a pixel of (14, 14), for ``fashion`` content
 spanning at least 26 pixels) is returned as it is, so exported dataset
 samples and saved inputs predict exactly as in ``lenet evaluate``.
 
-**Blank images.** An image in which no content can be found (a uniform
-colour, noise only, or contrast below :data:`MIN_CONTRAST`) is never turned
-into a confident-looking input: :func:`preprocess` raises
+**Faint and blank images.** Content fainter than :data:`MIN_CONTRAST` is
+looked for in the averaged picture, against the noise of its background,
+so a faint but visible picture is answered. An image in which no content
+can be found (uniform: contrast below :data:`VISIBLE_CONTRAST`; noise only;
+specks) is never turned into a confident-looking input: :func:`preprocess` raises
 :class:`BlankImageError`, a :class:`~lenet_cli.core.errors.LenetError` whose
 message starts with ``no content found``. :func:`preprocess_batch` can
 instead record it per image (``PreprocessResult.blank``).
@@ -50,11 +53,19 @@ from lenet_cli.data.images import (
 from lenet_cli.data.preprocess.content import already_in_dataset_format, decide_invert, ink_at_working_size
 from lenet_cli.data.preprocess.image_ops import as_luminance
 from lenet_cli.data.preprocess.recipes import preprocess_fashion, preprocess_mnist, preprocess_none
-from lenet_cli.data.preprocess.settings import SIZE, BlankImageError, PreprocessOptions, blank_error, source_label
+from lenet_cli.data.preprocess.settings import (
+    MIN_CONTRAST,
+    SIZE,
+    VISIBLE_CONTRAST,
+    BlankImageError,
+    PreprocessOptions,
+    blank_error,
+    source_label,
+)
 from lenet_cli.store.atomic import write_bytes_atomic
 
 __all__ = [
-    "MODES", "INVERT_CHOICES", "SIZE", "MIN_CONTRAST", "BlankImageError", "PreprocessOptions", "PreprocessResult",
+    "MODES", "INVERT_CHOICES", "SIZE", "MIN_CONTRAST", "VISIBLE_CONTRAST", "BlankImageError", "PreprocessOptions", "PreprocessResult",
     "preprocess", "load_and_preprocess", "preprocess_batch", "decide_invert", "to_uint8", "save_preprocessed_png",
 ]
 

@@ -10,7 +10,20 @@ import numpy as np
 from PIL import Image
 
 from lenet_cli.data.preprocess.image_ops import block_design, border, centre_of_mass, label_runs, minus_block_median, otsu, quantile, resize, subsample
-from lenet_cli.data.preprocess.settings import FASHION_TRIM, MIN_CONTRAST, MIN_EXTENT, MIN_EXTENT_PIXELS, MNIST_BOX, MNIST_CENTRE, NEAR_PIECE_FRACTION, SIZE, WORK_MAX_SIDE, blank_error
+from lenet_cli.data.preprocess.settings import (
+    FASHION_TRIM,
+    MIN_CONTRAST,
+    MIN_EXTENT,
+    MIN_EXTENT_PIXELS,
+    MNIST_BOX,
+    MNIST_CENTRE,
+    NEAR_PIECE_FRACTION,
+    SIGNIFICANCE,
+    SIZE,
+    VISIBLE_CONTRAST,
+    WORK_MAX_SIDE,
+    blank_error,
+)
 
 
 def decide_invert(luminance: np.ndarray, setting: str = "auto") -> bool:
@@ -115,16 +128,29 @@ def find_content(ink: np.ndarray, *, inverted: bool, digit: bool, name: str | No
     picture; small pieces far away still count. Light paper is lit, so for
     inverted images the ink is measured relative to the local paper
     brightness (reflectance): ``1 - luminance / paper``.
+
+    Content under :data:`MIN_CONTRAST` (a white shirt on white) is looked
+    for by :func:`find_faint_content`; only a picture that is uniform, or
+    noise, or specks, is refused.
     """
     background, noise = fit_background(ink, border_only=not digit)
-    signal = ink - background
+    raw = ink - background
+    paper_level = 1.0
     if inverted:
         paper = np.maximum(1.0 - background, 0.05)
-        signal /= paper
-        noise /= quantile(paper, 0.5)
-    signal = np.clip(signal, 0.0, 1.0)
-    if float(signal.max(initial=0.0)) < MIN_CONTRAST:
-        raise blank_error(name, f"its contrast is below {MIN_CONTRAST:.0%}")
+        raw /= paper
+        paper_level = quantile(paper, 0.5)
+        noise /= paper_level
+    signal = np.clip(raw, 0.0, 1.0)
+    if float(signal.max(initial=0.0)) >= MIN_CONTRAST:
+        found = pixel_content(signal, noise, digit)
+        if found is not None:
+            return found
+    return find_faint_content(raw, paper_level, digit=digit, name=name)
+
+
+def pixel_content(signal: np.ndarray, noise: float, digit: bool) -> Content | None:
+    """Content that stands at least :data:`MIN_CONTRAST` above the background, pixel by pixel, or None."""
     if digit:
         threshold = max(otsu(subsample(signal, 256)), 4.0 * noise, MIN_CONTRAST / 2)
     else:
@@ -132,11 +158,70 @@ def find_content(ink: np.ndarray, *, inverted: bool, digit: bool, name: str | No
     mask = signal >= threshold
     mask, bbox = drop_specks(mask, far_piece_fraction=0.25 if digit else 0.02)
     if bbox is None:
-        raise blank_error(name, "only noise or specks were found")
+        return None
     level = quantile(signal[mask], 0.8)
     if level < MIN_CONTRAST:
-        raise blank_error(name, f"its contrast is below {MIN_CONTRAST:.0%}")
+        return None
     return Content(signal, mask, bbox, noise, threshold, level)
+
+
+def find_faint_content(raw: np.ndarray, paper_level: float, *, digit: bool, name: str | None) -> Content:
+    """Content fainter than :data:`MIN_CONTRAST`, found against the noise of the background, or BlankImageError.
+
+    The picture is averaged over a square as wide as the smallest content
+    may be (:data:`MIN_EXTENT` of its longest side), which divides pixel
+    noise by about that width; the noise left is the robust deviation of
+    the average on the border ring, where the background was fitted. Content
+    is refused as uniform when its strongest part differs from the
+    background by less than :data:`VISIBLE_CONTRAST` of full scale (in
+    luminance, before the division by the paper), and as noise when it
+    stands less than :data:`SIGNIFICANCE` deviations above it. It is cut at
+    four deviations (and half the visible contrast), then at half its own
+    level (a digit at Otsu's threshold), which parts specks the average ran
+    together; a piece narrower than the smallest content grown by the
+    averaging is a speck.
+
+    Args:
+        raw: Content-bright signal with the background removed (not clipped), reflectance where inverted.
+        paper_level: What ``raw`` was divided by (the paper's median luminance; 1 when not inverted).
+    """
+    h, w = raw.shape
+    width = max(3, round(MIN_EXTENT * max(h, w)))
+    smooth = box_mean(raw, width)
+    ring = border(smooth)
+    noise = 1.4826 * quantile(np.abs(ring - quantile(ring, 0.5)), 0.5)
+    smooth = np.clip(smooth, 0.0, 1.0)
+    visible = VISIBLE_CONTRAST / max(paper_level, 1e-6)  # in the units of ``raw``
+    if float(smooth.max(initial=0.0)) < visible:
+        raise blank_error(name, f"its contrast is below {VISIBLE_CONTRAST:.1%}")
+    far = 0.25 if digit else 0.02
+    threshold = max(4.0 * noise, visible / 2)
+    mask, bbox = drop_specks(smooth >= threshold, far_piece_fraction=far, grow=width - 1)
+    if bbox is not None:  # cut at half the content's own level (Otsu's for a digit): specks the average joined come apart
+        level = quantile(smooth[mask], 0.8)
+        threshold = max(threshold, otsu(subsample(smooth, 256)) if digit else level / 2)
+        mask, bbox = drop_specks(smooth >= threshold, far_piece_fraction=far, grow=width - 1)
+    if bbox is None:
+        raise blank_error(name, "only noise or specks were found")
+    level = quantile(smooth[mask], 0.8)
+    if level < SIGNIFICANCE * noise:
+        raise blank_error(name, "only noise or specks were found")
+    return Content(smooth, mask, bbox, noise, threshold, level)
+
+
+def box_mean(values: np.ndarray, width: int) -> np.ndarray:
+    """The mean over a ``width`` x ``width`` square around each pixel (fewer pixels at the edges), by summed-area tables."""
+    h, w = values.shape
+    before, after = (width - 1) // 2, width // 2
+    table = np.zeros((h + 1, w + 1), dtype=np.float64)
+    table[1:, 1:] = np.cumsum(np.cumsum(values, axis=0, dtype=np.float64), axis=1)
+    top = np.clip(np.arange(h) - before, 0, h)
+    bottom = np.clip(np.arange(h) + after + 1, 0, h)
+    left = np.clip(np.arange(w) - before, 0, w)
+    right = np.clip(np.arange(w) + after + 1, 0, w)
+    sums = table[bottom][:, right] - table[top][:, right] - table[bottom][:, left] + table[top][:, left]
+    counts = (bottom - top)[:, None] * (right - left)[None, :]
+    return (sums / counts).astype(np.float32)
 
 
 def fit_background(ink: np.ndarray, *, border_only: bool) -> tuple[np.ndarray, float]:
@@ -268,7 +353,7 @@ def paper_blocks(sample: np.ndarray, selected: np.ndarray, blocks: int = 8) -> n
     return selected & (sample <= cut_map)
 
 
-def drop_specks(mask: np.ndarray, far_piece_fraction: float) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+def drop_specks(mask: np.ndarray, far_piece_fraction: float, grow: int = 0) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     """Keep the largest connected piece and the pieces that plausibly belong with it.
 
     A piece stays if it is at least ``far_piece_fraction`` of the largest
@@ -277,7 +362,8 @@ def drop_specks(mask: np.ndarray, far_piece_fraction: float) -> tuple[np.ndarray
     and at least :data:`NEAR_PIECE_FRACTION` of the largest (noise on a
     white background clipped at full white can pass a low threshold in
     clusters, and would stretch the box). When even the largest piece spans less than :data:`MIN_EXTENT` of the
-    image (and 4 pixels), there are only specks: the bounding box is None.
+    image (and 4 pixels), there are only specks: the bounding box is None. ``grow`` pixels are added to
+    that minimum where the mask comes from an average over ``grow + 1`` pixels, which widens every speck by ``grow``.
     """
     h, w = mask.shape
     rows, starts, ends, labels = label_runs(mask)
@@ -297,7 +383,7 @@ def drop_specks(mask: np.ndarray, far_piece_fraction: float) -> tuple[np.ndarray
     largest = int(np.argmax(area))
     min_area = max(3.0, 2e-5 * h * w)
     extent = max(y1[largest] - y0[largest], x1[largest] - x0[largest])
-    if area[largest] < min_area or extent < max(MIN_EXTENT_PIXELS, MIN_EXTENT * max(h, w)):
+    if area[largest] < min_area or extent < max(MIN_EXTENT_PIXELS, MIN_EXTENT * max(h, w)) + grow:
         return mask, None
     gy = 0.25 * (y1[largest] - y0[largest])
     gx = 0.25 * (x1[largest] - x0[largest])

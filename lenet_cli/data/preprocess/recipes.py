@@ -8,7 +8,7 @@ import numpy as np
 
 from lenet_cli.data.preprocess.content import decide_invert, find_content
 from lenet_cli.data.preprocess.image_ops import centre_of_mass, dilate, grey_morph, resize, sharpen
-from lenet_cli.data.preprocess.settings import MIN_CONTRAST, MNIST_BOX, MNIST_CENTRE, SIZE, STROKE_RANGE, blank_error
+from lenet_cli.data.preprocess.settings import FASHION_MIN_PEAK, MNIST_BOX, MNIST_CENTRE, SIZE, STROKE_RANGE, VISIBLE_CONTRAST, blank_error
 
 
 def preprocess_none(luminance: np.ndarray, invert_setting: str, name: str | None) -> np.ndarray:
@@ -18,8 +18,8 @@ def preprocess_none(luminance: np.ndarray, invert_setting: str, name: str | None
     if out.shape != (SIZE, SIZE):
         out = resize(out, SIZE, SIZE)
     out = np.clip(out, 0.0, 1.0).astype(np.float32)
-    if float(out.max() - out.min()) < MIN_CONTRAST:
-        raise blank_error(name, f"its contrast is below {MIN_CONTRAST:.0%}")
+    if float(out.max() - out.min()) < VISIBLE_CONTRAST:
+        raise blank_error(name, f"its contrast is below {VISIBLE_CONTRAST:.1%}")
     return out
 
 
@@ -103,4 +103,18 @@ def preprocess_fashion(ink: np.ndarray, inverted: bool, name: str | None) -> np.
     out = np.zeros((SIZE, SIZE), dtype=np.float32)
     top, left = (SIZE - new_h) // 2, (SIZE - new_w) // 2
     out[top : top + new_h, left : left + new_w] = article
+    return lift_faint_article(out)
+
+
+def lift_faint_article(out: np.ndarray) -> np.ndarray:
+    """Scale an article fainter than any Fashion-MNIST trains on up to :data:`FASHION_MIN_PEAK` (its 99th percentile).
+
+    Fashion-MNIST's articles all reach full brightness somewhere, and 99 %
+    of them have a 99th percentile of at least 0.58; a white shirt
+    photographed on white would otherwise reach the network as a shadow it
+    never saw. Articles already that bright are left as they are.
+    """
+    peak = float(np.quantile(out, 0.99))
+    if 0.0 < peak < FASHION_MIN_PEAK:
+        out = np.clip(out * (FASHION_MIN_PEAK / peak), 0.0, 1.0).astype(np.float32)
     return out

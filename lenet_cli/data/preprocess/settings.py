@@ -25,7 +25,19 @@ MNIST_CENTRE = 14.0
 
 
 MIN_CONTRAST = 0.1
-"""Content must differ from the background by at least this (10 % of full scale)."""
+"""Content this far from the background (10 % of full scale) is found pixel by pixel; fainter content is
+looked for in the smoothed picture, against the noise of its background (:data:`VISIBLE_CONTRAST`, :data:`SIGNIFICANCE`)."""
+
+
+VISIBLE_CONTRAST = 0.025
+"""Content whose strongest part differs from the background by less than this (2.5 % of full scale, about
+6 grey levels of 8 bits) is taken for a uniform picture: 8-bit banding, paper grain and compression ripple
+reach 1-2 %, and a person barely sees less on a screen."""
+
+
+SIGNIFICANCE = 6.0
+"""Faint content must stand this many noise deviations above the background, the deviation measured on the
+border of the smoothed picture; noise alone seldom passes 4."""
 
 
 WORK_MAX_SIDE = 1024
@@ -49,6 +61,12 @@ STROKE_RANGE = (1.6, 2.2)
 
 FASHION_TRIM = 0.05
 """Fashion-MNIST trimmed edges within 5 % of the corner colour."""
+
+
+FASHION_MIN_PEAK = 0.58
+"""The 99th percentile of a Fashion-MNIST article's 28x28 pixels is at least this in 99 % of its training
+images (the median is 0.93); a fainter article is brought up to it, so the network sees a faint article as
+bright as the faintest it was trained on."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +93,7 @@ class PreprocessOptions:
 
 
 class BlankImageError(LenetError):
-    """No content was found: the image is uniform, noise only, or too low-contrast."""
+    """No content was found: the image is uniform (contrast below :data:`VISIBLE_CONTRAST`), noise only, or specks."""
 
 
 def source_label(source, name: str | None) -> str:
