@@ -165,7 +165,8 @@ def model_copy(trained_run, tmp_path):
 def test_truncated_model_file(model_copy, synthetic_data_dir):
     path = model_copy / "model.keras"
     path.write_bytes(path.read_bytes()[:5000])
-    _assert_clean_failure(_run(["evaluate", model_copy, "--data-dir", synthetic_data_dir]), 1, "cannot load model")
+    # --engine keras: the run's model.keras itself (a run with a good model.tflite answers with that instead)
+    _assert_clean_failure(_run(["evaluate", model_copy, "--data-dir", synthetic_data_dir, "--engine", "keras"]), 1, "cannot load model")
 
 
 def test_random_bytes_model_file(tmp_path, synthetic_data_dir):
@@ -185,12 +186,12 @@ def test_unsupported_model_format(tmp_path, synthetic_data_dir):
 
 def test_corrupt_run_config(model_copy, synthetic_data_dir):
     (model_copy / "config.json").write_text("{not json")
-    _assert_clean_failure(_run(["evaluate", model_copy, "--data-dir", synthetic_data_dir]), 1, "not valid JSON")
+    _assert_clean_failure(_run(["evaluate", model_copy, "--data-dir", synthetic_data_dir, "--engine", "keras"]), 1, "not valid JSON")
 
 
 def test_failed_evaluate_writes_no_image(model_copy, tmp_path):
     (model_copy / "model.keras").write_bytes(b"garbage")
-    result = _run(["evaluate", model_copy, "--confusion-png", tmp_path / "cm.png"])
+    result = _run(["evaluate", model_copy, "--confusion-png", tmp_path / "cm.png", "--engine", "keras"])
     _assert_clean_failure(result, 1, "cannot load model")
     assert not (tmp_path / "cm.png").exists()
 
