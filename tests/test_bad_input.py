@@ -186,7 +186,7 @@ def test_unsupported_model_format(tmp_path, synthetic_data_dir):
 
 def test_corrupt_run_config(model_copy, synthetic_data_dir):
     (model_copy / "config.json").write_text("{not json")
-    _assert_clean_failure(_run(["evaluate", model_copy, "--data-dir", synthetic_data_dir, "--engine", "keras"]), 1, "not valid JSON")
+    _assert_clean_failure(_run(["evaluate", model_copy, "--data-dir", synthetic_data_dir]), 1, "not valid JSON")
 
 
 def test_failed_evaluate_writes_no_image(model_copy, tmp_path):

@@ -188,7 +188,7 @@ def test_report_table_keeps_whole_class_names_and_shows_ece_as_a_percentage(caps
     names = ["T-shirt/top", "Pullover", "Ankle boot"]
     per_class = [{"label": n, "index": i, "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1} for i, n in enumerate(names)]
     avg = {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 3}
-    report = {"dataset": "fashion", "split": "test", "count": 3, "model": "m.keras", "accuracy": 1.0, "top_k": 3, "top_k_accuracy": 1.0,
+    report = {"dataset": "fashion", "split": "test", "count": 3, "model": "m.keras", "format": "keras", "accuracy": 1.0, "top_k": 3, "top_k_accuracy": 1.0,
               "expected_calibration_error": 0.0057, "cross_entropy": 0.1, "objective": None, "per_class": per_class,
               "macro_avg": avg, "weighted_avg": avg, "confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "class_names": names,
               "low_confidence": {"threshold": 0.5, "flagged": 0, "flagged_share": 0.0, "mistakes": 0, "mistakes_flagged": 0,

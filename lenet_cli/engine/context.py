@@ -160,6 +160,7 @@ def choose_engine(ref: ModelRef, engine: str | None) -> tuple[ModelRef, ModelRef
         if engine == "keras" and fmt != "keras":
             raise BadValue("engine", f"keras needs a run directory or a .keras file, and {str(ref.model_path)!r} is not one (format: {fmt})")
         return ref, None, None
+    ref.run_config()  # a damaged run (config.json unreadable) is refused whichever of its models would answer
     if engine == "keras" or ref.model_path != ref.run_dir / runs.MODEL_FILE:
         return ref, None, None
     run = ref.run_dir
