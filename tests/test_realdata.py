@@ -72,6 +72,6 @@ def test_tensorboard_logs_of_a_real_run_hold_every_tag(real_run):
             assert f"epoch_{name}" in tags, (side, name)
         logged = {e.step: float(tensor_util.make_ndarray(e.tensor_proto)) for e in acc.Tensors("epoch_accuracy")}
         key = "accuracy" if side == "train" else "val_accuracy"
-        assert [round(logged[h["epoch"] - 1], 5) for h in history] == [round(h[key], 5) for h in history]
+        assert [round(logged[h["epoch"]], 5) for h in history] == [round(h[key], 5) for h in history]  # step = the epoch number, from 1
     matrix = np.array(json.loads((run / "confusion_matrix.json").read_text())["matrix"])
     assert matrix.sum() == 5000 and np.trace(matrix) / matrix.sum() == pytest.approx(history[-1]["val_accuracy"], abs=1e-12)

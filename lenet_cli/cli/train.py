@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import json
 import math
@@ -198,7 +199,13 @@ def run_training(request, quiet: bool, output_format: str) -> int:
     console = stderr_console(quiet=quiet)
     shown: dict = {}
 
+    stop = StopOnSignal()
+    signals = contextlib.ExitStack()
+
     def progress_for(plan) -> list:
+        # Ctrl-C / SIGTERM stop at the next step from here on: after the strategy is built, since TensorFlow's
+        # multi-worker start-up installs a SIGTERM handler of its own (before this, they end the process as usual)
+        signals.enter_context(stop)
         steps = math.ceil(len(plan.data.train) / plan.config.batch_size)
         shown["plan"] = plan
         shown["progress"] = RichProgress(console, plan.config.epochs, steps, header=_header(plan))
@@ -209,7 +216,7 @@ def run_training(request, quiet: bool, output_format: str) -> int:
             shown["progress"].on_train_end()
 
     try:
-        with StopOnSignal() as stop:
+        with signals:
             outcome = train(request, callbacks_for=progress_for, log=lambda m: _say(console, m),
                             should_stop=stop, start_watchdog=StartupWatchdog.start, status=console.status)
     except WriteFailed as exc:
