@@ -156,6 +156,7 @@ def test_writers_and_tones_policies():
     ("writers", "mnist", ["ElasticDistortion", "StrokeThickness", "RandomRotation", "LowResolution", "RandomTranslation"]),
     ("tones", "fashion", ["RandomFlip", "ToneCurve"]),
 ])
+@pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
 def test_a_policy_trains_through_the_command_and_never_reaches_the_saved_model(policy, dataset, layers, synthetic_data_dir, tmp_path):
     from lenet_cli.model.network import load_model_file
 

@@ -27,6 +27,7 @@ def test_bench_smoke(tmp_path):
         assert fragment in text, fragment
 
 
+@pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
 def test_time_to_accuracy_stops_at_the_first_probe_that_reaches_the_target(synthetic_data_dir):
     """The bench stops a run once the target is reached, so no recipe pays for the epochs after it."""
     from bench.time_to_accuracy import seconds_to

@@ -122,6 +122,7 @@ def test_folding_divides_the_models_logits_and_keeps_every_answer():
     assert (after.argmax(axis=1) == before.argmax(axis=1)).all()
 
 
+@pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
 def test_training_ships_the_calibrated_model_and_says_so(synthetic_data_dir, tmp_path):
     runs = {}
     for name, extra in (("on", ["--deterministic"]), ("off", ["--deterministic", "--no-calibrate"])):  # the same training twice
@@ -166,6 +167,7 @@ def test_config_json_refuses_a_calibrate_that_is_not_a_boolean():
     assert TrainConfig.from_json_dict({"calibrate": False}).calibrate is False
 
 
+@pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
 def test_without_a_validation_split_the_run_says_calibration_was_skipped(synthetic_data_dir, tmp_path):
     run = tmp_path / "run"
     result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--epochs", "1", "--validation-size", "0",
@@ -179,6 +181,7 @@ def test_without_a_validation_split_the_run_says_calibration_was_skipped(synthet
     assert "calibration" in result.stdout and "skipped: no validation split" in result.stdout
 
 
+@pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
 def test_a_validation_split_too_small_to_say_anything_leaves_the_model_uncalibrated(synthetic_data_dir, tmp_path):
     from lenet_cli.core.config import CALIBRATION_MIN_IMAGES
 

@@ -120,6 +120,7 @@ def test_loader_batches_litert_at_any_size(exported, keras_reference):
     assert loaded.dataset == "mnist" and loaded.metadata["source"] == "sidecar"
 
 
+@pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
 def test_int8_litert_is_calibrated_and_keeps_accuracy(exported, synthetic_data_dir, tmp_path_factory):
     """A confident model (the shared tiny run is near-uniform, so 1 flipped image of 200 is a full 0.5 points)."""
     root = tmp_path_factory.mktemp("int8")

@@ -113,6 +113,7 @@ def test_idx_header_claiming_a_million_images_with_three(tmp_path):
     assert "truncated or padded: 2,368 bytes after gunzip, expected 784,000,016" in out and peak < 300 * 1024
 
 
+@pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
 def test_train_refuses_the_billion_image_header_in_one_line(tmp_path):
     data = tmp_path / "data" / "mnist"
     labels = np.zeros(3, np.uint8)

@@ -48,6 +48,7 @@ def test_bfloat16_network_keeps_lrn_logits_and_softmax_in_float32():
     assert str(logits.dtype) == "float32"
 
 
+@pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
 def test_a_bfloat16_run_trains_records_its_precision_and_ships_a_float32_model(synthetic_data_dir, tmp_path):
     run = tmp_path / "run"
     result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--precision", "bfloat16", *TINY])

@@ -47,6 +47,7 @@ def test_flips_belong_to_clothing_never_to_digits():
     assert "flip" in policy_layers("clothing") and "flip" not in policy_layers("digits") and "flip" not in policy_layers("shift")
 
 
+@pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
 def test_the_shipped_model_carries_no_augmentation_and_the_config_says_what_ran(synthetic_data_dir, tmp_path):
     from lenet_cli.model.network import load_model_file
 
@@ -66,6 +67,7 @@ def test_the_shipped_model_carries_no_augmentation_and_the_config_says_what_ran(
         assert {f"augmentation/augment_{i}_{k}/seed_generator_state" for i, k in enumerate(("rotation", "zoom", "translation"))} <= set(archive.files)
 
 
+@pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
 def test_ema_ships_the_averaged_weights_and_validation_scores_them(synthetic_data_dir, tmp_path):
     run = tmp_path / "run"
     result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--ema", "0.9",

@@ -52,6 +52,7 @@ def test_commands_find_the_runs_data_without_being_told(finished_run, tmp_path, 
     assert json.loads(exported.stdout)[0]["verified_on"] > 0
 
 
+@pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
 def test_an_interrupted_run_is_explained_and_can_end_on_its_last_epoch(finished_run, tmp_path, synthetic_data_dir, monkeypatch):
     monkeypatch.delenv("LENET_DATA_DIR", raising=False)
     run = tmp_path / "stopped"

@@ -97,6 +97,7 @@ def test_confusion_json_matches_validation_accuracy(logs, trained_run):
     assert logged[max(logged)] == pytest.approx(np.trace(matrix) / matrix.sum(), rel=1e-6)
 
 
+@pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
 def test_a_resumed_run_carries_on_the_console_numbering_and_logs_its_inputs_once(synthetic_data_dir, tmp_path):
     """Epochs 1-2, then --resume for epoch 3: TensorBoard steps 1, 2, 3 as the console says "epoch 1/3" to "3/3"; inputs once, at 0."""
     from click.testing import CliRunner
