@@ -9,15 +9,10 @@ import click
 
 from lenet_cli.cli.options import (
     check_inputs,
-    engine_option,
-    image_inputs,
-    model_option,
     option_errors,
     output_format_option,
-    preprocess_options,
+    picture_options,
     resolve_format,
-    runs_dir_option,
-    top_k_option,
 )
 
 
@@ -87,12 +82,7 @@ def _print_table(records, method: str) -> None:
 
 
 @click.command()
-@image_inputs
-@model_option()
-@engine_option
-@runs_dir_option
-@preprocess_options
-@top_k_option("How many classes the sheet and the record list")
+@picture_options("How many classes the sheet and the record list")
 @click.option("--method", type=click.Choice(["integrated-gradients", "occlusion"]), default=None,
               help="Attribution method [default: integrated-gradients for runs and .keras models (TensorFlow); .onnx, .tflite and "
                    "SavedModels need occlusion, which for a run uses its model.tflite (see --engine)].")

@@ -254,3 +254,16 @@ def option_errors():
         raise click.BadParameter(str(exc), param_hint=f"'--{exc.field.replace('_', '-')}'") from None
 
 
+
+
+def picture_options(top_k_help: str):
+    """What every command that answers for pictures takes (``PictureRequest``'s fields): inputs, model, engine, runs folder,
+    preprocessing and ``--top-k``; predict and explain."""
+    def decorate(fn):
+        fn = top_k_option(top_k_help)(fn)
+        fn = preprocess_options(fn)
+        fn = runs_dir_option(fn)
+        fn = engine_option(fn)
+        fn = model_option()(fn)
+        return image_inputs(fn)
+    return decorate

@@ -11,16 +11,11 @@ import click
 
 from lenet_cli.cli.options import (
     check_inputs,
-    engine_option,
-    image_inputs,
     min_confidence_option,
-    model_option,
     option_errors,
     output_format_option,
-    preprocess_options,
+    picture_options,
     resolve_format,
-    runs_dir_option,
-    top_k_option,
 )
 from lenet_cli.core import config as C
 from lenet_cli.core.config import MIN_CONFIDENCE
@@ -123,12 +118,7 @@ def run_predict(request, output_format: str) -> int:
 
 
 @click.command()
-@image_inputs
-@model_option()
-@engine_option
-@runs_dir_option
-@preprocess_options
-@top_k_option("How many classes to list per image")
+@picture_options("How many classes to list per image")
 @min_confidence_option("Flag answers whose confidence is below this (low_confidence in records, '?' in the table)")
 @output_format_option(*C.PREDICT_FORMATS)
 @click.option("--save-preprocessed", type=click.Path(file_okay=False, path_type=Path), default=None,

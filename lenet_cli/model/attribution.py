@@ -349,17 +349,12 @@ def keras_logit_gradients(model) -> GradientFn:
 
 def ink_mask(image: np.ndarray, dilate: int = 1) -> np.ndarray:
     """The input's non-zero pixels, grown by ``dilate`` pixels (4-neighbourhood): where the strokes are."""
+    from lenet_cli.data.preprocess.image_ops import dilate as grow
+
     mask = np.asarray(image) > 0
     if mask.ndim == 3:
         mask = mask[..., 0]
-    for _ in range(dilate):
-        grown = mask.copy()
-        grown[1:] |= mask[:-1]
-        grown[:-1] |= mask[1:]
-        grown[:, 1:] |= mask[:, :-1]
-        grown[:, :-1] |= mask[:, 1:]
-        mask = grown
-    return mask
+    return grow(mask, dilate)
 
 
 def mass_on_ink(attributions: np.ndarray, image: np.ndarray, dilate: int = 1) -> float:
