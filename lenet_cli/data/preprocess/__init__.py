@@ -12,8 +12,9 @@ runs without TensorFlow):
   specks), crop, fit into 20x20 keeping the aspect ratio, paste into 28x28
   by centre of mass.
 * ``fashion``: find the article, trim, fit the longest edge to 28, sharpen
-  lightly, centre; an article fainter than Fashion-MNIST's faintest (a white
-  shirt on white) is brought up to their brightness.
+  lightly, centre, and stretch its darkness linearly to full scale, as every
+  Fashion-MNIST article reaches (another camera's tone curve, a white shirt
+  on white).
 * ``none``: grayscale, resize to 28x28, optionally invert.
 
 Values follow the training convention ``pixel / 255``: float32 in ``[0, 1]``,

@@ -8,7 +8,16 @@ import numpy as np
 
 from lenet_cli.data.preprocess.content import decide_invert, find_content
 from lenet_cli.data.preprocess.image_ops import centre_of_mass, dilate, grey_morph, resize, sharpen
-from lenet_cli.data.preprocess.settings import FASHION_MIN_PEAK, MNIST_BOX, MNIST_CENTRE, SIZE, STROKE_RANGE, VISIBLE_CONTRAST, blank_error
+from lenet_cli.data.preprocess.settings import (
+    FASHION_CONTENT_LEVEL,
+    FASHION_PEAK_QUANTILE,
+    MNIST_BOX,
+    MNIST_CENTRE,
+    SIZE,
+    STROKE_RANGE,
+    VISIBLE_CONTRAST,
+    blank_error,
+)
 
 
 def preprocess_none(luminance: np.ndarray, invert_setting: str, name: str | None) -> np.ndarray:
@@ -103,18 +112,26 @@ def preprocess_fashion(ink: np.ndarray, inverted: bool, name: str | None) -> np.
     out = np.zeros((SIZE, SIZE), dtype=np.float32)
     top, left = (SIZE - new_h) // 2, (SIZE - new_w) // 2
     out[top : top + new_h, left : left + new_w] = article
-    return lift_faint_article(out)
+    return match_fashion_darkness(out)
 
 
-def lift_faint_article(out: np.ndarray) -> np.ndarray:
-    """Scale an article fainter than any Fashion-MNIST trains on up to :data:`FASHION_MIN_PEAK` (its 99th percentile).
+def match_fashion_darkness(out: np.ndarray) -> np.ndarray:
+    """Stretch an article's darkness linearly until the 99th percentile of its content is full darkness.
 
-    Fashion-MNIST's articles all reach full brightness somewhere, and 99 %
-    of them have a 99th percentile of at least 0.58; a white shirt
-    photographed on white would otherwise reach the network as a shadow it
-    never saw. Articles already that bright are left as they are.
+    Every Fashion-MNIST training article reaches full darkness somewhere, but
+    another camera does not promise that: a lighter tone curve, a white shirt
+    on white, a grey product shot. On pictures rendered from the validation
+    split this linear map lifted the default model from 92.1 % to 93.4 % on
+    other tone curves and from 89.4 % to 92.1 % on white-on-white articles,
+    changing neither product pictures nor the dataset's own images (already
+    at full darkness); matching each picture's median or histogram to
+    Fashion-MNIST's did no better (bench/RESULTS.md). The map is linear, so
+    the article's own shading, which tells a shirt from a coat, is kept.
     """
-    peak = float(np.quantile(out, 0.99))
-    if 0.0 < peak < FASHION_MIN_PEAK:
-        out = np.clip(out * (FASHION_MIN_PEAK / peak), 0.0, 1.0).astype(np.float32)
-    return out
+    content = out[out > FASHION_CONTENT_LEVEL]
+    if content.size == 0:
+        return out
+    peak = float(np.quantile(content, FASHION_PEAK_QUANTILE))
+    if peak <= 0.0:
+        return out
+    return np.clip(out / peak, 0.0, 1.0).astype(np.float32)

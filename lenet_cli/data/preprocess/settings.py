@@ -63,10 +63,15 @@ FASHION_TRIM = 0.05
 """Fashion-MNIST trimmed edges within 5 % of the corner colour."""
 
 
-FASHION_MIN_PEAK = 0.58
-"""The 99th percentile of a Fashion-MNIST article's 28x28 pixels is at least this in 99 % of its training
-images (the median is 0.93); a fainter article is brought up to it, so the network sees a faint article as
-bright as the faintest it was trained on."""
+FASHION_PEAK_QUANTILE = 0.99
+"""Which share of an article's pixels sits below full darkness after :func:`match_fashion_darkness`.
+
+Every Fashion-MNIST training image reaches full darkness (its darkest pixel
+is 0.996-1.0 in all 60,000), so another camera's tone curve or a white shirt
+on white is stretched until the 99th percentile of its content is 1.0."""
+
+FASHION_CONTENT_LEVEL = 0.02
+"""Pixels above this darkness are the article's when its percentile is taken (the rest is background)."""
 
 
 @dataclass(frozen=True)
