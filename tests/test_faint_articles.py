@@ -182,3 +182,22 @@ def test_predict_flags_an_unsure_answer_on_a_faint_article(fashion_run, tmp_path
     [record] = json.loads(result.stdout)
     assert record["error"] is None and record["low_confidence"] is True
     assert "1 of 1 answer below 100% confidence" in result.stderr
+
+
+def test_bench_fashion_tones_reads_each_step_on_validation_renderings_and_restores_the_shipped_one(fashion_run, synthetic_data_dir,
+                                                                                                   monkeypatch):
+    from bench import fashion_tones
+    from lenet_cli.data.preprocess import recipes
+
+    shipped = recipes.match_fashion_darkness
+    monkeypatch.setenv("LENET_DATA_DIR", str(synthetic_data_dir))
+    result = fashion_tones.measure(fashion_run, count=6, names=["lift-faint", "stretch"])
+    assert result["split"] == "validation" and set(result["candidates"]) == {"lift-faint", "stretch"}
+    for row in result["candidates"].values():
+        assert set(row) == set(fashion_tones.KINDS) and all(0.0 <= value <= 1.0 for value in row.values())
+    assert recipes.match_fashion_darkness is shipped
+    faint = np.zeros((28, 28), np.float32)
+    faint[2:26, 4:24] = 0.2
+    assert np.quantile(fashion_tones.lift_faint(faint), 0.99) == pytest.approx(fashion_tones.OLD_MIN_PEAK)
+    with pytest.raises(SystemExit, match="unknown candidates"):
+        fashion_tones.measure(fashion_run, count=2, names=["gamma-2"])
