@@ -75,6 +75,7 @@ CANDIDATES: dict[str, list[str]] = {
                                   "tones"],  # stronger augmentation, more epochs: for the 92.8 % margin (~12.5 min on 2 cores)
     # random erasing (Zhong et al. 2020 report Fashion-MNIST's largest gain of their datasets) and shifts, at the default's dropout
     "long-dropout-0.3-clothing": ["--epochs", "24", "--dropout", "0.3", "--augment", "clothing"],
+    "long-dropout-0.25-flip": ["--epochs", "24", "--dropout", "0.25", "--augment", "flip"],  # flips regularise: less dropout may pay
 }
 FOR_DATASET = {  # flips never suit digits
     "mnist": ("base", "ema", "smooth", "shift", "digits", "digits-ema", "long-digits-ema", "b256-digits-ema", "b256-shift-ema",
@@ -82,7 +83,8 @@ FOR_DATASET = {  # flips never suit digits
     "fashion": ("base", "ema", "smooth", "flip", "clothing", "flip-ema", "clothing-ema", "long", "long-flip-ema", "long-flip-smooth-ema",
                 "long-ema", "long-smooth-ema", "long-dropout-0.35", "long-dropout-0.3", "long-dropout-0.25",
                 "long-dropout-0.3-flip", "long-dropout-0.3-smooth", "b512-dropout-0.3-flip", "long-dropout-0.3-tones",
-                "long-dropout-0.3-tones-ema", "b256-30-dropout-0.3-tones", "long-dropout-0.3-clothing"),
+                "long-dropout-0.3-tones-ema", "b256-30-dropout-0.3-tones", "long-dropout-0.3-clothing",
+                "long-dropout-0.25-flip"),
 }
 
 
