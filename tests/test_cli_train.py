@@ -62,7 +62,7 @@ def test_seed_preset_uses_the_tutorial_values():
     cfg = resolve_config("mnist", "seed")
     assert (cfg.learning_rate, cfg.l1, cfg.weight_decay, cfg.schedule, cfg.optimizer) == (0.01, 1e-4, 1e-4, "constant", "adam")
     assert resolve_config("mnist", "seed", learning_rate=0.5).learning_rate == 0.5
-    for dataset in ("mnist", "fashion"):  # the datasets' own defaults (Fashion: dropout 0.3 with flips) give way to the tutorial's
+    for dataset in ("mnist", "fashion"):  # the datasets' own defaults (Fashion: dropout 0.25 with flips) give way to the tutorial's
         cfg = resolve_config(dataset, "seed")
         assert (cfg.dropout, cfg.augment, cfg.ema_momentum, cfg.calibrate) == (0.5, "none", 0.0, False), dataset
 
