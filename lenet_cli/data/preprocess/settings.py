@@ -64,11 +64,13 @@ FASHION_TRIM = 0.05
 
 
 FASHION_PEAK_QUANTILE = 0.99
-"""Which share of an article's pixels sits below full darkness after :func:`match_fashion_darkness`.
+"""The quantile of an article's content that :func:`match_fashion_darkness` maps to full darkness.
 
 Every Fashion-MNIST training image reaches full darkness (its darkest pixel
 is 0.996-1.0 in all 60,000), so another camera's tone curve or a white shirt
-on white is stretched until the 99th percentile of its content is 1.0."""
+on white is stretched until the 99th percentile of its content is 1.0. A
+quantile rather than the maximum, so that a few sharpened or noisy pixels
+cannot hold the stretch back: 1 % of the content may clip."""
 
 FASHION_CONTENT_LEVEL = 0.02
 """Pixels above this darkness are the article's when its percentile is taken (the rest is background)."""
