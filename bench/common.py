@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -60,11 +61,13 @@ def onednn_in_use(tf) -> bool:
         return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "") == "1"
 
 
-def model_and_test_images(run_dir: Path, count: int):
-    """A trained model, the last ``count`` images of its dataset's test split, their labels, and its accuracy on them.
+def model_and_test_images(run_dir: Path, count: int, split: str = "test"):
+    """A trained model, ``count`` images of a split, their labels, and its accuracy on them.
 
     The starting point of the picture benchmarks (``predict_accuracy``, ``picture_kinds``), which compare how
-    ``lenet predict`` reads rendered pictures with how the model reads the same 28x28 originals.
+    ``lenet predict`` reads rendered pictures with how the model reads the same 28x28 originals. ``test``
+    gives the last ``count`` test images; ``validation`` the first ``count`` of the run's own validation
+    split (which it never trained on), for choices that must not look at the test split.
     """
     from lenet_cli.data.loader import load_split
     from lenet_cli.runtimes.loading import open_model
@@ -72,7 +75,13 @@ def model_and_test_images(run_dir: Path, count: int):
 
     ref = resolve_model(run_dir)
     loaded = open_model(ref)
-    split, _ = load_split(loaded.dataset, "test", data_dir())
-    images, labels = split.images[-count:], split.labels[-count:].astype(int)
+    if split == "validation":
+        config = Path(ref.model_path).parent / "config.json"
+        size = json.loads(config.read_text()).get("validation_size", 5000) if config.is_file() else 5000
+        held_out, _ = load_split(loaded.dataset, "validation", data_dir(), validation_size=size)
+        images, labels = held_out.images[:count], held_out.labels[:count].astype(int)
+    else:
+        held_out, _ = load_split(loaded.dataset, "test", data_dir())
+        images, labels = held_out.images[-count:], held_out.labels[-count:].astype(int)
     original = float((loaded.predict(images).argmax(1) == labels).mean())
     return ref, loaded, images, labels, original

@@ -16,7 +16,7 @@ A refused picture ("no content found") counts as wrong. The drawn kinds
 take nothing from MNIST, and no check set ever feeds training or the
 choice of a recipe.
 
-    python -m bench.picture_kinds RUN_DIR [--count 1000] [--kinds bold,thin]
+    python -m bench.picture_kinds RUN_DIR [--count 1000] [--kinds bold,thin] [--split validation]
 """
 
 from __future__ import annotations
@@ -76,19 +76,20 @@ def breakdown(predictions, truth: list[int], groups: list, class_names) -> dict:
                     "confusions": dict(row["confusions"].most_common(3))} for group, row in sorted(table.items())}
 
 
-def measure(run_dir: Path, count: int = 1000, kinds: list[str] | None = None, seed: int = 20260516) -> dict:
+def measure(run_dir: Path, count: int = 1000, kinds: list[str] | None = None, seed: int = 20260516, split: str = "test") -> dict:
     from lenet_cli.data.dataset import CLASS_NAMES
     from lenet_cli.data.picture_inputs import expand_inputs
     from lenet_cli.engine.predict import predict_items
     from tests.helpers.picture_kinds import DIGIT_KINDS, FASHION_KINDS, OTHER_WRITERS_KINDS
 
-    ref, loaded, images, labels, original = model_and_test_images(run_dir, count)
+    ref, loaded, images, labels, original = model_and_test_images(run_dir, count, split)
     dataset = loaded.dataset
     names = CLASS_NAMES[dataset]
     kinds = kinds or list(DIGIT_KINDS + OTHER_WRITERS_KINDS if dataset == "mnist" else FASHION_KINDS)
     result = {
         "dataset": dataset,
         "count": count,
+        "split": split,
         "model": str(ref.model_path),
         "cpu": cpu_model(),
         "original_accuracy": original,
@@ -125,9 +126,11 @@ def main():
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--count", type=int, default=1000, help="test images per kind (default 1000)")
     parser.add_argument("--kinds", help="comma-separated kinds (default: all for the model's dataset)")
+    parser.add_argument("--split", choices=("test", "validation"), default="test",
+                        help="render the last COUNT test images (default), or the first COUNT of the run's validation split")
     args = parser.parse_args()
     kinds = args.kinds.split(",") if args.kinds else None
-    print(json.dumps(measure(args.run_dir, args.count, kinds), indent=2))
+    print(json.dumps(measure(args.run_dir, args.count, kinds, split=args.split), indent=2))
 
 
 if __name__ == "__main__":
