@@ -293,3 +293,22 @@ def test_a_faint_article_is_as_faint_as_it_claims(variant):
     body = background - float(np.quantile(luminance, 0.1))  # the article covers well over a tenth of the picture
     assert FAINT_CONTRASTS[variant] * 0.7 < body < FAINT_CONTRASTS[variant] * 1.3
     assert background > 0.93
+
+
+def test_the_picture_benchmarks_draw_the_runs_validation_split_or_the_last_test_images(trained_run, synthetic_data_dir, monkeypatch):
+    import json
+
+    from bench.common import model_and_test_images
+    from lenet_cli.data.loader import load_split
+
+    monkeypatch.setenv("LENET_DATA_DIR", str(synthetic_data_dir))
+    monkeypatch.setenv("LENET_VERIFY_CHECKSUMS", "0")
+    size = json.loads((trained_run / "config.json").read_text())["validation_size"]
+    _, _, images, labels, original = model_and_test_images(trained_run, 5, "validation")
+    held_out, _ = load_split("mnist", "validation", synthetic_data_dir, validation_size=size)
+    np.testing.assert_array_equal(images, held_out.images[:5])
+    np.testing.assert_array_equal(labels, held_out.labels[:5])
+    assert 0.0 <= original <= 1.0
+    _, _, test_images, _, _ = model_and_test_images(trained_run, 5)
+    test, _ = load_split("mnist", "test", synthetic_data_dir)
+    np.testing.assert_array_equal(test_images, test.images[-5:])
