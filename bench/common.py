@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -61,6 +60,11 @@ def onednn_in_use(tf) -> bool:
         return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "") == "1"
 
 
+def validation_size_of(ref) -> int:
+    """How many training images a run held out for validation (its ``config.json``; lenet's 5,000 for a bare model file)."""
+    return (ref.run_config() or {}).get("validation_size", 5000)
+
+
 def model_and_test_images(run_dir: Path, count: int, split: str = "test"):
     """A trained model, ``count`` images of a split, their labels, and its accuracy on them.
 
@@ -76,9 +80,7 @@ def model_and_test_images(run_dir: Path, count: int, split: str = "test"):
     ref = resolve_model(run_dir)
     loaded = open_model(ref)
     if split == "validation":
-        config = Path(ref.model_path).parent / "config.json"
-        size = json.loads(config.read_text()).get("validation_size", 5000) if config.is_file() else 5000
-        held_out, _ = load_split(loaded.dataset, "validation", data_dir(), validation_size=size)
+        held_out, _ = load_split(loaded.dataset, "validation", data_dir(), validation_size=validation_size_of(ref))
         images, labels = held_out.images[:count], held_out.labels[:count].astype(int)
     else:
         held_out, _ = load_split(loaded.dataset, "test", data_dir())

@@ -6,9 +6,12 @@ Renders the first ``--count`` validation images (the first 5,000 training
 images, which the run never trained on) as product pictures, product
 pictures under other tone curves, and white-on-white articles (the
 generators of ``tests/helpers/picture_kinds.py``, seeded apart from
-``bench.picture_kinds``'s test renderings), plus each image as a plain
-28x28 PNG, and reads them with the run's model after each candidate last
-step of ``preprocess_fashion``:
+``bench.picture_kinds``'s test renderings), and reads them with the run's
+model after each candidate last step of ``preprocess_fashion``. Each step
+is also applied straight to every validation image (``dataset``): ``lenet
+predict`` leaves an image that already has the dataset's layout as it is,
+so this column says what the step costs an article that already looks
+like Fashion-MNIST's. The candidate steps:
 
 * ``lift-faint``: the step before issue #30's change: an article whose 99th
   percentile is under 0.58 (Fashion-MNIST's faintest 1 %) is scaled up to it;
@@ -34,9 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import cpu_model, data_dir
+from bench.common import cpu_model, data_dir, validation_size_of
 
-KINDS = ("product", "tones", "faint", "plain")
+KINDS = ("product", "tones", "faint")
+COLUMNS = (*KINDS, "dataset")
 FASHION_MEDIAN_DARKNESS = 0.69  # median over training articles of each one's median content darkness (pixels above 0.05)
 OLD_MIN_PEAK = 0.58  # the lift-faint step's level: the 99th percentile of 99 % of Fashion-MNIST's training articles
 
@@ -78,20 +82,11 @@ def histogram_matcher(reference: np.ndarray, stretch: Callable[[np.ndarray], np.
 
 
 def render(kind: str, images: np.ndarray, labels: np.ndarray) -> list[bytes]:
-    from PIL import Image
-
     from tests.helpers.picture_kinds import VARIANTS, render_kind
 
-    pictures = []
-    for index, (image, label) in enumerate(zip(images, labels)):
-        if kind == "plain":
-            buffer = io.BytesIO()
-            Image.fromarray(image.astype(np.uint8)).save(buffer, format="PNG")
-            pictures.append(buffer.getvalue())
-            continue
-        choices = VARIANTS.get(kind)
-        pictures.append(render_kind(kind, (77, index), image, label=int(label), variant=index % len(choices) if choices else None))
-    return pictures
+    choices = VARIANTS.get(kind)
+    return [render_kind(kind, (77, index), image, label=int(label), variant=index % len(choices) if choices else None)
+            for index, (image, label) in enumerate(zip(images, labels))]
 
 
 def measure(run_dir: Path, count: int, names: list[str] | None = None) -> dict:
@@ -99,18 +94,17 @@ def measure(run_dir: Path, count: int, names: list[str] | None = None) -> dict:
 
     import lenet_cli.data.preprocess.recipes as recipes
     from lenet_cli.core.errors import LenetError
-    from lenet_cli.data.loader import load_split
+    from lenet_cli.data.loader import load_dataset
     from lenet_cli.data.preprocess import PreprocessOptions, preprocess
     from lenet_cli.runtimes.loading import open_model
     from lenet_cli.store.runs import resolve_model
 
-    loaded = open_model(resolve_model(run_dir))
+    ref = resolve_model(run_dir)
+    loaded = open_model(ref)
     if loaded.dataset != "fashion":
         raise SystemExit(f"{run_dir} is a {loaded.dataset} model; this benchmark is for Fashion-MNIST models")
-    config = run_dir / "config.json"  # the run's own validation split, which it never trained on
-    validation_size = json.loads(config.read_text()).get("validation_size", 5000) if config.is_file() else 5000
-    validation, _ = load_split("fashion", "validation", data_dir(), validation_size=validation_size)
-    train, _ = load_split("fashion", "train", data_dir(), validation_size=validation_size)
+    data = load_dataset("fashion", data_dir(), validation_size=validation_size_of(ref), splits=("train", "validation"))
+    validation, train = data.split("validation"), data.split("train")
     images, labels = validation.images[:count], validation.labels[:count].astype(int)
     shipped = recipes.match_fashion_darkness
     candidates: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -124,26 +118,33 @@ def measure(run_dir: Path, count: int, names: list[str] | None = None) -> dict:
         raise SystemExit(f"unknown candidates {sorted(unknown)}; choose from {list(candidates)}")
     candidates = {name: step for name, step in candidates.items() if not names or name in names}
     pictures = {kind: render(kind, images, labels) for kind in KINDS}
-    result: dict = {"model": str(run_dir), "cpu": cpu_model(), "count": count, "split": "validation",
-                    "original_accuracy": float((loaded.predict(images).argmax(1) == labels).mean()), "candidates": {}}
+    dataset = validation.images.astype(np.float32) / 255.0
+    result: dict = {"model": str(ref.model_path), "cpu": cpu_model(), "count": count, "split": "validation",
+                    "original_accuracy": accuracy(loaded, images, labels), "dataset_images": len(dataset),
+                    "dataset_accuracy": accuracy(loaded, validation.images, validation.labels), "candidates": {}}
     try:
         for name, step in candidates.items():
             recipes.match_fashion_darkness = step  # preprocess_fashion looks its last step up here at call time
             row = {}
             for kind in KINDS:
                 inputs = []
-                for data in pictures[kind]:
+                for data_bytes in pictures[kind]:
                     try:
-                        inputs.append(preprocess(Image.open(io.BytesIO(data)), PreprocessOptions(mode="fashion")))
+                        inputs.append(preprocess(Image.open(io.BytesIO(data_bytes)), PreprocessOptions(mode="fashion")))
                     except LenetError:
                         inputs.append(np.zeros((28, 28), np.float32))  # refused: counts as wrong unless the model guesses right
-                predicted = loaded.predict(np.stack(inputs)[..., None].astype(np.float32)).argmax(1)
-                row[kind] = float((predicted == labels).mean())
+                row[kind] = accuracy(loaded, np.stack(inputs)[..., None], labels)
+            row["dataset"] = accuracy(loaded, np.stack([step(image) for image in dataset])[..., None], validation.labels)
             result["candidates"][name] = row
-            print(f"{name:14s} " + "  ".join(f"{kind} {row[kind]:.1%}" for kind in KINDS), file=sys.stderr, flush=True)
+            print(f"{name:14s} " + "  ".join(f"{column} {row[column]:.2%}" for column in COLUMNS), file=sys.stderr, flush=True)
     finally:
         recipes.match_fashion_darkness = shipped
     return result
+
+
+def accuracy(loaded, inputs: np.ndarray, labels: np.ndarray) -> float:
+    """Share of ``inputs`` (uint8 as in the IDX files, or float in [0, 1]) the model reads as ``labels``."""
+    return float((loaded.predict(inputs).argmax(1) == np.asarray(labels).astype(int)).mean())
 
 
 def main() -> None:

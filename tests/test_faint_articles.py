@@ -194,7 +194,8 @@ def test_bench_fashion_tones_reads_each_step_on_validation_renderings_and_restor
     result = fashion_tones.measure(fashion_run, count=6, names=["lift-faint", "stretch"])
     assert result["split"] == "validation" and set(result["candidates"]) == {"lift-faint", "stretch"}
     for row in result["candidates"].values():
-        assert set(row) == set(fashion_tones.KINDS) and all(0.0 <= value <= 1.0 for value in row.values())
+        assert set(row) == set(fashion_tones.COLUMNS) and all(0.0 <= value <= 1.0 for value in row.values())
+    assert result["dataset_images"] > result["count"]  # the dataset column reads the whole validation split
     assert recipes.match_fashion_darkness is shipped
     faint = np.zeros((28, 28), np.float32)
     faint[2:26, 4:24] = 0.2

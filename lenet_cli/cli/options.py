@@ -254,8 +254,6 @@ def option_errors():
         raise click.BadParameter(str(exc), param_hint=f"'--{exc.field.replace('_', '-')}'") from None
 
 
-
-
 def picture_options(top_k_help: str):
     """What every command that answers for pictures takes (``PictureRequest``'s fields): inputs, model, engine, runs folder,
     preprocessing and ``--top-k``; predict and explain."""
