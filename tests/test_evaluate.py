@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from lenet_cli.cli import cli
+from lenet_cli.core.errors import EXIT_BELOW_BAR
 
 
 def _evaluate(*args):
@@ -128,7 +129,7 @@ def test_min_accuracy_gate(trained_run, synthetic_data_dir):
     at_the_bar = _evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "json", "--min-accuracy", repr(accuracy))
     assert at_the_bar.exit_code == 0, at_the_bar.output
     failed = _evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "json", "--min-accuracy", f"{accuracy + 0.01:.4f}")
-    assert failed.exit_code == 1 and "below --min-accuracy" in failed.stderr
+    assert failed.exit_code == EXIT_BELOW_BAR and "below --min-accuracy" in failed.stderr
     assert json.loads(failed.stdout)["accuracy"] == accuracy  # the report is still printed
 
 

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from lenet_cli.cli import cli
+from lenet_cli.core.errors import EXIT_MISSING_EXTRA
 
 FLOAT_MAX_DIFF = 1e-4
 
@@ -227,7 +228,7 @@ def test_model_without_metadata_needs_dataset(exported, synthetic_data_dir, tmp_
 def test_missing_extra_gets_a_one_line_hint(trained_run, exported, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tf2onnx", None)  # import tf2onnx -> ImportError
     result = _export(trained_run, "--output", tmp_path / "m.onnx", "--no-verify")
-    assert result.exit_code == 2  # a usage error, found before anything loads
+    assert result.exit_code == EXIT_MISSING_EXTRA  # found before anything loads, the same code on every command
     assert result.output.strip() == "Error: --to onnx needs the onnx extra: pip install 'lenet-cli[onnx]'"
     assert not (tmp_path / "m.onnx").exists()
 

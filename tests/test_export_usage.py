@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from lenet_cli.core.errors import EXIT_MISSING_EXTRA
+
 PROBE = """
 import sys
 {block}
@@ -52,7 +54,7 @@ def test_a_suffix_that_names_another_format_is_one_line_and_exit_2(tmp_path, arg
 
 def test_every_missing_extra_is_named_at_once(tmp_path):
     lines, stderr, code = _export(tmp_path, ["--to", "all", "-o", "{tmp}/dist"], missing=("tf2onnx", "onnxruntime", "ai_edge_litert"))
-    assert code == 2
+    assert code == EXIT_MISSING_EXTRA
     assert stderr.strip() == "Error: --to all needs the litert and onnx extras: pip install 'lenet-cli[litert,onnx]'"
     assert lines[0] == "False"
     assert not (tmp_path / "dist").exists()

@@ -409,11 +409,12 @@ def test_without_the_serve_extra_it_names_the_extra(template_model, monkeypatch)
     from click.testing import CliRunner
 
     from lenet_cli.cli import cli
+    from lenet_cli.core.errors import EXIT_MISSING_EXTRA
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real_find_spec(name, *a))
     result = CliRunner().invoke(cli, ["serve", str(template_model)])
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_MISSING_EXTRA  # the same code as every command's missing extra
     assert result.stderr == "Error: lenet serve needs the serve extra (uvicorn is missing): pip install 'lenet-cli[serve]'\n"
 
 

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from lenet_cli.cli import cli
 from lenet_cli.core import tune_space
-from lenet_cli.core.errors import BadValue
+from lenet_cli.core.errors import EXIT_MISSING_EXTRA, BadValue
 
 optuna = pytest.importorskip("optuna", reason="lenet tune needs the tune extra: pip install 'lenet-cli[tune]'")
 
@@ -195,7 +195,7 @@ def test_without_the_extra_the_command_says_so_in_one_line(monkeypatch):
 
     monkeypatch.setattr(extras, "module_missing", lambda module: module == "optuna")
     result = CliRunner().invoke(cli, ["tune", "--dataset", "fashion"])
-    assert result.exit_code == 2 and _one_error_line(result) == "Error: lenet tune needs Optuna: pip install 'lenet-cli[tune]'"
+    assert result.exit_code == EXIT_MISSING_EXTRA and _one_error_line(result) == "Error: lenet tune needs Optuna: pip install 'lenet-cli[tune]'"
 
 
 @pytest.mark.parametrize("argv, code", [(["tune", "--help"], 0), (["tune", "--trials", "0"], 2), (["tune", "--pruner", "random"], 2)])

@@ -23,7 +23,7 @@ from lenet_cli.cli.options import (
     top_k_option,
 )
 from lenet_cli.core import config as C
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import BelowBar
 
 
 def report_to_csv(report: dict) -> str:
@@ -132,7 +132,7 @@ def run_evaluate(request, output_format: str, min_accuracy: float | None = None)
     else:
         print_report_table(report)
     if min_accuracy is not None and report["accuracy"] < min_accuracy:
-        raise LenetError(f"accuracy {report['accuracy']:.4f} is below --min-accuracy {min_accuracy:g}")
+        raise BelowBar(f"accuracy {report['accuracy']:.4f} is below --min-accuracy {min_accuracy:g}")
 
 
 @click.command()
@@ -151,7 +151,7 @@ def run_evaluate(request, output_format: str, min_accuracy: float | None = None)
 @click.option("--misclassified-count", type=click.IntRange(min=1), default=32, show_default=True, help="How many mistakes the gallery shows.")
 @click.option("--reliability-png", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the reliability diagram (accuracy against confidence, 15 bins) here.")
-@click.option("--min-accuracy", type=click.FloatRange(0, 1), default=None, help="Exit with code 1 when accuracy is below this (a CI gate).")
+@click.option("--min-accuracy", type=click.FloatRange(0, 1), default=None, help="Exit with code 4 when accuracy is below this (a CI gate; other failures exit 1).")
 @min_confidence_option("Report how often `lenet predict` would flag an answer as unsure at this threshold, and the mistakes it catches")
 def evaluate(model, model_option, engine, runs_dir, dataset, split, data_dir, batch_size, top_k, output_format, confusion_png, misclassified,
              misclassified_count, reliability_png, min_accuracy, min_confidence):

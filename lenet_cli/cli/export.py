@@ -16,7 +16,7 @@ from lenet_cli.cli.options import (
     runs_dir_option,
 )
 from lenet_cli.core import config as C
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import LenetError, MissingExtra
 from lenet_cli.core.units import human_size
 from lenet_cli.runtimes.formats import FORMATS
 
@@ -134,7 +134,8 @@ def export(model, model_option, runs_dir, export_format, output, quantize, datas
         raise UsageLine(mismatch)
     missing = missing_extras(tuple(FORMATS) if export_format == "all" else (export_format,), verify)
     if missing:
-        raise UsageLine(f"--to {export_format} needs the {' and '.join(missing)} extra{'s' if len(missing) > 1 else ''}: "
-                        f"pip install 'lenet-cli[{','.join(missing)}]'")
+        command = f"pip install 'lenet-cli[{','.join(missing)}]'"
+        raise MissingExtra(f"--to {export_format} needs the {' and '.join(missing)} extra{'s' if len(missing) > 1 else ''}: {command}",
+                           hint=command)
     output_format = "json" if as_json else resolve_format(output_format)
     run_export(pick_model(model, model_option), export_format, output, quantize, dataset, runs_dir, data_dir, verify, output_format)

@@ -4,9 +4,10 @@ Each command lives in its own module beside this one and is attached here.
 Nothing here imports TensorFlow at module level: ``lenet --help`` and usage
 errors answer without it; each command imports its engine module when it runs.
 
-Exit codes: 0 success; 1 a handled error (bad file, bad data, a failed
-``--min-accuracy`` gate, a failed input in ``predict``); 2 a usage error;
-130 / 143 training interrupted by SIGINT / SIGTERM.
+Exit codes (one meaning each; lenet_cli.core.errors names them): 0 success;
+1 a handled error (bad file, bad data, a failed input in ``predict``); 2 a
+usage error; 3 a missing extra; 4 a model below ``--min-accuracy``; 5 lenet
+tune's database went away; 130 / 143 interrupted by SIGINT / SIGTERM.
 """
 
 from __future__ import annotations
@@ -30,8 +31,16 @@ from lenet_cli.core.env import DEBUG_ENV
 from lenet_cli.core.errors import LenetError
 
 
+class ErrorLine(click.ClickException):
+    """A :class:`LenetError` told as one ``Error: ...`` line, with its class's exit code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class LenetGroup(click.Group):
-    """Turn the project's expected errors into one line on stderr and exit code 1, and Ctrl-C into exit 130."""
+    """Turn the project's expected errors into one line on stderr and their exit code, and Ctrl-C into exit 130."""
 
     def invoke(self, ctx):
         try:
@@ -44,7 +53,7 @@ class LenetGroup(click.Group):
         except LenetError as exc:
             if debug_requested(ctx):
                 raise
-            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+            raise ErrorLine(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code) from None
 
 
 @click.group(cls=LenetGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -68,8 +77,26 @@ def cli(ctx, debug: bool):
     prepare_tensorflow_env()  # before any command imports TensorFlow, however indirectly
 
 
+def _debug_here(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``--debug`` given after a command's name: the same as before it, for the whole invocation."""
+    if value:
+        from lenet_cli.core.tensorflow_env import show_native_logs
+
+        ctx.find_root().obj = ctx.obj = Settings(debug=True)
+        show_native_logs()
+
+
+def _accept_debug_everywhere(command: click.Command) -> None:
+    """Give ``command`` and every subcommand under it the root's ``--debug``, so ``lenet predict --debug`` works too."""
+    command.params.append(click.Option(["--debug"], is_flag=True, expose_value=False, is_eager=True, callback=_debug_here,
+                                       help="Show full tracebacks and TensorFlow's logs (as lenet --debug)."))
+    for sub in getattr(command, "commands", {}).values():
+        _accept_debug_everywhere(sub)
+
+
 for _command in (train, evaluate, export, predict, runs_group, serve, explain, tune):
     cli.add_command(_command)
+    _accept_debug_everywhere(_command)
 
 
 FAST_EXIT_COMMANDS = ("predict", "evaluate", "explain")  # commands whose work is all on disk and stdout when they return

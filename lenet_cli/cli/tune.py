@@ -13,7 +13,7 @@ import click
 
 from lenet_cli.cli.options import DATASET, DATASET_HELP, data_dir_option, output_format_option, resolve_format, runs_dir_option
 from lenet_cli.core import config as C
-from lenet_cli.core.errors import BadValue
+from lenet_cli.core.errors import BadValue, MissingExtra
 from lenet_cli.core.units import human_duration, plural
 
 TRIAL_FIELDS = ("trial", "state", "val_accuracy", "epochs_run", "epochs", "seconds", "retry_of", "host", "run_dir")
@@ -217,7 +217,7 @@ def tune(ctx, dataset, data_dir, runs_dir, study, storage, trials, timeout, spac
     from lenet_cli.runtimes.extras import module_missing
 
     if module_missing("optuna"):
-        raise UsageLine("lenet tune needs Optuna: pip install 'lenet-cli[tune]'")
+        raise MissingExtra("lenet tune needs Optuna: pip install 'lenet-cli[tune]'", hint="pip install 'lenet-cli[tune]'")
     from lenet_cli.engine.tune import TuneRequest
 
     request = TuneRequest(dataset=dataset or "mnist", data_dir=data_dir, runs_dir=runs_dir, study=study, storage=storage, trials=trials,

@@ -2,12 +2,19 @@
 
 Lower layers raise a :class:`LenetError` subclass with a message that says
 what went wrong and how to fix it; the command line turns it into one
-``Error: ...`` line on stderr and exit code 1 (exit 2 for a
-:class:`BadValue`, which names the option to fix). Anything else is a bug and
-keeps its traceback.
+``Error: ...`` line on stderr and the class's ``exit_code``, so each code
+means one thing to a shell script (README "Exit codes"). Anything else is a
+bug and keeps its traceback.
 """
 
 from __future__ import annotations
+
+# Exit codes, one meaning each (README "Exit codes"); 130 / 143 are a signal's 128 + number, as shells report them.
+EXIT_ERROR = 1  # a handled error: a bad or missing file, bad data, an unloadable model
+EXIT_USAGE = 2  # a value or combination the command cannot take (Click's usage errors, BadValue)
+EXIT_MISSING_EXTRA = 3  # an optional dependency is not installed: the message names the pip command
+EXIT_BELOW_BAR = 4  # the command worked, and the model missed the accuracy bar it was given (a CI gate)
+EXIT_STORAGE_LOST = 5  # a shared store (lenet tune's database) went away mid-command: run the same command again once it is back
 
 
 class LenetError(Exception):
@@ -17,6 +24,8 @@ class LenetError(Exception):
         message: What went wrong, and how to fix it, in one line.
         hint: A further step a caller may show (an install command, say), or None.
     """
+
+    exit_code = EXIT_ERROR
 
     def __init__(self, message: str = "", hint: str | None = None):
         super().__init__(message)
@@ -42,6 +51,14 @@ class ExportError(LenetError):
 class MissingExtra(LenetError):
     """An optional dependency is not installed; ``hint`` is the pip command that installs it."""
 
+    exit_code = EXIT_MISSING_EXTRA
+
+
+class BelowBar(LenetError):
+    """The model was scored, and its accuracy is below the bar the caller set: a weak model, not a broken pipeline."""
+
+    exit_code = EXIT_BELOW_BAR
+
 
 class BadValue(LenetError):
     """A value the caller chose that cannot work with this model or data.
@@ -49,6 +66,8 @@ class BadValue(LenetError):
     ``field`` names the parameter (``top_k``), never a command-line flag: the
     command line maps it to its option, and exits 2 as for any usage error.
     """
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, field: str, message: str):
         super().__init__(message)

@@ -25,12 +25,20 @@ from lenet_cli.core.env import DEBUG_ENV, TF_LOG_ENV
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 
 _native_logs_shown = False  # set by --debug for this process
+_silenced_here = False  # TF_CPP_MIN_LOG_LEVEL was set by prepare_tensorflow_env, not by the user
 
 
 def show_native_logs() -> None:
-    """Let TensorFlow's and the runtimes' own notices through in this process (``--debug``)."""
-    global _native_logs_shown
+    """Let TensorFlow's and the runtimes' own notices through in this process (``--debug``).
+
+    ``--debug`` may come after the command's name, when :func:`prepare_tensorflow_env` has already silenced
+    TensorFlow: that silencing is undone while TensorFlow is not loaded yet (a level the user set stays).
+    """
+    global _native_logs_shown, _silenced_here
     _native_logs_shown = True
+    if _silenced_here and "tensorflow" not in sys.modules:
+        os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+        _silenced_here = False
 
 
 def logs_requested() -> bool:
@@ -46,8 +54,10 @@ def prepare_tensorflow_env() -> None:
     """
     os.environ.setdefault(ONEDNN_ENV, "1")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    if not logs_requested():  # 3: not even its C++ ERROR lines; lenet reports failures itself, in one line
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    global _silenced_here
+    if not logs_requested() and "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # 3: not even its C++ ERROR lines; lenet reports failures itself
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        _silenced_here = True
 
 
 @contextlib.contextmanager

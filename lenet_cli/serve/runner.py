@@ -15,7 +15,7 @@ import socket
 import sys
 from pathlib import Path
 
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import LenetError, MissingExtra
 from lenet_cli.core.serve_settings import ServeSettings
 
 SERVE_EXTRA_HINT = "pip install 'lenet-cli[serve]'"
@@ -29,7 +29,7 @@ def require_serve_extra() -> None:
 
     missing = [name for name in SERVE_MODULES if importlib.util.find_spec(name) is None]
     if missing:
-        raise LenetError(f"lenet serve needs the serve extra ({missing[0]} is missing): {SERVE_EXTRA_HINT}")
+        raise MissingExtra(f"lenet serve needs the serve extra ({missing[0]} is missing): {SERVE_EXTRA_HINT}", hint=SERVE_EXTRA_HINT)
 
 
 def log_config(access_log: bool) -> dict:
