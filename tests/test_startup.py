@@ -42,6 +42,18 @@ def test_no_tensorflow_import(argv, code):
     assert proc.stdout.strip().splitlines()[-1] == f"exit {code}"
 
 
+def test_bad_training_data_is_refused_before_tensorflow_starts(tmp_path):
+    """A missing data folder or a malformed pixel CSV is refused in a fraction of a second: TensorFlow is not loaded first."""
+    bad_csv = tmp_path / "pixels.csv"
+    bad_csv.write_text("label,a\n1,2\n", encoding="utf-8")
+    for argv in (["train", "--data-dir", str(tmp_path / "nowhere"), "--runs-dir", str(tmp_path / "runs")],
+                 ["train", "--dataset", str(bad_csv), "--runs-dir", str(tmp_path / "runs")]):
+        proc = subprocess.run([sys.executable, "-c", PROBE.format(argv=argv)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip().splitlines()[-1] == "exit 1"
+        assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("Error: "), proc.stderr
+
+
 def test_python_dash_m_works():
     proc = subprocess.run([sys.executable, "-m", "lenet_cli", "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "lenet, version" in proc.stdout

@@ -191,9 +191,8 @@ def _say(console, message: str) -> None:
 def run_training(request, quiet: bool, output_format: str) -> int:
     """Train with a progress display on stderr, print the metrics on stdout; return the exit code."""
     from lenet_cli.cli.console import stderr_console
-    from lenet_cli.cli.progress import RichProgress
+    from lenet_cli.engine.interrupted import TrainingInterrupted
     from lenet_cli.engine.train import train
-    from lenet_cli.engine.trainer import TrainingInterrupted
     from lenet_cli.store.atomic import WriteFailed
 
     console = stderr_console(quiet=quiet)
@@ -205,6 +204,8 @@ def run_training(request, quiet: bool, output_format: str) -> int:
     def progress_for(plan) -> list:
         # Ctrl-C / SIGTERM stop at the next step from here on: after the strategy is built, since TensorFlow's
         # multi-worker start-up installs a SIGTERM handler of its own (before this, they end the process as usual)
+        from lenet_cli.cli.progress import RichProgress  # a Keras callback: imported once TensorFlow runs, after the inputs are checked
+
         signals.enter_context(stop)
         steps = math.ceil(len(plan.data.train) / plan.config.batch_size)
         shown["plan"] = plan

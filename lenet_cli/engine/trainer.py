@@ -26,6 +26,7 @@ from lenet_cli.core.errors import LenetError
 from lenet_cli.core.tensorflow_env import import_tensorflow
 from lenet_cli.core.units import plural
 from lenet_cli.data.dataset import Dataset, Split
+from lenet_cli.engine.interrupted import TrainingInterrupted
 from lenet_cli.model.checkpoint import (
     TrainingState,
     load_checkpoint,
@@ -57,24 +58,6 @@ def score(predictor, split: Split) -> dict[str, float]:
     logits = predictor.logits(split.images)
     return {"cross_entropy": mean_cross_entropy(split.labels, logits),
             "accuracy": float((logits.argmax(axis=1) == split.labels).mean())}
-
-
-class TrainingInterrupted(Exception):
-    """Training stopped on a signal; the last completed epoch's checkpoint is on disk.
-
-    With no epoch completed there is nothing to resume, and nothing
-    resumable is kept: ``checkpoint_kept`` is False, and ``run_dir_removed``
-    says whether the run directory went too (:func:`lenet_cli.store.runs.discard_unstarted_run`).
-    """
-
-    def __init__(self, signum: int, completed_epochs: int, run_dir: Path, by_peer: bool = False):
-        super().__init__(f"interrupted by signal {signum} after {plural(completed_epochs, 'completed epoch')}")
-        self.by_peer = by_peer  # another worker of a distributed run received the signal
-        self.signum = signum
-        self.completed_epochs = completed_epochs
-        self.run_dir = run_dir
-        self.checkpoint_kept = True
-        self.run_dir_removed = False
 
 
 @dataclass
