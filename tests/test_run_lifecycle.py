@@ -78,6 +78,11 @@ def test_an_interrupted_run_is_explained_and_can_end_on_its_last_epoch(finished_
     metrics = json.loads((run / "metrics.json").read_text())
     assert len(history) == 2 and metrics["epochs"] == 2
     assert metrics["train_seconds"] == pytest.approx(sum(h["epoch_seconds"] for h in history))
+    ended_config = json.loads((run / "config.json").read_text())  # what it finished with, and what it was first planned as
+    assert ended_config["epochs"] == 2 and ended_config["planned_epochs"] == 3
+    listed = _lenet("runs", "--runs-dir", tmp_path, "--format", "json")
+    record = next(r for r in json.loads(listed.stdout) if r["name"] == "stopped")
+    assert (record["status"], record["epochs_completed"], record["epochs"]) == ("finished", 2, 2)
 
     again = _lenet("train", "--resume", run)
     assert again.exit_code == 1 and "has finished" in again.stderr and f"--init-from {run}" in again.stderr

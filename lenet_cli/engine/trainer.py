@@ -130,6 +130,7 @@ def _start_or_resume(session: _Session, run_dir: Path, resume: bool) -> tuple[Tr
         state, arrays = load_checkpoint(run_dir)
         restore(session.model, session.optimizer, arrays, session.step.augmentation)
         rng.bit_generator.state = state.rng_state
+        _record_new_end(run_dir, session.cfg.epochs)
         return state, rng
     from lenet_cli.model.augmentation import describe
 
@@ -138,6 +139,18 @@ def _start_or_resume(session: _Session, run_dir: Path, resume: bool) -> tuple[Tr
     write_json_atomic(run_dir / runs.CONFIG_FILE, config)
     save_checkpoint(run_dir, session.model, session.optimizer, state, session.step.augmentation)
     return state, rng
+
+
+def _record_new_end(run_dir: Path, epochs: int) -> None:
+    """A resume that moved the run's end says so in ``config.json``: ``epochs`` is the new end, ``planned_epochs`` the first plan.
+
+    Every later reader (``lenet runs``, ``metrics.json``, a further resume) then counts against the end the run
+    really has, not the total it started with.
+    """
+    saved = runs.read_json_or_none(run_dir / runs.CONFIG_FILE)
+    if not isinstance(saved, dict) or saved.get("epochs") == epochs:
+        return
+    write_json_atomic(run_dir / runs.CONFIG_FILE, {**saved, "epochs": epochs, "planned_epochs": saved.get("planned_epochs", saved.get("epochs"))})
 
 
 def _callbacks(session: _Session, data: Dataset, run_dir: Path, callbacks, tensorboard: bool, histograms: bool):
