@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -320,3 +321,52 @@ def test_progress_names_the_final_paths_and_the_notes_sit_under_the_table(traine
     assert result.exit_code == 0, result.output
     assert ".tmp" not in result.stderr and f"exporting onnx to {tmp_path / 'dist' / 'model.onnx'}" in result.stderr
     assert result.stdout.rstrip().splitlines()[-1] == "not verified (--no-verify)"
+
+
+def _pair(path: Path) -> tuple[bytes, str | None]:
+    sidecar = Path(str(path) + ".lenet.json")
+    return path.read_bytes(), json.loads(sidecar.read_text())["dataset"] if sidecar.exists() else None
+
+
+def _as_if_fashion(path: Path) -> bytes:
+    """Make ``path`` another model with its own sidecar: what an earlier Fashion export at that path looks like."""
+    sidecar = Path(str(path) + ".lenet.json")
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "dataset": "fashion"}))
+    path.write_bytes(path.read_bytes() + b"another model")
+    return path.read_bytes()
+
+
+def test_overwriting_an_export_says_replaced(trained_run, synthetic_data_dir, tmp_path):
+    out = tmp_path / "model.keras"
+    first = _export(trained_run, "-o", out, "--data-dir", synthetic_data_dir, "--no-verify", "--format", "json")
+    assert first.exit_code == 0 and "replaced" not in first.stderr and json.loads(first.stdout)[0]["replaced"] is False
+    _as_if_fashion(out)
+    second = _export(trained_run, "-o", out, "--data-dir", synthetic_data_dir, "--no-verify", "--format", "json")
+    assert second.exit_code == 0, second.output
+    assert f"replaced {out}: it held an earlier keras export of a fashion model" in second.stderr
+    assert json.loads(second.stdout)[0]["replaced"] is True
+    assert _pair(out)[1] == "mnist"
+
+
+@pytest.mark.parametrize("crash_at", [1, 2])
+def test_a_crash_never_leaves_a_model_beside_another_models_sidecar(trained_run, synthetic_data_dir, tmp_path, monkeypatch, crash_at):
+    out = tmp_path / "model.keras"
+    assert _export(trained_run, "-o", out, "--data-dir", synthetic_data_dir, "--no-verify").exit_code == 0
+    old_model = _as_if_fashion(out)
+    real_replace, renamed = os.replace, []
+
+    def killed_between_renames(src, dst):  # the process dies at the pair's first or second rename into place
+        if str(dst) in (str(out), str(out) + ".lenet.json"):
+            renamed.append(dst)
+            if len(renamed) == crash_at:
+                raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_between_renames)
+    result = _export(trained_run, "-o", out, "--data-dir", synthetic_data_dir, "--no-verify")
+    monkeypatch.undo()
+    assert result.exit_code == 130
+    model, dataset = _pair(out)
+    # the old pair, or a model without a sidecar: never the new model beside the old sidecar, nor the old model beside the new one
+    assert (model == old_model and dataset in ("fashion", None)) or (model != old_model and dataset in (None, "mnist")), (model == old_model, dataset)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [], "temporary files left"

@@ -68,6 +68,7 @@ class ExportResult:
     accuracy: float | None = None
     keras_accuracy: float | None = None
     load_seconds: float | None = None  # load + first one-image inference, in this process
+    replaced: bool = False  # the path held an earlier export (or other file), now replaced
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +82,7 @@ class ExportResult:
             "accuracy": self.accuracy,
             "keras_accuracy": self.keras_accuracy,
             "load_seconds": self.load_seconds,
+            "replaced": self.replaced,
         }
 
 
@@ -214,11 +216,16 @@ def verify_export(path: Path, fmt: str, quantize: str, reference: _Reference) ->
 
 def _write_one(model, fmt: str, final: Path, metadata: dict, quantize: str, calibration, reference: _Reference | None, log,
                shown: Path | None = None) -> ExportResult:
-    """Write one export beside ``final``, verify it, then write its sidecar and rename it into place.
+    """Write one export beside ``final``, verify it, then rename it and its sidecar into place, as one pair.
 
-    ``shown`` is the path people are told (the final one, when ``final`` is inside a folder still being made).
+    The old sidecar goes just before the new model is renamed in, and the new sidecar follows it: a crash at
+    any moment leaves the old pair, or a model without a sidecar, never a model beside another model's sidecar.
+    A failed write or verification leaves the old pair as it was. ``shown`` is the path people are told (the
+    final one, when ``final`` is inside a folder still being made).
     """
-    with atomic_path(final) as tmp:
+    sidecar = Path(str(final) + SIDECAR_SUFFIX)
+    replaced = _describe_replaced(final, sidecar)
+    with atomic_path(sidecar) as sidecar_tmp, atomic_path(final) as tmp:
         if log:
             log(f"exporting {fmt} to {shown or final}")
         with quiet_native_stderr():
@@ -234,8 +241,23 @@ def _write_one(model, fmt: str, final: Path, metadata: dict, quantize: str, cali
             result.accuracy = numbers["accuracy"]
             result.keras_accuracy = reference.accuracy
             result.load_seconds = numbers["load_seconds"]
-        write_json_atomic(Path(str(final) + SIDECAR_SUFFIX), metadata)
+        write_json_atomic(sidecar_tmp, metadata)
+        sidecar.unlink(missing_ok=True)  # last step before the model's rename (atomic_path's exits: model, then sidecar)
+    result.replaced = replaced is not None
+    if log and replaced is not None:
+        log(f"replaced {shown or final}: {replaced}")
     return result
+
+
+def _describe_replaced(final: Path, sidecar: Path) -> str | None:
+    """What an export to ``final`` replaces, in a few words (None: nothing is there)."""
+    if not final.exists() and not final.is_symlink():
+        return None
+    old = runs.read_json_or_none(sidecar)
+    if isinstance(old, dict) and isinstance(old.get("dataset"), str):
+        kind = f"{old['format']} " if isinstance(old.get("format"), str) else ""
+        return f"it held an earlier {kind}export of a {old['dataset']} model"
+    return "it held an earlier file"
 
 
 def fast_model_record(result: ExportResult | None, started: float, *, split: str | None = None, penalty: dict | None = None,
@@ -401,6 +423,7 @@ def export_model(
         return [result]
 
     results = []
+    replaced = output.is_dir() and any(output.iterdir())
     with atomic_path(output, suffix="") as folder:
         folder.mkdir()
         for name in formats:
@@ -411,5 +434,8 @@ def export_model(
             results.append(result)
     for result in results:
         result.path = output / result.path.name
+        result.replaced = replaced
+    if log and replaced:
+        log(f"replaced {output}: it held earlier exports")
     return results
 
