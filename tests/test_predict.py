@@ -244,3 +244,20 @@ def test_a_dead_decoding_worker_is_one_line_error():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("error: an image-decoding worker process died"), proc.stdout
+
+
+@pytest.mark.parametrize("invert, dark_on_light, seen", [("never", True, "dark content on a light background"),
+                                                          ("always", False, "light content on a dark background")])
+def test_the_wrong_invert_names_the_cause_not_specks(tmp_path, invert, dark_on_light, seen):
+    _digit(dark_on_light=dark_on_light).save(tmp_path / "seven.png")
+    result = _predict("--invert", invert, tmp_path / "seven.png", "--format", "json")
+    assert result.exit_code == 1
+    assert f"with invert {invert!r}: it is {seen}, and inverting it finds content; set invert to 'auto'" in result.stderr
+    assert "noise or specks" not in result.stderr
+    assert _predict("--invert", "auto", tmp_path / "seven.png", "--format", "json").exit_code == 0
+
+
+def test_a_blank_picture_with_a_set_invert_is_still_blank(tmp_path):
+    Image.new("L", (60, 60), 245).save(tmp_path / "paper.png")
+    result = _predict("--invert", "never", tmp_path / "paper.png", "--format", "json")
+    assert result.exit_code == 1 and "no content found" in result.stderr and "inverting" not in result.stderr

@@ -36,6 +36,7 @@ instead record it per image (``PreprocessResult.blank``).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from collections.abc import Iterable
@@ -62,6 +63,7 @@ from lenet_cli.data.preprocess.settings import (
     PreprocessOptions,
     blank_error,
     source_label,
+    wrong_polarity_error,
 )
 from lenet_cli.store.atomic import write_bytes_atomic
 
@@ -118,6 +120,21 @@ def preprocess(image, options: PreprocessOptions | None = None, *, name: str | N
     luminance = as_luminance(image)
     if luminance.size == 0:
         raise blank_error(name, "it has no pixels")
+    try:
+        return _preprocess_luminance(luminance, options, name)
+    except BlankImageError as exc:
+        if options.invert == "auto":
+            raise
+        other = "never" if options.invert == "always" else "always"
+        try:
+            _preprocess_luminance(luminance, dataclasses.replace(options, invert=other), name)
+        except BlankImageError:
+            raise exc from None
+        raise wrong_polarity_error(name, options.invert) from None
+
+
+def _preprocess_luminance(luminance: np.ndarray, options: PreprocessOptions, name: str | None) -> np.ndarray:
+    """:func:`preprocess` for a non-empty luminance image, with ``options.invert`` taken as given."""
     if options.mode == "none":
         return preprocess_none(luminance, options.invert, name)
     invert = decide_invert(luminance, options.invert)

@@ -111,6 +111,14 @@ def source_label(source, name: str | None) -> str:
     return quote_name(source)
 
 
+def wrong_polarity_error(name: str | None, invert: str) -> BlankImageError:
+    """No content with ``invert`` as given, but some with the opposite: say the cause, not the symptom (noise, specks)."""
+    where = f" in {quote_name(name)}" if name else ""
+    seen = "dark content on a light background" if invert == "never" else "light content on a dark background"
+    return BlankImageError(f"no content found{where} with invert {invert!r}: it is {seen}, and inverting it finds content; "
+                           f"set invert to 'auto', which detects this")
+
+
 def blank_error(name: str | None, why: str) -> BlankImageError:
     where = f" in {quote_name(name)}" if name else ""
     return BlankImageError(
