@@ -261,3 +261,12 @@ def test_a_blank_picture_with_a_set_invert_is_still_blank(tmp_path):
     Image.new("L", (60, 60), 245).save(tmp_path / "paper.png")
     result = _predict("--invert", "never", tmp_path / "paper.png", "--format", "json")
     assert result.exit_code == 1 and "no content found" in result.stderr and "inverting" not in result.stderr
+
+
+def test_sub_folders_left_out_are_mentioned(images):
+    flat = _predict(images, "--format", "json")
+    assert flat.exit_code == 0, flat.output
+    assert len(json.loads(flat.stdout)) == 2
+    assert f"did not enter 1 sub-folder of {str(images)!r} (recursive is off)" in flat.stderr
+    deep = _predict(images, "--recursive", "--format", "json")
+    assert len(json.loads(deep.stdout)) == 3 and "did not enter" not in deep.stderr

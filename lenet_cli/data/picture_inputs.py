@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lenet_cli.core.errors import LenetError
+from lenet_cli.core.units import plural
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 STDIN = "-"
@@ -37,13 +38,16 @@ class InputItem:
     error: str | None = None  # set when the input could not even be listed
 
 
-def expand_inputs(paths: Sequence[str], recursive: bool = False, files_from: Iterable[str] = (), stdin_bytes=None) -> list[InputItem]:
+def expand_inputs(paths: Sequence[str], recursive: bool = False, files_from: Iterable[str] = (), stdin_bytes=None,
+                  log: Callable[[str], None] | None = None) -> list[InputItem]:
     """Turn command-line inputs into an ordered list of files to classify.
 
     Directories contribute their image files (sorted; ``recursive`` descends),
     ``-`` is one image read from stdin (``stdin_bytes`` supplies it), and
     ``files_from`` lines are paths. Missing paths become error items, so the
-    other inputs are still predicted.
+    other inputs are still predicted. ``log`` is told how many sub-folders of
+    a directory were not entered, when ``recursive`` is off: pictures there are
+    not silently missing from the answers.
     """
     items: list[InputItem] = []
     for raw in list(paths) + [line for line in files_from]:
@@ -56,11 +60,15 @@ def expand_inputs(paths: Sequence[str], recursive: bool = False, files_from: Ite
         if path.is_dir():
             walker = path.rglob("*") if recursive else path.iterdir()
             try:
-                found = sorted(p for p in walker if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+                entries = list(walker)
+                found = sorted(p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
             except OSError as exc:
                 items.append(InputItem(name, path, error=f"cannot list directory {name!r}: {exc.strerror or exc}"))
                 continue
             items.extend(InputItem(display_name(p), p) for p in found)
+            skipped = 0 if recursive else sum(1 for p in entries if p.is_dir())
+            if skipped and log is not None:
+                log(f"did not enter {plural(skipped, 'sub-folder')} of {name!r} (recursive is off)")
         elif path.exists():
             items.append(InputItem(name, path))
         else:
@@ -68,8 +76,11 @@ def expand_inputs(paths: Sequence[str], recursive: bool = False, files_from: Ite
     return items
 
 
-def gather_inputs(inputs: Sequence[str], recursive: bool = False, files_from: str | None = None) -> list[InputItem]:
+def gather_inputs(inputs: Sequence[str], recursive: bool = False, files_from: str | None = None,
+                  log: Callable[[str], None] | None = None) -> list[InputItem]:
     """The ordered list of files to classify, from arguments, ``--files-from`` (a path or ``-``) and stdin.
+
+    ``log`` receives a line per directory whose sub-folders were not entered (:func:`expand_inputs`).
 
     Raises:
         LenetError: no image files among the inputs.
@@ -78,7 +89,7 @@ def gather_inputs(inputs: Sequence[str], recursive: bool = False, files_from: st
     if files_from is not None:
         text = sys.stdin.buffer.read() if files_from == "-" else Path(files_from).read_bytes()
         lines = [line for line in text.decode("utf-8", "surrogateescape").splitlines() if line.strip()]
-    items = expand_inputs(inputs, recursive=recursive, files_from=lines, stdin_bytes=lambda: sys.stdin.buffer.read())
+    items = expand_inputs(inputs, recursive=recursive, files_from=lines, stdin_bytes=lambda: sys.stdin.buffer.read(), log=log)
     if not items:
         raise LenetError("no image files found in the given inputs (directories are searched for .png, .jpg, .bmp, .gif, .tif, .webp; add --recursive to descend)")
     return items

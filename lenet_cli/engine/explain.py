@@ -356,7 +356,7 @@ def explain(request: ExplainRequest, on_explanation: Callable[[Explanation], Non
     from lenet_cli.data.preprocess import PreprocessOptions
     from lenet_cli.engine.context import for_pictures
 
-    items = gather_inputs(request.inputs, request.recursive, request.files_from)
+    items = gather_inputs(request.inputs, request.recursive, request.files_from, log=log)
     # Integrated Gradients (the default for a run) needs model.keras; occlusion answers with whatever --engine picks
     engine = request.engine if request.method == "occlusion" or request.engine == "keras" else None
     context = for_pictures(request.model, request.runs_dir, request.preprocess, engine)

@@ -68,7 +68,7 @@ def start_predict(request: PredictRequest, log: Callable[[str], None] | None = N
     from lenet_cli.data.preprocess import PreprocessOptions
     from lenet_cli.engine.context import for_pictures
 
-    items = gather_inputs(request.inputs, request.recursive, request.files_from)
+    items = gather_inputs(request.inputs, request.recursive, request.files_from, log=log)
     context = for_pictures(request.model, request.runs_dir, request.preprocess, request.engine)
     context.check_top_k(request.top_k)
     save = None if request.save_preprocessed is None else Path(request.save_preprocessed)
