@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import struct
 import zipfile
 from pathlib import Path
@@ -335,3 +336,23 @@ def test_emnist_downloads_the_zip_once_and_extracts_each_split(tmp_path, monkeyp
     mnist_like = L.load_dataset("emnist-mnist", validation_size=5)
     assert fetched == ["gzip.zip"]  # downloaded once, both splits extracted from it
     assert np.array_equal(digits.test.images, synthetic_images(y_test, 4)) and np.array_equal(mnist_like.test.labels, y_test)
+
+
+@pytest.mark.slow
+def test_a_two_class_model_works_with_every_commands_defaults(tmp_path):
+    """``--top-k`` defaults to 3, or all of a model's classes when it has fewer: no command refuses its own default."""
+    folder = write_pictures(tmp_path / "shapes")
+    shutil.rmtree(folder / "cross")  # two classes left
+    run, _ = train(["--dataset", str(folder)], tmp_path)
+    picture = next((folder / "circle").glob("*.png"))
+    predicted = CliRunner().invoke(cli, ["predict", "-m", str(run), str(picture), "--format", "json"])
+    assert predicted.exit_code == 0, predicted.output
+    assert [t["label"] for t in json.loads(predicted.stdout)[0]["top_k"]] in (["circle", "bar"], ["bar", "circle"])
+    evaluated = CliRunner().invoke(cli, ["evaluate", str(run), "--format", "json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["top_k"] == 2
+    explained = CliRunner().invoke(cli, ["explain", "-m", str(run), str(picture), "--method", "occlusion", "--output-dir",
+                                         str(tmp_path / "sheets"), "--format", "json"])
+    assert explained.exit_code == 0, explained.output
+    asked = CliRunner().invoke(cli, ["predict", "-m", str(run), str(picture), "--top-k", "3"])  # asked for, not defaulted: refused
+    assert asked.exit_code == 2 and "3 is more than the model's 2 classes" in asked.stderr

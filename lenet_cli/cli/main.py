@@ -21,14 +21,14 @@ from lenet_cli import __version__
 from lenet_cli.cli.evaluate import evaluate
 from lenet_cli.cli.explain import explain
 from lenet_cli.cli.export import export
-from lenet_cli.cli.options import INTERRUPTED_EXIT, Settings, debug_requested
+from lenet_cli.cli.options import INTERRUPTED_EXIT, Settings, bad_value_error, debug_requested
 from lenet_cli.cli.predict import predict
 from lenet_cli.cli.runs import runs_group
 from lenet_cli.cli.serve import serve
 from lenet_cli.cli.train import train
 from lenet_cli.cli.tune import tune
 from lenet_cli.core.env import DEBUG_ENV
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import BadValue, LenetError
 
 
 class ErrorLine(click.ClickException):
@@ -50,6 +50,10 @@ class LenetGroup(click.Group):
                 raise
             click.echo("Interrupted by Ctrl-C.", err=True)
             ctx.exit(INTERRUPTED_EXIT)
+        except BadValue as exc:  # a value the engine refused, wherever it was found: a usage error on its option
+            if debug_requested(ctx):
+                raise
+            raise bad_value_error(exc) from None
         except LenetError as exc:
             if debug_requested(ctx):
                 raise

@@ -92,7 +92,8 @@ def resolve_format(output_format: str | None) -> str:
 
 def top_k_option(what: str):
     """``--top-k``: at least 1, and at most the model's class count (checked once the model is known: exit 2 above it)."""
-    return click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help=f"{what} (at most the model's classes).")
+    return click.option("--top-k", type=click.IntRange(min=1), default=None,
+                        help=f"{what}, at most the model's classes [default: {C.DEFAULT_TOP_K}, or all of a model's classes if fewer].")
 
 
 def min_confidence_option(what: str):
@@ -114,12 +115,6 @@ class Probability(click.FloatRange):
         if number != number:
             self.fail(f"{value!r} is not a number between 0 and 1", param, ctx)
         return number
-
-
-def check_top_k(top_k: int, num_classes: int) -> None:
-    """``--top-k`` above the model's class count is a usage error (exit 2), on every command alike."""
-    if top_k > num_classes:
-        raise click.BadParameter(f"{top_k} is more than the model's {num_classes} classes", param_hint="'--top-k'")
 
 
 def preprocess_options(fn):
@@ -245,13 +240,27 @@ class DatasetParam(click.ParamType):
 
 DATASET = DatasetParam()
 
+FIELD_FLAGS = {"ema_momentum": "--ema", "output_format": "--format", "export_format": "--to", "space_file": "--space"}
+"""Request fields whose option is not the field's name in kebab case."""
+
+
+def flag_for(field: str) -> str:
+    """The command-line option that sets a request's ``field`` (``top_k`` -> ``--top-k``)."""
+    return FIELD_FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def bad_value_error(exc: BadValue) -> click.BadParameter:
+    """A value the engine refuses, told under the option the user typed: exit 2, as for Click's own checks."""
+    return click.BadParameter(str(exc), param_hint=f"'{flag_for(exc.field)}'")
+
+
 @contextlib.contextmanager
 def option_errors():
     """A value the engine refuses (:class:`~lenet_cli.core.errors.BadValue`) becomes a usage error on its option: exit 2."""
     try:
         yield
     except BadValue as exc:
-        raise click.BadParameter(str(exc), param_hint=f"'--{exc.field.replace('_', '-')}'") from None
+        raise bad_value_error(exc) from None
 
 
 def picture_options(top_k_help: str):

@@ -104,7 +104,7 @@ def run_predict(request, output_format: str) -> int:
     if people.is_terminal:
         people.print(f"model: {run.context.ref.model_path} ({run.context.metadata['dataset'] or run.context.preprocess})",
                      highlight=False, markup=False)
-    writer = PredictionWriter(output_format, request.top_k, str(run.context.ref.model_path), request.min_confidence)
+    writer = PredictionWriter(output_format, run.top_k, str(run.context.ref.model_path), request.min_confidence)
     for prediction in run.predictions:
         writer.write(prediction)
     writer.close()

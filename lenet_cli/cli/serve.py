@@ -16,6 +16,7 @@ from lenet_cli.cli.options import (
     runs_dir_option,
     top_k_option,
 )
+from lenet_cli.core import config as C
 from lenet_cli.core.serve_settings import ServeSettings
 
 _SERVE = ServeSettings()
@@ -62,7 +63,7 @@ def serve(model, model_option, engine, runs_dir, host, port, preprocess, invert,
     from lenet_cli.serve.runner import run_serve
 
     settings = ServeSettings(batching=batching, max_batch=max_batch, batch_timeout_ms=batch_timeout, max_bytes=max_bytes,
-                             max_images=max_images, preprocess=preprocess, invert=invert, top_k=top_k,
+                             max_images=max_images, preprocess=preprocess, invert=invert, top_k=C.DEFAULT_TOP_K if top_k is None else top_k,
                              min_confidence=min_confidence)
     ctx = click.get_current_context()
     ctx.exit(run_serve(pick_model(model, model_option), runs_dir, host, port, settings, access_log, lambda line: click.echo(line, err=True),

@@ -80,6 +80,7 @@ VALIDATION_SIZE = 5000  # the first N training images are held out, as TensorFlo
 INFERENCE_BATCH_SIZE = 1000  # images per compiled inference call
 TEMPERATURE_BOUNDS = (0.25, 4.0)  # temperature scaling's range (lenet_cli/calibration.py): a mistake-free split cannot push answers to certainty
 CALIBRATION_MIN_IMAGES = 100  # fewer validation images say too little about confidence: the run ships uncalibrated, and says so
+DEFAULT_TOP_K = 3  # classes listed per answer, and the k of evaluate's top-k accuracy; a model with fewer classes lists them all
 MIN_CONFIDENCE = 0.5  # predict/serve flag an answer whose top probability is below this; evaluate reports how often (README)
 
 # --- The seed's literal training values (``--preset seed``) -------------------

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lenet_cli.core.config import DEFAULT_TOP_K
+
 SMALLEST_PROBABILITY = float(np.finfo(np.float32).tiny)
 """A probability of exactly 0 (float32 underflow) is read as this, so its log stays finite."""
 
@@ -262,7 +264,7 @@ def _average(per_class: Sequence[dict], weights: np.ndarray) -> dict:
 
 
 def classification_report(
-    y_true: np.ndarray, logits: np.ndarray, class_names: Sequence[str], top_k: int = 3
+    y_true: np.ndarray, logits: np.ndarray, class_names: Sequence[str], top_k: int = DEFAULT_TOP_K
 ) -> dict:
     """Everything ``lenet evaluate`` reports, as JSON-ready plain data.
 

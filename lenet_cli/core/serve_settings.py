@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lenet_cli.core.config import MIN_CONFIDENCE
+from lenet_cli.core.config import DEFAULT_TOP_K, MIN_CONFIDENCE
 
 MIB = 1024 * 1024
 
@@ -38,6 +38,6 @@ class ServeSettings:
     max_images: int = 256
     preprocess: str = "auto"
     invert: str = "auto"
-    top_k: int = 3
+    top_k: int = DEFAULT_TOP_K
     min_confidence: float = MIN_CONFIDENCE
     decode_threads: int | None = None

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lenet_cli.core.config import ENGINES, INFERENCE_BATCH_SIZE, PREPROCESS_MODES
+from lenet_cli.core import checks
+from lenet_cli.core.config import DEFAULT_TOP_K, ENGINES, INFERENCE_BATCH_SIZE, INVERT_MODES, PREPROCESS_MODES
 from lenet_cli.core.errors import BadValue, LenetError, ModelError
 from lenet_cli.data.dataset import CLASS_NAMES
 from lenet_cli.store import runs
@@ -96,14 +97,18 @@ class ModelContext:
         """The dataset the class names come from: the model's, else its preprocessing's family."""
         return self.metadata.get("dataset") if self.metadata.get("dataset") in CLASS_NAMES else self.preprocess
 
-    def check_top_k(self, top_k: int) -> None:
-        """``top_k`` above the class count is the caller's mistake.
+    def resolve_top_k(self, top_k: int | None) -> int:
+        """The ``top_k`` to use with this model: None is the default, :data:`DEFAULT_TOP_K` or the class count if fewer.
 
         Raises:
-            BadValue: ``top_k`` is more than the model's classes.
+            BadValue: a ``top_k`` asked for is more than the model's classes (the default never is).
         """
-        if self.class_names is not None and top_k > len(self.class_names):
-            raise BadValue("top_k", f"{top_k} is more than the model's {len(self.class_names)} classes")
+        classes = len(self.class_names) if self.class_names is not None else None
+        if top_k is None:
+            return DEFAULT_TOP_K if classes is None else min(DEFAULT_TOP_K, classes)
+        if classes is not None and top_k > classes:
+            raise BadValue("top_k", f"{top_k} is more than the model's {classes} classes")
+        return top_k
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,12 @@ class PictureRequest:
         files_from: A file (or ``-``) listing more inputs, one per line.
         preprocess: ``auto`` (as the model's data was made), ``mnist``, ``fashion`` or ``none``.
         invert: ``auto``, ``always`` or ``never``.
-        top_k: Classes listed per answer.
+        top_k: Classes listed per answer; None: :data:`~lenet_cli.core.config.DEFAULT_TOP_K`, or all of a model's
+            classes when it has fewer.
+
+    Raises:
+        BadValue: on construction, a field that cannot work whatever the model (the model-dependent checks run
+            once it is known).
     """
 
     inputs: Sequence[str] = ()
@@ -128,8 +138,13 @@ class PictureRequest:
     files_from: str | None = None
     preprocess: str = "auto"
     invert: str = "auto"
-    top_k: int = 3
+    top_k: int | None = None
 
+    def __post_init__(self) -> None:
+        checks.one_of("preprocess", self.preprocess, ("auto", *PREPROCESS_MODES))
+        checks.one_of("invert", self.invert, INVERT_MODES)
+        if self.top_k is not None:
+            checks.whole_at_least("top_k", self.top_k, 1)
 
 def export_command(run_dir: Path) -> str:
     """The command that gives ``run_dir`` its TensorFlow-free copy (and records its check)."""

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from lenet_cli.core.config import MIN_CONFIDENCE, VALIDATION_SIZE
+from lenet_cli.core import checks
+from lenet_cli.core.config import DEFAULT_TOP_K, ENGINES, MIN_CONFIDENCE, SPLITS, VALIDATION_SIZE
 from lenet_cli.core.errors import DataError
 from lenet_cli.core.metrics import (
     classification_report,
@@ -50,7 +51,7 @@ def penalty_from_weights(keras_model, run_config: dict | None) -> dict[str, floa
     return {"l1": float(terms["l1"]), "l2": float(terms["l2"])}
 
 
-def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int = 3, validation_size: int | None = None, log=None,
+def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int = DEFAULT_TOP_K, validation_size: int | None = None, log=None,
                    class_names=None, preprocess: str | None = None, min_confidence: float = MIN_CONFIDENCE,
                    penalty: dict[str, float] | None = None) -> Evaluation:
     """Predict every image of ``split`` and build the report.
@@ -132,13 +133,22 @@ class EvaluateRequest:
     split: str = "test"
     data_dir: str | os.PathLike | None = None
     batch_size: int = 1000
-    top_k: int = 3
+    top_k: int | None = None
     min_confidence: float = MIN_CONFIDENCE
     confusion_png: str | os.PathLike | None = None
     reliability_png: str | os.PathLike | None = None
     misclassified_png: str | os.PathLike | None = None
     misclassified_count: int = 32
     engine: str = "auto"
+
+    def __post_init__(self) -> None:
+        checks.one_of("split", self.split, SPLITS)
+        checks.whole_at_least("batch_size", self.batch_size, 1)
+        if self.top_k is not None:
+            checks.whole_at_least("top_k", self.top_k, 1)
+        checks.probability("min_confidence", self.min_confidence)
+        checks.whole_at_least("misclassified_count", self.misclassified_count, 1)
+        checks.one_of("engine", self.engine, ENGINES)
 
 
 @dataclass
@@ -173,7 +183,7 @@ def evaluate(request: EvaluateRequest, log: Callable[[str], None] | None = None)
     from lenet_cli.store.atomic import write_bytes_atomic
 
     context = for_dataset(request.model, request.runs_dir, request.dataset, request.data_dir, engine=request.engine)
-    context.check_top_k(request.top_k)
+    top_k = context.resolve_top_k(request.top_k)
     if log:
         log(f"loading {context.ref.model_path}")
     context, loaded = context.load(batch_size=request.batch_size, log=log)
@@ -182,7 +192,7 @@ def evaluate(request: EvaluateRequest, log: Callable[[str], None] | None = None)
         recorded = (runs.fast_model_record(context.ref.run_dir) or {}).get("penalty")
     if log:
         log(f"evaluating on the {context.dataset} {request.split} split")
-    result = evaluate_model(loaded, context.dataset, request.split, context.data_dir, top_k=request.top_k, log=log,
+    result = evaluate_model(loaded, context.dataset, request.split, context.data_dir, top_k=top_k, log=log,
                             class_names=context.class_names, preprocess=context.preprocess, min_confidence=request.min_confidence,
                             penalty=recorded)
     report = result.report

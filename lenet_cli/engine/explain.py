@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lenet_cli.core import checks
+from lenet_cli.core.config import DEFAULT_TOP_K, ENGINES
 from lenet_cli.core.errors import LenetError
 from lenet_cli.engine.context import PictureRequest
 from lenet_cli.engine.explain_sheets import PARALLEL_SHEETS_MIN, SheetWriter, sheet_content, sheet_name
@@ -204,7 +206,7 @@ class Explainer:
         return AttributionBatch(checked.attributions, checked.gaps, checked.logit_image - checked.logit_baseline,
                                 checked.steps_used, checked.reliable)
 
-    def explain(self, images: np.ndarray, target: int | None = None, top_k: int = 3) -> list[Explanation]:
+    def explain(self, images: np.ndarray, target: int | None = None, top_k: int = DEFAULT_TOP_K) -> list[Explanation]:
         """Explain a batch of preprocessed ``(n, 28, 28)`` inputs (paths left empty for the caller)."""
         images = np.asarray(images, dtype=np.float32)
         probabilities = self.loaded.predict(images[..., None])
@@ -289,7 +291,7 @@ def _decode(item, options) -> tuple[np.ndarray | None, tuple | None, str | None]
     return array, display_picture(source, luminance), None
 
 
-def explain_items(items, explainer: Explainer, options, target: int | None = None, top_k: int = 3,
+def explain_items(items, explainer: Explainer, options, target: int | None = None, top_k: int = DEFAULT_TOP_K,
                   batch_size: int = EXPLAIN_BATCH) -> Iterator[Explanation]:
     """Yield one :class:`Explanation` per input item, in order, explaining ``batch_size`` images per network round."""
     for start in range(0, len(items), batch_size):
@@ -329,6 +331,13 @@ class ExplainRequest(PictureRequest):
     output_dir: str | os.PathLike = DEFAULT_OUTPUT_DIR
     engine: str = "auto"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.method is not None:
+            checks.one_of("method", self.method, METHODS)
+        checks.whole_at_least("steps", self.steps, 1)
+        checks.one_of("engine", self.engine, ENGINES)
+
 
 @dataclass
 class ExplainResult:
@@ -363,7 +372,7 @@ def explain(request: ExplainRequest, on_explanation: Callable[[Explanation], Non
     if request.method == "integrated-gradients" and context.format != "keras":
         raise LenetError(f"integrated gradients needs the gradients of a .keras model, and {str(context.ref.model_path)!r} is not one; "
                          "use --method occlusion")
-    context.check_top_k(request.top_k)
+    top_k = context.resolve_top_k(request.top_k)
     target_index = parse_target(request.target, context.class_names)
     output_dir = Path(request.output_dir)
     if output_dir.exists() and not output_dir.is_dir():
@@ -384,9 +393,9 @@ def explain(request: ExplainRequest, on_explanation: Callable[[Explanation], Non
         context, loaded = context.load(log=log)
         explainer = Explainer(loaded, context.class_names, request.method, steps=request.steps)
         taken: set[str] = set()
-        for explanation in explain_items(items, explainer, options, target_index, request.top_k):
+        for explanation in explain_items(items, explainer, options, target_index, top_k):
             if explanation.error is None:
-                content = sheet_content(explanation, explainer, context.label, context.class_dataset, request.top_k)
+                content = sheet_content(explanation, explainer, context.label, context.class_dataset, top_k)
                 finished = writer.submit(explanation, content, output_dir / sheet_name(explanation.path, taken))
             else:
                 finished = writer.submit(explanation)

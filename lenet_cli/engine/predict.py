@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_cli.core.config import MIN_CONFIDENCE
+from lenet_cli.core import checks
+from lenet_cli.core.config import DEFAULT_TOP_K, ENGINES, MIN_CONFIDENCE
 from lenet_cli.core.prediction import Prediction
 from lenet_cli.data.picture_inputs import (
     DECODE_CHUNK,
@@ -43,6 +44,12 @@ class PredictRequest(PictureRequest):
     save_preprocessed: str | os.PathLike | None = None
     engine: str = "auto"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks.probability("min_confidence", self.min_confidence)
+        checks.whole_at_least("batch_size", self.batch_size, 1)
+        checks.one_of("engine", self.engine, ENGINES)
+
 
 @dataclass
 class PredictRun:
@@ -51,6 +58,7 @@ class PredictRun:
     context: ModelContext
     items: list[InputItem]
     predictions: Iterator[Prediction]
+    top_k: int  # classes each answer lists: the request's, or the default for this model
 
 
 def start_predict(request: PredictRequest, log: Callable[[str], None] | None = None) -> PredictRun:
@@ -70,7 +78,7 @@ def start_predict(request: PredictRequest, log: Callable[[str], None] | None = N
 
     items = gather_inputs(request.inputs, request.recursive, request.files_from, log=log)
     context = for_pictures(request.model, request.runs_dir, request.preprocess, request.engine)
-    context.check_top_k(request.top_k)
+    top_k = context.resolve_top_k(request.top_k)
     save = None if request.save_preprocessed is None else Path(request.save_preprocessed)
     if save is not None:
         save.mkdir(parents=True, exist_ok=True)
@@ -81,9 +89,9 @@ def start_predict(request: PredictRequest, log: Callable[[str], None] | None = N
     except BaseException:
         decoder.close()
         raise
-    predictions = predict_items(items, loaded.predict, context.class_names, context.preprocess, request.invert, request.top_k,
+    predictions = predict_items(items, loaded.predict, context.class_names, context.preprocess, request.invert, top_k,
                                 request.batch_size, save, decoder, request.min_confidence)
-    return PredictRun(context, items, predictions)
+    return PredictRun(context, items, predictions, top_k)
 
 
 def predict_items(
@@ -92,7 +100,7 @@ def predict_items(
     class_names: Sequence[str],
     preprocess_mode: str,
     invert: str = "auto",
-    top_k: int = 3,
+    top_k: int = DEFAULT_TOP_K,
     batch_size: int = 512,
     save_preprocessed: Path | None = None,
     decoder: ChunkDecoder | None = None,
