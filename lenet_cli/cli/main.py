@@ -30,13 +30,13 @@ from lenet_cli.cli.tune import tune
 from lenet_cli.core.env import DEBUG_ENV
 from lenet_cli.core.errors import BadValue, LenetError
 
+_ERROR_LINES: dict[int, type[click.ClickException]] = {}
 
-class ErrorLine(click.ClickException):
-    """A :class:`LenetError` told as one ``Error: ...`` line, with its class's exit code."""
 
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
+def error_line(message: str, exit_code: int) -> click.ClickException:
+    """A :class:`LenetError` told as one ``Error: ...`` line, exiting with its class's code (Click keeps the code per class)."""
+    kind = _ERROR_LINES.setdefault(exit_code, type(f"ErrorLine{exit_code}", (click.ClickException,), {"exit_code": exit_code}))
+    return kind(message)
 
 
 class LenetGroup(click.Group):
@@ -57,7 +57,7 @@ class LenetGroup(click.Group):
         except LenetError as exc:
             if debug_requested(ctx):
                 raise
-            raise ErrorLine(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code) from None
+            raise error_line(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code) from None
 
 
 @click.group(cls=LenetGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
