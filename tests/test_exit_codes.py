@@ -30,6 +30,7 @@ def test_error_classes_carry_their_own_code():
     assert errors.MissingExtra.exit_code == errors.EXIT_MISSING_EXTRA
     assert errors.BelowBar.exit_code == errors.EXIT_BELOW_BAR
     assert errors.BadValue.exit_code == errors.EXIT_USAGE
+    assert errors.StorageLost.exit_code == errors.EXIT_STORAGE_LOST
     assert len({errors.EXIT_ERROR, errors.EXIT_USAGE, errors.EXIT_MISSING_EXTRA, errors.EXIT_BELOW_BAR, errors.EXIT_STORAGE_LOST}) == 5
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,7 +23,7 @@ from click.testing import CliRunner
 
 from lenet_cli.cli import cli
 from lenet_cli.core import tune_space
-from lenet_cli.core.errors import EXIT_MISSING_EXTRA, BadValue
+from lenet_cli.core.errors import EXIT_MISSING_EXTRA, EXIT_STORAGE_LOST, BadValue
 
 optuna = pytest.importorskip("optuna", reason="lenet tune needs the tune extra: pip install 'lenet-cli[tune]'")
 
@@ -230,10 +232,10 @@ def test_a_pruned_trial_stops_before_its_next_epoch_and_keeps_no_model(synthetic
     from lenet_cli.engine.train import TrainRequest, train
 
     trial = _PruneAfterFirstEpoch()
-    state = {"number": 0, "started": time.monotonic()}
+    run_dir = tmp_path / "runs" / "tune" / "s" / "trial-0"
+    state = {"number": 0, "started": time.monotonic(), "run_dir": run_dir}
     common = {"durations": [], "target": 3, "finished": 0, "best": None, "best_trial": None, "deadline": None}
     cfg = resolve_config("mnist", epochs=3, batch_size=50, dense_units=16, validation_size=100, train_limit=200, study="s", trial=0)
-    run_dir = tmp_path / "runs" / "tune" / "s" / "trial-0"
     request = TrainRequest(cfg, data_dir=synthetic_data_dir, output=run_dir, runs_dir=run_dir.parent, tensorboard=False, score_test=False)
     with pytest.raises(optuna.TrialPruned):
         train(request, callbacks_for=lambda plan: engine._trial_callbacks(trial, state, None, 4, plan.config.epochs, common))
@@ -285,8 +287,9 @@ def test_a_three_trial_study_then_show_recipe_and_resume(synthetic_data_dir, tmp
         assert metrics["test_accuracy"] is None and metrics["test_count"] is None  # trials never read the test split
         assert (config["study"], config["dense_units"], config["train_limit"]) == ("mnist", 16, 200)
         assert (trial / "history.json").is_file() and (trial / "model.keras").is_file() and not (trial / "checkpoint.npz").exists()
-    for name in ("mnist-best.json", "mnist-history.png", "mnist-importances.png"):
+    for name in ("mnist-best.json", "mnist-history.png"):
         assert (runs / "tune" / name).is_file(), name
+    assert not (runs / "tune" / "mnist-importances.png").exists()  # three trials are too few to rank the parameters
     assert (runs / "tune" / "mnist-history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     listed = json.loads(CliRunner().invoke(cli, ["runs", "--runs-dir", str(runs), "--format", "json"]).stdout)
@@ -374,6 +377,114 @@ def test_ctrl_c_fails_the_running_trial_exits_130_and_the_study_continues(synthe
     assert trials[1].state.name == "COMPLETE" and trials[1].params == trials[0].params
 
 
+# --- What a study shows: the warm-up it draws, its pictures, its trials table ---------------------------
+
+
+def test_a_warmup_range_above_a_fifth_of_the_epochs_is_one_line_and_exit_2(synthetic_data_dir, tmp_path):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"warmup-epochs": {"low": 1, "high": 3}}))
+    result = CliRunner().invoke(cli, _tune_args(synthetic_data_dir, tmp_path / "runs", "--epochs", "2", "--space", space, "--trials", "1"))
+    assert result.exit_code == 2, result.output
+    assert "warmup-epochs: a trial warms up for at most a fifth of its epochs (0.4 of 2 epochs); the range starts at 1" in _one_error_line(result)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture(scope="module")
+def small_study(synthetic_data_dir, tmp_path_factory):
+    """Three 2-epoch trials of the default warm-up range: (runs folder, the search's result, the history plot's x ticks)."""
+    from lenet_cli.viz import tune_plots
+
+    tmp = tmp_path_factory.mktemp("small-study")
+    runs = tmp / "runs"
+    drawn: dict[str, list[float]] = {}
+    encode = tune_plots._png
+
+    def keep_ticks(axes):
+        low, high = axes.get_xlim()
+        drawn[axes.get_title()] = [tick for tick in axes.get_xticks() if low <= tick <= high]
+        return encode(axes)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tune_plots, "_png", keep_ticks)
+        result = CliRunner().invoke(cli, [*_tune_args(synthetic_data_dir, runs, "--epochs", "2", "--space", _space_file(tmp), "--pruner", "none",
+                                                      "--trials", "3", "--format", "json")],
+                                    env={"LENET_VERIFY_CHECKSUMS": "0", "XDG_CACHE_HOME": str(tmp / "cache")}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return runs, result, drawn["Optimization History Plot"]
+
+
+def _show_json(runs: Path) -> list[dict]:
+    shown = CliRunner().invoke(cli, ["tune", "--show", "--runs-dir", str(runs), "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    return json.loads(shown.stdout)
+
+
+@pytest.mark.slow
+def test_a_trials_warmup_is_at_most_a_fifth_of_its_epochs(small_study):
+    records = _show_json(small_study[0])
+    assert len(records) == 3
+    for record in records:
+        assert record["epochs"] == 2 and 0 <= record["params"]["warmup-epochs"] <= 2 / 5, record
+    assert "warmup-epochs 0..2 (at most a fifth of the trial's epochs)" in small_study[1].stderr
+
+
+@pytest.mark.slow
+def test_the_history_plot_counts_trials_in_whole_numbers(small_study):
+    ticks = small_study[2]
+    assert ticks and all(float(tick).is_integer() for tick in ticks), ticks
+
+
+@pytest.mark.slow
+def test_importances_are_not_drawn_from_too_few_trials_and_stderr_says_why(small_study):
+    from lenet_cli.viz.tune_plots import MIN_TRIALS_FOR_IMPORTANCES
+
+    runs, result, _ = small_study
+    why = f"parameter importances need {MIN_TRIALS_FOR_IMPORTANCES} complete trials (the study has 3)"
+    assert f"note: the importances plot is not drawn: {why}" in result.stderr
+    assert why in json.loads(result.stdout)["plots_skipped"]["importances"]
+    assert (runs / "tune" / "mnist-history.png").is_file() and not (runs / "tune" / "mnist-importances.png").exists()
+
+
+@pytest.mark.slow
+def test_tune_show_and_lenet_runs_give_a_trial_the_same_train_time(small_study):
+    runs = small_study[0]
+    shown = {r["run_dir"]: r["seconds"] for r in _show_json(runs)}
+    listed = json.loads(CliRunner().invoke(cli, ["runs", "--runs-dir", str(runs), "--format", "json"]).stdout)
+    assert {str(Path(r["path"]).resolve()): r["wall_seconds"] for r in listed} == pytest.approx(shown)
+    assert all(seconds > 0 for seconds in shown.values())
+    show_table = CliRunner().invoke(cli, ["tune", "--show", "--runs-dir", str(runs), "--format", "table"]).stdout
+    runs_table = CliRunner().invoke(cli, ["runs", "--runs-dir", str(runs), "--format", "table"]).stdout
+    assert "train time" in show_table and "train time" in runs_table
+
+
+def test_tune_show_keeps_whole_header_words_in_a_160_column_terminal(tmp_path):
+    """Every lever of the default space as a column: rich used to cut the headers to "learnin…" and "weight-d…"."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    url = f"sqlite:///{tmp_path}/studies.db"
+    study = optuna.create_study(study_name="wide", storage=url, direction="maximize")
+    study.set_user_attr("lenet", {"dataset": "fashion", "train_limit": None, "validation_size": None})
+    distributions = {"learning-rate": FloatDistribution(3e-4, 1e-2, log=True), "batch-size": CategoricalDistribution((64, 128, 256, 512)),
+                     "epochs": IntDistribution(8, 24), "schedule": CategoricalDistribution(("cosine", "constant")),
+                     "warmup-epochs": FloatDistribution(0, 2), "dropout": FloatDistribution(0.1, 0.6), "l1": FloatDistribution(1e-8, 1e-4, log=True),
+                     "weight-decay": FloatDistribution(1e-7, 1e-3, log=True), "augment": CategoricalDistribution(("none", "flip-shift")),
+                     "ema": CategoricalDistribution((0.0, 0.999)), "label-smoothing": FloatDistribution(0, 0.2)}
+    params = {"learning-rate": 0.000439, "batch-size": 128, "epochs": 18, "schedule": "cosine", "warmup-epochs": 1.78, "dropout": 0.555,
+              "l1": 8.53e-05, "weight-decay": 0.000174, "augment": "flip-shift", "ema": 0.999, "label-smoothing": 0.0279}
+    for number in range(3):
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=0.9 + number / 100,
+                                                  intermediate_values={1: 0.8}, user_attrs={"train_seconds": 6.0, "epochs": 18}))
+    result = CliRunner().invoke(cli, ["tune", "--show", "--storage", url, "--study", "wide", "--format", "table"],
+                                env={"COLUMNS": "160", "TTY_COMPATIBLE": "1", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    table = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
+    header = table[:table.index("┡")]
+    assert max(len(line) for line in table.splitlines()) <= 160
+    assert "…" not in header, header
+    for word in ("learning", "rate", "batch", "size", "warmup", "weight", "decay", "label", "smoothing", "train time"):
+        assert word in header, word
+
+
 # --- Many machines: one study in PostgreSQL ---------------------------------------------------------
 
 
@@ -391,9 +502,9 @@ def _postgres_bin() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
-@pytest.fixture(scope="module")
-def postgres_url():
-    """A throw-away PostgreSQL cluster on 127.0.0.1 and a free port (as the postgres user when run as root); its URL."""
+@contextlib.contextmanager
+def _postgres_cluster():
+    """A throw-away PostgreSQL cluster on 127.0.0.1 and a free port (as the postgres user when run as root): its URL, and how to stop it."""
     bindir = _postgres_bin()
     if bindir is None or not (bindir / "pg_ctl").is_file():
         pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl): install Debian's postgresql to run this test")
@@ -419,6 +530,9 @@ def postgres_url():
     def run(*command):
         return subprocess.run([*as_user, *map(str, command)], capture_output=True, text=True, timeout=120, check=True)
 
+    def stop():
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60)
+
     try:
         run(bindir / "initdb", "-D", data, "-U", "lenet", "--auth=trust", "-E", "UTF8")
         run(bindir / "pg_ctl", "-D", data, "-l", root / "log", "-w", "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {root}", "start")
@@ -426,9 +540,18 @@ def postgres_url():
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(root, ignore_errors=True)
         pytest.fail(f"could not start a PostgreSQL cluster: {exc.stderr}")
-    yield f"postgresql://lenet@127.0.0.1:{port}/lenet"
-    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60)
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        yield f"postgresql://lenet@127.0.0.1:{port}/lenet", stop
+    finally:
+        stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """The URL of a throw-away PostgreSQL cluster that the module's tests share."""
+    with _postgres_cluster() as (url, _):
+        yield url
 
 
 def _worker(url: str, study: str, data_dir: Path, tmp: Path, machine: str, *extra) -> subprocess.Popen:
@@ -490,3 +613,26 @@ def test_a_killed_workers_trial_is_failed_and_retried_within_the_heartbeat_grace
     assert started - killed_at < 2 * heartbeat + heartbeat + 3  # the grace (2 heartbeats), the worker's poll, and a little slack
     assert "trial 1 (retrying trial 0)" in (tmp_path / "b.err").read_text()
     assert json.loads(out)["trials"]["complete"] == 1
+
+
+@pytest.mark.slow
+def test_a_database_that_goes_away_mid_study_is_one_line_and_exit_5(synthetic_data_dir, tmp_path):
+    """PostgreSQL stopped as a crash would (pg_ctl -m immediate) while a trial trains: one line, no trace of Optuna's or psycopg's."""
+    with _postgres_cluster() as (url, stop):
+        url = url.replace("lenet@", "lenet:hunter2@")  # the cluster trusts any password; the message must hide this one
+        worker = _worker(url, "lost", synthetic_data_dir, tmp_path, "a", "--train-limit", "500", "--epochs", "2000", "--trials", "1",
+                         "--heartbeat", "1", "--pruner", "none")  # heartbeats every second meet the stopped database too
+        history = tmp_path / "a" / "tune" / "lost" / "trial-0" / "history.json"
+        deadline = time.monotonic() + 180
+        while not history.exists() and worker.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert history.exists(), (tmp_path / "a.err").read_text()
+        stop()
+        worker.communicate(timeout=120)
+    err = (tmp_path / "a.err").read_text()
+    assert worker.returncode == EXIT_STORAGE_LOST, err
+    assert "Traceback" not in err and "hunter2" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) <= 5, err  # the study, the space, the trial, the error
+    assert lines[-1].startswith("Error: the study's database postgresql://lenet:***@127.0.0.1:"), err
+    assert "went away" in lines[-1] and lines[-1].count("run the same command again once it is back") == 1, err

@@ -103,8 +103,8 @@ def print_run_list(summaries, output_format: str, root) -> None:
         from lenet_cli.cli.console import stdout_console
 
         table = Table(title=f"runs in {root}", caption="* LATEST: the run evaluate, predict and export use by default")
-        for name in ("run", "dataset", "status", "epochs", "val acc", "test acc", "wall time", "size", "started"):
-            table.add_column(name, justify="right" if name in ("epochs", "val acc", "test acc", "wall time", "size") else "left")
+        for name in ("run", "dataset", "status", "epochs", "val acc", "test acc", "train time", "size", "started"):
+            table.add_column(name, justify="right" if name in ("epochs", "val acc", "test acc", "train time", "size") else "left")
         for s in summaries:
             table.add_row(_text(s.name) + (" *" if s.latest else ""), _text(s.dataset or "-"), s.status_text, _epochs(s.to_dict()),
                           _accuracy(s.val_accuracy), _accuracy(s.test_accuracy), human_duration(s.wall_seconds), human_size(s.size_bytes),
@@ -139,7 +139,7 @@ def print_run_details(details: dict, output_format: str) -> None:
         summary.add_row("status", details["status_text"])
         summary.add_row("validation accuracy", _accuracy(details["val_accuracy"]))
         summary.add_row("test accuracy", _accuracy(details["test_accuracy"]))
-        summary.add_row("wall time", human_duration(details["wall_seconds"]))
+        summary.add_row("train time", human_duration(details["wall_seconds"]))  # the sum of its epochs' times, as lenet tune --show
         summary.add_row("size", human_size(details["size_bytes"]))
         summary.add_row("started", (details["started"] or "-").replace("T", " "))
         console.print(summary)
@@ -213,7 +213,7 @@ def _runs_parent_option(ctx, name, value):
 @runs_format_option
 @click.pass_context
 def runs_group(ctx, runs_dir, output_format):
-    """List the runs folder: status, epochs, accuracy, wall time, size; show or compare runs.
+    """List the runs folder: status, epochs, accuracy, train time, size; show or compare runs.
 
     Reads only each run's small JSON files (config.json, metrics.json,
     history.json, RUNNING), so hundreds of runs list in well under a second.

@@ -74,21 +74,34 @@ def print_trials(records, output_format: str, title: str) -> None:
             writer.writerow(["" if v is None else v for v in row] + ["" if r.params.get(n) is None else r.params[n] for n in names])
         click.echo(out.getvalue(), nl=False)
         return
+    from lenet_cli.cli.console import UNBOUNDED_WIDTH, stdout_console
+
+    console = stdout_console()
+    names = [n for n in names if n != "epochs"]  # a searched epochs is the epochs column's total
+    table = _trials_table(records, names, title, split_headers=False)
+    natural = console.measure(table, options=console.options.update_width(UNBOUNDED_WIDTH)).maximum
+    if natural > console.width:  # rich would cut the headers to "learnin…": break them after their hyphens instead
+        table = _trials_table(records, names, title, split_headers=True)
+    if not records:
+        click.echo("the study has no trials yet", err=True)
+    console.print(table)
+
+
+def _trials_table(records, names: list[str], title: str, split_headers: bool):
+    """The ``--show`` table; with ``split_headers``, ``learning-rate`` is headed on two lines, ``learning-`` and ``rate``."""
     from rich.table import Table
 
-    from lenet_cli.cli.console import stdout_console
-
-    table = Table(title=title, caption="best first: validation accuracy (pruned and failed trials: their last epoch's)")
-    for column in ("trial", "state", "val acc", "epochs", "time", *names):
-        table.add_column(column, justify="right" if column in ("trial", "val acc", "epochs", "time") else "left")
+    table = Table(title=title, caption="best first: validation accuracy (pruned and failed trials: their last epoch's); "
+                                       "train time: the sum of the trial's epoch times, as lenet runs shows it")
+    for column in ("trial", "state", "val acc", "epochs", "train time", *names):
+        header = column.replace("-", "-\n") if split_headers else column
+        table.add_column(header, justify="right" if column in ("trial", "val acc", "epochs", "train time") else "left")
     for r in records:
         trial = str(r.number) + (f" (retry of {r.retry_of})" if r.retry_of is not None else "")
         epochs = f"{r.epochs_run}/{'?' if r.epochs is None else r.epochs}"
         table.add_row(trial, r.state, _accuracy(r.val_accuracy), epochs, human_duration(r.seconds),
                       *[_param_text(r.params[n]) if n in r.params else "-" for n in names])
-    if not records:
-        click.echo("the study has no trials yet", err=True)
-    stdout_console().print(table)
+    return table
 
 
 def print_outcome(outcome, output_format: str) -> None:
@@ -121,8 +134,6 @@ def print_outcome(outcome, output_format: str) -> None:
             table.add_row("retrain", escape(f"lenet train --recipe {outcome.recipe_file}"))
     for name, path in outcome.plots.items():
         table.add_row(name, escape(str(path)))
-    for name, why in outcome.plots_skipped.items():
-        table.add_row(name, f"not drawn: {escape(why)}")
     stdout_console().print(table)
 
 
@@ -275,5 +286,7 @@ def _search(request, output_format: str) -> int:
     finally:
         live.stop()
     outcome = finish(request, opened, ran, reason, log)
+    for name, why in outcome.plots_skipped.items():
+        log(f"note: the {name} plot is not drawn: {why}")
     print_outcome(outcome, output_format)
     return 0

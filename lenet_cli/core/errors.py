@@ -60,6 +60,12 @@ class BelowBar(LenetError):
     exit_code = EXIT_BELOW_BAR
 
 
+class StorageLost(LenetError):
+    """A shared store went away mid-command (``lenet tune``'s study database): run the same command again once it is back."""
+
+    exit_code = EXIT_STORAGE_LOST
+
+
 class BadValue(LenetError):
     """A value the caller chose that cannot work with this model or data.
 

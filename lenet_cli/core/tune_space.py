@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from lenet_cli.core import config as C
 from lenet_cli.core.errors import BadValue
+from lenet_cli.core.units import plural
 
 # --- The levers: lenet train's options a search may set --------------------------
 
@@ -96,6 +97,9 @@ LEVERS: dict[str, Lever] = {lever.option: lever for lever in (
     Lever("label-smoothing", "label_smoothing", float, low=0, high=1, high_open=True),
 )}
 """Every option a space may name, keyed by its ``lenet train`` spelling (a test checks them against the command)."""
+
+WARMUP_SHARE = 0.2
+"""The most of a trial's epochs its warm-up may take: a longer ramp leaves a short trial little training at the full rate."""
 
 RECIPE_OPTIONS = ("dataset", *LEVERS, "calibrate", "precision", "seed")
 """The ``lenet train`` options a recipe file (``<study>-best.json``) sets: the dataset and the whole recipe."""
@@ -278,14 +282,35 @@ def build_space(dataset: str, space_file: str | Path | None = None, epochs_cap: 
     """The space a study searches: the default, the file's entries over it, and epochs at most ``epochs_cap``.
 
     Raises:
-        BadValue: a bad space file, or an ``epochs`` entry that ``epochs_cap`` leaves empty.
+        BadValue: a bad space file, an ``epochs`` entry that ``epochs_cap`` leaves empty, or a warm-up range that
+            starts above :data:`WARMUP_SHARE` of the fewest epochs a trial may train.
     """
     space = default_space(dataset)
     if space_file is not None:
         space.update(parse_space(read_space_file(space_file)))
     if epochs_cap is not None:
         space["epochs"] = _capped(space["epochs"], epochs_cap)
+    _check_warmup(space)
     return space
+
+
+def _fewest_epochs(param: Param) -> int:
+    if isinstance(param, Range):
+        return int(param.low)
+    if isinstance(param, Choice):
+        return int(min(param.choices))
+    return int(param.value)
+
+
+def _check_warmup(space: Space) -> None:
+    """A warm-up range must leave every trial something to draw: its low at most a fifth of the fewest epochs."""
+    warmup = space.get("warmup-epochs")
+    if not isinstance(warmup, Range):
+        return
+    fewest = _fewest_epochs(space["epochs"])
+    if warmup.low > fewest * WARMUP_SHARE:
+        raise BadValue("space", f"warmup-epochs: a trial warms up for at most a fifth of its epochs ({fewest * WARMUP_SHARE:g} of "
+                                f"{plural(fewest, 'epoch')}); the range starts at {warmup.low:g}: lower its low, or raise the epochs")
 
 
 def _capped(param: Param, cap: int) -> Param:
@@ -303,10 +328,11 @@ def _capped(param: Param, cap: int) -> Param:
     return param
 
 
-def describe(param: Param) -> str:
-    """``0.0003..0.01 (log)``, ``64 | 128 | 256``, ``= 0.3``: a space entry as a person reads it."""
+def describe(param: Param, option: str | None = None) -> str:
+    """``0.0003..0.01 (log)``, ``64 | 128 | 256``, ``= 0.3``: a space entry as a person reads it (``option``: its name, for its caveats)."""
     if isinstance(param, Range):
-        return f"{param.low:g}..{param.high:g}" + (" (log)" if param.log else "") + (f" step {param.step:g}" if param.step else "")
+        capped = " (at most a fifth of the trial's epochs)" if option == "warmup-epochs" else ""
+        return f"{param.low:g}..{param.high:g}" + (" (log)" if param.log else "") + (f" step {param.step:g}" if param.step else "") + capped
     if isinstance(param, Choice):
         return " | ".join(str(c) for c in param.choices)
     return f"= {param.value}"
@@ -326,9 +352,14 @@ class Suggester(Protocol):
 
 
 def suggest(trial: Suggester, space: Space) -> dict[str, Any]:
-    """One recipe drawn from ``space``: option name -> value (fixed entries included, not recorded as searched)."""
+    """One recipe drawn from ``space``: option name -> value (fixed entries included, not recorded as searched).
+
+    A warm-up range is drawn after the epochs and ends at :data:`WARMUP_SHARE` of them (a list or a fixed
+    value is taken as given).
+    """
     values: dict[str, Any] = {}
-    for option, param in space.items():
+    for option in sorted(space, key=lambda name: name == "warmup-epochs"):  # the epochs first: the warm-up's range depends on them
+        param = space[option]
         lever = LEVERS[option]
         if isinstance(param, Fixed):
             values[option] = param.value
@@ -337,8 +368,11 @@ def suggest(trial: Suggester, space: Space) -> dict[str, Any]:
         elif lever.kind is int:
             values[option] = trial.suggest_int(option, int(param.low), int(param.high), step=int(param.step or 1), log=param.log)
         else:
-            values[option] = trial.suggest_float(option, float(param.low), float(param.high), step=param.step, log=param.log)
-    return values
+            high = float(param.high)
+            if option == "warmup-epochs":
+                high = min(high, values["epochs"] * WARMUP_SHARE)
+            values[option] = trial.suggest_float(option, min(float(param.low), high), high, step=param.step, log=param.log)
+    return {option: values[option] for option in space}
 
 
 def config_overrides(values: dict[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from lenet_cli.engine.tune_study import (
     load_optuna,
     open_study,
     show,
+    storage_lost,
     study_name,
     trial_record,
     trial_records,
@@ -144,6 +145,8 @@ def _trial_callbacks(trial, state: dict, progress: Callable[[TuneProgress], None
             if state.get("prune_after") is not None:
                 raise optuna.TrialPruned(f"pruned after epoch {state['prune_after']}")
             self._epoch = epoch
+            if epoch:  # the epochs so far, for lenet tune --show while the trial runs
+                trial.set_user_attr("train_seconds", _train_seconds(state["run_dir"]))
 
         def on_train_batch_end(self, batch, logs=None):
             now = time.monotonic()
@@ -193,6 +196,12 @@ def _epoch_seconds(run_dir: Path) -> list[float]:
     if not isinstance(history, list):
         return []
     return [float(h["epoch_seconds"]) for h in history if isinstance(h, dict) and isinstance(h.get("epoch_seconds"), (int, float))]
+
+
+def _train_seconds(run_dir: Path) -> float | None:
+    """A trial's training time as ``lenet runs`` shows its run: the sum of its epochs' times (None before its first epoch)."""
+    seconds = _epoch_seconds(run_dir)
+    return float(sum(seconds)) if seconds else None
 
 
 def _keep_pruned(run_dir: Path, cfg, state: dict) -> float:
@@ -251,7 +260,7 @@ class _Objective:
         if self.log:
             again = f" (retrying trial {retry_of})" if retry_of is not None else ""
             self.log(f"trial {trial.number}{again}: " + ", ".join(f"{k} {_value_text(v)}" for k, v in values.items()))
-        state: dict[str, Any] = {"number": trial.number, "started": time.monotonic()}
+        state: dict[str, Any] = {"number": trial.number, "started": time.monotonic(), "run_dir": run_dir}
 
         def callbacks_for(plan):
             steps = math.ceil(len(plan.data.train) / plan.config.batch_size)
@@ -273,10 +282,10 @@ class _Objective:
             raise
         finally:
             self._clear_keras()
+            trial.set_user_attr("train_seconds", _train_seconds(run_dir))  # whatever the end: what lenet runs shows as its time
         accuracy = outcome.metrics.get("val_accuracy")
         if accuracy is None or not math.isfinite(accuracy):
             raise LenetError("the trial has no validation accuracy to be scored by: the validation split is empty")
-        trial.set_user_attr("train_seconds", outcome.metrics.get("train_seconds"))
         return float(accuracy)
 
     @staticmethod
@@ -349,6 +358,20 @@ def _describe_trial(trial, best: tuple[float | None, int | None]) -> str:
     return f"trial {trial.number} failed: {error}{best_text}"
 
 
+@contextlib.contextmanager
+def _storage_guard(opened: OpenStudy):
+    """The study's database going away mid-study, said in one line (:class:`~lenet_cli.core.errors.StorageLost`), not in Optuna's traces."""
+    try:
+        yield
+    except (LenetError, TuneInterrupted):
+        raise
+    except Exception as exc:
+        lost = storage_lost(exc, opened)
+        if lost is None:
+            raise
+        raise lost from None
+
+
 def search(request: TuneRequest, opened: OpenStudy, space: tune_space.Space, *, progress=None, log=None, should_stop=None) -> tuple[int, str]:
     """Run trials until the study holds ``request.target`` finished ones, or the timeout passes.
 
@@ -361,8 +384,14 @@ def search(request: TuneRequest, opened: OpenStudy, space: tune_space.Space, *, 
 
     Raises:
         TuneInterrupted: ``should_stop`` returned a signal; the trial it stopped is failed and queued again.
+        StorageLost: the study's database went away; the running trial is left for its heartbeats to lapse.
         LenetError: :data:`MAX_FAILURES_IN_A_ROW` trials failed in a row.
     """
+    with _storage_guard(opened):
+        return _search(request, opened, space, progress, log, should_stop)
+
+
+def _search(request: TuneRequest, opened: OpenStudy, space: tune_space.Space, progress, log, should_stop) -> tuple[int, str]:
     from lenet_cli.engine.trainer import TrainingInterrupted
 
     optuna = load_optuna()
@@ -490,7 +519,16 @@ def write_results(request: TuneRequest, opened: OpenStudy, best: TrialRecord, te
 
 
 def finish(request: TuneRequest, opened: OpenStudy, ran: int, stop_reason: str, log=None) -> TuneOutcome:
-    """The stopped search's summary: the best trial scored on test (once), its recipe file, and the study's plots."""
+    """The stopped search's summary: the best trial scored on test (once), its recipe file, and the study's plots.
+
+    Raises:
+        StorageLost: the study's database went away.
+    """
+    with _storage_guard(opened):
+        return _finish(request, opened, ran, stop_reason, log)
+
+
+def _finish(request: TuneRequest, opened: OpenStudy, ran: int, stop_reason: str, log) -> TuneOutcome:
     from lenet_cli.store.atomic import write_bytes_atomic
     from lenet_cli.viz.tune_plots import study_plots
 
@@ -506,6 +544,8 @@ def finish(request: TuneRequest, opened: OpenStudy, ran: int, stop_reason: str, 
         note = "no trial has completed yet"
     pngs, skipped = study_plots(study)
     plots = {name: write_bytes_atomic(tune_root(request.runs_dir) / f"{opened.name}{PLOT_SUFFIXES[name]}", png) for name, png in pngs.items()}
+    for name in skipped:  # an earlier picture would contradict the note that says why there is none
+        _drop(tune_root(request.runs_dir) / f"{opened.name}{PLOT_SUFFIXES[name]}")
     saved = sum(float(t.user_attrs.get("saved_seconds") or 0.0) for t in study.get_trials(deepcopy=False) if t.state.name == "PRUNED")
     return TuneOutcome(opened.name, opened.shown, dataset_label(request.dataset), records, best, test_accuracy, note, recipe_file, plots,
                        skipped, ran, stop_reason, saved)
@@ -537,7 +577,7 @@ def prepare(request: TuneRequest, log=None) -> tuple[OpenStudy, tune_space.Space
         target = request.target
         goal = f"{target} finished trials" if target is not None else "no trial limit"
         until = f", starting none after {human_duration(request.timeout)}" if request.timeout is not None else ""
-        searched = [f"{o} {tune_space.describe(p)}" for o, p in space.items() if not isinstance(p, tune_space.Fixed)]
+        searched = [f"{o} {tune_space.describe(p, o)}" for o, p in space.items() if not isinstance(p, tune_space.Fixed)]
         fixed = [f"{o} {p.value}" for o, p in space.items() if isinstance(p, tune_space.Fixed)]
         log(f"study {name} in {opened.shown}: {'new' if opened.created else plural(finished, 'finished trial')}"
             f"{f', {running} running' if running else ''}; aiming at {goal}{until}; {len(data.train):,} train / "
@@ -559,6 +599,7 @@ def tune(request: TuneRequest, *, progress: Callable[[TuneProgress], None] | Non
     Raises:
         BadValue: bad input, found before anything is created.
         TuneInterrupted: ``should_stop`` returned a signal (the trial it stopped is failed and queued again).
+        StorageLost: the study's database went away mid-study (exit 5 on the command line).
         LenetError: the data cannot be read, or trials keep failing.
     """
     opened, space = prepare(request, log)

@@ -11,7 +11,9 @@ SQLAlchemy are imported only when a storage is opened.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lenet_cli.core import tune_space
-from lenet_cli.core.errors import BadValue
+from lenet_cli.core.errors import BadValue, StorageLost
 from lenet_cli.store import runs
 
 DEFAULT_TRIALS = 20  # with neither --trials nor --timeout
@@ -80,6 +82,8 @@ class TrialRecord:
 
     ``val_accuracy`` is the score of a complete trial, and the last reported
     epoch's of any other; ``epochs_run`` counts the epochs it reported.
+    ``seconds`` is its training time, the sum of its epochs' times: the time
+    ``lenet runs`` shows for its run (None before its first epoch ends).
     """
 
     number: int
@@ -187,7 +191,7 @@ def connect(url: str, heartbeat: int = DEFAULT_HEARTBEAT):
             kwargs = {"pool_pre_ping": True}
         for attempt in range(3):
             try:
-                return optuna.storages.RDBStorage(
+                return _heartbeat_tolerant_storage()(
                     driver_url, engine_kwargs=kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
                 )
@@ -203,6 +207,61 @@ def connect(url: str, heartbeat: int = DEFAULT_HEARTBEAT):
         detail = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
         raise BadValue("storage", f"--storage {shown}: cannot open the study database ({detail}); check the URL, that the "
                                   f"server runs and that the database exists") from None
+
+
+@functools.cache
+def _heartbeat_tolerant_storage():
+    """Optuna's RDB storage, but a heartbeat that cannot reach the database is skipped, not a thread dying with a traceback.
+
+    The trial's own next write (its epoch's score) meets the same lost database, and the search stops there in one
+    line (:func:`storage_lost`); a database back by then has missed a heartbeat, not the trial.
+    """
+    optuna = load_optuna()
+
+    class HeartbeatTolerantStorage(optuna.storages.RDBStorage):
+        def record_heartbeat(self, trial_id: int) -> None:
+            try:
+                super().record_heartbeat(trial_id)
+            except Exception as exc:
+                if _connection_failure(exc) is None:
+                    raise
+
+    return HeartbeatTolerantStorage
+
+
+def _connection_failure(exc: BaseException | None):
+    """The SQLAlchemy error that says the database cannot be reached, found in ``exc`` or in what it was raised from or during.
+
+    Optuna wraps a failed commit in its own error, and a failed write while it records a failed trial ends in an
+    unrelated one (an UnboundLocalError in Optuna 4); the lost connection is further down the chain.
+    """
+    import sqlalchemy.exc
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) or (
+                isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def storage_lost(exc: BaseException, opened: OpenStudy) -> StorageLost | None:
+    """A :class:`StorageLost` naming the study's database (password hidden) when ``exc`` comes from losing it; None otherwise."""
+    failure = _connection_failure(exc)
+    if failure is None:
+        return None
+    lines = str(getattr(failure, "orig", None) or failure).strip().splitlines()
+    detail = lines[0][:200] if lines else type(failure).__name__
+    from sqlalchemy.engine import make_url
+
+    with contextlib.suppress(Exception):
+        password = make_url(opened.url).password
+        if password:
+            detail = detail.replace(str(password), "***")
+    return StorageLost(f"the study's database {opened.shown} went away ({detail}); run the same command again once it is back "
+                       f"(a trial left running is failed when its heartbeats lapse, and retried)")
 
 
 def check_url(url: str, default: bool = False) -> None:
@@ -391,16 +450,12 @@ def trial_record(trial) -> TrialRecord:
     value = trial.value if state == "complete" else (steps[max(steps)] if steps else None)
     if value is not None and not math.isfinite(value):
         value = None
-    end = trial.datetime_complete
-    seconds = None
-    if trial.datetime_start is not None:
-        import datetime
-
-        seconds = ((end or datetime.datetime.now()) - trial.datetime_start).total_seconds()
     attrs = trial.user_attrs if state != "waiting" else {}
+    seconds = attrs.get("train_seconds")
     return TrialRecord(
         number=trial.number, state=state, val_accuracy=value, epochs_run=len(steps),
-        epochs=attrs.get("epochs", trial.params.get("epochs")), seconds=seconds, params=dict(trial.params),
+        epochs=attrs.get("epochs", trial.params.get("epochs")), seconds=float(seconds) if isinstance(seconds, (int, float)) else None,
+        params=dict(trial.params),
         run_dir=attrs.get("run_dir"), host=attrs.get("host"), retry_of=trial.system_attrs.get("failed_trial"),
     )
 

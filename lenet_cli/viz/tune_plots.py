@@ -10,6 +10,10 @@ import io
 import warnings
 from typing import Any
 
+MIN_TRIALS_FOR_IMPORTANCES = 10
+"""Complete trials below which the importances are not drawn: Optuna's fANOVA fits a random forest to the trials,
+and on a handful of points it ranks noise, making whichever parameter happened to vary with luck look decisive."""
+
 
 def _png(axes: Any) -> bytes:
     from matplotlib import pyplot
@@ -29,8 +33,10 @@ def study_plots(study: Any) -> tuple[dict[str, bytes], dict[str, str]]:
 
     Returns:
         ``(pngs, skipped)``: ``{"history": bytes, "importances": bytes}`` for each plot drawn, and
-        ``{name: why}`` for each that could not be (importances need two finished trials that differ).
+        ``{name: why}`` for each not drawn (importances need :data:`MIN_TRIALS_FOR_IMPORTANCES` complete trials
+        that differ).
     """
+    from matplotlib.ticker import MaxNLocator
     from optuna.exceptions import ExperimentalWarning
     from optuna.trial import TrialState
     from optuna.visualization import matplotlib as optuna_plots
@@ -44,10 +50,15 @@ def study_plots(study: Any) -> tuple[dict[str, bytes], dict[str, str]]:
         if not complete:
             skipped["history"] = "no trial has finished"
         else:
-            pngs["history"] = _png(optuna_plots.plot_optimization_history(study, target_name="validation accuracy"))
+            history = optuna_plots.plot_optimization_history(study, target_name="validation accuracy")
+            history.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are counted: no tick at trial 0.25
+            pngs["history"] = _png(history)
         searched = {name for trial in complete for name in trial.params}
-        if len(complete) < 2 or not searched:
-            skipped["importances"] = "parameter importances need at least two finished trials"
+        if len(complete) < MIN_TRIALS_FOR_IMPORTANCES:
+            skipped["importances"] = (f"parameter importances need {MIN_TRIALS_FOR_IMPORTANCES} complete trials (the study has "
+                                      f"{len(complete)}); on fewer they rank noise")
+        elif not searched:
+            skipped["importances"] = "the space searches no parameter: every one is fixed"
         else:
             try:
                 pngs["importances"] = _png(optuna_plots.plot_param_importances(study, target_name="validation accuracy"))
