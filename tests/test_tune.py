@@ -343,6 +343,30 @@ def test_a_recipe_with_an_unknown_option_is_a_usage_error(tmp_path):
     assert result.exit_code == 2
 
 
+def test_a_misspelt_recipe_key_gets_the_closest_option(tmp_path):
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('dropout = 0.3\nlearnin-rate = 0.001\n')
+    result = CliRunner().invoke(cli, ["train", "--recipe", str(recipe)])
+    assert result.exit_code == 2
+    assert "sets 'learnin-rate', which is not a lenet train option; did you mean 'learning-rate'?" in result.stderr
+    broken = tmp_path / "broken.toml"
+    broken.write_text("dropout = \n")
+    result = CliRunner().invoke(cli, ["train", "--recipe", str(broken)])
+    assert result.exit_code == 2 and "is not valid TOML" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_toml_recipe_trains_as_a_json_one(synthetic_data_dir, tmp_path):
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('dropout = 0.35\nepochs = 1\ndense-units = 8\nlearning_rate = 0.004\n')  # option or field names, as in a space
+    result = CliRunner().invoke(cli, ["train", "--recipe", str(recipe), "--data-dir", str(synthetic_data_dir), "--train-limit", "50",
+                                      "--validation-size", "100", "--output", str(tmp_path / "run"), "--runs-dir", str(tmp_path / "runs"),
+                                      "--no-tensorboard", "--quiet", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["dropout"], config["epochs"], config["dense_units"], config["learning_rate"]) == (0.35, 1, 8, 0.004)
+
+
 @pytest.mark.slow
 def test_ctrl_c_fails_the_running_trial_exits_130_and_the_study_continues(synthetic_data_dir, tmp_path):
     runs = tmp_path / "runs"

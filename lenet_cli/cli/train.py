@@ -259,7 +259,7 @@ def apply_recipe(ctx, param, path):
     if path is None:
         return None
     from lenet_cli.core.errors import BadValue
-    from lenet_cli.core.tune_space import option_name, read_recipe
+    from lenet_cli.core.tune_space import option_name, read_recipe, unknown_recipe_key
 
     try:
         recipe = read_recipe(path)
@@ -269,15 +269,16 @@ def apply_recipe(ctx, param, path):
     names.update({p.name: p.name for p in ctx.command.params if p.name not in ("recipe", "resume")})
     unknown = [key for key in recipe if names.get(option_name(key)) in (None, "recipe", "resume")]
     if unknown:
-        raise click.BadParameter(f"{str(path)!r} sets {unknown[0]!r}, which is not a lenet train option", ctx=ctx, param=param)
+        known = sorted(name for name, dest in names.items() if "_" not in name and dest not in ("recipe", "resume"))
+        raise click.BadParameter(f"{str(path)!r} {unknown_recipe_key(unknown[0], known)}", ctx=ctx, param=param)
     ctx.default_map = {**(ctx.default_map or {}), **{names[option_name(key)]: value for key, value in recipe.items()}}
     return path
 
 
 @click.command()
 @click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, is_eager=True, callback=apply_recipe,
-              help="Start from a recipe file: lenet tune's <study>-best.json, or a JSON object of these options' values "
-                   "({\"dropout\": 0.3}); an option given here overrides it.")
+              help="Start from a recipe file: lenet tune's <study>-best.json, or a table of these options' values in TOML "
+                   "(recipe.toml: dropout = 0.3) or JSON ({\"dropout\": 0.3}); an option given here overrides it.")
 @click.option("--dataset", type=DATASET, default="mnist", show_default=True, help=f"What to train on. {DATASET_HELP}")
 @click.option("--preprocess", type=click.Choice(["auto", *C.PREPROCESS_MODES]), default=None,
               help="Picture folders: how each picture becomes a 28x28 input, as lenet predict does it: mnist (digit-like: dark or "

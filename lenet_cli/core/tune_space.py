@@ -163,31 +163,39 @@ def default_space(dataset: str) -> Space:
 _SPEC_KEYS = {"low", "high", "log", "step", "choices", "value"}
 
 
+def read_table_file(path: str | Path, field: str) -> Any:
+    """The parsed content of a ``--space`` or ``--recipe`` file: TOML (``.toml``) or JSON (anything else).
+
+    Raises:
+        BadValue: the file cannot be read or parsed (``field`` names the request field it was given as).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadValue(field, f"cannot read {str(path)!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    if path.suffix.lower() == ".toml":
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            raise BadValue(field, f"{str(path)!r}: reading TOML needs Python 3.11; write it as JSON") from None
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise BadValue(field, f"{str(path)!r} is not valid TOML: {exc}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise BadValue(field, f"{str(path)!r} is not valid JSON ({exc}); name it .toml if it is TOML") from None
+
+
 def read_space_file(path: str | Path) -> dict[str, Any]:
     """The raw table of a ``--space`` file: TOML (``.toml``) or JSON (anything else).
 
     Raises:
         BadValue: the file cannot be read or parsed, or is not a table (field ``space``).
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadValue("space", f"cannot read {str(path)!r}: {getattr(exc, 'strerror', None) or exc}") from None
-    if path.suffix.lower() == ".toml":
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            raise BadValue("space", f"{str(path)!r}: reading TOML needs Python 3.11; write the space as JSON") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise BadValue("space", f"{str(path)!r} is not valid TOML: {exc}") from None
-    else:
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise BadValue("space", f"{str(path)!r} is not valid JSON ({exc}); name it .toml if it is TOML") from None
+    data = read_table_file(path, "space")
     if not isinstance(data, dict):
         raise BadValue("space", f"{str(path)!r} must be a table of options (e.g. {{\"dropout\": {{\"low\": 0.2, \"high\": 0.4}}}})")
     return data
@@ -388,19 +396,21 @@ def recipe_of(config: C.TrainConfig) -> dict[str, Any]:
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
-    """A recipe file's options: the ``recipe`` object of ``lenet tune``'s ``<study>-best.json``, or a plain JSON object of options.
+    """A recipe file's options: the ``recipe`` table of ``lenet tune``'s ``<study>-best.json``, or a plain table of options,
+    in TOML (``.toml``: ``dropout = 0.3``) or JSON (``{"dropout": 0.3}``), as a space file may be.
 
     Raises:
-        BadValue: the file cannot be read, is not JSON, or holds no object of options (field ``recipe``).
+        BadValue: the file cannot be read or parsed, or holds no table of options (field ``recipe``).
     """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadValue("recipe", f"cannot read {str(path)!r}: {getattr(exc, 'strerror', None) or exc}") from None
-    except ValueError as exc:
-        raise BadValue("recipe", f"{str(path)!r} is not valid JSON ({exc})") from None
+    data = read_table_file(path, "recipe")
     recipe = data.get("recipe", data) if isinstance(data, dict) else None
     if not isinstance(recipe, dict):
-        raise BadValue("recipe", f"{str(path)!r} holds no recipe: expected a JSON object of lenet train options (e.g. {{\"dropout\": 0.3}})")
+        raise BadValue("recipe", f"{str(path)!r} holds no recipe: expected a table of lenet train options "
+                                 f"(TOML: dropout = 0.3; JSON: {{\"dropout\": 0.3}})")
     return recipe
+
+
+def unknown_recipe_key(key: str, known: list[str]) -> str:
+    """The message for a recipe key that is no ``lenet train`` option, with the closest one when there is one."""
+    close = difflib.get_close_matches(key, known, n=1)
+    return f"sets {key!r}, which is not a lenet train option" + (f"; did you mean {close[0]!r}?" if close else "")
