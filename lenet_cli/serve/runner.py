@@ -5,6 +5,12 @@ fastapi-offline for the API docs' own Swagger UI and ReDoc files) is the
 optional ``serve`` extra; without it the command says which extra to install.
 uvicorn drains the requests in flight on SIGINT / SIGTERM; unlike uvicorn's
 own runner, lenet then exits 0 instead of re-raising the signal.
+
+The "Serving ... at URL" line is the readiness signal scripts wait for, so it
+is printed only once the socket listens and the model is loaded and warmed up,
+and the SIGINT / SIGTERM handlers are installed before it: a request sent the
+instant it appears is answered, and a signal sent then drains and exits 0
+(even when the shell started ``lenet serve &`` with SIGINT ignored).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import contextlib
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 from lenet_cli.core.errors import LenetError, MissingExtra
@@ -21,6 +28,7 @@ from lenet_cli.core.serve_settings import ServeSettings
 SERVE_EXTRA_HINT = "pip install 'lenet-cli[serve]'"
 SERVE_MODULES = ("fastapi", "uvicorn", "prometheus_client", "python_multipart", "fastapi_offline")
 GRACEFUL_SHUTDOWN_S = 30
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def require_serve_extra() -> None:
@@ -67,6 +75,20 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
+@contextlib.contextmanager
+def stop_on_signals(handler):
+    """Call ``handler(sig, frame)`` on SIGINT / SIGTERM while the block runs, then restore the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def startup_line(predictor, url: str) -> str:
     """What ``lenet serve`` says once it listens: the run (or model file) it serves, and where."""
     what = f"run {predictor.run} ({predictor.path.name}, " if predictor.run else f"{predictor.path.name} ("
@@ -94,32 +116,32 @@ def run_serve(model: Path | None, runs_dir: Path | None, host: str, port: int, s
     predictor.load(log=say)  # here, so a model that cannot load is a one-line error before anything listens
     app = create_app(predictor, settings)
     sock = bind(host, port)
+    url = url_of(sock)
 
     class GracefulServer(uvicorn.Server):
-        """uvicorn's server, draining on SIGINT / SIGTERM without re-raising the signal afterwards."""
+        """uvicorn's server: announced once it listens, draining on SIGINT / SIGTERM without re-raising the signal afterwards."""
 
         stop_signal: int | None = None
 
+        def handle_exit(self, sig, frame):
+            self.stop_signal = self.stop_signal or sig
+            super().handle_exit(sig, frame)
+
         @contextlib.contextmanager
         def capture_signals(self):
-            def stop(sig, frame):
-                self.stop_signal = self.stop_signal or sig
-                self.handle_exit(sig, frame)
+            yield  # stop_on_signals installed the handlers before the loop started, and restores them
 
-            previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-            try:
-                yield
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
+        async def startup(self, sockets=None):
+            await super().startup(sockets)  # the lifespan (model loaded and warmed up), then the socket listens
+            if self.started:
+                say(startup_line(predictor, url))
 
     config = uvicorn.Config(app, log_config=log_config(access_log), access_log=access_log, lifespan="on",
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, server_header=False)
     server = GracefulServer(config)
-    url = url_of(sock)
-    say(startup_line(predictor, url))
     try:
-        server.run(sockets=[sock])
+        with stop_on_signals(server.handle_exit):
+            server.run(sockets=[sock])
     finally:
         sock.close()
     if not server.started:
