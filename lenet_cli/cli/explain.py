@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +15,9 @@ from lenet_cli.cli.options import (
     picture_options,
     resolve_format,
 )
+
+if TYPE_CHECKING:  # types only: the explain engine loads when the command runs
+    from lenet_cli.engine.explain import Explanation
 
 
 def run_explain(request, output_format: str) -> int:
@@ -38,7 +42,7 @@ class RecordPrinter:
 
     def __init__(self, output_format: str):
         self.output_format = output_format
-        self.records = []
+        self.records: list[dict[str, Any] | Explanation] = []  # json: the records; table: the explanations
         self.failures = 0
 
     def emit(self, explanation) -> None:

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -20,6 +21,9 @@ from lenet_cli.cli.options import (
 from lenet_cli.core import config as C
 from lenet_cli.core.config import MIN_CONFIDENCE
 from lenet_cli.core.units import label_text
+
+if TYPE_CHECKING:  # types only: the CLI imports numpy-backed modules when a command runs
+    from lenet_cli.core.prediction import Prediction
 
 
 def _csv_line(values) -> str:
@@ -40,7 +44,7 @@ class PredictionWriter:
         self.top_k = top_k
         self.model_name = model_name  # which model answered: in every machine-readable record
         self.min_confidence = min_confidence
-        self.records = []  # kept only for the formats printed as a whole
+        self.records: list[Prediction] = []  # kept only for the formats printed as a whole
         self.failures = 0
         self.answered = 0
         self.unsure = 0  # answers flagged low_confidence
@@ -85,6 +89,7 @@ class PredictionWriter:
             table.add_column("confidence", justify="right")
             table.add_column(f"top {self.top_k}")
             for p in self.records:
+                assert p.label is not None and p.index is not None, "the table keeps answers only: write() returns before recording a failure"
                 confidence = f"[yellow]? {p.confidence:.1%}" if p.low_confidence else f"{p.confidence:.1%}"
                 table.add_row(escape(p.path), escape(label_text(p.label, p.index)), confidence,
                               escape(", ".join(f"{t['label']} {t['confidence']:.1%}" for t in p.top_k)))

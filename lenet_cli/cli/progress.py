@@ -27,6 +27,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
@@ -69,7 +70,7 @@ class RichProgress(keras.callbacks.Callback):
         self.steps = steps
         self.header = header or []
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         self._epoch = 0
         self._clock = clock
         self._started = 0.0
@@ -91,6 +92,10 @@ class RichProgress(keras.callbacks.Callback):
         self._progress.start()
         self._started = self._clock()
 
+    def _live(self) -> Progress:
+        assert self._progress is not None, "Keras calls on_train_begin before any epoch or batch hook"
+        return self._progress
+
     def _run_text(self, epoch: int, steps_in_epoch: int) -> str:
         first = epoch if self._first_epoch is None else self._first_epoch
         done = (epoch - first) * self.steps + steps_in_epoch
@@ -101,15 +106,17 @@ class RichProgress(keras.callbacks.Callback):
         self._epoch = epoch
         if self._first_epoch is None:
             self._first_epoch = epoch
+        progress = self._live()
         if self._task is not None:
-            self._progress.remove_task(self._task)
-        self._task = self._progress.add_task("train", total=self.steps, epoch=epoch + 1, epochs=self.epochs,
-                                             figures=step_figures(None, None, None), run=self._run_text(epoch, 0))
+            progress.remove_task(self._task)
+        self._task = progress.add_task("train", total=self.steps, epoch=epoch + 1, epochs=self.epochs,
+                                       figures=step_figures(None, None, None), run=self._run_text(epoch, 0))
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
         elapsed = logs.get("elapsed")
-        self._progress.update(
+        assert self._task is not None, "Keras calls on_epoch_begin before the epoch's batches"
+        self._live().update(
             self._task,
             completed=batch + 1,
             figures=step_figures(logs.get("objective"), logs.get("accuracy"), logs["images"] / elapsed if elapsed and "images" in logs else None),
@@ -127,7 +134,7 @@ class RichProgress(keras.callbacks.Callback):
             f"val_accuracy {logs.get('val_accuracy', float('nan')):.4f} "
             f"(lr {logs.get('learning_rate', float('nan')):.2e}, {logs.get('images_per_second', 0):,.0f} img/s)"
         )
-        self._progress.console.print(line, highlight=False, soft_wrap=True)
+        self._live().console.print(line, highlight=False, soft_wrap=True)
 
     def on_train_end(self, logs=None):
         if self._progress is not None:

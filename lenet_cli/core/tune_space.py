@@ -24,6 +24,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -163,7 +164,7 @@ def default_space(dataset: str) -> Space:
 _SPEC_KEYS = {"low", "high", "log", "step", "choices", "value"}
 
 
-def read_table_file(path: str | Path, field: str) -> Any:
+def read_table_file(path: str | os.PathLike, field: str) -> Any:
     """The parsed content of a ``--space`` or ``--recipe`` file: TOML (``.toml``) or JSON (anything else).
 
     Raises:
@@ -189,7 +190,7 @@ def read_table_file(path: str | Path, field: str) -> Any:
         raise BadValue(field, f"{str(path)!r} is not valid JSON ({exc}); name it .toml if it is TOML") from None
 
 
-def read_space_file(path: str | Path) -> dict[str, Any]:
+def read_space_file(path: str | os.PathLike) -> dict[str, Any]:
     """The raw table of a ``--space`` file: TOML (``.toml``) or JSON (anything else).
 
     Raises:
@@ -286,7 +287,7 @@ def parse_space(data: dict[str, Any]) -> Space:
     return space
 
 
-def build_space(dataset: str, space_file: str | Path | None = None, epochs_cap: int | None = None) -> Space:
+def build_space(dataset: str, space_file: str | os.PathLike | None = None, epochs_cap: int | None = None) -> Space:
     """The space a study searches: the default, the file's entries over it, and epochs at most ``epochs_cap``.
 
     Raises:
@@ -395,7 +396,7 @@ def recipe_of(config: C.TrainConfig) -> dict[str, Any]:
     return {option: getattr(config, fields[option]) for option in RECIPE_OPTIONS}
 
 
-def read_recipe(path: str | Path) -> dict[str, Any]:
+def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
     """A recipe file's options: the ``recipe`` table of ``lenet tune``'s ``<study>-best.json``, or a plain table of options,
     in TOML (``.toml``: ``dropout = 0.3``) or JSON (``{"dropout": 0.3}``), as a space file may be.
 

@@ -92,6 +92,11 @@ class ModelContext:
         context = dataclasses.replace(self, ref=self.keras_ref, format="keras", keras_ref=None, notice=None)
         return context, open_model(context.ref, batch_size)
 
+    def picture_settings(self) -> tuple[str, tuple[str, ...]]:
+        """``(preprocess, class_names)`` of a context from :func:`for_pictures`, which always sets both."""
+        assert self.preprocess is not None and self.class_names is not None, "for_pictures sets both, and load() keeps them"
+        return self.preprocess, self.class_names
+
     @property
     def class_dataset(self) -> str | None:
         """The dataset the class names come from: the model's, else its preprocessing's family."""
@@ -203,11 +208,10 @@ def preprocessing_and_classes(meta: dict[str, Any], preprocess: str, model_path:
     """
     dataset = meta.get("dataset")
     if preprocess == "auto":
-        preprocess = meta.get("preprocessing") or dataset
-        if preprocess is None:
+        model_preprocess = meta.get("preprocessing") or dataset
+        if model_preprocess is None:
             raise ModelError(f"cannot tell which dataset {str(model_path)!r} was trained on; pass --preprocess mnist or --preprocess fashion")
-        if preprocess not in PREPROCESS_MODES:
-            preprocess = "mnist"  # the MNIST family: digit-like pictures
+        preprocess = model_preprocess if model_preprocess in PREPROCESS_MODES else "mnist"  # else the MNIST family: digit-like pictures
     names = meta.get("class_names") or CLASS_NAMES.get(dataset or "") or CLASS_NAMES.get(preprocess)
     if not names:
         raise ModelError(f"cannot tell the class names of {str(model_path)!r}; pass --preprocess mnist or --preprocess fashion")

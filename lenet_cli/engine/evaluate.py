@@ -190,6 +190,7 @@ def evaluate(request: EvaluateRequest, log: Callable[[str], None] | None = None)
     recorded = None
     if context.keras_ref is not None and context.ref.run_dir is not None:  # the run's copy: its penalty was recorded with it
         recorded = (runs.fast_model_record(context.ref.run_dir) or {}).get("penalty")
+    assert context.dataset is not None, "for_dataset always names the dataset: it raises when it cannot tell"
     if log:
         log(f"evaluating on the {context.dataset} {request.split} split")
     result = evaluate_model(loaded, context.dataset, request.split, context.data_dir, top_k=top_k, log=log,

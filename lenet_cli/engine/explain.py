@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -156,9 +157,9 @@ class Explainer:
         self.max_steps = max(int(max_steps), self.steps)
         self.patch = int(patch)
         self.stride = int(stride)
-        self._gradient_fn = None
-        self._features = None
-        self.filters = None
+        self._gradient_fn: A.GradientFn | None = None
+        self._features: Callable[[np.ndarray], Any] | None = None  # a tf.function: (n, 28, 28, 1) -> (conv_1, conv_2) tensors
+        self.filters: np.ndarray | None = None
         if self.has_feature_maps:
             kernel = np.asarray(loaded.keras_model.get_layer("conv_1").get_weights()[0])  # (5, 5, 1, 20)
             self.filters = np.moveaxis(kernel[:, :, 0, :], -1, 0)
@@ -213,7 +214,7 @@ class Explainer:
         predicted = probabilities.argmax(axis=1)
         targets = predicted if target is None else np.full(len(images), target)
         batch = self.attributions(images, targets)
-        checked = batch.gaps is not None
+        gaps, logit_differences, steps_used, reliable = batch.gaps, batch.logit_differences, batch.steps_used, batch.reliable
         conv_1 = conv_2 = None
         if self.has_feature_maps:
             conv_1, conv_2 = self.feature_maps(images)
@@ -231,10 +232,10 @@ class Explainer:
                 method=self.method,
                 target={"label": self.class_names[int(targets[row])], "index": int(targets[row])},
                 attribution=batch.maps[row],
-                completeness_gap=float(batch.gaps[row]) if checked else None,
-                logit_difference=float(batch.logit_differences[row]) if checked else None,
-                steps_used=int(batch.steps_used[row]) if checked else None,
-                attribution_reliable=bool(batch.reliable[row]) if checked else None,
+                completeness_gap=None if gaps is None else float(gaps[row]),
+                logit_difference=None if logit_differences is None else float(logit_differences[row]),
+                steps_used=None if steps_used is None else int(steps_used[row]),
+                attribution_reliable=None if reliable is None else bool(reliable[row]),
                 network_input=images[row],
                 probabilities=probs,
                 conv_1_maps=None if conv_1 is None else conv_1[row],
@@ -275,7 +276,7 @@ def _shrink(luminance: np.ndarray) -> np.ndarray:
     return np.asarray(luminance[::step, ::step], dtype=np.float32)
 
 
-def _decode(item, options) -> tuple[np.ndarray | None, tuple | None, str | None]:
+def _decode(item, options) -> tuple[np.ndarray | None, tuple[np.ndarray, tuple[int, int]] | None, str | None]:
     """``(network input, (picture for the sheet, its file's size), None)`` or ``(None, None, one-line error)``."""
     from lenet_cli.data.images import read_image
     from lenet_cli.data.preprocess import preprocess
@@ -303,6 +304,7 @@ def explain_items(items, explainer: Explainer, options, target: int | None = Non
             if array is None:
                 yield Explanation(item.name, error=error)
                 continue
+            assert picture is not None, "_decode gives a picture with every input it decodes"
             result = next(explained)
             result.path = item.name
             result.original, result.original_size = picture
@@ -373,12 +375,13 @@ def explain(request: ExplainRequest, on_explanation: Callable[[Explanation], Non
         raise LenetError(f"integrated gradients needs the gradients of a .keras model, and {str(context.ref.model_path)!r} is not one; "
                          "use --method occlusion")
     top_k = context.resolve_top_k(request.top_k)
-    target_index = parse_target(request.target, context.class_names)
+    preprocess, class_names = context.picture_settings()
+    target_index = parse_target(request.target, class_names)
     output_dir = Path(request.output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise LenetError(f"--output-dir {str(output_dir)!r} is a file; name a folder")
     output_dir.mkdir(parents=True, exist_ok=True)
-    options = PreprocessOptions(mode=context.preprocess, invert=request.invert)
+    options = PreprocessOptions(mode=preprocess, invert=request.invert)
     done: list[Explanation] = []
 
     def emit(explanation: Explanation) -> None:
@@ -391,7 +394,7 @@ def explain(request: ExplainRequest, on_explanation: Callable[[Explanation], Non
     writer = SheetWriter(sheet_workers)  # before the model loads: its workers import matplotlib meanwhile
     try:
         context, loaded = context.load(log=log)
-        explainer = Explainer(loaded, context.class_names, request.method, steps=request.steps)
+        explainer = Explainer(loaded, class_names, request.method, steps=request.steps)
         taken: set[str] = set()
         for explanation in explain_items(items, explainer, options, target_index, top_k):
             if explanation.error is None:

@@ -39,11 +39,15 @@ def sheet_content(explanation: Explanation, explainer: Explainer, model_label: s
     reason = f"they need a .keras model; this is a {fmt} model"
     if explainer.loaded.path.name == FAST_MODEL_FILE and explainer.loaded.run_config is not None:
         reason = "they need the run's model.keras: --engine keras; this is its TensorFlow-free model.tflite"
+    original = explanation.original if explanation.original is not None else explanation.network_input
+    assert (original is not None and explanation.network_input is not None and explanation.probabilities is not None
+            and explanation.method is not None and explanation.target is not None and explanation.attribution is not None), (
+        "only an explained input (error None) gets a sheet, and Explainer.explain fills all of these")
     return SheetContent(
         name=explanation.path,
         model=model_label,
         dataset=dataset,
-        original=explanation.original if explanation.original is not None else explanation.network_input,
+        original=original,
         network_input=explanation.network_input,
         class_names=explainer.class_names,
         probabilities=explanation.probabilities,
@@ -127,6 +131,7 @@ class SheetWriter:
         """Queue ``explanation`` (its sheet drawn from ``content`` into ``path``; failed inputs pass none)."""
         future = None
         if content is not None:
+            assert path is not None, "a sheet's content always comes with the path it is written to"
             explanation.sheet = os.fspath(path)
             if self.pool is not None:
                 try:

@@ -270,6 +270,7 @@ def fast_model_record(result: ExportResult | None, started: float, *, split: str
     beside the copy's cross-entropy (the copy itself cannot compute them).
     """
     verified = result is not None and result.verified_on > 0 and result.quantize == "none"
+    checked = result if verified else None
     if error is None and result is not None and not verified:
         error = f"not checked against model.keras ({'quantized' if result.quantize != 'none' else 'written with --no-verify'})"
     return {
@@ -277,9 +278,9 @@ def fast_model_record(result: ExportResult | None, started: float, *, split: str
         "format": FAST_MODEL_FORMAT,
         "ok": error is None and verified,
         "compared_on": split if verified else None,
-        "images": result.verified_on if verified else None,
-        "max_abs_diff": result.max_abs_diff if verified else None,
-        "argmax_agreement": result.argmax_agreement if verified else None,
+        "images": checked.verified_on if checked is not None else None,
+        "max_abs_diff": checked.max_abs_diff if checked is not None else None,
+        "argmax_agreement": checked.argmax_agreement if checked is not None else None,
         "penalty": penalty,
         "seconds": time.perf_counter() - started,
         "error": error,
@@ -344,7 +345,7 @@ def _check_output(output: Path, formats: tuple[str, ...], source: Path) -> None:
 
 
 def _calibration_images(dataset: str, data_dir, log, preprocess: str | None = None) -> np.ndarray:
-    train = load_dataset(dataset, data_dir, validation_size=0, log=log, splits=("train",), preprocess=preprocess).train
+    train = load_dataset(dataset, data_dir, validation_size=0, log=log, splits=("train",), preprocess=preprocess).split("train")
     step = max(1, len(train) // CALIBRATION_COUNT)
     return as_model_input(train.images[::step][:CALIBRATION_COUNT])
 
@@ -398,6 +399,7 @@ def export_model(
     _check_output(output, formats, ref.model_path)
     runs.check_writable(output.parent, "the export folder")  # before any data or model loads
     dataset, data_dir, preprocessing = context.dataset, context.data_dir, context.preprocess
+    assert dataset is not None, "for_dataset always names the dataset: it raises when it cannot tell"
     class_names = context.class_names
     test = None
     if verify or class_names is None:

@@ -79,17 +79,18 @@ def start_predict(request: PredictRequest, log: Callable[[str], None] | None = N
     items = gather_inputs(request.inputs, request.recursive, request.files_from, log=log)
     context = for_pictures(request.model, request.runs_dir, request.preprocess, request.engine)
     top_k = context.resolve_top_k(request.top_k)
+    preprocess, class_names = context.picture_settings()
     save = None if request.save_preprocessed is None else Path(request.save_preprocessed)
     if save is not None:
         save.mkdir(parents=True, exist_ok=True)
-    decoder = ChunkDecoder(items, PreprocessOptions(mode=context.preprocess, invert=request.invert),
+    decoder = ChunkDecoder(items, PreprocessOptions(mode=preprocess, invert=request.invert),
                            chunk_size=min(request.batch_size, DECODE_CHUNK))
     try:
         context, loaded = context.load(log=log)
     except BaseException:
         decoder.close()
         raise
-    predictions = predict_items(items, loaded.predict, context.class_names, context.preprocess, request.invert, top_k,
+    predictions = predict_items(items, loaded.predict, class_names, preprocess, request.invert, top_k,
                                 request.batch_size, save, decoder, request.min_confidence)
     return PredictRun(context, items, predictions, top_k)
 

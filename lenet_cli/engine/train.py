@@ -103,7 +103,7 @@ def load_training_data(request: TrainRequest, log: Callable[[str], None] | None 
         cfg = dataclasses.replace(cfg, preprocess=None)
     data = load_dataset(cfg.dataset, data_dir, validation_size=cfg.validation_size, train_limit=cfg.train_limit, log=log,
                         preprocess=cfg.preprocess, splits=("train", "validation", "test") if request.score_test else ("train", "validation"))
-    cfg = dataclasses.replace(cfg, data_source=str(Path(data.source).resolve()), validation_size=len(data.validation),
+    cfg = dataclasses.replace(cfg, data_source=str(Path(data.source).resolve()), validation_size=len(data.split("validation")),
                               preprocess=cfg.preprocess or data.preprocess, class_names=tuple(data.class_names),
                               data_fingerprint=data.fingerprint)
     if request.resume and previous_fingerprint and data.fingerprint and previous_fingerprint != data.fingerprint and log:

@@ -98,7 +98,8 @@ def _build(cfg: TrainConfig, data: Dataset, runs_dir, resume: bool, deterministi
     from lenet_cli.model.network import build_lenet
     from lenet_cli.model.precision import resolve_precision
 
-    if len(data.train) == 0:
+    train = data.split("train")
+    if len(train) == 0:
         raise LenetError("the training split is empty; lower --validation-size or raise --train-limit")
     if deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -113,7 +114,7 @@ def _build(cfg: TrainConfig, data: Dataset, runs_dir, resume: bool, deterministi
             cfg = dataclasses.replace(cfg, init_from=str(source.resolve()))
         for name in cfg.freeze:
             model.get_layer(name).trainable = False
-        steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+        steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
         optimizer = make_optimizer(cfg, steps_per_epoch)
         step = TrainStep.for_config(cfg, model, optimizer, distribution)
     model.optimizer = optimizer  # read by Keras's TensorBoard callback (learning rate, steps)
@@ -135,7 +136,7 @@ def _start_or_resume(session: _Session, run_dir: Path, resume: bool) -> tuple[Tr
     from lenet_cli.model.augmentation import describe
 
     config = {**session.cfg.to_json_dict(), "augmentation": describe(session.cfg.augment, session.cfg.seed)}  # exactly what is applied
-    state = TrainingState(config=config, rng_state=rng.bit_generator.state)
+    state = TrainingState(config=config, rng_state=dict(rng.bit_generator.state))
     write_json_atomic(run_dir / runs.CONFIG_FILE, config)
     save_checkpoint(run_dir, session.model, session.optimizer, state, session.step.augmentation)
     return state, rng
@@ -167,9 +168,10 @@ def _train_epoch(session: _Session, data: Dataset, rng, epoch: int, callback_lis
     """One pass over the shuffled (and augmented) training split; returns the mean of each log and the throughput."""
     cfg = session.cfg
     started = time.perf_counter()
-    order = rng.permutation(len(data.train))
-    images = data.train.images[order]
-    labels = data.train.labels[order].astype(np.int32)
+    train = data.split("train")
+    order = rng.permutation(len(train))
+    images = train.images[order]
+    labels = train.labels[order].astype(np.int32)
     full_batches = len(images) // cfg.batch_size
     sums = dict.fromkeys(session.step.keys, 0.0)
     seen = step = 0
@@ -276,7 +278,8 @@ def _write_fast_model(model, predictor, data: Dataset, run_dir: Path, cfg: Train
     from lenet_cli.engine.evaluate import penalty_from_weights
     from lenet_cli.engine.export import FAST_MODEL_FORMAT, export_metadata, write_fast_model
 
-    split, name = (data.validation, "validation") if len(data.validation) else (data.test, "test")
+    validation = data.split("validation")
+    split, name = (validation, "validation") if len(validation) else (data.split("test"), "test")
     run_config = runs.read_json_or_none(run_dir / runs.CONFIG_FILE)
     metadata = export_metadata(cfg.dataset, run_config, FAST_MODEL_FORMAT, "none", run_dir / runs.MODEL_FILE, data.class_names, cfg.preprocess)
     return write_fast_model(model, run_dir, metadata, split.images, split.labels, predictor(split.images), name,
@@ -302,7 +305,7 @@ def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Pat
     session.model.optimizer = None  # the shipped model carries no training state
     session.sync_shipped()
     model = session.shipped  # float32, whatever precision trained it
-    calibrated = _calibrate(session, data.validation)
+    calibrated = _calibrate(session, data.split("validation"))
     for name in cfg.freeze:
         model.get_layer(name).trainable = True
     with atomic_path(run_dir / runs.MODEL_FILE) as tmp:
@@ -394,7 +397,7 @@ def _run_epochs(session: _Session, data: Dataset, state: TrainingState, rng, cal
         for epoch in range(state.completed_epochs, session.cfg.epochs):
             callback_list.on_epoch_begin(epoch)
             epoch_start = time.perf_counter()
-            logs = _epoch_logs(session, _train_epoch(session, data, rng, epoch, callback_list, should_stop, run_dir), data.validation)
+            logs = _epoch_logs(session, _train_epoch(session, data, rng, epoch, callback_list, should_stop, run_dir), data.split("validation"))
             callback_list.on_epoch_end(epoch, logs)
             _end_epoch(session, state, rng, epoch, logs, time.perf_counter() - epoch_start, run_dir)
     finally:

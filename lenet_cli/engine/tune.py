@@ -569,7 +569,7 @@ def prepare(request: TuneRequest, log=None) -> tuple[OpenStudy, tune_space.Space
         raise BadValue("validation_size", "--validation-size 0 leaves nothing to score the trials on; hold out some images")
     cfg = resolve_config(request.dataset, train_limit=request.train_limit, validation_size=request.validation_size, seed=request.seed)
     _, data, _ = load_training_data(TrainRequest(cfg, data_dir=request.data_dir, score_test=False), log)
-    if len(data.validation) == 0:
+    if len(data.split("validation")) == 0:
         raise BadValue("dataset", f"{request.dataset} has no validation split to score trials on")
     opened = open_study(request, space)
     if log:
@@ -580,8 +580,8 @@ def prepare(request: TuneRequest, log=None) -> tuple[OpenStudy, tune_space.Space
         searched = [f"{o} {tune_space.describe(p, o)}" for o, p in space.items() if not isinstance(p, tune_space.Fixed)]
         fixed = [f"{o} {p.value}" for o, p in space.items() if isinstance(p, tune_space.Fixed)]
         log(f"study {name} in {opened.shown}: {'new' if opened.created else plural(finished, 'finished trial')}"
-            f"{f', {running} running' if running else ''}; aiming at {goal}{until}; {len(data.train):,} train / "
-            f"{len(data.validation):,} validation images; pruner {request.pruner}")
+            f"{f', {running} running' if running else ''}; aiming at {goal}{until}; {len(data.split('train')):,} train / "
+            f"{len(data.split('validation')):,} validation images; pruner {request.pruner}")
         log("searching " + "; ".join(searched) + (f"; fixed {', '.join(fixed)}" if fixed else ""))
     return opened, space
 

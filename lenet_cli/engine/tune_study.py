@@ -216,9 +216,10 @@ def _heartbeat_tolerant_storage():
     The trial's own next write (its epoch's score) meets the same lost database, and the search stops there in one
     line (:func:`storage_lost`); a database back by then has missed a heartbeat, not the trial.
     """
-    optuna = load_optuna()
+    load_optuna()  # quiet, and a missing extra said first
+    from optuna.storages import RDBStorage
 
-    class HeartbeatTolerantStorage(optuna.storages.RDBStorage):
+    class HeartbeatTolerantStorage(RDBStorage):
         def record_heartbeat(self, trial_id: int) -> None:
             try:
                 super().record_heartbeat(trial_id)

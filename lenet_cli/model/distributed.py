@@ -148,6 +148,7 @@ def build_distribution(mode: str, devices: int | None = None, workers: str | Non
         strategy = tf.distribute.MirroredStrategy(devices=names, cross_device_ops=cross)
         return Distribution(mode, strategy, strategy.num_replicas_in_sync, 1, 0, True, worker_timeout)
 
+    assert cluster is not None, "mode is multi-worker here, and its config was parsed above"
     task = cluster["task"]
     jobs = cluster["cluster"]
     num_workers = sum(len(jobs.get(job, [])) for job in ("chief", "worker"))

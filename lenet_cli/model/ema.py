@@ -15,6 +15,8 @@ checkpoints) is Keras's.
 
 from __future__ import annotations
 
+from typing import Any
+
 from lenet_cli.core.tensorflow_env import import_tensorflow
 
 import_tensorflow()  # quietly, and with lenet's settings, before Keras loads TensorFlow
@@ -30,6 +32,12 @@ def warmed_up_momentum(momentum, iterations):
 
 class WarmUpEMA:
     """Mixin for a Keras optimizer: its ``use_ema`` average with the momentum warm-up above."""
+
+    # Set by the Keras optimizer this is mixed into (annotations only: no class attributes shadow Keras's).
+    use_ema: bool
+    ema_momentum: float
+    iterations: Any
+    _model_variables_moving_average: list[Any]
 
     def _update_model_variables_moving_average(self, trainable_variables):
         if not self.use_ema:

@@ -23,6 +23,8 @@ holds the two to 1e-6).
 
 from __future__ import annotations
 
+from typing import Any
+
 from lenet_cli.core.tensorflow_env import import_tensorflow
 
 import_tensorflow()  # quietly, and with lenet's settings, before Keras loads TensorFlow
@@ -32,17 +34,17 @@ from keras import ops
 from lenet_cli.core import config as C
 
 
-def regularized_kernels(model: keras.Model, frozen: tuple[str, ...] = ()) -> dict[str, object]:
+def regularized_kernels(model: keras.Model, frozen: tuple[str, ...] = ()) -> dict[str, Any]:
     """The kernels the objective penalizes: weight layers that train, by layer name."""
     return {name: model.get_layer(name).kernel for name in C.WEIGHT_LAYERS if name not in frozen}
 
 
-def penalty_terms(kernels: dict[str, object], l1: float, weight_decay: float) -> dict[str, object]:
+def penalty_terms(kernels: dict[str, Any], l1: float, weight_decay: float) -> dict[str, Any]:
     """Per-layer ``l1_<name>`` and ``l2_<name>`` terms and their totals ``l1`` and ``l2``.
 
     ``l2`` is the weight-decay term ``weight_decay * sum(w^2) / 2``.
     """
-    terms: dict[str, object] = {}
+    terms: dict[str, Any] = {}
     l1_total = 0.0
     l2_total = 0.0
     for name, kernel in kernels.items():
@@ -83,7 +85,7 @@ class Objective:
         return cls(model, float(run_config.get("l1", 0.0)), float(run_config.get("weight_decay", 0.0)),
                    tuple(run_config.get("freeze") or ()))
 
-    def penalties(self) -> dict[str, object]:
+    def penalties(self) -> dict[str, Any]:
         """``l1``, ``l2`` and the per-layer terms of the current weights, as float32 scalars."""
         terms = penalty_terms(self.kernels, self.l1, self.weight_decay)
         return {name: ops.cast(value, "float32") for name, value in terms.items()}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lenet_cli.core.tensorflow_env import import_tensorflow
 
@@ -28,6 +29,9 @@ import numpy as np
 from lenet_cli.core.tensorflow_env import import_tensorflow
 from lenet_cli.store import runs
 from lenet_cli.store.atomic import write_json_atomic
+
+if TYPE_CHECKING:  # types only: the predictor is made when first needed
+    from lenet_cli.model.inference import KerasPredictor
 
 CONFUSION_JSON = "confusion_matrix.json"
 SAMPLE_INPUTS = 64
@@ -95,7 +99,7 @@ class ConfusionMatrixImage(_LazyWriterCallback):
         images: np.ndarray,
         labels: np.ndarray,
         class_names: Sequence[str],
-        log_dir: str | Path,
+        log_dir: str | Path | None,
         json_path: str | Path | None = None,
         predict_classes: Callable[[np.ndarray], np.ndarray] | None = None,
     ):
@@ -105,7 +109,7 @@ class ConfusionMatrixImage(_LazyWriterCallback):
         self.class_names = list(class_names)
         self.json_path = Path(json_path) if json_path is not None else None
         self.predict_classes = predict_classes
-        self._predictor = None
+        self._predictor: KerasPredictor | None = None
         self.latest: dict | None = None
 
     def _predict(self) -> np.ndarray:

@@ -10,7 +10,9 @@ the step runs on every replica and the stop signal rides its all-reduce.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -125,7 +127,7 @@ class TrainStep:
             from lenet_cli.model.distributed import distributed_train_step
 
             self.step = distributed_train_step(distribution, view, objective, trainable, optimizer, inputs)
-            self.steps = None
+            self.steps: Callable[[np.ndarray, np.ndarray], dict[str, Any]] | None = None  # several steps per call: single device only
             return
         size = C.IMAGE_SIZE
         penalty_names = [*PENALTY_KEYS, *objective.term_names]
@@ -205,11 +207,12 @@ class TrainStep:
         if signum:
             return {}, 0, 0, signum
         first = lo // batch_size
-        chunk = min(STEPS_PER_CALL, full_batches - first) if self.steps is not None else 0
-        if chunk >= 2:
+        steps = self.steps
+        chunk = min(STEPS_PER_CALL, full_batches - first) if steps is not None else 0
+        if steps is not None and chunk >= 2:
             hi = lo + chunk * batch_size
             size = C.IMAGE_SIZE
-            out = self.steps(images[lo:hi].reshape(chunk, batch_size, size, size), labels[lo:hi].reshape(chunk, batch_size))
+            out = steps(images[lo:hi].reshape(chunk, batch_size, size, size), labels[lo:hi].reshape(chunk, batch_size))
             return {k: float(v) for k, v in out.items()}, chunk, hi - lo, None
         hi = min(lo + batch_size, len(images))
         return {k: float(v) for k, v in self.step(images[lo:hi], labels[lo:hi]).items()}, 1, hi - lo, None

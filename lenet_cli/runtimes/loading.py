@@ -67,7 +67,7 @@ class LoadedModel:
 _METADATA_TYPES = {"dataset": str, "run_config": dict, "class_names": list, "preprocessing": str}
 
 
-def _metadata_from(meta: dict[str, Any], source: str) -> dict[str, Any]:
+def _metadata_from(meta: dict[str, Any], source: str | None) -> dict[str, Any]:
     for key, kind in _METADATA_TYPES.items():
         value = meta.get(key)
         if value is not None and not isinstance(value, kind):
@@ -133,7 +133,7 @@ def read_metadata(ref: ModelRef) -> dict[str, Any]:
     if config is not None:
         from lenet_cli.data.dataset import CLASS_NAMES
 
-        names = config.get("class_names") or CLASS_NAMES.get(config.get("dataset"))  # runs from before own data: the built-in names
+        names = config.get("class_names") or CLASS_NAMES.get(config.get("dataset") or "")  # runs from before own data: the built-in names
         return _metadata_from({"dataset": config.get("dataset"), "run_config": config, "preprocessing": config.get("preprocess") or config.get("dataset"),
                                "class_names": list(names) if names else None}, "run config")
     if fmt == "keras" and sidecar.is_file():

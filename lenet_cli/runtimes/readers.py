@@ -109,7 +109,7 @@ class _LiteRTRunner:
         self.output = self.interpreter.get_output_details()[0]
         _check_input_shape(path, [None, *[int(d) for d in self.input["shape_signature"][1:]]])
         self.num_classes = _class_count(path, [None, *[int(d) for d in self.output["shape_signature"][1:]]])
-        self.batch = None
+        self.batch: int | None = None
         self.invoked = False
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

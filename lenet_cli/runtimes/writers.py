@@ -48,7 +48,9 @@ def write_litert(model, path: Path, quantize: str, calibration: np.ndarray | Non
     if quantize != "none":
         options["optimizations"] = [tf.lite.Optimize.DEFAULT]
     if quantize == "int8":
-        options["representative_dataset"] = lambda: ([calibration[i : i + 1]] for i in range(len(calibration)))
+        assert calibration is not None, "the exporter loads calibration images whenever it asks for int8"
+        images = calibration
+        options["representative_dataset"] = lambda: ([images[i : i + 1]] for i in range(len(images)))
     model.export(str(path), format="litert", verbose=False, input_signature=[_input_spec(tf)], **options)
 
 

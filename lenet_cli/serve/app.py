@@ -264,7 +264,7 @@ async def tf_serving_status(service: ServiceDep):
 @functools.lru_cache(maxsize=1)
 def _page() -> str:
     """The drawing page, one static file shipped in the package."""
-    return resources.files("lenet_cli.serve").joinpath("static", PAGE).read_text(encoding="utf-8")
+    return resources.files("lenet_cli.serve").joinpath("static").joinpath(PAGE).read_text(encoding="utf-8")
 
 
 def _install_error_handlers(app: FastAPI) -> None:

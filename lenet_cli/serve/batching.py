@@ -117,8 +117,14 @@ class MicroBatcher:
             return await loop.run_in_executor(self._executor, self._call, images)
         future = loop.create_future()
         self._queue.append(_Pending(images, future))
-        self._wakeup.set()
+        self._event().set()
         return await future
+
+    def _event(self) -> asyncio.Event:
+        """The wake-up event, made in :meth:`start` on the serving loop (an Event belongs to the loop it was made on)."""
+        if self._wakeup is None:
+            raise RuntimeError("MicroBatcher.start() was not called")
+        return self._wakeup
 
     def _call(self, images: np.ndarray) -> np.ndarray:
         if self.on_batch is not None:
@@ -129,8 +135,8 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             while not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                self._event().clear()
+                await self._event().wait()
             batch = [self._queue.popleft()]
             count = len(batch[0].images)
             deadline = loop.time() + self.timeout
@@ -139,9 +145,9 @@ class MicroBatcher:
                     remaining = deadline - loop.time()
                     if self._expected <= 0 or remaining <= 0:
                         break
-                    self._wakeup.clear()
+                    self._event().clear()
                     try:
-                        await asyncio.wait_for(self._wakeup.wait(), remaining)
+                        await asyncio.wait_for(self._event().wait(), remaining)
                     except asyncio.TimeoutError:
                         break
                     continue

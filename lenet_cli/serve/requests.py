@@ -11,11 +11,14 @@ import io
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lenet_cli.core.errors import LenetError
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 log = logging.getLogger("lenet.serve")
 
@@ -76,7 +79,7 @@ def split_multipart(body: bytes, content_type: str, max_images: int) -> list[tup
     def on_end():
         state["ended"] = True
 
-    callbacks = {"on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
+    callbacks: MultipartCallbacks = {"on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
                  "on_header_end": on_header_end, "on_part_data": on_part_data, "on_end": on_end}
     parser = MultipartParser(boundary, callbacks)
     try:
@@ -86,7 +89,7 @@ def split_multipart(body: bytes, content_type: str, max_images: int) -> list[tup
         raise RequestError(400, f"malformed multipart/form-data body: {str(exc).splitlines()[0] if str(exc) else 'parse error'}") from None
     if not state["ended"]:
         raise RequestError(400, "malformed multipart/form-data body: it ends before its closing boundary")
-    files = []
+    files: list[tuple[str, bytes]] = []
     for part in parts:
         _, disposition = parse_options_header(part["headers"].get("content-disposition", b""))
         field = disposition.get(b"name", b"").decode("utf-8", "replace")

@@ -54,7 +54,7 @@ class Metadata(BaseModel):
     lenet_version: str
 
 
-ERRORS = {status: {"model": ErrorBody} for status in (400, 413, 415, 422)}
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorBody} for status in (400, 413, 415, 422)}
 
 PREDICT_BODY = {
     "requestBody": {

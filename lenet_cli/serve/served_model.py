@@ -34,7 +34,7 @@ class ServedModel:
         self.context = for_pictures(ref, preprocess=preprocess, engine=engine)
         self._describe(self.context)
         self.dataset = self.context.dataset
-        self.preprocess, self.class_names = self.context.preprocess, self.context.class_names
+        self.preprocess, self.class_names = self.context.picture_settings()
         self.loaded = None
 
     def _describe(self, context) -> None:
@@ -62,4 +62,6 @@ class ServedModel:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Probabilities ``(n, classes)`` for float32 ``(n, 28, 28, 1)`` inputs in [0, 1]."""
+        if self.loaded is None:
+            raise RuntimeError("the model is not loaded yet: call load() first")
         return self.loaded.predict(images)
