@@ -16,7 +16,6 @@ import io
 import json
 import os
 import re
-import select
 import shutil
 import signal
 import socket
@@ -441,29 +440,23 @@ class Server:
                                      stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.lines: list[str] = []
         self.url = None
-        deadline = time.monotonic() + timeout
-        while self.url is None:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise AssertionError("lenet serve did not start:\n" + "".join(self.lines) + (self.proc.stderr.read() or ""))
-            if select.select([self.proc.stderr], [], [], 0.5)[0]:
-                line = self.proc.stderr.readline()
-                self.lines.append(line)
-                match = re.search(r" at (http://127\.0\.0\.1:\d+/)", line)
-                self.url = match.group(1) if match else None
+        # every line is read by one thread from the start: uvicorn's start-up lines and the ready line may arrive in
+        # one chunk, which a select() on the pipe followed by readline() would leave unread in the buffer
         self.reader = threading.Thread(target=self._collect, daemon=True)
         self.reader.start()
+        deadline = time.monotonic() + timeout
+        while self.url is None:
+            if time.monotonic() > deadline or (self.proc.poll() is not None and not self.reader.is_alive()):
+                self.stop()
+                raise AssertionError("lenet serve did not start:\n" + "".join(self.lines))
+            match = next((m for m in (re.search(r"^Serving .* at (http://127\.0\.0\.1:\d+/)", line) for line in list(self.lines)) if m), None)
+            self.url = match.group(1) if match else None
+            time.sleep(0.02)
         self.port = int(self.url.rsplit(":", 1)[1].strip("/"))
-        while True:  # the socket listens once the lifespan has loaded and warmed up the model
-            try:
-                import httpx
+        import httpx
 
-                if httpx.get(self.url + "readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        # the ready line comes once the socket listens with the model warm: the first request is answered at once
+        assert httpx.get(self.url + "readyz", timeout=5).status_code == 200
 
     def _collect(self):
         for line in self.proc.stderr:
