@@ -32,8 +32,6 @@ FILE_NAMES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
-TRAIN_COUNT = 60000
-TEST_COUNT = 10000
 
 # Official mirrors, tried in order.
 MIRRORS: dict[str, tuple[str, ...]] = {

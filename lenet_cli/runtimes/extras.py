@@ -10,7 +10,6 @@ EXTRA_HINTS = {
     "onnx": "pip install 'lenet-cli[onnx]'",
     "litert": "pip install 'lenet-cli[litert]'",
 }
-EXTRA_MODULES = {"onnx": ("tf2onnx", "onnx", "onnxruntime"), "litert": ("ai_edge_litert",)}
 
 
 def missing_extra(extra: str, what: str) -> MissingExtra:

@@ -112,11 +112,6 @@ CHECKSUMS: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 
-def source_key(spec: NamedDataset) -> str:
-    """The key of ``spec``'s URL bases and checksums (the archive for EMNIST)."""
-    return spec.archive or spec.name
-
-
 def _digest(path: Path, algorithm: str) -> str:
     digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:

@@ -33,7 +33,6 @@ from lenet_cli.data.sources.common import assemble, display, holdout_mask, stabl
 
 CACHE_DIR = ".lenet-cache"
 CACHE_VERSION = 1  # bump when the cached arrays' meaning changes
-SPLIT_FOLDERS = ("train", "test")
 
 
 @dataclass(frozen=True)
