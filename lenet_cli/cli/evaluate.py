@@ -15,7 +15,6 @@ from lenet_cli.cli.options import (
     engine_option,
     min_confidence_option,
     model_option,
-    option_errors,
     output_format_option,
     pick_model,
     resolve_format,
@@ -173,5 +172,4 @@ def evaluate(model, model_option, engine, runs_dir, dataset, split, data_dir, ba
     request = EvaluateRequest(pick_model(model, model_option), runs_dir, dataset, split, data_dir, batch_size, top_k, min_confidence,
                               confusion_png=confusion_png, reliability_png=reliability_png, misclassified_png=misclassified,
                               misclassified_count=misclassified_count, engine=engine)
-    with option_errors():
-        run_evaluate(request, resolve_format(output_format), min_accuracy)
+    run_evaluate(request, resolve_format(output_format), min_accuracy)

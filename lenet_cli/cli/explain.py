@@ -10,7 +10,6 @@ import click
 
 from lenet_cli.cli.options import (
     check_inputs,
-    option_errors,
     output_format_option,
     picture_options,
     resolve_format,
@@ -122,6 +121,5 @@ def explain(ctx, inputs, recursive, files_from, model, engine, runs_dir, preproc
     check_inputs(inputs, files_from)
     request = ExplainRequest(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, method, target, steps, output_dir,
                              engine=engine)
-    with option_errors():
-        code = run_explain(request, resolve_format(output_format))
+    code = run_explain(request, resolve_format(output_format))
     ctx.exit(code)

@@ -7,7 +7,6 @@ than Click and lenet's defaults.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -252,15 +251,6 @@ def flag_for(field: str) -> str:
 def bad_value_error(exc: BadValue) -> click.BadParameter:
     """A value the engine refuses, told under the option the user typed: exit 2, as for Click's own checks."""
     return click.BadParameter(str(exc), param_hint=f"'{flag_for(exc.field)}'")
-
-
-@contextlib.contextmanager
-def option_errors():
-    """A value the engine refuses (:class:`~lenet_cli.core.errors.BadValue`) becomes a usage error on its option: exit 2."""
-    try:
-        yield
-    except BadValue as exc:
-        raise bad_value_error(exc) from None
 
 
 def picture_options(top_k_help: str):

@@ -13,7 +13,6 @@ import click
 from lenet_cli.cli.options import (
     check_inputs,
     min_confidence_option,
-    option_errors,
     output_format_option,
     picture_options,
     resolve_format,
@@ -156,6 +155,5 @@ def predict(ctx, inputs, recursive, files_from, model, engine, runs_dir, preproc
     check_inputs(inputs, files_from)
     request = PredictRequest(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, min_confidence, batch_size,
                              save_preprocessed, engine=engine)
-    with option_errors():
-        code = run_predict(request, resolve_format(output_format))
+    code = run_predict(request, resolve_format(output_format))
     ctx.exit(code)
