@@ -300,7 +300,8 @@ def apply_recipe(ctx, param, path):
 @click.option("--augment", type=click.Choice(C.AUGMENTATIONS), default=None,
               help=f"Training augmentation policy (Keras Random* layers, never in the saved model): shift (2 px), flip "
                    f"(horizontal: clothing only), flip-shift, digits (shift, rotate 8 deg, zoom 8 %), clothing (flip, shift, "
-                   f"random erasing), writers (elastic, pen width, rotation, low resolution, shift), tones (flip, "
+                   f"random erasing), writers (elastic, pen width, rotation, low resolution, shift), writers-tones (writers "
+                   f"and a tone curve), tones (flip, "
                    f"tone curve: gamma 0.4-2.5, contrast) {default_text('augment')}.")
 @click.option("--ema", "ema_momentum", type=click.FloatRange(0, 1, max_open=True), default=None,
               help=f"Ship an exponential moving average of the weights with this momentum (e.g. 0.999); 0 = the last weights "

@@ -59,7 +59,7 @@ OWN_DATA_VALIDATION_FRACTION = 0.1  # own data: a tenth of the training pictures
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "float32", "bfloat16")  # lenet_cli/precision.py; auto is resolved before a run starts
-AUGMENTATIONS = ("none", "shift", "flip", "flip-shift", "digits", "clothing", "writers", "tones")  # lenet_cli/model/augmentation.py
+AUGMENTATIONS = ("none", "shift", "flip", "flip-shift", "digits", "clothing", "writers", "writers-tones", "tones")  # lenet_cli/model/augmentation.py
 PRESETS = ("default", "seed")
 
 # --- Choices the commands offer, owned here so `--help` needs no worker module --

@@ -25,6 +25,8 @@ Policies (``--augment``):
   shearing by up to 0.3 turns a 2 whose diagonal becomes upright into a
   continental 1 with its flag and foot, and short runs trained with it
   read every continental 1 as a 2.
+* ``writers-tones``: ``writers``, then another scanner's or camera's tone
+  curve on the ink (a faint pencil, a heavy marker, a grey scan).
 * ``tones``: flips, and another camera's tone curve on the article's
   darkness (gamma 0.4-2.5, contrast 0.6-1.2 against the black background).
 """
@@ -55,6 +57,7 @@ _LAYERS: dict[str, tuple[str, ...]] = {
     "digits": ("rotation", "zoom", "translation"),
     "clothing": ("flip", "translation", "erasing"),
     "writers": ("elastic", "thickness", "rotation", "lowres", "translation"),
+    "writers-tones": ("elastic", "thickness", "rotation", "lowres", "translation", "tones"),
     "tones": ("flip", "tones"),
 }
 
