@@ -76,6 +76,10 @@ CANDIDATES: dict[str, list[str]] = {
     # random erasing (Zhong et al. 2020 report Fashion-MNIST's largest gain of their datasets) and shifts, at the default's dropout
     "long-dropout-0.3-clothing": ["--epochs", "24", "--dropout", "0.3", "--augment", "clothing"],
     "long-dropout-0.25-flip": ["--epochs", "24", "--dropout", "0.25", "--augment", "flip"],  # flips regularise: less dropout may pay
+    # issue #38: candidates for the robustness rule, each the current default plus its options
+    "tones": ["--augment", "tones"],  # flips and other cameras' tone curves
+    "tones-30": ["--epochs", "30", "--augment", "tones"],  # the same, six epochs longer
+    "writers-tones": ["--augment", "writers-tones"],  # MNIST: other writers' hands and other scanners' tone curves
     # the same question for MNIST's default (shifts and EMA regularise too)
     "b256-shift-ema-dropout-0.4": ["--batch-size", "256", "--learning-rate", "2e-3", "--epochs", "20", "--augment", "shift", "--ema", "0.999",
                                    "--dropout", "0.4"],
@@ -85,12 +89,12 @@ CANDIDATES: dict[str, list[str]] = {
 FOR_DATASET = {  # flips never suit digits
     "mnist": ("base", "ema", "smooth", "shift", "digits", "digits-ema", "long-digits-ema", "b256-digits-ema", "b256-shift-ema",
               "b512-shift-ema", "b512-24-shift-ema", "b256-writers-ema", "b256-16-writers-ema", "b256-shift-ema-dropout-0.4",
-              "b256-shift-ema-dropout-0.3"),
+              "b256-shift-ema-dropout-0.3", "writers-tones"),
     "fashion": ("base", "ema", "smooth", "flip", "clothing", "flip-ema", "clothing-ema", "long", "long-flip-ema", "long-flip-smooth-ema",
                 "long-ema", "long-smooth-ema", "long-dropout-0.35", "long-dropout-0.3", "long-dropout-0.25",
                 "long-dropout-0.3-flip", "long-dropout-0.3-smooth", "b512-dropout-0.3-flip", "long-dropout-0.3-tones",
                 "long-dropout-0.3-tones-ema", "b256-30-dropout-0.3-tones", "long-dropout-0.3-clothing",
-                "long-dropout-0.25-flip"),
+                "long-dropout-0.25-flip", "tones", "tones-30"),
 }
 
 
