@@ -434,9 +434,10 @@ def test_a_busy_port_is_a_one_line_error(template_model):
 class Server:
     """``lenet serve`` in a subprocess on a free port; its stderr collected line by line."""
 
-    def __init__(self, model: Path, *args: str, timeout: float = 120):
+    def __init__(self, model: Path | None, *args: str, timeout: float = 120):
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "lenet_cli", "serve", str(model), "--port", "0", *args],
+        chosen = [] if model is None else [str(model)]  # None: the command's own default (the latest run, or a built-in)
+        self.proc = subprocess.Popen([sys.executable, "-m", "lenet_cli", "serve", *chosen, "--port", "0", *args],
                                      stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.lines: list[str] = []
         self.url = None

@@ -11,6 +11,7 @@ import click
 
 from lenet_cli.cli.options import (
     DATASET,
+    MODEL_PATH,
     data_dir_option,
     engine_option,
     min_confidence_option,
@@ -135,7 +136,7 @@ def run_evaluate(request, output_format: str, min_accuracy: float | None = None)
 
 
 @click.command()
-@click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
+@click.argument("model", required=False, type=MODEL_PATH)
 @model_option("model_option")
 @engine_option
 @runs_dir_option

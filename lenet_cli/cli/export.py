@@ -9,6 +9,7 @@ import click
 
 from lenet_cli.cli.options import (
     DATASET,
+    MODEL_PATH,
     data_dir_option,
     model_option,
     pick_model,
@@ -88,7 +89,7 @@ class ExportOutputFormat(click.Choice):
 
 
 @click.command("export")
-@click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
+@click.argument("model", required=False, type=MODEL_PATH)
 @model_option("model_option")
 @runs_dir_option
 @click.option("--to", "export_format", type=click.Choice([*FORMATS, "all"]), default=None,

@@ -55,10 +55,15 @@ def runs_dir_option(fn):
 
 # --- One vocabulary: a concept has one option, with the same name, values and behaviour on every command ---
 
+MODEL_PATH = click.Path(path_type=Path)
+"""A model argument: a path, a run's name or a built-in's name, resolved (and refused) by the engine, not by Click."""
+
+
 def model_option(dest: str = "model"):
     """``-m/--model``: which model a command uses (evaluate, export and serve also take it as their argument)."""
-    return click.option("--model", "-m", dest, type=click.Path(exists=True, path_type=Path), default=None,
-                        help="Run directory or model file (.keras, .onnx, .tflite, a SavedModel directory) [default: the latest run].")
+    return click.option("--model", "-m", dest, type=MODEL_PATH, default=None,
+                        help="Run directory, run name, model file (.keras, .onnx, .tflite, a SavedModel directory), or a "
+                             "built-in model: mnist, fashion [default: the latest run].")
 
 
 def engine_option(fn):
@@ -175,7 +180,7 @@ def merge_freeze(ctx, param, value):
 
 
 def distribute_options(fn):
-    """``--distribute`` and the options that place this process in a strategy (see docs/scaling.md)."""
+    """``--distribute`` and the options that place this process in a strategy (see docs/guides/distributed.md)."""
     for option in reversed([
         click.option("--distribute", type=click.Choice(C.DISTRIBUTE_MODES), default="none", show_default=True,
                      help="Data-parallel training: mirrored over local GPUs (or --devices CPU devices), or multi-worker from "
@@ -263,4 +268,17 @@ def picture_options(top_k_help: str):
         fn = engine_option(fn)
         fn = model_option()(fn)
         return image_inputs(fn)
+    return decorate
+
+
+def mlflow_options(register: bool):
+    """``--mlflow``, ``--mlflow-experiment`` (and ``--mlflow-register``): MLflow tracking for train and tune."""
+    def decorate(fn):
+        if register:
+            fn = click.option("--mlflow-register", default=None, metavar="NAME",
+                              help="Register the finished run's model under NAME in MLflow's model registry (a new version each run).")(fn)
+        fn = click.option("--mlflow-experiment", default=None, metavar="NAME", help="The MLflow experiment [default: lenet-<dataset>].")(fn)
+        return click.option("--mlflow", default=None, metavar="URI",
+                            help="Log params, per-epoch metrics, figures and the model to this MLflow tracking server (http://HOST:PORT) "
+                                 "or folder (file:/PATH) [default: $MLFLOW_TRACKING_URI; off when unset]. Needs the mlflow extra.")(fn)
     return decorate

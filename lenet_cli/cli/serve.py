@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from lenet_cli.cli.options import (
+    MODEL_PATH,
     ByteSize,
     engine_option,
     min_confidence_option,
@@ -23,7 +22,7 @@ _SERVE = ServeSettings()
 
 
 @click.command()
-@click.argument("model", required=False, type=click.Path(exists=True, path_type=Path))
+@click.argument("model", required=False, type=MODEL_PATH)
 @model_option("model_option")
 @engine_option
 @runs_dir_option

@@ -63,6 +63,8 @@ class ModelContext:
         """The model as people are shown it: ``<run>/model.keras`` (or ``<run>/model.tflite``), or the file's name."""
         if self.ref.run_dir is not None:
             return f"{self.ref.run_dir.name}/{self.ref.model_path.name}"
+        if self.ref.builtin is not None:
+            return f"{self.ref.builtin} (built-in)"
         return self.ref.model_path.name
 
     def load(self, batch_size: int = INFERENCE_BATCH_SIZE, log: Callable[[str], None] | None = None) -> tuple[ModelContext, Any]:
@@ -198,6 +200,15 @@ def choose_engine(ref: ModelRef, engine: str | None) -> tuple[ModelRef, ModelRef
     return ModelRef(fast, run), ref, None
 
 
+def builtin_notice(ref: ModelRef, runs_dir: str | os.PathLike | None = None) -> str:
+    """The one line that says a built-in model answers because nothing has been trained here yet."""
+    from lenet_cli.store.builtin import builtin_model
+
+    shipped = builtin_model(ref.builtin or "")
+    what = shipped.summary() if shipped is not None else f"lenet's built-in {ref.builtin} model"
+    return f"note: no run under {str(runs.runs_root(runs_dir))!r} yet, so {what} answers; train your own with `lenet train`"
+
+
 def preprocessing_and_classes(meta: dict[str, Any], preprocess: str, model_path: Path) -> tuple[str, tuple[str, ...]]:
     """``(preprocessing mode, class names)`` for pictures given to a model with metadata ``meta``.
 
@@ -231,18 +242,22 @@ def _metadata(ref: ModelRef, keras_ref: ModelRef | None) -> dict[str, Any]:
 
 
 def for_pictures(model: str | os.PathLike | ModelRef | None, runs_dir: str | os.PathLike | None = None,
-                 preprocess: str = "auto", engine: str | None = None) -> ModelContext:
+                 preprocess: str = "auto", engine: str | None = None, builtin_when_no_runs: bool = False) -> ModelContext:
     """The context of a model that answers for pictures (predict, explain, serve); ``model`` may be resolved already.
 
     ``engine`` chooses among a run's models (:func:`choose_engine`; None: the model as resolved).
+    ``builtin_when_no_runs``: with no model and no run yet, the default built-in model answers, and the
+    context's notice says so (predict and serve answer right after install).
 
     Raises:
         LenetError: no such model or run, or one whose dataset cannot be told.
     """
     from lenet_cli.runtimes.formats import model_format
 
-    ref = model if isinstance(model, ModelRef) else runs.resolve_model(model, runs_dir)
+    ref = model if isinstance(model, ModelRef) else runs.resolve_model(model, runs_dir, builtin_when_no_runs)
     ref, keras_ref, notice = choose_engine(ref, engine)
+    if model is None and ref.builtin is not None:
+        notice = builtin_notice(ref, runs_dir)
     meta = _metadata(ref, keras_ref)
     preprocess, class_names = preprocessing_and_classes(meta, preprocess, ref.model_path)
     return ModelContext(ref, model_format(ref.model_path), meta, preprocess, class_names, meta["dataset"], keras_ref=keras_ref, notice=notice)
@@ -271,7 +286,7 @@ def for_dataset(model: str | os.PathLike | None, runs_dir: str | os.PathLike | N
         preprocess=meta["preprocessing"] if same_data else None,
         class_names=tuple(names) if names else None,
         dataset=dataset,
-        data_dir=runs.remembered_data_dir(data_dir, meta["run_config"], dataset),
+        data_dir=runs.remembered_data_dir(data_dir, None if ref.builtin else meta["run_config"], dataset),  # a built-in's folder was not yours
         keras_ref=keras_ref,
         notice=notice,
     )

@@ -77,7 +77,7 @@ def start_predict(request: PredictRequest, log: Callable[[str], None] | None = N
     from lenet_cli.engine.context import for_pictures
 
     items = gather_inputs(request.inputs, request.recursive, request.files_from, log=log)
-    context = for_pictures(request.model, request.runs_dir, request.preprocess, request.engine)
+    context = for_pictures(request.model, request.runs_dir, request.preprocess, request.engine, builtin_when_no_runs=True)
     top_k = context.resolve_top_k(request.top_k)
     preprocess, class_names = context.picture_settings()
     save = None if request.save_preprocessed is None else Path(request.save_preprocessed)

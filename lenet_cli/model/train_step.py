@@ -64,7 +64,7 @@ def load_initial_weights(model, source: str | Path, runs_dir=None) -> Path:
     """
     from lenet_cli.model.network import load_model_file
 
-    ref = runs.resolve_model(source, runs_dir)
+    ref = runs.resolve_model(source, runs_dir, field="init_from")
     donor = load_model_file(ref.model_path)
     for name in C.WEIGHT_LAYERS:
         try:

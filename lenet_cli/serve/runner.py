@@ -107,11 +107,14 @@ def run_serve(model: Path | None, runs_dir: Path | None, host: str, port: int, s
     require_serve_extra()
     import uvicorn
 
+    from lenet_cli.engine.context import builtin_notice
     from lenet_cli.serve.app import create_app
     from lenet_cli.serve.served_model import ServedModel
     from lenet_cli.store import runs
 
-    ref = runs.resolve_model(model, runs_dir)
+    ref = runs.resolve_model(model, runs_dir, builtin_when_no_runs=True)
+    if model is None and ref.builtin is not None:
+        say(builtin_notice(ref, runs_dir))
     predictor = ServedModel(ref, settings.preprocess, engine)
     predictor.load(log=say)  # here, so a model that cannot load is a one-line error before anything listens
     app = create_app(predictor, settings)

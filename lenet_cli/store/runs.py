@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lenet_cli.core.env import DATA_DIR_ENV, RUNS_DIR_ENV
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import BadValue, LenetError
 from lenet_cli.store.atomic import write_json_atomic, write_text_atomic
 
 LATEST_FILE = "LATEST"
@@ -142,16 +142,24 @@ def latest_run(runs_dir: str | os.PathLike | None = None) -> Path:
     except OSError as exc:
         raise LenetError(f"cannot read the runs folder {str(root)!r}: {exc.strerror or exc}; fix its permissions") from None
     if not runs:
-        raise LenetError(f"no trained model found under {str(root)!r}; run `lenet train` first or pass a model path")
+        raise NoRunsYet(f"no trained model found under {str(root)!r}; run `lenet train` first or pass a model path")
     return max(runs, key=lambda p: (p / MODEL_FILE).stat().st_mtime)
+
+
+class NoRunsYet(LenetError):
+    """The runs root holds no finished run (and no ``LATEST``): nothing has been trained here yet."""
 
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A resolved model argument: the model file and, when it came from a run, its run directory."""
+    """A resolved model argument: the model file and, when it came from a run, its run directory.
+
+    ``builtin`` names the shipped model it is (:mod:`lenet_cli.store.builtin`), or is None.
+    """
 
     model_path: Path
     run_dir: Path | None
+    builtin: str | None = None
 
     def run_config(self) -> dict | None:
         """The run's ``config.json`` as a dict, or None when the model did not come from a run."""
@@ -211,16 +219,38 @@ def check_readable_run(folder: Path) -> None:
                          f"(chmod -R a+rX) or copy the run somewhere you can read")
 
 
-def resolve_model(model: str | os.PathLike | None, runs_dir: str | os.PathLike | None = None) -> ModelRef:
-    """Turn a run directory, a model file, or nothing (the latest run) into a :class:`ModelRef`.
+def resolve_model(model: str | os.PathLike | None, runs_dir: str | os.PathLike | None = None,
+                  builtin_when_no_runs: bool = False, field: str = "model") -> ModelRef:
+    """Turn a run directory, a model file, a run's name, a built-in model's name, or nothing (the latest run) into a :class:`ModelRef`.
+
+    A name is looked up in that order: a path, a run of that name under the runs root, then a built-in
+    model (``mnist``, ``fashion``), so a user's own files are never shadowed by lenet's.
+    ``builtin_when_no_runs``: with no model and no run at all, answer with the default built-in model
+    (predict and serve) instead of refusing. ``field`` is the request field the model came from.
 
     Raises:
+        BadValue: nothing of that name exists (a path, a run or a built-in).
         LenetError: the path is neither a model file nor a run directory.
     """
+    from lenet_cli.store.builtin import DEFAULT_BUILTIN, builtin_model
+
     if model is None:
-        run = latest_run(runs_dir)
+        try:
+            run = latest_run(runs_dir)
+        except NoRunsYet:
+            shipped = builtin_model(DEFAULT_BUILTIN) if builtin_when_no_runs else None
+            if shipped is None:
+                raise
+            return ModelRef(shipped.model_path, None, builtin=shipped.name)
         return ModelRef(run / MODEL_FILE, run)
     path = Path(model)
+    if not path.exists() and path.name == str(model):  # a bare name: a run under the runs root, then a built-in
+        run = runs_root(runs_dir) / path.name
+        shipped = builtin_model(path.name)
+        if run.is_dir() or shipped is None:
+            path = run if run.is_dir() else path
+        else:
+            return ModelRef(shipped.model_path, None, builtin=shipped.name)
     if path.is_dir():
         check_readable_run(path)
         if (path / MODEL_FILE).is_file():
@@ -231,7 +261,8 @@ def resolve_model(model: str | os.PathLike | None, runs_dir: str | os.PathLike |
             raise LenetError(unfinished_run_message(path))
         raise LenetError(f"{str(path)!r} is not a run directory: it holds no {MODEL_FILE}")
     if not path.exists():
-        raise LenetError(f"model {str(path)!r} does not exist; pass a run directory or a model file")
+        raise BadValue(field, f"{str(path)!r} does not exist; pass a run directory, a model file, a run's name "
+                              f"(`lenet runs` lists them) or a built-in model's (mnist, fashion)")
     return ModelRef(path, None)
 
 
