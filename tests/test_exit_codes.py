@@ -1,4 +1,4 @@
-"""Each exit code means one thing on every command, and README's table documents each; ``--debug`` works after a command's name."""
+"""Each exit code means one thing on every command, and the manual's table documents each; ``--debug`` works after a command's name."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from lenet_cli.cli import cli
 from lenet_cli.core import errors
 from lenet_cli.core.errors import LenetError
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+EXIT_CODES_PAGE = Path(__file__).resolve().parent.parent / "docs" / "guides" / "reliability.md"  # README links to it
 
 
-def test_every_exit_code_has_one_row_in_readme():
-    section = README.read_text(encoding="utf-8").split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
+def test_every_exit_code_has_one_row_in_the_manual():
+    section = EXIT_CODES_PAGE.read_text(encoding="utf-8").split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| (\d+(?: / \d+)?) \|", section, flags=re.MULTILINE)
     assert len(rows) == len(set(rows)), f"a code is listed twice: {rows}"
     codes = {int(code) for row in rows for code in row.split(" / ")}
