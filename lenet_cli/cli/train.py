@@ -23,6 +23,7 @@ from lenet_cli.cli.options import (
     default_text,
     distribute_options,
     merge_freeze,
+    mlflow_options,
     output_format_option,
     resolve_format,
     runs_dir_option,
@@ -332,11 +333,12 @@ def apply_recipe(ctx, param, path):
 @click.option("--keep-checkpoint", is_flag=True, help="Keep checkpoint.npz once the run has finished (it is deleted then by default).")
 @click.option("--deterministic", is_flag=True, help="Use TensorFlow's deterministic ops: with --seed, runs are bitwise reproducible.")
 @distribute_options
+@mlflow_options(register=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; print only the result.")
 @output_format_option(*C.TRAIN_FORMATS)
 @click.pass_context
 def train(ctx, recipe, dataset, preset, data_dir, output, runs_dir, tensorboard, histograms, resume, keep_checkpoint, deterministic, distribute,
-          devices, workers, task_index, worker_timeout, quiet, output_format, **options):
+          devices, workers, task_index, worker_timeout, mlflow, mlflow_experiment, mlflow_register, quiet, output_format, **options):
     """Train the LeNet and write a self-describing run directory.
 
     \b
@@ -345,6 +347,7 @@ def train(ctx, recipe, dataset, preset, data_dir, output, runs_dir, tensorboard,
       lenet train --dataset mnist --epochs 3 --train-limit 5000 --quiet
       lenet train --preset seed          # the original tutorial's values
       lenet train --recipe runs/tune/fashion-best.json   # lenet tune's best
+      lenet train --mlflow http://127.0.0.1:5000         # tracked in MLflow
 
     \b
     Warm start: train on MNIST, then fine-tune on Fashion-MNIST with the
@@ -392,5 +395,6 @@ def train(ctx, recipe, dataset, preset, data_dir, output, runs_dir, tensorboard,
 
     request = TrainRequest(cfg, data_dir=data_dir, output=output, runs_dir=runs_dir, tensorboard=tensorboard, histograms=histograms,
                            resume=resume is not None, deterministic=deterministic, distribute=distribute, devices=devices,
-                           workers=workers, task_index=task_index, worker_timeout=worker_timeout, keep_checkpoint=keep_checkpoint)
+                           workers=workers, task_index=task_index, worker_timeout=worker_timeout, keep_checkpoint=keep_checkpoint,
+                           mlflow=mlflow, mlflow_experiment=mlflow_experiment, mlflow_register=mlflow_register)
     ctx.exit(run_training(request, quiet=quiet, output_format=resolve_format(output_format)))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from lenet_cli.cli.options import DATASET, DATASET_HELP, data_dir_option, output_format_option, resolve_format, runs_dir_option
+from lenet_cli.cli.options import DATASET, DATASET_HELP, data_dir_option, mlflow_options, output_format_option, resolve_format, runs_dir_option
 from lenet_cli.core import config as C
 from lenet_cli.core.errors import BadValue, MissingExtra
 from lenet_cli.core.units import human_duration, plural
@@ -200,11 +200,15 @@ def _bad_value(exc: BadValue) -> UsageLine:
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="The most epochs a trial trains [default: the dataset's default budget: 20 for mnist, 24 for fashion].")
 @click.option("--seed", type=int, default=None, help="Every trial's training seed; also seeds the sampler of a local study [default: 0].")
+@click.option("--keep-models", is_flag=True,
+              help="Keep every complete trial's model.keras [default: only the best trial keeps it; the others keep their "
+                   "TensorFlow-free model.tflite, pruned trials no model].")
+@mlflow_options(register=False)
 @click.option("--show", is_flag=True, help="Print the study's trials so far, best first, and train nothing.")
 @output_format_option(*C.TUNE_FORMATS)
 @click.pass_context
 def tune(ctx, dataset, data_dir, runs_dir, study, storage, trials, timeout, space_file, pruner, heartbeat, train_limit, validation_size,
-         epochs, seed, show, output_format):
+         epochs, seed, keep_models, mlflow, mlflow_experiment, show, output_format):
     """Search for the best training recipe: Optuna trials, each an ordinary run, scored on validation.
 
     Each trial trains a recipe drawn from the search space into
@@ -223,6 +227,7 @@ def tune(ctx, dataset, data_dir, runs_dir, study, storage, trials, timeout, spac
       lenet tune --dataset ./my_symbols --timeout 2h
       lenet tune --study fashion-1 --storage postgresql://user@db-host/lenet   # the same line on every machine
       lenet tune --show --study fashion
+      lenet tune --dataset fashion --mlflow http://127.0.0.1:5000   # one MLflow run, each trial nested in it
       lenet train --recipe runs/tune/fashion-best.json
     """
     from lenet_cli.runtimes.extras import module_missing
@@ -233,10 +238,12 @@ def tune(ctx, dataset, data_dir, runs_dir, study, storage, trials, timeout, spac
 
     request = TuneRequest(dataset=dataset or "mnist", data_dir=data_dir, runs_dir=runs_dir, study=study, storage=storage, trials=trials,
                           timeout=timeout, pruner=pruner, heartbeat=heartbeat, space_file=space_file, train_limit=train_limit,
-                          validation_size=validation_size, epochs=epochs, seed=TRAIN_SEED if seed is None else seed)
+                          validation_size=validation_size, epochs=epochs, seed=TRAIN_SEED if seed is None else seed,
+                          keep_models=keep_models, mlflow=mlflow, mlflow_experiment=mlflow_experiment)
     output_format = resolve_format(output_format)
     if show:
-        given = [name for name in ("trials", "timeout", "space_file", "train_limit", "validation_size", "epochs", "seed")
+        given = [name for name in ("trials", "timeout", "space_file", "train_limit", "validation_size", "epochs", "seed", "keep_models",
+                                   "mlflow", "mlflow_experiment")
                  if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)]
         if given:
             raise UsageLine(f"--show only reads the study; drop --{given[0].replace('_file', '').replace('_', '-')}")

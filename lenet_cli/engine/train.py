@@ -18,6 +18,7 @@ from typing import Any
 
 from lenet_cli.core.config import TrainConfig
 from lenet_cli.data.dataset import Dataset
+from lenet_cli.engine import tracking
 from lenet_cli.store import runs
 
 SKIPPED_FILE = "skipped_pictures.tsv"  # a picture folder's unreadable or blank pictures: path, tab, why
@@ -35,10 +36,14 @@ class TrainRequest:
         tensorboard, histograms: TensorBoard logs, and weight histograms in them.
         resume: Continue the run in ``output`` from its checkpoint.
         deterministic: TensorFlow's op determinism (bitwise-reproducible runs).
-        distribute, devices, workers, task_index, worker_timeout: The distribution strategy (docs/scaling.md).
+        distribute, devices, workers, task_index, worker_timeout: The distribution strategy (docs/guides/distributed.md).
         keep_checkpoint: Keep ``checkpoint.npz`` once the run has finished.
         score_test: Read the test split and score the finished model on it (``lenet tune``'s trials do not: they are chosen on
             validation, and ``metrics.json``'s ``test_accuracy`` is then null).
+        mlflow: An MLflow tracking URI (``http://HOST:PORT``, ``file:/FOLDER``) to log the run to; None: ``$MLFLOW_TRACKING_URI``,
+            and no tracking when that is unset too (:mod:`lenet_cli.engine.tracking`).
+        mlflow_experiment: The MLflow experiment (None: ``lenet-<dataset>``).
+        mlflow_register: Register the run's model under this name in MLflow's model registry.
     """
 
     config: TrainConfig
@@ -56,6 +61,12 @@ class TrainRequest:
     worker_timeout: float = 120
     keep_checkpoint: bool = False
     score_test: bool = True
+    mlflow: str | None = None
+    mlflow_experiment: str | None = None
+    mlflow_register: str | None = None
+
+    def __post_init__(self) -> None:
+            tracking.check_fields(self.mlflow, self.mlflow_experiment, self.mlflow_register)
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,7 @@ def train(
     should_stop: Callable[[], int | None] | None = None,
     start_watchdog: Callable[[float, str], Any] | None = None,
     status: Callable[[str], Any] | None = None,
+    tracker: tracking.RunTracker | None = None,
 ) -> TrainOutcome:
     """Train one run and score it on the whole test split.
 
@@ -135,6 +147,8 @@ def train(
         should_stop: Polled after every step; a signal number stops training (:class:`TrainingInterrupted`).
         start_watchdog: Guards a multi-worker cluster's start (``(seconds, what) -> watchdog``).
         status: Returns a context manager that shows a passing status (``"starting TensorFlow"``), or None.
+        tracker: Log to this MLflow run (a ``lenet tune`` trial's, nested in its study's; the caller ends it) instead of
+            the one the request's ``mlflow`` fields ask for.
 
     Raises:
         LenetError: the run folder, the data or the recipe cannot be used.
@@ -151,6 +165,10 @@ def train(
     runs.check_writable(runs.runs_root(request.runs_dir), "the runs folder")  # LATEST goes there
     if output is not None:
         runs.check_writable(output, "the run directory" if request.resume else "--output")
+    owns_tracker = tracker is None
+    if tracker is None:
+        tracker = tracking.RunTracker(tracking.resolve(request.mlflow, request.mlflow_experiment, request.mlflow_register,
+                                                       request.config.dataset, log), log)
     cfg, data, _ = load_training_data(request, log)
     from lenet_cli.core.tensorflow_env import import_tensorflow
 
@@ -193,18 +211,29 @@ def train(
         from lenet_cli.engine.trainer import train as run_epochs
 
         chief = distribution is None or distribution.is_chief
+        if chief and tracker.active:
+            callbacks.append(tracking.tracking_callback(tracker, run_dir, request.resume))
         with runs.running_marker(run_dir) if chief else contextlib.nullcontext():
             result = run_epochs(cfg, data, run_dir, callbacks=callbacks, tensorboard=tensorboard, histograms=request.histograms,
                                 runs_dir=request.runs_dir, resume=request.resume, should_stop=should_stop,
                                 deterministic=request.deterministic, distribution=distribution,
                                 keep_checkpoint=request.keep_checkpoint)
-    except BaseException:
+    except BaseException as exc:
+        if owns_tracker:
+            from lenet_cli.engine.interrupted import TrainingInterrupted
+
+            tracker.end(tracking.STATUS_KILLED if isinstance(exc, (TrainingInterrupted, KeyboardInterrupt)) else tracking.STATUS_FAILED)
         if scratch is None and not existed and not (run_dir / runs.CHECKPOINT_FILE).exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # a failed start leaves nothing half-made
         raise
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+    record = tracking.finish_training(tracker, run_dir, result.metrics, data, len(result.history)) if chief else None
+    if record is not None:
+        result.metrics[tracking.METRICS_KEY] = record
+    if owns_tracker:
+        tracker.end()
     fast = result.metrics.get(runs.FAST_MODEL_KEY)
     if log is not None and fast is not None and not fast["ok"]:
         log(f"warning: this run has no TensorFlow-free {runs.FAST_MODEL_FILE} ({fast['error']}); predict, evaluate and serve "

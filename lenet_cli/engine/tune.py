@@ -33,6 +33,7 @@ from lenet_cli.core import tune_space
 from lenet_cli.core.config import resolve_config
 from lenet_cli.core.errors import BadValue, LenetError
 from lenet_cli.core.units import human_duration, plural
+from lenet_cli.engine import tracking, tune_tracking
 from lenet_cli.engine.tune_study import (
     DEFAULT_TRIALS,
     MAX_RETRIES,
@@ -267,25 +268,36 @@ class _Objective:
             return _trial_callbacks(trial, state, self.progress, steps, plan.config.epochs, self.common)
 
         train_request = TrainRequest(cfg, data_dir=request.data_dir, output=run_dir, runs_dir=study_dir, tensorboard=False, score_test=False)
+        tracker = tune_tracking.trial_tracker(self.opened.tracker, self.opened.name, trial.number)
+        ended = "failed"
         try:
-            outcome = train_run(train_request, callbacks_for=callbacks_for, should_stop=self.should_stop)
+            outcome = train_run(train_request, callbacks_for=callbacks_for, should_stop=self.should_stop, tracker=tracker)
+            ended = "complete"
         except optuna.TrialPruned:
+            ended = "pruned"
             saved = _keep_pruned(run_dir, cfg, state)
             trial.set_user_attr("saved_seconds", saved)
             raise
         except TrainingInterrupted:
+            ended = "interrupted"
             _drop(run_dir / runs.CHECKPOINT_FILE)  # the trial is retried from scratch under a new number
+            raise
+        except KeyboardInterrupt:
+            ended = "interrupted"
             raise
         except LenetError as exc:
             trial.set_user_attr("error", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             _drop(run_dir / runs.CHECKPOINT_FILE)
             raise
         finally:
+            tune_tracking.end_trial(tracker, ended)
             self._clear_keras()
             trial.set_user_attr("train_seconds", _train_seconds(run_dir))  # whatever the end: what lenet runs shows as its time
         accuracy = outcome.metrics.get("val_accuracy")
         if accuracy is None or not math.isfinite(accuracy):
             raise LenetError("the trial has no validation accuracy to be scored by: the validation split is empty")
+        if not request.keep_models:
+            _keep_best_model(self.opened.study, trial.number, float(accuracy), run_dir)
         return float(accuracy)
 
     @staticmethod
@@ -298,6 +310,34 @@ class _Objective:
 
             keras.utils.clear_session()
         gc.collect()
+
+
+def _keep_best_model(study, number: int, accuracy: float, run_dir: Path) -> None:
+    """Only the best complete trial keeps its ``model.keras``; the others keep their TensorFlow-free ``model.tflite``.
+
+    A study of 20 trials kept 20 Keras models and their LiteRT copies: most of its
+    size, for models nobody will load again. The trial that is best now keeps both
+    (ties go to the lower number, as the study's best does); the one it displaces
+    loses its ``model.keras`` if that is on this machine. A trial whose copy failed
+    its check keeps ``model.keras``, its only usable model.
+    """
+    best_value, best_number = _best(study)
+    record = runs.fast_model_record(run_dir)
+    usable_copy = bool(record and record.get("ok")) and (run_dir / runs.FAST_MODEL_FILE).is_file()
+    new_best = best_value is None or accuracy > best_value or (accuracy == best_value and best_number is not None and number < best_number)
+    if not new_best:
+        if usable_copy:
+            _drop(run_dir / runs.MODEL_FILE)
+        return
+    if best_number is None:
+        return
+    previous = next((t for t in study.get_trials(deepcopy=False) if t.number == best_number), None)
+    folder = previous.user_attrs.get("run_dir") if previous is not None else None
+    if folder:
+        old = Path(folder)
+        old_record = runs.fast_model_record(old)
+        if old_record and old_record.get("ok") and (old / runs.FAST_MODEL_FILE).is_file():
+            _drop(old / runs.MODEL_FILE)
 
 
 def _value_text(value: Any) -> str:
@@ -387,8 +427,13 @@ def search(request: TuneRequest, opened: OpenStudy, space: tune_space.Space, *, 
         StorageLost: the study's database went away; the running trial is left for its heartbeats to lapse.
         LenetError: :data:`MAX_FAILURES_IN_A_ROW` trials failed in a row.
     """
-    with _storage_guard(opened):
-        return _search(request, opened, space, progress, log, should_stop)
+    try:
+        with _storage_guard(opened):
+            return _search(request, opened, space, progress, log, should_stop)
+    except BaseException as exc:
+        interrupted = isinstance(exc, (TuneInterrupted, KeyboardInterrupt))
+        tune_tracking.end_study(opened.tracker, tracking.STATUS_KILLED if interrupted else tracking.STATUS_FAILED)
+        raise
 
 
 def _search(request: TuneRequest, opened: OpenStudy, space: tune_space.Space, progress, log, should_stop) -> tuple[int, str]:
@@ -524,8 +569,14 @@ def finish(request: TuneRequest, opened: OpenStudy, ran: int, stop_reason: str, 
     Raises:
         StorageLost: the study's database went away.
     """
-    with _storage_guard(opened):
-        return _finish(request, opened, ran, stop_reason, log)
+    try:
+        with _storage_guard(opened):
+            outcome = _finish(request, opened, ran, stop_reason, log)
+    except BaseException:
+        tune_tracking.end_study(opened.tracker, tracking.STATUS_FAILED)
+        raise
+    tune_tracking.finish_study(opened.tracker, outcome)
+    return outcome
 
 
 def _finish(request: TuneRequest, opened: OpenStudy, ran: int, stop_reason: str, log) -> TuneOutcome:
@@ -559,6 +610,8 @@ def prepare(request: TuneRequest, log=None) -> tuple[OpenStudy, tune_space.Space
         LenetError: the data cannot be found or read.
     """
     load_optuna()  # a missing extra is the first thing said
+    if request.mlflow is not None and not tracking.mlflow_installed():
+        raise tracking.missing_mlflow()
     name = study_name(request)
     space = tune_space.build_space(request.dataset, request.space_file, request.epochs)
     url = request.storage or default_storage(request)
@@ -583,6 +636,7 @@ def prepare(request: TuneRequest, log=None) -> tuple[OpenStudy, tune_space.Space
             f"{f', {running} running' if running else ''}; aiming at {goal}{until}; {len(data.split('train')):,} train / "
             f"{len(data.split('validation')):,} validation images; pruner {request.pruner}")
         log("searching " + "; ".join(searched) + (f"; fixed {', '.join(fixed)}" if fixed else ""))
+    opened.tracker = tune_tracking.start_study(request, opened, space, log)
     return opened, space
 
 

@@ -53,6 +53,11 @@ class TuneRequest:
         validation_size: Training images held out to score the trials (None: the dataset's default).
         epochs: The most epochs a trial trains (caps the space's ``epochs``).
         seed: Every trial's training seed; also seeds the sampler of a study kept in a local SQLite file.
+        keep_models: Keep every complete trial's ``model.keras`` (by default only the best trial keeps it; the others keep
+            their TensorFlow-free ``model.tflite``, and pruned trials no model at all).
+        mlflow: An MLflow tracking URI: the search is one parent run there and each trial a nested run (None:
+            ``$MLFLOW_TRACKING_URI``; no tracking when that is unset too).
+        mlflow_experiment: The MLflow experiment (None: ``lenet-<dataset>``).
     """
 
     dataset: str = "mnist"
@@ -69,6 +74,14 @@ class TuneRequest:
     validation_size: int | None = None
     epochs: int | None = None
     seed: int = 0
+    keep_models: bool = False
+    mlflow: str | None = None
+    mlflow_experiment: str | None = None
+
+    def __post_init__(self) -> None:
+        from lenet_cli.engine.tracking import check_fields
+
+        check_fields(self.mlflow, self.mlflow_experiment)
 
     @property
     def target(self) -> int | None:
@@ -293,6 +306,7 @@ class OpenStudy:
     url: str  # as given (None-free), to connect again
     shown: str
     created: bool
+    tracker: Any = None  # the search's MLflow parent run (lenet_cli.engine.tracking.RunTracker), once a search starts
 
 
 def _study_names(storage) -> list[str]:
