@@ -16,7 +16,6 @@ import textwrap
 
 import mkdocs_click._docs as click_docs
 
-
 _MARKDOWN = str.maketrans({"[": "\\[", "]": "\\]", "*": "\\*", "_": "\\_"})
 
 

@@ -18,6 +18,7 @@ import sys
 import click
 
 from lenet_cli import __version__
+from lenet_cli.cli.docs import docs, help_epilog
 from lenet_cli.cli.evaluate import evaluate
 from lenet_cli.cli.explain import explain
 from lenet_cli.cli.export import export
@@ -98,9 +99,18 @@ def _accept_debug_everywhere(command: click.Command) -> None:
         _accept_debug_everywhere(sub)
 
 
-for _command in (train, evaluate, export, predict, runs_group, serve, explain, tune):
+def _point_to_manual(command: click.Command, name: str) -> None:
+    """End ``command``'s ``--help`` (and its subcommands') with the manual's page for ``lenet NAME``."""
+    command.epilog = command.epilog or help_epilog(name)
+    for sub in getattr(command, "commands", {}).values():
+        _point_to_manual(sub, name)
+
+
+cli.epilog = "Manual: docs/index.md in lenet's repository (lenet docs says where it is on this machine; lenet docs COMMAND, a command's page)."
+for _command in (train, evaluate, export, predict, runs_group, serve, explain, tune, docs):
     cli.add_command(_command)
     _accept_debug_everywhere(_command)
+    _point_to_manual(_command, _command.name or "")
 
 
 FAST_EXIT_COMMANDS = ("predict", "evaluate", "explain")  # commands whose work is all on disk and stdout when they return

@@ -361,7 +361,7 @@ def train(ctx, recipe, dataset, preset, data_dir, output, runs_dir, tensorboard,
       lenet train --resume runs/fashion-20261127-101500
 
     \b
-    Distributed (docs/scaling.md): two local replicas, or one process per host:
+    Distributed (docs/guides/distributed.md): two local replicas, or one process per host:
       lenet train --distribute mirrored --devices 2
       lenet train --distribute multi-worker --workers h1:2222,h2:2222 --task-index 0
     """

@@ -3,13 +3,13 @@
 Lower layers raise a :class:`LenetError` subclass with a message that says
 what went wrong and how to fix it; the command line turns it into one
 ``Error: ...`` line on stderr and the class's ``exit_code``, so each code
-means one thing to a shell script (README "Exit codes"). Anything else is a
+means one thing to a shell script (docs/guides/reliability.md, "Exit codes"). Anything else is a
 bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
-# Exit codes, one meaning each (README "Exit codes"); 130 / 143 are a signal's 128 + number, as shells report them.
+# Exit codes, one meaning each (docs/guides/reliability.md); 130 / 143 are a signal's 128 + number, as shells report them.
 EXIT_ERROR = 1  # a handled error: a bad or missing file, bad data, an unloadable model
 EXIT_USAGE = 2  # a value or combination the command cannot take (Click's usage errors, BadValue)
 EXIT_MISSING_EXTRA = 3  # an optional dependency is not installed: the message names the pip command
