@@ -29,7 +29,7 @@ from lenet_cli.engine.export import ExportResult
 from lenet_cli.engine.predict import PredictRequest
 from lenet_cli.engine.train import TrainOutcome, TrainRequest
 
-__all__ = ["train", "evaluate", "predict", "explain", "export", "tune", "load_model"]
+__all__ = ["train", "evaluate", "predict", "explain", "export", "tune", "load_model", "benchmark"]
 
 _RUN_OPTIONS = {f for f in TrainRequest.__dataclass_fields__ if f != "config"}
 
@@ -104,6 +104,22 @@ def export(model: str | os.PathLike | None = None, *, output: str | os.PathLike,
     if mismatch:
         raise ExportError(mismatch)
     return export_model(model, fmt, output, **options)
+
+
+def benchmark(model: str | os.PathLike | None = None, **options: Any):
+    """Export a Keras model to every format and measure each, as ``lenet benchmark`` does.
+
+    ``options`` are :class:`~lenet_cli.engine.benchmark.BenchmarkRequest`'s fields (``formats``, ``count``, ``batch_size``,
+    ``output``, ``plot``, ``cold_starts``, ...).
+
+    Returns:
+        A :class:`~lenet_cli.engine.benchmark.BenchmarkResult`: one row per format (``result.rows``), the machine and the
+        library versions; ``result.to_json_dict()`` is what ``lenet benchmark --format json`` prints.
+    """
+    from lenet_cli.engine.benchmark import BenchmarkRequest
+    from lenet_cli.engine.benchmark import benchmark as run
+
+    return run(BenchmarkRequest(model=model, **options))
 
 
 def tune(dataset: str = "mnist", **options: Any):

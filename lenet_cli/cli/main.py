@@ -18,6 +18,7 @@ import sys
 import click
 
 from lenet_cli import __version__
+from lenet_cli.cli.benchmark import benchmark
 from lenet_cli.cli.docs import docs, help_epilog
 from lenet_cli.cli.evaluate import evaluate
 from lenet_cli.cli.explain import explain
@@ -107,7 +108,7 @@ def _point_to_manual(command: click.Command, name: str) -> None:
 
 
 cli.epilog = "Manual: docs/index.md in lenet's repository (lenet docs says where it is on this machine; lenet docs COMMAND, a command's page)."
-for _command in (train, evaluate, export, predict, runs_group, serve, explain, tune, docs):
+for _command in (train, evaluate, export, predict, runs_group, serve, explain, tune, docs, benchmark):
     cli.add_command(_command)
     _accept_debug_everywhere(_command)
     _point_to_manual(_command, _command.name or "")

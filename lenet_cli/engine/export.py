@@ -344,7 +344,13 @@ def _check_output(output: Path, formats: tuple[str, ...], source: Path) -> None:
         raise ExportError(f"output {str(output)!r} is the model being exported; choose another --output")
 
 
-def _calibration_images(dataset: str, data_dir, log, preprocess: str | None = None) -> np.ndarray:
+def write_export(model, fmt: str, final: Path, metadata: dict[str, Any], quantize: str = "none", calibration: np.ndarray | None = None) -> int:
+    """Write one export and its sidecar, atomically, without verifying it (``lenet benchmark`` measures it instead); its size in bytes."""
+    return _write_one(model, fmt, final, metadata, quantize, calibration, None, None).size_bytes
+
+
+def calibration_images(dataset: str, data_dir, log, preprocess: str | None = None) -> np.ndarray:
+    """The training images that calibrate int8 quantization: :data:`CALIBRATION_COUNT`, spread over the training split."""
     train = load_dataset(dataset, data_dir, validation_size=0, log=log, splits=("train",), preprocess=preprocess).split("train")
     step = max(1, len(train) // CALIBRATION_COUNT)
     return as_model_input(train.images[::step][:CALIBRATION_COUNT])
@@ -406,7 +412,7 @@ def export_model(
         test_data = load_dataset(dataset, data_dir, log=log, splits=("test",), preprocess=preprocessing)
         test = test_data.test if verify else None
         class_names = class_names or test_data.class_names
-    calibration = _calibration_images(dataset, data_dir, log, preprocessing) if quantize == "int8" and "litert" in formats else None
+    calibration = calibration_images(dataset, data_dir, log, preprocessing) if quantize == "int8" and "litert" in formats else None
 
     if log:
         log(f"loading {ref.model_path}")
