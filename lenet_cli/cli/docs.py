@@ -80,10 +80,9 @@ def docs(command: str | None, open_page: bool):
       lenet docs train
       lenet docs serve --open
     """
-    from lenet_cli.cli.main import cli
-
-    if command is not None and command not in cli.commands:
-        raise click.BadParameter(f"no command {command!r}; choose from {', '.join(sorted(cli.commands))}", param_hint="'COMMAND'")
+    commands = getattr(click.get_current_context().find_root().command, "commands", {})  # the root group's, whatever attached them
+    if command is not None and command not in commands:
+        raise click.BadParameter(f"no command {command!r}; choose from {', '.join(sorted(commands))}", param_hint="'COMMAND'")
     page = page_for(command)
     where = local_location(page, checkout_root())
     click.echo(where or f"docs/{page}")
