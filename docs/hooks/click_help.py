@@ -1,17 +1,19 @@
-"""MkDocs hook: the CLI reference shows each command's help as ``--help`` does.
+"""MkDocs hooks for the reference pages: the CLI reference shows each command's help as ``--help`` does.
 
 mkdocs-click writes a command's help text into the page as Markdown, where
 Click's ``\\b`` blocks (the example command lines) would run together into one
 paragraph and ``<runs-dir>`` would be read as an HTML tag. This hook gives
 mkdocs-click a description writer that keeps each ``\\b`` block's indented
 lines as a code block and escapes in prose what Markdown would read as HTML, links or emphasis; the rest of the page
-(usage, options, sub-commands) is mkdocs-click's own.
+(usage, options, sub-commands) is mkdocs-click's own. On the Python API
+page, the Sphinx roles some docstrings use (``:class:`X```) are dropped.
 """
 
 from __future__ import annotations
 
 import html
 import inspect
+import re
 import textwrap
 
 import mkdocs_click._docs as click_docs
@@ -46,3 +48,11 @@ def _description(ctx, remove_ascii_art: bool = False):
 
 def on_startup(command, dirty):  # MkDocs passes both; neither matters here
     click_docs._make_description = _description
+
+
+_SPHINX_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc):(?=<code>)")
+
+
+def on_page_content(output, page, config, files):  # MkDocs passes all four
+    """Drop the Sphinx roles (``:class:``) some docstrings use before their code spans: the Python API page shows the name alone."""
+    return _SPHINX_ROLE.sub("", output)
