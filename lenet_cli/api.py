@@ -91,15 +91,17 @@ def export(model: str | os.PathLike | None = None, *, output: str | os.PathLike,
     Args:
         model: A run directory or ``.keras`` file; None for the latest run.
         output: The file to write (a folder for ``savedmodel`` and ``all``).
-        to: ``keras``, ``savedmodel``, ``litert``, ``onnx`` or ``all``; None: from ``output``'s suffix.
-        **options: ``quantize``, ``dataset``, ``runs_dir``, ``data_dir``, ``verify``.
+        to: ``keras``, ``savedmodel``, ``litert``, ``onnx`` or ``all``; None: from ``output``'s suffix
+            (``savedmodel`` with ``serving_version``).
+        **options: ``quantize``, ``dataset``, ``runs_dir``, ``data_dir``, ``verify``, and ``serving_version``
+            (TensorFlow Serving's layout: ``output`` is the model's base folder, the SavedModel goes in ``<output>/<N>/``).
     """
     from pathlib import Path
 
     from lenet_cli.core.errors import ExportError
     from lenet_cli.engine.export import export_model, format_from_output, output_mismatch
 
-    fmt = to or format_from_output(Path(output))
+    fmt = to or ("savedmodel" if options.get("serving_version") is not None else format_from_output(Path(output)))
     mismatch = output_mismatch(fmt, Path(output))
     if mismatch:
         raise ExportError(mismatch)

@@ -257,15 +257,17 @@ def test_tf_serving_row_and_columnar_formats_against_a_hand_made_request(client)
     hand_made = '{"signature_name": "serving_default", "instances": [' + ", ".join(rows_text) + "]}"
     rows = client.post("/v1/models/lenet:predict", content=hand_made, headers={"content-type": "application/json"})
     assert rows.status_code == 200, rows.text
-    assert list(rows.json()) == ["predictions"]
-    np.testing.assert_allclose(rows.json()["predictions"], expected, atol=1e-5)
+    assert list(rows.json()) == ["predictions"]  # as TF Serving answers for lenet's SavedModel: each output by name, per instance
+    np.testing.assert_allclose([p["probabilities"] for p in rows.json()["predictions"]], expected, atol=1e-5)
+    assert [p["class"] for p in rows.json()["predictions"]] == [7, 0]
     # curl -d sends application/x-www-form-urlencoded; TF Serving's own examples rely on it being accepted
     columns = client.post("/v1/models/lenet:predict", content=json.dumps({"inputs": {"image": [seven.tolist()]}}),
                           headers={"content-type": "application/x-www-form-urlencoded"})
     assert list(columns.json()) == ["outputs"]
-    np.testing.assert_allclose(columns.json()["outputs"], expected[:1], atol=1e-5)
+    np.testing.assert_allclose(columns.json()["outputs"]["probabilities"], expected[:1], atol=1e-5)
+    assert columns.json()["outputs"]["class"] == [7]
     named = client.post("/v1/models/lenet:predict", json={"instances": [{"image": zero.tolist()}]})
-    np.testing.assert_allclose(named.json()["predictions"], expected[1:], atol=1e-5)
+    np.testing.assert_allclose(named.json()["predictions"][0]["probabilities"], expected[1], atol=1e-5)
     # the same numbers as /predict gives for the picture
     served = post_image(client, SEVEN, "?top_k=10").json()[0]["top_k"]
     np.testing.assert_allclose([t["confidence"] for t in sorted(served, key=lambda t: t["index"])], expected[0], atol=1e-5)
@@ -364,7 +366,7 @@ def test_keras_model_served_with_batching_off(trained_run):
         got = keras_client.post("/v1/models/lenet:predict", json={"instances": images.tolist()}).json()["predictions"]
         meta = keras_client.get("/metadata").json()
         answer = keras_client.post("/predict", content=SEVEN, headers={"content-type": "image/png"}).json()[0]
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose([g["probabilities"] for g in got], expected, atol=1e-5)
     assert meta["format"] == "keras" and meta["run"] == trained_run.name and meta["model"] == f"{trained_run.name}/model.keras"
     assert answer["model"] == f"{trained_run.name}/model.keras"
 

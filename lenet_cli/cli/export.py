@@ -60,7 +60,7 @@ def print_export_table(results) -> None:
         console.print(note, highlight=False)
 
 
-def run_export(model, export_format, output, quantize, dataset, runs_dir, data_dir, verify, output_format: str) -> None:
+def run_export(model, export_format, output, quantize, dataset, runs_dir, data_dir, verify, output_format: str, serving_version: int | None = None) -> None:
     from lenet_cli.cli.console import stderr_console
     from lenet_cli.engine.export import export_model
 
@@ -72,7 +72,7 @@ def run_export(model, export_format, output, quantize, dataset, runs_dir, data_d
 
     with console.status("exporting") as status:
         results = export_model(model, export_format, output, quantize=quantize, dataset=dataset, runs_dir=runs_dir,
-                               data_dir=data_dir, verify=verify, log=log)
+                               data_dir=data_dir, verify=verify, serving_version=serving_version, log=log)
     if output_format == "json":
         click.echo(json.dumps([r.to_json_dict() for r in results], indent=2))
     else:
@@ -100,11 +100,14 @@ class ExportOutputFormat(click.Choice):
               help="LiteRT only: int8 weights (dynamic), or int8 weights and activations calibrated on 300 training images (int8).")
 @click.option("--dataset", type=DATASET, default=None, help="The model's dataset (a name or a path) when its metadata does not say [default: the one it was trained on].")
 @data_dir_option
+@click.option("--serving-version", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Write the SavedModel in TensorFlow Serving's layout: --output is the model's base folder, and the model goes in "
+                   "its N/ folder (implies --to savedmodel).")
 @click.option("--verify/--no-verify", default=True, show_default=True, help="Compare each export with the Keras model on 1,000 test images before keeping it.")
 @click.option("--format", "output_format", type=ExportOutputFormat(["table", "json"]), default=None,
               help="Output on stdout: table, json [default: table in a terminal, else json].")
 @click.option("--json", "as_json", is_flag=True, hidden=True)  # the old spelling of --format json
-def export(model, model_option, runs_dir, export_format, output, quantize, dataset, data_dir, verify, output_format, as_json):
+def export(model, model_option, runs_dir, export_format, output, quantize, dataset, data_dir, serving_version, verify, output_format, as_json):
     """Export a trained model to Keras, SavedModel, LiteRT or ONNX, verified against Keras.
 
     MODEL (or --model) is a run directory or a .keras file; without it, the
@@ -120,9 +123,13 @@ def export(model, model_option, runs_dir, export_format, output, quantize, datas
       lenet export runs/mnist-20261127-101500 --to all --output dist/
       lenet export --to litert --quantize int8 --output model-int8.tflite
       lenet export --to savedmodel --output saved_model --format json
+      lenet export --to savedmodel --serving-version 1 -o models/lenet   # models/lenet/1/, as TF Serving loads it
     """
-    from lenet_cli.engine.export import format_from_output, missing_extras, output_mismatch
+    from lenet_cli.engine.export import format_from_output, missing_extras, output_mismatch, serving_folder
 
+    if serving_version is not None:
+        export_format = export_format or "savedmodel"
+        serving_folder(export_format, output, serving_version)  # a usage error on --serving-version before anything else is checked
     if export_format is None:
         try:
             export_format = format_from_output(output)
@@ -139,4 +146,4 @@ def export(model, model_option, runs_dir, export_format, output, quantize, datas
         raise MissingExtra(f"--to {export_format} needs the {' and '.join(missing)} extra{'s' if len(missing) > 1 else ''}: {command}",
                            hint=command)
     output_format = "json" if as_json else resolve_format(output_format)
-    run_export(pick_model(model, model_option), export_format, output, quantize, dataset, runs_dir, data_dir, verify, output_format)
+    run_export(pick_model(model, model_option), export_format, output, quantize, dataset, runs_dir, data_dir, verify, output_format, serving_version)

@@ -22,6 +22,7 @@ Returns plain data; printing is the CLI's job.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -32,8 +33,9 @@ from typing import Any
 import numpy as np
 
 from lenet_cli import __version__
+from lenet_cli.core import checks
 from lenet_cli.core.config import QUANTIZE_MODES
-from lenet_cli.core.errors import ExportError, LenetError
+from lenet_cli.core.errors import BadValue, ExportError, LenetError
 from lenet_cli.core.inputs import as_model_input
 from lenet_cli.core.tensorflow_env import quiet_native_stderr
 from lenet_cli.data.dataset import CLASS_NAMES
@@ -215,17 +217,20 @@ def verify_export(path: Path, fmt: str, quantize: str, reference: _Reference) ->
 
 
 def _write_one(model, fmt: str, final: Path, metadata: dict, quantize: str, calibration, reference: _Reference | None, log,
-               shown: Path | None = None) -> ExportResult:
+               shown: Path | None = None, sidecar: bool = True) -> ExportResult:
     """Write one export beside ``final``, verify it, then rename it and its sidecar into place, as one pair.
 
     The old sidecar goes just before the new model is renamed in, and the new sidecar follows it: a crash at
     any moment leaves the old pair, or a model without a sidecar, never a model beside another model's sidecar.
     A failed write or verification leaves the old pair as it was. ``shown`` is the path people are told (the
-    final one, when ``final`` is inside a folder still being made).
+    final one, when ``final`` is inside a folder still being made). ``sidecar=False`` writes the model alone (a
+    SavedModel in TensorFlow Serving's layout, which carries its metadata inside, in a folder that holds only versions).
     """
-    sidecar = Path(str(final) + SIDECAR_SUFFIX)
-    replaced = _describe_replaced(final, sidecar)
-    with atomic_path(sidecar) as sidecar_tmp, atomic_path(final) as tmp:
+    sidecar_path = Path(str(final) + SIDECAR_SUFFIX)
+    replaced = _describe_replaced(final, sidecar_path)
+    with contextlib.ExitStack() as stack:
+        sidecar_tmp = stack.enter_context(atomic_path(sidecar_path)) if sidecar else None
+        tmp = stack.enter_context(atomic_path(final))
         if log:
             log(f"exporting {fmt} to {shown or final}")
         with quiet_native_stderr():
@@ -241,8 +246,9 @@ def _write_one(model, fmt: str, final: Path, metadata: dict, quantize: str, cali
             result.accuracy = numbers["accuracy"]
             result.keras_accuracy = reference.accuracy
             result.load_seconds = numbers["load_seconds"]
-        write_json_atomic(sidecar_tmp, metadata)
-        sidecar.unlink(missing_ok=True)  # last step before the model's rename (atomic_path's exits: model, then sidecar)
+        if sidecar_tmp is not None:
+            write_json_atomic(sidecar_tmp, metadata)
+            sidecar_path.unlink(missing_ok=True)  # last step before the model's rename (atomic_path's exits: model, then sidecar)
     result.replaced = replaced is not None
     if log and replaced is not None:
         log(f"replaced {shown or final}: {replaced}")
@@ -344,6 +350,20 @@ def _check_output(output: Path, formats: tuple[str, ...], source: Path) -> None:
         raise ExportError(f"output {str(output)!r} is the model being exported; choose another --output")
 
 
+def serving_folder(fmt: str, base: Path, version: int) -> Path:
+    """Where a SavedModel goes in TensorFlow Serving's layout: ``<base>/<version>/`` (the model's base folder holds one folder per version).
+
+    Raises:
+        BadValue: ``version`` is not a whole number of at least 1, or the format is not ``savedmodel``.
+    """
+    checks.whole_at_least("serving_version", version, 1)
+    if fmt != "savedmodel":
+        raise BadValue("serving_version", f"TensorFlow Serving's layout holds SavedModels; it applies to the savedmodel format, not {fmt}")
+    if base.is_file():
+        raise ExportError(f"{str(base)!r} is a file; TensorFlow Serving's layout needs the model's base folder")
+    return base / str(version)
+
+
 def write_export(model, fmt: str, final: Path, metadata: dict[str, Any], quantize: str = "none", calibration: np.ndarray | None = None) -> int:
     """Write one export and its sidecar, atomically, without verifying it (``lenet benchmark`` measures it instead); its size in bytes."""
     return _write_one(model, fmt, final, metadata, quantize, calibration, None, None).size_bytes
@@ -366,6 +386,7 @@ def export_model(
     runs_dir: str | os.PathLike | None = None,
     data_dir: str | os.PathLike | None = None,
     verify: bool = True,
+    serving_version: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> list[ExportResult]:
     """Export a Keras model (a run directory, a ``.keras`` file, or the latest run) and verify each export.
@@ -379,6 +400,8 @@ def export_model(
             ``int8`` (weights and activations, calibrated on training images).
         dataset: The model's dataset when its metadata does not say.
         verify: Compare each export with the Keras model on test images.
+        serving_version: Write a SavedModel in TensorFlow Serving's layout: ``output`` is the model's base folder,
+            and the SavedModel goes in its ``<serving_version>/`` folder, without a sidecar (its metadata is inside).
         log: Receives one line per step, for a progress display.
 
     Returns:
@@ -394,6 +417,8 @@ def export_model(
     if quantize != "none" and "litert" not in formats:
         raise ExportError(f"--quantize {quantize} applies to LiteRT only; use it with --to litert or all")
     output = Path(output)
+    if serving_version is not None:
+        output = serving_folder(fmt, output, serving_version)
     require_extras(formats, verify)  # before anything loads: a missing extra is known at once
     from lenet_cli.engine.context import for_dataset
 
@@ -426,7 +451,7 @@ def export_model(
     if len(formats) == 1:
         started = time.perf_counter()
         metadata = export_metadata(dataset, run_config, fmt, quantize, ref.model_path, class_names, preprocessing)
-        result = _write_one(source.keras_model, fmt, output, metadata, quantize, calibration, reference, log)
+        result = _write_one(source.keras_model, fmt, output, metadata, quantize, calibration, reference, log, sidecar=serving_version is None)
         _record_in_run(result, ref, source.keras_model, run_config, started)
         return [result]
 

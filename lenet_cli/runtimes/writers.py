@@ -16,6 +16,9 @@ import numpy as np
 from lenet_cli.core.config import INPUT_SHAPE
 
 SAVEDMODEL_METADATA = Path("assets") / "lenet.json"
+SAVEDMODEL_PROBABILITIES = "probabilities"
+SAVEDMODEL_CLASS = "class"
+"""The SavedModel signature's outputs: what TensorFlow Serving answers for each image (the class as int64, the index of the top probability)."""
 
 
 def _input_spec(tf):
@@ -27,6 +30,11 @@ def write_keras(model, path: Path, **_) -> None:
 
 
 def write_savedmodel(model, path: Path, metadata: dict, **_) -> None:
+    """A SavedModel whose ``serving_default`` signature takes ``image`` and answers ``probabilities`` and ``class``.
+
+    The layout TensorFlow Serving loads as it is (one version folder of a model's base folder); the metadata
+    goes in ``assets/``, which TensorFlow Serving ignores and :mod:`lenet_cli.runtimes.loading` reads.
+    """
     import keras
 
     from lenet_cli.core.tensorflow_env import import_tensorflow
@@ -34,7 +42,12 @@ def write_savedmodel(model, path: Path, metadata: dict, **_) -> None:
     tf = import_tensorflow()
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serve", lambda image: {"probabilities": model(image, training=False)}, input_signature=[_input_spec(tf)])
+
+    def serve(image):
+        probabilities = model(image, training=False)
+        return {SAVEDMODEL_PROBABILITIES: probabilities, SAVEDMODEL_CLASS: tf.argmax(probabilities, axis=-1)}
+
+    archive.add_endpoint("serve", serve, input_signature=[_input_spec(tf)])
     archive.write_out(str(path), verbose=False)
     (path / SAVEDMODEL_METADATA).parent.mkdir(exist_ok=True)
     (path / SAVEDMODEL_METADATA).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")

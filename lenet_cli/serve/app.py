@@ -16,110 +16,37 @@ are only shown.
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
 from lenet_cli import __version__
 from lenet_cli.core.config import INPUT_SHAPE
 from lenet_cli.core.serve_settings import ServeSettings
-from lenet_cli.serve.batching import MicroBatcher
+from lenet_cli.serve import tf_serving
 from lenet_cli.serve.metrics import MetricsMiddleware, ServeMetrics
-from lenet_cli.serve.requests import Decoded, RequestError, decode_upload, input_png, media_type, parse_tf_serving
-from lenet_cli.serve.schemas import ERRORS, PREDICT_BODY, TF_BODY, ErrorBody, Metadata, PredictionRecord, TFServingPredictions
+from lenet_cli.serve.requests import Decoded, RequestError, decode_upload, input_png, media_type
+from lenet_cli.serve.schemas import ERRORS, PREDICT_BODY, ErrorBody, Metadata, PredictionRecord
 from lenet_cli.serve.served_model import ServedModel
+from lenet_cli.serve.service import Service, ServiceDep, error_response, json_response, read_body
 
 log = logging.getLogger("lenet.serve")
 
 
-TF_MODEL_NAME = "lenet"
+TF_MODEL_NAME = tf_serving.MODEL_NAME
 RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
-JSON_TYPES = ("application/json", "text/plain", "application/x-www-form-urlencoded")  # curl -d sends the last
 PAGE = "draw.html"
 DOCS_ASSETS = "/docs/assets"  # Swagger UI's and ReDoc's scripts and styles
 
-
-
-class Service:
-    """What the handlers share: the model, the batcher, the decode threads, the settings and metrics."""
-
-    def __init__(self, predictor: ServedModel, settings: ServeSettings, metrics: ServeMetrics):
-        from lenet_cli.data.picture_inputs import decode_workers
-
-        self.predictor = predictor
-        self.settings = settings
-        self.metrics = metrics
-        self.batcher = MicroBatcher(predictor.predict, settings.max_batch, settings.batch_timeout_ms / 1000.0, settings.batching)
-        self.batcher.on_batch = metrics.batch_size.observe
-        self.decode_threads = settings.decode_threads or decode_workers()
-        self.decode_pool: ThreadPoolExecutor | None = None
-        self.ready = False
-
-    async def start(self) -> None:
-        await asyncio.to_thread(self.predictor.load)
-        await asyncio.to_thread(self.predictor.predict, np.zeros((1, 28, 28, 1), np.float32))  # warm up (graph tracing, allocation)
-        self.decode_pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="lenet-decode")
-        await self.batcher.start()
-        self.ready = True
-
-    async def stop(self) -> None:
-        self.ready = False
-        await self.batcher.stop()
-        if self.decode_pool is not None:
-            self.decode_pool.shutdown(wait=True, cancel_futures=True)
-
-    async def in_decode_thread(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.decode_pool, fn, *args)
-
-
-async def get_service(request: Request) -> Service:
-    """The app's :class:`Service` (async: FastAPI runs plain ``def`` dependencies in a thread, ~15 % of a request's CPU)."""
-    return request.app.state.service
-
-
-ServiceDep = Annotated[Service, Depends(get_service)]
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) as soon as it passes ``limit`` bytes, whatever Content-Length says."""
-    length = request.headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise RequestError(400, f"invalid Content-Length header {length!r}")
-        if int(length) > limit:
-            raise RequestError(413, f"the request body is {int(length):,} bytes, more than the limit of {limit:,} (--max-bytes)")
-    chunks = []
-    total = 0
-    try:
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit:
-                raise RequestError(413, f"the request body is more than the limit of {limit:,} bytes (--max-bytes)")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise RequestError(400, "the client disconnected before sending the whole body") from None
-    return b"".join(chunks)
-
-
-def _json(content: Any, status: int = 200) -> Response:
-    return Response(json.dumps(content, separators=(",", ":")), status_code=status, media_type="application/json")
-
-
-def _error(status: int, message: str) -> Response:
-    return _json({"error": message}, status)
 
 
 router = APIRouter()
@@ -144,7 +71,7 @@ async def healthz():
 @router.get("/readyz", summary="Ready (the model is loaded and warmed up)", responses={503: {"model": ErrorBody}})
 async def readyz(service: ServiceDep):
     if not service.ready:
-        return _error(503, "the model is still loading")
+        return error_response(503, "the model is still loading")
     return {"status": "ready"}
 
 
@@ -227,38 +154,8 @@ async def predict(
             raise RequestError(first.status, first.error)
         probabilities = await slot.predict(np.stack([d.array for d in good])[..., None])
     service.metrics.images.inc(len(good))
-    return _json(_records(decoded, probabilities, service, top_k or s.top_k, return_input,
+    return json_response(_records(decoded, probabilities, service, top_k or s.top_k, return_input,
                           s.min_confidence if min_confidence is None else min_confidence))
-
-
-@router.post(
-    f"/v1/models/{TF_MODEL_NAME}:predict",
-    summary="TensorFlow Serving's REST predict API",
-    description='`{"instances": [...]}` (row format) or `{"inputs": [...]}` (columnar format) of 28x28 (or 28x28x1) '
-                'arrays in [0, 1], as `pixel / 255`; answered as TensorFlow Serving does: `{"predictions": [[...]]}` '
-                'or `{"outputs": [[...]]}`, one list of class probabilities per image. No preprocessing is applied.',
-    response_model=TFServingPredictions,
-    response_model_exclude_none=True,
-    responses=ERRORS,
-    openapi_extra=TF_BODY,
-)
-async def tf_serving_predict(request: Request, service: ServiceDep):
-    kind = media_type(request.headers.get("content-type"))
-    if kind and kind not in JSON_TYPES:
-        raise RequestError(415, f"unsupported Content-Type {kind!r}; send a JSON body (application/json)")
-    s = service.settings
-    with service.batcher.reserve() as slot:
-        body = await read_body(request, s.max_bytes)
-        key, images = await service.in_decode_thread(parse_tf_serving, body, s.max_images)
-        probabilities = await slot.predict(images)
-    service.metrics.images.inc(len(images))
-    return _json({"predictions" if key == "instances" else "outputs": probabilities.tolist()})
-
-
-@router.get(f"/v1/models/{TF_MODEL_NAME}", summary="TensorFlow Serving's model status API")
-async def tf_serving_status(service: ServiceDep):
-    state = "AVAILABLE" if service.ready else "LOADING"
-    return {"model_version_status": [{"version": "1", "state": state, "status": {"error_code": "OK", "error_message": ""}}]}
 
 
 @functools.lru_cache(maxsize=1)
@@ -272,37 +169,39 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError):
-        return _error(exc.status, exc.message)
+        return error_response(exc.status, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("query", "body"))
-        return _error(422, f"{where}: {first.get('msg', 'invalid value')}" if where else str(first.get("msg", "invalid request")))
+        return error_response(422, f"{where}: {first.get('msg', 'invalid value')}" if where else str(first.get("msg", "invalid request")))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return _error(exc.status_code, str(exc.detail))
+        return error_response(exc.status_code, str(exc.detail))
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):
         log.exception("internal error answering %s %s", request.method, request.url.path)
         first = str(exc).splitlines()[0] if str(exc) else ""
-        return _error(500, f"internal error: {type(exc).__name__}{': ' + first if first else ''}")
+        return error_response(500, f"internal error: {type(exc).__name__}{': ' + first if first else ''}")
 
 
-def create_app(predictor: ServedModel, settings: ServeSettings | None = None) -> FastAPI:
+def create_app(predictor: ServedModel, settings: ServeSettings | None = None, worker: int = 1) -> FastAPI:
     """The FastAPI app serving ``predictor`` (loaded, if not yet, when the app starts).
 
     Args:
         predictor: The model to serve (:class:`ServedModel`).
         settings: Batching, limits and preprocessing defaults.
+        worker: Which of ``lenet serve --workers``'s processes this is (1 without ``--workers``): the ``worker`` label of
+            ``lenet_worker_requests_total``.
 
     Returns:
         An ASGI app; run it with uvicorn, or drive it with ``fastapi.testclient.TestClient``.
     """
     settings = settings or ServeSettings()
-    metrics = ServeMetrics()
+    metrics = ServeMetrics(worker)
     service = Service(predictor, settings, metrics)
 
     @asynccontextmanager
@@ -319,6 +218,6 @@ def create_app(predictor: ServedModel, settings: ServeSettings | None = None) ->
     app.state.service = service
     _install_error_handlers(app)
     app.include_router(router)
-    endpoints = {route.path for route in (*app.routes, *router.routes) if hasattr(route, "path")}
-    app.add_middleware(MetricsMiddleware, metrics=metrics, endpoints=endpoints)
+    app.include_router(tf_serving.router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -36,8 +36,25 @@ class ErrorBody(BaseModel):
 
 
 class TFServingPredictions(BaseModel):
-    predictions: list[list[float]] | None = Field(None, description='For "instances": one list of class probabilities per instance.')
-    outputs: list[list[float]] | None = Field(None, description='For "inputs": the same, in columnar form.')
+    predictions: list[dict[str, Any]] | list[list[float]] | None = Field(
+        None, description='For "instances": per instance, its outputs by name ({"class": 7, "probabilities": [...]}).')
+    outputs: dict[str, list[Any]] | list[list[float]] | None = Field(None, description='For "inputs": per output, its values for every instance.')
+
+
+class TFServingVersionStatus(BaseModel):
+    version: str = Field(description="The version number, as a string (TF Serving prints int64 as strings).")
+    state: str = Field(description="AVAILABLE once the model is loaded and warmed up, LOADING before.")
+    status: dict[str, str]
+
+
+class TFServingStatus(BaseModel):
+    model_version_status: list[TFServingVersionStatus]
+
+
+class TFServingMetadata(BaseModel):
+    model_spec: dict[str, str] = Field(description='{"name": "lenet", "signature_name": "", "version": "1"}')
+    metadata: dict[str, Any] = Field(description='{"signature_def": {"signature_def": {"serving_default": {"inputs": ..., "outputs": ..., '
+                                                 '"method_name": "tensorflow/serving/predict"}}}}')
 
 
 class Metadata(BaseModel):

@@ -219,6 +219,15 @@ def check_readable_run(folder: Path) -> None:
                          f"(chmod -R a+rX) or copy the run somewhere you can read")
 
 
+def newest_serving_version(base: Path) -> Path | None:
+    """The newest version of a TensorFlow Serving base folder (``models/lenet/3`` of ``models/lenet``), or None when it holds none."""
+    try:
+        versions = [p for p in base.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()]
+    except OSError:
+        return None
+    return max(versions, key=lambda p: int(p.name)) if versions else None
+
+
 def resolve_model(model: str | os.PathLike | None, runs_dir: str | os.PathLike | None = None,
                   builtin_when_no_runs: bool = False, field: str = "model") -> ModelRef:
     """Turn a run directory, a model file, a run's name, a built-in model's name, or nothing (the latest run) into a :class:`ModelRef`.
@@ -257,6 +266,9 @@ def resolve_model(model: str | os.PathLike | None, runs_dir: str | os.PathLike |
             return ModelRef(path / MODEL_FILE, path)
         if (path / "saved_model.pb").is_file():
             return ModelRef(path, None)
+        newest = newest_serving_version(path)
+        if newest is not None:  # TensorFlow Serving's base folder: its newest version, as TensorFlow Serving would serve it
+            return ModelRef(newest, None)
         if (path / CONFIG_FILE).is_file():
             raise LenetError(unfinished_run_message(path))
         raise LenetError(f"{str(path)!r} is not a run directory: it holds no {MODEL_FILE}")
