@@ -39,8 +39,10 @@ _SERVE = ServeSettings()
 @click.option("--max-bytes", type=ByteSize(), default=_SERVE.max_bytes, show_default=True, help="Largest request body accepted (413 above).")
 @click.option("--max-images", type=click.IntRange(min=1), default=_SERVE.max_images, show_default=True, help="Most images in one request (413 above).")
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="One line per request on stderr.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes answering on the port, each with its own model (one per core uses them all); /metrics adds up all of theirs.")
 def serve(model, model_option, engine, runs_dir, host, port, preprocess, invert, top_k, min_confidence, batching, max_batch, batch_timeout, max_bytes,
-          max_images, access_log):
+          max_images, access_log, workers):
     """Serve a model over HTTP: a drawing page, a JSON API and TensorFlow Serving's REST API.
 
     MODEL is a run directory or a model file (.keras, .onnx, .tflite, a
@@ -48,15 +50,17 @@ def serve(model, model_option, engine, runs_dir, host, port, preprocess, invert,
     its TensorFlow-free model.tflite (ready in about a second) unless
     --engine keras; /metadata names the file. Needs the serve extra:
     pip install 'lenet-cli[serve]'. Endpoints: GET / (the drawing page),
-    POST /predict, POST /v1/models/lenet:predict, GET /healthz, /readyz,
-    /metadata, /metrics, /docs. Ctrl-C or SIGTERM drains the requests in
-    flight and exits 0.
+    POST /predict, GET /healthz, /readyz, /metadata, /metrics, /docs, and
+    TensorFlow Serving's REST API: GET /v1/models/lenet[/versions/N][/metadata],
+    POST /v1/models/lenet[/versions/N]:predict. Ctrl-C or SIGTERM drains the
+    requests in flight and exits 0.
 
     \b
     Examples:
       lenet serve                                  # the latest run's model.tflite, on http://127.0.0.1:8000/
       lenet serve model.onnx --port 8080           # no TensorFlow: ready in about a second
       lenet serve runs/mnist-20261127-101500 --engine keras   # the run's model.keras (TensorFlow)
+      lenet serve models/lenet/1 --workers 2       # a SavedModel in TF Serving's layout, two processes
       curl -F file=@digit.png http://127.0.0.1:8000/predict
     """
     from lenet_cli.serve.runner import run_serve
@@ -66,4 +70,4 @@ def serve(model, model_option, engine, runs_dir, host, port, preprocess, invert,
                              min_confidence=min_confidence)
     ctx = click.get_current_context()
     ctx.exit(run_serve(pick_model(model, model_option), runs_dir, host, port, settings, access_log, lambda line: click.echo(line, err=True),
-                       engine))
+                       engine, workers))

@@ -21,9 +21,13 @@ import socket
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lenet_cli.core.errors import LenetError, MissingExtra
 from lenet_cli.core.serve_settings import ServeSettings
+
+if TYPE_CHECKING:
+    from lenet_cli.serve.workers import WorkerLink
 
 SERVE_EXTRA_HINT = "pip install 'lenet-cli[serve]'"
 SERVE_MODULES = ("fastapi", "uvicorn", "prometheus_client", "python_multipart", "fastapi_offline")
@@ -96,13 +100,15 @@ def startup_line(predictor, url: str) -> str:
             f"- drawing page {url}, API docs {url}docs (Ctrl-C to stop)")
 
 
-def run_serve(model: Path | None, runs_dir: Path | None, host: str, port: int, settings: ServeSettings, access_log: bool, say,
-              engine: str = "auto") -> int:
+def run_serve(model: Path | str | None, runs_dir: Path | None, host: str, port: int, settings: ServeSettings, access_log: bool, say,
+              engine: str = "auto", workers: int = 1, worker: WorkerLink | None = None) -> int:
     """Serve ``model`` until interrupted; return the exit code (0 after a graceful drain).
 
     Args:
         say: Prints a line for people (on stderr).
         engine: Which of a run's models answers: ``auto`` (its TensorFlow-free ``model.tflite`` when checked OK) or ``keras``.
+        workers: Processes that answer on the port, each with its own model (:mod:`lenet_cli.serve.workers`).
+        worker: Set in one of those processes: its socket and its pipes to the supervisor.
     """
     require_serve_extra()
     import uvicorn
@@ -116,9 +122,14 @@ def run_serve(model: Path | None, runs_dir: Path | None, host: str, port: int, s
     if model is None and ref.builtin is not None:
         say(builtin_notice(ref, runs_dir))
     predictor = ServedModel(ref, settings.preprocess, engine)
+    if workers > 1:
+        from lenet_cli.serve.workers import run_workers
+
+        chosen = ref.builtin or str(ref.run_dir or ref.model_path)  # every worker serves this model, whatever LATEST says later
+        return run_workers(predictor, chosen, runs_dir, host, port, settings, access_log, say, engine, workers)
     predictor.load(log=say)  # here, so a model that cannot load is a one-line error before anything listens
-    app = create_app(predictor, settings)
-    sock = bind(host, port)
+    app = create_app(predictor, settings, worker.index if worker else 1)
+    sock = worker.listening_socket() if worker else bind(host, port)
     url = url_of(sock)
 
     class GracefulServer(uvicorn.Server):
@@ -136,12 +147,16 @@ def run_serve(model: Path | None, runs_dir: Path | None, host: str, port: int, s
 
         async def startup(self, sockets=None):
             await super().startup(sockets)  # the lifespan (model loaded and warmed up), then the socket listens
-            if self.started:
+            if self.started and worker is not None:
+                worker.ready(startup_line(predictor, url))
+            elif self.started:
                 say(startup_line(predictor, url))
 
     config = uvicorn.Config(app, log_config=log_config(access_log), access_log=access_log, lifespan="on",
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, server_header=False)
     server = GracefulServer(config)
+    if worker is not None:
+        worker.stop_with_supervisor(server.handle_exit)
     try:
         with stop_on_signals(server.handle_exit):
             server.run(sockets=[sock])
@@ -149,7 +164,7 @@ def run_serve(model: Path | None, runs_dir: Path | None, host: str, port: int, s
         sock.close()
     if not server.started:
         return 1
-    if server.stop_signal is not None:
+    if server.stop_signal is not None and worker is None:  # a worker's supervisor says it once for all
         say(f"Stopped on {signal.Signals(server.stop_signal).name} after draining the requests in flight")
     sys.stderr.flush()
     return 0
