@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import click
 
 from lenet_cli.cli.options import (
@@ -64,10 +66,12 @@ def serve(model, model_option, engine, runs_dir, host, port, preprocess, invert,
       curl -F file=@digit.png http://127.0.0.1:8000/predict
     """
     from lenet_cli.serve.runner import run_serve
+    from lenet_cli.serve.workers import run_workers
 
     settings = ServeSettings(batching=batching, max_batch=max_batch, batch_timeout_ms=batch_timeout, max_bytes=max_bytes,
                              max_images=max_images, preprocess=preprocess, invert=invert, top_k=C.DEFAULT_TOP_K if top_k is None else top_k,
                              min_confidence=min_confidence)
     ctx = click.get_current_context()
-    ctx.exit(run_serve(pick_model(model, model_option), runs_dir, host, port, settings, access_log, lambda line: click.echo(line, err=True),
-                       engine, workers))
+    serve_with = run_serve if workers == 1 else functools.partial(run_workers, workers=workers)
+    ctx.exit(serve_with(pick_model(model, model_option), runs_dir, host, port, settings, access_log, lambda line: click.echo(line, err=True),
+                        engine))

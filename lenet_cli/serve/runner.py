@@ -100,33 +100,34 @@ def startup_line(predictor, url: str) -> str:
             f"- drawing page {url}, API docs {url}docs (Ctrl-C to stop)")
 
 
-def run_serve(model: Path | str | None, runs_dir: Path | None, host: str, port: int, settings: ServeSettings, access_log: bool, say,
-              engine: str = "auto", workers: int = 1, worker: WorkerLink | None = None) -> int:
-    """Serve ``model`` until interrupted; return the exit code (0 after a graceful drain).
-
-    Args:
-        say: Prints a line for people (on stderr).
-        engine: Which of a run's models answers: ``auto`` (its TensorFlow-free ``model.tflite`` when checked OK) or ``keras``.
-        workers: Processes that answer on the port, each with its own model (:mod:`lenet_cli.serve.workers`).
-        worker: Set in one of those processes: its socket and its pipes to the supervisor.
-    """
-    require_serve_extra()
-    import uvicorn
-
+def served_model(model: Path | str | None, runs_dir: Path | None, settings: ServeSettings, engine: str, say):
+    """The model to serve, resolved but not loaded (the latest run, else the built-in one, with a line saying so)."""
     from lenet_cli.engine.context import builtin_notice
-    from lenet_cli.serve.app import create_app
     from lenet_cli.serve.served_model import ServedModel
     from lenet_cli.store import runs
 
     ref = runs.resolve_model(model, runs_dir, builtin_when_no_runs=True)
     if model is None and ref.builtin is not None:
         say(builtin_notice(ref, runs_dir))
-    predictor = ServedModel(ref, settings.preprocess, engine)
-    if workers > 1:
-        from lenet_cli.serve.workers import run_workers
+    return ServedModel(ref, settings.preprocess, engine)
 
-        chosen = ref.builtin or str(ref.run_dir or ref.model_path)  # every worker serves this model, whatever LATEST says later
-        return run_workers(predictor, chosen, runs_dir, host, port, settings, access_log, say, engine, workers)
+
+def run_serve(model: Path | str | None, runs_dir: Path | None, host: str, port: int, settings: ServeSettings, access_log: bool, say,
+              engine: str = "auto", worker: WorkerLink | None = None) -> int:
+    """Serve ``model`` until interrupted; return the exit code (0 after a graceful drain).
+
+    Args:
+        say: Prints a line for people (on stderr).
+        engine: Which of a run's models answers: ``auto`` (its TensorFlow-free ``model.tflite`` when checked OK) or ``keras``.
+        worker: Set in one of ``lenet serve --workers``'s processes (:mod:`lenet_cli.serve.workers`): its socket and its
+            pipes to the supervisor.
+    """
+    require_serve_extra()
+    import uvicorn
+
+    from lenet_cli.serve.app import create_app
+
+    predictor = served_model(model, runs_dir, settings, engine, say)
     predictor.load(log=say)  # here, so a model that cannot load is a one-line error before anything listens
     app = create_app(predictor, settings, worker.index if worker else 1)
     sock = worker.listening_socket() if worker else bind(host, port)

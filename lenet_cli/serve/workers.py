@@ -107,18 +107,23 @@ class WorkerFailed(LenetError):
         self.exit_code = exit_code
 
 
-def run_workers(predictor, model: str | None, runs_dir: Path | None, host: str, port: int, settings: ServeSettings, access_log: bool, say,
+def run_workers(model: Path | str | None, runs_dir: Path | None, host: str, port: int, settings: ServeSettings, access_log: bool, say,
                 engine: str, workers: int) -> int:
     """Supervise ``workers`` processes serving ``model`` on one port; return the exit code (0 after a graceful drain).
 
-    ``predictor`` is the resolved (not loaded) model, for messages; ``model`` is what each worker resolves again.
+    The supervisor resolves the model once (a missing one is refused before anything starts) and loads none; every
+    worker loads that same file, whatever the runs folder's latest run becomes meanwhile.
 
     Raises:
-        LenetError: the port cannot be bound, or a worker failed before it was ready (its own message).
+        LenetError: the model cannot be found, the port cannot be bound, or a worker failed before it was ready (its own message).
     """
     from lenet_cli.serve.metrics import MULTIPROCESS_ENV
-    from lenet_cli.serve.runner import STOP_SIGNALS, bind, stop_on_signals, url_of
+    from lenet_cli.serve.runner import STOP_SIGNALS, bind, require_serve_extra, served_model, stop_on_signals, url_of
 
+    require_serve_extra()
+    predictor = served_model(model, runs_dir, settings, engine, say)
+    ref = predictor.ref
+    model = ref.builtin or str(ref.run_dir or ref.model_path)
     sock = bind(host, port)
     url = url_of(sock)
     metrics_dir = tempfile.mkdtemp(prefix="lenet-serve-metrics-")
