@@ -29,7 +29,8 @@ from lenet_cli.engine.export import ExportResult
 from lenet_cli.engine.predict import PredictRequest
 from lenet_cli.engine.train import TrainOutcome, TrainRequest
 
-__all__ = ["train", "evaluate", "predict", "explain", "export", "tune", "load_model", "benchmark"]
+__all__ = ["train", "evaluate", "predict", "explain", "export", "tune", "load_model", "benchmark",
+           "list_runs", "tag_run", "compare_runs", "remove_runs", "prune_runs"]
 
 _RUN_OPTIONS = {f for f in TrainRequest.__dataclass_fields__ if f != "config"}
 
@@ -150,3 +151,76 @@ def load_model(model: str | os.PathLike | None = None, runs_dir: str | os.PathLi
     if model_format(ref.model_path) != "keras":
         raise ModelError(f"{str(ref.model_path)!r} is not a .keras model; load_model returns Keras models (open exports with their runtime)")
     return load_model_file(ref.model_path)
+
+
+# --- The runs folder: list, tag, compare, remove, prune (``lenet runs``) ---------------------------------------
+
+
+def list_runs(runs_dir: str | os.PathLike | None = None, tags: dict[str, str | None] | None = None) -> list[dict[str, Any]]:
+    """The runs folder as ``lenet runs --format json`` lists it, newest first.
+
+    Args:
+        runs_dir: The runs folder (None: ``$LENET_RUNS_DIR`` or ``./runs``).
+        tags: Keep only runs with every one of these tags (key -> value, or None for any value).
+    """
+    from lenet_cli.engine.runs import list_runs as listing
+
+    return [summary.to_dict() for summary in listing(runs_dir, tags)]
+
+
+def tag_run(run: str | os.PathLike, tags: dict[str, str] | None = None, *, remove: Sequence[str] = (), note: str | None = None,
+            runs_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Set or remove a run's tags, or give it a note (``note=""`` removes it), as ``lenet runs tag`` and ``lenet runs note`` do.
+
+    Tags live in the run's ``tags.json``; ``lenet runs --tag key=value`` filters on them. Returns the run's record.
+    """
+    from lenet_cli.engine.runs_tidy import TagRequest
+    from lenet_cli.engine.runs_tidy import tag_run as apply
+
+    return apply(TagRequest(run, tags or {}, tuple(remove), note, runs_dir)).to_dict()
+
+
+def compare_runs(runs: Sequence[str | os.PathLike], *, runs_dir: str | os.PathLike | None = None, include_same: bool = False,
+                 plot: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Two or more runs side by side, as ``lenet runs compare --format json`` prints them.
+
+    ``rows`` hold ``section`` (config, metrics, run), ``key``, ``values`` (one per run) and ``same``; ``plot`` writes their
+    validation curves overlaid in one PNG.
+    """
+    from lenet_cli.engine.runs_compare import CompareRequest
+    from lenet_cli.engine.runs_compare import compare_runs as compare
+
+    return compare(CompareRequest(tuple(runs), runs_dir, include_same, plot))
+
+
+def remove_runs(runs: Sequence[str | os.PathLike], *, runs_dir: str | os.PathLike | None = None, force: bool = False,
+                dry_run: bool = False) -> list[dict[str, Any]]:
+    """Remove runs as ``lenet runs rm`` does: all or none; one training now, or the run ``LATEST`` names, only with ``force``.
+
+    Returns one record per run removed (``removed`` is False in a dry run).
+    """
+    from lenet_cli.engine.runs_tidy import RemoveRequest
+    from lenet_cli.engine.runs_tidy import remove_runs as remove
+
+    return [removal.to_dict() for removal in remove(RemoveRequest(tuple(runs), runs_dir, force, dry_run))]
+
+
+def prune_runs(keep: int, *, by: str = "val_accuracy", older_than: float | None = None, study: str | None = None,
+               runs_dir: str | os.PathLike | None = None, dry_run: bool = False) -> dict[str, Any]:
+    """Keep the ``keep`` best runs of each dataset and remove the rest, as ``lenet runs prune`` does.
+
+    Args:
+        keep: Runs kept per dataset.
+        by: ``val_accuracy``, ``test_accuracy`` (highest kept) or ``started`` (newest kept).
+        older_than: Remove only runs started at least this many seconds ago.
+        study: Prune this ``lenet tune`` study's trials instead of the runs folder's own runs.
+        runs_dir: The runs folder (None: ``$LENET_RUNS_DIR`` or ``./runs``).
+        dry_run: Only say what would be removed.
+
+    Returns:
+        ``removed`` (records), ``kept`` (names), ``protected`` (name -> why), ``freed_bytes``, ``dry_run``.
+    """
+    from lenet_cli.engine.runs_tidy import PruneRequest
+    from lenet_cli.engine.runs_tidy import prune_runs as prune
+
+    return prune(PruneRequest(keep, by, older_than, study, runs_dir, dry_run)).to_dict()

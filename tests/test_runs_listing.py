@@ -150,12 +150,12 @@ def test_compare(three_runs):
     assert result.exit_code == 0, result.output
     comparison = json.loads(result.stdout)
     assert comparison["runs"] == ["mnist-a", "mnist-b"]
-    config = {r["key"]: (r["a"], r["b"]) for r in comparison["rows"] if r["section"] == "config"}
+    config = {r["key"]: tuple(r["values"]) for r in comparison["rows"] if r["section"] == "config"}
     assert config == {"epochs": (4, 12), "learning_rate": (0.001, 0.002)}  # dataset and freeze are the same
-    metrics = {r["key"]: (r["a"], r["b"]) for r in comparison["rows"] if r["section"] == "metrics"}
+    metrics = {r["key"]: tuple(r["values"]) for r in comparison["rows"] if r["section"] == "metrics"}
     assert metrics["test_accuracy"] == (0.9931, None)
     everything = json.loads(invoke("compare", "mnist-a", "mnist-b", "--runs-dir", three_runs, "--format", "json", "--all").stdout)
-    assert {"section": "config", "key": "dataset", "a": "mnist", "b": "mnist", "same": True} in everything["rows"]
+    assert {"section": "config", "key": "dataset", "values": ["mnist", "mnist"], "same": True} in everything["rows"]
     table = invoke("compare", "mnist-a", "mnist-b", "--runs-dir", three_runs, "--format", "table").stdout
     line = next(line for line in table.splitlines() if "learning_rate" in line)
     assert "0.001" in line and "0.002" in line
@@ -216,4 +216,4 @@ def test_show_and_compare_tables_use_human_units_and_the_same_values_as_json(thr
     listed = {r["name"]: r for r in json.loads(invoke("--runs-dir", three_runs, "--format", "json").stdout)}
     pair = json.loads(invoke("compare", "mnist-a", "mnist-b", "--runs-dir", three_runs, "--format", "json").stdout)
     metric_rows = {r["key"]: r for r in pair["rows"] if r["section"] == "metrics"}
-    assert metric_rows["val_accuracy"]["b"] == listed["mnist-b"]["val_accuracy"] == 0.9
+    assert metric_rows["val_accuracy"]["values"][1] == listed["mnist-b"]["val_accuracy"] == 0.9

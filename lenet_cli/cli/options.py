@@ -244,7 +244,8 @@ class DatasetParam(click.ParamType):
 
 DATASET = DatasetParam()
 
-FIELD_FLAGS = {"ema_momentum": "--ema", "output_format": "--format", "export_format": "--to", "space_file": "--space"}
+FIELD_FLAGS = {"ema_momentum": "--ema", "output_format": "--format", "export_format": "--to", "space_file": "--space",
+               "tags": "KEY=VALUE", "runs": "RUNS", "note": "TEXT"}  # lenet runs tag/note/rm/compare's arguments
 """Request fields whose option is not the field's name in kebab case."""
 
 

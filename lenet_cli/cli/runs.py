@@ -1,10 +1,11 @@
-"""``lenet runs``' presentation: the runs folder, one run, or two runs compared, as a table, JSON, JSON lines or CSV."""
+"""``lenet runs``' presentation: the runs folder, one run, runs compared, tagged, removed or pruned, as a table, JSON, JSON lines or CSV."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from pathlib import Path
 
 import click
 
@@ -78,6 +79,11 @@ def _text(value) -> str:
     return escape(str(value))
 
 
+def _tags_text(tags: dict) -> str:
+    """``baseline=yes, paper=fig3``: a run's tags on one line (markup-escaped)."""
+    return _text(", ".join(f"{k}={v}" for k, v in sorted(tags.items()))) if tags else ""
+
+
 def _epochs(record: dict) -> str:
     return f"{record['epochs_completed']}/{'?' if record['epochs'] is None else record['epochs']}"
 
@@ -103,12 +109,13 @@ def print_run_list(summaries, output_format: str, root) -> None:
         from lenet_cli.cli.console import stdout_console
 
         table = Table(title=f"runs in {root}", caption="* LATEST: the run evaluate, predict and export use by default")
-        for name in ("run", "dataset", "status", "epochs", "val acc", "test acc", "train time", "size", "started"):
+        tagged = any(s.tags for s in summaries)
+        for name in ("run", "dataset", "status", "epochs", "val acc", "test acc", "train time", "size", "started", *(["tags"] if tagged else [])):
             table.add_column(name, justify="right" if name in ("epochs", "val acc", "test acc", "train time", "size") else "left")
         for s in summaries:
             table.add_row(_text(s.name) + (" *" if s.latest else ""), _text(s.dataset or "-"), s.status_text, _epochs(s.to_dict()),
                           _accuracy(s.val_accuracy), _accuracy(s.test_accuracy), human_duration(s.wall_seconds), human_size(s.size_bytes),
-                          (s.started or "-").replace("T", " ")[:16])
+                          (s.started or "-").replace("T", " ")[:16], *([_tags_text(s.tags)] if tagged else []))
         stdout_console().print(table)
 
 
@@ -120,7 +127,9 @@ def print_run_details(details: dict, output_format: str) -> None:
     elif output_format == "jsonl":
         click.echo(json.dumps({k: v for k, v in details.items() if k != "status_text"}))
     elif output_format == "csv":
-        rows = [["run", k, details[k]] for k in summary_keys]
+        rows = [["run", k, details[k]] for k in summary_keys if k not in ("tags", "note")]
+        rows += [["tags", k, v] for k, v in sorted((details.get("tags") or {}).items())]
+        rows += [["note", "note", details["note"]]] if details.get("note") else []
         rows += [["config", k, v] for k, v in details["config"].items()]
         rows += [["metrics", k, v] for k, v in details["metrics"].items()]
         rows += [["files", f["path"], f["size_bytes"]] for f in details["files"]]
@@ -142,6 +151,13 @@ def print_run_details(details: dict, output_format: str) -> None:
         summary.add_row("train time", human_duration(details["wall_seconds"]))  # the sum of its epochs' times, as lenet tune --show
         summary.add_row("size", human_size(details["size_bytes"]))
         summary.add_row("started", (details["started"] or "-").replace("T", " "))
+        if details.get("tags"):
+            summary.add_row("tags", _tags_text(details["tags"]))
+        if details.get("note"):
+            summary.add_row("note", _text(details["note"]))
+        mlflow = details["metrics"].get("mlflow") if isinstance(details["metrics"].get("mlflow"), dict) else None
+        if mlflow and mlflow.get("run_id"):
+            summary.add_row("MLflow run", _text(f"{mlflow['run_id']} in {mlflow.get('experiment')} at {mlflow.get('tracking_uri')}"))
         console.print(summary)
         for section in ("config", "metrics"):
             table = Table(title=section, show_header=False)
@@ -161,43 +177,75 @@ def print_run_details(details: dict, output_format: str) -> None:
 
 
 def print_comparison(comparison: dict, output_format: str, include_same: bool = False) -> None:
-    """``lenet runs compare``: config and metrics rows, the two runs side by side."""
+    """``lenet runs compare``: config, metrics and run rows, one column per run."""
     rows = comparison["rows"]
+    names = comparison["runs"]
     if output_format == "json":
         click.echo(json.dumps(comparison, indent=2))
     elif output_format == "jsonl":
         for row in rows:
             click.echo(json.dumps(row))
     elif output_format == "csv":
-        click.echo(_csv_text(["section", "key", "a", "b", "same"], [[r["section"], r["key"], r["a"], r["b"], r["same"]] for r in rows]), nl=False)
+        click.echo(_csv_text(["section", "key", *names, "same"], [[r["section"], r["key"], *r["values"], r["same"]] for r in rows]), nl=False)
     else:
         from rich.table import Table
 
         from lenet_cli.cli.console import stdout_console
 
-        name_a, name_b = comparison["runs"]
-        if name_a == name_b:
-            name_a, name_b = comparison["paths"]
-        table = Table(title=f"{_text(name_a)} vs {_text(name_b)}",
-                      caption=None if include_same else "identical config rows are left out (--all shows them)")
+        table = Table(title=" vs ".join(_text(n) for n in names),
+                      caption=None if include_same else "config values every run shares are left out (--all shows them)")
         table.add_column("")
-        table.add_column(_text(name_a))
-        table.add_column(_text(name_b))
+        for name in names:
+            table.add_column(_text(name))
         section = None
         for row in rows:
             if row["section"] != section:
                 section = row["section"]
-                table.add_row(f"[bold]{section}", "", "")
+                table.add_row(f"[bold]{section}", *[""] * len(names))
             style = "" if row["same"] else "[bold]"
-            left, right = row["a"], row["b"]
-            if isinstance(left, dict) or isinstance(right, dict):  # a nested block (calibration): one line per field
-                left, right = dict(_flat(left or {})), dict(_flat(right or {}))
-                for key in list(left) + [k for k in right if k not in left]:
+            values = row["values"]
+            if any(isinstance(v, dict) for v in values):  # a nested block (calibration): one line per field
+                flat = [dict(_flat(v)) if isinstance(v, dict) else {} for v in values]
+                keys: list[str] = []
+                for f in flat:
+                    keys += [k for k in f if k not in keys]
+                for key in keys:
                     shown = f"{row['key']}.{key}"
-                    table.add_row(f"  {_text(shown)}", style + _value(left.get(key), shown), style + _value(right.get(key), shown))
+                    table.add_row(f"  {_text(shown)}", *[style + _value(f.get(key), shown) for f in flat])
                 continue
-            table.add_row(f"  {_text(row['key'])}", style + _value(left, row["key"]), style + _value(right, row["key"]))
+            table.add_row(f"  {_text(row['key'])}", *[style + _value(v, row["key"]) for v in values])
         stdout_console().print(table)
+        if comparison.get("plot"):
+            click.echo(f"validation curves written to {comparison['plot']}", err=True)
+
+
+def print_removals(removals: list[dict], output_format: str, dry_run: bool, extra: str = "") -> None:
+    """``lenet runs rm`` and ``prune``: the runs removed (or that would be) on stdout, the total on stderr."""
+    freed = sum(r["size_bytes"] for r in removals)
+    verb = "would remove" if dry_run else "removed"
+    if output_format == "json":
+        click.echo(json.dumps(removals, indent=2))
+    elif output_format == "jsonl":
+        for record in removals:
+            click.echo(json.dumps(record))
+    elif output_format == "csv":
+        fields = list(removals[0]) if removals else ["name", "path", "dataset", "status", "val_accuracy", "size_bytes", "started", "removed", "latest"]
+        click.echo(_csv_text(fields, [[r[k] for k in fields] for r in removals]), nl=False)
+    elif removals:
+        from rich.table import Table
+
+        from lenet_cli.cli.console import stdout_console
+
+        table = Table(title=f"runs {verb}")
+        for name in ("run", "dataset", "status", "val acc", "size", "started"):
+            table.add_column(name, justify="right" if name in ("val acc", "size") else "left")
+        for r in removals:
+            table.add_row(_text(r["name"]) + (" (LATEST)" if r["latest"] else ""), _text(r["dataset"] or "-"), _text(r["status"]),
+                          _accuracy(r["val_accuracy"]), human_size(r["size_bytes"]), (r["started"] or "-").replace("T", " ")[:16])
+        stdout_console().print(table)
+    runs_word = "run" if len(removals) == 1 else "runs"
+    note = " (dry run: nothing was removed)" if dry_run else ""
+    click.echo(f"{verb} {len(removals)} {runs_word}, {human_size(freed)}{note}{extra}", err=True)
 
 
 runs_format_option = output_format_option("table", "json", "jsonl", "csv")
@@ -208,24 +256,73 @@ def _runs_parent_option(ctx, name, value):
     return value if value is not None or ctx.parent is None else ctx.parent.params.get(name)
 
 
+class TagFilter(click.ParamType):
+    """``--tag key=value`` (that value) or ``--tag key`` (any value)."""
+
+    name = "KEY[=VALUE]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        key, _, wanted = str(value).partition("=")
+        return (key, wanted if "=" in str(value) else None)
+
+
+class TagAssignment(click.ParamType):
+    """``key=value``: a tag to set."""
+
+    name = "KEY=VALUE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        key, sep, text = str(value).partition("=")
+        if not sep or not key:
+            self.fail(f"{value!r} is not KEY=VALUE (to remove a tag: --remove KEY)", param, ctx)
+        return (key, text)
+
+
+class Age(click.ParamType):
+    """An age: ``30d``, ``2w``, ``12h``, ``90m``, ``45s`` (or a number of seconds), as seconds."""
+
+    name = "AGE"
+    UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "min": 60, "s": 1, "": 1}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        import re
+
+        found = re.fullmatch(r"(\d+(?:\.\d+)?)(w|d|h|min|m|s|)", str(value).strip().lower())
+        if not found:
+            self.fail(f"{value!r} is not an age; write e.g. 30d, 2w, 12h or 90m", param, ctx)
+        return float(found.group(1)) * self.UNITS[found.group(2)]
+
+
 @click.group("runs", invoke_without_command=True)
 @runs_dir_option
 @runs_format_option
+@click.option("--tag", "tag_filter", type=TagFilter(), multiple=True,
+              help="Only runs with this tag: key=value, or key for any value (repeat: every one must match).")
 @click.pass_context
-def runs_group(ctx, runs_dir, output_format):
-    """List the runs folder: status, epochs, accuracy, train time, size; show or compare runs.
+def runs_group(ctx, runs_dir, output_format, tag_filter):
+    """List the runs folder: status, epochs, accuracy, train time, size; show, compare, tag, remove or prune runs.
 
     Reads only each run's small JSON files (config.json, metrics.json,
-    history.json, RUNNING), so hundreds of runs list in well under a second.
-    Status is finished, interrupted after k/n epochs (resume it with
-    `lenet train --resume RUN`), or running.
+    history.json, RUNNING, tags.json), so hundreds of runs list in well under
+    a second. Status is finished, interrupted after k/n epochs (resume it with
+    `lenet train --resume RUN`), running, or pruned. RUN arguments are run
+    folders or run names (tune/<study>/trial-3 for a trial).
 
     \b
     Examples:
       lenet runs
-      lenet runs --format csv > runs.csv
+      lenet runs --tag baseline=yes --format csv > baselines.csv
       lenet runs show mnist-20261127-101500
-      lenet runs compare runs/mnist-base runs/fashion-20261127-101500
+      lenet runs compare mnist-a mnist-b fashion-c --plot curves.png
+      lenet runs tag mnist-20261127-101500 baseline=yes
+      lenet runs rm mnist-20261127-101500 --dry-run
+      lenet runs prune --keep 5 --older-than 30d --dry-run
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -233,7 +330,7 @@ def runs_group(ctx, runs_dir, output_format):
     from lenet_cli.engine.runs import list_runs
     from lenet_cli.store import runs as run_files
 
-    print_run_list(list_runs(runs_dir), default_format(output_format), run_files.runs_root(runs_dir))
+    print_run_list(list_runs(runs_dir, dict(tag_filter) or None), default_format(output_format), run_files.runs_root(runs_dir))
 
 
 @runs_group.command("show")
@@ -242,7 +339,7 @@ def runs_group(ctx, runs_dir, output_format):
 @runs_format_option
 @click.pass_context
 def runs_show(ctx, run, runs_dir, output_format):
-    """One run in detail: status, config, metrics and every file with its size.
+    """One run in detail: status, tags, config, metrics and every file with its size.
 
     RUN is a run directory, or a run's name under the runs folder.
 
@@ -258,24 +355,138 @@ def runs_show(ctx, run, runs_dir, output_format):
 
 
 @runs_group.command("compare")
-@click.argument("run_a")
-@click.argument("run_b")
+@click.argument("runs", nargs=-1, required=True)
 @runs_dir_option
 @runs_format_option
-@click.option("--all", "include_same", is_flag=True, help="Also list config values the two runs share.")
+@click.option("--all", "include_same", is_flag=True, help="Also list config values every run shares.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the runs' validation-accuracy curves, overlaid, to this PNG.")
 @click.pass_context
-def runs_compare(ctx, run_a, run_b, runs_dir, output_format, include_same):
-    """Two runs side by side: the config values that differ, and every metric.
+def runs_compare(ctx, runs, runs_dir, output_format, include_same, plot):
+    """Two or more runs side by side: the config values that differ, and every metric.
 
-    RUN_A and RUN_B are run directories or names under the runs folder.
+    RUNS are run directories or names under the runs folder.
+
+    \b
+    Examples:
+      lenet runs compare mnist-20261127-101500 mnist-20261128-093000
+      lenet runs compare tune/fashion/trial-3 tune/fashion/trial-7 tune/fashion/trial-9 --plot trials.png
+    """
+    from lenet_cli.cli.runs import default_format, print_comparison
+    from lenet_cli.engine.runs_compare import CompareRequest, compare_runs
+
+    runs_dir = _runs_parent_option(ctx, "runs_dir", runs_dir)
+    comparison = compare_runs(CompareRequest(tuple(runs), runs_dir, include_same, plot))
+    print_comparison(comparison, default_format(_runs_parent_option(ctx, "output_format", output_format)), include_same)
+
+
+@runs_group.command("tag")
+@click.argument("run")
+@click.argument("tags", nargs=-1, type=TagAssignment())
+@click.option("--remove", multiple=True, metavar="KEY", help="Remove this tag (repeatable).")
+@runs_dir_option
+@runs_format_option
+@click.pass_context
+def runs_tag(ctx, run, tags, remove, runs_dir, output_format):
+    """Tag a run: key=value pairs that lenet runs shows and --tag filters on.
+
+    Tags are kept in the run's tags.json; setting a key again replaces its value.
+
+    \b
+    Examples:
+      lenet runs tag mnist-20261127-101500 baseline=yes paper=fig3
+      lenet runs tag mnist-20261127-101500 --remove paper
+      lenet runs --tag baseline=yes
+    """
+    from lenet_cli.cli.runs import default_format, print_run_list
+    from lenet_cli.engine.runs_tidy import TagRequest, tag_run
+
+    runs_dir = _runs_parent_option(ctx, "runs_dir", runs_dir)
+    summary = tag_run(TagRequest(run, dict(tags), tuple(remove), None, runs_dir))
+    print_run_list([summary], default_format(_runs_parent_option(ctx, "output_format", output_format)), Path(summary.path).parent)
+
+
+@runs_group.command("note")
+@click.argument("run")
+@click.argument("text")
+@runs_dir_option
+@runs_format_option
+@click.pass_context
+def runs_note(ctx, run, text, runs_dir, output_format):
+    """Give a run a note (a line of prose, shown by lenet runs show); "" removes it.
 
     \b
     Example:
-      lenet runs compare mnist-20261127-101500 mnist-20261128-093000
+      lenet runs note mnist-20261127-101500 "the baseline for the augmentation study"
     """
-    from lenet_cli.cli.runs import default_format, print_comparison
-    from lenet_cli.engine.runs import compare_runs
+    from lenet_cli.cli.runs import default_format, print_run_list
+    from lenet_cli.engine.runs_tidy import TagRequest, tag_run
 
     runs_dir = _runs_parent_option(ctx, "runs_dir", runs_dir)
-    comparison = compare_runs(run_a, run_b, runs_dir, include_same=include_same)
-    print_comparison(comparison, default_format(_runs_parent_option(ctx, "output_format", output_format)), include_same)
+    summary = tag_run(TagRequest(run, {}, (), text, runs_dir))
+    print_run_list([summary], default_format(_runs_parent_option(ctx, "output_format", output_format)), Path(summary.path).parent)
+
+
+def dry_run_option(fn):
+    return click.option("--dry-run", is_flag=True, help="Only list what would be removed.")(fn)
+
+
+@runs_group.command("rm")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--force", is_flag=True, help="Also remove a run that is training now, or the run LATEST names.")
+@dry_run_option
+@runs_dir_option
+@runs_format_option
+@click.pass_context
+def runs_rm(ctx, runs, force, dry_run, runs_dir, output_format):
+    """Remove runs: all of them, or none when one is refused.
+
+    A run that is training now (its RUNNING file names a live process) and
+    the run LATEST names are refused unless --force; removing the LATEST run
+    lets the newest remaining run take its place.
+
+    \b
+    Examples:
+      lenet runs rm mnist-20261127-101500 --dry-run
+      lenet runs rm mnist-20261127-101500 tune/fashion/trial-3
+    """
+    from lenet_cli.cli.runs import default_format, print_removals
+    from lenet_cli.engine.runs_tidy import RemoveRequest, remove_runs
+
+    runs_dir = _runs_parent_option(ctx, "runs_dir", runs_dir)
+    removals = remove_runs(RemoveRequest(tuple(runs), runs_dir, force, dry_run))
+    print_removals([r.to_dict() for r in removals], default_format(_runs_parent_option(ctx, "output_format", output_format)), dry_run)
+
+
+@runs_group.command("prune")
+@click.option("--keep", type=click.IntRange(min=0), required=True, help="Runs to keep per dataset: the best by --by.")
+@click.option("--by", type=click.Choice(["val_accuracy", "test_accuracy", "started"]), default="val_accuracy", show_default=True,
+              help="What ranks the runs: the highest accuracy is kept, or the newest with started.")
+@click.option("--older-than", type=Age(), default=None, help="Remove only runs started longer ago than this (30d, 2w, 12h).")
+@click.option("--study", default=None, help="Prune this lenet tune study's trials instead of the runs folder's own runs.")
+@dry_run_option
+@runs_dir_option
+@runs_format_option
+@click.pass_context
+def runs_prune(ctx, keep, by, older_than, study, dry_run, runs_dir, output_format):
+    """Keep the best runs of each dataset and remove the rest.
+
+    Ranks the runs of each dataset by --by and keeps the first --keep (an
+    MNIST accuracy does not rank a Fashion-MNIST run). Never removed: a run
+    training now, the run LATEST names, and a study's best trial.
+
+    \b
+    Examples:
+      lenet runs prune --keep 5 --dry-run
+      lenet runs prune --keep 3 --older-than 30d
+      lenet runs prune --study fashion --keep 5
+    """
+    from lenet_cli.cli.runs import default_format, print_removals
+    from lenet_cli.engine.runs_tidy import PruneRequest, prune_runs
+
+    runs_dir = _runs_parent_option(ctx, "runs_dir", runs_dir)
+    result = prune_runs(PruneRequest(keep, by, older_than, study, runs_dir, dry_run))
+    kept = f"; kept {len(result.kept)}" + (f" ({len(result.protected)} never pruned: " + ", ".join(
+        f"{name}, {why}" for name, why in result.protected.items()) + ")" if result.protected else "")
+    print_removals([r.to_dict() for r in result.removed], default_format(_runs_parent_option(ctx, "output_format", output_format)),
+                   dry_run, kept)

@@ -319,8 +319,8 @@ def apply_recipe(ctx, param, path):
 @click.option("--seed", type=int, default=None, help=f"Random seed [default: {TRAIN_DEFAULTS.seed}].")
 @click.option("--validation-size", type=click.IntRange(min=0), default=None, help=f"Training images held out for validation [default: {TRAIN_DEFAULTS.validation_size}].")
 @click.option("--train-limit", type=click.IntRange(min=1), default=None, help="Train on only the first N training images (quick trials).")
-@click.option("--init-from", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Start from this model's weights (a run directory or .keras file); shapes must match.")
+@click.option("--init-from", type=click.Path(path_type=Path), default=None,
+              help="Start from this model's weights (a run directory, a run's name or a .keras file); shapes must match.")
 @click.option("--freeze", type=LayerList(), multiple=True, callback=merge_freeze,
               help=f"Layers that keep their weights and get no penalty: {', '.join(C.WEIGHT_LAYERS)} (comma-separated or repeated).")
 @data_dir_option
@@ -328,8 +328,8 @@ def apply_recipe(ctx, param, path):
 @runs_dir_option
 @click.option("--tensorboard/--no-tensorboard", default=True, show_default=True, help="Write TensorBoard logs to <run>/logs.")
 @click.option("--histograms", is_flag=True, help="Also log weight histograms each epoch.")
-@click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Continue an interrupted run from its last completed epoch, with its saved config.")
+@click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Continue an interrupted run (its folder or its name) from its last completed epoch, with its saved config.")
 @click.option("--keep-checkpoint", is_flag=True, help="Keep checkpoint.npz once the run has finished (it is deleted then by default).")
 @click.option("--deterministic", is_flag=True, help="Use TensorFlow's deterministic ops: with --seed, runs are bitwise reproducible.")
 @distribute_options
@@ -380,8 +380,13 @@ def train(ctx, recipe, dataset, preset, data_dir, output, runs_dir, tensorboard,
         if given:
             raise click.UsageError(f"--resume continues with the run's saved config (only --epochs may change); "
                                    f"drop --{given[0].replace('_', '-')}")
+        from lenet_cli.engine.runs import find_run
         from lenet_cli.model.checkpoint import resumable_config
 
+        try:
+            resume = find_run(resume, runs_dir)  # a run folder, or a run's name under the runs folder
+        except LenetError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--resume'") from None
         try:
             cfg = resumable_config(resume, options["epochs"])
         except ValueError as exc:

@@ -183,6 +183,9 @@ def choose_engine(ref: ModelRef, engine: str | None) -> tuple[ModelRef, ModelRef
             raise BadValue("engine", f"keras needs a run directory or a .keras file, and {str(ref.model_path)!r} is not one (format: {fmt})")
         return ref, None, None
     ref.run_config()  # a damaged run (config.json unreadable) is refused whichever of its models would answer
+    if engine == "keras" and ref.model_path.name == runs.FAST_MODEL_FILE:
+        raise BadValue("engine", f"keras: run {ref.run_dir.name} kept no model.keras (lenet tune keeps it for the best trial only; "
+                                 f"keep_models keeps every trial's); its TensorFlow-free {runs.FAST_MODEL_FILE} answers with engine auto")
     if engine == "keras" or ref.model_path != ref.run_dir / runs.MODEL_FILE:
         return ref, None, None
     run = ref.run_dir

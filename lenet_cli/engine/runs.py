@@ -1,4 +1,4 @@
-"""What ``lenet runs`` shows: the runs folder as records, one run in detail, two runs side by side.
+"""What ``lenet runs`` shows: the runs folder as records (filtered by tags), and one run in detail.
 
 Only the small JSON files of each run are read (``config.json``,
 ``metrics.json``, ``history.json``, ``RUNNING``, the root's ``LATEST``), plus
@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import BadValue, LenetError
 from lenet_cli.store import runs
+from lenet_cli.store.run_tags import TAG_KEY, read_tags
 
 RUN_MARKERS = (runs.CONFIG_FILE, runs.MODEL_FILE, runs.HISTORY_FILE)  # a folder holding any of them is a run
 
 LIST_FIELDS = ("name", "dataset", "status", "epochs_completed", "epochs", "val_accuracy", "test_accuracy",
-               "wall_seconds", "size_bytes", "started", "latest", "path", "study", "trial")
+               "wall_seconds", "size_bytes", "started", "latest", "path", "study", "trial", "tags", "note")
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,8 @@ class RunSummary:
     its path under the runs folder (``tune/fashion/trial-3``). ``wall_seconds`` is the
     training time ``metrics.json`` records, else the sum of the completed
     epochs' times. ``started`` is when ``config.json`` was written (local time,
-    ISO 8601). ``size_bytes`` adds up every file of the run.
+    ISO 8601). ``size_bytes`` adds up every file of the run. ``tags`` and
+    ``note`` are what ``lenet runs tag`` and ``lenet runs note`` gave it.
     """
 
     name: str
@@ -51,6 +54,8 @@ class RunSummary:
     latest: bool
     study: str | None = None
     trial: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    note: str | None = None
 
     def to_dict(self) -> dict:
         """The machine-readable record (``status_text`` is for people only)."""
@@ -109,6 +114,7 @@ def summarize_run(run_dir: str | os.PathLike, latest: Path | None = None, name: 
     history = runs.read_json_or_none(run_dir / runs.HISTORY_FILE)
     history = history if isinstance(history, list) else []
     status = runs.run_status(run_dir, config=config, history=history)
+    labels = read_tags(run_dir)
     state, state_text = status.state, status.describe()
     if metrics.get("pruned") is True and state != "running":
         state, state_text = "pruned", f"pruned after {status.epochs_completed}/{'?' if status.epochs is None else status.epochs}"
@@ -133,15 +139,36 @@ def summarize_run(run_dir: str | os.PathLike, latest: Path | None = None, name: 
         latest=latest is not None and run_dir.resolve() == latest,
         study=config.get("study") if isinstance(config.get("study"), str) else None,
         trial=config.get("trial") if isinstance(config.get("trial"), int) and not isinstance(config.get("trial"), bool) else None,
+        tags=labels.tags,
+        note=labels.note,
     )
 
 
-def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunSummary]:
+def check_tag_filter(tags: Mapping[str, str | None] | None) -> None:
+    """A ``tag`` filter: tag keys (a value to match, or None for any value).
+
+    Raises:
+        BadValue: a key that no tag could have (field ``tag``).
+    """
+    for key, value in (tags or {}).items():
+        if not isinstance(key, str) or not TAG_KEY.match(key):
+            raise BadValue("tag", f"{key!r} is not a tag key: letters, digits and _ . - / (at most 64), not starting with . - /")
+        if value is not None and not isinstance(value, str):
+            raise BadValue("tag", f"{key}: the value to match must be text, not {value!r}")
+
+
+def list_runs(runs_dir: str | os.PathLike | None = None, tags: Mapping[str, str | None] | None = None) -> list[RunSummary]:
     """Every run directory directly under the runs root, and every ``lenet tune`` trial under ``tune/<study>/``, newest first.
 
     A run directory is a folder holding ``config.json``, ``model.keras`` or
     ``history.json``; hidden folders are skipped. An absent root has none.
+    ``tags`` keeps only the runs that have every one of these tags (with this
+    value, or any value where it is None).
+
+    Raises:
+        BadValue: a ``tags`` key no tag could have.
     """
+    check_tag_filter(tags)
     root = runs.runs_root(runs_dir)
     if not root.is_dir():
         return []
@@ -152,6 +179,8 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunSummary]:
         folders += [trial for study in sorted(tune.iterdir()) if study.is_dir() and not study.name.startswith(".")
                     for trial in sorted(study.iterdir()) if trial.is_dir() and not trial.name.startswith(".")]
     found = [summarize_run(f, latest, name=f.relative_to(root).as_posix()) for f in folders if any((f / marker).exists() for marker in RUN_MARKERS)]
+    wanted = dict(tags or {})
+    found = [r for r in found if all(key in r.tags and (value is None or r.tags[key] == value) for key, value in wanted.items())]
     return sorted(found, key=lambda r: (r.started or "", r.name), reverse=True)
 
 
@@ -170,7 +199,7 @@ def find_run(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None) 
             return candidate
     if path.is_dir() or (root / path).is_dir():
         raise LenetError(f"{str(run)!r} is not a run directory: it holds none of {', '.join(RUN_MARKERS)}")
-    raise LenetError(f"no run {str(run)!r}: not a folder, nor a run under {str(root)!r}; `lenet runs` lists them")
+    raise LenetError(f"no run {str(run)!r}: it does not exist as a folder, nor as a run under {str(root)!r}; `lenet runs` lists them")
 
 
 def show_run(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -> dict:
@@ -186,32 +215,3 @@ def show_run(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None) 
         "metrics": metrics if isinstance(metrics, dict) else {},
         "files": [{"path": name, "size_bytes": size} for name, size in _tree_files(run_dir)],
     }
-
-
-SUMMARY_KEYS = ("status", "epochs_completed", "wall_seconds", "size_bytes", "started")
-
-
-def compare_runs(run_a: str | os.PathLike, run_b: str | os.PathLike, runs_dir: str | os.PathLike | None = None,
-                 include_same: bool = False) -> dict:
-    """Two runs side by side: ``{"runs": [a, b], "rows": [{section, key, a, b, same}]}``.
-
-    Sections: ``config`` (the recipe), ``metrics`` (``metrics.json``) and
-    ``run`` (status, epochs, wall time, size, start); an interrupted run's metrics are
-    what ``lenet runs`` shows for it (its last validation accuracy). Rows whose values are
-    equal are left out unless ``include_same``; metrics rows are always kept.
-    """
-    a, b = show_run(run_a, runs_dir), show_run(run_b, runs_dir)
-    rows = []
-    # an interrupted run has no metrics.json: its accuracies are what `lenet runs` reads (the last epoch's validation)
-    metrics_a, metrics_b = ({**{k: run[k] for k in ("val_accuracy", "test_accuracy") if run[k] is not None}, **run["metrics"]}
-                            for run in (a, b))
-    for section, left, right in (("config", a["config"], b["config"]), ("metrics", metrics_a, metrics_b),
-                                 ("run", {k: a[k] for k in SUMMARY_KEYS}, {k: b[k] for k in SUMMARY_KEYS})):
-        keys = list(left) + [k for k in right if k not in left]
-        for key in keys:
-            va, vb = left.get(key), right.get(key)
-            same = va == vb
-            if same and not include_same and section != "metrics":
-                continue
-            rows.append({"section": section, "key": key, "a": va, "b": vb, "same": same})
-    return {"runs": [a["name"], b["name"]], "paths": [a["path"], b["path"]], "rows": rows}

@@ -253,9 +253,9 @@ def resolve_model(model: str | os.PathLike | None, runs_dir: str | os.PathLike |
             return ModelRef(shipped.model_path, None, builtin=shipped.name)
         return ModelRef(run / MODEL_FILE, run)
     path = Path(model)
-    if not path.exists() and path.name == str(model):  # a bare name: a run under the runs root, then a built-in
-        run = runs_root(runs_dir) / path.name
-        shipped = builtin_model(path.name)
+    if not path.exists() and not path.is_absolute():  # a name: a run under the runs root (tune/<study>/trial-3 too), then a built-in
+        run = runs_root(runs_dir) / path
+        shipped = builtin_model(path.name) if path.name == str(model) else None
         if run.is_dir() or shipped is None:
             path = run if run.is_dir() else path
         else:
@@ -264,6 +264,8 @@ def resolve_model(model: str | os.PathLike | None, runs_dir: str | os.PathLike |
         check_readable_run(path)
         if (path / MODEL_FILE).is_file():
             return ModelRef(path / MODEL_FILE, path)
+        if (path / FAST_MODEL_FILE).is_file() and (path / METRICS_FILE).is_file():  # a lenet tune trial keeps only its TensorFlow-free copy
+            return ModelRef(path / FAST_MODEL_FILE, path)
         if (path / "saved_model.pb").is_file():
             return ModelRef(path, None)
         newest = newest_serving_version(path)
@@ -407,8 +409,9 @@ def run_status(run_dir: str | os.PathLike, config: dict | None = None, history: 
 
     Running: a ``RUNNING`` file whose process is alive (or lives on another
     host, which cannot be checked from here); a ``RUNNING`` file left by a dead
-    process on this host means interrupted. Finished: ``model.keras`` and
-    ``metrics.json`` are both there. Anything else is interrupted after the
+    process on this host means interrupted. Finished: ``metrics.json`` and a
+    model are there (``model.keras``, or only ``model.tflite`` for a ``lenet tune``
+    trial that was not the best). Anything else is interrupted after the
     epochs ``history.json`` records. ``config`` and ``history`` may be passed
     when the caller has read them already.
     """
@@ -424,6 +427,6 @@ def run_status(run_dir: str | os.PathLike, config: dict | None = None, history: 
         pid, host = marker["pid"], marker.get("hostname")
         if host not in (None, socket.gethostname()) or pid_alive(pid):
             return RunStatus("running", completed, epochs, pid=pid, hostname=host, started=marker.get("started"))
-    if (run_dir / MODEL_FILE).is_file() and (run_dir / METRICS_FILE).is_file():
+    if ((run_dir / MODEL_FILE).is_file() or (run_dir / FAST_MODEL_FILE).is_file()) and (run_dir / METRICS_FILE).is_file():
         return RunStatus("finished", completed, epochs)
     return RunStatus("interrupted", completed, epochs)
