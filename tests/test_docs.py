@@ -198,3 +198,11 @@ def test_the_default_recipes_table_is_the_code():
 def test_each_schema_is_shown_on_the_run_folder_page(schema):
     page = (DOCS / "reference" / "run-folder.md").read_text(encoding="utf-8")
     assert f'--8<-- "docs/reference/schemas/{schema.name}"' in page
+
+
+def test_every_verb_of_the_python_api_is_in_its_reference():
+    from lenet_cli import api
+
+    page = (DOCS / "reference" / "api.md").read_text(encoding="utf-8")
+    missing = [name for name in api.__all__ if f"::: lenet_cli.api.{name}\n" not in page]
+    assert not missing, f"docs/reference/api.md does not render lenet_cli.api.{missing}"
