@@ -286,7 +286,8 @@ def test_a_three_trial_study_then_show_recipe_and_resume(synthetic_data_dir, tmp
         config = json.loads((trial / "config.json").read_text())
         assert metrics["test_accuracy"] is None and metrics["test_count"] is None  # trials never read the test split
         assert (config["study"], config["dense_units"], config["train_limit"]) == ("mnist", 16, 200)
-        assert (trial / "history.json").is_file() and (trial / "model.keras").is_file() and not (trial / "checkpoint.npz").exists()
+        assert (trial / "history.json").is_file() and (trial / "model.tflite").is_file() and not (trial / "checkpoint.npz").exists()
+        assert (trial / "model.keras").is_file() == (trial.name == f"trial-{best['number']}")  # only the best keeps its Keras model
     for name in ("mnist-best.json", "mnist-history.png"):
         assert (runs / "tune" / name).is_file(), name
     assert not (runs / "tune" / "mnist-importances.png").exists()  # three trials are too few to rank the parameters
@@ -602,7 +603,7 @@ def test_two_workers_share_one_study_in_postgresql(postgres_url, synthetic_data_
     assert outcomes["a"]["trials"] == outcomes["b"]["trials"] == {"complete": len(finished), "pruned": 0, "running": 0, "failed": 0, "waiting": 0}
     assert len(finished) in (5, 6)
     assert outcomes["a"]["ran_here"] + outcomes["b"]["ran_here"] == len(finished)
-    ran_on = {n: [m for m in "ab" if (tmp_path / m / "tune" / "shared" / f"trial-{n}" / "model.keras").is_file()] for n in numbers}
+    ran_on = {n: [m for m in "ab" if (tmp_path / m / "tune" / "shared" / f"trial-{n}" / "model.tflite").is_file()] for n in numbers}
     assert all(len(machines) == 1 for machines in ran_on.values()), ran_on  # every trial ran once, on one machine
     assert {m for machines in ran_on.values() for m in machines} == {"a", "b"}  # and both did some
 
