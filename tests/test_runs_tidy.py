@@ -182,3 +182,14 @@ def test_the_api_does_what_the_commands_do(folder, tmp_path):
     assert caught.value.field == "keep"
     with pytest.raises(BadValue):
         api.tag_run("mnist-mid", {"a b": "1"})
+
+
+def test_train_takes_a_runs_name_for_resume_and_init_from(folder):
+    (folder / "stopped").mkdir()
+    (folder / "stopped" / "config.json").write_text(json.dumps({"dataset": "mnist", "epochs": 4}))
+    resumed = CliRunner().invoke(cli, ["train", "--resume", "stopped"])
+    assert resumed.exit_code == 1 and f"{str(folder / 'stopped')!r} is not a resumable run" in resumed.stderr, resumed.output
+    missing = CliRunner().invoke(cli, ["train", "--resume", "nope"])
+    assert missing.exit_code == 2 and "no run 'nope': it does not exist" in missing.stderr
+    donor = CliRunner().invoke(cli, ["train", "--init-from", "nope", "--data-dir", folder / "no-data"])
+    assert donor.exit_code == 2 and "Invalid value for '--init-from'" in donor.stderr and "does not exist" in donor.stderr

@@ -383,10 +383,11 @@ def train(ctx, recipe, dataset, preset, data_dir, output, runs_dir, tensorboard,
         from lenet_cli.engine.runs import find_run
         from lenet_cli.model.checkpoint import resumable_config
 
-        try:
-            resume = find_run(resume, runs_dir)  # a run folder, or a run's name under the runs folder
-        except LenetError as exc:
-            raise click.BadParameter(str(exc), param_hint="'--resume'") from None
+        if not resume.exists():  # a run's name under the runs folder
+            try:
+                resume = find_run(resume, runs_dir)
+            except LenetError as exc:
+                raise click.BadParameter(str(exc), param_hint="'--resume'") from None
         try:
             cfg = resumable_config(resume, options["epochs"])
         except ValueError as exc:

@@ -18,7 +18,7 @@ from typing import Any
 
 from lenet_cli.core.config import TrainConfig
 from lenet_cli.data.dataset import Dataset
-from lenet_cli.engine import tracking
+from lenet_cli.engine import tracking, tracking_run
 from lenet_cli.store import runs
 
 SKIPPED_FILE = "skipped_pictures.tsv"  # a picture folder's unreadable or blank pictures: path, tab, why
@@ -214,7 +214,7 @@ def train(
 
         chief = distribution is None or distribution.is_chief
         if chief and tracker.active:
-            callbacks.append(tracking.tracking_callback(tracker, run_dir, request.resume))
+            callbacks.append(tracking_run.tracking_callback(tracker, run_dir, request.resume))
         with runs.running_marker(run_dir) if chief else contextlib.nullcontext():
             result = run_epochs(cfg, data, run_dir, callbacks=callbacks, tensorboard=tensorboard, histograms=request.histograms,
                                 runs_dir=request.runs_dir, resume=request.resume, should_stop=should_stop,
@@ -231,7 +231,7 @@ def train(
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
-    record = tracking.finish_training(tracker, run_dir, result.metrics, data, len(result.history)) if chief else None
+    record = tracking_run.finish_training(tracker, run_dir, result.metrics, data, len(result.history)) if chief else None
     if record is not None:
         result.metrics[tracking.METRICS_KEY] = record
     if owns_tracker:
