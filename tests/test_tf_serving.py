@@ -92,6 +92,7 @@ def client(serving_base):
     from lenet_cli.store.runs import resolve_model
 
     with TestClient(create_app(ServedModel(resolve_model(serving_base / str(VERSION))))) as test_client:
+        assert test_client.get("/metadata").json()["model"] == f"lenet/{VERSION}"  # the version folder, named with its model's
         yield test_client
 
 

@@ -91,6 +91,9 @@ def print_benchmark_table(result) -> None:
            else "cold start not measured"),
         f"measured on {machine_line(result)}",
     ]
+    quantized = next((row for row in result.rows if row.format == "litert-int8"), None)
+    if quantized is not None:
+        notes.append(f"litert-int8: int8 weights, {quantized.quantize} quantization (lenet export --quantize {quantized.quantize})")
     if result.output is not None:
         notes.append(f"exports kept in {result.output}")
     for note in notes:

@@ -95,7 +95,7 @@ def stop_on_signals(handler):
 
 def startup_line(predictor, url: str) -> str:
     """What ``lenet serve`` says once it listens: the run (or model file) it serves, and where."""
-    what = f"run {predictor.run} ({predictor.path.name}, " if predictor.run else f"{predictor.path.name} ("
+    what = f"run {predictor.run} ({predictor.path.name}, " if predictor.run else f"{predictor.name} ("
     return (f"Serving {what}{predictor.format}, {predictor.dataset or predictor.preprocess}) at {url} "
             f"- drawing page {url}, API docs {url}docs (Ctrl-C to stop)")
 

@@ -44,7 +44,7 @@ def render_benchmark_png(rows: Sequence[dict], title: str) -> bytes:
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
     from lenet_cli.core.units import human_size
     from lenet_cli.viz.plots import png_bytes_from_array
@@ -67,6 +67,7 @@ def render_benchmark_png(rows: Sequence[dict], title: str) -> bytes:
         axes.set_ylim(ys.min() - spread * 0.8, ys.max() + spread * 0.8)
         plain = FuncFormatter(lambda value, _: f"{value:g}")
         axes.xaxis.set_major_formatter(plain)
+        axes.xaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))  # 0.2, 0.5, 2, 5: labels that never collide
         axes.xaxis.set_minor_formatter(plain)
         axes.tick_params(axis="x", which="minor", labelsize=7)
     axes.grid(True, which="both", linewidth=0.4, alpha=0.5)
