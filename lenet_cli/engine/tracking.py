@@ -210,7 +210,6 @@ class RunTracker:
         self.run_id: str | None = None
         self.error: str | None = None
         self.registered: dict[str, Any] | None = None  # the model version registered for this run: name and version
-        self.logged_steps = 0
 
     @classmethod
     def off(cls) -> RunTracker:
@@ -297,8 +296,6 @@ class RunTracker:
                 self._connect()
                 self.client.update_run(previous["run_id"], status="RUNNING")
                 self.run_id = previous["run_id"]
-                history = runs.read_json_or_none(run_dir / runs.HISTORY_FILE)
-                self.logged_steps = len(history) if isinstance(history, list) else 0
             return
         config = runs.read_json_or_none(run_dir / runs.CONFIG_FILE)
         params = {**(config if isinstance(config, dict) else {}), "lenet_version": __version__}
@@ -333,7 +330,6 @@ class RunTracker:
     def log_epoch(self, epoch: int, logs: dict[str, Any]) -> None:
         """One epoch's logs (``history.json``'s names) at ``step`` = the epoch's number (1-based, as ``history.json``)."""
         self.log_metrics(logs, epoch, f"logging epoch {epoch}")
-        self.logged_steps = max(self.logged_steps, epoch)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         if not self.active or self.run_id is None:
