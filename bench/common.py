@@ -7,22 +7,14 @@ import platform
 import time
 from pathlib import Path
 
+from lenet_cli.core.machine import cpu_model  # one reading of the CPU for lenet benchmark and the bench scripts
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "datasets"
 
 
 def data_dir() -> Path:
     return Path(os.environ.get("LENET_DATA_DIR") or DEFAULT_DATA)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def machine_facts() -> dict:
