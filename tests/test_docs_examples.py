@@ -33,6 +33,9 @@ DOCS = ROOT / "docs"
 SCHEMAS = DOCS / "reference" / "schemas"
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 EXAMPLE_RUN = "mnist-20261127-101500"  # the run name the pages use
+NOT_RUN = {  # pages whose Python needs a service the tests do not start, and why
+    "docs/guides/tracking.md": "loads a registered model from an MLflow server (tests/test_mlflow_tracking.py runs against a real one)",
+}
 
 
 def _pages_with_python():
@@ -68,6 +71,8 @@ def test_some_pages_have_python_examples():
 
 @pytest.mark.parametrize("page", _pages_with_python(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_python_examples_of_a_page_run(page, example_folder):
+    if str(page.relative_to(ROOT)) in NOT_RUN:
+        pytest.skip(NOT_RUN[str(page.relative_to(ROOT))])
     namespace: dict = {"__name__": "__docs_example__"}
     for number, block in enumerate(PYTHON_BLOCK.findall(page.read_text(encoding="utf-8")), 1):
         printed = io.StringIO()
