@@ -50,9 +50,14 @@ def on_startup(command, dirty):  # MkDocs passes both; neither matters here
     click_docs._make_description = _description
 
 
-_SPHINX_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc):(?=<code>)")
+_SPHINX_ROLE = re.compile(r"(?<![\w:]):?(?:class|func|meth|mod|data|attr|exc):<code>(~?)([\w.]+)</code>")
+
+
+def _name(match: re.Match) -> str:
+    short, name = match.groups()
+    return f"<code>{name.rsplit('.', 1)[-1] if short else name}</code>"  # Sphinx's ~ shows the last part
 
 
 def on_page_content(output, page, config, files):  # MkDocs passes all four
-    """Drop the Sphinx roles (``:class:``) some docstrings use before their code spans: the Python API page shows the name alone."""
-    return _SPHINX_ROLE.sub("", output)
+    """Drop the Sphinx roles (``:class:`~a.B```) some docstrings use: the Python API page shows the name as Sphinx would."""
+    return _SPHINX_ROLE.sub(_name, output)
