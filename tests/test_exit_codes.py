@@ -34,15 +34,15 @@ def test_error_classes_carry_their_own_code():
     assert len({errors.EXIT_ERROR, errors.EXIT_USAGE, errors.EXIT_MISSING_EXTRA, errors.EXIT_BELOW_BAR, errors.EXIT_STORAGE_LOST}) == 5
 
 
-@pytest.mark.parametrize("argv", [["--debug", "predict"], ["predict", "--debug"]])
+@pytest.mark.parametrize("argv", [["--debug", "evaluate"], ["evaluate", "--debug"]])
 def test_debug_is_accepted_before_and_after_the_command(argv, tmp_path):
-    result = CliRunner().invoke(cli, [*argv, str(tmp_path / "digit.png"), "--runs-dir", str(tmp_path / "runs")])
+    result = CliRunner().invoke(cli, [*argv, "--runs-dir", str(tmp_path / "runs")])
     assert isinstance(result.exception, LenetError), result.output  # --debug: the traceback, not one line
     assert "no trained model found" in str(result.exception)
 
 
 def test_without_debug_the_same_failure_is_one_line(tmp_path):
-    result = CliRunner().invoke(cli, ["predict", str(tmp_path / "digit.png"), "--runs-dir", str(tmp_path / "runs")])
+    result = CliRunner().invoke(cli, ["evaluate", "--runs-dir", str(tmp_path / "runs")])  # predict would answer with a built-in model
     assert result.exit_code == errors.EXIT_ERROR
     assert result.stderr.startswith("Error: no trained model found") and result.stderr.count("\n") == 1
 
