@@ -138,7 +138,7 @@ def test_checksum_mismatch_is_refused_when_verifying(tmp_path, monkeypatch):
 
 def test_validation_size_too_large(tmp_path):
     write_dataset(tmp_path / "mnist", n_train=50, n_test=10)
-    with pytest.raises(LenetError, match="--validation-size 50"):
+    with pytest.raises(LenetError, match="between 0 and"):
         L.load_dataset("mnist", tmp_path, validation_size=50)
 
 

@@ -35,7 +35,7 @@ def test_train_says_these_are_mnist_files_not_fashion(mnist_files_as_canonical):
     assert result.exit_code == 1
     [line] = result.stderr.splitlines()
     assert line.startswith("Error: these are MNIST files, not Fashion-MNIST: ")
-    assert "genuine train-images-idx3-ubyte.gz" in line and "--dataset mnist" in line
+    assert "genuine train-images-idx3-ubyte.gz" in line and "dataset 'mnist'" in line
     assert "delete" not in line and "corrupt" not in line
 
 

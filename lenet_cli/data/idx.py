@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from lenet_cli.core.env import DATA_DIR_ENV, VERIFY_ENV
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import BadValue, DataError
 from lenet_cli.data.dataset import CLASS_NAMES, DATASET_TITLES, SPLITS, Dataset, Split
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
@@ -95,22 +95,23 @@ def locate_dataset(
     """Find (or download) the folder holding ``dataset``'s IDX ``files`` (default: all four).
 
     Raises:
-        LenetError: the given folder lacks the files, or the download failed.
+        BadValue: an unknown dataset name.
+        DataError: the given folder lacks the files, or the download failed.
     """
     if dataset not in CLASS_NAMES:
-        raise LenetError(f"unknown dataset {dataset!r}; choose one of: {', '.join(CLASS_NAMES)}")
+        raise BadValue("dataset", f"unknown dataset {dataset!r}; choose one of: {', '.join(CLASS_NAMES)}")
     explicit = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
     if explicit is not None:
         root = Path(explicit).expanduser()
-        origin = "--data-dir" if data_dir is not None else f"${DATA_DIR_ENV}"
+        origin = "data_dir" if data_dir is not None else f"${DATA_DIR_ENV}"
         if not root.is_dir():
-            raise LenetError(f"data folder {str(root)!r} (from {origin}) does not exist; create it or point {origin} at the folder that holds {dataset}/")
+            raise DataError(f"data folder {str(root)!r} (from {origin}) does not exist; create it or point {origin} at the folder that holds {dataset}/")
         if not os.access(root, os.R_OK | os.X_OK):
-            raise LenetError(f"data folder {str(root)!r} (from {origin}) is not readable; fix its permissions")
+            raise DataError(f"data folder {str(root)!r} (from {origin}) is not readable; fix its permissions")
         folder = _dataset_folder(root, dataset, files)
         if folder is None:
             missing = [n for n in files if not (root / dataset / n).is_file()]
-            raise LenetError(
+            raise DataError(
                 f"{dataset} files missing in {str(root / dataset)!r} (from {origin}): {', '.join(missing)}; "
                 f"copy the four original IDX .gz files there"
             )
@@ -120,7 +121,7 @@ def locate_dataset(
     if folder is not None:
         return folder
     if not download:
-        raise LenetError(f"{dataset} not found in {str(cache / dataset)!r}; pass --data-dir or set ${DATA_DIR_ENV}")
+        raise DataError(f"{dataset} not found in {str(cache / dataset)!r}; set data_dir (or ${DATA_DIR_ENV}) to a folder holding {dataset}/")
     target = cache / dataset
     for name in files:
         if not (target / name).is_file():
@@ -176,16 +177,16 @@ def download_file(
     """Download one IDX file from the dataset's mirrors, verify its SHA-256, then move it into place atomically.
 
     Raises:
-        LenetError: every mirror failed; the message says where to put the file by hand.
+        DataError: every mirror failed; the message says where to put the file by hand.
     """
     expected = SHA256.get(dataset, {}).get(name)
     urls = [mirror + name for mirror in (mirrors if mirrors is not None else MIRRORS[dataset])]
     final, errors = fetch_verified(urls, target_dir / name, ("sha256", expected) if expected else None, log, timeout)
     if final is not None:
         return final
-    raise LenetError(
+    raise DataError(
         f"could not download {dataset}/{name} ({'; '.join(errors)}); on an offline machine copy the four "
-        f"original IDX .gz files into {str(target_dir)!r}, or pass --data-dir DIR / set ${DATA_DIR_ENV} to a folder holding {dataset}/"
+        f"original IDX .gz files into {str(target_dir)!r}, or set data_dir (or ${DATA_DIR_ENV}) to a folder holding {dataset}/"
     )
 
 
@@ -214,7 +215,7 @@ def _verify_checksum(path: Path, dataset: str | None) -> None:
     try:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
     except PermissionError:
-        raise LenetError(f"cannot read {str(path)!r}: permission denied; fix its permissions") from None
+        raise DataError(f"cannot read {str(path)!r}: permission denied; fix its permissions") from None
     if digest == expected:
         return
     known = identify_file(digest)
@@ -222,14 +223,14 @@ def _verify_checksum(path: Path, dataset: str | None) -> None:
         other, name = known
         wanted, found = DATASET_TITLES[dataset], DATASET_TITLES[other]
         if other != dataset:
-            raise LenetError(
+            raise DataError(
                 f"these are {found} files, not {wanted}: {str(path)!r} is {found}'s genuine {name}; "
-                f"point --data-dir (or ${DATA_DIR_ENV}) at a folder whose {dataset}/ holds {wanted}'s files, or use --dataset {other}"
+                f"point data_dir (or ${DATA_DIR_ENV}) at a folder whose {dataset}/ holds {wanted}'s files, or use dataset {other!r}"
             )
-        raise LenetError(
+        raise DataError(
             f"{str(path)!r} is {wanted}'s genuine {name}, saved under the wrong name; rename the files so that each has its original name"
         )
-    raise LenetError(
+    raise DataError(
         f"{str(path)!r} has the wrong checksum (sha256 {digest[:12]}..., expected {expected[:12]}...); "
         f"it is corrupt or not the original file: delete it and fetch it again (or set {VERIFY_ENV}=0 for a deliberately modified dataset)"
     )
@@ -248,17 +249,17 @@ def read_idx_body(path: Path, header_size: int, parse_header) -> tuple[tuple[int
     """Read an IDX file's header, check it with ``parse_header(header) -> (shape, body_bytes)``, then read exactly its body.
 
     Raises:
-        LenetError: bad gzip, a short header, a claim over :data:`MAX_IDX_BYTES`, or a body of another size.
+        DataError: bad gzip, a short header, a claim over :data:`MAX_IDX_BYTES`, or a body of another size.
     """
     try:
         with gzip.open(path, "rb") as handle:
             header = handle.read(header_size)
             if len(header) < header_size:
-                raise LenetError(f"{str(path)!r} is truncated: {len(header)} bytes is shorter than the {header_size}-byte IDX header; fetch it again")
+                raise DataError(f"{str(path)!r} is truncated: {len(header)} bytes is shorter than the {header_size}-byte IDX header; fetch it again")
             shape, body_size = parse_header(header)
             if body_size > MAX_IDX_BYTES:
-                raise LenetError(f"{str(path)!r} claims {shape[0]:,} items ({body_size:,} bytes), more than lenet reads "
-                                 f"({MAX_IDX_BYTES:,} bytes); it is corrupt or not an MNIST-format file")
+                raise DataError(f"{str(path)!r} claims {shape[0]:,} items ({body_size:,} bytes), more than lenet reads "
+                                f"({MAX_IDX_BYTES:,} bytes); it is corrupt or not an MNIST-format file")
             body = bytearray()
             while len(body) <= body_size:
                 chunk = handle.read(min(1 << 22, body_size + 1 - len(body)))
@@ -266,15 +267,15 @@ def read_idx_body(path: Path, header_size: int, parse_header) -> tuple[tuple[int
                     break
                 body += chunk
     except PermissionError:
-        raise LenetError(f"cannot read {str(path)!r}: permission denied; fix its permissions") from None
+        raise DataError(f"cannot read {str(path)!r}: permission denied; fix its permissions") from None
     except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-        raise LenetError(
+        raise DataError(
             f"{str(path)!r} is not a valid gzip file ({exc}); the download is truncated or corrupt: delete it and fetch it again"
         ) from None
     if len(body) != body_size:
         found = f"more than {header_size + body_size:,}" if len(body) > body_size else f"{header_size + len(body):,}"
-        raise LenetError(f"{str(path)!r} is truncated or padded: {found} bytes after gunzip, expected {header_size + body_size:,} "
-                         f"for {shape[0]:,} items; fetch it again")
+        raise DataError(f"{str(path)!r} is truncated or padded: {found} bytes after gunzip, expected {header_size + body_size:,} "
+                        f"for {shape[0]:,} items; fetch it again")
     return shape, np.frombuffer(bytes(body), dtype=np.uint8)
 
 
@@ -282,17 +283,17 @@ def load_idx_images(path: Path, expected_count: int | None = None) -> np.ndarray
     """Read an IDX3 image file (magic 2051) into a uint8 array ``(n, 28, 28)``.
 
     Raises:
-        LenetError: bad gzip, magic number, shape or size.
+        DataError: bad gzip, magic number, shape or size.
     """
 
     def parse(header: bytes):
         magic, count, rows, cols = struct.unpack(">IIII", header)
         if magic != IMAGES_MAGIC:
-            raise LenetError(f"{str(path)!r} is not an IDX image file: magic number {magic}, expected {IMAGES_MAGIC}; check you did not swap images and labels")
+            raise DataError(f"{str(path)!r} is not an IDX image file: magic number {magic}, expected {IMAGES_MAGIC}; check you did not swap images and labels")
         if (rows, cols) != (28, 28):
-            raise LenetError(f"{str(path)!r} holds {rows}x{cols} images, expected 28x28")
+            raise DataError(f"{str(path)!r} holds {rows}x{cols} images, expected 28x28")
         if expected_count is not None and count != expected_count:
-            raise LenetError(f"{str(path)!r} says it holds {count} images, expected {expected_count}; fetch the original file again")
+            raise DataError(f"{str(path)!r} says it holds {count} images, expected {expected_count}; fetch the original file again")
         return (count, rows, cols), count * rows * cols
 
     shape, pixels = read_idx_body(path, 16, parse)
@@ -303,20 +304,20 @@ def load_idx_labels(path: Path, expected_count: int | None = None, max_label: in
     """Read an IDX1 label file (magic 2049) into a uint8 array ``(n,)`` of values 0-``max_label`` (None: any byte).
 
     Raises:
-        LenetError: bad gzip, magic number, size or label value.
+        DataError: bad gzip, magic number, size or label value.
     """
 
     def parse(header: bytes):
         magic, count = struct.unpack(">II", header)
         if magic != LABELS_MAGIC:
-            raise LenetError(f"{str(path)!r} is not an IDX label file: magic number {magic}, expected {LABELS_MAGIC}; check you did not swap images and labels")
+            raise DataError(f"{str(path)!r} is not an IDX label file: magic number {magic}, expected {LABELS_MAGIC}; check you did not swap images and labels")
         if expected_count is not None and count != expected_count:
-            raise LenetError(f"{str(path)!r} says it holds {count} labels, expected {expected_count}; fetch the original file again")
+            raise DataError(f"{str(path)!r} says it holds {count} labels, expected {expected_count}; fetch the original file again")
         return (count,), count
 
     _, labels = read_idx_body(path, 8, parse)
     if max_label is not None and labels.size and labels.max() > max_label:
-        raise LenetError(f"{str(path)!r} holds label {int(labels.max())}; labels must be 0-{max_label}")
+        raise DataError(f"{str(path)!r} holds label {int(labels.max())}; labels must be 0-{max_label}")
     return labels
 
 
@@ -326,7 +327,7 @@ def load_idx_pair(folder: Path, images_name: str, labels_name: str, dataset: str
     images = load_idx_images(folder / images_name)
     labels = load_idx_labels(folder / labels_name)
     if len(images) != len(labels):
-        raise LenetError(
+        raise DataError(
             f"{str(folder / images_name)!r} holds {len(images)} images but {str(folder / labels_name)!r} holds {len(labels)} labels; "
             f"the two files must come from the same split"
         )
@@ -344,7 +345,7 @@ def load_mnist_family(dataset: str, data_dir, validation_size: int, train_limit:
         full_train = load_idx_pair(folder, TRAIN_IMAGES, TRAIN_LABELS, checksum_name)
         n = len(full_train)
         if validation_size < 0 or validation_size >= n:
-            raise LenetError(f"--validation-size {validation_size} must be between 0 and {n - 1} (the training file holds {n} images)")
+            raise BadValue("validation_size", f"must be between 0 and {n - 1} (the training file holds {n} images), not {validation_size}")
         if "validation" in splits:
             validation = Split(full_train.images[:validation_size], full_train.labels[:validation_size])
         if "train" in splits:

@@ -2,7 +2,7 @@
 
 ``lenet predict`` must work where TensorFlow is not installed and must answer
 every file a person points it at with either an array or a one-line
-:class:`~lenet_cli.core.errors.LenetError`, so this module never imports
+:class:`~lenet_cli.core.errors.DataError`, so this module never imports
 TensorFlow, Keras or Click, and turns every way a file can be wrong (missing,
 empty, not an image, truncated, too large) into such an error.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import DataError
 
 MAX_IMAGE_PIXELS = 40_000_000
 """Refuse images with more pixels than this (width x height) before decoding them.
@@ -101,7 +101,7 @@ def read_image(source: ImageSource, name: str | None = None) -> np.ndarray:
         and transparency are handled.
 
     Raises:
-        LenetError: The file is missing, unreadable, a directory, empty, not an
+        DataError: The file is missing, unreadable, a directory, empty, not an
             image Pillow recognises, truncated or corrupt, larger than
             :data:`MAX_IMAGE_PIXELS`, or in a mode that cannot be converted.
             The message names the file and says what is wrong.
@@ -110,7 +110,7 @@ def read_image(source: ImageSource, name: str | None = None) -> np.ndarray:
         label = quote_name(name if name is not None else "<stdin>")
         data = bytes(source)
         if not data:
-            raise LenetError(f"cannot read {label}: no data (0 bytes); pass an image file's contents")
+            raise DataError(f"cannot read {label}: no data (0 bytes); pass an image file's contents")
         suffix = Path(name).suffix if name is not None else ""
         return _decode(io.BytesIO(data), label, suffix)
 
@@ -119,24 +119,24 @@ def read_image(source: ImageSource, name: str | None = None) -> np.ndarray:
     try:
         handle = open(path, "rb")
     except FileNotFoundError:
-        raise LenetError(f"cannot read {label}: no such file") from None
+        raise DataError(f"cannot read {label}: no such file") from None
     except IsADirectoryError:
-        raise LenetError(f"cannot read {label}: it is a directory, not an image file") from None
+        raise DataError(f"cannot read {label}: it is a directory, not an image file") from None
     except PermissionError:
-        raise LenetError(f"cannot read {label}: permission denied (check the file's permissions)") from None
+        raise DataError(f"cannot read {label}: permission denied (check the file's permissions)") from None
     except OSError as exc:
-        raise LenetError(f"cannot read {label}: {exc.strerror or exc}") from None
+        raise DataError(f"cannot read {label}: {exc.strerror or exc}") from None
     with handle:
         info = os.fstat(handle.fileno())
         if stat.S_ISDIR(info.st_mode):
-            raise LenetError(f"cannot read {label}: it is a directory, not an image file")
+            raise DataError(f"cannot read {label}: it is a directory, not an image file")
         if stat.S_ISREG(info.st_mode) and info.st_size == 0:
-            raise LenetError(f"cannot read {label}: the file is empty (0 bytes)")
+            raise DataError(f"cannot read {label}: the file is empty (0 bytes)")
         return _decode(handle, label, os.path.splitext(os.fsdecode(path))[1])
 
 
 def _decode(fp, label: str, suffix: str) -> np.ndarray:
-    """Open, size-check and decode the first frame of ``fp``; map Pillow's failures to LenetError."""
+    """Open, size-check and decode the first frame of ``fp``; map Pillow's failures to DataError."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -147,15 +147,15 @@ def _decode(fp, label: str, suffix: str) -> np.ndarray:
             bits = _bit_depth(image)
             image = _apply_exif_orientation(image)
     except UnidentifiedImageError:
-        raise LenetError(f"cannot read {label}: not an image file Pillow recognises ({_format_hint(suffix)})") from None
+        raise DataError(f"cannot read {label}: not an image file Pillow recognises ({_format_hint(suffix)})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise LenetError(
+        raise DataError(
             f"cannot read {label}: too many pixels (more than {MAX_IMAGE_PIXELS:,}); "
             "downscale it first, e.g. to 2000 pixels on the longest side"
         ) from None
     except _CORRUPT_DATA_ERRORS as exc:
         detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise LenetError(f"cannot read {label}: the file is truncated or corrupt (Pillow: {detail})") from None
+        raise DataError(f"cannot read {label}: the file is truncated or corrupt (Pillow: {detail})") from None
     return image_to_luminance(image, bits=bits, label=label)
 
 
@@ -169,7 +169,7 @@ def _format_hint(suffix: str) -> str:
 def _check_pixel_count(size: tuple[int, int], label: str) -> None:
     width, height = size
     if width * height > MAX_IMAGE_PIXELS:
-        raise LenetError(
+        raise DataError(
             f"cannot read {label}: {width}x{height} is {width * height:,} pixels, more than the limit of "
             f"{MAX_IMAGE_PIXELS:,}; downscale it first, e.g. to 2000 pixels on the longest side"
         )
@@ -222,7 +222,7 @@ def image_to_luminance(image: Image.Image, *, bits: int | None = None, label: st
         A float32 array of shape ``(H, W)``, 0 black and 1 white.
 
     Raises:
-        LenetError: The mode cannot be converted to RGB.
+        DataError: The mode cannot be converted to RGB.
     """
     mode = image.mode
     if mode in ("La", "RGBa"):
@@ -250,7 +250,7 @@ def image_to_luminance(image: Image.Image, *, bits: int | None = None, label: st
         try:
             image = image.convert("RGB")
         except ValueError:
-            raise LenetError(f"cannot read {label}: unsupported image mode {mode!r}; save it as RGB or grayscale") from None
+            raise DataError(f"cannot read {label}: unsupported image mode {mode!r}; save it as RGB or grayscale") from None
     pixels = np.asarray(image, dtype=np.float32) / np.float32(255)
     return np.clip(pixels @ _LUMA_WEIGHTS, 0.0, 1.0).astype(np.float32, copy=False)
 

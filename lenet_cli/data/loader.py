@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lenet_cli.core.config import NAMED_DATASETS, VALIDATION_SIZE
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import BadValue, DataError
 from lenet_cli.data.dataset import CLASS_NAMES, SPLITS, Dataset, Split
 
 
@@ -45,7 +45,7 @@ def load_dataset(
     training files may be absent. Splits not requested are None.
 
     Raises:
-        LenetError: files missing or invalid, or a split size that does not fit.
+        DataError: files missing or invalid, or a split size that does not fit.
     """
     if dataset not in CLASS_NAMES:
         return load_other_dataset(dataset, data_dir, validation_size=validation_size, train_limit=train_limit, log=log,
@@ -68,17 +68,18 @@ def dataset_kind(dataset: str) -> str:
     """``named``, ``idx``, ``csv`` or ``pictures``: how ``dataset`` (a name or a path) is read.
 
     Raises:
-        LenetError: neither a known name nor an existing file or folder, or an empty folder.
+        BadValue: neither a known name nor an existing file or folder (``field`` is ``dataset``).
+        DataError: an empty folder.
     """
     if dataset in NAMED_DATASETS:
         return "named"
     path = Path(dataset).expanduser()
     if not path.exists():
-        raise LenetError(f"--dataset {dataset!r} is neither a dataset name ({', '.join(NAMED_DATASETS)}) nor an existing file or folder")
+        raise BadValue("dataset", f"{dataset!r} is neither a dataset name ({', '.join(NAMED_DATASETS)}) nor an existing file or folder")
     if path.is_file():
         if path.suffix.lower() == ".csv":
             return "csv"
-        raise LenetError(f"--dataset {dataset!r} is a file but not a .csv; give a CSV of pixels, or a folder of IDX files or pictures")
+        raise BadValue("dataset", f"{dataset!r} is a file but not a .csv; give a CSV of pixels, or a folder of IDX files or pictures")
     from lenet_cli.data.sources.idx_folder import is_idx_folder
     from lenet_cli.data.sources.picture_folder import is_picture_folder
 
@@ -88,8 +89,8 @@ def dataset_kind(dataset: str) -> str:
         return "csv"
     if is_picture_folder(path):
         return "pictures"
-    raise LenetError(f"--dataset folder {dataset!r} is empty: it holds no IDX files, no train.csv and no class folders of pictures "
-                     f"(see README: Your own data)")
+    raise DataError(f"dataset folder {dataset!r} is empty: it holds no IDX files, no train.csv and no class folders of pictures "
+                    f"(see README: Your own data)")
 
 
 def load_other_dataset(dataset: str, data_dir=None, validation_size: int | None = None, train_limit: int | None = None,
@@ -98,7 +99,7 @@ def load_other_dataset(dataset: str, data_dir=None, validation_size: int | None 
     """Load a named dataset of the MNIST family, or the user's own data at the path ``dataset``.
 
     Raises:
-        LenetError: an unknown name, a missing path, or a bad dataset (one line saying what to fix).
+        DataError: an unknown name, a missing path, or a bad dataset (one line saying what to fix).
     """
     kind = dataset_kind(dataset)
     if kind == "named":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import DataError, LenetError
 from lenet_cli.core.units import plural
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -83,7 +83,7 @@ def gather_inputs(inputs: Sequence[str], recursive: bool = False, files_from: st
     ``log`` receives a line per directory whose sub-folders were not entered (:func:`expand_inputs`).
 
     Raises:
-        LenetError: no image files among the inputs.
+        DataError: no image files among the inputs.
     """
     lines = []
     if files_from is not None:
@@ -91,7 +91,7 @@ def gather_inputs(inputs: Sequence[str], recursive: bool = False, files_from: st
         lines = [line for line in text.decode("utf-8", "surrogateescape").splitlines() if line.strip()]
     items = expand_inputs(inputs, recursive=recursive, files_from=lines, stdin_bytes=lambda: sys.stdin.buffer.read(), log=log)
     if not items:
-        raise LenetError("no image files found in the given inputs (directories are searched for .png, .jpg, .bmp, .gif, .tif, .webp; add --recursive to descend)")
+        raise DataError("no image files found in the given inputs (directories are searched for .png, .jpg, .bmp, .gif, .tif, .webp; set recursive to descend into subfolders)")
     return items
 
 
@@ -118,7 +118,7 @@ def decode_chunk(items: Sequence[InputItem], options) -> list[tuple[np.ndarray |
         try:
             source = item.data if item.data is not None else item.path
             if source is None:
-                raise LenetError(f"cannot read {item.name!r}: it names no file")
+                raise DataError(f"cannot read {item.name!r}: it names no file")
             results.append((load_and_preprocess(source, options, name=item.name), None))
         except LenetError as exc:
             results.append((None, str(exc).splitlines()[0]))

@@ -47,7 +47,7 @@ from PIL import Image
 
 from lenet_cli.core.config import INVERT_MODES as INVERT_CHOICES
 from lenet_cli.core.config import PREPROCESS_MODES as MODES
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import DataError, LenetError
 from lenet_cli.data.images import (
     ImageSource,
     read_image,
@@ -114,7 +114,7 @@ def preprocess(image, options: PreprocessOptions | None = None, *, name: str | N
 
     Raises:
         BlankImageError: No content was found.
-        LenetError: ``image`` is an array of a shape or dtype that is not an image.
+        DataError: ``image`` is an array of a shape or dtype that is not an image.
     """
     options = options or PreprocessOptions()
     luminance = as_luminance(image)
@@ -161,7 +161,7 @@ def load_and_preprocess(source: ImageSource, options: PreprocessOptions | None =
 
     Raises:
         BlankImageError: No content was found.
-        LenetError: The file cannot be read (see :func:`~lenet_cli.data.images.read_image`).
+        DataError: The file cannot be read (see :func:`~lenet_cli.data.images.read_image`).
     """
     if name is None:
         name = "<stdin>" if isinstance(source, (bytes, bytearray, memoryview)) else os.fspath(source)
@@ -188,7 +188,7 @@ def preprocess_batch(
         ``np.stack([r.array for r in results if r.ok])``.
 
     Raises:
-        LenetError: The first failure, unless ``keep_going``.
+        DataError: The first failure, unless ``keep_going``.
     """
     options = options or PreprocessOptions()
     results = []
@@ -225,11 +225,11 @@ def save_preprocessed_png(array28: np.ndarray, path: str | os.PathLike) -> os.Pa
         The path written.
 
     Raises:
-        LenetError: ``array28`` is not 28x28.
+        DataError: ``array28`` is not 28x28.
     """
     array28 = np.asarray(array28)
     if array28.shape != (SIZE, SIZE):
-        raise LenetError(f"a preprocessed image must be {SIZE}x{SIZE}; received shape {array28.shape}")
+        raise DataError(f"a preprocessed image must be {SIZE}x{SIZE}; received shape {array28.shape}")
     buffer = io.BytesIO()
     Image.fromarray(to_uint8(array28)).save(buffer, format="PNG")
     return write_bytes_atomic(path, buffer.getvalue())

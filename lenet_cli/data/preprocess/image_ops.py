@@ -8,7 +8,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import DataError
 from lenet_cli.data.images import (
     image_to_luminance,
 )
@@ -22,7 +22,7 @@ def as_luminance(image) -> np.ndarray:
     if array.ndim == 3 and array.shape[2] in (3, 4) and array.dtype == np.uint8:
         return image_to_luminance(Image.fromarray(array))
     if array.ndim != 2:
-        raise LenetError(f"expected a 2-D grayscale array or (H, W, 3|4) uint8 RGB(A); received shape {array.shape}")
+        raise DataError(f"expected a 2-D grayscale array or (H, W, 3|4) uint8 RGB(A); received shape {array.shape}")
     if array.dtype == np.bool_:
         return array.astype(np.float32)
     if array.dtype == np.uint8:
@@ -35,11 +35,11 @@ def as_luminance(image) -> np.ndarray:
             return array
         array = np.nan_to_num(array, nan=0.0, posinf=1.0, neginf=0.0)
         if array.size and (array.min() < -1e-3 or array.max() > 1 + 1e-3):
-            raise LenetError(
+            raise DataError(
                 f"float images must hold values in [0, 1]; received range [{array.min():g}, {array.max():g}]"
             )
         return np.clip(array, 0.0, 1.0)
-    raise LenetError(f"unsupported array dtype {array.dtype}; use uint8, uint16, bool or float in [0, 1]")
+    raise DataError(f"unsupported array dtype {array.dtype}; use uint8, uint16, bool or float in [0, 1]")
 
 
 def border(values: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from lenet_cli.core.config import IMAGE_SIZE
 from lenet_cli.core.config import INVERT_MODES as INVERT_CHOICES
 from lenet_cli.core.config import PREPROCESS_MODES as MODES
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import BadValue, DataError
 from lenet_cli.data.images import (
     quote_name,
 )
@@ -94,12 +94,12 @@ class PreprocessOptions:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise LenetError(f"unknown preprocessing mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+            raise BadValue("preprocess", f"unknown preprocessing mode {self.mode!r}; choose one of: {', '.join(MODES)}")
         if self.invert not in INVERT_CHOICES:
-            raise LenetError(f"unknown invert setting {self.invert!r}; choose one of: {', '.join(INVERT_CHOICES)}")
+            raise BadValue("invert", f"unknown invert setting {self.invert!r}; choose one of: {', '.join(INVERT_CHOICES)}")
 
 
-class BlankImageError(LenetError):
+class BlankImageError(DataError):
     """No content was found: the image is uniform (contrast below :data:`VISIBLE_CONTRAST`), noise only, or specks."""
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lenet_cli.core.config import OWN_DATA_VALIDATION_FRACTION, VALIDATION_SIZE
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import BadValue, DataError
 from lenet_cli.data.dataset import Dataset, Split
 
 CLASSES_FILE = "classes.txt"
@@ -25,22 +25,22 @@ def read_class_names(path: Path) -> tuple[str, ...] | None:
     """The class names in ``classes.txt`` (one per line, in label order), or None when there is no such file.
 
     Raises:
-        LenetError: the file is unreadable, empty, names a class twice, or lists more than 256.
+        DataError: the file is unreadable, empty, names a class twice, or lists more than 256.
     """
     if not path.is_file():
         return None
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise LenetError(f"cannot read {str(path)!r} ({type(exc).__name__}); it must be UTF-8 text, one class name per line") from None
+        raise DataError(f"cannot read {str(path)!r} ({type(exc).__name__}); it must be UTF-8 text, one class name per line") from None
     names = tuple(line.strip() for line in lines if line.strip())
     if not names:
-        raise LenetError(f"{str(path)!r} lists no classes; write one class name per line, in label order (or delete it)")
+        raise DataError(f"{str(path)!r} lists no classes; write one class name per line, in label order (or delete it)")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise LenetError(f"{str(path)!r} names class {repeated[0]!r} more than once; each line must name a different class")
+        raise DataError(f"{str(path)!r} names class {repeated[0]!r} more than once; each line must name a different class")
     if len(names) > MAX_CLASSES:
-        raise LenetError(f"{str(path)!r} lists {len(names)} classes; lenet trains on at most {MAX_CLASSES}")
+        raise DataError(f"{str(path)!r} lists {len(names)} classes; lenet trains on at most {MAX_CLASSES}")
     return names
 
 
@@ -54,11 +54,11 @@ def check_labels(labels: np.ndarray, class_names: Sequence[str], where: str) -> 
     """Raise a one-line error when a label has no class (``where`` names the file)."""
     if labels.size and int(labels.max()) >= len(class_names):
         bad = int(labels.max())
-        raise LenetError(f"{where} holds label {bad}, outside the {len(class_names)} classes"
-                         f" ({', '.join(class_names[:5])}{', ...' if len(class_names) > 5 else ''}); "
-                         f"labels must be 0-{len(class_names) - 1}: fix the labels or add the missing names to {CLASSES_FILE}")
+        raise DataError(f"{where} holds label {bad}, outside the {len(class_names)} classes"
+                        f" ({', '.join(class_names[:5])}{', ...' if len(class_names) > 5 else ''}); "
+                        f"labels must be 0-{len(class_names) - 1}: fix the labels or add the missing names to {CLASSES_FILE}")
     if labels.size and int(labels.min()) < 0:
-        raise LenetError(f"{where} holds label {int(labels.min())}; labels must not be negative")
+        raise DataError(f"{where} holds label {int(labels.min())}; labels must not be negative")
 
 
 def fingerprint_files(paths: Iterable[Path]) -> str:
@@ -97,7 +97,7 @@ def holdout_mask(keys: Sequence[str], labels: np.ndarray, fraction: float = TEST
 
 
 def default_validation_size(train_count: int) -> int:
-    """Own data without --validation-size: a tenth of its training images, at most 5,000."""
+    """Own data without a validation_size: a tenth of its training images, at most 5,000."""
     return min(VALIDATION_SIZE, int(train_count * OWN_DATA_VALIDATION_FRACTION))
 
 
@@ -107,7 +107,7 @@ def assemble(name: str, source: Path, class_names: Sequence[str], train: Split |
     """A :class:`Dataset` from whole train and test splits: validation is the first ``validation_size`` training images.
 
     Raises:
-        LenetError: a validation size that leaves no training images.
+        BadValue: a validation size that leaves no training images.
     """
     validation = None
     if train is not None and not {"train", "validation"} & set(splits):
@@ -117,8 +117,8 @@ def assemble(name: str, source: Path, class_names: Sequence[str], train: Split |
         if validation_size is None:
             validation_size = default_validation_size(n)
         if validation_size < 0 or validation_size >= n:
-            raise LenetError(f"--validation-size {validation_size} must be between 0 and {n - 1} "
-                             f"(the training part of {str(source)!r} holds {n} images)")
+            raise BadValue("validation_size", f"must be between 0 and {n - 1} (the training part of {str(source)!r} "
+                                              f"holds {n} images), not {validation_size}")
         validation = Split(train.images[:validation_size], train.labels[:validation_size]) if "validation" in splits else None
         rest = Split(train.images[validation_size:], train.labels[validation_size:])
         if train_limit is not None:
@@ -127,7 +127,7 @@ def assemble(name: str, source: Path, class_names: Sequence[str], train: Split |
     if "test" not in splits:
         test = None
     elif test is not None and len(test) == 0:
-        raise LenetError(f"{str(source)!r} has no test images; add a test/ part, or more pictures per class")
+        raise DataError(f"{str(source)!r} has no test images; add a test/ part, or more pictures per class")
     return Dataset(name, train, validation, test, source, classes=tuple(class_names), fingerprint=fingerprint,
                    preprocess=preprocess, skipped=tuple(skipped))
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lenet_cli.core.config import IMAGE_SIZE
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import DataError
 from lenet_cli.data.dataset import Dataset, Split
 from lenet_cli.data.sources.common import (
     CLASSES_FILE,
@@ -41,12 +41,12 @@ def read_pixels_csv(path: Path, need_labels: bool = True) -> Split | None:
     """Read one CSV into uint8 images ``(n, 28, 28)`` and labels; None for an unlabelled file when labels are optional.
 
     Raises:
-        LenetError: missing, extra or misnamed columns, a non-numeric or out-of-range value, or no rows.
+        DataError: missing, extra or misnamed columns, a non-numeric or out-of-range value, or no rows.
     """
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise LenetError(f"cannot read {str(path)!r} ({type(exc).__name__}); it must be a UTF-8 CSV file") from None
+        raise DataError(f"cannot read {str(path)!r} ({type(exc).__name__}); it must be a UTF-8 CSV file") from None
     first, _, body = text.partition("\n")
     columns = _header(path, first)
     if columns and columns[0] != "label" and not need_labels and columns[: 1] == ("pixel0",):
@@ -56,24 +56,24 @@ def read_pixels_csv(path: Path, need_labels: bool = True) -> Split | None:
         extra = [name for name in columns if name not in COLUMNS]
         what = (f"lacks column {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")) if missing else \
             (f"has an unexpected column {extra[0]!r}" if extra else "has its columns in another order")
-        raise LenetError(f"{str(path)!r} {what}; a pixel CSV has the header label,pixel0,...,pixel{PIXELS - 1} "
-                         f"(Kaggle's Digit Recognizer layout), then one 28x28 image a row")
+        raise DataError(f"{str(path)!r} {what}; a pixel CSV has the header label,pixel0,...,pixel{PIXELS - 1} "
+                        f"(Kaggle's Digit Recognizer layout), then one 28x28 image a row")
     if not body.strip():
-        raise LenetError(f"{str(path)!r} has a header but no rows")
+        raise DataError(f"{str(path)!r} has a header but no rows")
     try:
         values = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2)
     except ValueError as exc:
         detail = str(exc).splitlines()[0] if str(exc) else "a value that is not a number"
-        raise LenetError(f"{str(path)!r} holds a row that is not {len(COLUMNS)} numbers ({detail}); every value must be a number") from None
+        raise DataError(f"{str(path)!r} holds a row that is not {len(COLUMNS)} numbers ({detail}); every value must be a number") from None
     if values.shape[1] != len(COLUMNS):
-        raise LenetError(f"{str(path)!r} rows hold {values.shape[1]} values, expected {len(COLUMNS)} (label and {PIXELS} pixels)")
+        raise DataError(f"{str(path)!r} rows hold {values.shape[1]} values, expected {len(COLUMNS)} (label and {PIXELS} pixels)")
     if not np.isfinite(values).all() or (values != np.round(values)).any():
-        raise LenetError(f"{str(path)!r} holds a value that is not a whole number; labels and pixels are integers")
+        raise DataError(f"{str(path)!r} holds a value that is not a whole number; labels and pixels are integers")
     labels, pixels = values[:, 0], values[:, 1:]
     if pixels.min() < 0 or pixels.max() > 255:
-        raise LenetError(f"{str(path)!r} holds pixel value {pixels.min() if pixels.min() < 0 else pixels.max():g}; pixels must be 0-255")
+        raise DataError(f"{str(path)!r} holds pixel value {pixels.min() if pixels.min() < 0 else pixels.max():g}; pixels must be 0-255")
     if labels.min() < 0 or labels.max() > 255:
-        raise LenetError(f"{str(path)!r} holds label {labels.min() if labels.min() < 0 else labels.max():g}; labels must be 0-255")
+        raise DataError(f"{str(path)!r} holds label {labels.min() if labels.min() < 0 else labels.max():g}; labels must be 0-255")
     return Split(pixels.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE), labels.astype(np.uint8))
 
 
@@ -90,7 +90,7 @@ def load_pixels_csv(path: Path, validation_size: int | None, train_limit: int | 
     """Load a pixel CSV (or a folder with ``train.csv``) and split it.
 
     Raises:
-        LenetError: a malformed file, or labels outside ``classes.txt``.
+        DataError: a malformed file, or labels outside ``classes.txt``.
     """
     train_path, test_path = csv_files(path)
     whole = read_pixels_csv(train_path)
@@ -108,6 +108,6 @@ def load_pixels_csv(path: Path, validation_size: int | None, train_limit: int | 
     for part, file in ((train, train_path), (test, test_path or train_path)):
         check_labels(part.labels, names, repr(str(file)))
     if len(names) < 2:
-        raise LenetError(f"{str(train_path)!r} has only {len(names)} class; a classifier needs at least two")
+        raise DataError(f"{str(train_path)!r} has only {len(names)} class; a classifier needs at least two")
     return assemble(str(path), path if path.is_dir() else path.parent, names, train, test, validation_size, train_limit, splits,
                     fingerprint_files(used), preprocess=preprocess or "mnist")

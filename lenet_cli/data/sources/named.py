@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from lenet_cli.core.env import DATA_DIR_ENV, VERIFY_ENV
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import DataError
 from lenet_cli.data.dataset import Split
 from lenet_cli.data.idx import (
     SPLIT_FILES,
@@ -124,7 +124,7 @@ def verify_file(path: Path, key: str) -> None:
     """Check a local file against its published checksum (skipped with ``LENET_VERIFY_CHECKSUMS=0``).
 
     Raises:
-        LenetError: the digest differs.
+        DataError: the digest differs.
     """
     known = CHECKSUMS.get(key, {}).get(path.name)
     if known is None or os.environ.get(VERIFY_ENV, "1") == "0":
@@ -132,8 +132,8 @@ def verify_file(path: Path, key: str) -> None:
     algorithm, expected = known
     found = _digest(path, algorithm)
     if found != expected:
-        raise LenetError(f"{str(path)!r} has the wrong checksum ({algorithm} {found[:12]}..., expected {expected[:12]}...); it is corrupt "
-                         f"or not the original file: delete it and fetch it again (or set {VERIFY_ENV}=0 for a deliberately modified dataset)")
+        raise DataError(f"{str(path)!r} has the wrong checksum ({algorithm} {found[:12]}..., expected {expected[:12]}...); it is corrupt "
+                        f"or not the original file: delete it and fetch it again (or set {VERIFY_ENV}=0 for a deliberately modified dataset)")
 
 
 def download(key: str, name: str, target_dir: Path, log: Callable[[str], None] | None = None, timeout: float = 60.0) -> Path:
@@ -142,21 +142,21 @@ def download(key: str, name: str, target_dir: Path, log: Callable[[str], None] |
     A failed or corrupt download leaves no file behind.
 
     Raises:
-        LenetError: every source failed; the message says where to put the file by hand.
+        DataError: every source failed; the message says where to put the file by hand.
     """
     final, errors = fetch_verified([base + name for base in URL_BASES[key]], target_dir / name, CHECKSUMS.get(key, {}).get(name),
                                    log, timeout)
     if final is not None:
         return final
-    raise LenetError(f"could not download {name} ({'; '.join(errors)}); on an offline machine copy it into {str(target_dir)!r}, "
-                     f"or pass --data-dir DIR / set ${DATA_DIR_ENV} to a folder holding it")
+    raise DataError(f"could not download {name} ({'; '.join(errors)}); on an offline machine copy it into {str(target_dir)!r}, "
+                    f"or set data_dir (or ${DATA_DIR_ENV}) to a folder holding it")
 
 
 def extract(archive: Path, names: Sequence[str], target_dir: Path) -> Path:
     """Copy ``names`` out of the zip ``archive`` (under ``gzip/``) into ``target_dir``, each atomically.
 
     Raises:
-        LenetError: the zip is damaged or lacks a member.
+        DataError: the zip is damaged or lacks a member.
     """
     import zipfile
 
@@ -169,7 +169,7 @@ def extract(archive: Path, names: Sequence[str], target_dir: Path) -> Path:
                     continue
                 member = ARCHIVE_MEMBER_PREFIX + name if ARCHIVE_MEMBER_PREFIX + name in members else name
                 if member not in members:
-                    raise LenetError(f"{str(archive)!r} has no {ARCHIVE_MEMBER_PREFIX + name}; it is not NIST's EMNIST gzip.zip")
+                    raise DataError(f"{str(archive)!r} has no {ARCHIVE_MEMBER_PREFIX + name}; it is not NIST's EMNIST gzip.zip")
                 tmp = target_dir / f".{name}.{os.getpid()}.part"
                 try:
                     with zipped.open(member) as source, open(tmp, "wb") as out:
@@ -179,7 +179,7 @@ def extract(archive: Path, names: Sequence[str], target_dir: Path) -> Path:
                 finally:
                     tmp.unlink(missing_ok=True)
     except (zipfile.BadZipFile, EOFError) as exc:
-        raise LenetError(f"{str(archive)!r} is not a valid zip file ({exc}); delete it and fetch it again") from None
+        raise DataError(f"{str(archive)!r} is not a valid zip file ({exc}); delete it and fetch it again") from None
     return target_dir
 
 
@@ -187,7 +187,7 @@ def locate(spec: NamedDataset, data_dir=None, log: Callable[[str], None] | None 
     """The folder holding ``spec``'s ``files``: found, extracted from a local archive, or downloaded into the cache.
 
     Raises:
-        LenetError: an explicit data folder lacks them, or the download failed.
+        DataError: an explicit data folder lacks them, or the download failed.
     """
     explicit = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
     cache = default_cache_dir()
@@ -204,9 +204,9 @@ def locate(spec: NamedDataset, data_dir=None, log: Callable[[str], None] | None 
             if candidate.is_file():
                 return extract(candidate, files, cache / spec.name)
     if explicit is not None:
-        origin = "--data-dir" if data_dir is not None else f"${DATA_DIR_ENV}"
+        origin = "data_dir" if data_dir is not None else f"${DATA_DIR_ENV}"
         wanted = f"{ARCHIVES[spec.archive]} or " if spec.archive else ""
-        raise LenetError(f"{spec.title} files missing in {str(root / spec.name)!r} (from {origin}): put {wanted}{', '.join(files)} there")
+        raise DataError(f"{spec.title} files missing in {str(root / spec.name)!r} (from {origin}): put {wanted}{', '.join(files)} there")
     if spec.archive is not None:
         archive = download(spec.archive, ARCHIVES[spec.archive], cache / group, log=log, timeout=300.0)
         return extract(archive, files, cache / spec.name)
@@ -221,13 +221,13 @@ def load_qmnist_labels(path: Path) -> np.ndarray:
     """QMNIST's extended labels (IDX int32, ``(n, 8)``): the class is column 0.
 
     Raises:
-        LenetError: bad gzip, header or size.
+        DataError: bad gzip, header or size.
     """
 
     def parse(header: bytes):
         magic, count, columns = struct.unpack(">III", header)
         if magic != QMNIST_LABELS_MAGIC or columns < 1:
-            raise LenetError(f"{str(path)!r} is not a QMNIST label file: magic {magic:#x}, {columns} columns (expected {QMNIST_LABELS_MAGIC:#x}, 8)")
+            raise DataError(f"{str(path)!r} is not a QMNIST label file: magic {magic:#x}, {columns} columns (expected {QMNIST_LABELS_MAGIC:#x}, 8)")
         return (count, columns), count * columns * 4
 
     shape, body = read_idx_body(path, 12, parse)
@@ -244,8 +244,8 @@ def _load_part(spec: NamedDataset, folder: Path, images_name: str, labels_name: 
         labels = load_idx_labels(folder / labels_name, max_label=None).astype(np.int64)
     labels = labels - spec.label_offset
     if len(images) != len(labels):
-        raise LenetError(f"{str(folder / images_name)!r} holds {len(images)} images but {str(folder / labels_name)!r} holds {len(labels)} labels; "
-                         f"the two files must come from the same split")
+        raise DataError(f"{str(folder / images_name)!r} holds {len(images)} images but {str(folder / labels_name)!r} holds {len(labels)} labels; "
+                        f"the two files must come from the same split")
     check_labels(labels, spec.class_names, repr(str(folder / labels_name)))
     return Split(images, labels.astype(np.uint8))
 
@@ -255,7 +255,7 @@ def load_named(name: str, data_dir=None, validation_size: int | None = None, tra
     """Load a named dataset of the MNIST family (validation: the first ``validation_size`` training images, default 5,000).
 
     Raises:
-        LenetError: unavailable or invalid files.
+        DataError: unavailable or invalid files.
     """
     from lenet_cli.core.config import VALIDATION_SIZE
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import DataError, LenetError
 from lenet_cli.data.dataset import Dataset, Split
 from lenet_cli.data.idx import default_cache_dir
 from lenet_cli.data.picture_inputs import IMAGE_EXTENSIONS
@@ -48,7 +48,7 @@ def _class_folders(folder: Path) -> list[Path]:
     try:
         return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     except OSError as exc:
-        raise LenetError(f"cannot list {display(folder)!r}: {exc.strerror or exc}") from None
+        raise DataError(f"cannot list {display(folder)!r}: {exc.strerror or exc}") from None
 
 
 def _pictures_in(folder: Path) -> list[Path]:
@@ -56,7 +56,7 @@ def _pictures_in(folder: Path) -> list[Path]:
         return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     except OSError as exc:
-        raise LenetError(f"cannot list {display(folder)!r}: {exc.strerror or exc}") from None
+        raise DataError(f"cannot list {display(folder)!r}: {exc.strerror or exc}") from None
 
 
 def is_picture_folder(folder: Path) -> bool:
@@ -68,14 +68,14 @@ def list_pictures(folder: Path) -> tuple[tuple[str, ...], list[Picture], bool]:
     """The class names, every picture, and whether the folder brings its own test part.
 
     Raises:
-        LenetError: no class folders, a class without pictures, or test classes unknown to train/.
+        DataError: no class folders, a class without pictures, or test classes unknown to train/.
     """
     has_train = (folder / "train").is_dir()
     layout = {"train": folder / "train", "test": folder / "test"} if has_train else {"train": folder}
     train_classes = _class_folders(layout["train"])
     if not train_classes:
         where = "train/" if has_train else ""
-        raise LenetError(f"{display(folder)!r} holds no class folders; put each class's pictures in {display(folder / where)}<class name>/")
+        raise DataError(f"{display(folder)!r} holds no class folders; put each class's pictures in {display(folder / where)}<class name>/")
     names = tuple(p.name for p in train_classes)
     pictures: list[Picture] = []
     for part, root in layout.items():
@@ -83,16 +83,16 @@ def list_pictures(folder: Path) -> tuple[tuple[str, ...], list[Picture], bool]:
             continue
         for class_folder in _class_folders(root):
             if class_folder.name not in names:
-                raise LenetError(f"{display(class_folder)!r} is a test class with no training folder; "
-                                 f"test/ may only use the classes of train/ ({', '.join(names)})")
+                raise DataError(f"{display(class_folder)!r} is a test class with no training folder; "
+                                f"test/ may only use the classes of train/ ({', '.join(names)})")
             found = _pictures_in(class_folder)
             if not found and part == "train":
-                raise LenetError(f"class {class_folder.name!r} has no pictures in {display(class_folder)!r} "
-                                 f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add some or remove the folder")
+                raise DataError(f"class {class_folder.name!r} has no pictures in {display(class_folder)!r} "
+                                f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add some or remove the folder")
             label = names.index(class_folder.name)
             pictures += [Picture(p.relative_to(folder).as_posix(), label, part) for p in found]
     if len(names) < 2:
-        raise LenetError(f"{display(folder)!r} has only the class {names[0]!r}; a classifier needs at least two class folders")
+        raise DataError(f"{display(folder)!r} has only the class {names[0]!r}; a classifier needs at least two class folders")
     return names, pictures, has_train and (folder / "test").is_dir()
 
 
@@ -176,7 +176,7 @@ def load_picture_folder(folder: Path, validation_size: int | None, train_limit: 
     holds every class.
 
     Raises:
-        LenetError: an empty folder, a class without (usable) pictures, or a bad layout.
+        DataError: an empty folder, a class without (usable) pictures, or a bad layout.
     """
     preprocess = preprocess or "mnist"
     names, pictures, has_test = list_pictures(folder)
@@ -198,8 +198,8 @@ def load_picture_folder(folder: Path, validation_size: int | None, train_limit: 
     counts = np.bincount(labels[usable & (parts == "train")], minlength=len(names))
     empty = [names[i] for i in np.nonzero(counts == 0)[0]]
     if empty:
-        raise LenetError(f"class {empty[0]!r} has no usable training pictures (all {int((labels == names.index(empty[0])).sum())} "
-                         f"were unreadable or blank); fix or remove {display(folder / ('train' if has_test or (folder / 'train').is_dir() else '') / empty[0])!r}")
+        raise DataError(f"class {empty[0]!r} has no usable training pictures (all {int((labels == names.index(empty[0])).sum())} "
+                        f"were unreadable or blank); fix or remove {display(folder / ('train' if has_test or (folder / 'train').is_dir() else '') / empty[0])!r}")
     if found is None:
         stored = _write_cache(candidates, {"images": images, "usable": usable,
                                            "skipped": np.array(skipped, dtype=str).reshape(-1, 2)})
