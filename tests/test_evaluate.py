@@ -180,7 +180,7 @@ def test_model_file_without_config_needs_dataset(trained_run, tmp_path, syntheti
     lone = tmp_path / "lone.keras"
     shutil.copy(trained_run / "model.keras", lone)
     result = _evaluate(lone, "--data-dir", synthetic_data_dir, "--format", "json")
-    assert result.exit_code == 1 and "pass --dataset" in result.stderr
+    assert result.exit_code == 1 and "pass dataset" in result.stderr
 
 
 def test_report_table_keeps_whole_class_names_and_shows_ece_as_a_percentage(capsys):

@@ -581,7 +581,7 @@ def test_occlusion_with_onnx_never_imports_tensorflow(onnx_model, pictures, tmp_
     assert Image.open(record["sheet"]).size == (1500, 540)  # one row: no empty feature-map panels
 
     refused = _explain(pictures / "one.png", "--model", onnx_model, "--method", "integrated-gradients", "--output-dir", tmp_path / "r")
-    assert refused.exit_code == 1 and "use --method occlusion" in refused.output
+    assert refused.exit_code == 1 and "use method 'occlusion'" in refused.output
     assert len(refused.output.strip().splitlines()) == 1
 
 

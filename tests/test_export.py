@@ -220,7 +220,7 @@ def test_model_without_metadata_needs_dataset(exported, synthetic_data_dir, tmp_
     del proto.metadata_props[:]
     onnx.save(proto, str(tmp_path / "bare.onnx"))
     result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "bare.onnx"), "--data-dir", str(synthetic_data_dir), "--format", "json"])
-    assert result.exit_code == 1 and "pass --dataset" in result.output
+    assert result.exit_code == 1 and "pass dataset" in result.output
     result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "bare.onnx"), "--dataset", "mnist", "--data-dir", str(synthetic_data_dir), "--format", "json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["dataset"] == "mnist"

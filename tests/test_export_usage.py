@@ -36,12 +36,12 @@ def _export(tmp_path, args, missing=()):
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--to", "keras", "-o", "{tmp}/kmodel"], "--to keras writes a .keras file, and '{tmp}/kmodel' does not end in .keras"),
+    (["--to", "keras", "-o", "{tmp}/kmodel"], "a keras export writes a .keras file, and '{tmp}/kmodel' does not end in .keras"),
     (["--to", "keras", "-o", "{tmp}/k.onnx"], "'{tmp}/k.onnx' names a onnx file"),
-    (["--to", "litert", "-o", "{tmp}/m.onnx"], "--to litert writes a .tflite file"),
+    (["--to", "litert", "-o", "{tmp}/m.onnx"], "a litert export writes a .tflite file"),
     (["--to", "onnx", "-o", "{tmp}/m.tflite"], "'{tmp}/m.tflite' names a litert file"),
     (["--to", "savedmodel", "-o", "{tmp}/sm.keras"], "a SavedModel is a folder, and '{tmp}/sm.keras' names a keras file"),
-    (["--to", "all", "-o", "{tmp}/all.onnx"], "--to all writes a folder"),
+    (["--to", "all", "-o", "{tmp}/all.onnx"], "an export to all formats writes a folder"),
 ])
 def test_a_suffix_that_names_another_format_is_one_line_and_exit_2(tmp_path, args, says):
     lines, stderr, code = _export(tmp_path, args)

@@ -76,5 +76,5 @@ def test_a_model_of_other_classes_is_named_as_such(trained_run):
     from lenet_cli.model.network import build_lenet
     from lenet_cli.model.train_step import load_initial_weights
 
-    with pytest.raises(LenetError, match="trained on 10 classes and this dataset has 3: --init-from needs a model of the same classes"):
+    with pytest.raises(LenetError, match="trained on 10 classes and this dataset has 3: init_from needs a model of the same classes"):
         load_initial_weights(build_lenet(dense_units=64, num_classes=3), trained_run)

@@ -171,20 +171,20 @@ class TrainConfig:
         """Read a run's ``config.json``.
 
         Raises:
-            LenetError: the file is missing, not JSON, or not a lenet config.
+            RunError: the file is missing, not JSON, or not a lenet config.
         """
         from pathlib import Path
 
-        from lenet_cli.core.errors import LenetError
+        from lenet_cli.core.errors import RunError
 
         path = Path(path)
         try:
             return cls.from_json_dict(json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
-            raise LenetError(f"{str(path)!r} does not exist; the run directory is incomplete") from None
+            raise RunError(f"{str(path)!r} does not exist; the run directory is incomplete") from None
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             detail = str(exc).splitlines()[0] if isinstance(exc, ValueError) and str(exc) else type(exc).__name__
-            raise LenetError(f"{str(path)!r} is not a valid lenet config ({detail}); the run cannot be used") from None
+            raise RunError(f"{str(path)!r} is not a valid lenet config ({detail}); the run cannot be used") from None
 
 
 _JSON_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}

@@ -298,7 +298,7 @@ def classification_report(
             f"Received: {len(class_names)} names for {num_classes} outputs"
         )
     if labels.size == 0:
-        raise ValueError("there are no examples to evaluate; check the dataset split and any --limit option.")
+        raise ValueError("there are no examples to evaluate; check the dataset split and any limit.")
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1. Received: {top_k}")
     k = min(int(top_k), num_classes)

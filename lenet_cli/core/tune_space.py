@@ -330,10 +330,10 @@ def _capped(param: Param, cap: int) -> Param:
     if isinstance(param, Choice):
         kept = tuple(v for v in param.choices if v <= cap)
         if not kept:
-            raise BadValue("space", f"every epochs choice ({', '.join(map(str, param.choices))}) is above --epochs {cap}")
+            raise BadValue("space", f"every epochs choice ({', '.join(map(str, param.choices))}) is above epochs {cap}")
         return Fixed(kept[0]) if len(kept) == 1 else Choice(kept)
     if param.value > cap:
-        raise BadValue("space", f"epochs is fixed at {param.value}, above --epochs {cap}")
+        raise BadValue("space", f"epochs is fixed at {param.value}, above epochs {cap}")
     return param
 
 

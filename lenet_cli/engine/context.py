@@ -218,17 +218,17 @@ def preprocessing_and_classes(meta: dict[str, Any], preprocess: str, model_path:
     ``preprocess`` is the user's choice; ``auto`` takes the model's.
 
     Raises:
-        ModelError: the metadata says neither (pass --preprocess), or names no classes.
+        ModelError: the metadata says neither (pass preprocess), or names no classes.
     """
     dataset = meta.get("dataset")
     if preprocess == "auto":
         model_preprocess = meta.get("preprocessing") or dataset
         if model_preprocess is None:
-            raise ModelError(f"cannot tell which dataset {str(model_path)!r} was trained on; pass --preprocess mnist or --preprocess fashion")
+            raise ModelError(f"cannot tell which dataset {str(model_path)!r} was trained on; pass preprocess 'mnist' or 'fashion'")
         preprocess = model_preprocess if model_preprocess in PREPROCESS_MODES else "mnist"  # else the MNIST family: digit-like pictures
     names = meta.get("class_names") or CLASS_NAMES.get(dataset or "") or CLASS_NAMES.get(preprocess)
     if not names:
-        raise ModelError(f"cannot tell the class names of {str(model_path)!r}; pass --preprocess mnist or --preprocess fashion")
+        raise ModelError(f"cannot tell the class names of {str(model_path)!r}; pass preprocess 'mnist' or 'fashion'")
     return preprocess, tuple(str(name) for name in names)
 
 
@@ -281,7 +281,7 @@ def for_dataset(model: str | os.PathLike | None, runs_dir: str | os.PathLike | N
     meta = _metadata(ref, keras_ref)
     dataset = dataset or meta["dataset"]
     if dataset is None:
-        raise ModelError(f"cannot tell which dataset {str(ref.model_path)!r} was trained on; pass --dataset mnist or --dataset fashion")
+        raise ModelError(f"cannot tell which dataset {str(ref.model_path)!r} was trained on; pass dataset 'mnist' or 'fashion'")
     same_data = dataset == meta["dataset"]  # the model's own classes; another dataset brings its own
     names = (meta["class_names"] if same_data else None) or CLASS_NAMES.get(dataset)
     return ModelContext(

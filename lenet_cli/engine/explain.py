@@ -23,7 +23,7 @@ import numpy as np
 
 from lenet_cli.core import checks
 from lenet_cli.core.config import DEFAULT_TOP_K, ENGINES
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import BadValue, LenetError, ModelError
 from lenet_cli.engine.context import PictureRequest
 from lenet_cli.engine.explain_sheets import PARALLEL_SHEETS_MIN, SheetWriter, sheet_content, sheet_name
 from lenet_cli.model import attribution as A
@@ -110,7 +110,7 @@ def parse_target(text: str | None, class_names: Sequence[str]) -> int | None:
     """A class given by name (any case) or index, as an index; None stays None (explain the prediction).
 
     Raises:
-        LenetError: no class has that name or index.
+        BadValue: no class has that name or index (``field`` is ``target``).
     """
     if text is None:
         return None
@@ -121,7 +121,7 @@ def parse_target(text: str | None, class_names: Sequence[str]) -> int | None:
     if wanted.isdigit() and int(wanted) < len(class_names):
         return int(wanted)
     choices = ", ".join(f"{i} {name!r}" if str(name) != str(i) else str(i) for i, name in enumerate(class_names))
-    raise LenetError(f"unknown target class {text!r}; give an index or a name: {choices}")
+    raise BadValue("target", f"unknown target class {text!r}; give an index or a name: {choices}")
 
 
 class Explainer:
@@ -136,7 +136,8 @@ class Explainer:
         patch, stride: Occlusion's square patch and its step, in pixels.
 
     Raises:
-        LenetError: Integrated Gradients asked of a model without gradients.
+        BadValue: an unknown method.
+        ModelError: Integrated Gradients asked of a model without gradients.
     """
 
     def __init__(self, loaded, class_names: Sequence[str], method: str | None = None, steps: int = A.IG_STEPS,
@@ -144,10 +145,10 @@ class Explainer:
                  max_steps: int = A.IG_MAX_STEPS):
         method = method or default_method(loaded)
         if method not in METHODS:
-            raise LenetError(f"unknown attribution method {method!r}; choose one of: {', '.join(METHODS)}")
+            raise BadValue("method", f"unknown attribution method {method!r}; choose one of: {', '.join(METHODS)}")
         if method == "integrated-gradients" and loaded.keras_model is None:
-            raise LenetError(f"integrated gradients needs the gradients of a .keras model, and {str(loaded.path)!r} is a "
-                             f"{loaded.format} model; use --method occlusion")
+            raise ModelError(f"integrated gradients needs the gradients of a .keras model, and {str(loaded.path)!r} is a "
+                             f"{loaded.format} model; use method 'occlusion'")
         A.occlusion_patches(28, patch, stride)  # validates patch and stride
         self.loaded = loaded
         self.class_names = [str(name) for name in class_names]
@@ -372,14 +373,14 @@ def explain(request: ExplainRequest, on_explanation: Callable[[Explanation], Non
     engine = request.engine if request.method == "occlusion" or request.engine == "keras" else None
     context = for_pictures(request.model, request.runs_dir, request.preprocess, engine)
     if request.method == "integrated-gradients" and context.format != "keras":
-        raise LenetError(f"integrated gradients needs the gradients of a .keras model, and {str(context.ref.model_path)!r} is not one; "
-                         "use --method occlusion")
+        raise ModelError(f"integrated gradients needs the gradients of a .keras model, and {str(context.ref.model_path)!r} is not one; "
+                         "use method 'occlusion'")
     top_k = context.resolve_top_k(request.top_k)
     preprocess, class_names = context.picture_settings()
     target_index = parse_target(request.target, class_names)
     output_dir = Path(request.output_dir)
     if output_dir.exists() and not output_dir.is_dir():
-        raise LenetError(f"--output-dir {str(output_dir)!r} is a file; name a folder")
+        raise BadValue("output_dir", f"{str(output_dir)!r} is a file; name a folder")
     output_dir.mkdir(parents=True, exist_ok=True)
     options = PreprocessOptions(mode=preprocess, invert=request.invert)
     done: list[Explanation] = []

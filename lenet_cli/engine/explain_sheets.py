@@ -38,7 +38,7 @@ def sheet_content(explanation: Explanation, explainer: Explainer, model_label: s
     fmt = {"onnx": ".onnx", "litert": ".tflite", "savedmodel": "SavedModel"}.get(explainer.loaded.format, explainer.loaded.format)
     reason = f"they need a .keras model; this is a {fmt} model"
     if explainer.loaded.path.name == FAST_MODEL_FILE and explainer.loaded.run_config is not None:
-        reason = "they need the run's model.keras: --engine keras; this is its TensorFlow-free model.tflite"
+        reason = "they need the run's model.keras (engine 'keras'); this is its TensorFlow-free model.tflite"
     original = explanation.original if explanation.original is not None else explanation.network_input
     assert (original is not None and explanation.network_input is not None and explanation.probabilities is not None
             and explanation.method is not None and explanation.target is not None and explanation.attribution is not None), (

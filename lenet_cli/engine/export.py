@@ -107,14 +107,14 @@ class _Reference:
 
 
 def format_from_output(output: Path) -> str:
-    """The format an ``--output`` path implies by its suffix.
+    """The format an ``output`` path implies by its suffix.
 
     Raises:
         ExportError: the suffix names no single-file format.
     """
     fmt = SUFFIX_FORMATS.get(output.suffix.lower())
     if fmt is None:
-        raise ExportError(f"cannot tell the export format from {str(output)!r}; pass --to keras, savedmodel, litert, onnx or all")
+        raise ExportError(f"cannot tell the export format from {str(output)!r}; name the format: keras, savedmodel, litert, onnx or all")
     return fmt
 
 
@@ -122,7 +122,7 @@ def output_mismatch(fmt: str, output: Path) -> str | None:
     """Why ``output`` cannot hold a ``fmt`` export (its suffix names another format, or none where one is needed), or None."""
     if fmt == "all":
         return None if output.suffix.lower() not in SUFFIX_FORMATS else \
-            f"--to all writes a folder, and {str(output)!r} names a {SUFFIX_FORMATS[output.suffix.lower()]} file; name a folder"
+            f"an export to all formats writes a folder, and {str(output)!r} names a {SUFFIX_FORMATS[output.suffix.lower()]} file; name a folder"
     wanted = FORMATS[fmt].suffix
     implied = SUFFIX_FORMATS.get(output.suffix.lower())
     if wanted is not None and output.is_dir():
@@ -131,7 +131,7 @@ def output_mismatch(fmt: str, output: Path) -> str | None:
         return None if implied is None else f"a SavedModel is a folder, and {str(output)!r} names a {implied} file; name a folder"
     if output.suffix.lower() != wanted:
         found = f"names a {implied} file" if implied else f"does not end in {wanted}"
-        return f"--to {fmt} writes a {wanted} file, and {str(output)!r} {found}; use e.g. {str(output.with_suffix(wanted))!r}"
+        return f"a {fmt} export writes a {wanted} file, and {str(output)!r} {found}; use e.g. {str(output.with_suffix(wanted))!r}"
     return None
 
 
@@ -211,7 +211,7 @@ def verify_export(path: Path, fmt: str, quantize: str, reference: _Reference) ->
     elif reference.accuracy - accuracy > MAX_ACCURACY_DROP:
         raise ExportError(
             f"{quantize}-quantized {fmt} export failed verification on {n:,} {reference.split} images: accuracy {accuracy:.4f} vs Keras "
-            f"{reference.accuracy:.4f}, a drop over {MAX_ACCURACY_DROP * 100:g} points; nothing was written (try --quantize dynamic or none)"
+            f"{reference.accuracy:.4f}, a drop over {MAX_ACCURACY_DROP * 100:g} points; nothing was written (try quantize 'dynamic' or 'none')"
         )
     return {"max_abs_diff": max_abs_diff, "argmax_agreement": agreement, "accuracy": accuracy, "load_seconds": load_seconds}
 
@@ -278,7 +278,7 @@ def fast_model_record(result: ExportResult | None, started: float, *, split: str
     verified = result is not None and result.verified_on > 0 and result.quantize == "none"
     checked = result if verified else None
     if error is None and result is not None and not verified:
-        error = f"not checked against model.keras ({'quantized' if result.quantize != 'none' else 'written with --no-verify'})"
+        error = f"not checked against model.keras ({'quantized' if result.quantize != 'none' else 'written with verify off'})"
     return {
         "file": runs.FAST_MODEL_FILE if result is not None else None,
         "format": FAST_MODEL_FORMAT,
@@ -334,7 +334,7 @@ def _check_output(output: Path, formats: tuple[str, ...], source: Path) -> None:
     """Refuse outputs that would overwrite something that is not a previous export."""
     if len(formats) > 1:
         if output.exists() and not output.is_dir():
-            raise ExportError(f"output {str(output)!r} is a file; --format all writes a directory")
+            raise ExportError(f"output {str(output)!r} is a file; an export to all formats writes a directory")
         ours = set(FILE_NAMES.values()) | {name + SIDECAR_SUFFIX for name in FILE_NAMES.values()}
         foreign = sorted(p.name for p in output.iterdir() if p.name not in ours) if output.is_dir() else []
         if foreign:
@@ -347,7 +347,7 @@ def _check_output(output: Path, formats: tuple[str, ...], source: Path) -> None:
     elif output.is_dir():
         raise ExportError(f"output {str(output)!r} is a directory; name the file, e.g. {str(output / FILE_NAMES[formats[0]])!r}")
     if output.resolve() == source.resolve():
-        raise ExportError(f"output {str(output)!r} is the model being exported; choose another --output")
+        raise ExportError(f"output {str(output)!r} is the model being exported; choose another output")
 
 
 def serving_folder(fmt: str, base: Path, version: int) -> Path:
@@ -415,7 +415,7 @@ def export_model(
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"unknown quantization {quantize!r}; choose one of: {', '.join(QUANTIZE_MODES)}")
     if quantize != "none" and "litert" not in formats:
-        raise ExportError(f"--quantize {quantize} applies to LiteRT only; use it with --to litert or all")
+        raise BadValue("quantize", f"{quantize!r} applies to LiteRT only; export to litert or all")
     output = Path(output)
     if serving_version is not None:
         output = serving_folder(fmt, output, serving_version)

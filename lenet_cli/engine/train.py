@@ -164,7 +164,7 @@ def train(
         runs.check_output_available(output)
     runs.check_writable(runs.runs_root(request.runs_dir), "the runs folder")  # LATEST goes there
     if output is not None:
-        runs.check_writable(output, "the run directory" if request.resume else "--output")
+        runs.check_writable(output, "the run directory" if request.resume else "output")
     if request.config.init_from and not request.resume:  # refused now, not after the data and TensorFlow have loaded
         runs.resolve_model(request.config.init_from, request.runs_dir, field="init_from")
     owns_tracker = tracker is None

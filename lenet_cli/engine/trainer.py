@@ -22,7 +22,7 @@ import numpy as np
 
 from lenet_cli.core import config as C
 from lenet_cli.core.config import TrainConfig
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import DataError, LenetError
 from lenet_cli.core.tensorflow_env import import_tensorflow
 from lenet_cli.core.units import plural
 from lenet_cli.data.dataset import Dataset, Split
@@ -100,7 +100,7 @@ def _build(cfg: TrainConfig, data: Dataset, runs_dir, resume: bool, deterministi
 
     train = data.split("train")
     if len(train) == 0:
-        raise LenetError("the training split is empty; lower --validation-size or raise --train-limit")
+        raise DataError("the training split is empty; lower validation_size or raise train_limit")
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)
@@ -188,7 +188,7 @@ def _train_epoch(session: _Session, data: Dataset, rng, epoch: int, callback_lis
             raise LenetError(
                 f"the loss became non-finite (cross-entropy {out['cross_entropy'] / count}) at epoch {epoch + 1}, step {step}; "
                 f"training stopped and the last good checkpoint ({plural(epoch, 'completed epoch')}) is kept in {run_dir} "
-                f"(lower --learning-rate or add --warmup-epochs)"
+                f"(lower learning_rate or add warmup_epochs)"
             )
         if agreed:  # a distributed run: every worker took this step, and every one stops after it
             raise TrainingInterrupted(agreed, epoch, run_dir, by_peer=agreed != signum)

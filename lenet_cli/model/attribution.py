@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import BadValue, DataError, ModelError
 
 IG_STEPS = 50
 """Trapezoid intervals along the path; the paper suggests 20-300, keras-io uses 50."""
@@ -65,7 +65,7 @@ def black_baseline(image: np.ndarray) -> np.ndarray:
 def path_alphas(steps: int = IG_STEPS) -> np.ndarray:
     """``steps + 1`` evenly spaced points from 0 (the baseline) to 1 (the image), both ends included."""
     if steps < 1:
-        raise LenetError(f"integrated gradients needs at least 1 step. Received: {steps}")
+        raise BadValue("steps", f"integrated gradients needs at least 1 step. Received: {steps}")
     return np.linspace(0.0, 1.0, steps + 1, dtype=np.float32)
 
 
@@ -81,7 +81,7 @@ def integral_approximation(gradients: np.ndarray) -> np.ndarray:
     """The path average of the gradients by the trapezoid rule over their first axis (the alphas, evenly spaced)."""
     gradients = np.asarray(gradients, dtype=np.float64)
     if gradients.shape[0] < 2:
-        raise LenetError(f"the trapezoid rule needs at least 2 points. Received: {gradients.shape[0]}")
+        raise BadValue("gradients", f"the trapezoid rule needs at least 2 points. Received: {gradients.shape[0]}")
     return ((gradients[:-1] + gradients[1:]) / 2.0).mean(axis=0)
 
 
@@ -99,14 +99,14 @@ def _images_and_targets(images, targets) -> tuple[np.ndarray, np.ndarray]:
     """``(n, h, w)`` float32 images (a channel axis dropped) and one int target each.
 
     Raises:
-        LenetError: the shapes do not pair up.
+        DataError: the shapes do not pair up.
     """
     images = np.asarray(images, dtype=np.float32)
     if images.ndim == 4:
         images = images[..., 0]
     targets = np.asarray(targets, dtype=np.int64).reshape(-1)
     if images.ndim != 3 or len(images) != len(targets):
-        raise LenetError(f"need (n, h, w) images and one target each. Received: images {images.shape}, targets {targets.shape}")
+        raise DataError(f"need (n, h, w) images and one target each. Received: images {images.shape}, targets {targets.shape}")
     return images, targets
 
 
@@ -250,9 +250,9 @@ def target_log_odds(probabilities: np.ndarray, targets: np.ndarray) -> np.ndarra
 def occlusion_patches(size: int = 28, patch: int = OCCLUSION_PATCH, stride: int = OCCLUSION_STRIDE) -> list[tuple[int, int]]:
     """Top-left corners of every patch position; the last row and column always reach the far edge."""
     if patch < 1 or patch > size:
-        raise LenetError(f"the occlusion patch must be 1 to {size} pixels. Received: {patch}")
+        raise BadValue("patch", f"the occlusion patch must be 1 to {size} pixels. Received: {patch}")
     if stride < 1:
-        raise LenetError(f"the occlusion stride must be at least 1. Received: {stride}")
+        raise BadValue("stride", f"the occlusion stride must be at least 1. Received: {stride}")
     starts = list(range(0, size - patch + 1, stride))
     if starts[-1] != size - patch:
         starts.append(size - patch)
@@ -319,7 +319,7 @@ def keras_logit_gradients(model) -> GradientFn:
     and completeness is stated for the score whose gradient is integrated.
 
     Raises:
-        LenetError: the model has no ``logits_layer`` (not a lenet network).
+        ModelError: the model has no ``logits_layer`` (not a lenet network).
     """
     from lenet_cli.core.tensorflow_env import import_tensorflow
 
@@ -329,7 +329,7 @@ def keras_logit_gradients(model) -> GradientFn:
     try:
         view = logits_and_probabilities(model)
     except ValueError:
-        raise LenetError("the model has no 'logits_layer', so integrated gradients cannot reach its logits; use --method occlusion") from None
+        raise ModelError("the model has no 'logits_layer', so integrated gradients cannot reach its logits; use method 'occlusion'") from None
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32), tf.TensorSpec([None], tf.int32)], reduce_retracing=True)
     def _gradients(inputs, targets):

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import BadValue, RunError
 from lenet_cli.store.atomic import atomic_path
 from lenet_cli.store.runs import CHECKPOINT_FILE
 
@@ -78,20 +78,20 @@ def load_checkpoint(run_dir: Path) -> tuple[TrainingState, dict[str, np.ndarray]
     """Read ``checkpoint.npz``: the state and the arrays by key.
 
     Raises:
-        LenetError: the run has no checkpoint, it is unreadable, or an older lenet wrote it.
+        RunError: the run has no checkpoint, it is unreadable, or an older lenet wrote it.
     """
     path = Path(run_dir) / CHECKPOINT_FILE
     if not path.is_file():
-        raise LenetError(f"{str(run_dir)!r} holds no {CHECKPOINT_FILE}; it is not a resumable run")
+        raise RunError(f"{str(run_dir)!r} holds no {CHECKPOINT_FILE}; it is not a resumable run")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
         raw = json.loads(arrays.pop(STATE_KEY).tobytes().decode("utf-8"))
     except (OSError, ValueError, KeyError, EOFError) as exc:
-        raise LenetError(f"checkpoint {str(path)!r} is unreadable ({type(exc).__name__}); the run cannot be resumed") from None
+        raise RunError(f"checkpoint {str(path)!r} is unreadable ({type(exc).__name__}); the run cannot be resumed") from None
     if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
-        raise LenetError(f"checkpoint {str(path)!r} was written by an older lenet; it cannot be resumed: start a new run "
-                         f"(or --init-from a finished model)")
+        raise RunError(f"checkpoint {str(path)!r} was written by an older lenet; it cannot be resumed: start a new run "
+                       f"(or start one with init_from a finished model)")
     state = TrainingState(raw["config"], int(raw["completed_epochs"]), raw.get("best_val_accuracy"), raw["rng_state"], raw["history"])
     return state, arrays
 
@@ -100,20 +100,20 @@ def restore(model, optimizer, arrays: dict[str, np.ndarray], augmentation=None) 
     """Assign the checkpoint's arrays to ``model`` and ``optimizer``, after checking all of them.
 
     Raises:
-        LenetError: a variable is missing on either side or has another shape; the message names the first.
+        RunError: a variable is missing on either side or has another shape; the message names the first.
     """
     keyed = variables_by_key(model, optimizer, augmentation)
     for key, variable in keyed.items():
         if key not in arrays:
-            raise LenetError(f"the checkpoint has no variable {key!r}; it was written for another network or optimizer "
-                             f"and cannot be resumed")
+            raise RunError(f"the checkpoint has no variable {key!r}; it was written for another network or optimizer "
+                           f"and cannot be resumed")
         if tuple(arrays[key].shape) != tuple(variable.shape):
-            raise LenetError(f"checkpoint variable {key!r} has shape {tuple(arrays[key].shape)}, this run needs "
-                             f"{tuple(variable.shape)}; it was written for another network and cannot be resumed")
+            raise RunError(f"checkpoint variable {key!r} has shape {tuple(arrays[key].shape)}, this run needs "
+                           f"{tuple(variable.shape)}; it was written for another network and cannot be resumed")
     extra = sorted(set(arrays) - set(keyed))
     if extra:
-        raise LenetError(f"the checkpoint holds {extra[0]!r}, which this run does not have; it was written for another "
-                         f"network or optimizer and cannot be resumed")
+        raise RunError(f"the checkpoint holds {extra[0]!r}, which this run does not have; it was written for another "
+                       f"network or optimizer and cannot be resumed")
     for key, variable in keyed.items():
         variable.assign(arrays[key])
 
@@ -122,7 +122,7 @@ def completed_epochs(run_dir: Path) -> int:
     """The epochs the checkpoint holds, reading only its small ``state`` entry.
 
     Raises:
-        LenetError: the checkpoint is unreadable or from an older lenet.
+        RunError: the checkpoint is unreadable or from an older lenet.
     """
     path = Path(run_dir) / CHECKPOINT_FILE
     try:
@@ -130,7 +130,7 @@ def completed_epochs(run_dir: Path) -> int:
             raw = json.loads(archive[STATE_KEY].tobytes().decode("utf-8"))
         return int(raw["completed_epochs"])
     except (OSError, ValueError, KeyError, TypeError, EOFError):
-        raise LenetError(f"checkpoint {str(path)!r} is unreadable or was written by an older lenet; the run cannot be resumed") from None
+        raise RunError(f"checkpoint {str(path)!r} is unreadable or was written by an older lenet; the run cannot be resumed") from None
 
 
 def resumable_config(run_dir: Path, epochs: int | None = None):
@@ -140,8 +140,8 @@ def resumable_config(run_dir: Path, epochs: int | None = None):
     keeping the last completed epoch's weights) or beyond the planned total.
 
     Raises:
-        LenetError: the folder is not a resumable run, or it has finished.
-        ValueError: ``epochs`` is below the epochs already completed.
+        RunError: the folder is not a resumable run, or it has finished.
+        BadValue: ``epochs`` is below the epochs already completed.
     """
     import dataclasses
 
@@ -150,14 +150,14 @@ def resumable_config(run_dir: Path, epochs: int | None = None):
 
     run_dir = Path(run_dir)
     if (run_dir / MODEL_FILE).is_file() and (run_dir / METRICS_FILE).is_file():
-        raise LenetError(f"run {str(run_dir)!r} has finished; to train it further, start a new run from its weights: "
-                         f"lenet train --init-from {run_dir} --epochs N")
+        raise RunError(f"run {str(run_dir)!r} has finished; to train it further, start a new run from its weights: "
+                       f"lenet train --init-from {run_dir} --epochs N")
     if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / CHECKPOINT_FILE).is_file():
-        raise LenetError(f"{str(run_dir)!r} is not a resumable run: it needs {CONFIG_FILE} and {CHECKPOINT_FILE}")
+        raise RunError(f"{str(run_dir)!r} is not a resumable run: it needs {CONFIG_FILE} and {CHECKPOINT_FILE}")
     config = TrainConfig.load(run_dir / CONFIG_FILE)
     if epochs is None:
         return config
     done = completed_epochs(run_dir)
     if epochs < max(done, 1):
-        raise ValueError(f"the run has completed {done} epoch(s); --epochs with --resume must be at least {max(done, 1)}")
+        raise BadValue("epochs", f"the run has completed {done} epoch(s); resuming it, epochs must be at least {max(done, 1)}")
     return dataclasses.replace(config, epochs=epochs)

@@ -42,7 +42,7 @@ import numpy as np
 
 from lenet_cli.core.config import DISTRIBUTE_MODES as MODES
 from lenet_cli.core.env import CPU_DEVICES_ENV
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import BadValue, LenetError
 
 DEFAULT_WORKER_TIMEOUT = 120  # seconds
 
@@ -73,22 +73,22 @@ def tf_config_from_workers(workers: str, task_index: int) -> dict:
     """The ``TF_CONFIG`` that ``--workers host:port,... --task-index I`` stands for (worker 0 is the chief).
 
     Raises:
-        LenetError: an address is not ``host:port`` or the index is out of range.
+        BadValue: an address is not ``host:port`` or the index is out of range.
     """
     addresses = [a.strip() for a in workers.split(",") if a.strip()]
     for address in addresses:
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
-            raise LenetError(f"--workers takes host:port addresses separated by commas. Received: {address!r}")
+            raise BadValue("workers", f"takes host:port addresses separated by commas. Received: {address!r}")
     if not 0 <= task_index < len(addresses):
-        raise LenetError(f"--task-index must be between 0 and {len(addresses) - 1} for {len(addresses)} worker(s). Received: {task_index}")
+        raise BadValue("task_index", f"must be between 0 and {len(addresses) - 1} for {len(addresses)} worker(s). Received: {task_index}")
     return {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": task_index}}
 
 
 def _parse_tf_config() -> dict:
     raw = os.environ.get("TF_CONFIG", "")
     if not raw:
-        raise LenetError("--distribute multi-worker needs TF_CONFIG, or --workers host:port,... with --task-index")
+        raise BadValue("distribute", "multi-worker needs TF_CONFIG, or workers (host:port,...) with a task_index")
     try:
         config = json.loads(raw)
         config["cluster"], config["task"]["type"], int(config["task"]["index"])
@@ -118,19 +118,20 @@ def build_distribution(mode: str, devices: int | None = None, workers: str | Non
     can end a join that never completes.
 
     Raises:
-        LenetError: a bad cluster description or device count.
+        BadValue: a bad mode, worker list or device count.
+        LenetError: a malformed ``TF_CONFIG`` or device-count variable.
     """
     if mode == "none":
         return None
     if mode not in MODES:
-        raise ValueError(f"--distribute must be one of {', '.join(MODES)}. Received: {mode!r}")
+        raise BadValue("distribute", f"must be one of {', '.join(MODES)}. Received: {mode!r}")
     if devices is None and os.environ.get(CPU_DEVICES_ENV):
         try:
             devices = int(os.environ[CPU_DEVICES_ENV])
         except ValueError:
             raise LenetError(f"{CPU_DEVICES_ENV} must be a whole number. Received: {os.environ[CPU_DEVICES_ENV]!r}") from None
     if devices is not None and devices < 1:
-        raise LenetError(f"--devices must be at least 1. Received: {devices}")
+        raise BadValue("devices", f"must be at least 1. Received: {devices}")
     if mode == "multi-worker" and workers:
         os.environ["TF_CONFIG"] = json.dumps(tf_config_from_workers(workers, task_index or 0))
     cluster = _parse_tf_config() if mode == "multi-worker" else None

@@ -15,7 +15,7 @@ import os
 import zipfile
 from pathlib import Path
 
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import ModelError
 
 MAX_UNPACKED_BYTES = 512 << 20
 """The most a ``.keras`` archive may unpack to: 512 MiB (the default lenet model unpacks to 12 MB)."""
@@ -24,7 +24,7 @@ MAX_MEMBERS = 10_000
 
 
 def check_keras_archive(path: str | os.PathLike) -> None:
-    """Raise :class:`LenetError` when ``path`` is a ZIP archive that unpacks to more than :data:`MAX_UNPACKED_BYTES`.
+    """Raise :class:`ModelError` when ``path`` is a ZIP archive that unpacks to more than :data:`MAX_UNPACKED_BYTES`.
 
     Files that are not ZIP archives are left to Keras (which reports them).
     """
@@ -37,8 +37,8 @@ def check_keras_archive(path: str | os.PathLike) -> None:
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         return
     if len(members) > MAX_MEMBERS:
-        raise LenetError(f"refusing to load {str(path)!r}: the archive lists {len(members):,} files; a .keras model holds three")
+        raise ModelError(f"refusing to load {str(path)!r}: the archive lists {len(members):,} files; a .keras model holds three")
     total = sum(max(0, m.file_size) for m in members)
     if total > MAX_UNPACKED_BYTES:
-        raise LenetError(f"refusing to load {str(path)!r}: it would unpack to {total:,} bytes, more than the "
+        raise ModelError(f"refusing to load {str(path)!r}: it would unpack to {total:,} bytes, more than the "
                          f"{MAX_UNPACKED_BYTES:,} a lenet model can need (a ZIP bomb or not a lenet model)")

@@ -66,9 +66,9 @@ def load_model_file(path) -> keras.Model:
     """Load a ``.keras`` file with ``safe_mode=True``: no code from the file ever runs.
 
     Raises:
-        LenetError: the file is not a loadable Keras model, or it carries code (a Lambda layer).
+        ModelError: the file is not a loadable Keras model, or it carries code (a Lambda layer).
     """
-    from lenet_cli.core.errors import LenetError
+    from lenet_cli.core.errors import ModelError
     from lenet_cli.model.keras_archive import check_keras_archive
 
     check_keras_archive(path)
@@ -77,13 +77,13 @@ def load_model_file(path) -> keras.Model:
     except ValueError as exc:
         text = str(exc)
         if "safe_mode" in text or "Lambda" in text or "lambda" in text:
-            raise LenetError(f"refusing to load {str(path)!r}: it carries code (a Lambda layer or Python function), which safe mode never runs") from None
-        raise LenetError(f"cannot load model {str(path)!r}: {text.splitlines()[0] if text else type(exc).__name__}") from None
+            raise ModelError(f"refusing to load {str(path)!r}: it carries code (a Lambda layer or Python function), which safe mode never runs") from None
+        raise ModelError(f"cannot load model {str(path)!r}: {text.splitlines()[0] if text else type(exc).__name__}") from None
     except (OSError, KeyError, TypeError, EOFError) as exc:
-        raise LenetError(f"cannot load model {str(path)!r}: the file is truncated, corrupt or not a .keras model ({type(exc).__name__})") from None
+        raise ModelError(f"cannot load model {str(path)!r}: the file is truncated, corrupt or not a .keras model ({type(exc).__name__})") from None
     except Exception as exc:  # zipfile.BadZipFile and friends from a damaged archive
         import zipfile
 
         if isinstance(exc, zipfile.BadZipFile):
-            raise LenetError(f"cannot load model {str(path)!r}: the file is truncated or not a .keras archive") from None
+            raise ModelError(f"cannot load model {str(path)!r}: the file is truncated or not a .keras archive") from None
         raise

@@ -18,7 +18,7 @@ import numpy as np
 
 from lenet_cli.core import config as C
 from lenet_cli.core.config import TrainConfig
-from lenet_cli.core.errors import LenetError
+from lenet_cli.core.errors import ModelError
 from lenet_cli.core.tensorflow_env import import_tensorflow
 from lenet_cli.store import runs
 
@@ -59,7 +59,7 @@ def load_initial_weights(model, source: str | Path, runs_dir=None) -> Path:
     """Copy weights from another model into ``model``, layer by layer.
 
     Raises:
-        LenetError: the source is missing, unloadable, or differs in shape; the
+        ModelError: the source is missing, unloadable, or differs in shape; the
             message names the first layer that differs.
     """
     from lenet_cli.model.network import load_model_file
@@ -70,17 +70,17 @@ def load_initial_weights(model, source: str | Path, runs_dir=None) -> Path:
         try:
             donor_layer = donor.get_layer(name)
         except ValueError:
-            raise LenetError(f"--init-from {str(ref.model_path)!r} has no layer {name!r}; it is not a lenet model") from None
+            raise ModelError(f"init_from model {str(ref.model_path)!r} has no layer {name!r}; it is not a lenet model") from None
         ours = model.get_layer(name).get_weights()
         theirs = donor_layer.get_weights()
         shapes_ours = [w.shape for w in ours]
         shapes_theirs = [w.shape for w in theirs]
         if shapes_ours != shapes_theirs:
             hint = (f"it was trained on {shapes_theirs[-1][0]} classes and this dataset has {shapes_ours[-1][0]}: "
-                    f"--init-from needs a model of the same classes"
-                    if name == "logits_layer" and shapes_ours[0][0] == shapes_theirs[0][0] else "check --dense-units")
-            raise LenetError(
-                f"--init-from {str(ref.model_path)!r}: layer {name} has weight shapes {shapes_theirs}, this network needs {shapes_ours} "
+                    f"init_from needs a model of the same classes"
+                    if name == "logits_layer" and shapes_ours[0][0] == shapes_theirs[0][0] else "check dense_units")
+            raise ModelError(
+                f"init_from model {str(ref.model_path)!r}: layer {name} has weight shapes {shapes_theirs}, this network needs {shapes_ours} "
                 f"({hint})"
             )
         model.get_layer(name).set_weights(theirs)

@@ -60,7 +60,7 @@ def split_multipart(body: bytes, content_type: str, max_images: int) -> list[tup
 
     def on_part_begin():
         if len(parts) >= max_images:
-            raise RequestError(413, f"more than {max_images} images in one request (--max-images); send them in several requests")
+            raise RequestError(413, f"more than {max_images} images in one request (the server's max_images); send them in several requests")
         parts.append({"headers": {}, "data": []})
 
     def on_header_field(data, start, end):
@@ -200,7 +200,7 @@ def parse_tf_serving(body: bytes, max_images: int) -> tuple[str, np.ndarray]:
     else:
         value = _named_value(value, '"inputs"')
     if isinstance(value, list) and len(value) > max_images:
-        raise RequestError(413, f"{len(value)} images in one request, more than {max_images} (--max-images); send them in several requests")
+        raise RequestError(413, f"{len(value)} images in one request, more than {max_images} (the server's max_images); send them in several requests")
     try:
         array = np.asarray(value, dtype=np.float32)
     except (ValueError, TypeError, OverflowError):

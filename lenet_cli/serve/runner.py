@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lenet_cli.core.errors import LenetError, MissingExtra
+from lenet_cli.core.errors import BadValue, LenetError, MissingExtra
 from lenet_cli.core.serve_settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise LenetError(f"cannot listen on {host!r}: {exc.strerror}; pass an address such as 127.0.0.1 or 0.0.0.0 to --host") from None
+        raise BadValue("host", f"cannot listen on {host!r}: {exc.strerror}; give an address such as 127.0.0.1 or 0.0.0.0") from None
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -69,7 +69,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind(address)
     except OSError as exc:
         sock.close()
-        raise LenetError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port (or stop the other server)") from None
+        raise LenetError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another port (or stop the other server)") from None
     sock.set_inheritable(True)
     return sock
 

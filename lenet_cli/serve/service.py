@@ -70,14 +70,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         if not length.isdigit():
             raise RequestError(400, f"invalid Content-Length header {length!r}")
         if int(length) > limit:
-            raise RequestError(413, f"the request body is {int(length):,} bytes, more than the limit of {limit:,} (--max-bytes)")
+            raise RequestError(413, f"the request body is {int(length):,} bytes, more than the limit of {limit:,} (the server's max_bytes)")
     chunks = []
     total = 0
     try:
         async for chunk in request.stream():
             total += len(chunk)
             if total > limit:
-                raise RequestError(413, f"the request body is more than the limit of {limit:,} bytes (--max-bytes)")
+                raise RequestError(413, f"the request body is more than the limit of {limit:,} bytes (the server's max_bytes)")
             chunks.append(chunk)
     except ClientDisconnect:
         raise RequestError(400, "the client disconnected before sending the whole body") from None

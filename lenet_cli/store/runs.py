@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lenet_cli.core.env import DATA_DIR_ENV, RUNS_DIR_ENV
-from lenet_cli.core.errors import BadValue, LenetError
+from lenet_cli.core.errors import BadValue, RunError
 from lenet_cli.store.atomic import write_json_atomic, write_text_atomic
 
 LATEST_FILE = "LATEST"
@@ -44,14 +44,19 @@ def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:
 
 
 def check_output_available(output: str | os.PathLike | None) -> None:
-    """Fail early (before any data is loaded) when ``--output`` names a non-empty directory or a file."""
+    """Fail early (before any data is loaded) when ``output`` names a non-empty directory or a file.
+
+    Raises:
+        BadValue: ``output`` is a file.
+        RunError: ``output`` is a directory that already holds files.
+    """
     if output is None:
         return
     path = Path(output)
     if path.exists() and not path.is_dir():
-        raise LenetError(f"output {str(path)!r} is a file; --output must name a directory")
+        raise BadValue("output", f"{str(path)!r} is a file; name a directory")
     if path.is_dir() and any(path.iterdir()):
-        raise LenetError(f"output directory {str(path)!r} already exists and is not empty; choose another --output")
+        raise RunError(f"output directory {str(path)!r} already exists and is not empty; choose another output folder")
 
 
 def check_writable(path: str | os.PathLike, what: str) -> None:
@@ -62,7 +67,7 @@ def check_writable(path: str | os.PathLike, what: str) -> None:
     rather than ``os.access``, which says yes to root on a read-only mount.
 
     Raises:
-        LenetError: the nearest existing ancestor is a file, or refuses a new file.
+        RunError: the nearest existing ancestor is a file, or refuses a new file.
     """
     import tempfile
 
@@ -73,14 +78,14 @@ def check_writable(path: str | os.PathLike, what: str) -> None:
             break
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
-        raise LenetError(f"{what} {str(target)!r} cannot be created: {str(existing)!r} is a file, not a folder; choose another path")
+        raise RunError(f"{what} {str(target)!r} cannot be created: {str(existing)!r} is a file, not a folder; choose another path")
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise LenetError(f"{what} {str(target)!r} is not writable ({reason} in {str(existing)!r}); "
-                         f"fix its permissions or choose another folder") from None
+        raise RunError(f"{what} {str(target)!r} is not writable ({reason} in {str(existing)!r}); "
+                       f"fix its permissions or choose another folder") from None
 
 
 def new_run_dir(dataset: str, runs_dir: str | os.PathLike | None = None, output: str | os.PathLike | None = None) -> Path:
@@ -100,7 +105,7 @@ def new_run_dir(dataset: str, runs_dir: str | os.PathLike | None = None, output:
             return path
         except FileExistsError:
             continue
-    raise LenetError(f"cannot create a run directory under {str(root)!r}")
+    raise RunError(f"cannot create a run directory under {str(root)!r}")
 
 
 def mark_latest(run_dir: Path, runs_dir: str | os.PathLike | None = None) -> None:
@@ -126,7 +131,7 @@ def latest_run(runs_dir: str | os.PathLike | None = None) -> Path:
     """The run later commands use when given no model.
 
     Raises:
-        LenetError: there is no run yet, or ``LATEST`` names a run that is gone
+        RunError: there is no run yet, or ``LATEST`` names a run that is gone
             (the newest other run is not silently used in its place).
     """
     root = runs_root(runs_dir)
@@ -135,18 +140,18 @@ def latest_run(runs_dir: str | os.PathLike | None = None) -> Path:
         candidate = root / name
         if (candidate / MODEL_FILE).is_file():
             return candidate
-        raise LenetError(f"{str(root / LATEST_FILE)!r} names the run {name!r}, which holds no {MODEL_FILE} (deleted or moved?); "
-                         f"pass a run directory or model file, or delete {LATEST_FILE} to use the newest run (`lenet runs` lists them)")
+        raise RunError(f"{str(root / LATEST_FILE)!r} names the run {name!r}, which holds no {MODEL_FILE} (deleted or moved?); "
+                       f"pass a run directory or model file, or delete {LATEST_FILE} to use the newest run (`lenet runs` lists them)")
     try:
         runs = [p for p in root.glob("*/") if (p / MODEL_FILE).is_file()] if root.is_dir() else []
     except OSError as exc:
-        raise LenetError(f"cannot read the runs folder {str(root)!r}: {exc.strerror or exc}; fix its permissions") from None
+        raise RunError(f"cannot read the runs folder {str(root)!r}: {exc.strerror or exc}; fix its permissions") from None
     if not runs:
         raise NoRunsYet(f"no trained model found under {str(root)!r}; run `lenet train` first or pass a model path")
     return max(runs, key=lambda p: (p / MODEL_FILE).stat().st_mtime)
 
 
-class NoRunsYet(LenetError):
+class NoRunsYet(RunError):
     """The runs root holds no finished run (and no ``LATEST``): nothing has been trained here yet."""
 
 
@@ -173,20 +178,20 @@ class ModelRef:
         try:
             config = json.loads(path.read_text(encoding="utf-8"))
         except PermissionError:
-            raise LenetError(f"cannot read {str(path)!r}: permission denied; fix the run folder's permissions (or ask its owner)") from None
+            raise RunError(f"cannot read {str(path)!r}: permission denied; fix the run folder's permissions (or ask its owner)") from None
         except (OSError, ValueError):
-            raise LenetError(f"{str(path)!r} is unreadable or not valid JSON; the run is damaged: restore {CONFIG_FILE} "
-                             f"from a backup or train the run again") from None
+            raise RunError(f"{str(path)!r} is unreadable or not valid JSON; the run is damaged: restore {CONFIG_FILE} "
+                           f"from a backup or train the run again") from None
         if not isinstance(config, dict):
-            raise LenetError(f"{str(path)!r} is not a lenet config (not a JSON object); the run is damaged: restore {CONFIG_FILE} "
-                             f"from a backup or train the run again")
+            raise RunError(f"{str(path)!r} is not a lenet config (not a JSON object); the run is damaged: restore {CONFIG_FILE} "
+                           f"from a backup or train the run again")
         from lenet_cli.core.config import check_config_types
 
         try:
             check_config_types(config)
         except ValueError as exc:
-            raise LenetError(f"{str(path)!r} is not a lenet config ({exc}); the run is damaged: restore {CONFIG_FILE} "
-                             f"from a backup or train the run again") from None
+            raise RunError(f"{str(path)!r} is not a lenet config ({exc}); the run is damaged: restore {CONFIG_FILE} "
+                           f"from a backup or train the run again") from None
         return config
 
 
@@ -201,22 +206,22 @@ def record_fast_model(run_dir: Path, record: dict) -> None:
     """Write ``record`` into the run's ``metrics.json`` under ``fast_model`` (atomically; the other metrics kept).
 
     Raises:
-        LenetError: the run has no readable ``metrics.json`` (it has not finished).
+        RunError: the run has no readable ``metrics.json`` (it has not finished).
     """
     path = Path(run_dir) / METRICS_FILE
     metrics = read_json_or_none(path)
     if not isinstance(metrics, dict):
-        raise LenetError(f"{str(path)!r} is missing or unreadable, so the run's {FAST_MODEL_FILE} cannot be recorded; "
-                         f"finish the run first (lenet train --resume {run_dir})")
+        raise RunError(f"{str(path)!r} is missing or unreadable, so the run's {FAST_MODEL_FILE} cannot be recorded; "
+                       f"finish the run first (lenet train --resume {run_dir})")
     metrics[FAST_MODEL_KEY] = record
     write_json_atomic(path, metrics)
 
 
 def check_readable_run(folder: Path) -> None:
-    """Raise :class:`LenetError` when ``folder`` cannot be listed or entered (another user's run, say)."""
+    """Raise :class:`RunError` when ``folder`` cannot be listed or entered (another user's run, say)."""
     if not os.access(folder, os.R_OK | os.X_OK):
-        raise LenetError(f"cannot read the run folder {str(folder)!r}: permission denied; ask its owner to share it "
-                         f"(chmod -R a+rX) or copy the run somewhere you can read")
+        raise RunError(f"cannot read the run folder {str(folder)!r}: permission denied; ask its owner to share it "
+                       f"(chmod -R a+rX) or copy the run somewhere you can read")
 
 
 def newest_serving_version(base: Path) -> Path | None:
@@ -239,7 +244,7 @@ def resolve_model(model: str | os.PathLike | None, runs_dir: str | os.PathLike |
 
     Raises:
         BadValue: nothing of that name exists (a path, a run or a built-in).
-        LenetError: the path is neither a model file nor a run directory.
+        RunError: the path is neither a model file nor a run directory.
     """
     from lenet_cli.store.builtin import DEFAULT_BUILTIN, builtin_model
 
@@ -272,8 +277,8 @@ def resolve_model(model: str | os.PathLike | None, runs_dir: str | os.PathLike |
         if newest is not None:  # TensorFlow Serving's base folder: its newest version, as TensorFlow Serving would serve it
             return ModelRef(newest, None)
         if (path / CONFIG_FILE).is_file():
-            raise LenetError(unfinished_run_message(path))
-        raise LenetError(f"{str(path)!r} is not a run directory: it holds no {MODEL_FILE}")
+            raise RunError(unfinished_run_message(path))
+        raise RunError(f"{str(path)!r} is not a run directory: it holds no {MODEL_FILE}")
     if not path.exists():
         raise BadValue(field, f"{str(path)!r} does not exist; pass a run directory, a model file, a run's name "
                               f"(`lenet runs` lists them) or a built-in model's (mnist, fashion)")
