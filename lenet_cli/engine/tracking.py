@@ -271,7 +271,7 @@ class RunTracker:
             return
         with self._guard("starting the run"):
             self._connect()
-            from mlflow.entities import Param, RunTag
+            from mlflow.entities import Param
             from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
             all_tags = {**self.tags, **(tags or {})}
@@ -281,7 +281,7 @@ class RunTracker:
             self.run_id = run.info.run_id
             items = [Param(key, _param_text(value)) for key, value in params.items()]
             for first in range(0, len(items), 100):  # MLflow takes at most 100 params a batch
-                self.client.log_batch(self.run_id, params=items[first:first + 100], tags=[RunTag(k, v) for k, v in all_tags.items()] if not first else [])
+                self.client.log_batch(self.run_id, params=items[first:first + 100])
 
     def begin_run(self, run_dir: Path, resume: bool) -> None:
         """Start tracking a lenet run folder: its ``config.json`` as params, its path as a tag; a resumed run continues its MLflow run."""
