@@ -81,7 +81,7 @@ def test_train_read_only_runs_folder_fails_before_data_loads(tmp_path):
 def test_train_read_only_output_fails_before_data_loads(tmp_path):
     with read_only(tmp_path / "ro"):
         result = _invoke(["train", "--output", str(tmp_path / "ro" / "run"), "--data-dir", str(tmp_path / "no-data")])
-    assert f"--output '{tmp_path / 'ro' / 'run'}' is not writable" in _one_error(result)
+    assert f"output '{tmp_path / 'ro' / 'run'}' is not writable" in _one_error(result)
 
 
 def test_resume_of_a_read_only_run_fails_before_data_loads(tmp_path):

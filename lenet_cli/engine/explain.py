@@ -110,7 +110,7 @@ def parse_target(text: str | None, class_names: Sequence[str]) -> int | None:
     """A class given by name (any case) or index, as an index; None stays None (explain the prediction).
 
     Raises:
-        BadValue: no class has that name or index (``field`` is ``target``).
+        ModelError: the model has no class of that name or index.
     """
     if text is None:
         return None
@@ -121,7 +121,7 @@ def parse_target(text: str | None, class_names: Sequence[str]) -> int | None:
     if wanted.isdigit() and int(wanted) < len(class_names):
         return int(wanted)
     choices = ", ".join(f"{i} {name!r}" if str(name) != str(i) else str(i) for i, name in enumerate(class_names))
-    raise BadValue("target", f"unknown target class {text!r}; give an index or a name: {choices}")
+    raise ModelError(f"unknown target class {text!r}; give an index or a name: {choices}")
 
 
 class Explainer:
