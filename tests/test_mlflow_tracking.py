@@ -143,8 +143,9 @@ def test_train_logs_params_curves_files_and_a_registered_model(server, tmp_path,
 
     versions = client.search_model_versions("name='lenet-tiny'")
     assert [(v.version, v.run_id) for v in versions] == [("1", run.info.run_id)]
-    import lenet_cli.model.layers  # noqa: F401  registers the LRN layer, so Keras loads the model with safe_mode on
     import mlflow.keras
+
+    import lenet_cli.model.layers  # noqa: F401  registers the LRN layer, so Keras loads the model with safe_mode on
 
     mlflow.set_tracking_uri(server.url)
     model = mlflow.keras.load_model("models:/lenet-tiny/1")
