@@ -326,10 +326,11 @@ def test_a_three_trial_study_then_show_recipe_and_resume(synthetic_data_dir, tmp
     assert (config["epochs"], config["dense_units"], config["learning_rate"]) == (1, 8, theirs["learning_rate"])
 
     # the same command continues the study: one more trial for --trials 4, and the test split is not read again
-    resumed = CliRunner().invoke(cli, [*args, "--trials", "4"], catch_exceptions=False)
+    resumed = CliRunner().invoke(cli, [*args, "--trials", "4", "--keep-models"], catch_exceptions=False)
     assert resumed.exit_code == 0, resumed.output
     outcome = json.loads(resumed.stdout)
     assert outcome["trials"]["complete"] == 4 and outcome["ran_here"] == 1
+    assert (runs / "tune" / "mnist" / "trial-3" / "model.keras").is_file()  # --keep-models: kept, best or not
     assert "3 finished trials" in resumed.stderr and "trial 3:" in resumed.stderr and "trial 4" not in resumed.stderr
     if outcome["best"]["number"] == best["number"]:
         assert "on the test split" not in resumed.stderr and outcome["best"]["test_accuracy"] == best["test_accuracy"]
