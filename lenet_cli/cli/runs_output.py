@@ -103,12 +103,13 @@ def print_run_list(summaries, output_format: str, root) -> None:
 
         click.echo(_csv_text(LIST_FIELDS, [[r[k] for k in LIST_FIELDS] for r in records]), nl=False)
     else:
+        from lenet_cli.cli.console import stdout_console
+
         if not summaries:
             click.echo(f"no runs under {root}; `lenet train` makes one", err=True)
+            print_builtin_models(stdout_console())
             return
         from rich.table import Table
-
-        from lenet_cli.cli.console import stdout_console
 
         table = Table(title=f"runs in {root}", caption="* LATEST: the run evaluate, predict and export use by default")
         tagged = any(s.tags for s in summaries)
@@ -119,6 +120,25 @@ def print_run_list(summaries, output_format: str, root) -> None:
                           _accuracy(s.val_accuracy), _accuracy(s.test_accuracy), human_duration(s.wall_seconds), human_size(s.size_bytes),
                           (s.started or "-").replace("T", " ")[:16], *([_tags_text(s.tags)] if tagged else []))
         stdout_console().print(table)
+        print_builtin_models(stdout_console())
+
+
+def print_builtin_models(console) -> None:
+    """The models that ship with lenet, in a table of their own under the runs (tables only: JSON and CSV list runs)."""
+    from rich.table import Table
+
+    from lenet_cli.engine.runs import list_builtin_models
+
+    models = list_builtin_models()
+    if not models:
+        return
+    table = Table(title="built-in models", caption="lenet predict --model NAME; a run or path of the same name wins")
+    for name in ("name", "model", "weights", "test acc", "size"):
+        table.add_column(name, justify="right" if name in ("test acc", "size") else "left")
+    for m in models:
+        table.add_row(m["name"], _text(m["title"] or "-"), _text(m["quantization"] or "-"), _accuracy(m["test_accuracy"]),
+                      human_size(m["size_bytes"]))
+    console.print(table)
 
 
 def print_run_details(details: dict, output_format: str) -> None:

@@ -215,3 +215,17 @@ def show_run(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None) 
         "metrics": metrics if isinstance(metrics, dict) else {},
         "files": [{"path": name, "size_bytes": size} for name, size in _tree_files(run_dir)],
     }
+
+
+def list_builtin_models() -> list[dict]:
+    """The models shipped with lenet (:mod:`lenet_cli.store.builtin`), one record each, for ``lenet runs`` to list apart."""
+    from lenet_cli.store.builtin import builtin_models
+
+    records = []
+    for model in builtin_models():
+        card = model.card()
+        records.append({"name": model.name, "title": card.get("title"), "quantization": card.get("quantization"),
+                        "test_accuracy": card.get("test", {}).get("accuracy"), "size_bytes": model.model_path.stat().st_size,
+                        "path": str(model.model_path)})
+    return records
+
