@@ -44,27 +44,46 @@ def flip_averaged(predict):
     return both
 
 
-def validation_accuracy(run_dir: Path, flip: bool) -> float:
-    """The shipped model's accuracy on the run's whole validation split (with flip averaging when ``flip``)."""
-    from bench.common import data_dir, validation_size_of
+def score_run(run_dir: Path, dataset: str, count: int) -> dict[str, dict]:
+    """For the run's model as it is (``plain``) and, for Fashion-MNIST, flip-averaged (``flip``): the accuracy on the
+    whole validation split and on ``count`` validation renderings of each robust kind (the same pictures for both).
+
+    Kept in the run's ``robust_scores.json``, so a search can be scored as its runs finish.
+    """
+    import tempfile
+
+    from bench.common import data_dir, model_and_test_images
+    from bench.picture_kinds import render_set
+    from lenet_cli.data.dataset import CLASS_NAMES
     from lenet_cli.data.loader import load_split
-    from lenet_cli.runtimes.loading import open_model
-    from lenet_cli.store.runs import resolve_model
+    from lenet_cli.data.picture_inputs import expand_inputs
+    from lenet_cli.engine.predict import predict_items
 
-    ref = resolve_model(run_dir)
-    loaded = open_model(ref)
-    held_out, _ = load_split(loaded.dataset, "validation", data_dir(), validation_size=validation_size_of(ref))
-    predict = flip_averaged(loaded.predict) if flip else loaded.predict
-    return float((predict(held_out.images).argmax(1) == held_out.labels.astype(int)).mean())
-
-
-def score_run(run_dir: Path, dataset: str, count: int, flip: bool = False) -> dict:
-    """Validation accuracy and each robust kind's accuracy on ``count`` validation renderings, for one run."""
-    from bench.picture_kinds import measure
-
-    kinds = measure(run_dir, count, list(ROBUST_KINDS[dataset]), seed=KINDS_SEED, split="validation", flip_average=flip)
-    per_kind = {kind: entry["accuracy"] for kind, entry in kinds["per_kind"].items()}
-    return {"val_accuracy": validation_accuracy(run_dir, flip), "kinds": per_kind, "kinds_mean": statistics.mean(per_kind.values())}
+    cache = run_dir / "robust_scores.json"
+    key = f"count={count},seed={KINDS_SEED}"
+    saved = json.loads(cache.read_text()) if cache.is_file() else {}
+    if key in saved:
+        return saved[key]
+    ref, loaded, images, labels, _ = model_and_test_images(run_dir, count, "validation")
+    predictors = {"plain": loaded.predict}
+    if dataset == "fashion":
+        predictors["flip"] = flip_averaged(loaded.predict)
+    held_out, _ = load_split(dataset, "validation", data_dir(), validation_size=(ref.run_config() or {}).get("validation_size", 5000))
+    scores = {name: {"val_accuracy": float((predict(held_out.images).argmax(1) == held_out.labels.astype(int)).mean()), "kinds": {}}
+              for name, predict in predictors.items()}
+    with tempfile.TemporaryDirectory(prefix="lenet-robust-") as tmp:
+        for kind in ROBUST_KINDS[dataset]:
+            paths, truth, _ = render_set(kind, images, labels, Path(tmp) / kind, KINDS_SEED)
+            items = expand_inputs([str(p) for p in paths])
+            for name, predict in predictors.items():
+                answers = list(predict_items(items, predict, CLASS_NAMES[dataset], dataset))
+                scores[name]["kinds"][kind] = sum(a.index == y for a, y in zip(answers, truth)) / len(truth)
+                print(f"  {run_dir.name} {name} {kind}: {scores[name]['kinds'][kind]:.2%}", file=sys.stderr, flush=True)
+    for entry in scores.values():
+        entry["kinds_mean"] = statistics.mean(entry["kinds"].values())
+    saved[key] = scores
+    cache.write_text(json.dumps(saved, indent=2))
+    return scores
 
 
 def choose(rows: list[dict]) -> tuple[list[dict], str]:
@@ -113,9 +132,9 @@ def main(argv=None) -> None:
         match = RUN_NAME.match(run_dir.name)
         if not match or match["dataset"] != args.dataset or not (run_dir / "model.keras").is_file():
             continue
-        for flip in (False, True) if args.dataset == "fashion" else (False,):
-            name = match["candidate"] + ("+flip" if flip else "")
-            row = {"candidate": name, "seed": int(match["seed"]), **score_run(run_dir, args.dataset, args.count, flip)}
+        for variant, scores in score_run(run_dir, args.dataset, args.count).items():
+            name = match["candidate"] + ("" if variant == "plain" else f"+{variant}")
+            row = {"candidate": name, "seed": int(match["seed"]), **scores}
             rows.append(row)
             print(f"{name} seed {row['seed']}: validation {row['val_accuracy']:.4f}, kinds {row['kinds_mean']:.4f}", file=sys.stderr)
     table, chosen = choose(rows)

@@ -10,7 +10,7 @@ from lenet_cli.cli import cli
 
 OUTPUT_FORMATS = {"table", "json", "jsonl", "csv", "tsv"}
 MODEL_COMMANDS = {"evaluate", "export", "predict", "explain", "serve"}
-NO_RESULT_ON_STDOUT = {"serve"}  # a server: its requests get the answers
+NO_RESULT_ON_STDOUT = {"serve", "docs"}  # a server: its requests get the answers; docs: one path, as `which` prints one
 DIFFERENT_ON_PURPOSE = {
     "--output",  # a file, a folder or a run directory: what each command writes
     "--workers",  # train: the cluster's HOST:PORT addresses (TF_CONFIG's word); serve: how many processes answer (uvicorn's and gunicorn's word)

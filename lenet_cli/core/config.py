@@ -103,7 +103,7 @@ SEED_PRESET: dict[str, Any] = {
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     # both chosen with `python -m bench.recipes` on the validation split (bench/RESULTS.md)
     "mnist": {"epochs": 20, "augment": "shift", "dropout": 0.3, "batch_size": 256, "learning_rate": 2e-3, "ema_momentum": 0.999},
-    "fashion": {"epochs": 24, "augment": "flip", "dropout": 0.25, "batch_size": 256, "learning_rate": 2e-3},
+    "fashion": {"epochs": 24, "augment": "tones", "dropout": 0.25, "batch_size": 256, "learning_rate": 2e-3},
 }
 
 
