@@ -76,20 +76,13 @@ def breakdown(predictions, truth: list[int], groups: list, class_names) -> dict:
                     "confusions": dict(row["confusions"].most_common(3))} for group, row in sorted(table.items())}
 
 
-def measure(run_dir: Path, count: int = 1000, kinds: list[str] | None = None, seed: int = 20260516, split: str = "test",
-            flip_average: bool = False) -> dict:
-    """Each kind's accuracy through ``lenet predict``'s path; ``flip_average`` scores the model averaged with its mirror image."""
+def measure(run_dir: Path, count: int = 1000, kinds: list[str] | None = None, seed: int = 20260516, split: str = "test") -> dict:
     from lenet_cli.data.dataset import CLASS_NAMES
     from lenet_cli.data.picture_inputs import expand_inputs
     from lenet_cli.engine.predict import predict_items
     from tests.helpers.picture_kinds import DIGIT_KINDS, FASHION_KINDS, OTHER_WRITERS_KINDS
 
     ref, loaded, images, labels, original = model_and_test_images(run_dir, count, split)
-    if flip_average:
-        from bench.robust_choice import flip_averaged
-
-        loaded.predict_fn = flip_averaged(loaded.predict_fn)
-        original = float((loaded.predict(images).argmax(1) == labels).mean())
     dataset = loaded.dataset
     names = CLASS_NAMES[dataset]
     kinds = kinds or list(DIGIT_KINDS + OTHER_WRITERS_KINDS if dataset == "mnist" else FASHION_KINDS)
@@ -97,7 +90,6 @@ def measure(run_dir: Path, count: int = 1000, kinds: list[str] | None = None, se
         "dataset": dataset,
         "count": count,
         "split": split,
-        "flip_average": flip_average,
         "model": str(ref.model_path),
         "cpu": cpu_model(),
         "original_accuracy": original,

@@ -52,23 +52,27 @@ def score_run(run_dir: Path, dataset: str, count: int) -> dict[str, dict]:
     """
     import tempfile
 
-    from bench.common import data_dir, model_and_test_images
+    from bench.common import data_dir, validation_size_of
     from bench.picture_kinds import render_set
     from lenet_cli.data.dataset import CLASS_NAMES
     from lenet_cli.data.loader import load_split
     from lenet_cli.data.picture_inputs import expand_inputs
     from lenet_cli.engine.predict import predict_items
+    from lenet_cli.runtimes.loading import open_model
+    from lenet_cli.store.runs import resolve_model
 
     cache = run_dir / "robust_scores.json"
     key = f"count={count},seed={KINDS_SEED}"
     saved = json.loads(cache.read_text()) if cache.is_file() else {}
     if key in saved:
         return saved[key]
-    ref, loaded, images, labels, _ = model_and_test_images(run_dir, count, "validation")
+    ref = resolve_model(run_dir)
+    loaded = open_model(ref)
+    held_out, _ = load_split(dataset, "validation", data_dir(), validation_size=validation_size_of(ref))
+    images, labels = held_out.images[:count], held_out.labels[:count].astype(int)  # the renderings' originals, as bench.picture_kinds
     predictors = {"plain": loaded.predict}
     if dataset == "fashion":
         predictors["flip"] = flip_averaged(loaded.predict)
-    held_out, _ = load_split(dataset, "validation", data_dir(), validation_size=(ref.run_config() or {}).get("validation_size", 5000))
     scores = {name: {"val_accuracy": float((predict(held_out.images).argmax(1) == held_out.labels.astype(int)).mean()), "kinds": {}}
               for name, predict in predictors.items()}
     with tempfile.TemporaryDirectory(prefix="lenet-robust-") as tmp:

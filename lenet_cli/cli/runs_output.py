@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 
 import click
 
@@ -90,19 +91,26 @@ def _epochs(record: dict) -> str:
     return f"{record['epochs_completed']}/{'?' if record['epochs'] is None else record['epochs']}"
 
 
-def print_run_list(summaries, output_format: str, root) -> None:
-    """The runs folder on stdout; an empty folder is an empty list (and a note on stderr for people)."""
-    records = [s.to_dict() for s in summaries]
+def _print_for_programs(output_format: str, document, records: list, header: Sequence[str], rows: list) -> bool:
+    """Print ``document`` as JSON, ``records`` one per line as JSONL, or ``header`` and ``rows`` as CSV; False for a table."""
     if output_format == "json":
-        click.echo(json.dumps(records, indent=2))
+        click.echo(json.dumps(document, indent=2))
     elif output_format == "jsonl":
         for record in records:
             click.echo(json.dumps(record))
     elif output_format == "csv":
-        from lenet_cli.engine.runs import LIST_FIELDS
-
-        click.echo(_csv_text(LIST_FIELDS, [[r[k] for k in LIST_FIELDS] for r in records]), nl=False)
+        click.echo(_csv_text(header, rows), nl=False)
     else:
+        return False
+    return True
+
+
+def print_run_list(summaries, output_format: str, root) -> None:
+    """The runs folder on stdout; an empty folder is an empty list (and a note on stderr for people)."""
+    from lenet_cli.engine.runs import LIST_FIELDS
+
+    records = [s.to_dict() for s in summaries]
+    if not _print_for_programs(output_format, records, records, LIST_FIELDS, [[r[k] for k in LIST_FIELDS] for r in records]):
         from lenet_cli.cli.console import stdout_console
 
         if not summaries:
@@ -202,14 +210,8 @@ def print_comparison(comparison: dict, output_format: str, include_same: bool = 
     """``lenet runs compare``: config, metrics and run rows, one column per run."""
     rows = comparison["rows"]
     names = comparison["runs"]
-    if output_format == "json":
-        click.echo(json.dumps(comparison, indent=2))
-    elif output_format == "jsonl":
-        for row in rows:
-            click.echo(json.dumps(row))
-    elif output_format == "csv":
-        click.echo(_csv_text(["section", "key", *names, "same"], [[r["section"], r["key"], *r["values"], r["same"]] for r in rows]), nl=False)
-    else:
+    if not _print_for_programs(output_format, comparison, rows, ["section", "key", *names, "same"],
+                               [[r["section"], r["key"], *r["values"], r["same"]] for r in rows]):
         from rich.table import Table
 
         from lenet_cli.cli.console import stdout_console
@@ -245,15 +247,9 @@ def print_removals(removals: list[dict], output_format: str, dry_run: bool, extr
     """``lenet runs rm`` and ``prune``: the runs removed (or that would be) on stdout, the total on stderr."""
     freed = sum(r["size_bytes"] for r in removals)
     verb = "would remove" if dry_run else "removed"
-    if output_format == "json":
-        click.echo(json.dumps(removals, indent=2))
-    elif output_format == "jsonl":
-        for record in removals:
-            click.echo(json.dumps(record))
-    elif output_format == "csv":
-        fields = list(removals[0]) if removals else ["name", "path", "dataset", "status", "val_accuracy", "size_bytes", "started", "removed", "latest"]
-        click.echo(_csv_text(fields, [[r[k] for k in fields] for r in removals]), nl=False)
-    elif removals:
+    fields = list(removals[0]) if removals else ["name", "path", "dataset", "status", "val_accuracy", "size_bytes", "started", "removed", "latest"]
+    printed = _print_for_programs(output_format, removals, removals, fields, [[r[k] for k in fields] for r in removals])
+    if not printed and removals:
         from rich.table import Table
 
         from lenet_cli.cli.console import stdout_console

@@ -261,9 +261,9 @@ def resolve_model(model: str | os.PathLike | None, runs_dir: str | os.PathLike |
     if not path.exists() and not path.is_absolute():  # a name: a run under the runs root (tune/<study>/trial-3 too), then a built-in
         run = runs_root(runs_dir) / path
         shipped = builtin_model(path.name) if path.name == str(model) else None
-        if run.is_dir() or shipped is None:
-            path = run if run.is_dir() else path
-        else:
+        if run.is_dir():
+            path = run
+        elif shipped is not None:
             return ModelRef(shipped.model_path, None, builtin=shipped.name)
     if path.is_dir():
         check_readable_run(path)
