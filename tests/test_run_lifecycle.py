@@ -162,3 +162,30 @@ def test_ctrl_c_while_tensorflow_loads_exits_130(tmp_path, synthetic_data_dir):
     assert "Traceback" not in err and "Aborted" not in err
     assert len([line for line in err.splitlines() if line.strip()]) == 1, err
 
+
+
+def test_ctrl_c_inside_a_native_import_exits_130(tmp_path, synthetic_data_dir, monkeypatch):
+    """pybind11 turns a Ctrl-C during a native module's init into ``ImportError: initialization failed``, caused by it."""
+    from lenet_cli.core import tensorflow_env
+
+    def interrupted_import():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise ImportError("initialization failed") from exc
+
+    monkeypatch.setattr(tensorflow_env, "import_tensorflow", interrupted_import)
+    result = _lenet("train", "--data-dir", synthetic_data_dir, "--runs-dir", tmp_path / "runs", *TINY)
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip() == "Interrupted by Ctrl-C."
+
+
+def test_an_import_error_of_its_own_is_not_called_an_interrupt(tmp_path, synthetic_data_dir, monkeypatch):
+    from lenet_cli.core import tensorflow_env
+
+    def broken_import():
+        raise ImportError("libtensorflow_framework.so.2: cannot open shared object file")
+
+    monkeypatch.setattr(tensorflow_env, "import_tensorflow", broken_import)
+    result = _lenet("train", "--data-dir", synthetic_data_dir, "--runs-dir", tmp_path / "runs", *TINY)
+    assert result.exit_code != 130 and "Interrupted" not in result.stderr

@@ -50,8 +50,11 @@ class LenetGroup(click.Group):
         except KeyboardInterrupt:
             if debug_requested(ctx):
                 raise
-            click.echo("Interrupted by Ctrl-C.", err=True)
-            ctx.exit(INTERRUPTED_EXIT)
+            _say_interrupted(ctx)
+        except ImportError as exc:  # a Ctrl-C inside a native module's init reaches us as "initialization failed"
+            if debug_requested(ctx) or not _caused_by_ctrl_c(exc):
+                raise
+            _say_interrupted(ctx)
         except BadValue as exc:  # a value the engine refused, wherever it was found: a usage error on its option
             if debug_requested(ctx):
                 raise
@@ -60,6 +63,23 @@ class LenetGroup(click.Group):
             if debug_requested(ctx):
                 raise
             raise error_line(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code) from None
+
+
+def _caused_by_ctrl_c(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt lies anywhere in ``exc``'s chain of causes (pybind11 wraps one raised during an import)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _say_interrupted(ctx: click.Context) -> None:
+    click.echo("Interrupted by Ctrl-C.", err=True)
+    ctx.exit(INTERRUPTED_EXIT)
 
 
 @click.group(cls=LenetGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
