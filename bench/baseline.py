@@ -26,7 +26,9 @@ def run_with_tensorflow_defaults(*args: str) -> dict:
     """Run this module in a child process whose TensorFlow keeps its own oneDNN choice."""
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    proc = subprocess.run([sys.executable, "-m", "bench.baseline", *map(str, args)], capture_output=True, text=True, env=env, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.baseline", *map(str, args)], capture_output=True, text=True, env=env, cwd=REPO
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"baseline {args[0]} failed: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

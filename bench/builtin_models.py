@@ -40,16 +40,37 @@ SLICE = 1000  # the first test images whose accuracy the card records and the te
 QUANTIZATIONS = ("dynamic", "int8", "none")  # int8 weights; int8 weights and activations; float32
 TITLES = {"mnist": "MNIST handwritten digits", "fashion": "Fashion-MNIST clothing"}
 NOT_FOR = {
-    "mnist": ["letters, symbols or several digits in one picture: it always answers one of the ten digits",
-              "telling whether a picture holds a digit at all (check `low_confidence` in each answer)",
-              "decisions about people, such as reading cheques or forms without a person checking"],
-    "fashion": ["photographs of people wearing clothes, or several articles in one picture",
-                "garments outside its ten classes (it always answers one of them)",
-                "telling a shirt from a T-shirt or a pullover reliably: its commonest confusions"],
+    "mnist": [
+        "letters, symbols or several digits in one picture: it always answers one of the ten digits",
+        "telling whether a picture holds a digit at all (check `low_confidence` in each answer)",
+        "decisions about people, such as reading cheques or forms without a person checking",
+    ],
+    "fashion": [
+        "photographs of people wearing clothes, or several articles in one picture",
+        "garments outside its ten classes (it always answers one of them)",
+        "telling a shirt from a T-shirt or a pullover reliably: its commonest confusions",
+    ],
 }
-RECIPE_KEYS = ("epochs", "batch_size", "optimizer", "learning_rate", "schedule", "warmup_epochs", "l1", "weight_decay", "dropout",
-               "dense_units", "augment", "ema_momentum", "label_smoothing", "precision", "validation_size", "train_limit", "freeze",
-               "init_from")
+RECIPE_KEYS = (
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "learning_rate",
+    "schedule",
+    "warmup_epochs",
+    "l1",
+    "weight_decay",
+    "dropout",
+    "dense_units",
+    "augment",
+    "ema_momentum",
+    "label_smoothing",
+    "precision",
+    "validation_size",
+    "train_limit",
+    "freeze",
+    "init_from",
+)
 
 
 def lenet(*args: str) -> str:
@@ -70,7 +91,9 @@ def check_default_recipe(run: Path, dataset: str) -> dict:
     defaults = json.loads(json.dumps(asdict(resolve_config(dataset))))  # tuples as config.json's lists
     differ = {key: (config.get(key), defaults.get(key)) for key in RECIPE_KEYS if config.get(key) != defaults.get(key)}
     if config.get("dataset") != dataset or config.get("seed") != 0 or differ:
-        raise SystemExit(f"{run} is not `lenet train --dataset {dataset} --seed 0` (differs: {differ}, seed {config.get('seed')})")
+        raise SystemExit(
+            f"{run} is not `lenet train --dataset {dataset} --seed 0` (differs: {differ}, seed {config.get('seed')})"
+        )
     return config
 
 
@@ -101,10 +124,25 @@ def package(run: Path, dataset: str, data: Path, train_seconds: float | None, co
         scored = {}
         for quantize in QUANTIZATIONS:
             target = Path(tmp) / f"{quantize}.tflite"
-            lenet("export", str(run), "--to", "litert", "--quantize", quantize, "--output", str(target), "--data-dir", str(data),
-                  "--format", "json")
+            lenet(
+                "export",
+                str(run),
+                "--to",
+                "litert",
+                "--quantize",
+                quantize,
+                "--output",
+                str(target),
+                "--data-dir",
+                str(data),
+                "--format",
+                "json",
+            )
             scored[quantize] = (target, evaluate(target, data), target.stat().st_size)
-            print(f"{dataset} {quantize}: {scored[quantize][1]['accuracy']:.4%}, {target.stat().st_size / 1e6:.2f} MB", file=sys.stderr)
+            print(
+                f"{dataset} {quantize}: {scored[quantize][1]['accuracy']:.4%}, {target.stat().st_size / 1e6:.2f} MB",
+                file=sys.stderr,
+            )
         float_accuracy = scored["none"][1]["accuracy"]
         close = [q for q in QUANTIZATIONS if scored[q][1]["accuracy"] >= float_accuracy - INT8_TOLERANCE - 1e-12]
         chosen = min(close, key=lambda q: scored[q][2])  # the smallest file that keeps the accuracy
@@ -121,22 +159,32 @@ def package(run: Path, dataset: str, data: Path, train_seconds: float | None, co
         "sha256": sha256(final),
         "size_bytes": final.stat().st_size,
         "format": "litert",
-        "quantization": {"int8": "int8 (weights and activations)", "dynamic": "int8 weights", "none": "float32"}[chosen],
+        "quantization": {"int8": "int8 (weights and activations)", "dynamic": "int8 weights", "none": "float32"}[
+            chosen
+        ],
         "float32_test_accuracy": float_accuracy,
-        "quantization_candidates": {q: {"test_accuracy": scored[q][1]["accuracy"], "size_bytes": scored[q][2]}
-                                    for q in QUANTIZATIONS},
-        "test": {"split": "test", "count": report["count"], "accuracy": report["accuracy"],
-                 "expected_calibration_error": report["expected_calibration_error"],
-                 "per_class": {names[i]: row for i, row in enumerate(report["per_class"])}},
+        "quantization_candidates": {
+            q: {"test_accuracy": scored[q][1]["accuracy"], "size_bytes": scored[q][2]} for q in QUANTIZATIONS
+        },
+        "test": {
+            "split": "test",
+            "count": report["count"],
+            "accuracy": report["accuracy"],
+            "expected_calibration_error": report["expected_calibration_error"],
+            "per_class": {names[i]: row for i, row in enumerate(report["per_class"])},
+        },
         "slice": {"first_test_images": SLICE, "accuracy": slice_accuracy(final, dataset, data)},
         "training": {
             "command": f"lenet train --dataset {dataset} --seed 0",
             "recipe": {key: config.get(key) for key in RECIPE_KEYS},
             "validation_accuracy": history[-1]["val_accuracy"],
-            "run_metrics": {key: metrics.get(key) for key in ("val_accuracy", "test_accuracy", "test_count", "epochs")},  # Keras, metrics.json
+            "run_metrics": {
+                key: metrics.get(key) for key in ("val_accuracy", "test_accuracy", "test_count", "epochs")
+            },  # Keras, metrics.json
             "train_seconds": metrics.get("train_seconds", train_seconds),
             "machine": f"{cpu_model()}, {os.cpu_count()} cores ({platform.machine()})",
-            "commit": commit or subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
+            "commit": commit
+            or subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
             "lenet_version": lenet("--version").split()[-1],
             "date": time.strftime("%Y-%m-%d"),
         },
@@ -154,7 +202,9 @@ def main(argv=None) -> None:
     source.add_argument("--run", type=Path, help="a run trained with the default recipe and seed 0")
     source.add_argument("--train", action="store_true", help="train it first (the default recipe, seed 0)")
     parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--commit", default=None, help="the commit --run was trained at (default: this checkout's HEAD)")
+    parser.add_argument(
+        "--commit", default=None, help="the commit --run was trained at (default: this checkout's HEAD)"
+    )
     args = parser.parse_args(argv)
     data = args.data_dir or data_dir()
     seconds = None
@@ -163,11 +213,31 @@ def main(argv=None) -> None:
         if args.train:
             run = Path(tmp) / f"{args.dataset}-default"
             started = time.perf_counter()
-            lenet("train", "--dataset", args.dataset, "--seed", "0", "--data-dir", str(data), "--output", str(run), "--runs-dir", tmp,
-                  "--no-tensorboard", "--quiet", "--format", "json")
+            lenet(
+                "train",
+                "--dataset",
+                args.dataset,
+                "--seed",
+                "0",
+                "--data-dir",
+                str(data),
+                "--output",
+                str(run),
+                "--runs-dir",
+                tmp,
+                "--no-tensorboard",
+                "--quiet",
+                "--format",
+                "json",
+            )
             seconds = time.perf_counter() - started
         card = package(run, args.dataset, data, seconds, args.commit)
-    print(json.dumps({k: card[k] for k in ("name", "quantization", "size_bytes", "sha256")} | {"test_accuracy": card["test"]["accuracy"]}))
+    print(
+        json.dumps(
+            {k: card[k] for k in ("name", "quantization", "size_bytes", "sha256")}
+            | {"test_accuracy": card["test"]["accuracy"]}
+        )
+    )
 
 
 if __name__ == "__main__":

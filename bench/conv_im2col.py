@@ -39,7 +39,9 @@ def _median_ms(function, *args, repeats: int = 20) -> float:
     return sorted(timings)[3]
 
 
-def compare(batch: int, height: int, channels: int, kernel: int, filters: int, input_gradient: bool) -> dict[str, float]:
+def compare(
+    batch: int, height: int, channels: int, kernel: int, filters: int, input_gradient: bool
+) -> dict[str, float]:
     import tensorflow as tf
 
     x = tf.random.uniform((batch, height, height, channels))
@@ -60,12 +62,17 @@ def compare(batch: int, height: int, channels: int, kernel: int, filters: int, i
         return run
 
     def slices(x):
-        patches = tf.concat([x[:, i:i + out, j:j + out, :] for i in range(kernel) for j in range(kernel)], axis=-1)
-        return tf.reshape(tf.reshape(patches, (-1, kernel * kernel * channels)) @ tf.reshape(w, (-1, filters)), (batch, out, out, filters))
+        patches = tf.concat([x[:, i : i + out, j : j + out, :] for i in range(kernel) for j in range(kernel)], axis=-1)
+        return tf.reshape(
+            tf.reshape(patches, (-1, kernel * kernel * channels)) @ tf.reshape(w, (-1, filters)),
+            (batch, out, out, filters),
+        )
 
     def extracted(x):
         patches = tf.image.extract_patches(x, [1, kernel, kernel, 1], [1, 1, 1, 1], [1, 1, 1, 1], "VALID")
-        return tf.reshape(tf.reshape(patches, (-1, kernel * kernel)) @ tf.reshape(w, (-1, filters)), (batch, out, out, filters))
+        return tf.reshape(
+            tf.reshape(patches, (-1, kernel * kernel)) @ tf.reshape(w, (-1, filters)), (batch, out, out, filters)
+        )
 
     variants = {"native": trained(lambda x: tf.nn.conv2d(x, w, 1, "VALID")), "slices": trained(slices)}
     if channels == 1 and not input_gradient:
@@ -75,7 +82,8 @@ def compare(batch: int, height: int, channels: int, kernel: int, filters: int, i
     for name, run in variants.items():
         got = run(x, upstream)
         result[f"{name}_max_relative_difference"] = max(
-            float(tf.reduce_max(tf.abs(a - r)) / tf.reduce_max(tf.abs(r))) for a, r in zip(got, reference))
+            float(tf.reduce_max(tf.abs(a - r)) / tf.reduce_max(tf.abs(r))) for a, r in zip(got, reference)
+        )
         result[f"{name}_ms"] = _median_ms(run, x, upstream)
     return result
 
@@ -91,7 +99,13 @@ def main(argv=None) -> None:
     import_tensorflow()
     layers = {
         "conv_1": (C.IMAGE_SIZE, 1, C.CONV_1_KERNEL, C.CONV_1_FILTERS, False),
-        "conv_2": ((C.IMAGE_SIZE - C.CONV_1_KERNEL + 1) // C.POOL_SIZE, C.CONV_1_FILTERS, C.CONV_2_KERNEL, C.CONV_2_FILTERS, True),
+        "conv_2": (
+            (C.IMAGE_SIZE - C.CONV_1_KERNEL + 1) // C.POOL_SIZE,
+            C.CONV_1_FILTERS,
+            C.CONV_2_KERNEL,
+            C.CONV_2_FILTERS,
+            True,
+        ),
     }
     print(f"CPU: {cpu_model()}; batch {args.batch_size}; ms per forward + training gradients (median)\n")
     print("| layer | variant | ms | max relative difference from native |\n|---|---|---|---|")
@@ -99,7 +113,9 @@ def main(argv=None) -> None:
         result = compare(args.batch_size, *shape)
         for variant in ("native", "slices", "patches"):
             if f"{variant}_ms" in result:
-                print(f"| {name} | {variant} | {result[f'{variant}_ms']:.1f} | {result[f'{variant}_max_relative_difference']:.1e} |")
+                print(
+                    f"| {name} | {variant} | {result[f'{variant}_ms']:.1f} | {result[f'{variant}_max_relative_difference']:.1e} |"
+                )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ from bench.common import cpu_model, data_dir
 
 def _test_images(count: int) -> tuple[np.ndarray, np.ndarray]:
     with gzip.open(data_dir() / "mnist" / "t10k-images-idx3-ubyte.gz") as handle:
-        images = np.frombuffer(handle.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:count].astype(np.float32) / 255.0
+        images = (
+            np.frombuffer(handle.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:count].astype(np.float32) / 255.0
+        )
     with gzip.open(data_dir() / "mnist" / "t10k-labels-idx1-ubyte.gz") as handle:
         labels = np.frombuffer(handle.read(), np.uint8, offset=8)[:count].astype(np.int64)
     return images, labels
@@ -46,8 +48,24 @@ def _train(out: Path) -> None:
 
     from lenet_cli.cli.main import cli
 
-    result = CliRunner().invoke(cli, ["train", "--dataset", "mnist", "--data-dir", str(data_dir()), "--train-limit", "10000", "--epochs", "1",
-                                      "--output", str(out), "--no-tensorboard", "--quiet"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(data_dir()),
+            "--train-limit",
+            "10000",
+            "--epochs",
+            "1",
+            "--output",
+            str(out),
+            "--no-tensorboard",
+            "--quiet",
+        ],
+    )
     if result.exit_code != 0:
         raise SystemExit(result.output)
 
@@ -55,7 +73,11 @@ def _train(out: Path) -> None:
 def _summary(values, worst=max) -> dict:
     """Mean, median and the worst image (``worst=max`` where higher is worse, ``min`` where lower is)."""
     values = np.asarray(values, dtype=np.float64)
-    return {"mean": round(float(values.mean()), 4), "median": round(float(np.median(values)), 4), "worst": round(float(worst(values)), 4)}
+    return {
+        "mean": round(float(values.mean()), 4),
+        "median": round(float(np.median(values)), 4),
+        "worst": round(float(worst(values)), 4),
+    }
 
 
 def measure(run: Path, count: int) -> dict:
@@ -72,12 +94,18 @@ def measure(run: Path, count: int) -> dict:
     occlusion = Explainer(loaded, CLASS_NAMES["mnist"], "occlusion")
     targets = loaded.predict(images[..., None]).argmax(axis=1)
 
-    checked = ig.attributions(images, targets)  # the steps raised where the gap is over the limit, as lenet explain does
+    checked = ig.attributions(
+        images, targets
+    )  # the steps raised where the gap is over the limit, as lenet explain does
     maps, gaps = checked.maps, checked.gaps
     occlusion_maps = occlusion.attributions(images, targets).maps
     gradient_fn = A.keras_logit_gradients(loaded.keras_model)
-    random_a, _, _ = A.integrated_gradients_batch(A.keras_logit_gradients(A.randomized_copy(loaded.keras_model, 1)), images, targets)
-    random_b, _, _ = A.integrated_gradients_batch(A.keras_logit_gradients(A.randomized_copy(loaded.keras_model, 2)), images, targets)
+    random_a, _, _ = A.integrated_gradients_batch(
+        A.keras_logit_gradients(A.randomized_copy(loaded.keras_model, 1)), images, targets
+    )
+    random_b, _, _ = A.integrated_gradients_batch(
+        A.keras_logit_gradients(A.randomized_copy(loaded.keras_model, 2)), images, targets
+    )
     again, _, _ = A.integrated_gradients_batch(gradient_fn, images, targets, steps=100)
 
     def rho(first, second):
@@ -103,7 +131,9 @@ def measure(run: Path, count: int) -> dict:
         "images": count,
         "model_accuracy_on_these_images": round(float(np.mean(targets == labels)), 4),
         "completeness_gap_integrated_gradients": _summary(gaps),
-        "steps_used_integrated_gradients": {str(k): int(v) for k, v in zip(*np.unique(checked.steps_used, return_counts=True))},
+        "steps_used_integrated_gradients": {
+            str(k): int(v) for k, v in zip(*np.unique(checked.steps_used, return_counts=True))
+        },
         "unreliable_integrated_gradients": int((~checked.reliable).sum()),
         "mass_on_ink_integrated_gradients": _summary([A.mass_on_ink(m, x) for m, x in zip(maps, images)], min),
         "mass_on_ink_occlusion": _summary([A.mass_on_ink(m, x) for m, x in zip(occlusion_maps, images)], min),

@@ -41,7 +41,8 @@ from bench.common import cpu_model, data_dir, validation_size_of
 
 KINDS = ("product", "tones", "faint")
 COLUMNS = (*KINDS, "dataset")
-FASHION_MEDIAN_DARKNESS = 0.69  # median over training articles of each one's median content darkness (pixels above 0.05)
+# median over training articles of each one's median content darkness (pixels above 0.05)
+FASHION_MEDIAN_DARKNESS = 0.69
 OLD_MIN_PEAK = 0.58  # the lift-faint step's level: the 99th percentile of 99 % of Fashion-MNIST's training articles
 
 
@@ -63,7 +64,9 @@ def gamma_matcher(stretch: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.n
     return match
 
 
-def histogram_matcher(reference: np.ndarray, stretch: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+def histogram_matcher(
+    reference: np.ndarray, stretch: Callable[[np.ndarray], np.ndarray]
+) -> Callable[[np.ndarray], np.ndarray]:
     pixels = (reference.astype(np.float32) / 255.0).ravel()
     quantiles = np.quantile(pixels[pixels > 0.05], np.linspace(0.0, 1.0, 101))
 
@@ -85,8 +88,10 @@ def render(kind: str, images: np.ndarray, labels: np.ndarray) -> list[bytes]:
     from tests.helpers.picture_kinds import VARIANTS, render_kind
 
     choices = VARIANTS.get(kind)
-    return [render_kind(kind, (77, index), image, label=int(label), variant=index % len(choices) if choices else None)
-            for index, (image, label) in enumerate(zip(images, labels))]
+    return [
+        render_kind(kind, (77, index), image, label=int(label), variant=index % len(choices) if choices else None)
+        for index, (image, label) in enumerate(zip(images, labels))
+    ]
 
 
 def measure(run_dir: Path, count: int, names: list[str] | None = None) -> dict:
@@ -119,9 +124,16 @@ def measure(run_dir: Path, count: int, names: list[str] | None = None) -> dict:
     candidates = {name: step for name, step in candidates.items() if not names or name in names}
     pictures = {kind: render(kind, images, labels) for kind in KINDS}
     dataset = validation.images.astype(np.float32) / 255.0
-    result: dict = {"model": str(ref.model_path), "cpu": cpu_model(), "count": count, "split": "validation",
-                    "original_accuracy": accuracy(loaded, images, labels), "dataset_images": len(dataset),
-                    "dataset_accuracy": accuracy(loaded, validation.images, validation.labels), "candidates": {}}
+    result: dict = {
+        "model": str(ref.model_path),
+        "cpu": cpu_model(),
+        "count": count,
+        "split": "validation",
+        "original_accuracy": accuracy(loaded, images, labels),
+        "dataset_images": len(dataset),
+        "dataset_accuracy": accuracy(loaded, validation.images, validation.labels),
+        "candidates": {},
+    }
     try:
         for name, step in candidates.items():
             recipes.match_fashion_darkness = step  # preprocess_fashion looks its last step up here at call time
@@ -132,11 +144,19 @@ def measure(run_dir: Path, count: int, names: list[str] | None = None) -> dict:
                     try:
                         inputs.append(preprocess(Image.open(io.BytesIO(data_bytes)), PreprocessOptions(mode="fashion")))
                     except LenetError:
-                        inputs.append(np.zeros((28, 28), np.float32))  # refused: counts as wrong unless the model guesses right
+                        inputs.append(
+                            np.zeros((28, 28), np.float32)
+                        )  # refused: counts as wrong unless the model guesses right
                 row[kind] = accuracy(loaded, np.stack(inputs)[..., None], labels)
-            row["dataset"] = accuracy(loaded, np.stack([step(image) for image in dataset])[..., None], validation.labels)
+            row["dataset"] = accuracy(
+                loaded, np.stack([step(image) for image in dataset])[..., None], validation.labels
+            )
             result["candidates"][name] = row
-            print(f"{name:14s} " + "  ".join(f"{column} {row[column]:.2%}" for column in COLUMNS), file=sys.stderr, flush=True)
+            print(
+                f"{name:14s} " + "  ".join(f"{column} {row[column]:.2%}" for column in COLUMNS),
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         recipes.match_fashion_darkness = shipped
     return result
@@ -153,7 +173,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=700, help="validation images per kind (default 700)")
     parser.add_argument("--candidates", help="comma-separated candidate steps (default: all)")
     args = parser.parse_args()
-    print(json.dumps(measure(args.run_dir, args.count, args.candidates.split(",") if args.candidates else None), indent=2))
+    print(
+        json.dumps(measure(args.run_dir, args.count, args.candidates.split(",") if args.candidates else None), indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -65,8 +65,13 @@ def serve_ready_seconds(model: Path, env, *flags: str, timeout: float = 120) -> 
     """Seconds from starting ``lenet serve MODEL`` to its first 200 on ``/readyz``."""
     port = _free_port()
     started = time.perf_counter()
-    proc = subprocess.Popen(_lenet("serve", model, "--port", port, "--no-access-log", *flags), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        _lenet("serve", model, "--port", port, "--no-access-log", *flags),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         while time.perf_counter() - started < timeout:
             if proc.poll() is not None:
@@ -90,7 +95,9 @@ def _shell_loop_seconds(files: list[Path], env, *flags: str) -> float:
     with tempfile.TemporaryDirectory() as scratch:
         loop_env = {**env, "OUT": str(Path(scratch) / "out.tsv")}
         started = time.perf_counter()
-        proc = subprocess.run(["bash", "-c", script, "loop", *map(str, files)], capture_output=True, text=True, env=loop_env)
+        proc = subprocess.run(
+            ["bash", "-c", script, "loop", *map(str, files)], capture_output=True, text=True, env=loop_env
+        )
         seconds = time.perf_counter() - started
         lines = (Path(scratch) / "out.tsv").read_text().splitlines() if proc.returncode == 0 else []
     if proc.returncode != 0 or len(lines) != len(files):
@@ -107,13 +114,25 @@ def _evaluate(run: Path, env, *flags: str) -> tuple[float, dict]:
     return seconds, json.loads(proc.stdout)
 
 
-def measure(run: Path, test_images, tmp: Path, *, repeats: int = 11, loop: int = 100, keras_loop: int | None = None,
-            serve_repeats: int = 5, evaluate_repeats: int = 3, data: Path | None = None) -> tuple[list[tuple[str, str, str, str]], dict]:
+def measure(
+    run: Path,
+    test_images,
+    tmp: Path,
+    *,
+    repeats: int = 11,
+    loop: int = 100,
+    keras_loop: int | None = None,
+    serve_repeats: int = 5,
+    evaluate_repeats: int = 3,
+    data: Path | None = None,
+) -> tuple[list[tuple[str, str, str, str]], dict]:
     """Every row of this bench for the finished run ``run`` (which must hold ``model.tflite``); ``(rows, raw numbers)``."""
     from PIL import Image
 
     if not (run / "model.tflite").is_file():
-        raise SystemExit(f"{run} has no model.tflite: train it with this lenet, or run lenet export {run} --to litert --output {run}/model.tflite")
+        raise SystemExit(
+            f"{run} has no model.tflite: train it with this lenet, or run lenet export {run} --to litert --output {run}/model.tflite"
+        )
     runs_root = tmp / "latest-runs"
     runs_root.mkdir(exist_ok=True)
     (runs_root / "LATEST").write_text(str(run.resolve()) + "\n")  # `lenet predict one.png`: the latest run, no --model
@@ -130,26 +149,57 @@ def measure(run: Path, test_images, tmp: Path, *, repeats: int = 11, loop: int =
     import compileall
 
     compileall.compile_dir(str(REPO / "lenet_cli"), quiet=1)  # as pip leaves an installed package: byte-compiled
-    rows, raw = [], {"run": str(run), "cpu": cpu_model(), "cores": os.cpu_count(), "load_average_before": os.getloadavg()[0]}
+    rows, raw = (
+        [],
+        {"run": str(run), "cpu": cpu_model(), "cores": os.cpu_count(), "load_average_before": os.getloadavg()[0]},
+    )
 
-    cold = _interleaved({"auto": _lenet("predict", one, "--format", "tsv"),
-                         "keras": _lenet("predict", one, "--format", "tsv", "--engine", "keras")}, repeats, env)
+    cold = _interleaved(
+        {
+            "auto": _lenet("predict", one, "--format", "tsv"),
+            "keras": _lenet("predict", one, "--format", "tsv", "--engine", "keras"),
+        },
+        repeats,
+        env,
+    )
     fast, slow = statistics.median(cold["auto"]), statistics.median(cold["keras"])
     raw["predict_cold"] = cold
-    rows.append(("cold start: lenet predict one.png against the latest run (s)", f"{fast:.2f}",
-                 f"--engine keras (model.keras, TensorFlow): {slow:.2f}; median of {repeats} each, interleaved", f"{slow / fast:.1f}x faster"))
+    rows.append(
+        (
+            "cold start: lenet predict one.png against the latest run (s)",
+            f"{fast:.2f}",
+            f"--engine keras (model.keras, TensorFlow): {slow:.2f}; median of {repeats} each, interleaved",
+            f"{slow / fast:.1f}x faster",
+        )
+    )
 
     keras_calls = keras_loop or loop
     loop_fast = _shell_loop_seconds(files, env)
     loop_slow = _shell_loop_seconds(files[:keras_calls], env, "--engine", "keras") * loop / keras_calls
-    raw["shell_loop"] = {"calls": loop, "auto_seconds": loop_fast, "keras_calls": keras_calls, "keras_seconds_scaled": loop_slow}
+    raw["shell_loop"] = {
+        "calls": loop,
+        "auto_seconds": loop_fast,
+        "keras_calls": keras_calls,
+        "keras_seconds_scaled": loop_slow,
+    }
     scaled = "" if keras_calls == loop else f" ({keras_calls} calls measured, scaled to {loop})"
-    rows.append((f"{loop} lenet predict calls in a bash loop, one file each (s)", f"{loop_fast:.1f}",
-                 f"--engine keras: {loop_slow:.1f}{scaled}", f"{loop_slow / loop_fast:.1f}x faster"))
+    rows.append(
+        (
+            f"{loop} lenet predict calls in a bash loop, one file each (s)",
+            f"{loop_fast:.1f}",
+            f"--engine keras: {loop_slow:.1f}{scaled}",
+            f"{loop_slow / loop_fast:.1f}x faster",
+        )
+    )
 
     onnx = tmp / "model.onnx"
     if not onnx.is_file():
-        proc = subprocess.run(_lenet("export", run, "--to", "onnx", "--output", onnx, "--no-verify"), capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            _lenet("export", run, "--to", "onnx", "--output", onnx, "--no-verify"),
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"export to onnx failed: {proc.stderr.strip()[-800:]}")
     ready: dict[str, list[float]] = {"auto": [], "keras": [], "onnx": []}
@@ -159,8 +209,14 @@ def measure(run: Path, test_images, tmp: Path, *, repeats: int = 11, loop: int =
         ready["onnx"].append(serve_ready_seconds(onnx, env))
     raw["serve_ready"] = ready
     auto, keras, by_onnx = (statistics.median(ready[k]) for k in ("auto", "keras", "onnx"))
-    rows.append(("lenet serve RUN: start to first 200 on /readyz (s)", f"{auto:.2f}",
-                 f"--engine keras: {keras:.2f}; lenet serve model.onnx: {by_onnx:.2f}; median of {serve_repeats}", f"{keras / auto:.1f}x faster"))
+    rows.append(
+        (
+            "lenet serve RUN: start to first 200 on /readyz (s)",
+            f"{auto:.2f}",
+            f"--engine keras: {keras:.2f}; lenet serve model.onnx: {by_onnx:.2f}; median of {serve_repeats}",
+            f"{keras / auto:.1f}x faster",
+        )
+    )
 
     evaluations: dict[str, list] = {"auto": [], "keras": []}
     for _ in range(evaluate_repeats):
@@ -169,16 +225,33 @@ def measure(run: Path, test_images, tmp: Path, *, repeats: int = 11, loop: int =
     report_fast, report_slow = evaluations["auto"][0][1], evaluations["keras"][0][1]
     seconds_fast = statistics.median(s for s, _ in evaluations["auto"])
     seconds_slow = statistics.median(s for s, _ in evaluations["keras"])
-    same = report_fast["accuracy"] == report_slow["accuracy"] and report_fast["confusion_matrix"] == report_slow["confusion_matrix"]
-    raw["evaluate"] = {"auto_seconds": [s for s, _ in evaluations["auto"]], "keras_seconds": [s for s, _ in evaluations["keras"]],
-                       "auto_accuracy": report_fast["accuracy"], "keras_accuracy": report_slow["accuracy"], "count": report_fast["count"],
-                       "same_accuracy_and_confusion_matrix": same, "auto_model": report_fast["model"], "keras_model": report_slow["model"],
-                       "auto_inference_images_per_second": report_fast["images_per_second"],
-                       "keras_inference_images_per_second": report_slow["images_per_second"],
-                       "auto_cross_entropy": report_fast["cross_entropy"], "keras_cross_entropy": report_slow["cross_entropy"]}
-    rows.append((f"lenet evaluate RUN on {report_fast['count']:,} test images, whole process (s)", f"{seconds_fast:.2f}",
-                 f"--engine keras: {seconds_slow:.2f}; accuracy {report_fast['accuracy']!r} vs {report_slow['accuracy']!r}"
-                 f"{' (same, and the same confusion matrix)' if same else ' (DIFFERENT)'}", f"{seconds_slow / seconds_fast:.1f}x faster"))
+    same = (
+        report_fast["accuracy"] == report_slow["accuracy"]
+        and report_fast["confusion_matrix"] == report_slow["confusion_matrix"]
+    )
+    raw["evaluate"] = {
+        "auto_seconds": [s for s, _ in evaluations["auto"]],
+        "keras_seconds": [s for s, _ in evaluations["keras"]],
+        "auto_accuracy": report_fast["accuracy"],
+        "keras_accuracy": report_slow["accuracy"],
+        "count": report_fast["count"],
+        "same_accuracy_and_confusion_matrix": same,
+        "auto_model": report_fast["model"],
+        "keras_model": report_slow["model"],
+        "auto_inference_images_per_second": report_fast["images_per_second"],
+        "keras_inference_images_per_second": report_slow["images_per_second"],
+        "auto_cross_entropy": report_fast["cross_entropy"],
+        "keras_cross_entropy": report_slow["cross_entropy"],
+    }
+    rows.append(
+        (
+            f"lenet evaluate RUN on {report_fast['count']:,} test images, whole process (s)",
+            f"{seconds_fast:.2f}",
+            f"--engine keras: {seconds_slow:.2f}; accuracy {report_fast['accuracy']!r} vs {report_slow['accuracy']!r}"
+            f"{' (same, and the same confusion matrix)' if same else ' (DIFFERENT)'}",
+            f"{seconds_slow / seconds_fast:.1f}x faster",
+        )
+    )
     raw["load_average_after"] = os.getloadavg()[0]
     return rows, raw
 
@@ -206,13 +279,19 @@ def _train_run(tmp: Path, smoke: bool) -> tuple[Path, object]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, default=None, help="a finished run to measure [default: train a 1-epoch MNIST run]")
+    parser.add_argument(
+        "--run", type=Path, default=None, help="a finished run to measure [default: train a 1-epoch MNIST run]"
+    )
     parser.add_argument("--repeats", type=int, default=11, help="cold predict processes per engine")
     parser.add_argument("--loop", type=int, default=100, help="lenet predict calls in the shell loop")
-    parser.add_argument("--keras-loop", type=int, default=None, help="calls in the Keras loop, scaled to --loop [default: --loop]")
+    parser.add_argument(
+        "--keras-loop", type=int, default=None, help="calls in the Keras loop, scaled to --loop [default: --loop]"
+    )
     parser.add_argument("--serve-repeats", type=int, default=5)
     parser.add_argument("--evaluate-repeats", type=int, default=3)
-    parser.add_argument("--smoke", action="store_true", help="tiny synthetic data and few repeats: checks the code path")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny synthetic data and few repeats: checks the code path"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
@@ -225,12 +304,22 @@ def main(argv=None) -> None:
             images = load_dataset("mnist", data_dir(), splits=("test",)).test.images
         if args.smoke:
             args.repeats, args.loop, args.keras_loop, args.serve_repeats, args.evaluate_repeats = 1, 3, 2, 1, 1
-        rows, raw = measure(run, images, tmp, repeats=args.repeats, loop=args.loop, keras_loop=args.keras_loop,
-                            serve_repeats=args.serve_repeats, evaluate_repeats=args.evaluate_repeats,
-                            data=(tmp / "smoke-data") if args.smoke else data_dir())
+        rows, raw = measure(
+            run,
+            images,
+            tmp,
+            repeats=args.repeats,
+            loop=args.loop,
+            keras_loop=args.keras_loop,
+            serve_repeats=args.serve_repeats,
+            evaluate_repeats=args.evaluate_repeats,
+            data=(tmp / "smoke-data") if args.smoke else data_dir(),
+        )
         if args.run is None:
             shutil.rmtree(run, ignore_errors=True)
-    print(f"{raw['cpu']} ({raw['cores']} cores), load average {raw['load_average_before']:.2f} before, {raw['load_average_after']:.2f} after")
+    print(
+        f"{raw['cpu']} ({raw['cores']} cores), load average {raw['load_average_before']:.2f} before, {raw['load_average_after']:.2f} after"
+    )
     print("| measurement | lenet (auto: model.tflite) | baseline / note | ratio |")
     print("|---|---|---|---|")
     for row in rows:

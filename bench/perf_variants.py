@@ -57,9 +57,17 @@ def main():
     results = {}
     for name, variant in VARIANTS.items():
         env = {**os.environ, **variant.get("env", {}), "TF_CPP_MIN_LOG_LEVEL": "2"}
-        payload = {"data_dir": str(data_dir()), "images": args.images, **{k: v for k, v in variant.items() if k != "env"}}
-        proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(payload)], capture_output=True, text=True, env=env)
-        results[name] = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else {"error": proc.stderr[-500:]}
+        payload = {
+            "data_dir": str(data_dir()),
+            "images": args.images,
+            **{k: v for k, v in variant.items() if k != "env"},
+        }
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, json.dumps(payload)], capture_output=True, text=True, env=env
+        )
+        results[name] = (
+            json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else {"error": proc.stderr[-500:]}
+        )
         print(name, results[name], file=sys.stderr, flush=True)
     print(json.dumps(results, indent=2))
 

@@ -72,11 +72,19 @@ def breakdown(predictions, truth: list[int], groups: list, class_names) -> dict:
             row["correct"] += 1
         else:
             row["confusions"][class_names[prediction.index] if prediction.error is None else "refused"] += 1
-    return {group: {"count": row["count"], "accuracy": row["correct"] / row["count"],
-                    "confusions": dict(row["confusions"].most_common(3))} for group, row in sorted(table.items())}
+    return {
+        group: {
+            "count": row["count"],
+            "accuracy": row["correct"] / row["count"],
+            "confusions": dict(row["confusions"].most_common(3)),
+        }
+        for group, row in sorted(table.items())
+    }
 
 
-def measure(run_dir: Path, count: int = 1000, kinds: list[str] | None = None, seed: int = 20260516, split: str = "test") -> dict:
+def measure(
+    run_dir: Path, count: int = 1000, kinds: list[str] | None = None, seed: int = 20260516, split: str = "test"
+) -> dict:
     from lenet_cli.data.dataset import CLASS_NAMES
     from lenet_cli.data.picture_inputs import expand_inputs
     from lenet_cli.engine.predict import predict_items
@@ -116,8 +124,11 @@ def measure(run_dir: Path, count: int = 1000, kinds: list[str] | None = None, se
             print(f"{kind}: {correct / len(truth):.2%}", file=sys.stderr)
             for label, group in ({**entry["per_class"], **entry.get("per_variant", {})}).items():
                 confusions = ", ".join(f"{k} {v}" for k, v in group["confusions"].items())
-                print(f"  {label}: {group['accuracy']:.1%} of {group['count']}" + (f" (read as {confusions})" if confusions else ""),
-                      file=sys.stderr)
+                print(
+                    f"  {label}: {group['accuracy']:.1%} of {group['count']}"
+                    + (f" (read as {confusions})" if confusions else ""),
+                    file=sys.stderr,
+                )
     return result
 
 
@@ -126,8 +137,12 @@ def main():
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--count", type=int, default=1000, help="test images per kind (default 1000)")
     parser.add_argument("--kinds", help="comma-separated kinds (default: all for the model's dataset)")
-    parser.add_argument("--split", choices=("test", "validation"), default="test",
-                        help="render the last COUNT test images (default), or the first COUNT of the run's validation split")
+    parser.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        default="test",
+        help="render the last COUNT test images (default), or the first COUNT of the run's validation split",
+    )
     args = parser.parse_args()
     kinds = args.kinds.split(",") if args.kinds else None
     print(json.dumps(measure(args.run_dir, args.count, kinds, split=args.split), indent=2))

@@ -30,7 +30,13 @@ def measure(run_dir: Path, count: int = 2000, seed: int = 20261127) -> dict:
 
     ref, loaded, images, labels, original = model_and_test_images(run_dir, count)
     dataset = loaded.dataset
-    result = {"dataset": dataset, "count": count, "model": str(ref.model_path), "original_accuracy": original, "per_format": {}}
+    result = {
+        "dataset": dataset,
+        "count": count,
+        "model": str(ref.model_path),
+        "original_accuracy": original,
+        "per_format": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in FORMATS:
             folder = Path(tmp) / fmt
@@ -38,7 +44,10 @@ def measure(run_dir: Path, count: int = 2000, seed: int = 20261127) -> dict:
             items = expand_inputs([str(p) for p in paths])
             predictions = list(predict_items(items, loaded.predict, CLASS_NAMES[dataset], dataset))
             correct = sum(p.index == int(y) for p, y in zip(predictions, labels))
-            result["per_format"][fmt] = {"accuracy": correct / count, "errors": sum(p.error is not None for p in predictions)}
+            result["per_format"][fmt] = {
+                "accuracy": correct / count,
+                "errors": sum(p.error is not None for p in predictions),
+            }
     result["rendered_accuracy"] = float(np.mean([v["accuracy"] for v in result["per_format"].values()]))
     return result
 

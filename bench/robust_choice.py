@@ -69,12 +69,20 @@ def score_run(run_dir: Path, dataset: str, count: int) -> dict[str, dict]:
     ref = resolve_model(run_dir)
     loaded = open_model(ref)
     held_out, _ = load_split(dataset, "validation", data_dir(), validation_size=validation_size_of(ref))
-    images, labels = held_out.images[:count], held_out.labels[:count].astype(int)  # the renderings' originals, as bench.picture_kinds
+    images, labels = (
+        held_out.images[:count],
+        held_out.labels[:count].astype(int),
+    )  # the renderings' originals, as bench.picture_kinds
     predictors = {"plain": loaded.predict}
     if dataset == "fashion":
         predictors["flip"] = flip_averaged(loaded.predict)
-    scores = {name: {"val_accuracy": float((predict(held_out.images).argmax(1) == held_out.labels.astype(int)).mean()), "kinds": {}}
-              for name, predict in predictors.items()}
+    scores = {
+        name: {
+            "val_accuracy": float((predict(held_out.images).argmax(1) == held_out.labels.astype(int)).mean()),
+            "kinds": {},
+        }
+        for name, predict in predictors.items()
+    }
     with tempfile.TemporaryDirectory(prefix="lenet-robust-") as tmp:
         for kind in ROBUST_KINDS[dataset]:
             paths, truth, _ = render_set(kind, images, labels, Path(tmp) / kind, KINDS_SEED)
@@ -98,10 +106,15 @@ def choose(rows: list[dict]) -> tuple[list[dict], str]:
     table = []
     for name, runs in by_name.items():
         kinds = sorted(runs[0]["kinds"])
-        table.append({"candidate": name, "seeds": [r["seed"] for r in runs],
-                      "val_accuracy": statistics.mean(r["val_accuracy"] for r in runs),
-                      "kinds": {k: statistics.mean(r["kinds"][k] for r in runs) for k in kinds},
-                      "kinds_mean": statistics.mean(r["kinds_mean"] for r in runs)})
+        table.append(
+            {
+                "candidate": name,
+                "seeds": [r["seed"] for r in runs],
+                "val_accuracy": statistics.mean(r["val_accuracy"] for r in runs),
+                "kinds": {k: statistics.mean(r["kinds"][k] for r in runs) for k in kinds},
+                "kinds_mean": statistics.mean(r["kinds_mean"] for r in runs),
+            }
+        )
     table.sort(key=lambda r: -r["val_accuracy"])
     best = table[0]["val_accuracy"]
     equals = [r for r in table if r["val_accuracy"] >= best - TOLERANCE - 1e-12]
@@ -112,15 +125,21 @@ def choose(rows: list[dict]) -> tuple[list[dict], str]:
 
 def markdown(dataset: str, table: list[dict], chosen: str, count: int) -> str:
     kinds = list(ROBUST_KINDS[dataset])
-    lines = [f"Robust recipe rule for `{dataset}` ({cpu_model()}; `python -m bench.robust_choice RUNS --dataset {dataset} --count {count}`): "
-             f"candidates within {TOLERANCE:.1%} of the best mean validation accuracy are equals; among them, the best mean "
-             f"accuracy on {count} validation renderings of each kind wins.", "",
-             "| candidate | validation (mean) | within 0.2 | " + " | ".join(kinds) + " | kinds mean |",
-             "|---|---|---|" + "---|" * len(kinds) + "---|"]
+    lines = [
+        f"Robust recipe rule for `{dataset}` ({cpu_model()}; `python -m bench.robust_choice RUNS --dataset {dataset} --count {count}`): "
+        f"candidates within {TOLERANCE:.1%} of the best mean validation accuracy are equals; among them, the best mean "
+        f"accuracy on {count} validation renderings of each kind wins.",
+        "",
+        "| candidate | validation (mean) | within 0.2 | " + " | ".join(kinds) + " | kinds mean |",
+        "|---|---|---|" + "---|" * len(kinds) + "---|",
+    ]
     for row in table:
         mark = "**" if row["candidate"] == chosen else ""
-        lines.append(f"| {mark}{row['candidate']}{mark} | {row['val_accuracy']:.2%} | {'yes' if row['within_tolerance'] else 'no'} | "
-                     + " | ".join(f"{row['kinds'][k]:.1%}" for k in kinds) + f" | {row['kinds_mean']:.2%} |")
+        lines.append(
+            f"| {mark}{row['candidate']}{mark} | {row['val_accuracy']:.2%} | {'yes' if row['within_tolerance'] else 'no'} | "
+            + " | ".join(f"{row['kinds'][k]:.1%}" for k in kinds)
+            + f" | {row['kinds_mean']:.2%} |"
+        )
     return "\n".join(lines)
 
 
@@ -140,7 +159,10 @@ def main(argv=None) -> None:
             name = match["candidate"] + ("" if variant == "plain" else f"+{variant}")
             row = {"candidate": name, "seed": int(match["seed"]), **scores}
             rows.append(row)
-            print(f"{name} seed {row['seed']}: validation {row['val_accuracy']:.4f}, kinds {row['kinds_mean']:.4f}", file=sys.stderr)
+            print(
+                f"{name} seed {row['seed']}: validation {row['val_accuracy']:.4f}, kinds {row['kinds_mean']:.4f}",
+                file=sys.stderr,
+            )
     table, chosen = choose(rows)
     if args.out:
         args.out.write_text(json.dumps({"cpu": cpu_model(), "rows": rows, "table": table, "chosen": chosen}, indent=2))

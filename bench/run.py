@@ -63,17 +63,34 @@ def bench_train(args, tmp):
     default_batch = resolve_config("mnist").batch_size
     # the smoke run checks the code path, not the figures; the last batch is the default one (efficiency reads it)
     for batch in (128,) if args.smoke else sorted({128, 256} - {default_batch}) + [default_batch]:
-        result = run(data, epochs=2 if args.smoke else 4, batch_size=batch, baseline_source=source, rounds=1 if args.smoke else 2)
+        result = run(
+            data, epochs=2 if args.smoke else 4, batch_size=batch, baseline_source=source, rounds=1 if args.smoke else 2
+        )
         lenet = result["lenet_images_per_second"]
-        rows.append((f"training images/s, batch {batch} (lenet train)", f"{lenet:,.0f}",
-                     f"plain model.fit, same objective, TensorFlow defaults: {result['plain_fit_tf_defaults_images_per_second']:,.0f}",
-                     f"{result['ratio_tf_defaults']:.2f}x"))
-        rows.append((f"training images/s, batch {batch} (lenet train)", f"{lenet:,.0f}",
-                     f"plain model.fit, same objective, lenet's TensorFlow settings (oneDNN on): {result['plain_fit_same_settings_images_per_second']:,.0f}",
-                     f"{result['ratio_same_settings']:.2f}x"))
-        rows.append((f"training images/s, batch {batch} (lenet train)", f"{lenet:,.0f}",
-                     f"model.fit by hand, TensorFlow's LRN op, lenet's TensorFlow settings: {result['by_hand_tensorflow_lrn_images_per_second']:,.0f}",
-                     f"{result['ratio_by_hand']:.2f}x"))
+        rows.append(
+            (
+                f"training images/s, batch {batch} (lenet train)",
+                f"{lenet:,.0f}",
+                f"plain model.fit, same objective, TensorFlow defaults: {result['plain_fit_tf_defaults_images_per_second']:,.0f}",
+                f"{result['ratio_tf_defaults']:.2f}x",
+            )
+        )
+        rows.append(
+            (
+                f"training images/s, batch {batch} (lenet train)",
+                f"{lenet:,.0f}",
+                f"plain model.fit, same objective, lenet's TensorFlow settings (oneDNN on): {result['plain_fit_same_settings_images_per_second']:,.0f}",
+                f"{result['ratio_same_settings']:.2f}x",
+            )
+        )
+        rows.append(
+            (
+                f"training images/s, batch {batch} (lenet train)",
+                f"{lenet:,.0f}",
+                f"model.fit by hand, TensorFlow's LRN op, lenet's TensorFlow settings: {result['by_hand_tensorflow_lrn_images_per_second']:,.0f}",
+                f"{result['ratio_by_hand']:.2f}x",
+            )
+        )
         raw[f"batch_{batch}"] = result
     raw["lenet_images_per_second"] = raw[f"batch_{batch}"]["lenet_images_per_second"]
     raw["default_batch_size"] = batch
@@ -94,7 +111,14 @@ def bench_tensorboard(args, tmp):
             seconds.setdefault(tensorboard, []).append(time.perf_counter() - started)
     # the epoch plus its end-of-epoch work (validation, callbacks), best of two each
     off, on = min(seconds[False]), min(seconds[True])
-    return [("one MNIST epoch with all TensorBoard callbacks (s)", f"{on:.1f}", f"without: {off:.1f}", f"+{(on / off - 1) * 100:.1f} %")], {"with": seconds[True], "without": seconds[False]}
+    return [
+        (
+            "one MNIST epoch with all TensorBoard callbacks (s)",
+            f"{on:.1f}",
+            f"without: {off:.1f}",
+            f"+{(on / off - 1) * 100:.1f} %",
+        )
+    ], {"with": seconds[True], "without": seconds[False]}
 
 
 class _TestAccuracyProbe:
@@ -146,7 +170,9 @@ class _TestAccuracyProbe:
         train_seconds = t0 - self.start - self.excluded
         accuracy = float((KerasPredictor(model)(self.images).argmax(1) == self.labels).mean())
         self.excluded += time.perf_counter() - t0
-        self.rows.append({"epoch": round(images / self.train_size, 2), "train_seconds": train_seconds, "test_accuracy": accuracy})
+        self.rows.append(
+            {"epoch": round(images / self.train_size, 2), "train_seconds": train_seconds, "test_accuracy": accuracy}
+        )
 
 
 def bench_accuracy(args, tmp):
@@ -163,11 +189,28 @@ def bench_accuracy(args, tmp):
             result = train(cfg, data, Path(run_dir), callbacks=[probe.callback()], tensorboard=True)
         wall = time.perf_counter() - started - probe.excluded
         reached = next((r for r in probe.rows if r["test_accuracy"] >= target), None)
-        rows.append((f"{name}: seconds of training to {target:.1%} test accuracy", f"{reached['train_seconds']:.0f}" if reached else "not reached",
-                     f"epoch {reached['epoch']}" if reached else f"best {max(r['test_accuracy'] for r in probe.rows):.4f}", ""))
-        rows.append((f"{name}: default recipe ({cfg.epochs} epochs), final test accuracy", f"{result.metrics['test_accuracy']:.4f}",
-                     f"val {result.metrics['val_accuracy']:.4f}", f"{wall / 60:.1f} min training + scoring"))
-        raw[name] = {"per_epoch": probe.rows, "metrics": result.metrics, "wall_seconds": wall, "config": cfg.to_json_dict()}
+        rows.append(
+            (
+                f"{name}: seconds of training to {target:.1%} test accuracy",
+                f"{reached['train_seconds']:.0f}" if reached else "not reached",
+                f"epoch {reached['epoch']}" if reached else f"best {max(r['test_accuracy'] for r in probe.rows):.4f}",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"{name}: default recipe ({cfg.epochs} epochs), final test accuracy",
+                f"{result.metrics['test_accuracy']:.4f}",
+                f"val {result.metrics['val_accuracy']:.4f}",
+                f"{wall / 60:.1f} min training + scoring",
+            )
+        )
+        raw[name] = {
+            "per_epoch": probe.rows,
+            "metrics": result.metrics,
+            "wall_seconds": wall,
+            "config": cfg.to_json_dict(),
+        }
     return rows, raw
 
 
@@ -179,7 +222,9 @@ def bench_evaluate(args, tmp):
 
     data, root = _dataset("mnist", args.smoke, tmp)
     repeats = 3 if args.smoke else 9
-    defaults = run_with_tensorflow_defaults("predict", "--data-dir", root, "--validation-size", len(data.validation), "--repeats", repeats)
+    defaults = run_with_tensorflow_defaults(
+        "predict", "--data-dir", root, "--validation-size", len(data.validation), "--repeats", repeats
+    )
     model = build_lenet(seed=0)
     images = data.test.images
     x = as_model_input(images)
@@ -197,11 +242,24 @@ def bench_evaluate(args, tmp):
     a, b, d = statistics.median(ours), statistics.median(theirs), defaults["median"]
     low, high = min(defaults["rates"]), max(defaults["rates"])
     return [
-        ("inference images/s, batch 1000 (lenet evaluate's predictor)", f"{a:,.0f}",
-         f"model.predict on numpy, TensorFlow defaults: median {d:,.0f} (runs {low:,.0f}-{high:,.0f})", f"{a / d:.2f}x"),
-        ("inference images/s, batch 1000 (lenet evaluate's predictor)", f"{a:,.0f}",
-         f"model.predict on numpy, lenet's TensorFlow settings: median {b:,.0f} (runs {min(theirs):,.0f}-{max(theirs):,.0f})", f"{a / b:.2f}x"),
-    ], {"lenet": ours, "model_predict_same_settings": theirs, "model_predict_tf_defaults": defaults["rates"], "tf_defaults_onednn": defaults["onednn"]}
+        (
+            "inference images/s, batch 1000 (lenet evaluate's predictor)",
+            f"{a:,.0f}",
+            f"model.predict on numpy, TensorFlow defaults: median {d:,.0f} (runs {low:,.0f}-{high:,.0f})",
+            f"{a / d:.2f}x",
+        ),
+        (
+            "inference images/s, batch 1000 (lenet evaluate's predictor)",
+            f"{a:,.0f}",
+            f"model.predict on numpy, lenet's TensorFlow settings: median {b:,.0f} (runs {min(theirs):,.0f}-{max(theirs):,.0f})",
+            f"{a / b:.2f}x",
+        ),
+    ], {
+        "lenet": ours,
+        "model_predict_same_settings": theirs,
+        "model_predict_tf_defaults": defaults["rates"],
+        "tf_defaults_onednn": defaults["onednn"],
+    }
 
 
 def _trained_model(tmp: Path, smoke: bool) -> Path:
@@ -234,15 +292,23 @@ def bench_predict(args, tmp):
         Image.fromarray(images[i % len(images)]).save(folder / f"{i:05d}.png")
     env = {**os.environ, "LENET_VERIFY_CHECKSUMS": "0"}
     t = time.perf_counter()
-    proc = subprocess.run(_lenet_cmd("predict", "--model", run, folder, "--format", "tsv"), capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        _lenet_cmd("predict", "--model", run, folder, "--format", "tsv"), capture_output=True, text=True, env=env
+    )
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr)
     lines = proc.stdout.strip().splitlines()
     predicted = np.array([int(line.split("\t")[1]) for line in lines])
     labels = np.array([data.test.labels[i % len(images)] for i in range(count)])
-    return [(f"lenet predict on {count:,} 28x28 PNG files, whole process (s)", f"{wall:.1f}", "target <= 10 s", f"{count / wall:,.0f} img/s")], {
-        "wall": wall, "count": count, "agreement_with_labels": float((predicted == labels).mean())}
+    return [
+        (
+            f"lenet predict on {count:,} 28x28 PNG files, whole process (s)",
+            f"{wall:.1f}",
+            "target <= 10 s",
+            f"{count / wall:,.0f} img/s",
+        )
+    ], {"wall": wall, "count": count, "agreement_with_labels": float((predicted == labels).mean())}
 
 
 def bench_coldstart(args, tmp):
@@ -253,9 +319,15 @@ def bench_coldstart(args, tmp):
     one = tmp / "one.png"
     Image.fromarray(data.test.images[0]).save(one)
     models = {"keras": run / "model.keras"}
-    exports = () if args.smoke else (("onnx", "model.onnx"), ("litert", "model.tflite"))  # smoke: tests/test_export.py covers exporting
+    exports = (
+        () if args.smoke else (("onnx", "model.onnx"), ("litert", "model.tflite"))
+    )  # smoke: tests/test_export.py covers exporting
     for fmt, name in exports:
-        proc = subprocess.run(_lenet_cmd("export", run, "--to", fmt, "--output", tmp / name, "--no-verify"), capture_output=True, text=True)
+        proc = subprocess.run(
+            _lenet_cmd("export", run, "--to", fmt, "--output", tmp / name, "--no-verify"),
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             raise SystemExit(f"export to {fmt} failed: {proc.stderr.strip()[-500:]}")
         models[fmt] = tmp / name
@@ -282,8 +354,14 @@ def bench_coldstart(args, tmp):
         floor = timed([sys.executable, "-c", _FLOOR[fmt], str(path), str(one)]) if fmt in _FLOOR else None
         raw[f"{fmt}_floor"] = floor
         note = f"floor, the runtime alone (python + numpy + Pillow + runtime, one image): {floor:.2f}" if floor else ""
-        rows.append((f"cold start: lenet predict one.png with .{path.suffix.lstrip('.')} (s)", f"{raw[fmt]:.2f}", note,
-                     f"{raw[fmt] - floor:+.2f} s" if floor else ""))
+        rows.append(
+            (
+                f"cold start: lenet predict one.png with .{path.suffix.lstrip('.')} (s)",
+                f"{raw[fmt]:.2f}",
+                note,
+                f"{raw[fmt] - floor:+.2f} s" if floor else "",
+            )
+        )
     return rows, raw
 
 
@@ -292,23 +370,28 @@ def bench_fast(args, tmp):
 
     run = _trained_model(tmp, args.smoke)
     data, root = _dataset("mnist", args.smoke, tmp)
-    counts = {"repeats": 1, "loop": 3, "keras_loop": 2, "serve_repeats": 1, "evaluate_repeats": 1} if args.smoke else \
-        {"repeats": 11, "loop": 100, "keras_loop": args.keras_loop, "serve_repeats": 5, "evaluate_repeats": 3}
+    counts = (
+        {"repeats": 1, "loop": 3, "keras_loop": 2, "serve_repeats": 1, "evaluate_repeats": 1}
+        if args.smoke
+        else {"repeats": 11, "loop": 100, "keras_loop": args.keras_loop, "serve_repeats": 5, "evaluate_repeats": 3}
+    )
     return measure(run, data.test.images, tmp, data=root, **counts)
 
 
 # The least any program can do for one PNG with each model: import the runtime, load the file, decode, run.
 _FLOOR = {
-    "keras": "import sys, numpy as np\nimport lenet_cli.model.network  # lenet's TensorFlow settings; registers the LRN layer the file names\nimport keras\nfrom PIL import Image\n"
-             "m = keras.saving.load_model(sys.argv[1], safe_mode=True, compile=False)\n"
-             "x = np.asarray(Image.open(sys.argv[2]), np.float32)[None, :, :, None] / 255\nprint(m(x).numpy().argmax())",
+    "keras": "import sys, numpy as np\n"
+    "import lenet_cli.model.network  # lenet's TensorFlow settings; registers the LRN layer the file names\n"
+    "import keras\nfrom PIL import Image\n"
+    "m = keras.saving.load_model(sys.argv[1], safe_mode=True, compile=False)\n"
+    "x = np.asarray(Image.open(sys.argv[2]), np.float32)[None, :, :, None] / 255\nprint(m(x).numpy().argmax())",
     "onnx": "import sys, numpy as np, onnxruntime as ort\nfrom PIL import Image\n"
-            "s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\n"
-            "x = np.asarray(Image.open(sys.argv[2]), np.float32)[None, :, :, None] / 255\nprint(s.run(None, {s.get_inputs()[0].name: x})[0].argmax())",
+    "s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\n"
+    "x = np.asarray(Image.open(sys.argv[2]), np.float32)[None, :, :, None] / 255\nprint(s.run(None, {s.get_inputs()[0].name: x})[0].argmax())",
     "litert": "import sys, numpy as np\nfrom ai_edge_litert.interpreter import Interpreter\nfrom PIL import Image\n"
-              "i = Interpreter(model_path=sys.argv[1]); i.allocate_tensors()\n"
-              "x = np.asarray(Image.open(sys.argv[2]), np.float32)[None, :, :, None] / 255\n"
-              "i.set_tensor(i.get_input_details()[0]['index'], x); i.invoke()\nprint(i.get_tensor(i.get_output_details()[0]['index']).argmax())",
+    "i = Interpreter(model_path=sys.argv[1]); i.allocate_tensors()\n"
+    "x = np.asarray(Image.open(sys.argv[2]), np.float32)[None, :, :, None] / 255\n"
+    "i.set_tensor(i.get_input_details()[0]['index'], x); i.invoke()\nprint(i.get_tensor(i.get_output_details()[0]['index']).argmax())",
 }
 
 
@@ -349,15 +432,34 @@ def bench_efficiency(args, tmp, train_rate: float | None, train_batch: int | Non
         tf.linalg.matmul(a, b).numpy()
         rates.append(2 * n**3 / (time.perf_counter() - t))
     peak = max(rates)
-    rows = [("float32 matmul peak, TensorFlow (GFLOP/s)", f"{peak / 1e9:,.0f}", f"{n}x{n} matmul", ""),
-            ("training FLOPs per image (forward + backward)", f"{flops / 1e6:.1f} M", "counted from the model's layers", "")]
+    rows = [
+        ("float32 matmul peak, TensorFlow (GFLOP/s)", f"{peak / 1e9:,.0f}", f"{n}x{n} matmul", ""),
+        (
+            "training FLOPs per image (forward + backward)",
+            f"{flops / 1e6:.1f} M",
+            "counted from the model's layers",
+            "",
+        ),
+    ]
     dense = _dense_matmul_rate(tuple(model.get_layer("dot_1").kernel.shape), train_batch or 256, smoke=args.smoke)
-    rows.append((f"dot_1's forward matmul alone, batch {train_batch or 256} (GFLOP/s)", f"{dense / 1e9:,.0f}",
-                 "the largest matmul of a training step", f"{dense / peak:.0%} of peak"))
+    rows.append(
+        (
+            f"dot_1's forward matmul alone, batch {train_batch or 256} (GFLOP/s)",
+            f"{dense / 1e9:,.0f}",
+            "the largest matmul of a training step",
+            f"{dense / peak:.0%} of peak",
+        )
+    )
     if train_rate:
         achieved = flops * train_rate
-        rows.append(("training efficiency at the default batch size", f"{achieved / 1e9:,.0f} GFLOP/s", f"ceiling {peak / flops:,.0f} img/s",
-                     f"{achieved / peak:.0%} of peak"))
+        rows.append(
+            (
+                "training efficiency at the default batch size",
+                f"{achieved / 1e9:,.0f} GFLOP/s",
+                f"ceiling {peak / flops:,.0f} img/s",
+                f"{achieved / peak:.0%} of peak",
+            )
+        )
     return rows, {"peak_flops": peak, "flops_per_image": flops, "dense_matmul_flops": dense}
 
 
@@ -373,7 +475,17 @@ def write_results(path: Path, facts: dict, rows: list, raw: dict) -> None:
         "|---|---|---|---|",
     ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    lines += ["", "<details><summary>raw numbers</summary>", "", "```json", json.dumps(raw, indent=1, default=str), "```", "", "</details>", ""]
+    lines += [
+        "",
+        "<details><summary>raw numbers</summary>",
+        "",
+        "```json",
+        json.dumps(raw, indent=1, default=str),
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
     from lenet_cli.store.atomic import write_text_atomic
 
     write_text_atomic(path, "\n".join(lines))
@@ -382,10 +494,16 @@ def write_results(path: Path, facts: dict, rows: list, raw: dict) -> None:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
-    parser.add_argument("--smoke", action="store_true", help="tiny synthetic data: checks the suite runs, timings mean nothing")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny synthetic data: checks the suite runs, timings mean nothing"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md")
-    parser.add_argument("--keras-loop", type=int, default=None,
-                        help="fast: lenet predict --engine keras calls in the shell loop, scaled to 100 [default: 100]")
+    parser.add_argument(
+        "--keras-loop",
+        type=int,
+        default=None,
+        help="fast: lenet predict --engine keras calls in the shell loop, scaled to 100 [default: 100]",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from lenet_cli.core.tensorflow_env import import_tensorflow
@@ -405,7 +523,9 @@ def main(argv=None):
             started = time.perf_counter()
             if section == "efficiency":
                 rate = raw.get("train", {}).get("lenet_images_per_second")
-                section_rows, section_raw = bench_efficiency(args, tmp, rate, raw.get("train", {}).get("default_batch_size"))
+                section_rows, section_raw = bench_efficiency(
+                    args, tmp, rate, raw.get("train", {}).get("default_batch_size")
+                )
             else:
                 section_rows, section_raw = globals()[f"bench_{section}"](args, tmp)
             rows += section_rows

@@ -69,7 +69,10 @@ def multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     body = b"".join(
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\nContent-Type: image/png\r\n\r\n'.encode()
-        + data + b"\r\n" for name, data in files)
+        + data
+        + b"\r\n"
+        for name, data in files
+    )
     return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -82,7 +85,12 @@ def payloads(folder: Path) -> dict[str, tuple[Path, str, str, int]]:
     made = {
         "digit": (*multipart([("digit.png", png(digits[0]))]), "/predict", 1),
         "drawing": (*multipart([("drawing.png", png(drawing))]), "/predict", 1),
-        "tf64": (json.dumps({"instances": np.round(digits / 255.0, 4).tolist()}).encode(), "application/json", "/v1/models/lenet:predict", 64),
+        "tf64": (
+            json.dumps({"instances": np.round(digits / 255.0, 4).tolist()}).encode(),
+            "application/json",
+            "/v1/models/lenet:predict",
+            64,
+        ),
     }
     out = {}
     for name, (body, content_type, path, images) in made.items():
@@ -120,7 +128,9 @@ class Server:
         else:
             command = [sys.executable, "-m", "lenet_cli", "serve", str(model), "--port", "0", *args]
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen(["taskset", "-c", cpu, *command], stderr=handle, stdout=subprocess.DEVNULL, cwd=REPO)
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", cpu, *command], stderr=handle, stdout=subprocess.DEVNULL, cwd=REPO
+        )
         self.url = None
         deadline = time.monotonic() + 180
         while self.url is None:
@@ -160,8 +170,26 @@ def wrk(server: Server, payload, connections: int, duration: float, cpu: str) ->
     body, content_type, path, images = payload
     env = dict(os.environ, LENET_BODY=str(body), LENET_CONTENT_TYPE=content_type, LENET_PATH=path)
     cpu_before, wall_before = server.cpu_seconds(), time.perf_counter()
-    proc = subprocess.run(["taskset", "-c", cpu, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s", "-s", str(LUA), server.url],
-                          capture_output=True, text=True, env=env, timeout=duration + 60)
+    proc = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            cpu,
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(LUA),
+            server.url,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=duration + 60,
+    )
     cpu_used = (server.cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
     line = [text for text in proc.stdout.splitlines() if text.startswith("{")]
     if not line:
@@ -203,9 +231,27 @@ def bad_requests() -> list[tuple[str, str, str, bytes, int]]:
         ("wrong content type", "/predict", "text/plain", b"hello", 415),
         ("too many images", "/predict", many_type, many, 413),
         ("malformed JSON", "/v1/models/lenet:predict", "application/json", b'{"instances": [[', 400),
-        ("wrong shape", "/v1/models/lenet:predict", "application/json", json.dumps({"instances": [[[0.5] * 27] * 28]}).encode(), 400),
-        ("NaN values", "/v1/models/lenet:predict", "application/json", json.dumps({"instances": [[[float("nan")] * 28] * 28]}).encode(), 400),
-        ("ragged arrays", "/v1/models/lenet:predict", "application/json", json.dumps({"instances": [zeros, zeros[:3]]}).encode(), 400),
+        (
+            "wrong shape",
+            "/v1/models/lenet:predict",
+            "application/json",
+            json.dumps({"instances": [[[0.5] * 27] * 28]}).encode(),
+            400,
+        ),
+        (
+            "NaN values",
+            "/v1/models/lenet:predict",
+            "application/json",
+            json.dumps({"instances": [[[float("nan")] * 28] * 28]}).encode(),
+            400,
+        ),
+        (
+            "ragged arrays",
+            "/v1/models/lenet:predict",
+            "application/json",
+            json.dumps({"instances": [zeros, zeros[:3]]}).encode(),
+            400,
+        ),
     ]
 
 
@@ -239,11 +285,17 @@ def fault_client(server: Server, stop: threading.Event, tally: dict) -> None:
             tally[what] = tally.get(what, 0) + (1 if ok else 0)
             tally["unexpected"] = tally.get("unexpected", 0) + (0 if ok else 1)
         # a body over --max-bytes, announced by its Content-Length: refused before it is read
-        status = raw_exchange(port, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 20000000\r\n\r\n")
+        status = raw_exchange(
+            port, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 20000000\r\n\r\n"
+        )
         tally["body over --max-bytes"] = tally.get("body over --max-bytes", 0) + (status == 413)
         # a client that disconnects mid-upload
-        raw_exchange(port, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 500000\r\n\r\n",
-                     b"\x89PNG" + bytes(100_000), close_after=True)
+        raw_exchange(
+            port,
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 500000\r\n\r\n",
+            b"\x89PNG" + bytes(100_000),
+            close_after=True,
+        )
         tally["disconnected mid-upload"] = tally.get("disconnected mid-upload", 0) + 1
 
 
@@ -260,8 +312,13 @@ def fault_run(model: Path, payload, duration: float, server_cpu: str, client_cpu
         stop.set()
         thread.join()
         rss_after = server.rss_mib()
-        result.update(rss_before_mib=round(rss_before, 1), rss_after_mib=round(rss_after, 1), rss_peak_mib=round(server.rss_mib("VmHWM"), 1),
-                      bad_requests=tally, still_ready=server.ready())
+        result.update(
+            rss_before_mib=round(rss_before, 1),
+            rss_after_mib=round(rss_after, 1),
+            rss_peak_mib=round(server.rss_mib("VmHWM"), 1),
+            bad_requests=tally,
+            still_ready=server.ready(),
+        )
     finally:
         server.stop()
     return result
@@ -284,10 +341,21 @@ def ab_runs(pairs, payload, connections, rounds, seconds, args, log_dir: Path, r
                     for name, server in ((name_a, a), (name_b, b)):
                         runs[name].append(wrk(server, payload, c, seconds, args.client_cpu))
                 for name, results in runs.items():
-                    median = {key: float(np.median([r[key] for r in results])) for key in ("req_s", "img_s", "p50_ms", "p99_ms", "server_cpu")}
-                    report({"comparison": label, "variant": name, "connections": c, "rounds": rounds, **median,
+                    median = {
+                        key: float(np.median([r[key] for r in results]))
+                        for key in ("req_s", "img_s", "p50_ms", "p99_ms", "server_cpu")
+                    }
+                    report(
+                        {
+                            "comparison": label,
+                            "variant": name,
+                            "connections": c,
+                            "rounds": rounds,
+                            **median,
                             "req_s_range": [min(r["req_s"] for r in results), max(r["req_s"] for r in results)],
-                            "errors": sum(r["errors"] for r in results)})
+                            "errors": sum(r["errors"] for r in results),
+                        }
+                    )
         finally:
             a.stop()
             b.stop()
@@ -298,7 +366,9 @@ def ab_runs(pairs, payload, connections, rounds, seconds, args, log_dir: Path, r
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--keras", type=Path, required=True, help="Run directory (or .keras file) trained on real MNIST.")
+    parser.add_argument(
+        "--keras", type=Path, required=True, help="Run directory (or .keras file) trained on real MNIST."
+    )
     parser.add_argument("--onnx", type=Path, required=True, help="Its ONNX export.")
     parser.add_argument("--duration", type=float, default=8.0, help="Seconds per wrk run.")
     parser.add_argument("--connections", default="1,8,64")
@@ -327,16 +397,39 @@ def main(argv=None) -> None:
                     continue
                 server = Server(model, ["--batching" if batching else "--no-batching"], args.server_cpu, log)
                 try:
-                    base = {"model": fmt, "batching": batching, "server": "uvicorn+httptools+uvloop", "ready_s": round(server.ready_s, 2)}
+                    base = {
+                        "model": fmt,
+                        "batching": batching,
+                        "server": "uvicorn+httptools+uvloop",
+                        "ready_s": round(server.ready_s, 2),
+                    }
                     wrk(server, bodies["digit"], 8, 2, args.client_cpu)  # warm-up
                     if "main" in only:
                         for c in connections:
-                            report({**base, "payload": "1 digit (28x28 PNG)", **wrk(server, bodies["digit"], c, args.duration, args.client_cpu)})
+                            report(
+                                {
+                                    **base,
+                                    "payload": "1 digit (28x28 PNG)",
+                                    **wrk(server, bodies["digit"], c, args.duration, args.client_cpu),
+                                }
+                            )
                     if "tf64" in only and batching:
                         for c in (1, 8):
-                            report({**base, "payload": "TF Serving, 64 instances", **wrk(server, bodies["tf64"], c, args.duration, args.client_cpu)})
+                            report(
+                                {
+                                    **base,
+                                    "payload": "TF Serving, 64 instances",
+                                    **wrk(server, bodies["tf64"], c, args.duration, args.client_cpu),
+                                }
+                            )
                     if "drawing" in only and batching and fmt == "onnx":
-                        report({**base, "payload": "1 drawing (280x280 PNG)", **wrk(server, bodies["drawing"], 8, args.duration, args.client_cpu)})
+                        report(
+                            {
+                                **base,
+                                "payload": "1 drawing (280x280 PNG)",
+                                **wrk(server, bodies["drawing"], 8, args.duration, args.client_cpu),
+                            }
+                        )
                 finally:
                     server.stop()
         if "plain" in only:
@@ -344,25 +437,58 @@ def main(argv=None) -> None:
             try:
                 wrk(server, bodies["digit"], 8, 2, args.client_cpu)
                 for c in connections:
-                    report({"model": "onnx", "batching": True, "server": "uvicorn+h11+asyncio", "payload": "1 digit (28x28 PNG)",
-                            **wrk(server, bodies["digit"], c, args.duration, args.client_cpu)})
+                    report(
+                        {
+                            "model": "onnx",
+                            "batching": True,
+                            "server": "uvicorn+h11+asyncio",
+                            "payload": "1 digit (28x28 PNG)",
+                            **wrk(server, bodies["digit"], c, args.duration, args.client_cpu),
+                        }
+                    )
             finally:
                 server.stop()
         if "ab" in only:
+
             def lenet(model, *flags):
                 return lambda log_file: Server(model, list(flags), args.server_cpu, log_file)
 
             pairs = [
-                ("micro-batching, .onnx", ("on", lenet(args.onnx, "--batching")), ("off", lenet(args.onnx, "--no-batching"))),
-                ("micro-batching, .keras", ("on", lenet(args.keras, "--batching")), ("off", lenet(args.keras, "--no-batching"))),
-                ("uvicorn stack, .onnx", ("httptools+uvloop", lenet(args.onnx)),
-                 ("h11+asyncio", lambda log_file: Server(args.onnx, [], args.server_cpu, log_file, plain=True))),
+                (
+                    "micro-batching, .onnx",
+                    ("on", lenet(args.onnx, "--batching")),
+                    ("off", lenet(args.onnx, "--no-batching")),
+                ),
+                (
+                    "micro-batching, .keras",
+                    ("on", lenet(args.keras, "--batching")),
+                    ("off", lenet(args.keras, "--no-batching")),
+                ),
+                (
+                    "uvicorn stack, .onnx",
+                    ("httptools+uvloop", lenet(args.onnx)),
+                    ("h11+asyncio", lambda log_file: Server(args.onnx, [], args.server_cpu, log_file, plain=True)),
+                ),
             ]
             ab_runs(pairs, bodies["digit"], connections, args.rounds, max(2.0, args.duration / 2), args, folder, report)
         if "fault" in only:
-            report({"model": "onnx", "batching": True, "server": "fault run", "payload": "1 digit + bad inputs",
-                    **fault_run(args.onnx, bodies["digit"], max(args.duration, 10), args.server_cpu, args.client_cpu, log)})
-    facts = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average_at_end": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M")}
+            report(
+                {
+                    "model": "onnx",
+                    "batching": True,
+                    "server": "fault run",
+                    "payload": "1 digit + bad inputs",
+                    **fault_run(
+                        args.onnx, bodies["digit"], max(args.duration, 10), args.server_cpu, args.client_cpu, log
+                    ),
+                }
+            )
+    facts = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "load_average_at_end": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"machine": facts, "rows": rows}, indent=1) + "\n")
     print(json.dumps(facts))

@@ -51,8 +51,23 @@ class Server:
 
     def __init__(self, model: Path, workers: int, log: Path):
         self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "lenet_cli", "serve", str(model), "--port", "0", "--workers", str(workers),
-                                      "--no-access-log"], stdout=subprocess.DEVNULL, stderr=open(log, "w"), cwd=REPO)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lenet_cli",
+                "serve",
+                str(model),
+                "--port",
+                "0",
+                "--workers",
+                str(workers),
+                "--no-access-log",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(log, "w"),
+            cwd=REPO,
+        )
         deadline = time.monotonic() + 300
         self.url = None
         while self.url is None:
@@ -70,15 +85,25 @@ class Server:
 
 def wrk(url: str, body: Path, connections: int, seconds: float) -> dict:
     env = dict(os.environ, LENET_BODY=str(body), LENET_CONTENT_TYPE="image/png", LENET_PATH=DRAWING_PATH)
-    proc = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(LUA), url],
-                          capture_output=True, text=True, env=env, timeout=seconds + 120)
+    proc = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(LUA), url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=seconds + 120,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if not lines:
         raise RuntimeError(f"wrk failed: {proc.stdout}\n{proc.stderr}")
     result = json.loads(lines[-1])
     duration = result["duration_us"] / 1e6
-    return {"images_per_second": result["requests"] / duration, "p50_ms": result["p50_us"] / 1000, "p99_ms": result["p99_us"] / 1000,
-            "errors": sum(result["errors"].values()), "requests": result["requests"]}
+    return {
+        "images_per_second": result["requests"] / duration,
+        "p50_ms": result["p50_us"] / 1000,
+        "p99_ms": result["p99_us"] / 1000,
+        "errors": sum(result["errors"].values()),
+        "requests": result["requests"],
+    }
 
 
 def main(argv=None) -> None:
@@ -111,24 +136,48 @@ def main(argv=None) -> None:
                 server.stop()
     rows = []
     for (w, c), results in runs.items():
-        rows.append({"workers": w, "connections": c, "rounds": len(results),
-                     **{key: statistics.median(r[key] for r in results) for key in ("images_per_second", "p50_ms", "p99_ms")},
-                     "images_per_second_range": [min(r["images_per_second"] for r in results), max(r["images_per_second"] for r in results)],
-                     "errors": sum(r["errors"] for r in results)})
-    facts = {**machine_facts(), "libraries": library_versions(), "load_average_before": load_before, "load_average_after": load_after,
-             "date": time.strftime("%Y-%m-%d %H:%M"), "model": str(args.model), "request": f"POST {DRAWING_PATH}, a 280x280 PNG drawing",
-             "duration_s": args.duration}
+        rows.append(
+            {
+                "workers": w,
+                "connections": c,
+                "rounds": len(results),
+                **{
+                    key: statistics.median(r[key] for r in results) for key in ("images_per_second", "p50_ms", "p99_ms")
+                },
+                "images_per_second_range": [
+                    min(r["images_per_second"] for r in results),
+                    max(r["images_per_second"] for r in results),
+                ],
+                "errors": sum(r["errors"] for r in results),
+            }
+        )
+    facts = {
+        **machine_facts(),
+        "libraries": library_versions(),
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "model": str(args.model),
+        "request": f"POST {DRAWING_PATH}, a 280x280 PNG drawing",
+        "duration_s": args.duration,
+    }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"machine": facts, "rows": rows}, indent=1) + "\n")
-    print(f"{facts['cpu']}, {facts['cores']} cores; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+    print(
+        f"{facts['cpu']}, {facts['cores']} cores; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
+    )
     print("| connections | workers | images/s | p99 (ms) | p50 (ms) | errors |")
     print("|---:|---:|---:|---:|---:|---:|")
     for row in sorted(rows, key=lambda r: (r["connections"], r["workers"])):
-        print(f"| {row['connections']} | {row['workers']} | {row['images_per_second']:,.0f} | {row['p99_ms']:.1f} | {row['p50_ms']:.1f} | {row['errors']} |")
+        print(
+            f"| {row['connections']} | {row['workers']} | {row['images_per_second']:,.0f} | {row['p99_ms']:.1f} | {row['p50_ms']:.1f} | {row['errors']} |"
+        )
     for c in connections:
         one = next(r for r in rows if r["workers"] == 1 and r["connections"] == c)
         two = next(r for r in rows if r["workers"] == 2 and r["connections"] == c)
-        print(f"{c} connections: 2 workers answer {two['images_per_second'] / one['images_per_second']:.2f}x the images/s of 1")
+        print(
+            f"{c} connections: 2 workers answer {two['images_per_second'] / one['images_per_second']:.2f}x the images/s of 1"
+        )
 
 
 if __name__ == "__main__":

@@ -97,8 +97,13 @@ def measure(variant: str, batch: int, calls: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:  # a file, not -c: AutoGraph needs the loop's source
         child = Path(tmp) / "step_variant.py"
         child.write_text(CHILD)
-        proc = subprocess.run([sys.executable, str(child), variant, str(batch), str(calls)], cwd=REPO, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
+        proc = subprocess.run(
+            [sys.executable, str(child), variant, str(batch), str(calls)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
     if proc.returncode != 0:
         raise SystemExit(f"{variant} failed: {proc.stderr.strip()[-1500:]}")
     return float(proc.stdout.strip().splitlines()[-1])
@@ -122,11 +127,15 @@ def main(argv=None) -> None:
             print(f"round {round_ + 1} {variant}: {rates[variant][-1]:,.0f} images/s", file=sys.stderr, flush=True)
     medians = {v: statistics.median(r) for v, r in rates.items()}
     reference = medians.get("now")
-    print(f"CPU: {cpu_model()}; batch {args.batch_size}; {args.rounds} interleaved rounds of {args.calls} calls x 8 steps\n")
+    print(
+        f"CPU: {cpu_model()}; batch {args.batch_size}; {args.rounds} interleaved rounds of {args.calls} calls x 8 steps\n"
+    )
     print("| variant | median images/s | min-max | vs now |\n|---|---|---|---|")
     for variant in variants:
         ratio = f"{medians[variant] / reference:.2f}x" if reference else "-"
-        print(f"| {variant} | {medians[variant]:,.0f} | {min(rates[variant]):,.0f}-{max(rates[variant]):,.0f} | {ratio} |")
+        print(
+            f"| {variant} | {medians[variant]:,.0f} | {min(rates[variant]):,.0f}-{max(rates[variant]):,.0f} | {ratio} |"
+        )
     print("\n" + json.dumps({"cpu": cpu_model(), "batch_size": args.batch_size, "rates": rates}))
 
 

@@ -54,8 +54,13 @@ def seconds_to(target: float, overrides: dict, data, max_epochs: int | None = No
         except TrainingInterrupted:
             pass
     hit = next((row for row in probe.rows if row["test_accuracy"] >= target), None)
-    return {"seconds": hit["train_seconds"] if hit else None, "epoch": hit["epoch"] if hit else None,
-            "best": max(row["test_accuracy"] for row in probe.rows), "batch_size": cfg.batch_size, "probes": probe.rows}
+    return {
+        "seconds": hit["train_seconds"] if hit else None,
+        "epoch": hit["epoch"] if hit else None,
+        "best": max(row["test_accuracy"] for row in probe.rows),
+        "batch_size": cfg.batch_size,
+        "probes": probe.rows,
+    }
 
 
 def main(argv=None) -> None:
@@ -63,7 +68,9 @@ def main(argv=None) -> None:
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--target", type=float, default=0.99)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--max-epochs", type=int, default=None, help="give up after this many epochs (default: the recipe's)")
+    parser.add_argument(
+        "--max-epochs", type=int, default=None, help="give up after this many epochs (default: the recipe's)"
+    )
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--train-limit", type=int, default=None, help="the first N training images (a quick check)")
     args = parser.parse_args(argv)
@@ -84,8 +91,12 @@ def main(argv=None) -> None:
             started = time.perf_counter()
             out = seconds_to(args.target, RECIPES[name], data, args.max_epochs)
             results[name].append(out)
-            print(f"round {round_ + 1} {name}: {out['seconds']} s to {args.target:.1%} (epoch {out['epoch']}); "
-                  f"{time.perf_counter() - started:.0f} s wall", file=sys.stderr, flush=True)
+            print(
+                f"round {round_ + 1} {name}: {out['seconds']} s to {args.target:.1%} (epoch {out['epoch']}); "
+                f"{time.perf_counter() - started:.0f} s wall",
+                file=sys.stderr,
+                flush=True,
+            )
     print(f"CPU: {cpu_model()}; MNIST, test accuracy >= {args.target:.1%}; {args.rounds} interleaved rounds\n")
     print("| recipe | batch | median seconds | per round (epoch reached) | vs first |\n|---|---|---|---|---|")
     medians = {}
@@ -94,8 +105,12 @@ def main(argv=None) -> None:
         medians[name] = statistics.median(seconds) if len(seconds) == len(results[name]) else None
     first = medians[names[0]]
     for name in names:
-        rounds = ", ".join(f"{r['seconds']:.0f} s ({r['epoch']})" if r["seconds"] is not None else f"not reached (best {r['best']:.4f})"
-                           for r in results[name])
+        rounds = ", ".join(
+            f"{r['seconds']:.0f} s ({r['epoch']})"
+            if r["seconds"] is not None
+            else f"not reached (best {r['best']:.4f})"
+            for r in results[name]
+        )
         median = f"{medians[name]:.0f}" if medians[name] is not None else "not reached"
         ratio = f"{medians[name] / first:.2f}x" if medians[name] and first else "-"
         print(f"| {name} | {results[name][0]['batch_size']} | {median} | {rounds} | {ratio} |")

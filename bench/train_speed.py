@@ -43,13 +43,16 @@ def _tensorflow_lrn_layer():
 
     class TensorFlowLRN(keras.layers.Layer):
         def call(self, inputs):
-            return tf.nn.local_response_normalization(inputs, depth_radius=C.LRN_DEPTH_RADIUS, bias=C.LRN_BIAS,
-                                                      alpha=C.LRN_ALPHA, beta=C.LRN_BETA)
+            return tf.nn.local_response_normalization(
+                inputs, depth_radius=C.LRN_DEPTH_RADIUS, bias=C.LRN_BIAS, alpha=C.LRN_ALPHA, beta=C.LRN_BETA
+            )
 
     return TensorFlowLRN
 
 
-def measure_plain_fit(data, epochs: int, batch_size: int, learning_rate: float = 1e-3, tensorflow_lrn: bool = False) -> list[float]:
+def measure_plain_fit(
+    data, epochs: int, batch_size: int, learning_rate: float = 1e-3, tensorflow_lrn: bool = False
+) -> list[float]:
     """images/s per epoch of ``compile`` + ``fit``; ``tensorflow_lrn`` swaps lenet's LRN layers for TensorFlow's op."""
     import keras
 
@@ -71,7 +74,9 @@ def measure_plain_fit(data, epochs: int, batch_size: int, learning_rate: float =
                 layer["config"] = {"name": layer["config"]["name"], "dtype": layer["config"].get("dtype")}
         custom = {"TensorFlowLRN": _tensorflow_lrn_layer()}
     model = keras.Model.from_config(config, custom_objects=custom)  # rebuild so the regularizers are attached
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     x = as_model_input(data.train.images)
     y = data.train.labels.astype(np.int32)
     rates = []
@@ -108,8 +113,20 @@ def run(data, epochs: int = 4, batch_size: int = 128, baseline_source: dict | No
         if baseline_source is not None:
             src = baseline_source
             limit = ["--train-limit", src["train_limit"]] if src.get("train_limit") else []
-            out = run_with_tensorflow_defaults("fit", "--dataset", data.name, "--data-dir", src["data_dir"], *limit,
-                                               "--validation-size", src["validation_size"], "--epochs", epochs, "--batch-size", batch_size)
+            out = run_with_tensorflow_defaults(
+                "fit",
+                "--dataset",
+                data.name,
+                "--data-dir",
+                src["data_dir"],
+                *limit,
+                "--validation-size",
+                src["validation_size"],
+                "--epochs",
+                epochs,
+                "--batch-size",
+                batch_size,
+            )
             defaults.append(out["rates"])
             onednn = out["onednn"]
         plain.append(measure_plain_fit(data, epochs, batch_size))
@@ -132,8 +149,12 @@ def run(data, epochs: int = 4, batch_size: int = 128, baseline_source: dict | No
         "by_hand_per_epoch": by_hand,
     }
     if defaults:
-        result.update(plain_fit_tf_defaults_images_per_second=steady(defaults), ratio_tf_defaults=steady(lenet) / steady(defaults),
-                      plain_tf_defaults_per_epoch=defaults, tf_defaults_onednn=onednn)
+        result.update(
+            plain_fit_tf_defaults_images_per_second=steady(defaults),
+            ratio_tf_defaults=steady(lenet) / steady(defaults),
+            plain_tf_defaults_per_epoch=defaults,
+            tf_defaults_onednn=onednn,
+        )
     return result
 
 

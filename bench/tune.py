@@ -40,39 +40,111 @@ def _children_cpu() -> float:
 def _run(command: list[str]) -> tuple[subprocess.CompletedProcess, float, float]:
     """Run one lenet command; its stderr streams through (the live line, each trial's line); returns it, wall and CPU seconds."""
     cpu, wall = _children_cpu(), time.perf_counter()
-    proc = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.run(
+        command, stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     return proc, time.perf_counter() - wall, _children_cpu() - cpu
 
 
 def baseline(args, runs: Path) -> dict:
     """The current default recipe on the same subset and epochs as the search's trials."""
-    command = [sys.executable, "-m", "lenet_cli", "train", "--dataset", args.dataset, "--data-dir", str(args.data_dir), "--epochs", str(args.epochs),
-               "--output", str(runs / "baseline"), "--runs-dir", str(runs), "--no-tensorboard", "--quiet", "--format", "json"]
+    command = [
+        sys.executable,
+        "-m",
+        "lenet_cli",
+        "train",
+        "--dataset",
+        args.dataset,
+        "--data-dir",
+        str(args.data_dir),
+        "--epochs",
+        str(args.epochs),
+        "--output",
+        str(runs / "baseline"),
+        "--runs-dir",
+        str(runs),
+        "--no-tensorboard",
+        "--quiet",
+        "--format",
+        "json",
+    ]
     if args.train_limit:
         command += ["--train-limit", str(args.train_limit)]
     proc, wall, cpu = _run(command)
     if proc.returncode != 0:
         raise SystemExit(f"the baseline run failed (exit {proc.returncode})")
     metrics = json.loads(proc.stdout)
-    return {"command": command[3:], "val_accuracy": metrics["val_accuracy"], "test_accuracy": metrics["test_accuracy"],
-            "train_seconds": metrics["train_seconds"], "wall_seconds": wall, "cpu_seconds": cpu}
+    return {
+        "command": command[3:],
+        "val_accuracy": metrics["val_accuracy"],
+        "test_accuracy": metrics["test_accuracy"],
+        "train_seconds": metrics["train_seconds"],
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+    }
 
 
 def search(args, runs: Path) -> dict:
-    command = [sys.executable, "-m", "lenet_cli", "tune", "--dataset", args.dataset, "--data-dir", str(args.data_dir), "--epochs", str(args.epochs),
-               "--trials", str(args.trials), "--timeout", args.timeout, "--pruner", args.pruner, "--study", f"{args.dataset}-bench",
-               "--runs-dir", str(runs), "--seed", str(args.seed), "--format", "json"]
+    command = [
+        sys.executable,
+        "-m",
+        "lenet_cli",
+        "tune",
+        "--dataset",
+        args.dataset,
+        "--data-dir",
+        str(args.data_dir),
+        "--epochs",
+        str(args.epochs),
+        "--trials",
+        str(args.trials),
+        "--timeout",
+        args.timeout,
+        "--pruner",
+        args.pruner,
+        "--study",
+        f"{args.dataset}-bench",
+        "--runs-dir",
+        str(runs),
+        "--seed",
+        str(args.seed),
+        "--format",
+        "json",
+    ]
     if args.train_limit:
         command += ["--train-limit", str(args.train_limit)]
     proc, wall, cpu = _run(command)
     if proc.returncode != 0:
         raise SystemExit(f"lenet tune failed (exit {proc.returncode})")
     outcome = json.loads(proc.stdout)
-    shown = subprocess.run([sys.executable, "-m", "lenet_cli", "tune", "--show", "--study", f"{args.dataset}-bench", "--runs-dir", str(runs),
-                            "--format", "json"], capture_output=True, text=True, cwd=REPO, check=True)
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lenet_cli",
+            "tune",
+            "--show",
+            "--study",
+            f"{args.dataset}-bench",
+            "--runs-dir",
+            str(runs),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    )
     recipe = json.loads(Path(outcome["recipe_file"]).read_text())["recipe"] if outcome.get("recipe_file") else None
-    return {"command": command[3:], "outcome": outcome, "trials": json.loads(shown.stdout), "recipe": recipe, "wall_seconds": wall,
-            "cpu_seconds": cpu}
+    return {
+        "command": command[3:],
+        "outcome": outcome,
+        "trials": json.loads(shown.stdout),
+        "recipe": recipe,
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+    }
 
 
 def markdown(result: dict) -> str:
@@ -96,7 +168,10 @@ def markdown(result: dict) -> str:
     ]
     for t in found["trials"]:
         value = "-" if t["val_accuracy"] is None else f"{t['val_accuracy']:.2%}"
-        params = " | ".join(f"{t['params'][k]:.3g}" if isinstance(t["params"].get(k), float) else str(t["params"].get(k, "-")) for k in best["params"])
+        params = " | ".join(
+            f"{t['params'][k]:.3g}" if isinstance(t["params"].get(k), float) else str(t["params"].get(k, "-"))
+            for k in best["params"]
+        )
         lines.append(f"| {t['number']} | {t['state']} | {value} | {t['epochs_run']}/{t['epochs']} | {params} |")
     return "\n".join(lines)
 
@@ -116,8 +191,13 @@ def main(argv=None) -> None:
     args.train_limit = args.train_limit or None
     with tempfile.TemporaryDirectory(prefix="lenet-bench-tune-") as scratch:
         runs = Path(scratch) / "runs"
-        result = {"cpu": cpu_model(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"),
-                  "load_average_before": os.getloadavg(), "args": {k: str(v) for k, v in vars(args).items()}}
+        result = {
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "load_average_before": os.getloadavg(),
+            "args": {k: str(v) for k, v in vars(args).items()},
+        }
         result["baseline"] = baseline(args, runs)
         result["search"] = search(args, runs)
         result["load_average_after"] = os.getloadavg()

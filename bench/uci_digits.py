@@ -62,9 +62,14 @@ def measure(model: str, resample: str) -> dict:
     truth = digits.target.astype(int)
     guessed = np.array([-1 if a.error else a.index for a in answers])
     confusions = Counter(f"{t}->{g}" for t, g in zip(truth, guessed) if t != g)
-    return {"resample": resample, "count": len(truth), "accuracy": float(np.mean(guessed == truth)),
-            "refused": int(np.sum(guessed < 0)), "per_class": {str(d): float(np.mean(guessed[truth == d] == d)) for d in range(10)},
-            "commonest_confusions": dict(confusions.most_common(5))}
+    return {
+        "resample": resample,
+        "count": len(truth),
+        "accuracy": float(np.mean(guessed == truth)),
+        "refused": int(np.sum(guessed < 0)),
+        "per_class": {str(d): float(np.mean(guessed[truth == d] == d)) for d in range(10)},
+        "commonest_confusions": dict(confusions.most_common(5)),
+    }
 
 
 def main(argv=None) -> None:
@@ -74,8 +79,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     rows = [measure(args.model, r) for r in (RESAMPLING if args.resample == "both" else (args.resample,))]
     for row in rows:
-        print(f"{row['resample']}: {row['accuracy']:.2%} of {row['count']} ({row['refused']} refused); "
-              f"commonest: {row['commonest_confusions']}", file=sys.stderr)
+        print(
+            f"{row['resample']}: {row['accuracy']:.2%} of {row['count']} ({row['refused']} refused); "
+            f"commonest: {row['commonest_confusions']}",
+            file=sys.stderr,
+        )
     print(json.dumps({"model": args.model, "cpu": cpu_model(), "rows": rows}, indent=2))
 
 

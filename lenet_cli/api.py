@@ -29,8 +29,21 @@ from lenet_cli.engine.export import ExportResult
 from lenet_cli.engine.predict import PredictRequest
 from lenet_cli.engine.train import TrainOutcome, TrainRequest
 
-__all__ = ["train", "evaluate", "predict", "explain", "export", "tune", "load_model", "benchmark",
-           "list_runs", "tag_run", "compare_runs", "remove_runs", "prune_runs"]
+__all__ = [
+    "train",
+    "evaluate",
+    "predict",
+    "explain",
+    "export",
+    "tune",
+    "load_model",
+    "benchmark",
+    "list_runs",
+    "tag_run",
+    "compare_runs",
+    "remove_runs",
+    "prune_runs",
+]
 
 _RUN_OPTIONS = {f for f in TrainRequest.__dataclass_fields__ if f != "config"}
 
@@ -67,7 +80,9 @@ def evaluate(model: str | os.PathLike | None = None, **options: Any) -> Evaluate
     return run(EvaluateRequest(model=model, **options))
 
 
-def predict(inputs: Sequence[str | os.PathLike], model: str | os.PathLike | None = None, **options: Any) -> list[Prediction]:
+def predict(
+    inputs: Sequence[str | os.PathLike], model: str | os.PathLike | None = None, **options: Any
+) -> list[Prediction]:
     """Classify pictures as ``lenet predict`` does: one :class:`Prediction` per input, in order (``error`` set for a bad one).
 
     ``options`` are :class:`~lenet_cli.engine.predict.PredictRequest`'s fields (``top_k``, ``preprocess``, ...).
@@ -78,15 +93,18 @@ def predict(inputs: Sequence[str | os.PathLike], model: str | os.PathLike | None
     return list(run.predictions)
 
 
-def explain(inputs: Sequence[str | os.PathLike], model: str | os.PathLike | None = None, **options: Any) -> ExplainResult:
+def explain(
+    inputs: Sequence[str | os.PathLike], model: str | os.PathLike | None = None, **options: Any
+) -> ExplainResult:
     """Write explanation sheets as ``lenet explain`` does; ``options`` are :class:`~lenet_cli.engine.explain.ExplainRequest`'s fields."""
     from lenet_cli.engine.explain import explain as run
 
     return run(ExplainRequest(inputs=[os.fspath(i) for i in inputs], model=model, **options))
 
 
-def export(model: str | os.PathLike | None = None, *, output: str | os.PathLike, to: str | None = None,
-           **options: Any) -> list[ExportResult]:
+def export(
+    model: str | os.PathLike | None = None, *, output: str | os.PathLike, to: str | None = None, **options: Any
+) -> list[ExportResult]:
     """Export and verify a model as ``lenet export`` does.
 
     Args:
@@ -149,14 +167,18 @@ def load_model(model: str | os.PathLike | None = None, runs_dir: str | os.PathLi
 
     ref = runs.resolve_model(model, runs_dir)
     if model_format(ref.model_path) != "keras":
-        raise ModelError(f"{str(ref.model_path)!r} is not a .keras model; load_model returns Keras models (open exports with their runtime)")
+        raise ModelError(
+            f"{str(ref.model_path)!r} is not a .keras model; load_model returns Keras models (open exports with their runtime)"
+        )
     return load_model_file(ref.model_path)
 
 
 # --- The runs folder: list, tag, compare, remove, prune (``lenet runs``) ---------------------------------------
 
 
-def list_runs(runs_dir: str | os.PathLike | None = None, tags: dict[str, str | None] | None = None) -> list[dict[str, Any]]:
+def list_runs(
+    runs_dir: str | os.PathLike | None = None, tags: dict[str, str | None] | None = None
+) -> list[dict[str, Any]]:
     """The runs folder as ``lenet runs --format json`` lists it, newest first.
 
     Args:
@@ -168,8 +190,14 @@ def list_runs(runs_dir: str | os.PathLike | None = None, tags: dict[str, str | N
     return [summary.to_dict() for summary in listing(runs_dir, tags)]
 
 
-def tag_run(run: str | os.PathLike, tags: dict[str, str] | None = None, *, remove: Sequence[str] = (), note: str | None = None,
-            runs_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+def tag_run(
+    run: str | os.PathLike,
+    tags: dict[str, str] | None = None,
+    *,
+    remove: Sequence[str] = (),
+    note: str | None = None,
+    runs_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     """Set or remove a run's tags, or give it a note (``note=""`` removes it), as ``lenet runs tag`` and ``lenet runs note`` do.
 
     Tags live in the run's ``tags.json``; ``lenet runs --tag key=value`` filters on them. Returns the run's record.
@@ -180,8 +208,13 @@ def tag_run(run: str | os.PathLike, tags: dict[str, str] | None = None, *, remov
     return apply(TagRequest(run, tags or {}, tuple(remove), note, runs_dir)).to_dict()
 
 
-def compare_runs(runs: Sequence[str | os.PathLike], *, runs_dir: str | os.PathLike | None = None, include_same: bool = False,
-                 plot: str | os.PathLike | None = None) -> dict[str, Any]:
+def compare_runs(
+    runs: Sequence[str | os.PathLike],
+    *,
+    runs_dir: str | os.PathLike | None = None,
+    include_same: bool = False,
+    plot: str | os.PathLike | None = None,
+) -> dict[str, Any]:
     """Two or more runs side by side, as ``lenet runs compare --format json`` prints them.
 
     ``rows`` hold ``section`` (config, metrics, run), ``key``, ``values`` (one per run) and ``same``; ``plot`` writes their
@@ -193,8 +226,13 @@ def compare_runs(runs: Sequence[str | os.PathLike], *, runs_dir: str | os.PathLi
     return compare(CompareRequest(tuple(runs), runs_dir, include_same, plot))
 
 
-def remove_runs(runs: Sequence[str | os.PathLike], *, runs_dir: str | os.PathLike | None = None, force: bool = False,
-                dry_run: bool = False) -> list[dict[str, Any]]:
+def remove_runs(
+    runs: Sequence[str | os.PathLike],
+    *,
+    runs_dir: str | os.PathLike | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+) -> list[dict[str, Any]]:
     """Remove runs as ``lenet runs rm`` does: all or none; one training now, or the run ``LATEST`` names, only with ``force``.
 
     Returns one record per run removed (``removed`` is False in a dry run).
@@ -205,8 +243,15 @@ def remove_runs(runs: Sequence[str | os.PathLike], *, runs_dir: str | os.PathLik
     return [removal.to_dict() for removal in remove(RemoveRequest(tuple(runs), runs_dir, force, dry_run))]
 
 
-def prune_runs(keep: int, *, by: str = "val_accuracy", older_than: float | None = None, study: str | None = None,
-               runs_dir: str | os.PathLike | None = None, dry_run: bool = False) -> dict[str, Any]:
+def prune_runs(
+    keep: int,
+    *,
+    by: str = "val_accuracy",
+    older_than: float | None = None,
+    study: str | None = None,
+    runs_dir: str | os.PathLike | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
     """Keep the ``keep`` best runs of each dataset and remove the rest, as ``lenet runs prune`` does.
 
     Args:

@@ -16,10 +16,15 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lenet_cli"
 
 RANKS = {
     "core": 0,
-    "data": 1, "store": 1, "viz": 1,
-    "model": 2, "runtimes": 2,
-    "engine": 3, "api": 3,
-    "cli": 4, "serve": 4,
+    "data": 1,
+    "store": 1,
+    "viz": 1,
+    "model": 2,
+    "runtimes": 2,
+    "engine": 3,
+    "api": 3,
+    "cli": 4,
+    "serve": 4,
     "__main__": 5,
 }
 """The rank of each top-level package (or module) under ``lenet_cli``; README's "Package layout" names them."""
@@ -133,7 +138,11 @@ def test_every_lenet_import_names_a_module_that_exists():
                 if node.module not in modules:
                     stale.append(f"{module_name(path)}: from {node.module} import ...")
             elif isinstance(node, ast.Import):
-                stale += [f"{module_name(path)}: import {a.name}" for a in node.names if a.name.startswith("lenet_cli") and a.name not in modules]
+                stale += [
+                    f"{module_name(path)}: import {a.name}"
+                    for a in node.names
+                    if a.name.startswith("lenet_cli") and a.name not in modules
+                ]
     assert stale == []
 
 
@@ -155,11 +164,14 @@ def test_nothing_below_the_command_line_imports_click_or_rich():
     assert offenders == []
 
 
-@pytest.mark.parametrize("bad_line, finds", [
-    ("from lenet_cli.cli.main import cli\n", "upward"),
-    ("def f():\n    from lenet_cli.engine import runs\n", "upward"),
-    ("def f():\n    from lenet_cli.core import flops\n", "cycle"),
-])
+@pytest.mark.parametrize(
+    "bad_line, finds",
+    [
+        ("from lenet_cli.cli.main import cli\n", "upward"),
+        ("def f():\n    from lenet_cli.engine import runs\n", "upward"),
+        ("def f():\n    from lenet_cli.core import flops\n", "cycle"),
+    ],
+)
 def test_the_checks_catch_a_deliberate_violation(tmp_path, bad_line, finds):
     """A copy of the package with one bad import added must fail the check that guards against it."""
     import shutil
@@ -168,7 +180,9 @@ def test_the_checks_catch_a_deliberate_violation(tmp_path, bad_line, finds):
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "static"))
     target = copy / "core" / ("config.py" if finds == "upward" else "flops.py")
     if finds == "cycle":  # flops imports config's ... make config import flops back, and flops import config
-        (copy / "core" / "config.py").write_text((copy / "core" / "config.py").read_text() + "\ndef _g():\n    from lenet_cli.core import flops\n")
+        (copy / "core" / "config.py").write_text(
+            (copy / "core" / "config.py").read_text() + "\ndef _g():\n    from lenet_cli.core import flops\n"
+        )
         bad_line = "def f():\n    from lenet_cli.core import config\n"
     target.write_text(target.read_text() + "\n" + bad_line)
     graph = package_graph(copy)

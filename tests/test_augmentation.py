@@ -21,9 +21,34 @@ from click.testing import CliRunner
 from lenet_cli.cli import cli
 from tests.helpers.real_data import REAL_DATA
 
-TINY = ["--epochs", "1", "--validation-size", "100", "--batch-size", "50", "--dense-units", "32", "--quiet", "--no-tensorboard"]
-MODEL_LAYERS = ["conv_1", "pool_1", "lrn_1", "conv_2", "pool_2", "lrn_2", "flatten", "dropout_1", "dot_1", "dropout_2", "dot_2",
-                "dropout_3", "logits_layer", "softmax_layer"]
+TINY = [
+    "--epochs",
+    "1",
+    "--validation-size",
+    "100",
+    "--batch-size",
+    "50",
+    "--dense-units",
+    "32",
+    "--quiet",
+    "--no-tensorboard",
+]
+MODEL_LAYERS = [
+    "conv_1",
+    "pool_1",
+    "lrn_1",
+    "conv_2",
+    "pool_2",
+    "lrn_2",
+    "flatten",
+    "dropout_1",
+    "dot_1",
+    "dropout_2",
+    "dot_2",
+    "dropout_3",
+    "logits_layer",
+    "softmax_layer",
+]
 
 
 def strokes(n: int = 8) -> np.ndarray:
@@ -72,8 +97,11 @@ def test_each_layer_runs_in_a_compiled_step_of_any_batch_size_and_rebuilds_from_
     import tensorflow as tf
 
     layer = layers_under_test()[kind](3)
-    step = tf.function(lambda t: layer(t, training=True), input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)],
-                       autograph=False)
+    step = tf.function(
+        lambda t: layer(t, training=True),
+        input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)],
+        autograph=False,
+    )
     for n in (1, 5):
         out = step(strokes(n)).numpy()
         assert out.shape == (n, 28, 28, 1) and np.isfinite(out).all()
@@ -119,7 +147,9 @@ def test_low_resolution_blurs_keeps_the_ink_and_spares_the_rest():
     x = strokes(16)
     always = np.asarray(LowResolution((11, 11), rate=1.0, seed=0)(x, training=True))
     assert np.abs(np.diff(always, axis=2)).sum() < 0.8 * np.abs(np.diff(x, axis=2)).sum()  # fewer sharp edges
-    np.testing.assert_allclose(always.sum(axis=(1, 2, 3)), x.sum(axis=(1, 2, 3)), rtol=0.05)  # area averaging keeps the ink
+    np.testing.assert_allclose(
+        always.sum(axis=(1, 2, 3)), x.sum(axis=(1, 2, 3)), rtol=0.05
+    )  # area averaging keeps the ink
     np.testing.assert_array_equal(np.asarray(LowResolution((11, 17), rate=0.0, seed=0)(x, training=True)), x)
     some = np.asarray(LowResolution((11, 17), rate=0.5, seed=0)(strokes(64), training=True))
     changed = (np.abs(some - strokes(64)).max(axis=(1, 2, 3)) > 1e-6).mean()
@@ -152,17 +182,40 @@ def test_writers_and_tones_policies():
     assert policy_layers("tones") == ("flip", "tones")
 
 
-@pytest.mark.parametrize(("policy", "dataset", "layers"), [
-    ("writers", "mnist", ["ElasticDistortion", "StrokeThickness", "RandomRotation", "LowResolution", "RandomTranslation"]),
-    ("tones", "fashion", ["RandomFlip", "ToneCurve"]),
-])
+@pytest.mark.parametrize(
+    ("policy", "dataset", "layers"),
+    [
+        (
+            "writers",
+            "mnist",
+            ["ElasticDistortion", "StrokeThickness", "RandomRotation", "LowResolution", "RandomTranslation"],
+        ),
+        ("tones", "fashion", ["RandomFlip", "ToneCurve"]),
+    ],
+)
 @pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
-def test_a_policy_trains_through_the_command_and_never_reaches_the_saved_model(policy, dataset, layers, synthetic_data_dir, tmp_path):
+def test_a_policy_trains_through_the_command_and_never_reaches_the_saved_model(
+    policy, dataset, layers, synthetic_data_dir, tmp_path
+):
     from lenet_cli.model.network import load_model_file
 
     run = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["train", "--dataset", dataset, "--data-dir", str(synthetic_data_dir), "--output", str(run),
-                                      "--augment", policy, "--keep-checkpoint", *TINY])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--dataset",
+            dataset,
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--output",
+            str(run),
+            "--augment",
+            policy,
+            "--keep-checkpoint",
+            *TINY,
+        ],
+    )
     assert result.exit_code == 0, result.output
     model = load_model_file(run / "model.keras")
     assert [layer.name for layer in model.layers][1:] == MODEL_LAYERS
@@ -193,8 +246,26 @@ def _tiny_real_model(dataset: str, folder):
     from lenet_cli.model.network import load_model_file
 
     run = folder / dataset
-    result = CliRunner().invoke(cli, ["train", "--dataset", dataset, "--data-dir", str(REAL_DATA), "--train-limit", "4000",
-                                      "--validation-size", "500", "--epochs", "2", "--output", str(run), "--quiet", "--no-tensorboard"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--dataset",
+            dataset,
+            "--data-dir",
+            str(REAL_DATA),
+            "--train-limit",
+            "4000",
+            "--validation-size",
+            "500",
+            "--epochs",
+            "2",
+            "--output",
+            str(run),
+            "--quiet",
+            "--no-tensorboard",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return load_model_file(run / "model.keras")
 

@@ -47,6 +47,7 @@ def _no_runs_left(tmp_path):
 
 # --- data --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "case, index, make, fragment",
     [
@@ -54,14 +55,34 @@ def _no_runs_left(tmp_path):
         ("missing labels", 3, lambda: None, "files missing"),
         ("not gzip", 0, lambda: b"<html>404 Not Found</html>", "not a valid gzip file"),
         ("empty file", 1, lambda: b"", "is truncated"),
-        ("truncated gzip", 2, lambda: gzip.compress(idx_images_bytes(np.zeros((20, 28, 28))))[:30], "not a valid gzip file"),
-        ("wrong image magic", 0, lambda: ("gz", idx_images_bytes(np.zeros((60, 28, 28)), magic=1234)), "magic number 1234"),
+        (
+            "truncated gzip",
+            2,
+            lambda: gzip.compress(idx_images_bytes(np.zeros((20, 28, 28))))[:30],
+            "not a valid gzip file",
+        ),
+        (
+            "wrong image magic",
+            0,
+            lambda: ("gz", idx_images_bytes(np.zeros((60, 28, 28)), magic=1234)),
+            "magic number 1234",
+        ),
         ("wrong label magic", 1, lambda: ("gz", idx_labels_bytes(np.zeros(60), magic=2051)), "magic number 2051"),
-        ("header count too large", 0, lambda: ("gz", idx_images_bytes(np.zeros((60, 28, 28)), count=61)), "truncated or padded"),
+        (
+            "header count too large",
+            0,
+            lambda: ("gz", idx_images_bytes(np.zeros((60, 28, 28)), count=61)),
+            "truncated or padded",
+        ),
         ("short header", 1, lambda: ("gz", b"\x00\x00\x08"), "shorter than the 8-byte IDX header"),
         ("label out of range", 3, lambda: ("gz", idx_labels_bytes(np.full(20, 10))), "label 10"),
         ("image/label count mismatch", 3, lambda: ("gz", idx_labels_bytes(np.zeros(19))), "20 images but"),
-        ("wrong image size", 2, lambda: ("gz", struct.pack(">IIII", 2051, 20, 32, 32) + bytes(20 * 32 * 32)), "32x32 images"),
+        (
+            "wrong image size",
+            2,
+            lambda: ("gz", struct.pack(">IIII", 2051, 20, 32, 32) + bytes(20 * 32 * 32)),
+            "32x32 images",
+        ),
     ],
 )
 def test_bad_data_files(tmp_path, case, index, make, fragment):
@@ -111,6 +132,7 @@ def test_failed_download_is_one_line(tmp_path, monkeypatch):
 
 # --- train options --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "args, fragment",
     [
@@ -135,25 +157,59 @@ def test_bad_train_options_are_usage_errors(args, fragment):
 def test_init_from_a_file_that_is_not_a_model(tmp_path, synthetic_data_dir):
     fake = tmp_path / "fake.keras"
     fake.write_text("not a zip archive")
-    result = _run(["train", "--data-dir", synthetic_data_dir, "--validation-size", "100", "--init-from", fake, "--quiet", "--no-tensorboard"])
+    result = _run(
+        [
+            "train",
+            "--data-dir",
+            synthetic_data_dir,
+            "--validation-size",
+            "100",
+            "--init-from",
+            fake,
+            "--quiet",
+            "--no-tensorboard",
+        ]
+    )
     _assert_clean_failure(result, 1, "cannot load model")
 
 
 def test_output_is_an_existing_file(tmp_path, synthetic_data_dir):
     (tmp_path / "out").write_text("mine")
-    _assert_clean_failure(_run(["train", "--data-dir", synthetic_data_dir, "--output", tmp_path / "out", "--quiet"]), 2, "is a file")
+    _assert_clean_failure(
+        _run(["train", "--data-dir", synthetic_data_dir, "--output", tmp_path / "out", "--quiet"]), 2, "is a file"
+    )
     assert (tmp_path / "out").read_text() == "mine"
 
 
 def test_non_finite_loss_stops_and_keeps_the_checkpoint(tmp_path, synthetic_data_dir):
     out = tmp_path / "run"
-    result = _run(["train", "--data-dir", synthetic_data_dir, "--validation-size", "100", "--epochs", "3", "--learning-rate", "1e12",
-                   "--schedule", "constant", "--dense-units", "32", "--output", out, "--quiet", "--no-tensorboard"])
+    result = _run(
+        [
+            "train",
+            "--data-dir",
+            synthetic_data_dir,
+            "--validation-size",
+            "100",
+            "--epochs",
+            "3",
+            "--learning-rate",
+            "1e12",
+            "--schedule",
+            "constant",
+            "--dense-units",
+            "32",
+            "--output",
+            out,
+            "--quiet",
+            "--no-tensorboard",
+        ]
+    )
     _assert_clean_failure(result, 1, "non-finite")
     assert (out / "checkpoint.npz").is_file() and not (out / "model.keras").exists()
 
 
 # --- models -------------------------------------------------------------------------------------
+
 
 @pytest.fixture()
 def model_copy(trained_run, tmp_path):
@@ -166,12 +222,18 @@ def test_truncated_model_file(model_copy, synthetic_data_dir):
     path = model_copy / "model.keras"
     path.write_bytes(path.read_bytes()[:5000])
     # --engine keras: the run's model.keras itself (a run with a good model.tflite answers with that instead)
-    _assert_clean_failure(_run(["evaluate", model_copy, "--data-dir", synthetic_data_dir, "--engine", "keras"]), 1, "cannot load model")
+    _assert_clean_failure(
+        _run(["evaluate", model_copy, "--data-dir", synthetic_data_dir, "--engine", "keras"]), 1, "cannot load model"
+    )
 
 
 def test_random_bytes_model_file(tmp_path, synthetic_data_dir):
     (tmp_path / "m.keras").write_bytes(os.urandom(2048))
-    _assert_clean_failure(_run(["evaluate", tmp_path / "m.keras", "--dataset", "mnist", "--data-dir", synthetic_data_dir]), 1, "cannot load model")
+    _assert_clean_failure(
+        _run(["evaluate", tmp_path / "m.keras", "--dataset", "mnist", "--data-dir", synthetic_data_dir]),
+        1,
+        "cannot load model",
+    )
 
 
 def test_directory_that_is_not_a_run(tmp_path):
@@ -181,7 +243,11 @@ def test_directory_that_is_not_a_run(tmp_path):
 
 def test_unsupported_model_format(tmp_path, synthetic_data_dir):
     (tmp_path / "model.txt").write_text("hello")
-    _assert_clean_failure(_run(["evaluate", tmp_path / "model.txt", "--dataset", "mnist", "--data-dir", synthetic_data_dir]), 1, "unsupported model format")
+    _assert_clean_failure(
+        _run(["evaluate", tmp_path / "model.txt", "--dataset", "mnist", "--data-dir", synthetic_data_dir]),
+        1,
+        "unsupported model format",
+    )
 
 
 def test_corrupt_run_config(model_copy, synthetic_data_dir):
@@ -239,6 +305,7 @@ def test_no_trained_model_yet(tmp_path):
 
 # --- predict inputs -------------------------------------------------------------------------------
 
+
 def _digit_png(path: Path) -> Path:
     image = Image.new("L", (64, 64), 255)
     ImageDraw.Draw(image).line([(15, 15), (48, 15), (30, 52)], fill=0, width=6)
@@ -266,10 +333,18 @@ def _bad_image(tmp_path: Path, kind: str) -> Path:
     return p
 
 
-@pytest.mark.parametrize("kind, fragment", [
-    ("zero-byte", "empty"), ("not an image", "not an image"), ("truncated png", "cut.png"), ("truncated jpeg", "cut.jpg"),
-    ("1x1", "no content found"), ("blank", "no content found"), ("missing", "no such file"),
-])
+@pytest.mark.parametrize(
+    "kind, fragment",
+    [
+        ("zero-byte", "empty"),
+        ("not an image", "not an image"),
+        ("truncated png", "cut.png"),
+        ("truncated jpeg", "cut.jpg"),
+        ("1x1", "no content found"),
+        ("blank", "no content found"),
+        ("missing", "no such file"),
+    ],
+)
 def test_bad_images_are_reported_and_the_good_one_predicted(tmp_path, trained_run, kind, fragment):
     bad = _bad_image(tmp_path, kind)
     result = _run(["predict", "--model", trained_run, tmp_path / "good.png", bad, "--format", "jsonl"])

@@ -15,15 +15,38 @@ REPO = Path(__file__).resolve().parent.parent
 def test_bench_smoke(tmp_path):
     out = tmp_path / "RESULTS.md"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--only", "train,evaluate,predict,coldstart,fast,efficiency", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--smoke",
+            "--only",
+            "train,evaluate,predict,coldstart,fast,efficiency",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
-    for fragment in ("training images/s", "plain model.fit, same objective, TensorFlow defaults", "lenet's TensorFlow settings (oneDNN on)",
-                     "model.fit by hand, TensorFlow's LRN op", "at the default batch size", "model.predict on numpy, TensorFlow defaults",
-                     "lenet predict on 200", "cold start: lenet --help", "matmul peak",
-                     "lenet predict one.png against the latest run", "lenet predict calls in a bash loop", "/readyz", "lenet evaluate RUN"):
+    for fragment in (
+        "training images/s",
+        "plain model.fit, same objective, TensorFlow defaults",
+        "lenet's TensorFlow settings (oneDNN on)",
+        "model.fit by hand, TensorFlow's LRN op",
+        "at the default batch size",
+        "model.predict on numpy, TensorFlow defaults",
+        "lenet predict on 200",
+        "cold start: lenet --help",
+        "matmul peak",
+        "lenet predict one.png against the latest run",
+        "lenet predict calls in a bash loop",
+        "/readyz",
+        "lenet evaluate RUN",
+    ):
         assert fragment in text, fragment
 
 

@@ -15,7 +15,17 @@ from PIL import Image
 
 from lenet_cli.cli import cli
 
-ROW_KEYS = {"format", "file", "size_bytes", "accuracy", "latency_ms_p50", "latency_ms_p95", "images_per_second", "cold_start_s", "error"}
+ROW_KEYS = {
+    "format",
+    "file",
+    "size_bytes",
+    "accuracy",
+    "latency_ms_p50",
+    "latency_ms_p95",
+    "images_per_second",
+    "cold_start_s",
+    "error",
+}
 NUMBERS = ("size_bytes", "accuracy", "latency_ms_p50", "latency_ms_p95", "images_per_second", "cold_start_s")
 
 
@@ -26,7 +36,19 @@ def _benchmark(*args):
 @pytest.mark.slow  # five exports, a cold-start process each, five evaluations: about a minute on 2 cores
 def test_every_format_measured_and_evaluate_agrees_on_the_kept_files(trained_run, synthetic_data_dir, tmp_path):
     kept, plot = tmp_path / "kept", tmp_path / "formats.png"
-    result = _benchmark(trained_run, "--data-dir", synthetic_data_dir, "--format", "json", "--output", kept, "--plot", plot, "--cold-starts", "1")
+    result = _benchmark(
+        trained_run,
+        "--data-dir",
+        synthetic_data_dir,
+        "--format",
+        "json",
+        "--output",
+        kept,
+        "--plot",
+        plot,
+        "--cold-starts",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     rows = report["rows"]
@@ -40,7 +62,9 @@ def test_every_format_measured_and_evaluate_agrees_on_the_kept_files(trained_run
     assert {"lenet-cli", "keras", "numpy"} <= set(report["libraries"])
     assert rows[3]["quantize"] == "dynamic" and rows[3]["size_bytes"] < rows[2]["size_bytes"] / 2  # int8 weights
     for row in rows:  # the same files, scored by lenet evaluate: the same accuracy, to the last digit
-        evaluated = CliRunner().invoke(cli, ["evaluate", row["file"], "--data-dir", str(synthetic_data_dir), "--format", "json"])
+        evaluated = CliRunner().invoke(
+            cli, ["evaluate", row["file"], "--data-dir", str(synthetic_data_dir), "--format", "json"]
+        )
         assert evaluated.exit_code == 0, evaluated.output
         assert json.loads(evaluated.stdout)["accuracy"] == row["accuracy"], row["format"]
     progress = [line for line in result.stderr.splitlines() if line.split(":")[0] in {r["format"] for r in rows}]
@@ -54,7 +78,9 @@ def test_a_missing_extra_is_a_row_with_error_and_the_others_are_measured(trained
     from lenet_cli import api
 
     monkeypatch.setitem(sys.modules, "tf2onnx", None)  # as if the onnx extra were not installed
-    result = api.benchmark(trained_run, formats=["onnx", "litert"], data_dir=synthetic_data_dir, count=50, cold_starts=0)
+    result = api.benchmark(
+        trained_run, formats=["onnx", "litert"], data_dir=synthetic_data_dir, count=50, cold_starts=0
+    )
     litert, onnx = (row.to_json_dict() for row in result.rows)  # the table's order, whatever order was asked
     assert onnx["format"] == "onnx" and onnx["error"] == "needs the onnx extra: pip install 'lenet-cli[onnx]'"
     assert all(onnx[key] is None for key in NUMBERS)
@@ -64,23 +90,66 @@ def test_a_missing_extra_is_a_row_with_error_and_the_others_are_measured(trained
 
 @pytest.mark.slow  # two benchmark runs (a LiteRT export each)
 def test_table_and_csv(trained_run, synthetic_data_dir):
-    table = _benchmark(trained_run, "--data-dir", synthetic_data_dir, "--formats", "litert", "--count", "20", "--cold-starts", "0", "--format", "table")
+    table = _benchmark(
+        trained_run,
+        "--data-dir",
+        synthetic_data_dir,
+        "--formats",
+        "litert",
+        "--count",
+        "20",
+        "--cold-starts",
+        "0",
+        "--format",
+        "table",
+    )
     assert table.exit_code == 0, table.output
-    assert "litert" in table.stdout and "p50 ms" in table.stdout and "measured on" in table.stdout and "cores" in table.stdout
-    csv_out = _benchmark(trained_run, "--data-dir", synthetic_data_dir, "--formats", "litert", "--count", "20", "--cold-starts", "0", "--format", "csv")
+    assert (
+        "litert" in table.stdout
+        and "p50 ms" in table.stdout
+        and "measured on" in table.stdout
+        and "cores" in table.stdout
+    )
+    csv_out = _benchmark(
+        trained_run,
+        "--data-dir",
+        synthetic_data_dir,
+        "--formats",
+        "litert",
+        "--count",
+        "20",
+        "--cold-starts",
+        "0",
+        "--format",
+        "csv",
+    )
     header, line = csv_out.stdout.splitlines()
-    assert header.split(",")[:2] == ["format", "file"] and ROW_KEYS <= set(header.split(",")) and line.startswith("litert,model.tflite,")
+    assert (
+        header.split(",")[:2] == ["format", "file"]
+        and ROW_KEYS <= set(header.split(","))
+        and line.startswith("litert,model.tflite,")
+    )
 
 
-@pytest.mark.parametrize("args, option, message", [
-    (["--formats", "tflite"], "--formats", "'tflite' is not a format"),
-    (["--plot", "out.jpg"], "--plot", "name a .png file"),
-    (["--count", "0"], "--count", "0 is not in the range"),
-])
+@pytest.mark.parametrize(
+    "args, option, message",
+    [
+        (["--formats", "tflite"], "--formats", "'tflite' is not a format"),
+        (["--plot", "out.jpg"], "--plot", "name a .png file"),
+        (["--count", "0"], "--count", "0 is not in the range"),
+    ],
+)
 def test_bad_values_are_usage_errors_before_anything_loads(args, option, message, tmp_path):
-    probe = ("import sys\nfrom lenet_cli.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
-             "assert 'tensorflow' not in sys.modules\nprint('exit', code)\n")
-    proc = subprocess.run([sys.executable, "-c", probe, "benchmark", "--runs-dir", str(tmp_path), *args], capture_output=True, text=True, timeout=60)
+    probe = (
+        "import sys\nfrom lenet_cli.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "assert 'tensorflow' not in sys.modules\nprint('exit', code)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, "benchmark", "--runs-dir", str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.stdout.strip() == "exit 2", proc.stderr
     assert f"'{option}'" in proc.stderr and message in proc.stderr and "Traceback" not in proc.stderr
 
@@ -92,8 +161,14 @@ def test_the_request_checks_its_fields():
 
     assert FORMAT_NAMES == tuple(BENCHMARK_FORMATS)
     assert BenchmarkRequest(formats=["onnx", "keras", "onnx"]).formats == ("keras", "onnx")
-    for fields, field in (({"formats": []}, "formats"), ({"formats": ["tflite"]}, "formats"), ({"batch_size": 0}, "batch_size"),
-                          ({"cold_starts": -1}, "cold_starts"), ({"count": 1.5}, "count"), ({"plot": "a.svg"}, "plot")):
+    for fields, field in (
+        ({"formats": []}, "formats"),
+        ({"formats": ["tflite"]}, "formats"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"cold_starts": -1}, "cold_starts"),
+        ({"count": 1.5}, "count"),
+        ({"plot": "a.svg"}, "plot"),
+    ):
         with pytest.raises(BadValue) as caught:
             BenchmarkRequest(**fields)
         assert caught.value.field == field and "--" not in str(caught.value)
@@ -140,18 +215,28 @@ def test_cold_start_is_a_fresh_process(tmp_path):
 
 
 def test_machine_facts_and_versions_import_nothing():
-    code = ("import sys\nfrom lenet_cli.core.machine import machine_facts, library_versions\n"
-            "facts, versions = machine_facts(), library_versions()\n"
-            "assert facts['cpu'] and facts['cores'] >= 1 and 'numpy' in versions, (facts, versions)\n"
-            "assert not {'tensorflow', 'keras', 'onnxruntime', 'numpy'} & set(sys.modules), 'imported a library'\n")
+    code = (
+        "import sys\nfrom lenet_cli.core.machine import machine_facts, library_versions\n"
+        "facts, versions = machine_facts(), library_versions()\n"
+        "assert facts['cpu'] and facts['cores'] >= 1 and 'numpy' in versions, (facts, versions)\n"
+        "assert not {'tensorflow', 'keras', 'onnxruntime', 'numpy'} & set(sys.modules), 'imported a library'\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
 
 
 def test_help_imports_no_tensorflow():
-    proc = subprocess.run([sys.executable, "-c", "import sys\nfrom lenet_cli.cli import main\ntry:\n    main(['benchmark', '--help'])\n"
-                           "except SystemExit:\n    pass\nassert 'tensorflow' not in sys.modules and 'numpy' not in sys.modules\n"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom lenet_cli.cli import main\ntry:\n    main(['benchmark', '--help'])\n"
+            "except SystemExit:\n    pass\nassert 'tensorflow' not in sys.modules and 'numpy' not in sys.modules\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Example" in proc.stdout and "--formats" in proc.stdout and "--cold-starts" in proc.stdout
 
@@ -167,10 +252,12 @@ def test_a_model_that_is_not_keras_is_refused(tmp_path, synthetic_data_dir):
 def test_plot_renders_failed_rows_as_a_note(tmp_path):
     from lenet_cli.viz.benchmark_plot import BENCHMARK_PNG_SIZE, label_offsets, render_benchmark_png
 
-    rows = [{"format": "onnx", "size_bytes": 1000, "accuracy": 0.99, "latency_ms_p50": 0.25, "error": None},
-            {"format": "litert", "size_bytes": 1000, "accuracy": 0.99, "latency_ms_p50": 0.26, "error": None},
-            {"format": "keras", "size_bytes": 5000, "accuracy": 0.99, "latency_ms_p50": 1.3, "error": None},
-            {"format": "savedmodel", "error": "needs the x extra"}]
+    rows = [
+        {"format": "onnx", "size_bytes": 1000, "accuracy": 0.99, "latency_ms_p50": 0.25, "error": None},
+        {"format": "litert", "size_bytes": 1000, "accuracy": 0.99, "latency_ms_p50": 0.26, "error": None},
+        {"format": "keras", "size_bytes": 5000, "accuracy": 0.99, "latency_ms_p50": 1.3, "error": None},
+        {"format": "savedmodel", "error": "needs the x extra"},
+    ]
     offsets = {row["format"]: offset for _, row, offset in label_offsets(rows[:3])}
     assert offsets["onnx"][1] * offsets["litert"][1] < 0  # two close points: one label above, one below
     png = render_benchmark_png(rows, "test")

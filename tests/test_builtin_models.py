@@ -16,12 +16,25 @@ from lenet_cli.store.builtin import BUILTIN_NAMES, builtin_model, builtin_models
 from tests.helpers.picture_kinds import STYLES, render_kind
 from tests.helpers.real_data import REAL_DATA, requires_real_data
 
-CARD_FIELDS = ("name", "title", "sha256", "size_bytes", "quantization", "float32_test_accuracy", "test", "slice", "training", "not_for")
+CARD_FIELDS = (
+    "name",
+    "title",
+    "sha256",
+    "size_bytes",
+    "quantization",
+    "float32_test_accuracy",
+    "test",
+    "slice",
+    "training",
+    "not_for",
+)
 WHEEL_BUDGET_BYTES = 12_000_000  # what the built-ins may add to the wheel
 
 
 def lenet(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lenet_cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "lenet_cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def drawn_digits(folder: Path) -> dict[Path, int]:
@@ -59,7 +72,9 @@ def test_every_built_in_is_installed_and_matches_its_card():
 
 def test_predict_answers_right_after_install_with_the_mnist_model(tmp_path):
     pictures = drawn_digits(tmp_path / "pictures")
-    result = lenet("predict", *map(str, pictures), "--format", "json", "--runs-dir", str(tmp_path / "no-runs"), cwd=tmp_path)
+    result = lenet(
+        "predict", *map(str, pictures), "--format", "json", "--runs-dir", str(tmp_path / "no-runs"), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     answers = json.loads(result.stdout)
     assert [a["index"] for a in answers] == list(pictures.values())
@@ -70,7 +85,9 @@ def test_predict_answers_right_after_install_with_the_mnist_model(tmp_path):
 
 def test_a_built_in_is_named_by_its_dataset(tmp_path):
     picture = next(iter(drawn_digits(tmp_path / "pictures")))
-    result = lenet("predict", "--model", "fashion", str(picture), "--format", "json", "--runs-dir", str(tmp_path / "runs"))
+    result = lenet(
+        "predict", "--model", "fashion", str(picture), "--format", "json", "--runs-dir", str(tmp_path / "runs")
+    )
     assert result.returncode == 0, result.stderr
     (answer,) = json.loads(result.stdout)
     assert answer["label"] in builtin_model("fashion").card()["test"]["per_class"]
@@ -82,12 +99,16 @@ def test_a_run_or_a_path_named_like_a_built_in_wins(tmp_path, trained_run):
     runs = tmp_path / "runs"
     shutil.copytree(trained_run, runs / "mnist")
     picture = next(iter(drawn_digits(tmp_path / "pictures")))
-    by_run = lenet("predict", "--model", "mnist", str(picture), "--format", "json", "--runs-dir", str(runs), cwd=tmp_path)
+    by_run = lenet(
+        "predict", "--model", "mnist", str(picture), "--format", "json", "--runs-dir", str(runs), cwd=tmp_path
+    )
     assert by_run.returncode == 0, by_run.stderr
     assert json.loads(by_run.stdout)[0]["model"] == str(runs / "mnist" / "model.tflite")
     here = tmp_path / "here"
     shutil.copytree(trained_run, here / "mnist")
-    by_path = lenet("predict", "--model", "mnist", str(picture), "--format", "json", "--runs-dir", str(tmp_path / "empty"), cwd=here)
+    by_path = lenet(
+        "predict", "--model", "mnist", str(picture), "--format", "json", "--runs-dir", str(tmp_path / "empty"), cwd=here
+    )
     assert by_path.returncode == 0, by_path.stderr
     assert json.loads(by_path.stdout)[0]["model"] == str(Path("mnist") / "model.tflite")
 

@@ -13,7 +13,18 @@ from lenet_cli.core.config import TEMPERATURE_BOUNDS
 from lenet_cli.core.metrics import softmax
 from lenet_cli.model.calibration import calibration_summary, choose_temperature, fit_temperature, fold_temperature
 
-TINY = ["--epochs", "2", "--validation-size", "100", "--batch-size", "50", "--dense-units", "32", "--quiet", "--no-tensorboard"]
+TINY = [
+    "--epochs",
+    "2",
+    "--validation-size",
+    "100",
+    "--batch-size",
+    "50",
+    "--dense-units",
+    "32",
+    "--quiet",
+    "--no-tensorboard",
+]
 
 
 def _sampled(temperature: float, n: int = 20000, seed: int = 0):
@@ -36,7 +47,9 @@ def test_the_fitted_temperature_is_the_validation_cross_entropys_minimum():
     fitted = fit_temperature(logits, labels)
     summary = calibration_summary(logits, labels, fitted)
     for nearby in (fitted * 0.97, fitted * 1.03):
-        assert summary["val_cross_entropy_after"] < calibration_summary(logits, labels, nearby)["val_cross_entropy_after"]
+        assert (
+            summary["val_cross_entropy_after"] < calibration_summary(logits, labels, nearby)["val_cross_entropy_after"]
+        )
     assert summary["val_cross_entropy_after"] < summary["val_cross_entropy_before"]
     assert summary["val_ece_after"] < summary["val_ece_before"]
 
@@ -68,23 +81,46 @@ def test_a_temperature_that_lowers_the_cross_entropy_but_raises_the_ece_is_not_s
     logits, labels = _confident_mistakes()
     fitted = fit_temperature(logits, labels)
     summary = calibration_summary(logits, labels, fitted)
-    assert summary["val_cross_entropy_after"] < summary["val_cross_entropy_before"] and summary["val_ece_after"] > summary["val_ece_before"]
+    assert (
+        summary["val_cross_entropy_after"] < summary["val_cross_entropy_before"]
+        and summary["val_ece_after"] > summary["val_ece_before"]
+    )
     block = choose_temperature(logits, labels)
-    assert block["kept"] is False and block["temperature"] is None and block["fitted_temperature"] == pytest.approx(fitted)
-    assert block["val_ece_after"] == block["val_ece_before"] and block["val_cross_entropy_after"] == block["val_cross_entropy_before"]
+    assert (
+        block["kept"] is False and block["temperature"] is None and block["fitted_temperature"] == pytest.approx(fitted)
+    )
+    assert (
+        block["val_ece_after"] == block["val_ece_before"]
+        and block["val_cross_entropy_after"] == block["val_cross_entropy_before"]
+    )
     assert block["fitted_val_ece"] == pytest.approx(summary["val_ece_after"])
     assert block["fitted_val_cross_entropy"] == pytest.approx(summary["val_cross_entropy_after"])
-    assert "ECE 0.01% -> 9.84%" in block["reason"] and "cross-entropy" not in block["reason"] and "ships without one" in block["reason"]
+    assert (
+        "ECE 0.01% -> 9.84%" in block["reason"]
+        and "cross-entropy" not in block["reason"]
+        and "ships without one" in block["reason"]
+    )
     assert block["skipped"] == block["reason"]  # the train table's one line says so
-    assert {"temperature", "fitted_on", "images", "val_cross_entropy_before", "val_cross_entropy_after", "val_ece_before",
-            "val_ece_after"} <= set(block)
+    assert {
+        "temperature",
+        "fitted_on",
+        "images",
+        "val_cross_entropy_before",
+        "val_cross_entropy_after",
+        "val_ece_before",
+        "val_ece_after",
+    } <= set(block)
 
 
 def test_a_temperature_that_improves_both_is_kept():
     logits, labels = _sampled(1.7, n=3000, seed=1)
     block = choose_temperature(logits, labels)
     assert block["kept"] is True and block["temperature"] == pytest.approx(fit_temperature(logits, labels))
-    assert block == {**calibration_summary(logits, labels, block["temperature"]), "kept": True, "reason": block["reason"]}
+    assert block == {
+        **calibration_summary(logits, labels, block["temperature"]),
+        "kept": True,
+        "reason": block["reason"],
+    }
     assert "fitted_temperature" not in block and "skipped" not in block
 
 
@@ -100,8 +136,11 @@ def test_training_never_folds_a_temperature_that_is_not_kept():
         def get_layer(self, name):
             raise AssertionError("a temperature that is not kept must not be folded into the model")
 
-    session = SimpleNamespace(cfg=SimpleNamespace(calibrate=True, freeze=()), predictor=SimpleNamespace(logits=lambda images: logits),
-                              shipped=Untouchable())
+    session = SimpleNamespace(
+        cfg=SimpleNamespace(calibrate=True, freeze=()),
+        predictor=SimpleNamespace(logits=lambda images: logits),
+        shipped=Untouchable(),
+    )
     block = _calibrate(session, Split(np.zeros((1000, 28, 28), np.uint8), labels.astype(np.uint8)))
     assert block["kept"] is False and block["temperature"] is None
 
@@ -125,9 +164,14 @@ def test_folding_divides_the_models_logits_and_keeps_every_answer():
 @pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
 def test_training_ships_the_calibrated_model_and_says_so(synthetic_data_dir, tmp_path):
     runs = {}
-    for name, extra in (("on", ["--deterministic"]), ("off", ["--deterministic", "--no-calibrate"])):  # the same training twice
+    for name, extra in (
+        ("on", ["--deterministic"]),
+        ("off", ["--deterministic", "--no-calibrate"]),
+    ):  # the same training twice
         runs[name] = tmp_path / name
-        result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(runs[name]), *TINY, *extra])
+        result = CliRunner().invoke(
+            cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(runs[name]), *TINY, *extra]
+        )
         assert result.exit_code == 0, result.output
     metrics = json.loads((runs["on"] / "metrics.json").read_text())
     block = metrics["calibration"]
@@ -140,8 +184,10 @@ def test_training_ships_the_calibrated_model_and_says_so(synthetic_data_dir, tmp
     assert json.loads((runs["off"] / "config.json").read_text())["calibrate"] is False
 
     def validation(run):
-        report = CliRunner().invoke(cli, ["evaluate", str(run), "--split", "validation", "--format", "json",
-                                          "--data-dir", str(synthetic_data_dir)])
+        report = CliRunner().invoke(
+            cli,
+            ["evaluate", str(run), "--split", "validation", "--format", "json", "--data-dir", str(synthetic_data_dir)],
+        )
         assert report.exit_code == 0, report.output
         return json.loads(report.stdout)
 
@@ -170,13 +216,37 @@ def test_config_json_refuses_a_calibrate_that_is_not_a_boolean():
 @pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
 def test_without_a_validation_split_the_run_says_calibration_was_skipped(synthetic_data_dir, tmp_path):
     run = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--epochs", "1", "--validation-size", "0",
-                                      "--batch-size", "50", "--dense-units", "32", "--no-tensorboard", "--quiet", "--format", "table"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--output",
+            str(run),
+            "--epochs",
+            "1",
+            "--validation-size",
+            "0",
+            "--batch-size",
+            "50",
+            "--dense-units",
+            "32",
+            "--no-tensorboard",
+            "--quiet",
+            "--format",
+            "table",
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = (run / "metrics.json").read_text()
     assert "NaN" not in metrics and json.loads(metrics)["val_accuracy"] is None  # strict JSON: jq reads it
-    assert json.loads(metrics)["calibration"] == {"temperature": None, "skipped": "no validation split to fit it on", "kept": False,
-                                                  "reason": "no validation split to fit it on"}
+    assert json.loads(metrics)["calibration"] == {
+        "temperature": None,
+        "skipped": "no validation split to fit it on",
+        "kept": False,
+        "reason": "no validation split to fit it on",
+    }
     assert "no validation split (--validation-size 0)" in result.stdout
     assert "calibration" in result.stdout and "skipped: no validation split" in result.stdout
 
@@ -186,9 +256,33 @@ def test_a_validation_split_too_small_to_say_anything_leaves_the_model_uncalibra
     from lenet_cli.core.config import CALIBRATION_MIN_IMAGES
 
     run = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--epochs", "1",
-                                      "--validation-size", str(CALIBRATION_MIN_IMAGES - 1), "--batch-size", "50", "--dense-units", "32",
-                                      "--no-tensorboard", "--quiet", "--format", "json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--output",
+            str(run),
+            "--epochs",
+            "1",
+            "--validation-size",
+            str(CALIBRATION_MIN_IMAGES - 1),
+            "--batch-size",
+            "50",
+            "--dense-units",
+            "32",
+            "--no-tensorboard",
+            "--quiet",
+            "--format",
+            "json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     why = f"the validation split has {CALIBRATION_MIN_IMAGES - 1} images; calibration needs at least 100"
-    assert json.loads(result.stdout)["calibration"] == {"temperature": None, "skipped": why, "kept": False, "reason": why}
+    assert json.loads(result.stdout)["calibration"] == {
+        "temperature": None,
+        "skipped": why,
+        "kept": False,
+        "reason": why,
+    }

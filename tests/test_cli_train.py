@@ -39,15 +39,36 @@ def test_saved_model_reloads_safely_and_reproduces_test_accuracy(trained_run, sy
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert float((probs.argmax(1) == labels).mean()) == metrics["test_accuracy"]
     again = load_model_file(trained_run / "model.keras")
-    np.testing.assert_array_equal(np.asarray(again(images[:8, ..., None] / 255.0)), np.asarray(model(images[:8, ..., None] / 255.0)))
+    np.testing.assert_array_equal(
+        np.asarray(again(images[:8, ..., None] / 255.0)), np.asarray(model(images[:8, ..., None] / 255.0))
+    )
 
 
 def test_train_prints_result_on_stdout_and_marks_latest(tmp_path, synthetic_data_dir):
     runs = tmp_path / "myruns"
     result = CliRunner().invoke(
         cli,
-        ["train", "--dataset", "fashion", "--data-dir", str(synthetic_data_dir), "--epochs", "1", "--train-limit", "100",
-         "--validation-size", "50", "--dense-units", "16", "--no-tensorboard", "--runs-dir", str(runs), "--quiet", "--format", "json"],
+        [
+            "train",
+            "--dataset",
+            "fashion",
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--epochs",
+            "1",
+            "--train-limit",
+            "100",
+            "--validation-size",
+            "50",
+            "--dense-units",
+            "16",
+            "--no-tensorboard",
+            "--runs-dir",
+            str(runs),
+            "--quiet",
+            "--format",
+            "json",
+        ],
     )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
@@ -60,9 +81,18 @@ def test_seed_preset_uses_the_tutorial_values():
     from lenet_cli.core.config import resolve_config
 
     cfg = resolve_config("mnist", "seed")
-    assert (cfg.learning_rate, cfg.l1, cfg.weight_decay, cfg.schedule, cfg.optimizer) == (0.01, 1e-4, 1e-4, "constant", "adam")
+    assert (cfg.learning_rate, cfg.l1, cfg.weight_decay, cfg.schedule, cfg.optimizer) == (
+        0.01,
+        1e-4,
+        1e-4,
+        "constant",
+        "adam",
+    )
     assert resolve_config("mnist", "seed", learning_rate=0.5).learning_rate == 0.5
-    for dataset in ("mnist", "fashion"):  # the datasets' own defaults (Fashion: dropout 0.25 with flips) give way to the tutorial's
+    for dataset in (
+        "mnist",
+        "fashion",
+    ):  # the datasets' own defaults (Fashion: dropout 0.25 with flips) give way to the tutorial's
         cfg = resolve_config(dataset, "seed")
         assert (cfg.dropout, cfg.augment, cfg.ema_momentum, cfg.calibrate) == (0.5, "none", 0.0, False), dataset
 
@@ -96,8 +126,26 @@ def _strict(text: str):
 
 def test_without_a_validation_split_every_json_file_is_strict(tmp_path, synthetic_data_dir):
     run = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--epochs", "1",
-                                      "--validation-size", "0", "--batch-size", "50", "--dense-units", "16", "--quiet", "--no-tensorboard"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--output",
+            str(run),
+            "--epochs",
+            "1",
+            "--validation-size",
+            "0",
+            "--batch-size",
+            "50",
+            "--dense-units",
+            "16",
+            "--quiet",
+            "--no-tensorboard",
+        ],
+    )
     assert result.exit_code == 0, result.output
     (row,) = _strict((run / "history.json").read_text())
     assert row["val_accuracy"] is None and row["val_cross_entropy"] is None and row["val_objective"] is None
@@ -109,5 +157,6 @@ def test_without_a_validation_split_every_json_file_is_strict(tmp_path, syntheti
 def test_json_files_are_written_strict():
     from lenet_cli.store.atomic import strict_json
 
-    assert strict_json({"a": [1.0, float("nan"), (float("inf"), -float("inf"))], "b": {"c": float("nan")}, "d": "NaN", "e": 3}) == {
-        "a": [1.0, None, [None, None]], "b": {"c": None}, "d": "NaN", "e": 3}
+    assert strict_json(
+        {"a": [1.0, float("nan"), (float("inf"), -float("inf"))], "b": {"c": float("nan")}, "d": "NaN", "e": 3}
+    ) == {"a": [1.0, None, [None, None]], "b": {"c": None}, "d": "NaN", "e": 3}

@@ -46,9 +46,25 @@ def test_epoch_lines_in_a_log_file_are_whole(tmp_path, synthetic_data_dir):
     """`lenet train ... 2> train.log`: each epoch line holds its epoch number and img/s, however long the run path."""
     run_dir = tmp_path / ("a-very-long-folder-name-" * 6) / "mnist-run-with-a-long-name"
     log = tmp_path / "train.log"
-    argv = [sys.executable, "-m", "lenet_cli", "train", "--data-dir", str(synthetic_data_dir), "--epochs", "2",
-            "--validation-size", "100", "--batch-size", "100", "--dense-units", "16", "--no-tensorboard",
-            "--output", str(run_dir)]
+    argv = [
+        sys.executable,
+        "-m",
+        "lenet_cli",
+        "train",
+        "--data-dir",
+        str(synthetic_data_dir),
+        "--epochs",
+        "2",
+        "--validation-size",
+        "100",
+        "--batch-size",
+        "100",
+        "--dense-units",
+        "16",
+        "--no-tensorboard",
+        "--output",
+        str(run_dir),
+    ]
     env = {**os.environ, "COLUMNS": "80"}
     with open(log, "w") as stderr:
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=300, env=env)
@@ -57,5 +73,7 @@ def test_epoch_lines_in_a_log_file_are_whole(tmp_path, synthetic_data_dir):
     with_rate = [line for line in text.splitlines() if "img/s" in line]
     assert len(with_rate) == 2, text
     for k, line in enumerate(with_rate, start=1):
-        assert re.match(rf"epoch {k}/2: objective \S+, cross_entropy \S+, accuracy .* val_accuracy .*img/s\)$", line), line
+        assert re.match(rf"epoch {k}/2: objective \S+, cross_entropy \S+, accuracy .* val_accuracy .*img/s\)$", line), (
+            line
+        )
     assert f"run directory: {run_dir}" in text.splitlines()

@@ -197,7 +197,9 @@ def test_corrupt_download_is_discarded(tmp_path, monkeypatch):
 def test_cache_is_used_and_filled_by_download(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     source = write_dataset(tmp_path / "source", n_train=30, n_test=10)
-    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: _FakeResponse((source / url.rsplit("/", 1)[1]).read_bytes()))
+    monkeypatch.setattr(
+        urllib.request, "urlopen", lambda url, timeout: _FakeResponse((source / url.rsplit("/", 1)[1]).read_bytes())
+    )
     monkeypatch.setitem(D.SHA256, "fashion", {})
     ds = L.load_dataset("fashion", validation_size=5)
     assert len(ds.train) == 25

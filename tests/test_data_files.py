@@ -31,7 +31,9 @@ def mnist_files_as_canonical(tmp_path, monkeypatch):
 
 
 def test_train_says_these_are_mnist_files_not_fashion(mnist_files_as_canonical):
-    result = CliRunner().invoke(cli, ["train", "--dataset", "fashion", "--data-dir", str(mnist_files_as_canonical), "--quiet"])
+    result = CliRunner().invoke(
+        cli, ["train", "--dataset", "fashion", "--data-dir", str(mnist_files_as_canonical), "--quiet"]
+    )
     assert result.exit_code == 1
     [line] = result.stderr.splitlines()
     assert line.startswith("Error: these are MNIST files, not Fashion-MNIST: ")
@@ -41,9 +43,13 @@ def test_train_says_these_are_mnist_files_not_fashion(mnist_files_as_canonical):
 
 def test_genuine_file_under_another_name_is_not_called_corrupt(tmp_path, monkeypatch):
     folder = write_dataset(tmp_path / "mnist", n_train=30, n_test=10)
-    monkeypatch.setitem(D.SHA256, "mnist", {FILE_NAMES[0]: _sha(folder / FILE_NAMES[2]), FILE_NAMES[2]: _sha(folder / FILE_NAMES[0])})
+    monkeypatch.setitem(
+        D.SHA256, "mnist", {FILE_NAMES[0]: _sha(folder / FILE_NAMES[2]), FILE_NAMES[2]: _sha(folder / FILE_NAMES[0])}
+    )
     monkeypatch.setenv("LENET_VERIFY_CHECKSUMS", "1")
-    with pytest.raises(LenetError, match="is MNIST's genuine t10k-images-idx3-ubyte.gz, saved under the wrong name") as info:
+    with pytest.raises(
+        LenetError, match="is MNIST's genuine t10k-images-idx3-ubyte.gz, saved under the wrong name"
+    ) as info:
         L.load_dataset("mnist", tmp_path, validation_size=5)
     assert "delete" not in str(info.value)
 
@@ -114,7 +120,9 @@ def test_evaluate_needs_no_training_files(trained_run, synthetic_data_dir, tmp_p
     only_test.mkdir(parents=True)
     for name in FILE_NAMES[2:]:
         shutil.copy(synthetic_data_dir / "mnist" / name, only_test / name)
-    result = CliRunner().invoke(cli, ["evaluate", str(trained_run), "--data-dir", str(tmp_path / "data"), "--format", "json"])
+    result = CliRunner().invoke(
+        cli, ["evaluate", str(trained_run), "--data-dir", str(tmp_path / "data"), "--format", "json"]
+    )
     assert result.exit_code == 0, result.output
     assert '"split": "test"' in result.stdout
 
@@ -128,4 +136,6 @@ def test_real_mnist_files_in_the_fashion_folder(tmp_path, monkeypatch):
         (tmp_path / "fashion" / name).symlink_to(REAL_DATA / "mnist" / name)
     result = CliRunner().invoke(cli, ["train", "--dataset", "fashion", "--data-dir", str(tmp_path), "--quiet"])
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: these are MNIST files, not Fashion-MNIST: ") and "delete" not in result.stderr
+    assert (
+        result.stderr.startswith("Error: these are MNIST files, not Fashion-MNIST: ") and "delete" not in result.stderr
+    )

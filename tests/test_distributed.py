@@ -44,7 +44,17 @@ def _digest(weights: list[np.ndarray]) -> str:
 def test_two_loopback_workers_write_one_run_that_matches_every_worker(data_dir, tmp_path):
     env = worker_env(tmp_path)
     workers = ",".join(f"127.0.0.1:{port}" for port in free_loopback_ports(2))
-    args = ["--data-dir", str(data_dir), *RECIPE, "--distribute", "multi-worker", "--workers", workers, "--worker-timeout", "60"]
+    args = [
+        "--data-dir",
+        str(data_dir),
+        *RECIPE,
+        "--distribute",
+        "multi-worker",
+        "--workers",
+        workers,
+        "--worker-timeout",
+        "60",
+    ]
     procs = [start_training([*args, "--task-index", str(i)], env) for i in (0, 1)]
     results = []
     try:
@@ -77,8 +87,23 @@ def test_two_loopback_workers_write_one_run_that_matches_every_worker(data_dir, 
 def test_unreachable_worker_fails_within_the_timeout(data_dir, tmp_path):
     port, absent = free_loopback_ports(2)
     start = time.monotonic()
-    proc = start_training(["--data-dir", str(data_dir), *RECIPE, "--distribute", "multi-worker", "--quiet",
-                   "--workers", f"127.0.0.1:{port},127.0.0.1:{absent}", "--task-index", "0", "--worker-timeout", "5"], worker_env(tmp_path))
+    proc = start_training(
+        [
+            "--data-dir",
+            str(data_dir),
+            *RECIPE,
+            "--distribute",
+            "multi-worker",
+            "--quiet",
+            "--workers",
+            f"127.0.0.1:{port},127.0.0.1:{absent}",
+            "--task-index",
+            "0",
+            "--worker-timeout",
+            "5",
+        ],
+        worker_env(tmp_path),
+    )
     out, err = proc.communicate(timeout=90)
     assert proc.returncode == 1
     assert time.monotonic() - start < 60
@@ -87,11 +112,24 @@ def test_unreachable_worker_fails_within_the_timeout(data_dir, tmp_path):
 
 
 def test_mirrored_over_two_cpu_devices_equals_one_device(data_dir, tmp_path):
-    recipe = ["--data-dir", str(data_dir), *RECIPE, "--dropout", "0", "--augment", "none", "--no-tensorboard", "--quiet"]  # no random draws
+    recipe = [
+        "--data-dir",
+        str(data_dir),
+        *RECIPE,
+        "--dropout",
+        "0",
+        "--augment",
+        "none",
+        "--no-tensorboard",
+        "--quiet",
+    ]  # no random draws
     single = start_training([*recipe, "--output", str(tmp_path / "single")], worker_env(tmp_path))
     out, err = single.communicate(timeout=90)
     assert single.returncode == 0, err
-    mirrored = start_training([*recipe, "--output", str(tmp_path / "mirrored"), "--distribute", "mirrored", "--devices", "2"], worker_env(tmp_path))
+    mirrored = start_training(
+        [*recipe, "--output", str(tmp_path / "mirrored"), "--distribute", "mirrored", "--devices", "2"],
+        worker_env(tmp_path),
+    )
     out, err = mirrored.communicate(timeout=90)
     assert mirrored.returncode == 0, err
     for a, b in zip(_weights(tmp_path / "single"), _weights(tmp_path / "mirrored")):
@@ -111,8 +149,22 @@ def test_distribute_options_are_checked_before_tensorflow_loads():
 
 def test_mirrored_run_resumes_after_an_interruption(data_dir, tmp_path):
     env = worker_env(tmp_path)
-    recipe = ["--data-dir", str(data_dir), "--epochs", "2", "--batch-size", "64", "--validation-size", "100", "--dense-units", "32",
-              "--seed", "5", "--no-tensorboard", "--quiet"]
+    recipe = [
+        "--data-dir",
+        str(data_dir),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--validation-size",
+        "100",
+        "--dense-units",
+        "32",
+        "--seed",
+        "5",
+        "--no-tensorboard",
+        "--quiet",
+    ]
     mirrored = ["--distribute", "mirrored", "--devices", "2"]
     whole = start_training([*recipe, *mirrored, "--output", str(tmp_path / "whole")], env)
     out, err = whole.communicate(timeout=90)
@@ -128,7 +180,9 @@ def test_mirrored_run_resumes_after_an_interruption(data_dir, tmp_path):
     proc.communicate(timeout=30)
     assert not (run_dir / "model.keras").exists()
 
-    resumed = start_training(["--resume", str(run_dir), "--data-dir", str(data_dir), "--quiet", "--no-tensorboard", *mirrored], env)
+    resumed = start_training(
+        ["--resume", str(run_dir), "--data-dir", str(data_dir), "--quiet", "--no-tensorboard", *mirrored], env
+    )
     out, err = resumed.communicate(timeout=90)
     assert resumed.returncode == 0, err
     for a, b in zip(_weights(tmp_path / "whole"), _weights(run_dir)):

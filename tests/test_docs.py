@@ -79,7 +79,12 @@ def _lenet_invocations(line: str):
 
 
 def _options(command: click.Command) -> dict[str, click.Parameter]:
-    return {name: param for param in command.params if isinstance(param, click.Option) for name in (*param.opts, *param.secondary_opts)}
+    return {
+        name: param
+        for param in command.params
+        if isinstance(param, click.Option)
+        for name in (*param.opts, *param.secondary_opts)
+    }
 
 
 def _problems(args: list[str]) -> list[str]:
@@ -104,7 +109,12 @@ def _problems(args: list[str]) -> list[str]:
                 continue
             if not value:
                 value = next(tokens, "")
-            if isinstance(param.type, click.Choice) and value and not re.search(r"[$A-Z]|\.\.\.|…", value) and value not in param.type.choices:
+            if (
+                isinstance(param.type, click.Choice)
+                and value
+                and not re.search(r"[$A-Z]|\.\.\.|…", value)
+                and value not in param.type.choices
+            ):
                 problems.append(f"{' '.join(path)} {name} {value}: not one of {list(param.type.choices)}")
             continue
         if isinstance(command, click.Group):
@@ -126,14 +136,22 @@ def _documented_lines():
 
 
 def test_the_collector_reads_the_shapes_the_pages_use():
-    text = ("Run `lenet runs show RUN` or\n```bash\n$ lenet train --dataset fashion \\\n    --epochs 3   # a comment\n"
-            "cat x.png | lenet predict - --format json && echo done\nsudo createdb --owner lenet lenet\n"
-            "TF_CONFIG='{\"task\": 1}' lenet train --distribute multi-worker\n```\n")
+    text = (
+        "Run `lenet runs show RUN` or\n```bash\n$ lenet train --dataset fashion \\\n    --epochs 3   # a comment\n"
+        "cat x.png | lenet predict - --format json && echo done\nsudo createdb --owner lenet lenet\n"
+        "TF_CONFIG='{\"task\": 1}' lenet train --distribute multi-worker\n```\n"
+    )
     found = [args for _, line in _code_lines(text) for args in _lenet_invocations(line)]
-    assert found == [["runs", "show", "RUN"], ["train", "--dataset", "fashion", "--epochs", "3"], ["predict", "-", "--format", "json"],
-                     ["train", "--distribute", "multi-worker"]]
+    assert found == [
+        ["runs", "show", "RUN"],
+        ["train", "--dataset", "fashion", "--epochs", "3"],
+        ["predict", "-", "--format", "json"],
+        ["train", "--distribute", "multi-worker"],
+    ]
     assert _problems(["train", "--epoch", "3"]) == ["lenet train has no option --epoch"]
-    assert _problems(["export", "--to", "tflite"]) == ["lenet export --to tflite: not one of ['keras', 'savedmodel', 'litert', 'onnx', 'all']"]
+    assert _problems(["export", "--to", "tflite"]) == [
+        "lenet export --to tflite: not one of ['keras', 'savedmodel', 'litert', 'onnx', 'all']"
+    ]
     assert _problems(["runs", "shw"]) == ["lenet runs has no command 'shw'"]
     assert _problems(["predict", "-r", "--format=jsonl", "scans/"]) == []
 
@@ -151,7 +169,9 @@ def test_every_command_is_documented_and_its_help_ends_with_its_page():
         page = page_for(name).partition("#")[0]
         assert (DOCS / page).is_file(), f"lenet {name}: its page docs/{page} does not exist"
         if name in COMMAND_PAGES:
-            assert f"`lenet {name}" in (DOCS / page).read_text(encoding="utf-8"), f"docs/{page} never shows `lenet {name}`"
+            assert f"`lenet {name}" in (DOCS / page).read_text(encoding="utf-8"), (
+                f"docs/{page} never shows `lenet {name}`"
+            )
         result = runner.invoke(cli, [name, "--help"], terminal_width=200)
         assert result.exit_code == 0, result.output
         last = result.output.strip().splitlines()[-1]
@@ -165,7 +185,9 @@ def test_lenet_docs_names_the_page_on_this_machine():
     assert result.exit_code == 0, result.output
     where = result.stdout.strip()
     assert where.endswith(("guides/training.md", "guides/training.html")), where
-    assert where.startswith(("file://", "/")) and (Path(where).exists() or where.startswith("file://")), where  # from this checkout
+    assert where.startswith(("file://", "/")) and (Path(where).exists() or where.startswith("file://")), (
+        where
+    )  # from this checkout
     home = runner.invoke(cli, ["docs"])
     assert home.exit_code == 0 and home.stdout.strip().endswith(("index.md", "index.html"))
     wrong = runner.invoke(cli, ["docs", "trian"])
@@ -173,8 +195,10 @@ def test_lenet_docs_names_the_page_on_this_machine():
 
 
 def test_lenet_docs_starts_without_tensorflow():
-    probe = ("import sys\nfrom lenet_cli.cli import main\ntry:\n    main(['docs', 'serve'])\nexcept SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n"
-             "assert 'tensorflow' not in sys.modules and 'numpy' not in sys.modules, 'a heavy import'\n")
+    probe = (
+        "import sys\nfrom lenet_cli.cli import main\ntry:\n    main(['docs', 'serve'])\nexcept SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n"
+        "assert 'tensorflow' not in sys.modules and 'numpy' not in sys.modules, 'a heavy import'\n"
+    )
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith(("guides/serving.md", "guides/serving.html"))
@@ -191,7 +215,9 @@ def test_the_default_recipes_table_is_the_code():
     for field, (mnist, fashion) in documented.items():
         for dataset, shown in (("mnist", mnist), ("fashion", fashion)):
             value = DATASET_DEFAULTS[dataset].get(field, getattr(TrainConfig, field))
-            assert str(value) == shown or (isinstance(value, float) and float(shown) == value), f"{dataset} {field}: {shown} in the docs, {value} in config.py"
+            assert str(value) == shown or (isinstance(value, float) and float(shown) == value), (
+                f"{dataset} {field}: {shown} in the docs, {value} in config.py"
+            )
 
 
 @pytest.mark.parametrize("schema", sorted((DOCS / "reference" / "schemas").glob("*.schema.json")), ids=lambda p: p.name)

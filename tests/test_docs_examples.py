@@ -55,7 +55,9 @@ def example_folder(tmp_path, trained_run, monkeypatch):
     """The folder the examples assume, as the working directory."""
     from lenet_cli.store import runs
 
-    write_dataset(tmp_path / "data" / "mnist", n_train=7000, n_test=200, seed=3)  # room for the 5,000 validation images and train_limit=2000
+    write_dataset(
+        tmp_path / "data" / "mnist", n_train=7000, n_test=200, seed=3
+    )  # room for the 5,000 validation images and train_limit=2000
     shutil.copytree(trained_run, tmp_path / "runs" / EXAMPLE_RUN)
     runs.mark_latest(tmp_path / "runs" / EXAMPLE_RUN, tmp_path / "runs")
     _picture(tmp_path / "digit.png")
@@ -93,8 +95,18 @@ def test_real_run_files_match_their_schemas(trained_run, tmp_path):
 
     check("metrics.schema.json", json.loads((trained_run / "metrics.json").read_text()))
     check("history.schema.json", json.loads((trained_run / "history.json").read_text()))
-    pruned = {"dataset": "mnist", "pruned": True, "study": "mnist", "trial": 3, "test_accuracy": None, "val_accuracy": 0.41, "epochs": 6,
-              "epochs_completed": 2, "train_seconds": 4.2, "saved_seconds": 8.4}  # the shape engine/tune.py writes for a pruned trial
+    pruned = {
+        "dataset": "mnist",
+        "pruned": True,
+        "study": "mnist",
+        "trial": 3,
+        "test_accuracy": None,
+        "val_accuracy": 0.41,
+        "epochs": 6,
+        "epochs_completed": 2,
+        "train_seconds": 4.2,
+        "saved_seconds": 8.4,
+    }  # the shape engine/tune.py writes for a pruned trial
     check("metrics.schema.json", pruned)
     with pytest.raises(jsonschema.ValidationError):
         check("metrics.schema.json", {**json.loads((trained_run / "metrics.json").read_text()), "undocumented": 1})
@@ -110,8 +122,14 @@ def test_real_run_files_match_their_schemas(trained_run, tmp_path):
 
 def test_the_site_builds_with_no_warning(tmp_path):
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "WARNING" not in proc.stderr, proc.stderr[-4000:]
     site = tmp_path / "site"
@@ -123,5 +141,7 @@ def test_the_site_builds_with_no_warning(tmp_path):
     assert 'id="lenet_cli.api.train"' in (site / "reference" / "api.html").read_text(encoding="utf-8")
     for html in site.rglob("*.html"):  # offline: no script, style sheet or font from another host
         text = html.read_text(encoding="utf-8")
-        assert not re.search(r"<(script|link)[^>]+(src|href)=\"(https?:)?//", text), f"{html.relative_to(site)} loads from the network"
+        assert not re.search(r"<(script|link)[^>]+(src|href)=\"(https?:)?//", text), (
+            f"{html.relative_to(site)} loads from the network"
+        )
     shutil.rmtree(site)

@@ -52,7 +52,9 @@ def test_json_report_matches_independent_numpy(trained_run, synthetic_data_dir, 
     predicted = probs.argmax(1)
     assert report["accuracy"] == pytest.approx(np.mean(predicted == labels), abs=1e-12)
     top2 = np.argsort(-probs, axis=1)[:, :2]
-    assert report["top_k_accuracy"] == pytest.approx(np.mean([labels[i] in top2[i] for i in range(len(labels))]), abs=1e-12)
+    assert report["top_k_accuracy"] == pytest.approx(
+        np.mean([labels[i] in top2[i] for i in range(len(labels))]), abs=1e-12
+    )
     cross_entropy = np.mean(np.log(np.exp(logits).sum(1)) - logits[np.arange(len(labels)), labels])
     assert report["cross_entropy"] == pytest.approx(cross_entropy, rel=1e-5)
     matrix = np.zeros((10, 10), int)
@@ -66,7 +68,11 @@ def test_json_report_matches_independent_numpy(trained_run, synthetic_data_dir, 
         recall = tp / matrix[c].sum() if matrix[c].sum() else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         assert (row["label"], row["support"]) == (str(c), int(matrix[c].sum()))
-        assert row["precision"] == pytest.approx(precision) and row["recall"] == pytest.approx(recall) and row["f1"] == pytest.approx(f1)
+        assert (
+            row["precision"] == pytest.approx(precision)
+            and row["recall"] == pytest.approx(recall)
+            and row["f1"] == pytest.approx(f1)
+        )
     assert report["objective"] == pytest.approx(report["cross_entropy"] + report["l1"] + report["l2"])
 
 
@@ -79,12 +85,26 @@ def test_min_confidence_flag_rate_matches_numpy(trained_run, synthetic_data_dir,
     flagged = probs.max(1) < threshold
     wrong = probs.argmax(1) != labels
     assert unsure["threshold"] == pytest.approx(threshold)
-    assert (unsure["flagged"], unsure["mistakes"], unsure["mistakes_flagged"]) == (int(flagged.sum()), int(wrong.sum()), int((flagged & wrong).sum()))
+    assert (unsure["flagged"], unsure["mistakes"], unsure["mistakes_flagged"]) == (
+        int(flagged.sum()),
+        int(wrong.sum()),
+        int((flagged & wrong).sum()),
+    )
     assert unsure["accuracy_unflagged"] == pytest.approx(1 - wrong[~flagged].mean())
-    table = _evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "table", "--min-confidence", threshold).stdout
+    table = _evaluate(
+        trained_run, "--data-dir", synthetic_data_dir, "--format", "table", "--min-confidence", threshold
+    ).stdout
     assert "flagged below" in table and f"({int(flagged.sum()):,})" in table
-    rows = {r["label"]: r for r in csv.DictReader(io.StringIO(_evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "csv",
-                                                                        "--min-confidence", threshold).stdout))}
+    rows = {
+        r["label"]: r
+        for r in csv.DictReader(
+            io.StringIO(
+                _evaluate(
+                    trained_run, "--data-dir", synthetic_data_dir, "--format", "csv", "--min-confidence", threshold
+                ).stdout
+            )
+        )
+    }
     assert float(rows["low_confidence_share"]["value"]) == pytest.approx(flagged.mean(), abs=1e-6)
 
 
@@ -95,15 +115,30 @@ def test_reproduces_the_accuracy_train_recorded(trained_run, synthetic_data_dir)
 
 
 def test_csv_has_a_row_per_class_and_the_averages(trained_run, synthetic_data_dir):
-    result = _evaluate(trained_run / "model.keras", "--dataset", "mnist", "--data-dir", synthetic_data_dir, "--format", "csv")
+    result = _evaluate(
+        trained_run / "model.keras", "--dataset", "mnist", "--data-dir", synthetic_data_dir, "--format", "csv"
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     names = [r["label"] for r in rows]
-    assert names[:19] == [str(d) for d in range(10)] + ["macro avg", "weighted avg", "accuracy", "top_3_accuracy", "cross_entropy", "objective",
-                                                        "expected_calibration_error", "min_confidence", "low_confidence_share"]
+    assert names[:19] == [str(d) for d in range(10)] + [
+        "macro avg",
+        "weighted avg",
+        "accuracy",
+        "top_3_accuracy",
+        "cross_entropy",
+        "objective",
+        "expected_calibration_error",
+        "min_confidence",
+        "low_confidence_share",
+    ]
     assert set(names[19:]) <= {"mistakes_flagged_share", "accuracy_unflagged"}  # each only where its group is not empty
     assert sum(int(r["support"]) for r in rows[:10]) == int(rows[11]["support"]) == int(rows[-1]["support"])
-    report = json.loads(_evaluate(trained_run / "model.keras", "--dataset", "mnist", "--data-dir", synthetic_data_dir, "--format", "json").stdout)
+    report = json.loads(
+        _evaluate(
+            trained_run / "model.keras", "--dataset", "mnist", "--data-dir", synthetic_data_dir, "--format", "json"
+        ).stdout
+    )
     assert float(rows[12]["value"]) == pytest.approx(report["accuracy"], abs=1e-6)
     assert float(rows[14]["value"]) == pytest.approx(report["cross_entropy"], abs=1e-6)
     assert float(rows[15]["value"]) == pytest.approx(report["objective"], abs=1e-6)
@@ -124,11 +159,17 @@ def test_latest_run_is_used_without_argument(trained_run, synthetic_data_dir, mo
 
 
 def test_min_accuracy_gate(trained_run, synthetic_data_dir):
-    accuracy = json.loads(_evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "json").stdout)["accuracy"]
+    accuracy = json.loads(_evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "json").stdout)[
+        "accuracy"
+    ]
     assert 0.0 < accuracy < 0.99  # the tiny model is far from perfect, so a gate above it must fail
-    at_the_bar = _evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "json", "--min-accuracy", repr(accuracy))
+    at_the_bar = _evaluate(
+        trained_run, "--data-dir", synthetic_data_dir, "--format", "json", "--min-accuracy", repr(accuracy)
+    )
     assert at_the_bar.exit_code == 0, at_the_bar.output
-    failed = _evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "json", "--min-accuracy", f"{accuracy + 0.01:.4f}")
+    failed = _evaluate(
+        trained_run, "--data-dir", synthetic_data_dir, "--format", "json", "--min-accuracy", f"{accuracy + 0.01:.4f}"
+    )
     assert failed.exit_code == EXIT_BELOW_BAR and "below --min-accuracy" in failed.stderr
     assert json.loads(failed.stdout)["accuracy"] == accuracy  # the report is still printed
 
@@ -137,15 +178,30 @@ def test_images_are_written(trained_run, synthetic_data_dir, tmp_path):
     from lenet_cli.viz.plots import CONFUSION_PNG_SIZE
 
     cm, gallery = tmp_path / "cm.png", tmp_path / "mistakes.png"
-    result = _evaluate(trained_run, "--data-dir", synthetic_data_dir, "--format", "json", "--split", "train",
-                       "--confusion-png", cm, "--misclassified", gallery, "--misclassified-count", "4")
+    result = _evaluate(
+        trained_run,
+        "--data-dir",
+        synthetic_data_dir,
+        "--format",
+        "json",
+        "--split",
+        "train",
+        "--confusion-png",
+        cm,
+        "--misclassified",
+        gallery,
+        "--misclassified-count",
+        "4",
+    )
     assert result.exit_code == 0, result.output
     assert Image.open(cm).size == CONFUSION_PNG_SIZE
     report = json.loads(result.stdout)
     assert report["accuracy"] < 0.99  # the tiny model makes mistakes, so the gallery must exist
     assert Image.open(gallery).format == "PNG"
     mistakes = report["misclassified"]
-    assert len(mistakes) == 4 and [m["confidence"] for m in mistakes] == sorted((m["confidence"] for m in mistakes), reverse=True)
+    assert len(mistakes) == 4 and [m["confidence"] for m in mistakes] == sorted(
+        (m["confidence"] for m in mistakes), reverse=True
+    )
     labels = _read_idx(synthetic_data_dir / "mnist" / "train-labels-idx1-ubyte.gz", 8)
     held_out = json.loads((trained_run / "config.json").read_text())["validation_size"]
     for mistake in mistakes:  # the train split starts after the validation images of the training file
@@ -187,13 +243,36 @@ def test_report_table_keeps_whole_class_names_and_shows_ece_as_a_percentage(caps
     from lenet_cli.cli.evaluate import print_report_table
 
     names = ["T-shirt/top", "Pullover", "Ankle boot"]
-    per_class = [{"label": n, "index": i, "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1} for i, n in enumerate(names)]
+    per_class = [
+        {"label": n, "index": i, "precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1} for i, n in enumerate(names)
+    ]
     avg = {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 3}
-    report = {"dataset": "fashion", "split": "test", "count": 3, "model": "m.keras", "format": "keras", "accuracy": 1.0, "top_k": 3, "top_k_accuracy": 1.0,
-              "expected_calibration_error": 0.0057, "cross_entropy": 0.1, "objective": None, "per_class": per_class,
-              "macro_avg": avg, "weighted_avg": avg, "confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "class_names": names,
-              "low_confidence": {"threshold": 0.5, "flagged": 0, "flagged_share": 0.0, "mistakes": 0, "mistakes_flagged": 0,
-                                 "accuracy_unflagged": 1.0}}
+    report = {
+        "dataset": "fashion",
+        "split": "test",
+        "count": 3,
+        "model": "m.keras",
+        "format": "keras",
+        "accuracy": 1.0,
+        "top_k": 3,
+        "top_k_accuracy": 1.0,
+        "expected_calibration_error": 0.0057,
+        "cross_entropy": 0.1,
+        "objective": None,
+        "per_class": per_class,
+        "macro_avg": avg,
+        "weighted_avg": avg,
+        "confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+        "class_names": names,
+        "low_confidence": {
+            "threshold": 0.5,
+            "flagged": 0,
+            "flagged_share": 0.0,
+            "mistakes": 0,
+            "mistakes_flagged": 0,
+            "accuracy_unflagged": 1.0,
+        },
+    }
     print_report_table(report)
     out = capsys.readouterr().out
     assert "Pullover" in out and "Ankle boot" in out and "Pullove " not in out.replace("Pullover", "")

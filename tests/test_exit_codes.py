@@ -31,7 +31,18 @@ def test_error_classes_carry_their_own_code():
     assert errors.BelowBar.exit_code == errors.EXIT_BELOW_BAR
     assert errors.BadValue.exit_code == errors.EXIT_USAGE
     assert errors.StorageLost.exit_code == errors.EXIT_STORAGE_LOST
-    assert len({errors.EXIT_ERROR, errors.EXIT_USAGE, errors.EXIT_MISSING_EXTRA, errors.EXIT_BELOW_BAR, errors.EXIT_STORAGE_LOST}) == 5
+    assert (
+        len(
+            {
+                errors.EXIT_ERROR,
+                errors.EXIT_USAGE,
+                errors.EXIT_MISSING_EXTRA,
+                errors.EXIT_BELOW_BAR,
+                errors.EXIT_STORAGE_LOST,
+            }
+        )
+        == 5
+    )
 
 
 @pytest.mark.parametrize("argv", [["--debug", "evaluate"], ["evaluate", "--debug"]])
@@ -42,7 +53,9 @@ def test_debug_is_accepted_before_and_after_the_command(argv, tmp_path):
 
 
 def test_without_debug_the_same_failure_is_one_line(tmp_path):
-    result = CliRunner().invoke(cli, ["evaluate", "--runs-dir", str(tmp_path / "runs")])  # predict would answer with a built-in model
+    result = CliRunner().invoke(
+        cli, ["evaluate", "--runs-dir", str(tmp_path / "runs")]
+    )  # predict would answer with a built-in model
     assert result.exit_code == errors.EXIT_ERROR
     assert result.stderr.startswith("Error: no trained model found") and result.stderr.count("\n") == 1
 

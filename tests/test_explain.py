@@ -78,7 +78,9 @@ def test_integrated_gradients_matches_the_closed_form_in_batches():
     weights = rng.normal(size=(10, 28, 28)).astype(np.float32)
     images = rng.random((5, 28, 28), dtype=np.float32)
     targets = np.array([0, 3, 9, 3, 1])
-    maps, logit_image, logit_baseline = A.integrated_gradients_batch(_quadratic_gradients(weights), images, targets, steps=50, max_batch=100)
+    maps, logit_image, logit_baseline = A.integrated_gradients_batch(
+        _quadratic_gradients(weights), images, targets, steps=50, max_batch=100
+    )
     expected = weights[targets] * images**2
     np.testing.assert_allclose(maps, expected, rtol=1e-3, atol=1e-5)  # the trapezoid is exact for a linear gradient
     np.testing.assert_allclose(logit_image, expected.sum(axis=(1, 2)), rtol=1e-4)
@@ -116,7 +118,9 @@ def _cubic_or_linear_gradients(calls: list):
 def test_a_large_gap_raises_the_steps_for_that_image_only():
     calls = []
     images = np.random.default_rng(0).random((2, 28, 28), dtype=np.float32)
-    checked = A.integrated_gradients_checked(_cubic_or_linear_gradients(calls), images, np.array([0, 1]), steps=2, gap_limit=0.05, max_steps=64)
+    checked = A.integrated_gradients_checked(
+        _cubic_or_linear_gradients(calls), images, np.array([0, 1]), steps=2, gap_limit=0.05, max_steps=64
+    )
     # the cubic's gap: 12.5 % at 2 steps, 3.1 % at 4; the linear one is exact at once
     np.testing.assert_array_equal(checked.steps_used, [4, 2])
     np.testing.assert_array_equal(checked.reliable, [True, True])
@@ -126,7 +130,9 @@ def test_a_large_gap_raises_the_steps_for_that_image_only():
 
 
 def test_a_gap_that_does_not_close_marks_the_map_unreliable():
-    def broken(inputs, targets):  # logits rise along the path but the gradients say nothing: no step count closes the gap
+    def broken(
+        inputs, targets
+    ):  # logits rise along the path but the gradients say nothing: no step count closes the gap
         return inputs.sum(axis=(1, 2, 3)), np.zeros_like(inputs)
 
     images = np.random.default_rng(1).random((3, 28, 28), dtype=np.float32)
@@ -198,7 +204,12 @@ def test_parse_target_and_sheet_names():
         with pytest.raises(LenetError, match="unknown target class"):
             parse_target(bad, CLASS_NAMES["mnist"])
     taken: set[str] = set()
-    assert [sheet_name(n, taken) for n in ("a/x.png", "b/x.jpg", "<stdin>", "a/x.png")] == ["x.png", "x-2.png", "stdin.png", "x-3.png"]
+    assert [sheet_name(n, taken) for n in ("a/x.png", "b/x.jpg", "<stdin>", "a/x.png")] == [
+        "x.png",
+        "x-2.png",
+        "stdin.png",
+        "x-3.png",
+    ]
 
 
 # --- a Keras model: completeness, the sanity check, the sheet -----------------------------------------
@@ -241,9 +252,13 @@ def test_sanity_check_randomized_weights_change_the_maps(tiny):
     random_fn = A.keras_logit_gradients(A.randomized_copy(model, seed=1))
     randomized, _, _ = A.integrated_gradients_batch(random_fn, images, targets)
     ink = images > 0
-    rho = np.mean([A.spearman(np.abs(a[m] / x[m]), np.abs(b[m] / x[m])) for a, b, x, m in zip(trained, randomized, images, ink)])
+    rho = np.mean(
+        [A.spearman(np.abs(a[m] / x[m]), np.abs(b[m] / x[m])) for a, b, x, m in zip(trained, randomized, images, ink)]
+    )
     assert rho < SANITY_MAX_RANK_CORRELATION, rho
-    again, _, _ = A.integrated_gradients_batch(gradient_fn, images, targets, steps=60)  # the same model: nearly the same map
+    again, _, _ = A.integrated_gradients_batch(
+        gradient_fn, images, targets, steps=60
+    )  # the same model: nearly the same map
     assert np.mean([A.spearman(np.abs(a), np.abs(b)) for a, b in zip(trained, again)]) > 0.95
 
 
@@ -268,13 +283,30 @@ def test_sheet_has_every_panel_and_label(trained_run, tiny):
     _, _, images = tiny
     explainer = Explainer(_loaded(trained_run), CLASS_NAMES["mnist"])
     (e,) = explainer.explain(images[:1], target=None, top_k=3)
-    assert e.method == "integrated-gradients" and e.conv_1_maps.shape == (24, 24, 20) and e.conv_2_maps.shape == (10, 10, 50)
+    assert (
+        e.method == "integrated-gradients"
+        and e.conv_1_maps.shape == (24, 24, 20)
+        and e.conv_2_maps.shape == (10, 10, 50)
+    )
     assert explainer.filters.shape == (20, 5, 5)
-    content = SheetContent(name="digit.png", model="tiny/model.keras", dataset="mnist", original=np.ones((40, 30)),
-                           network_input=images[0], class_names=CLASS_NAMES["mnist"], probabilities=e.probabilities, top_k=3,
-                           method=e.method, method_detail=explainer.method_detail, target=e.target["index"], attribution=e.attribution,
-                           completeness_gap=e.completeness_gap, conv_1_maps=e.conv_1_maps, conv_2_maps=e.conv_2_maps,
-                           conv_1_filters=explainer.filters)
+    content = SheetContent(
+        name="digit.png",
+        model="tiny/model.keras",
+        dataset="mnist",
+        original=np.ones((40, 30)),
+        network_input=images[0],
+        class_names=CLASS_NAMES["mnist"],
+        probabilities=e.probabilities,
+        top_k=3,
+        method=e.method,
+        method_detail=explainer.method_detail,
+        target=e.target["index"],
+        attribution=e.attribution,
+        completeness_gap=e.completeness_gap,
+        conv_1_maps=e.conv_1_maps,
+        conv_2_maps=e.conv_2_maps,
+        conv_1_filters=explainer.filters,
+    )
     figure = build_explanation_figure(content)
     titles = [axes.get_title() for axes in figure.axes if axes.get_title()]
     for prefix in PANEL_TITLES:
@@ -312,15 +344,30 @@ def _content(conv: bool = True, **overrides):
     from lenet_cli.viz.explain_plots import SheetContent
 
     rng = np.random.default_rng(0)
-    fields = dict(name="x.png", model="model.onnx", dataset="fashion", original=np.zeros((28, 28, 3), np.uint8),
-                  network_input=rng.random((28, 28)), class_names=[f"class {i}" for i in range(10)],
-                  probabilities=np.array([0.01, 0.9, 0.05, 0.02, 0.01, 0.005, 0.003, 0.001, 0.0005, 0.0005]), top_k=3,
-                  method="occlusion", method_detail="4×4 black patch, stride 1, fall in log-odds", target=1,
-                  attribution=rng.normal(size=(28, 28)))
+    fields = dict(
+        name="x.png",
+        model="model.onnx",
+        dataset="fashion",
+        original=np.zeros((28, 28, 3), np.uint8),
+        network_input=rng.random((28, 28)),
+        class_names=[f"class {i}" for i in range(10)],
+        probabilities=np.array([0.01, 0.9, 0.05, 0.02, 0.01, 0.005, 0.003, 0.001, 0.0005, 0.0005]),
+        top_k=3,
+        method="occlusion",
+        method_detail="4×4 black patch, stride 1, fall in log-odds",
+        target=1,
+        attribution=rng.normal(size=(28, 28)),
+    )
     if conv:
-        fields.update(conv_1_maps=rng.random((24, 24, 20)), conv_2_maps=rng.random((10, 10, 50)), conv_1_filters=rng.normal(size=(20, 5, 5)),
-                      model="run/model.keras", method="integrated-gradients", method_detail="50 steps from a black baseline, on the logit",
-                      completeness_gap=0.01)
+        fields.update(
+            conv_1_maps=rng.random((24, 24, 20)),
+            conv_2_maps=rng.random((10, 10, 50)),
+            conv_1_filters=rng.normal(size=(20, 5, 5)),
+            model="run/model.keras",
+            method="integrated-gradients",
+            method_detail="50 steps from a black baseline, on the logit",
+            completeness_gap=0.01,
+        )
     return SheetContent(**{**fields, **overrides})
 
 
@@ -328,8 +375,11 @@ def _drawn_texts(figure):
     """Every visible, non-empty text of a drawn figure with its extent in pixels."""
     figure.canvas.draw()
     renderer = figure.canvas.get_renderer()
-    return [(t.get_text(), t.get_window_extent(renderer)) for t in figure.findobj(lambda a: hasattr(a, "get_text") and hasattr(a, "get_window_extent"))
-            if t.get_visible() and t.get_text().strip()]
+    return [
+        (t.get_text(), t.get_window_extent(renderer))
+        for t in figure.findobj(lambda a: hasattr(a, "get_text") and hasattr(a, "get_window_extent"))
+        if t.get_visible() and t.get_text().strip()
+    ]
 
 
 def test_shorten_path_keeps_the_file_name_and_elides_the_middle():
@@ -338,7 +388,12 @@ def test_shorten_path_keeps_the_file_name_and_elides_the_middle():
     path = "pictures/2024/holiday/kitchen/trousers.jpg"
     assert shorten_path(path, 100) == path
     short = shorten_path(path, 30)
-    assert len(short) == 30 and short.endswith("/trousers.jpg") and short == "pictures…/kitchen/trousers.jpg" and "…" in short
+    assert (
+        len(short) == 30
+        and short.endswith("/trousers.jpg")
+        and short == "pictures…/kitchen/trousers.jpg"
+        and "…" in short
+    )
     long_name = "trousers_photographed_on_the_kitchen_table_2024.jpg"
     assert shorten_path(f"a/{long_name}", 20) == shorten_middle(long_name, 20)
     assert len(shorten_middle(long_name, 20)) == 20 and shorten_middle(long_name, 20).endswith(".jpg")
@@ -350,7 +405,13 @@ def test_sheet_titles_fit_on_the_sheet_and_give_the_files_size(conv):
     from lenet_cli.viz.explain_plots import build_explanation_figure, sheet_png_size
 
     name = "WWWW/" * 12 + "MMMM_photographed_on_the_kitchen_table_2024.jpg"
-    content = _content(conv, name=name, model="W" * 80 + "/model.keras", original=np.zeros((192, 320, 3), np.uint8), original_size=(500, 300))
+    content = _content(
+        conv,
+        name=name,
+        model="W" * 80 + "/model.keras",
+        original=np.zeros((192, 320, 3), np.uint8),
+        original_size=(500, 300),
+    )
     figure = build_explanation_figure(content)
     width, height = sheet_png_size(content)
     texts = _drawn_texts(figure)
@@ -394,14 +455,23 @@ def test_the_explained_class_always_has_a_bar():
 def test_an_unreliable_attribution_is_flagged_on_the_sheet_and_the_gap_explained():
     from lenet_cli.viz.explain_plots import build_explanation_figure
 
-    reliable = build_explanation_figure(_content(completeness_gap=0.012, logit_difference=4.2, attribution_reliable=True, gap_limit=0.05))
+    reliable = build_explanation_figure(
+        _content(completeness_gap=0.012, logit_difference=4.2, attribution_reliable=True, gap_limit=0.05)
+    )
     assert "UNRELIABLE" not in reliable.get_suptitle()
     legend = reliable.get_supxlabel()
-    assert "should add up to the change in the logit of 'class 1' from the black baseline" in legend and "(+4.2)" in legend
+    assert (
+        "should add up to the change in the logit of 'class 1' from the black baseline" in legend and "(+4.2)" in legend
+    )
     assert "how far their sum misses it" in legend and len(legend.splitlines()) == 1 and "unreliable" not in legend
 
-    content = _content(completeness_gap=0.163, logit_difference=0.31, attribution_reliable=False, gap_limit=0.05,
-                       method_detail="800 steps (raised from 50) from a black baseline, on the logit")
+    content = _content(
+        completeness_gap=0.163,
+        logit_difference=0.31,
+        attribution_reliable=False,
+        gap_limit=0.05,
+        method_detail="800 steps (raised from 50) from a black baseline, on the logit",
+    )
     figure = build_explanation_figure(content)
     assert "UNRELIABLE: completeness gap 16.3%" in figure.get_suptitle()
     title = next(axes.get_title() for axes in figure.axes if axes.get_title().startswith("attribution"))
@@ -446,14 +516,39 @@ def _explain(*args):
 
 def test_cli_json_records_and_sheets(trained_run, pictures, tmp_path):
     out = tmp_path / "why"
-    result = _explain(pictures / "one.png", pictures / "block.png", pictures / "broken.png", "--model", trained_run,
-                      "--output-dir", out, "--format", "json", "--top-k", "4")
+    result = _explain(
+        pictures / "one.png",
+        pictures / "block.png",
+        pictures / "broken.png",
+        "--model",
+        trained_run,
+        "--output-dir",
+        out,
+        "--format",
+        "json",
+        "--top-k",
+        "4",
+    )
     assert result.exit_code == 1, result.output  # the broken file fails, the others are explained
     records = json.loads(result.stdout)
     assert [Path(r["path"]).name for r in records] == ["one.png", "block.png", "broken.png"]
     for record in records[:2]:
-        assert set(record) == {"path", "label", "index", "confidence", "top_k", "method", "target", "attribution",
-                               "completeness_gap", "logit_difference", "steps_used", "attribution_reliable", "sheet", "error"}
+        assert set(record) == {
+            "path",
+            "label",
+            "index",
+            "confidence",
+            "top_k",
+            "method",
+            "target",
+            "attribution",
+            "completeness_gap",
+            "logit_difference",
+            "steps_used",
+            "attribution_reliable",
+            "sheet",
+            "error",
+        }
         assert record["error"] is None and record["method"] == "integrated-gradients"
         assert len(record["top_k"]) == 4 and record["top_k"][0]["label"] == record["label"]
         assert record["target"] == {"label": record["label"], "index": record["index"]}
@@ -461,16 +556,35 @@ def test_cli_json_records_and_sheets(trained_run, pictures, tmp_path):
         assert attribution.shape == (28, 28) and np.isfinite(attribution).all()
         assert record["completeness_gap"] < COMPLETENESS_TOLERANCE
         assert record["attribution_reliable"] is True and record["steps_used"] in A.escalation_steps(A.IG_STEPS)
-        assert abs(attribution.sum() - record["logit_difference"]) <= COMPLETENESS_TOLERANCE * abs(record["logit_difference"]) + 1e-4
+        assert (
+            abs(attribution.sum() - record["logit_difference"])
+            <= COMPLETENESS_TOLERANCE * abs(record["logit_difference"]) + 1e-4
+        )
         assert Image.open(record["sheet"]).size == (1500, 900)
-    assert records[2]["error"].startswith("cannot read") and records[2]["attribution"] is None and records[2]["sheet"] is None
+    assert (
+        records[2]["error"].startswith("cannot read")
+        and records[2]["attribution"] is None
+        and records[2]["sheet"] is None
+    )
     assert sorted(p.name for p in out.iterdir()) == ["block.png", "one.png"]
     assert "Error: cannot read" in result.stderr and "1 of 3 inputs failed" in result.stderr
 
 
 def test_cli_target_jsonl_and_directories(trained_run, pictures, tmp_path):
     (pictures / "broken.png").unlink()
-    result = _explain(pictures, "--model", trained_run, "--output-dir", tmp_path / "o", "--format", "jsonl", "--target", "3", "--steps", "20")
+    result = _explain(
+        pictures,
+        "--model",
+        trained_run,
+        "--output-dir",
+        tmp_path / "o",
+        "--format",
+        "jsonl",
+        "--target",
+        "3",
+        "--steps",
+        "20",
+    )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == 2 and all(r["target"] == {"label": "3", "index": 3} for r in lines)
@@ -490,8 +604,19 @@ def test_many_inputs_draw_sheets_in_workers_in_order(trained_run, tmp_path):
         picture.paste(0, (10 + 5 * index, 10, 20 + 5 * index, 50))
         picture.save(folder / f"{index:02d}.png")
     (folder / "02.png").write_bytes(b"")  # a failure in the middle keeps its place
-    result = _explain(folder, "--model", trained_run, "--output-dir", tmp_path / "o", "--format", "jsonl", "--method", "occlusion",
-                      "--engine", "keras")  # the Keras model: its sheets have feature maps (a run's model.tflite has none)
+    result = _explain(
+        folder,
+        "--model",
+        trained_run,
+        "--output-dir",
+        tmp_path / "o",
+        "--format",
+        "jsonl",
+        "--method",
+        "occlusion",
+        "--engine",
+        "keras",
+    )  # the Keras model: its sheets have feature maps (a run's model.tflite has none)
     assert result.exit_code == 1, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [Path(r["path"]).name for r in records] == [f"{i:02d}.png" for i in range(PARALLEL_SHEETS_MIN + 1)]
@@ -518,7 +643,9 @@ def test_sheet_writer_draws_here_when_its_workers_die(tmp_path, monkeypatch):
 
     writer = E.SheetWriter(1)
     writer.pool = DeadPool()
-    done = writer.submit(Explanation("a.png"), object(), tmp_path / "a.png") + writer.submit(Explanation("b.png", error="bad"))
+    done = writer.submit(Explanation("a.png"), object(), tmp_path / "a.png") + writer.submit(
+        Explanation("b.png", error="bad")
+    )
     done += writer.finish()
     assert [e.path for e in done] == ["a.png", "b.png"] and drawn == [tmp_path / "a.png"] and writer.pool is None
 
@@ -570,8 +697,19 @@ def test_occlusion_with_onnx_never_imports_tensorflow(onnx_model, pictures, tmp_
         "loaded = [m for m in ('tensorflow', 'keras') if m in sys.modules]\n"
         "print(json.dumps({'code': code, 'loaded': loaded}), file=sys.stderr)\n"
     )
-    argv = ["explain", str(pictures / "one.png"), "--model", str(onnx_model), "--output-dir", str(tmp_path / "o"), "--format", "json"]
-    proc = subprocess.run([sys.executable, "-c", probe, *argv], check=False, capture_output=True, text=True, timeout=120)
+    argv = [
+        "explain",
+        str(pictures / "one.png"),
+        "--model",
+        str(onnx_model),
+        "--output-dir",
+        str(tmp_path / "o"),
+        "--format",
+        "json",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, *argv], check=False, capture_output=True, text=True, timeout=120
+    )
     status = json.loads(proc.stderr.strip().splitlines()[-1])
     assert status == {"code": 0, "loaded": []}, proc.stderr
     (record,) = json.loads(proc.stdout)
@@ -580,7 +718,9 @@ def test_occlusion_with_onnx_never_imports_tensorflow(onnx_model, pictures, tmp_
     assert np.asarray(record["attribution"]).shape == (28, 28)
     assert Image.open(record["sheet"]).size == (1500, 540)  # one row: no empty feature-map panels
 
-    refused = _explain(pictures / "one.png", "--model", onnx_model, "--method", "integrated-gradients", "--output-dir", tmp_path / "r")
+    refused = _explain(
+        pictures / "one.png", "--model", onnx_model, "--method", "integrated-gradients", "--output-dir", tmp_path / "r"
+    )
     assert refused.exit_code == 1 and "use method 'occlusion'" in refused.output
     assert len(refused.output.strip().splitlines()) == 1
 
@@ -594,9 +734,25 @@ def real_model(tmp_path_factory):
     from lenet_cli.model.network import load_model_file
 
     out = tmp_path_factory.mktemp("real") / "run"
-    result = CliRunner().invoke(cli, ["train", "--dataset", "mnist", "--data-dir", str(REAL_DATA), "--train-limit", "10000",
-                                      "--epochs", "1", "--output", str(out), "--no-tensorboard", "--quiet"],
-                                env={"LENET_VERIFY_CHECKSUMS": "1"})
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(REAL_DATA),
+            "--train-limit",
+            "10000",
+            "--epochs",
+            "1",
+            "--output",
+            str(out),
+            "--no-tensorboard",
+            "--quiet",
+        ],
+        env={"LENET_VERIFY_CHECKSUMS": "1"},
+    )
     assert result.exit_code == 0, result.output
     return load_model_file(out / "model.keras")
 
@@ -621,6 +777,8 @@ def test_real_digits_completeness_localisation_and_sanity(real_model):
     occlusion = A.occlusion_sensitivity_batch(lambda batch: compiled(batch).numpy(), images, targets)
     assert np.mean([A.mass_on_ink(m, x) for m, x in zip(occlusion, images)]) >= 0.7
 
-    randomized, _, _ = A.integrated_gradients_batch(A.keras_logit_gradients(A.randomized_copy(real_model, seed=1)), images, targets)
+    randomized, _, _ = A.integrated_gradients_batch(
+        A.keras_logit_gradients(A.randomized_copy(real_model, seed=1)), images, targets
+    )
     rho = np.mean([A.spearman(np.abs(a[x > 0]), np.abs(b[x > 0])) for a, b, x in zip(maps, randomized, images)])
     assert rho < SANITY_MAX_RANK_CORRELATION, rho

@@ -51,7 +51,18 @@ def exported(trained_run, synthetic_data_dir, tmp_path_factory):
     """One ``--to all`` export shared by the module: (folder, JSON rows by format)."""
     root = tmp_path_factory.mktemp("exported")
     out = root / "dist"
-    result = _export(trained_run, "--to", "all", "--output", out, "--data-dir", synthetic_data_dir, "--format", "json", env=_env(root))
+    result = _export(
+        trained_run,
+        "--to",
+        "all",
+        "--output",
+        out,
+        "--data-dir",
+        synthetic_data_dir,
+        "--format",
+        "json",
+        env=_env(root),
+    )
     assert result.exit_code == 0, result.output
     rows = {row["format"]: row for row in json.loads(result.stdout)}
     return out, rows
@@ -79,15 +90,27 @@ def _assert_parity(probs, reference):
 def test_all_writes_every_format_with_its_sidecar(exported):
     out, rows = exported
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["model.keras", "saved_model", "model.tflite", "model.onnx",
-         "model.keras.lenet.json", "saved_model.lenet.json", "model.tflite.lenet.json", "model.onnx.lenet.json"]
+        [
+            "model.keras",
+            "saved_model",
+            "model.tflite",
+            "model.onnx",
+            "model.keras.lenet.json",
+            "saved_model.lenet.json",
+            "model.tflite.lenet.json",
+            "model.onnx.lenet.json",
+        ]
     )
     assert set(rows) == {"keras", "savedmodel", "litert", "onnx"}
     for fmt, row in rows.items():
         assert row["verified_on"] == 200 and row["quantize"] == "none"
         assert row["max_abs_diff"] <= FLOAT_MAX_DIFF and row["argmax_agreement"] >= 0.999
         assert row["accuracy"] == row["keras_accuracy"] and row["size_bytes"] > 0 and row["load_seconds"] > 0
-        assert Path(row["path"]) == out / {"keras": "model.keras", "savedmodel": "saved_model", "litert": "model.tflite", "onnx": "model.onnx"}[fmt]
+        assert (
+            Path(row["path"])
+            == out
+            / {"keras": "model.keras", "savedmodel": "saved_model", "litert": "model.tflite", "onnx": "model.onnx"}[fmt]
+        )
 
 
 def test_each_export_reloads_in_its_own_runtime(exported, keras_reference):
@@ -98,7 +121,9 @@ def test_each_export_reloads_in_its_own_runtime(exported, keras_reference):
     out, _ = exported
     images, labels, reference = keras_reference
 
-    _assert_parity(np.asarray(keras.saving.load_model(out / "model.keras", compile=False).predict(images, verbose=0)), reference)
+    _assert_parity(
+        np.asarray(keras.saving.load_model(out / "model.keras", compile=False).predict(images, verbose=0)), reference
+    )
 
     signature = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
     spec = signature.structured_input_signature[1]["image"]
@@ -128,13 +153,41 @@ def test_int8_litert_is_calibrated_and_keeps_accuracy(exported, synthetic_data_d
     root = tmp_path_factory.mktemp("int8")
     train = CliRunner().invoke(
         cli,
-        ["train", "--data-dir", str(synthetic_data_dir), "--epochs", "4", "--validation-size", "100", "--batch-size", "50",
-         "--learning-rate", "0.005", "--dense-units", "64", "--output", str(root / "run"), "--no-tensorboard", "--quiet"],
+        [
+            "train",
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--epochs",
+            "4",
+            "--validation-size",
+            "100",
+            "--batch-size",
+            "50",
+            "--learning-rate",
+            "0.005",
+            "--dense-units",
+            "64",
+            "--output",
+            str(root / "run"),
+            "--no-tensorboard",
+            "--quiet",
+        ],
         env=_env(root),
     )
     assert train.exit_code == 0, train.output
     target = root / "model-int8.tflite"  # the format comes from the suffix
-    result = _export(root / "run", "-o", target, "--quantize", "int8", "--data-dir", synthetic_data_dir, "--format", "json", env=_env(root))
+    result = _export(
+        root / "run",
+        "-o",
+        target,
+        "--quantize",
+        "int8",
+        "--data-dir",
+        synthetic_data_dir,
+        "--format",
+        "json",
+        env=_env(root),
+    )
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     assert (row["format"], row["quantize"], row["verified_on"]) == ("litert", "int8", 200)
@@ -160,7 +213,12 @@ def test_metadata_travels_with_every_format(exported, trained_run):
     assert json.loads(props["run_config"]) == run_config
     assets = json.loads((out / "saved_model" / "assets" / "lenet.json").read_text())
     assert assets["dataset"] == "mnist" and assets["run_config"] == run_config
-    for name, source in (("model.keras", "sidecar"), ("saved_model", "embedded"), ("model.tflite", "sidecar"), ("model.onnx", "embedded")):
+    for name, source in (
+        ("model.keras", "sidecar"),
+        ("saved_model", "embedded"),
+        ("model.tflite", "sidecar"),
+        ("model.onnx", "embedded"),
+    ):
         sidecar = json.loads((out / f"{name}.lenet.json").read_text())
         assert sidecar["class_names"] == [str(d) for d in range(10)] and sidecar["run_config"] == run_config
         meta = read_metadata(resolve_model(out / name))
@@ -170,7 +228,9 @@ def test_metadata_travels_with_every_format(exported, trained_run):
 def test_evaluate_scores_exports_like_the_keras_model(exported, synthetic_data_dir):
     out, rows = exported
     for name, fmt in (("model.onnx", "onnx"), ("model.tflite", "litert"), ("saved_model", "savedmodel")):
-        result = CliRunner().invoke(cli, ["evaluate", str(out / name), "--data-dir", str(synthetic_data_dir), "--format", "json"])
+        result = CliRunner().invoke(
+            cli, ["evaluate", str(out / name), "--data-dir", str(synthetic_data_dir), "--format", "json"]
+        )
         assert result.exit_code == 0, result.output
         report = json.loads(result.stdout)
         assert (report["format"], report["dataset"], report["count"]) == (fmt, "mnist", 200)
@@ -196,8 +256,15 @@ def test_onnx_and_tflite_predict_without_tensorflow(exported, keras_reference, t
     """``lenet predict`` and ``evaluate`` open models through ``model_io.open_model``: no TensorFlow for these two."""
     out, _ = exported
     images = keras_reference[0]
-    np.save(tmp_path / "images.npy", (images[:50, ..., 0] * 255).round().astype(np.uint8))  # uint8, as predict's loader gives
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(out / name), str(tmp_path / "images.npy")], capture_output=True, text=True, timeout=60)
+    np.save(
+        tmp_path / "images.npy", (images[:50, ..., 0] * 255).round().astype(np.uint8)
+    )  # uint8, as predict's loader gives
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(out / name), str(tmp_path / "images.npy")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     got_format, dataset, predicted = proc.stdout.split(maxsplit=2)
     assert (got_format, dataset) == (fmt, "mnist")
@@ -219,9 +286,23 @@ def test_model_without_metadata_needs_dataset(exported, synthetic_data_dir, tmp_
     proto = onnx.load(str(exported[0] / "model.onnx"))
     del proto.metadata_props[:]
     onnx.save(proto, str(tmp_path / "bare.onnx"))
-    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "bare.onnx"), "--data-dir", str(synthetic_data_dir), "--format", "json"])
+    result = CliRunner().invoke(
+        cli, ["evaluate", str(tmp_path / "bare.onnx"), "--data-dir", str(synthetic_data_dir), "--format", "json"]
+    )
     assert result.exit_code == 1 and "pass dataset" in result.output
-    result = CliRunner().invoke(cli, ["evaluate", str(tmp_path / "bare.onnx"), "--dataset", "mnist", "--data-dir", str(synthetic_data_dir), "--format", "json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            str(tmp_path / "bare.onnx"),
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--format",
+            "json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["dataset"] == "mnist"
 
@@ -250,7 +331,9 @@ def test_failed_verification_leaves_nothing(trained_run, synthetic_data_dir, mon
     from lenet_cli.engine import export
 
     monkeypatch.setattr(export, "MAX_ABS_DIFF", -1.0)  # no export can pass
-    result = _export(trained_run, "--to", "keras", "--output", tmp_path / "model.keras", "--data-dir", synthetic_data_dir)
+    result = _export(
+        trained_run, "--to", "keras", "--output", tmp_path / "model.keras", "--data-dir", synthetic_data_dir
+    )
     assert result.exit_code == 1 and "failed verification" in result.output and "nothing was written" in result.output
     assert list(tmp_path.iterdir()) == []
     result = _export(trained_run, "--to", "all", "--output", tmp_path / "dist", "--data-dir", synthetic_data_dir)
@@ -262,7 +345,16 @@ def test_unavailable_data_fails_unless_no_verify(trained_run, tmp_path):
     result = _export(trained_run, "--output", tmp_path / "m.keras", "--data-dir", tmp_path / "empty")
     assert result.exit_code == 1 and "mnist files missing" in result.output
     assert not (tmp_path / "m.keras").exists()
-    result = _export(trained_run, "--output", tmp_path / "m.keras", "--data-dir", tmp_path / "empty", "--no-verify", "--format", "table")
+    result = _export(
+        trained_run,
+        "--output",
+        tmp_path / "m.keras",
+        "--data-dir",
+        tmp_path / "empty",
+        "--no-verify",
+        "--format",
+        "table",
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m.keras").is_file() and (tmp_path / "m.keras.lenet.json").is_file()
     assert "not verified" in result.stdout
@@ -349,7 +441,9 @@ def test_overwriting_an_export_says_replaced(trained_run, synthetic_data_dir, tm
 
 
 @pytest.mark.parametrize("crash_at", [1, 2])
-def test_a_crash_never_leaves_a_model_beside_another_models_sidecar(trained_run, synthetic_data_dir, tmp_path, monkeypatch, crash_at):
+def test_a_crash_never_leaves_a_model_beside_another_models_sidecar(
+    trained_run, synthetic_data_dir, tmp_path, monkeypatch, crash_at
+):
     out = tmp_path / "model.keras"
     assert _export(trained_run, "-o", out, "--data-dir", synthetic_data_dir, "--no-verify").exit_code == 0
     old_model = _as_if_fashion(out)
@@ -368,5 +462,7 @@ def test_a_crash_never_leaves_a_model_beside_another_models_sidecar(trained_run,
     assert result.exit_code == 130
     model, dataset = _pair(out)
     # the old pair, or a model without a sidecar: never the new model beside the old sidecar, nor the old model beside the new one
-    assert (model == old_model and dataset in ("fashion", None)) or (model != old_model and dataset in (None, "mnist")), (model == old_model, dataset)
+    assert (model == old_model and dataset in ("fashion", None)) or (
+        model != old_model and dataset in (None, "mnist")
+    ), (model == old_model, dataset)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [], "temporary files left"

@@ -30,19 +30,30 @@ def _export(tmp_path, args, missing=()):
     model.write_bytes(b"not loaded: every check here comes first")
     argv = ["export", str(model), *[a.format(tmp=tmp_path) for a in args]]
     block = BLOCK_EXTRAS.format(names=list(missing)) if missing else ""
-    proc = subprocess.run([sys.executable, "-c", PROBE.format(block=block, argv=argv)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE.format(block=block, argv=argv)], capture_output=True, text=True, timeout=60
+    )
     lines = proc.stdout.strip().splitlines()
     return lines, proc.stderr, int(lines[-1].split()[1])
 
 
-@pytest.mark.parametrize("args, says", [
-    (["--to", "keras", "-o", "{tmp}/kmodel"], "a keras export writes a .keras file, and '{tmp}/kmodel' does not end in .keras"),
-    (["--to", "keras", "-o", "{tmp}/k.onnx"], "'{tmp}/k.onnx' names a onnx file"),
-    (["--to", "litert", "-o", "{tmp}/m.onnx"], "a litert export writes a .tflite file"),
-    (["--to", "onnx", "-o", "{tmp}/m.tflite"], "'{tmp}/m.tflite' names a litert file"),
-    (["--to", "savedmodel", "-o", "{tmp}/sm.keras"], "a SavedModel is a folder, and '{tmp}/sm.keras' names a keras file"),
-    (["--to", "all", "-o", "{tmp}/all.onnx"], "an export to all formats writes a folder"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (
+            ["--to", "keras", "-o", "{tmp}/kmodel"],
+            "a keras export writes a .keras file, and '{tmp}/kmodel' does not end in .keras",
+        ),
+        (["--to", "keras", "-o", "{tmp}/k.onnx"], "'{tmp}/k.onnx' names a onnx file"),
+        (["--to", "litert", "-o", "{tmp}/m.onnx"], "a litert export writes a .tflite file"),
+        (["--to", "onnx", "-o", "{tmp}/m.tflite"], "'{tmp}/m.tflite' names a litert file"),
+        (
+            ["--to", "savedmodel", "-o", "{tmp}/sm.keras"],
+            "a SavedModel is a folder, and '{tmp}/sm.keras' names a keras file",
+        ),
+        (["--to", "all", "-o", "{tmp}/all.onnx"], "an export to all formats writes a folder"),
+    ],
+)
 def test_a_suffix_that_names_another_format_is_one_line_and_exit_2(tmp_path, args, says):
     lines, stderr, code = _export(tmp_path, args)
     assert code == 2
@@ -53,7 +64,9 @@ def test_a_suffix_that_names_another_format_is_one_line_and_exit_2(tmp_path, arg
 
 
 def test_every_missing_extra_is_named_at_once(tmp_path):
-    lines, stderr, code = _export(tmp_path, ["--to", "all", "-o", "{tmp}/dist"], missing=("tf2onnx", "onnxruntime", "ai_edge_litert"))
+    lines, stderr, code = _export(
+        tmp_path, ["--to", "all", "-o", "{tmp}/dist"], missing=("tf2onnx", "onnxruntime", "ai_edge_litert")
+    )
     assert code == EXIT_MISSING_EXTRA
     assert stderr.strip() == "Error: --to all needs the litert and onnx extras: pip install 'lenet-cli[litert,onnx]'"
     assert lines[0] == "False"

@@ -26,13 +26,28 @@ from tests.helpers.picture_kinds import FAINT_CONTRASTS, render_kind
 FASHION = P.PreprocessOptions(mode="fashion")
 
 
-def t_shirt(contrast: float, noise: float = 0.0, background: float = 0.98, size=(300, 260), seed: int = 0) -> np.ndarray:
+def t_shirt(
+    contrast: float, noise: float = 0.0, background: float = 0.98, size=(300, 260), seed: int = 0
+) -> np.ndarray:
     """A white T-shirt on a white background: body and sleeves ``contrast`` darker than it, uint8 luminance."""
     shape = Image.new("L", size[::-1], 0)
     draw = ImageDraw.Draw(shape)
     w, h = size[1], size[0]
-    draw.polygon([(0.3 * w, 0.15 * h), (0.7 * w, 0.15 * h), (0.92 * w, 0.35 * h), (0.8 * w, 0.45 * h), (0.72 * w, 0.38 * h),
-                  (0.72 * w, 0.88 * h), (0.28 * w, 0.88 * h), (0.28 * w, 0.38 * h), (0.2 * w, 0.45 * h), (0.08 * w, 0.35 * h)], fill=255)
+    draw.polygon(
+        [
+            (0.3 * w, 0.15 * h),
+            (0.7 * w, 0.15 * h),
+            (0.92 * w, 0.35 * h),
+            (0.8 * w, 0.45 * h),
+            (0.72 * w, 0.38 * h),
+            (0.72 * w, 0.88 * h),
+            (0.28 * w, 0.88 * h),
+            (0.28 * w, 0.38 * h),
+            (0.2 * w, 0.45 * h),
+            (0.08 * w, 0.35 * h),
+        ],
+        fill=255,
+    )
     draw.ellipse([0.42 * w, 0.1 * h, 0.58 * w, 0.22 * h], fill=0)  # the neck
     darkness = np.asarray(shape, np.float32) / 255.0
     lum = background * (1.0 - contrast * darkness) + np.random.default_rng(seed).normal(0, noise, darkness.shape)
@@ -51,7 +66,9 @@ def test_a_white_t_shirt_on_white_is_preprocessed_like_a_dark_one(contrast, nois
     faint = P.preprocess(t_shirt(contrast, noise, seed=int(contrast * 100)), FASHION)
     y0, y1, x0, x1 = bbox(faint)
     assert y1 - y0 >= 26 and abs((x0 + x1) / 2 - 14) <= 1.5  # the whole shirt, fitted and centred as Fashion-MNIST does
-    assert np.quantile(faint[faint > FASHION_CONTENT_LEVEL], 0.99) >= 0.98  # full darkness, as every Fashion-MNIST article
+    assert (
+        np.quantile(faint[faint > FASHION_CONTENT_LEVEL], 0.99) >= 0.98
+    )  # full darkness, as every Fashion-MNIST article
     assert np.corrcoef(faint.ravel(), dark.ravel())[0, 1] > 0.9
 
 
@@ -59,10 +76,14 @@ def test_darkness_is_stretched_linearly_to_full_scale_and_a_dataset_article_is_l
     from lenet_cli.data.preprocess.recipes import match_fashion_darkness
 
     article = np.zeros((28, 28), np.float32)
-    article[1:27, 6:22] = np.linspace(0.1, 0.7, 16, dtype=np.float32)  # shading across the article, 26 px tall as the dataset
+    article[1:27, 6:22] = np.linspace(
+        0.1, 0.7, 16, dtype=np.float32
+    )  # shading across the article, 26 px tall as the dataset
     stretched = match_fashion_darkness(article)
     assert np.quantile(stretched[stretched > 0], 0.99) == pytest.approx(1.0)
-    np.testing.assert_allclose(stretched, np.clip(article / np.quantile(article[article > 0.02], 0.99), 0, 1), rtol=1e-6)
+    np.testing.assert_allclose(
+        stretched, np.clip(article / np.quantile(article[article > 0.02], 0.99), 0, 1), rtol=1e-6
+    )
     assert np.corrcoef(stretched.ravel(), article.ravel())[0, 1] > 0.999  # scaled, not reshaped: the shading is kept
     np.testing.assert_array_equal(match_fashion_darkness(np.zeros((28, 28), np.float32)), 0.0)
     dataset_like = article.copy()
@@ -138,16 +159,33 @@ def test_the_faint_picture_kind_is_answered(variant):
 # --- through the command line ---------------------------------------------------
 
 
-TINY_FASHION = ["train", "--dataset", "fashion", "--epochs", "1", "--validation-size", "100", "--batch-size", "50", "--dense-units",
-                "32", "--quiet", "--no-tensorboard"]
+TINY_FASHION = [
+    "train",
+    "--dataset",
+    "fashion",
+    "--epochs",
+    "1",
+    "--validation-size",
+    "100",
+    "--batch-size",
+    "50",
+    "--dense-units",
+    "32",
+    "--quiet",
+    "--no-tensorboard",
+]
 
 
 @pytest.fixture(scope="module")
 def fashion_run(tmp_path_factory, synthetic_data_dir):
     """One tiny trained Fashion run (synthetic data), whose model answers with the fashion preprocessing."""
     out = tmp_path_factory.mktemp("fashion-runs") / "tiny-fashion"
-    result = CliRunner().invoke(cli, [*TINY_FASHION, "--data-dir", str(synthetic_data_dir), "--output", str(out)],
-                                env={"LENET_VERIFY_CHECKSUMS": "0"}, catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        [*TINY_FASHION, "--data-dir", str(synthetic_data_dir), "--output", str(out)],
+        env={"LENET_VERIFY_CHECKSUMS": "0"},
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -159,8 +197,20 @@ def test_predict_answers_white_on_white_and_refuses_a_uniform_picture(fashion_ru
         Image.fromarray(t_shirt(contrast, noise=0.004, seed=7)).save(path)
         paths.append(path)
     Image.fromarray(np.full((300, 260), 250, np.uint8)).save(tmp_path / "uniform.png")
-    result = CliRunner().invoke(cli, ["predict", "--model", str(fashion_run), *map(str, paths), str(tmp_path / "uniform.png"),
-                                      "--format", "json", "--save-preprocessed", str(tmp_path / "seen")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            "--model",
+            str(fashion_run),
+            *map(str, paths),
+            str(tmp_path / "uniform.png"),
+            "--format",
+            "json",
+            "--save-preprocessed",
+            str(tmp_path / "seen"),
+        ],
+    )
     assert result.exit_code == 1  # one input failed, the others were answered
     records = json.loads(result.stdout)
     answered, uniform = records[:3], records[3]
@@ -171,21 +221,26 @@ def test_predict_answers_white_on_white_and_refuses_a_uniform_picture(fashion_ru
     assert uniform["label"] is None and uniform["error"].startswith("no content found in ")
     assert "its contrast is below 2.5%" in uniform["error"]
     seen = sorted((tmp_path / "seen").iterdir())
-    assert len(seen) == 3 and all(np.quantile(content[content > 5], 0.99) >= 250 for content in (np.asarray(Image.open(p)) for p in seen))
+    assert len(seen) == 3 and all(
+        np.quantile(content[content > 5], 0.99) >= 250 for content in (np.asarray(Image.open(p)) for p in seen)
+    )
 
 
 def test_predict_flags_an_unsure_answer_on_a_faint_article(fashion_run, tmp_path):
     path = tmp_path / "white.png"
     Image.fromarray(t_shirt(0.03, noise=0.004, seed=3)).save(path)
-    result = CliRunner().invoke(cli, ["predict", "--model", str(fashion_run), str(path), "--format", "json", "--min-confidence", "1"])
+    result = CliRunner().invoke(
+        cli, ["predict", "--model", str(fashion_run), str(path), "--format", "json", "--min-confidence", "1"]
+    )
     assert result.exit_code == 0, result.output
     [record] = json.loads(result.stdout)
     assert record["error"] is None and record["low_confidence"] is True
     assert "1 of 1 answer below 100% confidence" in result.stderr
 
 
-def test_bench_fashion_tones_reads_each_step_on_validation_renderings_and_restores_the_shipped_one(fashion_run, synthetic_data_dir,
-                                                                                                   monkeypatch):
+def test_bench_fashion_tones_reads_each_step_on_validation_renderings_and_restores_the_shipped_one(
+    fashion_run, synthetic_data_dir, monkeypatch
+):
     from bench import fashion_tones
     from lenet_cli.data.preprocess import recipes
 

@@ -37,7 +37,11 @@ def _test_images(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture()
 def run_copy(trained_run, tmp_path) -> Path:
     """A copy of the tiny run that a test may damage."""
-    return Path(shutil.copytree(trained_run, tmp_path / "runs" / "copy", ignore=shutil.ignore_patterns("logs", "checkpoint.npz")))
+    return Path(
+        shutil.copytree(
+            trained_run, tmp_path / "runs" / "copy", ignore=shutil.ignore_patterns("logs", "checkpoint.npz")
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +55,12 @@ def digit_png(tmp_path_factory, synthetic_data_dir) -> Path:
 def test_a_trained_run_holds_its_fast_model_and_its_check(trained_run):
     assert (trained_run / "model.tflite").is_file()
     record = json.loads((trained_run / "metrics.json").read_text())["fast_model"]
-    assert record["ok"] is True and record["file"] == "model.tflite" and record["format"] == "litert" and record["error"] is None
+    assert (
+        record["ok"] is True
+        and record["file"] == "model.tflite"
+        and record["format"] == "litert"
+        and record["error"] is None
+    )
     assert record["compared_on"] == "validation" and record["images"] == 100  # the fixture's --validation-size
     assert 0 <= record["max_abs_diff"] <= 1e-4 and record["argmax_agreement"] == 1.0
     assert set(record["penalty"]) == {"l1", "l2"}
@@ -76,7 +85,9 @@ def test_predict_against_a_run_imports_no_tensorflow(trained_run, digit_png):
     env = {**__import__("os").environ, "LENET_RUNS_DIR": str(trained_run.parent)}
     quiet = ["--format", "jsonl", "--min-confidence", "0"]  # no "unsure" line either: stderr stays empty
     for argv in (["predict", "--model", str(trained_run), str(digit_png), *quiet], ["predict", str(digit_png), *quiet]):
-        proc = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120, env=env
+        )
         assert proc.returncode == 0, proc.stderr
         record, heavy = proc.stdout.strip().splitlines()
         assert json.loads(heavy) == []
@@ -92,14 +103,18 @@ def test_same_top_class_as_keras_on_every_test_image(trained_run, synthetic_data
         Image.fromarray(image).save(folder / f"{i:03d}.png")
     answers = {}
     for engine in ("auto", "keras"):
-        result = _cli("predict", "--model", trained_run, folder, "--engine", engine, "--format", "json", "--min-confidence", "0")
+        result = _cli(
+            "predict", "--model", trained_run, folder, "--engine", engine, "--format", "json", "--min-confidence", "0"
+        )
         assert result.exit_code == 0, result.output
         answers[engine] = json.loads(result.stdout)
     assert len(answers["auto"]) == len(images)
     assert {r["model"] for r in answers["auto"]} == {str(trained_run / "model.tflite")}
     assert {r["model"] for r in answers["keras"]} == {str(trained_run / "model.keras")}
     assert [r["index"] for r in answers["auto"]] == [r["index"] for r in answers["keras"]]
-    np.testing.assert_allclose([r["confidence"] for r in answers["auto"]], [r["confidence"] for r in answers["keras"]], atol=1e-4)
+    np.testing.assert_allclose(
+        [r["confidence"] for r in answers["auto"]], [r["confidence"] for r in answers["keras"]], atol=1e-4
+    )
 
 
 def test_a_corrupt_fast_model_falls_back_to_keras_with_one_warning(run_copy, digit_png):
@@ -117,7 +132,10 @@ def test_a_missing_fast_model_falls_back_to_keras_with_one_warning(run_copy, dig
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["model"] == str(run_copy / "model.keras")
     assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == [
-        line for line in result.stderr.splitlines() if "is missing, so model.keras answers" in line and "lenet export" in line]
+        line
+        for line in result.stderr.splitlines()
+        if "is missing, so model.keras answers" in line and "lenet export" in line
+    ]
 
 
 def test_an_older_run_answers_with_keras_and_export_gives_it_the_copy(run_copy, digit_png, synthetic_data_dir):
@@ -155,7 +173,9 @@ def test_a_copy_recorded_as_failed_is_not_used(run_copy, digit_png):
 def test_engine_keras_on_an_exported_file_is_a_usage_error(trained_run, digit_png):
     result = _cli("predict", "--model", trained_run / "model.tflite", digit_png, "--engine", "keras")
     assert result.exit_code == 2 and "--engine" in result.stderr and "not one" in result.stderr
-    named = _cli("predict", "--model", trained_run / "model.tflite", digit_png, "--format", "jsonl")  # a file named directly answers itself
+    named = _cli(
+        "predict", "--model", trained_run / "model.tflite", digit_png, "--format", "jsonl"
+    )  # a file named directly answers itself
     assert named.exit_code == 0 and json.loads(named.stdout)["model"] == str(trained_run / "model.tflite")
 
 
@@ -179,9 +199,29 @@ def test_a_failed_conversion_still_finishes_the_run(synthetic_data_dir, tmp_path
 
     monkeypatch.setattr("lenet_cli.runtimes.writers.write_litert", broken)  # the format table finds its writer by name
     out = tmp_path / "runs" / "broken"
-    result = _cli("train", "--data-dir", synthetic_data_dir, "--epochs", "1", "--train-limit", "200", "--validation-size", "50",
-                  "--batch-size", "50", "--dense-units", "16", "--output", out, "--runs-dir", tmp_path / "runs", "--quiet",
-                  "--no-tensorboard", "--format", "json")
+    result = _cli(
+        "train",
+        "--data-dir",
+        synthetic_data_dir,
+        "--epochs",
+        "1",
+        "--train-limit",
+        "200",
+        "--validation-size",
+        "50",
+        "--batch-size",
+        "50",
+        "--dense-units",
+        "16",
+        "--output",
+        out,
+        "--runs-dir",
+        tmp_path / "runs",
+        "--quiet",
+        "--no-tensorboard",
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.output
     [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert "no TensorFlow-free model.tflite (RuntimeError: converter crashed)" in warning and "model.keras" in warning
@@ -221,14 +261,20 @@ def test_serve_answers_with_the_copy_and_says_so(trained_run, run_copy):
     with TestClient(create_app(predictor, ServeSettings())) as client:
         meta = client.get("/metadata").json()
     assert (meta["model"], meta["format"], meta["run"]) == ("tiny/model.tflite", "litert", "tiny")
-    assert startup_line(predictor, "http://x/").startswith("Serving run tiny (model.tflite, litert, mnist) at http://x/")
+    assert startup_line(predictor, "http://x/").startswith(
+        "Serving run tiny (model.tflite, litert, mnist) at http://x/"
+    )
     assert ServedModel(resolve_model(trained_run), engine="keras").name == "tiny/model.keras"
 
     (run_copy / "model.tflite").write_bytes(b"corrupt")
     said = []
     fallback = ServedModel(resolve_model(run_copy), engine="auto")
     fallback.load(log=said.append)
-    assert (fallback.name, fallback.format) == ("copy/model.keras", "keras") and len(said) == 1 and said[0].startswith("warning:")
+    assert (
+        (fallback.name, fallback.format) == ("copy/model.keras", "keras")
+        and len(said) == 1
+        and said[0].startswith("warning:")
+    )
 
 
 @pytest.mark.slow
@@ -258,12 +304,16 @@ def test_serve_a_run_imports_no_tensorflow(trained_run):
 
 
 def test_occlusion_of_a_run_uses_the_copy_and_integrated_gradients_keras(trained_run, digit_png, tmp_path):
-    occlusion = _cli("explain", digit_png, "--model", trained_run, "--method", "occlusion", "-o", tmp_path / "o", "--format", "json")
+    occlusion = _cli(
+        "explain", digit_png, "--model", trained_run, "--method", "occlusion", "-o", tmp_path / "o", "--format", "json"
+    )
     assert occlusion.exit_code == 0, occlusion.output
     assert json.loads(occlusion.stdout)[0]["method"] == "occlusion"
     from lenet_cli.engine.explain import ExplainRequest, explain
 
-    result = explain(ExplainRequest([str(digit_png)], model=trained_run, method="occlusion", output_dir=tmp_path / "o2"))
+    result = explain(
+        ExplainRequest([str(digit_png)], model=trained_run, method="occlusion", output_dir=tmp_path / "o2")
+    )
     ig = explain(ExplainRequest([str(digit_png)], model=trained_run, output_dir=tmp_path / "ig", steps=8))
     assert (result.method, ig.method) == ("occlusion", "integrated-gradients")
     assert ig.explanations[0].completeness_gap is not None  # gradients: model.keras answered
@@ -285,5 +335,7 @@ def test_runs_show_lists_the_copy_and_the_run_stays_finished(trained_run):
     result = _cli("runs", "show", trained_run, "--format", "json")
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
-    assert shown["status"] == "finished" and {"model.keras", "model.tflite", "model.tflite.lenet.json"} <= {f["path"] for f in shown["files"]}
+    assert shown["status"] == "finished" and {"model.keras", "model.tflite", "model.tflite.lenet.json"} <= {
+        f["path"] for f in shown["files"]
+    }
     assert shown["metrics"]["fast_model"]["ok"] is True

@@ -26,8 +26,21 @@ from tests.helpers.idx_factory import write_dataset
 
 pytestmark = pytest.mark.slow
 
-RECIPE = ["--epochs", "2", "--batch-size", "50", "--validation-size", "50", "--dense-units", "16", "--seed", "3",
-          "--deterministic", "--no-tensorboard", "--quiet"]
+RECIPE = [
+    "--epochs",
+    "2",
+    "--batch-size",
+    "50",
+    "--validation-size",
+    "50",
+    "--dense-units",
+    "16",
+    "--seed",
+    "3",
+    "--deterministic",
+    "--no-tensorboard",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +71,9 @@ CASES = [
 def test_disk_full_while_training_then_resume(data_dir, uninterrupted, tmp_path, name, pattern, nth, kept_epochs):
     env = lenet_env(tmp_path)
     run_dir = tmp_path / "run"
-    failed = run_lenet(["train", "--data-dir", str(data_dir), "--output", str(run_dir), *RECIPE], env, fault=f"{pattern}:{nth}:0")
+    failed = run_lenet(
+        ["train", "--data-dir", str(data_dir), "--output", str(run_dir), *RECIPE], env, fault=f"{pattern}:{nth}:0"
+    )
     assert failed.returncode == 1, failed.stderr
     line = error_line(failed.stderr)
     assert f"cannot write '{run_dir / name}': File too large (EFBIG)" in line
@@ -71,7 +86,19 @@ def test_disk_full_while_training_then_resume(data_dir, uninterrupted, tmp_path,
         assert not (run_dir / "model.keras").exists()
     assert not (run_dir / "RUNNING").exists()
 
-    resumed = run_lenet(["train", "--resume", str(run_dir), "--data-dir", str(data_dir), "--quiet", "--no-tensorboard", "--deterministic"], env)
+    resumed = run_lenet(
+        [
+            "train",
+            "--resume",
+            str(run_dir),
+            "--data-dir",
+            str(data_dir),
+            "--quiet",
+            "--no-tensorboard",
+            "--deterministic",
+        ],
+        env,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert [h["epoch"] for h in json.loads((run_dir / "history.json").read_text())] == [1, 2]
     assert json.loads((run_dir / "metrics.json").read_text())["test_count"] == 50
@@ -83,7 +110,9 @@ def test_disk_full_while_exporting(uninterrupted, tmp_path):
     env = lenet_env(tmp_path)
     target = tmp_path / "dist" / "model.keras"
     target.parent.mkdir()
-    failed = run_lenet(["export", str(uninterrupted), "--output", str(target), "--no-verify"], env, fault=".model.*.tmp.keras:1:0")
+    failed = run_lenet(
+        ["export", str(uninterrupted), "--output", str(target), "--no-verify"], env, fault=".model.*.tmp.keras:1:0"
+    )
     assert failed.returncode == 1, failed.stderr
     assert f"cannot write '{target}': File too large (EFBIG)" in error_line(failed.stderr)
     assert list(target.parent.iterdir()) == []  # neither the export, its sidecar, nor a temporary file

@@ -53,7 +53,10 @@ def read_only(folder: Path):
         finally:
             folder.chmod(0o755)
         return
-    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+    if (
+        shutil.which("chattr") is None
+        or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0
+    ):
         pytest.skip("running as root and chattr +i is not available here: no way to make a folder read-only for root")
     try:
         yield folder
@@ -62,6 +65,7 @@ def read_only(folder: Path):
 
 
 # --- fail fast ------------------------------------------------------------------------------------
+
 
 def test_train_runs_folder_under_a_file_fails_before_data_loads(tmp_path):
     (tmp_path / "file").write_text("x")
@@ -102,12 +106,22 @@ def test_export_into_a_read_only_folder_fails_before_loading(tmp_path):
     (run / "model.keras").write_bytes(b"never opened")
     (run / "config.json").write_text(json.dumps({"dataset": "mnist"}))
     with read_only(tmp_path / "dist"):
-        result = _invoke(["export", str(run), "--output", str(tmp_path / "dist" / "model.onnx"), "--data-dir", str(tmp_path / "no-data")])
+        result = _invoke(
+            [
+                "export",
+                str(run),
+                "--output",
+                str(tmp_path / "dist" / "model.onnx"),
+                "--data-dir",
+                str(tmp_path / "no-data"),
+            ]
+        )
     assert f"the export folder '{tmp_path / 'dist'}' is not writable" in _one_error(result)
     assert not leftovers(tmp_path)
 
 
 # --- damaged run folders --------------------------------------------------------------------------
+
 
 @pytest.fixture
 def damaged_run(tmp_path, trained_run):
@@ -174,8 +188,11 @@ def test_latest_naming_a_deleted_run(tmp_path, synthetic_data_dir, digit, comman
     root = tmp_path / "runs"
     root.mkdir()
     (root / "LATEST").write_text("mnist-20260101-000000\n")
-    args = {"evaluate": ["evaluate", "--data-dir", str(synthetic_data_dir)], "predict": ["predict", str(digit)],
-            "export": ["export", "--output", str(tmp_path / "m.keras")]}[command]
+    args = {
+        "evaluate": ["evaluate", "--data-dir", str(synthetic_data_dir)],
+        "predict": ["predict", str(digit)],
+        "export": ["export", "--output", str(tmp_path / "m.keras")],
+    }[command]
     line = _one_error(_invoke([*args, "--runs-dir", str(root)]))
     assert "names the run 'mnist-20260101-000000', which holds no model.keras (deleted or moved?)" in line
 
@@ -187,10 +204,34 @@ def test_resume_with_a_checkpoint_from_another_network(damaged_run, synthetic_da
     (damaged_run / "metrics.json").unlink()
     config = resolve_config("mnist", epochs=2, validation_size=100, dense_units=64, batch_size=50).to_json_dict()
     (damaged_run / "config.json").write_text(json.dumps(config))
-    state = {"format_version": 2, "config": config, "completed_epochs": 1, "best_val_accuracy": None, "rng_state": {}, "history": []}
-    np.savez(damaged_run / "checkpoint.npz", **{"model/conv_1/kernel": np.zeros((3, 3, 1, 7), np.float32),
-                                                "state": np.frombuffer(json.dumps(state).encode(), np.uint8)})
-    line = _one_error(_invoke(["train", "--resume", str(damaged_run), "--data-dir", str(synthetic_data_dir), "--quiet", "--no-tensorboard"]))
+    state = {
+        "format_version": 2,
+        "config": config,
+        "completed_epochs": 1,
+        "best_val_accuracy": None,
+        "rng_state": {},
+        "history": [],
+    }
+    np.savez(
+        damaged_run / "checkpoint.npz",
+        **{
+            "model/conv_1/kernel": np.zeros((3, 3, 1, 7), np.float32),
+            "state": np.frombuffer(json.dumps(state).encode(), np.uint8),
+        },
+    )
+    line = _one_error(
+        _invoke(
+            [
+                "train",
+                "--resume",
+                str(damaged_run),
+                "--data-dir",
+                str(synthetic_data_dir),
+                "--quiet",
+                "--no-tensorboard",
+            ]
+        )
+    )
     assert "'model/conv_1/kernel'" in line and "cannot be resumed" in line
 
 
@@ -225,13 +266,30 @@ def test_run_folder_without_read_permission(shared_tmp, trained_run, digit, comm
     home = shared_tmp / "home"
     home.mkdir(mode=0o777)
     home.chmod(0o777)
-    args = {"evaluate": ["evaluate", str(run)], "predict": ["predict", str(image), "--model", str(run)],
-            "export": ["export", str(run), "--output", str(home / "m.keras")], "runs show": ["runs", "show", "theirs"]}[command]
-    env = {**os.environ, "HOME": str(home), "XDG_CACHE_HOME": str(home), "LENET_RUNS_DIR": str(shared_tmp / "runs"),
-           "MPLCONFIGDIR": str(home), "KERAS_HOME": str(home), "LENET_VERIFY_CHECKSUMS": "0"}
+    args = {
+        "evaluate": ["evaluate", str(run)],
+        "predict": ["predict", str(image), "--model", str(run)],
+        "export": ["export", str(run), "--output", str(home / "m.keras")],
+        "runs show": ["runs", "show", "theirs"],
+    }[command]
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home),
+        "LENET_RUNS_DIR": str(shared_tmp / "runs"),
+        "MPLCONFIGDIR": str(home),
+        "KERAS_HOME": str(home),
+        "LENET_VERIFY_CHECKSUMS": "0",
+    }
     try:
-        done = subprocess.run([*_as_nobody(), sys.executable, "-m", "lenet_cli", *args], env=env, capture_output=True, text=True,
-                              timeout=120, cwd=str(home))
+        done = subprocess.run(
+            [*_as_nobody(), sys.executable, "-m", "lenet_cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=str(home),
+        )
     finally:
         run.chmod(0o755)
     line = error_line(done.stderr)

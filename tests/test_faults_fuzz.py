@@ -25,8 +25,14 @@ from hypothesis import strategies as st
 from lenet_cli.core.errors import LenetError
 from lenet_cli.store import runs
 
-settings.register_profile("ci", max_examples=120, deadline=2000, derandomize=True, database=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.register_profile(
+    "ci",
+    max_examples=120,
+    deadline=2000,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 settings.register_profile("deep", max_examples=1500, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
@@ -41,8 +47,9 @@ def _mutate(data: bytes, flips: list[tuple[int, int]], cut: int | None) -> bytes
     return bytes(out[:cut] if cut is not None else out)
 
 
-mutations = st.tuples(st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), max_size=6),
-                      st.none() | st.integers(0, 4096))
+mutations = st.tuples(
+    st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), max_size=6), st.none() | st.integers(0, 4096)
+)
 
 
 # --- IDX ------------------------------------------------------------------------------------------
@@ -78,6 +85,7 @@ def test_idx_reader(header, extra, gzipped, mutation):
 
 # --- images and preprocessing ---------------------------------------------------------------------
 
+
 def _encode(pixels: np.ndarray, fmt: str) -> bytes:
     from PIL import Image
 
@@ -86,11 +94,18 @@ def _encode(pixels: np.ndarray, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-images = st.tuples(st.integers(1, 40), st.integers(1, 40), st.sampled_from(["L", "RGB", "RGBA"]), st.integers(0, 2**32 - 1))
+images = st.tuples(
+    st.integers(1, 40), st.integers(1, 40), st.sampled_from(["L", "RGB", "RGBA"]), st.integers(0, 2**32 - 1)
+)
 
 
-@given(image=images, fmt=st.sampled_from(["PNG", "BMP", "GIF", "TIFF", "JPEG", "WEBP"]), mutation=mutations,
-       mode=st.sampled_from(["mnist", "fashion", "none"]), invert=st.sampled_from(["auto", "always", "never"]))
+@given(
+    image=images,
+    fmt=st.sampled_from(["PNG", "BMP", "GIF", "TIFF", "JPEG", "WEBP"]),
+    mutation=mutations,
+    mode=st.sampled_from(["mnist", "fashion", "none"]),
+    invert=st.sampled_from(["auto", "always", "never"]),
+)
 @example(image=(1, 1, "L", 0), fmt="PNG", mutation=([], None), mode="mnist", invert="auto")
 @example(image=(40, 1, "RGBA", 3), fmt="TIFF", mutation=([(30, 255)], None), mode="fashion", invert="never")
 def test_image_decoding_and_preprocessing(image, fmt, mutation, mode, invert):
@@ -141,9 +156,14 @@ def _near_valid(kind: str, replacement, key_index: int, garbage: bytes, truncate
     return garbage + text if garbage else text
 
 
-@given(kind=st.sampled_from([runs.CONFIG_FILE, runs.METRICS_FILE, runs.HISTORY_FILE]), replacement=json_values,
-       key_index=st.integers(0, 40), garbage=st.sampled_from([b"", b"\xff\xfe", b"{", b"\x00"]),
-       truncate=st.none() | st.integers(0, 200), latest=st.text(max_size=20) | st.sampled_from(["..", "/", "run\n", "missing"]))
+@given(
+    kind=st.sampled_from([runs.CONFIG_FILE, runs.METRICS_FILE, runs.HISTORY_FILE]),
+    replacement=json_values,
+    key_index=st.integers(0, 40),
+    garbage=st.sampled_from([b"", b"\xff\xfe", b"{", b"\x00"]),
+    truncate=st.none() | st.integers(0, 200),
+    latest=st.text(max_size=20) | st.sampled_from(["..", "/", "run\n", "missing"]),
+)
 @example(kind=runs.CONFIG_FILE, replacement=None, key_index=0, garbage=b"", truncate=None, latest="run")
 @example(kind=runs.HISTORY_FILE, replacement=[], key_index=1, garbage=b"", truncate=17, latest="..")
 @example(kind=runs.CONFIG_FILE, replacement=[1], key_index=40, garbage=b"", truncate=None, latest="\x00")
@@ -160,12 +180,20 @@ def test_run_json_files(kind, replacement, key_index, garbage, truncate, latest)
     (run_dir / kind).write_bytes(_near_valid(kind, replacement, key_index, garbage, truncate))
     (run_dir / runs.CHECKPOINT_FILE).write_bytes(b"")
     (root / runs.LATEST_FILE).write_text(latest, encoding="utf-8", errors="surrogateescape")
-    calls = [lambda: list_runs(root), lambda: show_run("run", root), lambda: runs.run_status(run_dir),
-             lambda: runs.resolve_model(None, root), lambda: runs.latest_run(root)]
+    calls = [
+        lambda: list_runs(root),
+        lambda: show_run("run", root),
+        lambda: runs.run_status(run_dir),
+        lambda: runs.resolve_model(None, root),
+        lambda: runs.latest_run(root),
+    ]
     if kind == runs.CONFIG_FILE:
-        calls += [lambda: TrainConfig.load(run_dir / kind), lambda: resumable_config(run_dir),
-                  lambda: runs.ModelRef(run_dir / runs.MODEL_FILE, run_dir).run_config(),
-                  lambda: read_metadata(runs.ModelRef(run_dir / runs.MODEL_FILE, run_dir))]
+        calls += [
+            lambda: TrainConfig.load(run_dir / kind),
+            lambda: resumable_config(run_dir),
+            lambda: runs.ModelRef(run_dir / runs.MODEL_FILE, run_dir).run_config(),
+            lambda: read_metadata(runs.ModelRef(run_dir / runs.MODEL_FILE, run_dir)),
+        ]
     for call in calls:
         try:
             call()
@@ -175,8 +203,13 @@ def test_run_json_files(kind, replacement, key_index, garbage, truncate, latest)
 
 # --- export sidecar metadata ----------------------------------------------------------------------
 
-@given(meta=json_values | st.dictionaries(st.sampled_from(["dataset", "class_names", "run_config", "preprocessing"]), json_values),
-       garbage=st.sampled_from([b"", b"\xff", b"]"]), suffix=st.sampled_from([".keras", ".onnx", ".tflite"]))
+
+@given(
+    meta=json_values
+    | st.dictionaries(st.sampled_from(["dataset", "class_names", "run_config", "preprocessing"]), json_values),
+    garbage=st.sampled_from([b"", b"\xff", b"]"]),
+    suffix=st.sampled_from([".keras", ".onnx", ".tflite"]),
+)
 @example(meta={"class_names": 7}, garbage=b"", suffix=".tflite")
 @example(meta=[], garbage=b"", suffix=".keras")
 def test_export_sidecar_metadata(meta, garbage, suffix):
@@ -191,20 +224,33 @@ def test_export_sidecar_metadata(meta, garbage, suffix):
     except LenetError:
         return
     assert result["dataset"] is None or isinstance(result["dataset"], str)
-    assert result["class_names"] is None or (isinstance(result["class_names"], list) and all(isinstance(c, str) for c in result["class_names"]))
+    assert result["class_names"] is None or (
+        isinstance(result["class_names"], list) and all(isinstance(c, str) for c in result["class_names"])
+    )
 
 
 # --- own data: pixel CSVs, classes.txt and picture folders ---------------------------------------------
+
 
 def _valid_csv_rows(count: int, seed: int) -> list[list[int]]:
     rng = np.random.default_rng(seed)
     return [[int(i % 3)] + [int(v) for v in rng.integers(0, 256, 784)] for i in range(count)]
 
 
-@given(rows=st.integers(0, 6), seed=st.integers(0, 3),
-       edits=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 784), st.sampled_from(["", "x", "-1", "256", "3.5", "nan", "1e9", '"7"', "7,8"])),
-                      max_size=3),
-       header=st.sampled_from(["ok", "missing", "extra", "renamed", "none"]), cut=st.none() | st.integers(0, 4000))
+@given(
+    rows=st.integers(0, 6),
+    seed=st.integers(0, 3),
+    edits=st.lists(
+        st.tuples(
+            st.integers(0, 5),
+            st.integers(0, 784),
+            st.sampled_from(["", "x", "-1", "256", "3.5", "nan", "1e9", '"7"', "7,8"]),
+        ),
+        max_size=3,
+    ),
+    header=st.sampled_from(["ok", "missing", "extra", "renamed", "none"]),
+    cut=st.none() | st.integers(0, 4000),
+)
 @example(rows=1, seed=0, edits=[], header="ok", cut=None)
 def test_pixel_csv_parses_or_refuses_in_one_line(rows, seed, edits, header, cut):
     from lenet_cli.data.sources.csv_pixels import COLUMNS, read_pixels_csv
@@ -228,7 +274,9 @@ def test_pixel_csv_parses_or_refuses_in_one_line(rows, seed, edits, header, cut)
     except LenetError as exc:
         assert "\n" not in str(exc)
         return
-    assert split.images.dtype == np.uint8 and split.images.shape[1:] == (28, 28) and len(split.images) == len(split.labels)
+    assert (
+        split.images.dtype == np.uint8 and split.images.shape[1:] == (28, 28) and len(split.images) == len(split.labels)
+    )
 
 
 @given(content=st.binary(max_size=200) | st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")))
@@ -247,8 +295,15 @@ def test_classes_txt_parses_or_refuses_in_one_line(content):
     assert names and len(set(names)) == len(names) and all(isinstance(n, str) and n for n in names)
 
 
-@given(layout=st.lists(st.tuples(st.sampled_from(["a", "b", "c", ".hidden", "train", "test"]), st.sampled_from(["ok", "text", "empty", "blank"])),
-                       max_size=6))
+@given(
+    layout=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c", ".hidden", "train", "test"]),
+            st.sampled_from(["ok", "text", "empty", "blank"]),
+        ),
+        max_size=6,
+    )
+)
 @settings(max_examples=25)
 def test_picture_folder_lists_or_refuses_in_one_line(layout):
     from PIL import Image

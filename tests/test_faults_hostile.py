@@ -45,11 +45,16 @@ def _peak_rss_kb(code: str, timeout: float = 60) -> tuple[int, str]:
     made before the ``exec``.
     """
     try:
-        proc = subprocess.run([sys.executable, "-c", _REPORT_PEAK + textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-c", _REPORT_PEAK + textwrap.dedent(code)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("the parser hung")
     assert proc.returncode == 0, proc.stderr
-    peaks = [int(line[len(PEAK_MARKER):]) for line in proc.stdout.splitlines() if line.startswith(PEAK_MARKER)]
+    peaks = [int(line[len(PEAK_MARKER) :]) for line in proc.stdout.splitlines() if line.startswith(PEAK_MARKER)]
     assert len(peaks) == 1, proc.stdout
     return peaks[0], "\n".join(line for line in proc.stdout.splitlines() if not line.startswith(PEAK_MARKER))
 
@@ -68,8 +73,16 @@ def _multipage_tiff(pages: int, side: int = 8) -> bytes:
     pixels[2:6, 3:5] = 255
     strip = pixels.tobytes()
     header = b"II*\x00" + struct.pack("<I", 8 + len(strip))
-    entries = [(256, 3, 1, side), (257, 3, 1, side), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
-               (273, 4, 1, 8), (278, 3, 1, side), (279, 4, 1, len(strip))]
+    entries = [
+        (256, 3, 1, side),
+        (257, 3, 1, side),
+        (258, 3, 1, 8),
+        (259, 3, 1, 1),
+        (262, 3, 1, 1),
+        (273, 4, 1, 8),
+        (278, 3, 1, side),
+        (279, 4, 1, len(strip)),
+    ]
     ifd_size = 2 + 12 * len(entries) + 4
     body = bytearray(header + strip)
     for page in range(pages):
@@ -77,7 +90,9 @@ def _multipage_tiff(pages: int, side: int = 8) -> bytes:
         next_ifd = offset + ifd_size if page < pages - 1 else 0
         body += struct.pack("<H", len(entries))
         for tag, kind, count, value in entries:
-            body += struct.pack("<HHI", tag, kind, count) + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
+            body += struct.pack("<HHI", tag, kind, count) + (
+                struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+            )
         body += struct.pack("<I", next_ifd)
     return bytes(body)
 
@@ -96,20 +111,41 @@ def _zip_bomb(path: Path, unpacked: int) -> Path:
 
 def _refused(call: str, *setup: str) -> str:
     """Code that runs ``call``, expects a LenetError and prints its message."""
-    return "\n".join([*setup, "from lenet_cli.core.errors import LenetError",
-                      "try:", f"    {call}", "    print('ACCEPTED')", "except LenetError as exc:", "    print(exc)"])
+    return "\n".join(
+        [
+            *setup,
+            "from lenet_cli.core.errors import LenetError",
+            "try:",
+            f"    {call}",
+            "    print('ACCEPTED')",
+            "except LenetError as exc:",
+            "    print(exc)",
+        ]
+    )
 
 
 def test_idx_header_claiming_a_billion_images(tmp_path):
     path = write_gz(tmp_path / "train-images-idx3-ubyte.gz", struct.pack(">IIII", 2051, 10**9, 28, 28) + bytes(784 * 3))
-    peak, out = _peak_rss_kb(_refused(f"load_idx_images(Path({str(path)!r}))", "from pathlib import Path", "from lenet_cli.data.idx import load_idx_images"))
+    peak, out = _peak_rss_kb(
+        _refused(
+            f"load_idx_images(Path({str(path)!r}))",
+            "from pathlib import Path",
+            "from lenet_cli.data.idx import load_idx_images",
+        )
+    )
     assert "claims 1,000,000,000 items" in out and peak < PEAK_LIMIT_KB
 
 
 def test_idx_header_claiming_a_million_images_with_three(tmp_path):
     """Under the byte cap (784 MB), so only reading as the stream yields keeps memory small."""
     path = write_gz(tmp_path / "train-images-idx3-ubyte.gz", struct.pack(">IIII", 2051, 10**6, 28, 28) + bytes(784 * 3))
-    peak, out = _peak_rss_kb(_refused(f"load_idx_images(Path({str(path)!r}))", "from pathlib import Path", "from lenet_cli.data.idx import load_idx_images"))
+    peak, out = _peak_rss_kb(
+        _refused(
+            f"load_idx_images(Path({str(path)!r}))",
+            "from pathlib import Path",
+            "from lenet_cli.data.idx import load_idx_images",
+        )
+    )
     assert "truncated or padded: 2,368 bytes after gunzip, expected 784,000,016" in out and peak < 300 * 1024
 
 
@@ -121,18 +157,26 @@ def test_train_refuses_the_billion_image_header_in_one_line(tmp_path):
     write_gz(data / FILE_NAMES[1], idx_labels_bytes(labels))
     write_gz(data / FILE_NAMES[2], struct.pack(">IIII", 2051, 3, 28, 28) + synthetic_images(labels).tobytes())
     write_gz(data / FILE_NAMES[3], idx_labels_bytes(labels))
-    done = subprocess.run([sys.executable, "-m", "lenet_cli", "train", "--data-dir", str(tmp_path / "data"), "--quiet"],
-                          env=lenet_env(tmp_path), capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "lenet_cli", "train", "--data-dir", str(tmp_path / "data"), "--quiet"],
+        env=lenet_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "claims 1,000,000,000 items" in error_line(done.stderr)
     assert "tensorflow" not in done.stderr.lower()
 
 
-@pytest.mark.parametrize("width, height, expected", [
-    (60000, 60000, "too many pixels (more than 40,000,000)"),
-    (1, 100000, None),  # few pixels: decoded and fitted like any other picture
-    (100000, 1, None),
-])
+@pytest.mark.parametrize(
+    "width, height, expected",
+    [
+        (60000, 60000, "too many pixels (more than 40,000,000)"),
+        (1, 100000, None),  # few pixels: decoded and fitted like any other picture
+        (100000, 1, None),
+    ],
+)
 def test_png_sizes(tmp_path, width, height, expected):
     path = tmp_path / "hostile.png"
     if expected:
@@ -143,8 +187,10 @@ def test_png_sizes(tmp_path, width, height, expected):
         pixels = np.zeros((height, width), np.uint8)
         pixels.reshape(-1)[len(pixels.reshape(-1)) // 3 : 2 * len(pixels.reshape(-1)) // 3] = 255
         Image.fromarray(pixels).save(path)
-    code = _refused(f"print(load_and_preprocess({str(path)!r}, PreprocessOptions(mode='mnist')).shape)",
-                    "from lenet_cli.data.preprocess import load_and_preprocess, PreprocessOptions")
+    code = _refused(
+        f"print(load_and_preprocess({str(path)!r}, PreprocessOptions(mode='mnist')).shape)",
+        "from lenet_cli.data.preprocess import load_and_preprocess, PreprocessOptions",
+    )
     peak, out = _peak_rss_kb(code)
     assert peak < PEAK_LIMIT_KB
     if expected:
@@ -157,8 +203,12 @@ def test_tiff_with_ten_thousand_pages_reads_only_the_first(tmp_path):
     path = tmp_path / "pages.tif"
     path.write_bytes(_multipage_tiff(10_000))
     started = time.monotonic()
-    peak, out = _peak_rss_kb(_refused(f"print(load_and_preprocess({str(path)!r}, PreprocessOptions(mode='mnist')).shape)",
-                                      "from lenet_cli.data.preprocess import load_and_preprocess, PreprocessOptions"))
+    peak, out = _peak_rss_kb(
+        _refused(
+            f"print(load_and_preprocess({str(path)!r}, PreprocessOptions(mode='mnist')).shape)",
+            "from lenet_cli.data.preprocess import load_and_preprocess, PreprocessOptions",
+        )
+    )
     assert "(28, 28)" in out and peak < PEAK_LIMIT_KB
     assert time.monotonic() - started < 30
 
@@ -172,7 +222,9 @@ def bomb(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_zip_bomb_keras_model_is_refused_before_unpacking(bomb):
-    peak, out = _peak_rss_kb(_refused(f"load_model_file({str(bomb)!r})", "from lenet_cli.model.network import load_model_file"), timeout=120)
+    peak, out = _peak_rss_kb(
+        _refused(f"load_model_file({str(bomb)!r})", "from lenet_cli.model.network import load_model_file"), timeout=120
+    )
     assert "it would unpack to 1,610,612,7" in out, out
     assert peak < PEAK_LIMIT_KB
 
@@ -181,7 +233,12 @@ def test_zip_bomb_keras_model_is_refused_before_unpacking(bomb):
 def test_zip_bomb_through_the_cli(tmp_path, bomb):
     image = tmp_path / "digit.png"
     image.write_bytes(_png_header_only(28, 28))
-    done = subprocess.run([sys.executable, "-m", "lenet_cli", "predict", str(image), "--model", str(bomb), "--preprocess", "mnist"],
-                          env=lenet_env(tmp_path), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "lenet_cli", "predict", str(image), "--model", str(bomb), "--preprocess", "mnist"],
+        env=lenet_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert "would unpack to" in error_line(done.stderr)

@@ -19,7 +19,18 @@ from tests.helpers.idx_factory import write_dataset
 
 pytestmark = pytest.mark.slow
 
-RECIPE = ["--batch-size", "64", "--validation-size", "100", "--dense-units", "32", "--seed", "5", "--no-tensorboard", "--quiet"]
+RECIPE = [
+    "--batch-size",
+    "64",
+    "--validation-size",
+    "100",
+    "--dense-units",
+    "32",
+    "--seed",
+    "5",
+    "--no-tensorboard",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +43,21 @@ def data_dir(tmp_path_factory):
 def _cluster(data_dir, tmp_path, epochs: int, timeout: float, output: Path | None = None, resume: bool = False):
     env = worker_env(tmp_path)
     workers = ",".join(f"127.0.0.1:{port}" for port in free_loopback_ports(2))
-    start = ["--resume", str(output), "--epochs", str(epochs)] if resume else ["--epochs", str(epochs), *RECIPE, "--output", str(output)]
-    common = start + ["--data-dir", str(data_dir), "--distribute", "multi-worker", "--workers", workers, "--worker-timeout", str(timeout)]
+    start = (
+        ["--resume", str(output), "--epochs", str(epochs)]
+        if resume
+        else ["--epochs", str(epochs), *RECIPE, "--output", str(output)]
+    )
+    common = start + [
+        "--data-dir",
+        str(data_dir),
+        "--distribute",
+        "multi-worker",
+        "--workers",
+        workers,
+        "--worker-timeout",
+        str(timeout),
+    ]
     return [start_training([*common, "--task-index", str(i)], env) for i in (0, 1)]
 
 
@@ -90,7 +114,9 @@ def test_a_signal_on_one_worker_stops_every_worker_and_the_run_resumes(data_dir,
     assert not (run_dir / "model.keras").exists() and (run_dir / "checkpoint.npz").is_file()
 
     done = len(json.loads((run_dir / "history.json").read_text()))
-    resumed = _cluster(data_dir, tmp_path, epochs=done, timeout=60, output=run_dir, resume=True)  # ends on the kept epoch
+    resumed = _cluster(
+        data_dir, tmp_path, epochs=done, timeout=60, output=run_dir, resume=True
+    )  # ends on the kept epoch
     results = _finish(resumed, timeout=150)
     assert all(returncode == 0 for returncode, _ in results), results
     assert (run_dir / "model.keras").is_file()
@@ -112,8 +138,19 @@ def test_a_killed_worker_is_named_within_the_worker_timeout(data_dir, tmp_path):
 def test_a_worker_that_starts_late_still_joins(data_dir, tmp_path):
     env = worker_env(tmp_path)
     workers = ",".join(f"127.0.0.1:{port}" for port in free_loopback_ports(2))
-    args = ["--data-dir", str(data_dir), "--epochs", "1", *RECIPE, "--distribute", "multi-worker", "--workers", workers,
-            "--worker-timeout", "60"]
+    args = [
+        "--data-dir",
+        str(data_dir),
+        "--epochs",
+        "1",
+        *RECIPE,
+        "--distribute",
+        "multi-worker",
+        "--workers",
+        workers,
+        "--worker-timeout",
+        "60",
+    ]
     chief = start_training([*args, "--task-index", "0"], env)
     time.sleep(6)
     late = start_training([*args, "--task-index", "1"], env)
@@ -124,9 +161,28 @@ def test_a_worker_that_starts_late_still_joins(data_dir, tmp_path):
 def test_concurrent_trainings_get_their_own_runs_and_latest_is_never_torn(data_dir, tmp_path):
     env = worker_env(tmp_path)
     runs = tmp_path / "runs"
-    procs = [subprocess.Popen([sys.executable, "-m", "lenet_cli", "train", "--data-dir", str(data_dir), "--epochs", "1", *RECIPE,
-                               "--train-limit", "300"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lenet_cli",
+                "train",
+                "--data-dir",
+                str(data_dir),
+                "--epochs",
+                "1",
+                *RECIPE,
+                "--train-limit",
+                "300",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     seen = set()
     while any(p.poll() is None for p in procs):
         latest = runs / "LATEST"
@@ -134,8 +190,12 @@ def test_concurrent_trainings_get_their_own_runs_and_latest_is_never_torn(data_d
             name = latest.read_text().strip()
             seen.add(name)
             assert (runs / name / "model.keras").is_file() and (runs / name / "metrics.json").is_file(), name
-        listing = subprocess.run([sys.executable, "-m", "lenet_cli", "runs", "--runs-dir", str(runs), "--format", "json"],
-                                 capture_output=True, text=True, env=env)
+        listing = subprocess.run(
+            [sys.executable, "-m", "lenet_cli", "runs", "--runs-dir", str(runs), "--format", "json"],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         assert listing.returncode == 0, listing.stderr
         for run in json.loads(listing.stdout):
             assert run["status"] in ("running", "finished"), run

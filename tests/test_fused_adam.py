@@ -24,8 +24,13 @@ def _run(optimizer_class, steps=20, **kwargs):
     for i in range(steps):
         step(tf.constant(np.random.default_rng(i + 1).normal(size=start.shape).astype("float32")))
     index = optimizer._get_variable_index(variable)
-    return (variable.numpy(), optimizer._momentums[index].numpy(), optimizer._velocities[index].numpy(),
-            int(optimizer.iterations.numpy()), start)
+    return (
+        variable.numpy(),
+        optimizer._momentums[index].numpy(),
+        optimizer._velocities[index].numpy(),
+        int(optimizer.iterations.numpy()),
+        start,
+    )
 
 
 def test_fused_update_matches_keras_adam():

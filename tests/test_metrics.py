@@ -118,7 +118,9 @@ def test_averages_hand_computed():
 def test_zero_division_gives_zero():
     # Class 1 is present but never predicted; class 2 is neither present nor predicted.
     rows = per_class_metrics(np.array([[3, 0, 0], [2, 0, 0], [0, 0, 0]]), NAMES)
-    assert rows[0] == pytest.approx({"label": "zero", "index": 0, "precision": 0.6, "recall": 1.0, "f1": 0.75, "support": 3})
+    assert rows[0] == pytest.approx(
+        {"label": "zero", "index": 0, "precision": 0.6, "recall": 1.0, "f1": 0.75, "support": 3}
+    )
     for row in rows[1:]:
         assert (row["precision"], row["recall"], row["f1"]) == (0.0, 0.0, 0.0)
     assert macro_average(rows) == pytest.approx({"precision": 0.2, "recall": 1 / 3, "f1": 0.25, "support": 5})
@@ -158,9 +160,19 @@ def test_classification_report_hand_computed_and_json_ready():
     assert report["macro_avg"]["recall"] == pytest.approx(13 / 18)
     assert report["weighted_avg"]["precision"] == pytest.approx(0.75)
     assert json.loads(json.dumps(report)) == report
-    for value in (report["accuracy"], report["cross_entropy"], report["macro_avg"]["f1"], report["per_class"][0]["recall"]):
+    for value in (
+        report["accuracy"],
+        report["cross_entropy"],
+        report["macro_avg"]["f1"],
+        report["per_class"][0]["recall"],
+    ):
         assert type(value) is float
-    for value in (report["top_k"], report["count"], report["per_class"][0]["support"], report["confusion_matrix"][0][0]):
+    for value in (
+        report["top_k"],
+        report["count"],
+        report["per_class"][0]["support"],
+        report["confusion_matrix"][0][0],
+    ):
         assert type(value) is int
 
 
@@ -208,8 +220,16 @@ def test_empty_input_gives_zero_not_nan():
 def test_low_confidence_report_hand_computed():
     # top probabilities 0.7, 0.5, 0.7, 0.8, 0.6, 0.8; mistakes are examples 2 (0.7) and 4 (0.6)
     report = low_confidence_report(Y_TRUE, PROBS, 0.65)
-    assert report == {"threshold": 0.65, "flagged": 2, "flagged_share": 2 / 6, "mistakes": 2, "mistakes_flagged": 1,
-                      "mistakes_flagged_share": 0.5, "accuracy_flagged": 0.5, "accuracy_unflagged": 3 / 4}
+    assert report == {
+        "threshold": 0.65,
+        "flagged": 2,
+        "flagged_share": 2 / 6,
+        "mistakes": 2,
+        "mistakes_flagged": 1,
+        "mistakes_flagged_share": 0.5,
+        "accuracy_flagged": 0.5,
+        "accuracy_unflagged": 3 / 4,
+    }
     never = low_confidence_report(Y_TRUE, PROBS, 0.0)
     assert (never["flagged"], never["accuracy_flagged"], never["accuracy_unflagged"]) == (0, None, 4 / 6)
     always = low_confidence_report(Y_TRUE, PROBS, 1.0)

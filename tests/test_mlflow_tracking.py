@@ -21,7 +21,18 @@ from tests.helpers.mlflow_server import free_port, mlflow_executable, start_serv
 
 mlflow = pytest.importorskip("mlflow", reason="tracking needs the mlflow extra: pip install 'lenet-cli[mlflow]'")
 
-TINY = ["--validation-size", "100", "--batch-size", "50", "--dense-units", "16", "--no-tensorboard", "--quiet", "--format", "json"]
+TINY = [
+    "--validation-size",
+    "100",
+    "--batch-size",
+    "50",
+    "--dense-units",
+    "16",
+    "--no-tensorboard",
+    "--quiet",
+    "--format",
+    "json",
+]
 TINY_SPACE = 'dense-units = 16\nbatch-size = [32, 64]\naugment = "none"\nema = 0.0\nlearning-rate = { low = 1e-3, high = 1e-2, log = true }\n'
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,7 +43,10 @@ def _lenet(*args, env=None):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if mlflow_executable() is None or pytest.importorskip("flask", reason="the tests' server needs the full mlflow package") is None:
+    if (
+        mlflow_executable() is None
+        or pytest.importorskip("flask", reason="the tests' server needs the full mlflow package") is None
+    ):
         pytest.skip("no mlflow server here")
     started = start_server(tmp_path_factory.mktemp("mlflow-server"))
     yield started
@@ -71,14 +85,20 @@ def test_tracking_off_imports_no_mlflow_and_refusals_stay_instant():
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("light"), proc.stdout + proc.stderr
     assert "Invalid value for '--mlflow': 'http://' names no host" in proc.stderr
-    assert "Invalid value for '--mlflow-register': needs a tracking server: give mlflow (a tracking URI) or set MLFLOW_TRACKING_URI" in proc.stderr
+    assert (
+        "Invalid value for '--mlflow-register': needs a tracking server: give mlflow (a tracking URI) or set MLFLOW_TRACKING_URI"
+        in proc.stderr
+    )
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--mlflow", ""], "must be a tracking URI"),
-    (["--mlflow", "http://x:1", "--mlflow-experiment", " "], "must be a non-empty name"),
-    (["--mlflow", "http://x:1", "--mlflow-register", "a\nb"], "must be one line"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--mlflow", ""], "must be a tracking URI"),
+        (["--mlflow", "http://x:1", "--mlflow-experiment", " "], "must be a non-empty name"),
+        (["--mlflow", "http://x:1", "--mlflow-register", "a\nb"], "must be one line"),
+    ],
+)
 def test_bad_tracking_values_are_usage_errors(args, fragment):
     result = _lenet("train", *args)
     assert result.exit_code == 2 and fragment in result.stderr and "Traceback" not in result.output, result.output
@@ -89,7 +109,9 @@ def test_without_mlflow_installed(monkeypatch, tmp_path):
     from lenet_cli.engine import tracking
 
     monkeypatch.setattr(tracking, "mlflow_installed", lambda: False)
-    result = _lenet("train", "--mlflow", "http://127.0.0.1:5000", "--data-dir", tmp_path / "none", "--runs-dir", tmp_path / "runs")
+    result = _lenet(
+        "train", "--mlflow", "http://127.0.0.1:5000", "--data-dir", tmp_path / "none", "--runs-dir", tmp_path / "runs"
+    )
     assert result.exit_code == 3 and "pip install 'lenet-cli[mlflow]'" in result.stderr, result.output
     lines: list[str] = []
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
@@ -112,8 +134,24 @@ def test_a_tune_request_checks_its_tracking_fields():
 @pytest.mark.slow
 def test_train_logs_params_curves_files_and_a_registered_model(server, tmp_path, synthetic_data_dir):
     out = tmp_path / "run"
-    result = _lenet("train", "--data-dir", synthetic_data_dir, "--runs-dir", tmp_path, "--output", out, "--epochs", "2", *TINY,
-                    "--mlflow", server.url, "--mlflow-experiment", "lenet-tests", "--mlflow-register", "lenet-tiny")
+    result = _lenet(
+        "train",
+        "--data-dir",
+        synthetic_data_dir,
+        "--runs-dir",
+        tmp_path,
+        "--output",
+        out,
+        "--epochs",
+        "2",
+        *TINY,
+        "--mlflow",
+        server.url,
+        "--mlflow-experiment",
+        "lenet-tests",
+        "--mlflow-register",
+        "lenet-tiny",
+    )
     assert result.exit_code == 0, result.output
     assert result.stderr == "", result.stderr  # nothing of MLflow's own chatter
     printed = json.loads(result.stdout)
@@ -131,7 +169,16 @@ def test_train_logs_params_curves_files_and_a_registered_model(server, tmp_path,
     assert run.data.params == {**{key: _param(value) for key, value in config.items()}, "lenet_version": __version__}
     assert {"dataset", "data_source", "seed"} <= set(run.data.params)
     history = json.loads((out / "history.json").read_text())
-    for name in ("val_accuracy", "accuracy", "cross_entropy", "objective", "l1", "l2", "learning_rate", "images_per_second"):
+    for name in (
+        "val_accuracy",
+        "accuracy",
+        "cross_entropy",
+        "objective",
+        "l1",
+        "l2",
+        "learning_rate",
+        "images_per_second",
+    ):
         logged = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, name))
         assert logged == [(h["epoch"], h[name]) for h in history], name
     assert run.data.metrics["test_accuracy"] == metrics["test_accuracy"]
@@ -139,7 +186,14 @@ def test_train_logs_params_curves_files_and_a_registered_model(server, tmp_path,
     assert run.data.metrics["calibration.temperature"] == metrics["calibration"]["temperature"]
     assert run.data.tags["lenet.run_dir"] == str(out.resolve())
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.json", "metrics.json", "history.json", "model.tflite", "confusion_matrix.png", "reliability.png"} <= files
+    assert {
+        "config.json",
+        "metrics.json",
+        "history.json",
+        "model.tflite",
+        "confusion_matrix.png",
+        "reliability.png",
+    } <= files
 
     versions = client.search_model_versions("name='lenet-tiny'")
     assert [(v.version, v.run_id) for v in versions] == [("1", run.info.run_id)]
@@ -160,9 +214,33 @@ def test_tune_is_one_parent_run_with_a_nested_run_per_trial(server, tmp_path, sy
     pytest.importorskip("optuna", reason="lenet tune needs the tune extra")
     space = tmp_path / "space.toml"
     space.write_text(TINY_SPACE)
-    result = _lenet("tune", "--dataset", "mnist", "--data-dir", synthetic_data_dir, "--runs-dir", tmp_path, "--validation-size", "100",
-                    "--train-limit", "200", "--epochs", "1", "--trials", "2", "--space", space, "--pruner", "none",
-                    "--mlflow", server.url, "--mlflow-experiment", "lenet-tune-tests", "--format", "json")
+    result = _lenet(
+        "tune",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        synthetic_data_dir,
+        "--runs-dir",
+        tmp_path,
+        "--validation-size",
+        "100",
+        "--train-limit",
+        "200",
+        "--epochs",
+        "1",
+        "--trials",
+        "2",
+        "--space",
+        space,
+        "--pruner",
+        "none",
+        "--mlflow",
+        server.url,
+        "--mlflow-experiment",
+        "lenet-tune-tests",
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.output
     client = _client(server.url)
     experiment = client.get_experiment_by_name("lenet-tune-tests")
@@ -189,7 +267,16 @@ def test_tune_is_one_parent_run_with_a_nested_run_per_trial(server, tmp_path, sy
     listed = json.loads(_lenet("runs", "--runs-dir", tmp_path, "--format", "json").stdout)
     assert [r["status"] for r in listed] == ["finished", "finished"]
     other = 1 - best
-    evaluated = _lenet("evaluate", f"tune/mnist/trial-{other}", "--runs-dir", tmp_path, "--data-dir", synthetic_data_dir, "--format", "json")
+    evaluated = _lenet(
+        "evaluate",
+        f"tune/mnist/trial-{other}",
+        "--runs-dir",
+        tmp_path,
+        "--data-dir",
+        synthetic_data_dir,
+        "--format",
+        "json",
+    )
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["model"].endswith("model.tflite")
 
@@ -199,11 +286,17 @@ def test_an_unreachable_server_is_one_warning_and_nothing_is_lost(tmp_path, synt
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nobody listens there
     out = tmp_path / "run"
     started = time.monotonic()
-    result = _lenet("train", "--data-dir", synthetic_data_dir, "--runs-dir", tmp_path, "--output", out, "--epochs", "1", *TINY)
+    result = _lenet(
+        "train", "--data-dir", synthetic_data_dir, "--runs-dir", tmp_path, "--output", out, "--epochs", "1", *TINY
+    )
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started < 90
     lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("warning: MLflow tracking at http://127.0.0.1:") and "unavailable" in lines[0], lines
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("warning: MLflow tracking at http://127.0.0.1:")
+        and "unavailable" in lines[0]
+    ), lines
     assert "run folder keeps everything" in lines[0]
     metrics = json.loads((out / "metrics.json").read_text())
     assert "mlflow" not in metrics and (out / "model.keras").is_file() and (out / "model.tflite").is_file()
@@ -214,21 +307,41 @@ def test_a_folder_store_works(tmp_path, synthetic_data_dir, monkeypatch):
     store = tmp_path / "mlruns"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", str(store))
     out = tmp_path / "run"
-    result = _lenet("train", "--data-dir", synthetic_data_dir, "--runs-dir", tmp_path, "--output", out, "--epochs", "1", *TINY)
+    result = _lenet(
+        "train", "--data-dir", synthetic_data_dir, "--runs-dir", tmp_path, "--output", out, "--epochs", "1", *TINY
+    )
     assert result.exit_code == 0, result.output
     record = json.loads((out / "metrics.json").read_text())["mlflow"]
     assert record["complete"] is True and record["tracking_uri"] == str(store)
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     run = _client(str(store)).get_run(record["run_id"])
-    assert run.data.params["dataset"] == "mnist" and run.data.metrics["val_accuracy"] == json.loads((out / "history.json").read_text())[0]["val_accuracy"]
+    assert (
+        run.data.params["dataset"] == "mnist"
+        and run.data.metrics["val_accuracy"] == json.loads((out / "history.json").read_text())[0]["val_accuracy"]
+    )
 
 
 @pytest.mark.slow
 def test_a_server_killed_mid_run_is_one_warning_and_the_run_finishes(server, tmp_path, synthetic_data_dir):
     """Runs last in this module: it kills the module's server."""
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "lenet_cli", "train", "--data-dir", str(synthetic_data_dir), "--runs-dir", str(tmp_path),
-               "--output", str(out), "--epochs", "20", *TINY, "--mlflow", server.url]
+    command = [
+        sys.executable,
+        "-m",
+        "lenet_cli",
+        "train",
+        "--data-dir",
+        str(synthetic_data_dir),
+        "--runs-dir",
+        str(tmp_path),
+        "--output",
+        str(out),
+        "--epochs",
+        "20",
+        *TINY,
+        "--mlflow",
+        server.url,
+    ]
     env = {**os.environ, "LENET_VERIFY_CHECKSUMS": "0"}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
     deadline = time.monotonic() + 120
@@ -241,8 +354,14 @@ def test_a_server_killed_mid_run_is_one_warning_and_the_run_finishes(server, tmp
     assert proc.returncode == 0, stderr
     assert time.monotonic() - killed < 60  # later epochs are not retried
     warnings = [line for line in stderr.splitlines() if "MLflow" in line]
-    assert len(warnings) == 1 and warnings[0].startswith(f"warning: MLflow tracking at {server.url} failed while"), stderr
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: MLflow tracking at {server.url} failed while"), (
+        stderr
+    )
     history = json.loads((out / "history.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
-    assert len(history) == 20 and (out / "model.keras").is_file() and json.loads(stdout)["test_accuracy"] == metrics["test_accuracy"]
+    assert (
+        len(history) == 20
+        and (out / "model.keras").is_file()
+        and json.loads(stdout)["test_accuracy"] == metrics["test_accuracy"]
+    )
     assert metrics["mlflow"]["complete"] is False and metrics["mlflow"]["run_id"]

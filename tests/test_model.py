@@ -69,7 +69,9 @@ def test_penalty_equals_the_seed_objective_by_hand(model):
     l1, wd = 1e-4, 3e-4
     terms = {k: float(v) for k, v in penalty_terms(regularized_kernels(model), l1, wd).items()}
     expected_l1 = sum(l1 * np.abs(model.get_layer(n).get_weights()[0].astype("float64")).sum() for n in C.WEIGHT_LAYERS)
-    expected_l2 = sum(wd * np.square(model.get_layer(n).get_weights()[0].astype("float64")).sum() / 2 for n in C.WEIGHT_LAYERS)
+    expected_l2 = sum(
+        wd * np.square(model.get_layer(n).get_weights()[0].astype("float64")).sum() / 2 for n in C.WEIGHT_LAYERS
+    )
     assert terms["l1"] == pytest.approx(expected_l1, rel=1e-5)
     assert terms["l2"] == pytest.approx(expected_l2, rel=1e-5)
     dot1 = model.get_layer("dot_1").get_weights()[0].astype("float64")
@@ -115,4 +117,6 @@ def test_lrn_matches_tensorflow_op_values_and_gradients(params):
         ours_loss = tf.reduce_sum(ours * weights)
         theirs_loss = tf.reduce_sum(theirs * weights)
     np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(tape.gradient(ours_loss, x).numpy(), tape.gradient(theirs_loss, x).numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        tape.gradient(ours_loss, x).numpy(), tape.gradient(theirs_loss, x).numpy(), rtol=1e-4, atol=1e-5
+    )

@@ -36,8 +36,13 @@ from tests.helpers.idx_factory import (
 FAST = ["--epochs", "1", "--dense-units", "32", "--batch-size", "32", "--no-tensorboard", "--quiet", "--format", "json"]
 
 
-def write_idx(folder: Path, train_labels, test_labels, seed=0, classes=None, transposed=False, label_offset=0, names=FILE_NAMES):
-    train_images, test_images = synthetic_images(np.asarray(train_labels), seed), synthetic_images(np.asarray(test_labels), seed + 1)
+def write_idx(
+    folder: Path, train_labels, test_labels, seed=0, classes=None, transposed=False, label_offset=0, names=FILE_NAMES
+):
+    train_images, test_images = (
+        synthetic_images(np.asarray(train_labels), seed),
+        synthetic_images(np.asarray(test_labels), seed + 1),
+    )
     if transposed:
         train_images, test_images = train_images.transpose(0, 2, 1), test_images.transpose(0, 2, 1)
     write_gz(folder / names[0], idx_images_bytes(train_images))
@@ -79,14 +84,18 @@ def write_pictures(folder: Path, per_class=24, classes=("circle", "bar", "cross"
 def write_csv(path: Path, labels_, images, header=None):
     header = header or ["label", *(f"pixel{i}" for i in range(784))]
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [",".join(header)] + [",".join([str(int(y)), *map(str, x.reshape(-1).tolist())]) for y, x in zip(labels_, images)]
+    rows = [",".join(header)] + [
+        ",".join([str(int(y)), *map(str, x.reshape(-1).tolist())]) for y, x in zip(labels_, images)
+    ]
     path.write_text("\n".join(rows) + "\n")
     return path
 
 
 def train(args, tmp_path, name="run"):
     out = tmp_path / name
-    result = CliRunner().invoke(cli, ["train", *args, *FAST, "--output", str(out), "--runs-dir", str(tmp_path / "runs")])
+    result = CliRunner().invoke(
+        cli, ["train", *args, *FAST, "--output", str(out), "--runs-dir", str(tmp_path / "runs")]
+    )
     assert result.exit_code == 0, result.output
     return out, json.loads(result.stdout)
 
@@ -129,7 +138,9 @@ def test_idx_folder_with_classes_txt_trains_predicts_evaluates_and_exports(tmp_p
     assert report["class_names"] == ["alpha", "beta", "gamma"] and np.array(report["confusion_matrix"]).shape == (3, 3)
     assert [row["label"] for row in report["per_class"]] == ["alpha", "beta", "gamma"]
     assert (tmp_path / "cm.png").stat().st_size > 0
-    result = CliRunner().invoke(cli, ["export", str(run), "--to", "keras", "-o", str(tmp_path / "x" / "model.keras"), "--format", "json"])
+    result = CliRunner().invoke(
+        cli, ["export", str(run), "--to", "keras", "-o", str(tmp_path / "x" / "model.keras"), "--format", "json"]
+    )
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "x" / "model.keras.lenet.json").read_text())
     assert meta["class_names"] == ["alpha", "beta", "gamma"] and meta["output"].endswith("[N,3]")
@@ -157,12 +168,16 @@ def test_second_load_of_a_picture_folder_comes_from_the_cache(tmp_path, monkeypa
 
     folder = write_pictures(tmp_path / "shapes", per_class=6)
     first = L.load_dataset(str(folder), validation_size=2)
-    monkeypatch.setattr(picture_folder, "decode_pictures", lambda *a, **k: pytest.fail("decoded again despite the cache"))
+    monkeypatch.setattr(
+        picture_folder, "decode_pictures", lambda *a, **k: pytest.fail("decoded again despite the cache")
+    )
     lines = []
     second = L.load_dataset(str(folder), validation_size=2, log=lines.append)
     assert np.array_equal(first.train.images, second.train.images) and first.fingerprint == second.fingerprint
     assert any("decoded before" in line for line in lines)
-    (folder / "bar" / "new.png").write_bytes((folder / "bar" / "000.png").read_bytes())  # a new picture: a new fingerprint
+    (folder / "bar" / "new.png").write_bytes(
+        (folder / "bar" / "000.png").read_bytes()
+    )  # a new picture: a new fingerprint
     monkeypatch.undo()
     third = L.load_dataset(str(folder), validation_size=2)
     assert third.fingerprint != first.fingerprint
@@ -186,7 +201,9 @@ def test_csv_of_pixels_trains_with_classes_txt(tmp_path):
     assert config["class_names"] == ["north", "east", "south", "west"] and logits_units(run) == 4
     assert metrics["test_count"] == sum(int(round((y == k).sum() * 0.2)) for k in range(4))
     report = evaluate(run)
-    assert report["class_names"] == ["north", "east", "south", "west"] and np.array(report["confusion_matrix"]).shape == (4, 4)
+    assert report["class_names"] == ["north", "east", "south", "west"] and np.array(
+        report["confusion_matrix"]
+    ).shape == (4, 4)
 
 
 @pytest.mark.slow
@@ -194,11 +211,15 @@ def test_emnist_letters_from_local_files_are_turned_upright_and_shifted_to_zero(
     spec = named.REGISTRY["emnist-letters"]
     names = (*spec.files["train"], *spec.files["test"])
     y_train, y_test = labels(200, 26, 5), labels(52, 26, 6)
-    write_idx(tmp_path / "data" / "emnist-letters", y_train, y_test, seed=7, transposed=True, label_offset=1, names=names)
+    write_idx(
+        tmp_path / "data" / "emnist-letters", y_train, y_test, seed=7, transposed=True, label_offset=1, names=names
+    )
     data = L.load_dataset("emnist-letters", tmp_path / "data", validation_size=20)
     assert data.class_names[:3] == ("a", "b", "c") and len(data.class_names) == 26
     assert np.array_equal(data.test.images, synthetic_images(y_test, 8)) and np.array_equal(data.test.labels, y_test)
-    run, _ = train(["--dataset", "emnist-letters", "--data-dir", str(tmp_path / "data"), "--validation-size", "20"], tmp_path)
+    run, _ = train(
+        ["--dataset", "emnist-letters", "--data-dir", str(tmp_path / "data"), "--validation-size", "20"], tmp_path
+    )
     assert logits_units(run) == 26
     assert json.loads((run / "config.json").read_text())["class_names"][25] == "z"
 
@@ -251,12 +272,15 @@ def test_class_with_only_unusable_pictures(tmp_path):
     assert not list(folder.glob(f"{CACHE_DIR}/*"))  # nothing cached for a refused dataset
 
 
-@pytest.mark.parametrize("header, row, fragment", [
-    (["label", *(f"pixel{i}" for i in range(783))], None, "lacks column 'pixel783'"),
-    (None, "3," + ",".join(["x"] * 784), "not 785 numbers"),
-    (None, "3," + ",".join(["0"] * 700), "not 785 numbers"),
-    (None, "3," + ",".join(["300"] * 784), "pixels must be 0-255"),
-])
+@pytest.mark.parametrize(
+    "header, row, fragment",
+    [
+        (["label", *(f"pixel{i}" for i in range(783))], None, "lacks column 'pixel783'"),
+        (None, "3," + ",".join(["x"] * 784), "not 785 numbers"),
+        (None, "3," + ",".join(["0"] * 700), "not 785 numbers"),
+        (None, "3," + ",".join(["300"] * 784), "pixels must be 0-255"),
+    ],
+)
 def test_bad_csv(tmp_path, header, row, fragment):
     y = labels(10, 2)
     path = write_csv(tmp_path / "d.csv", y, synthetic_images(y), header=header)
@@ -279,7 +303,9 @@ def test_a_bad_dataset_is_one_line_on_the_command_line_and_leaves_no_run(tmp_pat
 
 def _serve_locally(monkeypatch, key: str, folder: Path, files) -> None:
     monkeypatch.setitem(named.URL_BASES, key, (folder.as_uri() + "/",))
-    monkeypatch.setitem(named.CHECKSUMS, key, {name: ("md5", hashlib.md5((folder / name).read_bytes()).hexdigest()) for name in files})
+    monkeypatch.setitem(
+        named.CHECKSUMS, key, {name: ("md5", hashlib.md5((folder / name).read_bytes()).hexdigest()) for name in files}
+    )
 
 
 def test_kmnist_downloads_checks_and_names_its_classes(tmp_path, monkeypatch):
@@ -335,7 +361,9 @@ def test_emnist_downloads_the_zip_once_and_extracts_each_split(tmp_path, monkeyp
     digits = L.load_dataset("emnist-digits", validation_size=5)
     mnist_like = L.load_dataset("emnist-mnist", validation_size=5)
     assert fetched == ["gzip.zip"]  # downloaded once, both splits extracted from it
-    assert np.array_equal(digits.test.images, synthetic_images(y_test, 4)) and np.array_equal(mnist_like.test.labels, y_test)
+    assert np.array_equal(digits.test.images, synthetic_images(y_test, 4)) and np.array_equal(
+        mnist_like.test.labels, y_test
+    )
 
 
 @pytest.mark.slow
@@ -351,8 +379,23 @@ def test_a_two_class_model_works_with_every_commands_defaults(tmp_path):
     evaluated = CliRunner().invoke(cli, ["evaluate", str(run), "--format", "json"])
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["top_k"] == 2
-    explained = CliRunner().invoke(cli, ["explain", "-m", str(run), str(picture), "--method", "occlusion", "--output-dir",
-                                         str(tmp_path / "sheets"), "--format", "json"])
+    explained = CliRunner().invoke(
+        cli,
+        [
+            "explain",
+            "-m",
+            str(run),
+            str(picture),
+            "--method",
+            "occlusion",
+            "--output-dir",
+            str(tmp_path / "sheets"),
+            "--format",
+            "json",
+        ],
+    )
     assert explained.exit_code == 0, explained.output
-    asked = CliRunner().invoke(cli, ["predict", "-m", str(run), str(picture), "--top-k", "3"])  # asked for, not defaulted: refused
+    asked = CliRunner().invoke(
+        cli, ["predict", "-m", str(run), str(picture), "--top-k", "3"]
+    )  # asked for, not defaulted: refused
     assert asked.exit_code == 2 and "3 is more than the model's 2 classes" in asked.stderr

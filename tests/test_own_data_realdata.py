@@ -23,7 +23,18 @@ pytestmark = [requires_real_data, pytest.mark.realdata, pytest.mark.slow]
 
 PICTURES = 3000  # MNIST test images turned into PNGs
 HELD_BACK = 600  # of them, the test part
-RECIPE = ["--epochs", "6", "--validation-size", "240", "--batch-size", "64", "--no-tensorboard", "--quiet", "--format", "json"]
+RECIPE = [
+    "--epochs",
+    "6",
+    "--validation-size",
+    "240",
+    "--batch-size",
+    "64",
+    "--no-tensorboard",
+    "--quiet",
+    "--format",
+    "json",
+]
 
 
 def render_on_paper(image: np.ndarray, rng: np.random.Generator) -> Image.Image:
@@ -72,7 +83,10 @@ def test_three_fashion_classes_as_an_idx_folder_predict_with_their_names(tmp_pat
     source = REAL_DATA / "fashion"
     folder = tmp_path / "three"
     parts = {}
-    for images_name, labels_name, limit in ((FILE_NAMES[0], FILE_NAMES[1], 12000), (FILE_NAMES[2], FILE_NAMES[3], None)):
+    for images_name, labels_name, limit in (
+        (FILE_NAMES[0], FILE_NAMES[1], 12000),
+        (FILE_NAMES[2], FILE_NAMES[3], None),
+    ):
         images, labels = load_idx_images(source / images_name)[:limit], load_idx_labels(source / labels_name)[:limit]
         keep = np.isin(labels, list(chosen))
         relabelled = np.searchsorted(sorted(chosen), labels[keep]).astype(np.uint8)
@@ -81,8 +95,23 @@ def test_three_fashion_classes_as_an_idx_folder_predict_with_their_names(tmp_pat
         parts[images_name] = (images[keep], relabelled)
     (folder / "classes.txt").write_text("\n".join(chosen[k] for k in sorted(chosen)) + "\n")
     run = tmp_path / "run"
-    metrics = train(["--dataset", str(folder), "--preprocess", "fashion", "--epochs", "2", "--validation-size", "300",
-                     "--no-tensorboard", "--quiet", "--format", "json"], run)
+    metrics = train(
+        [
+            "--dataset",
+            str(folder),
+            "--preprocess",
+            "fashion",
+            "--epochs",
+            "2",
+            "--validation-size",
+            "300",
+            "--no-tensorboard",
+            "--quiet",
+            "--format",
+            "json",
+        ],
+        run,
+    )
     assert metrics["test_count"] == 3000 and metrics["test_accuracy"] >= 0.97
 
     test_images, test_labels = parts[FILE_NAMES[2]]

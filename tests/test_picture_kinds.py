@@ -220,7 +220,9 @@ def _real(dataset: str, count: int) -> np.ndarray:
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(not (REAL_DATA / "mnist" / "t10k-images-idx3-ubyte.gz").is_file(), reason=f"no MNIST in {REAL_DATA}")
+@pytest.mark.skipif(
+    not (REAL_DATA / "mnist" / "t10k-images-idx3-ubyte.gz").is_file(), reason=f"no MNIST in {REAL_DATA}"
+)
 @pytest.mark.parametrize("kind", [k for k in DIGIT_KINDS if k != "continental"])
 def test_real_mnist_digits_of_each_kind_come_back(kind):
     digits = _real("mnist", 16)
@@ -232,7 +234,9 @@ def test_real_mnist_digits_of_each_kind_come_back(kind):
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(not (REAL_DATA / "fashion" / "t10k-images-idx3-ubyte.gz").is_file(), reason=f"no Fashion in {REAL_DATA}")
+@pytest.mark.skipif(
+    not (REAL_DATA / "fashion" / "t10k-images-idx3-ubyte.gz").is_file(), reason=f"no Fashion in {REAL_DATA}"
+)
 def test_real_fashion_product_pictures_come_back():
     articles = _real("fashion", 16)
     options = P.PreprocessOptions(mode="fashion")
@@ -295,7 +299,9 @@ def test_a_faint_article_is_as_faint_as_it_claims(variant):
     assert background > 0.93
 
 
-def test_the_picture_benchmarks_draw_the_runs_validation_split_or_the_last_test_images(trained_run, synthetic_data_dir, monkeypatch):
+def test_the_picture_benchmarks_draw_the_runs_validation_split_or_the_last_test_images(
+    trained_run, synthetic_data_dir, monkeypatch
+):
     import json
 
     from bench.common import model_and_test_images

@@ -170,14 +170,25 @@ def test_modules_stay_light_and_avoid_pyplot():
 
 def _bins(rows):
     """Calibration bins from ``(lower, upper, count, accuracy, confidence)`` rows; count 0 leaves the bin empty."""
-    return [{"lower": lo, "upper": hi, "count": n, "accuracy": acc if n else None, "confidence": conf if n else None}
-            for lo, hi, n, acc, conf in rows]
+    return [
+        {"lower": lo, "upper": hi, "count": n, "accuracy": acc if n else None, "confidence": conf if n else None}
+        for lo, hi, n, acc, conf in rows
+    ]
 
 
 def test_reliability_bins_and_count_labels():
     from lenet_cli.viz.plots import count_label, reliability_bins
 
-    assert [count_label(n) for n in (1, 12, 999, 1000, 4533, 9949, 9950, 12345)] == ["1", "12", "999", "1.0k", "4.5k", "9.9k", "10k", "12k"]
+    assert [count_label(n) for n in (1, 12, 999, 1000, 4533, 9949, 9950, 12345)] == [
+        "1",
+        "12",
+        "999",
+        "1.0k",
+        "4.5k",
+        "9.9k",
+        "10k",
+        "12k",
+    ]
     drawn = reliability_bins(_bins([(0.0, 0.5, 0, 0, 0), (0.5, 0.75, 12, 0.9, 0.6), (0.75, 1.0, 4533, 0.8, 0.9)]))
     assert [(b.count, b.label, b.kind) for b in drawn] == [(12, "12", "under"), (4533, "4.5k", "over")]
     assert (drawn[0].solid, drawn[0].top) == (0.6, 0.9) and (drawn[1].solid, drawn[1].top) == (0.8, 0.9)
@@ -186,13 +197,30 @@ def test_reliability_bins_and_count_labels():
 def test_reliability_diagram_shows_every_count_and_every_colour_is_in_the_legend():
     from matplotlib.colors import to_hex
 
-    from lenet_cli.viz.plots import RELIABILITY_PNG_SIZE, build_reliability_figure, reliability_bins, render_reliability_png
+    from lenet_cli.viz.plots import (
+        RELIABILITY_PNG_SIZE,
+        build_reliability_figure,
+        reliability_bins,
+        render_reliability_png,
+    )
 
-    bins = _bins([(0.0, 0.2, 0, 0, 0), (0.2, 0.4, 3, 1.0, 0.3), (0.4, 0.6, 0, 0, 0), (0.6, 0.8, 250, 0.5, 0.7), (0.8, 1.0, 4533, 0.97, 0.95)])
+    bins = _bins(
+        [
+            (0.0, 0.2, 0, 0, 0),
+            (0.2, 0.4, 3, 1.0, 0.3),
+            (0.4, 0.6, 0, 0, 0),
+            (0.6, 0.8, 250, 0.5, 0.7),
+            (0.8, 1.0, 4533, 0.97, 0.95),
+        ]
+    )
     figure = build_reliability_figure(bins, 0.05, "test")
     axes = figure.axes[0]
     counts = {(round(t.get_position()[0], 6), t.get_text()) for t in axes.texts}
-    assert counts == {(0.3, "3"), (0.7, "250"), (0.9, "4.5k")}  # one per non-empty bin, at its centre; none for the empty ones
+    assert counts == {
+        (0.3, "3"),
+        (0.7, "250"),
+        (0.9, "4.5k"),
+    }  # one per non-empty bin, at its centre; none for the empty ones
     for b in reliability_bins(bins):
         text = next(t for t in axes.texts if t.get_text() == b.label)
         assert text.get_position()[1] > b.top  # above the bar and its gap
@@ -204,6 +232,10 @@ def test_reliability_diagram_shows_every_count_and_every_colour_is_in_the_legend
     legend = figure.legends[0]
     assert used <= set().union(*(colours(h) for h in legend.legend_handles if hasattr(h, "get_facecolor")))
     hatches = {p.get_hatch() for p in axes.patches} - {None}
-    assert hatches == {"////", "\\\\"} and hatches <= {h.get_hatch() for h in legend.legend_handles if hasattr(h, "get_hatch")}
-    assert all(p.get_facecolor()[3] == 0 for p in axes.patches if p.get_hatch() == "////")  # over-confidence: an empty box, nothing blended
+    assert hatches == {"////", "\\\\"} and hatches <= {
+        h.get_hatch() for h in legend.legend_handles if hasattr(h, "get_hatch")
+    }
+    assert all(
+        p.get_facecolor()[3] == 0 for p in axes.patches if p.get_hatch() == "////"
+    )  # over-confidence: an empty box, nothing blended
     assert Image.open(io.BytesIO(render_reliability_png(bins, 0.05, "test"))).size == RELIABILITY_PNG_SIZE

@@ -16,7 +16,18 @@ from lenet_cli.model.precision import (
     resolve_precision,
 )
 
-TINY = ["--epochs", "1", "--validation-size", "100", "--batch-size", "50", "--dense-units", "32", "--quiet", "--no-tensorboard"]
+TINY = [
+    "--epochs",
+    "1",
+    "--validation-size",
+    "100",
+    "--batch-size",
+    "50",
+    "--dense-units",
+    "32",
+    "--quiet",
+    "--no-tensorboard",
+]
 
 
 def test_auto_is_bfloat16_only_with_native_support(tmp_path):
@@ -51,7 +62,9 @@ def test_bfloat16_network_keeps_lrn_logits_and_softmax_in_float32():
 @pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
 def test_a_bfloat16_run_trains_records_its_precision_and_ships_a_float32_model(synthetic_data_dir, tmp_path):
     run = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--precision", "bfloat16", *TINY])
+    result = CliRunner().invoke(
+        cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--precision", "bfloat16", *TINY]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((run / "config.json").read_text())["precision"] == "bfloat16"
     from lenet_cli.model.network import load_model_file
@@ -60,9 +73,18 @@ def test_a_bfloat16_run_trains_records_its_precision_and_ships_a_float32_model(s
     assert {layer.dtype_policy.name for layer in model.layers[1:]} == {"float32"}
     history = json.loads((run / "history.json").read_text())
     assert np.isfinite(history[-1]["cross_entropy"]) and history[-1]["val_accuracy"] > 0.2
-    report = json.loads(CliRunner().invoke(cli, ["evaluate", str(run), "--split", "validation", "--format", "json",
-                                                 "--data-dir", str(synthetic_data_dir)]).stdout)
+    report = json.loads(
+        CliRunner()
+        .invoke(
+            cli,
+            ["evaluate", str(run), "--split", "validation", "--format", "json", "--data-dir", str(synthetic_data_dir)],
+        )
+        .stdout
+    )
     calibrated = json.loads((run / "metrics.json").read_text())["calibration"]
-    assert calibrated["val_cross_entropy_before"] == pytest.approx(history[-1]["val_cross_entropy"], abs=1e-5)  # validation scored the float32 copy
-    assert report["cross_entropy"] == pytest.approx(calibrated["val_cross_entropy_after"], abs=1e-5)  # which then shipped, calibrated
-
+    assert calibrated["val_cross_entropy_before"] == pytest.approx(
+        history[-1]["val_cross_entropy"], abs=1e-5
+    )  # validation scored the float32 copy
+    assert report["cross_entropy"] == pytest.approx(
+        calibrated["val_cross_entropy_after"], abs=1e-5
+    )  # which then shipped, calibrated

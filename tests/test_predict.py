@@ -51,7 +51,11 @@ def test_json_by_default_when_piped_and_tsv_on_request(images):
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2
     path, label, confidence = lines[0].split("\t")
-    assert path.endswith("a.png") and label == records[0]["label"] and float(confidence) == pytest.approx(records[0]["confidence"], abs=1e-4)
+    assert (
+        path.endswith("a.png")
+        and label == records[0]["label"]
+        and float(confidence) == pytest.approx(records[0]["confidence"], abs=1e-4)
+    )
 
 
 def test_directory_and_recursive(images):
@@ -90,15 +94,21 @@ def test_json_schema_and_top_k(images):
 def test_min_confidence_flags_unsure_answers_in_every_format(images):
     [record] = json.loads(_predict(images / "a.png", "--format", "json").stdout)
     confidence = record["confidence"]
-    above = json.loads(_predict(images / "a.png", "--format", "json", "--min-confidence", min(1.0, confidence + 1e-4)).stdout)[0]
-    below = json.loads(_predict(images / "a.png", "--format", "json", "--min-confidence", max(0.0, confidence - 1e-4)).stdout)[0]
+    above = json.loads(
+        _predict(images / "a.png", "--format", "json", "--min-confidence", min(1.0, confidence + 1e-4)).stdout
+    )[0]
+    below = json.loads(
+        _predict(images / "a.png", "--format", "json", "--min-confidence", max(0.0, confidence - 1e-4)).stdout
+    )[0]
     never = json.loads(_predict(images / "a.png", "--format", "json", "--min-confidence", 0).stdout)[0]
     assert (above["low_confidence"], below["low_confidence"], never["low_confidence"]) == (True, False, False)
     unsure = _predict(images / "a.png", images / "b.jpg", "--format", "table", "--min-confidence", 1)
     assert unsure.exit_code == 0, unsure.output
     assert "? " in unsure.stdout and "unsure" in unsure.stdout
     assert "2 of 2 answers below 100% confidence" in unsure.stderr
-    rows = list(csv.DictReader(io.StringIO(_predict(images / "a.png", "--format", "csv", "--min-confidence", 1).stdout)))
+    rows = list(
+        csv.DictReader(io.StringIO(_predict(images / "a.png", "--format", "csv", "--min-confidence", 1).stdout))
+    )
     assert rows[0]["low_confidence"] == "true"
     line = json.loads(_predict(images / "a.png", "--format", "jsonl", "--min-confidence", 0).stdout)
     assert line["low_confidence"] is False
@@ -148,7 +158,9 @@ def test_alpha_only_ink(tmp_path):
 def test_blank_and_corrupt_files_are_reported_and_others_still_predicted(images, tmp_path):
     Image.new("L", (50, 50), 255).save(tmp_path / "blank.png")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    result = _predict(images / "a.png", tmp_path / "blank.png", tmp_path / "broken.png", tmp_path / "missing.png", "--format", "jsonl")
+    result = _predict(
+        images / "a.png", tmp_path / "blank.png", tmp_path / "broken.png", tmp_path / "missing.png", "--format", "jsonl"
+    )
     assert result.exit_code == 1
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["error"] is None for r in records] == [True, False, False, False]
@@ -198,7 +210,9 @@ def test_parallel_decoding_gives_the_serial_results_in_order(tmp_path):
         "assert 'tensorflow' not in sys.modules\n"
         "print('ok')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "many")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "many")], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
@@ -208,8 +222,22 @@ def test_many_files_through_the_command_match_one_by_one(tmp_path, trained_run):
     import sys
 
     paths = _many_inputs(tmp_path / "many", 100)
-    proc = subprocess.run([sys.executable, "-m", "lenet_cli", "predict", "--model", str(trained_run), str(tmp_path / "many"), "--format", "jsonl"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lenet_cli",
+            "predict",
+            "--model",
+            str(trained_run),
+            str(tmp_path / "many"),
+            "--format",
+            "jsonl",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]  # the one corrupt file
     records = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [Path(r["path"]).name for r in records] == [p.name for p in paths]
@@ -246,13 +274,17 @@ def test_a_dead_decoding_worker_is_one_line_error():
     assert proc.stdout.startswith("error: an image-decoding worker process died"), proc.stdout
 
 
-@pytest.mark.parametrize("invert, dark_on_light, seen", [("never", True, "dark content on a light background"),
-                                                          ("always", False, "light content on a dark background")])
+@pytest.mark.parametrize(
+    "invert, dark_on_light, seen",
+    [("never", True, "dark content on a light background"), ("always", False, "light content on a dark background")],
+)
 def test_the_wrong_invert_names_the_cause_not_specks(tmp_path, invert, dark_on_light, seen):
     _digit(dark_on_light=dark_on_light).save(tmp_path / "seven.png")
     result = _predict("--invert", invert, tmp_path / "seven.png", "--format", "json")
     assert result.exit_code == 1
-    assert f"with invert {invert!r}: it is {seen}, and inverting it finds content; set invert to 'auto'" in result.stderr
+    assert (
+        f"with invert {invert!r}: it is {seen}, and inverting it finds content; set invert to 'auto'" in result.stderr
+    )
     assert "noise or specks" not in result.stderr
     assert _predict("--invert", "auto", tmp_path / "seven.png", "--format", "json").exit_code == 0
 

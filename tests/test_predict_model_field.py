@@ -34,7 +34,10 @@ def test_machine_readable_records_name_the_model(trained_run, digit):
     assert json.loads(_predict("--model", trained_run, digit, "--format", "jsonl").stdout)["model"] == model
     csv_result = _predict("--model", trained_run, digit, "--format", "csv")
     [row] = list(csv.DictReader(io.StringIO(csv_result.stdout)))
-    assert csv_result.stdout.splitlines()[0] == "path,label,index,confidence,top_k,low_confidence,error,model" and row["model"] == model
+    assert (
+        csv_result.stdout.splitlines()[0] == "path,label,index,confidence,top_k,low_confidence,error,model"
+        and row["model"] == model
+    )
     tsv = _predict("--model", trained_run, digit, "--format", "tsv")
     assert len(tsv.stdout.strip().split("\t")) == 3  # path, label, confidence: unchanged for scripts that split it
     assert "model:" not in tsv.stderr  # stderr is not a terminal here

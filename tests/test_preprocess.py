@@ -37,7 +37,10 @@ def draw_digit(size: int = 28) -> np.ndarray:
 def paper_photo(digit: np.ndarray, canvas=(300, 420), at=(40, 220), scale=6, seed=0) -> np.ndarray:
     """Dark ink on grey paper, off-centre, with a lighting gradient and noise; uint8."""
     rng = np.random.default_rng(seed)
-    ink = np.asarray(Image.fromarray(digit).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC), dtype=np.float32) / 255
+    ink = (
+        np.asarray(Image.fromarray(digit).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC), dtype=np.float32)
+        / 255
+    )
     coverage = np.zeros(canvas, dtype=np.float32)
     y, x = at
     coverage[y : y + ink.shape[0], x : x + ink.shape[1]] = np.clip(ink, 0, 1)
@@ -141,7 +144,7 @@ def test_opaque_rgba_is_unchanged(tmp_path):
 
 
 def test_mode_I16_is_scaled_by_bit_depth_not_clipped(tmp_path):
-    values = (DIGIT.astype(np.uint16) * 16)  # at most 4080 of 65535: dark, not white
+    values = DIGIT.astype(np.uint16) * 16  # at most 4080 of 65535: dark, not white
     path = save(Image.fromarray(values), tmp_path / "d16.png")
     assert Image.open(path).mode.startswith("I;16")
     out = I.read_image(path)
@@ -168,8 +171,14 @@ def test_mode_F(tmp_path):
 
 @pytest.mark.parametrize(
     "suffix, kwargs, exact",
-    [(".png", {}, True), (".bmp", {}, True), (".tif", {}, True), (".webp", {"lossless": True}, True),
-     (".jpg", {"quality": 95}, False), (".gif", {}, True)],
+    [
+        (".png", {}, True),
+        (".bmp", {}, True),
+        (".tif", {}, True),
+        (".webp", {"lossless": True}, True),
+        (".jpg", {"quality": 95}, False),
+        (".gif", {}, True),
+    ],
 )
 def test_formats(tmp_path, suffix, kwargs, exact):
     path = save(Image.fromarray(DIGIT), tmp_path / f"d{suffix}", **kwargs)
@@ -495,7 +504,9 @@ def test_modules_do_not_import_tensorflow():
 
 
 @pytest.mark.realdata
-@pytest.mark.skipif(not (REAL_DATA / "mnist" / "t10k-images-idx3-ubyte.gz").is_file(), reason=f"no MNIST in {REAL_DATA}")
+@pytest.mark.skipif(
+    not (REAL_DATA / "mnist" / "t10k-images-idx3-ubyte.gz").is_file(), reason=f"no MNIST in {REAL_DATA}"
+)
 def test_real_mnist_renderings_match_originals():
     with gzip.open(REAL_DATA / "mnist" / "t10k-images-idx3-ubyte.gz") as handle:
         digits = np.frombuffer(handle.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:40]
@@ -505,7 +516,9 @@ def test_real_mnist_renderings_match_originals():
     if fashion_file.is_file():
         with gzip.open(fashion_file) as handle:
             articles = np.frombuffer(handle.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:40]
-        same = [np.array_equal(P.preprocess(a, P.PreprocessOptions(mode="fashion")), a / np.float32(255)) for a in articles]
+        same = [
+            np.array_equal(P.preprocess(a, P.PreprocessOptions(mode="fashion")), a / np.float32(255)) for a in articles
+        ]
         assert np.mean(same) >= 0.9
     scores = [
         correlation(P.preprocess(I.read_image(render_realistic(d, (0, i), FORMATS[i % 4])), MNIST), d)

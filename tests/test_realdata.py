@@ -22,7 +22,21 @@ pytestmark = [requires_real_data, pytest.mark.realdata, pytest.mark.slow]
 def real_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("real") / "run"
     result = CliRunner().invoke(
-        cli, ["train", "--dataset", "mnist", "--data-dir", str(REAL_DATA), "--epochs", "2", "--output", str(out), "--quiet", "--format", "json"],
+        cli,
+        [
+            "train",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(REAL_DATA),
+            "--epochs",
+            "2",
+            "--output",
+            str(out),
+            "--quiet",
+            "--format",
+            "json",
+        ],
         env={"LENET_VERIFY_CHECKSUMS": "1"},
     )
     assert result.exit_code == 0, result.output
@@ -52,7 +66,9 @@ def test_predict_reads_realistic_renderings_of_test_digits(real_run, tmp_path):
     paths = write_renderings(images, tmp_path / "pics", seed=7, formats=FORMATS)
     listing = tmp_path / "list.txt"
     listing.write_text("\n".join(str(p) for p in paths))
-    result = CliRunner().invoke(cli, ["predict", "--model", str(run), "--files-from", str(listing), "--format", "jsonl"])
+    result = CliRunner().invoke(
+        cli, ["predict", "--model", str(run), "--files-from", str(listing), "--format", "jsonl"]
+    )
     assert result.exit_code == 0, result.stderr
     predicted = np.array([json.loads(line)["index"] for line in result.stdout.splitlines()])
     assert float((predicted == labels).mean()) >= 0.97
@@ -72,6 +88,10 @@ def test_tensorboard_logs_of_a_real_run_hold_every_tag(real_run):
             assert f"epoch_{name}" in tags, (side, name)
         logged = {e.step: float(tensor_util.make_ndarray(e.tensor_proto)) for e in acc.Tensors("epoch_accuracy")}
         key = "accuracy" if side == "train" else "val_accuracy"
-        assert [round(logged[h["epoch"]], 5) for h in history] == [round(h[key], 5) for h in history]  # step = the epoch number, from 1
+        assert [round(logged[h["epoch"]], 5) for h in history] == [
+            round(h[key], 5) for h in history
+        ]  # step = the epoch number, from 1
     matrix = np.array(json.loads((run / "confusion_matrix.json").read_text())["matrix"])
-    assert matrix.sum() == 5000 and np.trace(matrix) / matrix.sum() == pytest.approx(history[-1]["val_accuracy"], abs=1e-12)
+    assert matrix.sum() == 5000 and np.trace(matrix) / matrix.sum() == pytest.approx(
+        history[-1]["val_accuracy"], abs=1e-12
+    )

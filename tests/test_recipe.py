@@ -11,7 +11,18 @@ from click.testing import CliRunner
 from lenet_cli.cli import cli
 from lenet_cli.core.config import AUGMENTATIONS
 
-TINY = ["--epochs", "2", "--validation-size", "100", "--batch-size", "50", "--dense-units", "32", "--quiet", "--no-tensorboard"]
+TINY = [
+    "--epochs",
+    "2",
+    "--validation-size",
+    "100",
+    "--batch-size",
+    "50",
+    "--dense-units",
+    "32",
+    "--quiet",
+    "--no-tensorboard",
+]
 
 
 def _asymmetric_batch(n=16):
@@ -44,7 +55,11 @@ def test_each_policy_keeps_shape_and_range_is_seeded_and_trains_only(policy):
 def test_flips_belong_to_clothing_never_to_digits():
     from lenet_cli.model.augmentation import policy_layers
 
-    assert "flip" in policy_layers("clothing") and "flip" not in policy_layers("digits") and "flip" not in policy_layers("shift")
+    assert (
+        "flip" in policy_layers("clothing")
+        and "flip" not in policy_layers("digits")
+        and "flip" not in policy_layers("shift")
+    )
 
 
 @pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
@@ -52,26 +67,67 @@ def test_the_shipped_model_carries_no_augmentation_and_the_config_says_what_ran(
     from lenet_cli.model.network import load_model_file
 
     run = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--augment", "digits",
-                                      "--keep-checkpoint", *TINY])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--output",
+            str(run),
+            "--augment",
+            "digits",
+            "--keep-checkpoint",
+            *TINY,
+        ],
+    )
     assert result.exit_code == 0, result.output
     model = load_model_file(run / "model.keras")
-    assert [layer.name for layer in model.layers][1:] == ["conv_1", "pool_1", "lrn_1", "conv_2", "pool_2", "lrn_2", "flatten", "dropout_1",
-                                                          "dot_1", "dropout_2", "dot_2", "dropout_3", "logits_layer", "softmax_layer"]
+    assert [layer.name for layer in model.layers][1:] == [
+        "conv_1",
+        "pool_1",
+        "lrn_1",
+        "conv_2",
+        "pool_2",
+        "lrn_2",
+        "flatten",
+        "dropout_1",
+        "dot_1",
+        "dropout_2",
+        "dot_2",
+        "dropout_3",
+        "logits_layer",
+        "softmax_layer",
+    ]
     assert not any(type(layer).__name__.startswith("Random") for layer in model.layers)
     config = json.loads((run / "config.json").read_text())
     assert config["augment"] == "digits"
     assert [a["layer"] for a in config["augmentation"]] == ["RandomRotation", "RandomZoom", "RandomTranslation"]
     assert config["augmentation"][2]["config"]["height_factor"] == pytest.approx(2 / 28)
     with np.load(run / "checkpoint.npz") as archive:  # the random layers' state is checkpointed: resumes draw the same
-        assert {f"augmentation/augment_{i}_{k}/seed_generator_state" for i, k in enumerate(("rotation", "zoom", "translation"))} <= set(archive.files)
+        assert {
+            f"augmentation/augment_{i}_{k}/seed_generator_state"
+            for i, k in enumerate(("rotation", "zoom", "translation"))
+        } <= set(archive.files)
 
 
 @pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
 def test_ema_ships_the_averaged_weights_and_validation_scores_them(synthetic_data_dir, tmp_path):
     run = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--ema", "0.9",
-                                      "--keep-checkpoint", *TINY])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--output",
+            str(run),
+            "--ema",
+            "0.9",
+            "--keep-checkpoint",
+            *TINY,
+        ],
+    )
     assert result.exit_code == 0, result.output
     from lenet_cli.model.network import load_model_file
 
@@ -82,11 +138,21 @@ def test_ema_ships_the_averaged_weights_and_validation_scores_them(synthetic_dat
     np.testing.assert_allclose(shipped, average, rtol=0, atol=0)
     assert not np.allclose(shipped, last)
     history = json.loads((run / "history.json").read_text())
-    report = json.loads(CliRunner().invoke(cli, ["evaluate", str(run), "--split", "validation", "--format", "json",
-                                                 "--data-dir", str(synthetic_data_dir)]).stdout)
+    report = json.loads(
+        CliRunner()
+        .invoke(
+            cli,
+            ["evaluate", str(run), "--split", "validation", "--format", "json", "--data-dir", str(synthetic_data_dir)],
+        )
+        .stdout
+    )
     calibrated = json.loads((run / "metrics.json").read_text())["calibration"]
-    assert calibrated["val_cross_entropy_before"] == pytest.approx(history[-1]["val_cross_entropy"], abs=1e-5)  # what validation scored
-    assert report["cross_entropy"] == pytest.approx(calibrated["val_cross_entropy_after"], abs=1e-5)  # the same weights, then calibrated
+    assert calibrated["val_cross_entropy_before"] == pytest.approx(
+        history[-1]["val_cross_entropy"], abs=1e-5
+    )  # what validation scored
+    assert report["cross_entropy"] == pytest.approx(
+        calibrated["val_cross_entropy_after"], abs=1e-5
+    )  # the same weights, then calibrated
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "rmsprop", "sgd"])
@@ -147,10 +213,23 @@ def test_evaluate_reports_calibration_and_draws_the_diagram(trained_run, synthet
     from lenet_cli.viz.plots import RELIABILITY_PNG_SIZE
 
     png = tmp_path / "reliability.png"
-    result = CliRunner().invoke(cli, ["evaluate", str(trained_run), "--data-dir", str(synthetic_data_dir), "--format", "json",
-                                      "--reliability-png", str(png)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            str(trained_run),
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--format",
+            "json",
+            "--reliability-png",
+            str(png),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert 0.0 <= report["expected_calibration_error"] <= 1.0
-    assert sum(b["count"] for b in report["calibration_bins"]) == report["count"] and len(report["calibration_bins"]) == 15
+    assert (
+        sum(b["count"] for b in report["calibration_bins"]) == report["count"] and len(report["calibration_bins"]) == 15
+    )
     assert Image.open(png).size == RELIABILITY_PNG_SIZE

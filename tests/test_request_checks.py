@@ -44,17 +44,29 @@ def test_the_defaults_are_accepted():
     PredictRequest(), EvaluateRequest(), ExplainRequest()
 
 
-@pytest.mark.parametrize("call", [lambda: api.predict(["x.png"], top_k=0), lambda: api.predict(["x.png"], min_confidence=math.nan),
-                                  lambda: api.evaluate(split="holdout"), lambda: api.explain(["x.png"], steps=0)])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: api.predict(["x.png"], top_k=0),
+        lambda: api.predict(["x.png"], min_confidence=math.nan),
+        lambda: api.evaluate(split="holdout"),
+        lambda: api.explain(["x.png"], steps=0),
+    ],
+)
 def test_the_api_refuses_before_any_work(call):
     with pytest.raises(BadValue):
         call()
 
 
-@pytest.mark.parametrize("argv, flag", [(["predict", "x.png", "--top-k", "0"], "--top-k"),
-                                        (["predict", "x.png", "--min-confidence", "nan"], "--min-confidence"),
-                                        (["evaluate", "--split", "holdout"], "--split"),
-                                        (["explain", "x.png", "--steps", "0"], "--steps")])
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["predict", "x.png", "--top-k", "0"], "--top-k"),
+        (["predict", "x.png", "--min-confidence", "nan"], "--min-confidence"),
+        (["evaluate", "--split", "holdout"], "--split"),
+        (["explain", "x.png", "--steps", "0"], "--steps"),
+    ],
+)
 def test_the_command_line_refuses_the_same_values_under_its_options(argv, flag):
     result = CliRunner().invoke(cli, argv)
     assert result.exit_code == EXIT_USAGE and flag in result.stderr, result.output

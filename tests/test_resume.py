@@ -17,8 +17,21 @@ from tests.helpers.idx_factory import write_dataset
 
 pytestmark = pytest.mark.slow
 
-RECIPE = ["--epochs", "3", "--batch-size", "50", "--validation-size", "100", "--dense-units", "256", "--seed", "7",
-          "--deterministic", "--no-tensorboard", "--quiet"]
+RECIPE = [
+    "--epochs",
+    "3",
+    "--batch-size",
+    "50",
+    "--validation-size",
+    "100",
+    "--dense-units",
+    "256",
+    "--seed",
+    "7",
+    "--deterministic",
+    "--no-tensorboard",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +42,33 @@ def data_dir(tmp_path_factory):
 
 
 def _env(tmp: Path) -> dict:
-    return {**os.environ, "LENET_VERIFY_CHECKSUMS": "0", "LENET_RUNS_DIR": str(tmp / "runs"), "XDG_CACHE_HOME": str(tmp / "cache")}
+    return {
+        **os.environ,
+        "LENET_VERIFY_CHECKSUMS": "0",
+        "LENET_RUNS_DIR": str(tmp / "runs"),
+        "XDG_CACHE_HOME": str(tmp / "cache"),
+    }
 
 
 def _lenet(args, env, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "lenet_cli", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "lenet_cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def _final_weights(run_dir: Path) -> list[np.ndarray]:
     from lenet_cli.model.network import load_model_file
 
-    return [w for layer in ("conv_1", "conv_2", "dot_1", "dot_2", "logits_layer") for w in load_model_file(run_dir / "model.keras").get_layer(layer).get_weights()]
+    return [
+        w
+        for layer in ("conv_1", "conv_2", "dot_1", "dot_2", "logits_layer")
+        for w in load_model_file(run_dir / "model.keras").get_layer(layer).get_weights()
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +106,19 @@ def test_interrupt_then_resume_equals_uninterrupted(data_dir, tmp_path, uninterr
         assert f"Resume with: lenet train --resume {run_dir}" in err and "Traceback" not in err
     assert (run_dir / "checkpoint.npz").is_file()
 
-    resumed = _lenet(["train", "--resume", str(run_dir), "--data-dir", str(data_dir), "--quiet", "--no-tensorboard", "--deterministic"], env)
+    resumed = _lenet(
+        [
+            "train",
+            "--resume",
+            str(run_dir),
+            "--data-dir",
+            str(data_dir),
+            "--quiet",
+            "--no-tensorboard",
+            "--deterministic",
+        ],
+        env,
+    )
     out, err = resumed.communicate(timeout=240)
     assert resumed.returncode == 0, err
     history = json.loads((run_dir / "history.json").read_text())

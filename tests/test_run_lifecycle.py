@@ -26,8 +26,21 @@ def _lenet(*args):
 def finished_run(tmp_path_factory, synthetic_data_dir):
     """A run trained with --data-dir and --no-tensorboard, in its own runs folder."""
     runs = tmp_path_factory.mktemp("lifecycle-runs")
-    result = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--runs-dir", str(runs), "--no-tensorboard",
-                                      "--output", str(runs / "done"), *TINY], env={"LENET_VERIFY_CHECKSUMS": "0"})
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--runs-dir",
+            str(runs),
+            "--no-tensorboard",
+            "--output",
+            str(runs / "done"),
+            *TINY,
+        ],
+        env={"LENET_VERIFY_CHECKSUMS": "0"},
+    )
     assert result.exit_code == 0, result.output
     return runs / "done"
 
@@ -53,10 +66,14 @@ def test_commands_find_the_runs_data_without_being_told(finished_run, tmp_path, 
 
 
 @pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
-def test_an_interrupted_run_is_explained_and_can_end_on_its_last_epoch(finished_run, tmp_path, synthetic_data_dir, monkeypatch):
+def test_an_interrupted_run_is_explained_and_can_end_on_its_last_epoch(
+    finished_run, tmp_path, synthetic_data_dir, monkeypatch
+):
     monkeypatch.delenv("LENET_DATA_DIR", raising=False)
     run = tmp_path / "stopped"
-    result = _lenet("train", "--data-dir", synthetic_data_dir, "--runs-dir", tmp_path, "--output", run, "--keep-checkpoint", *TINY)
+    result = _lenet(
+        "train", "--data-dir", synthetic_data_dir, "--runs-dir", tmp_path, "--output", run, "--keep-checkpoint", *TINY
+    )
     assert result.exit_code == 0, result.output
     (run / "model.keras").unlink()
     (run / "metrics.json").unlink()  # what a run stopped after its second epoch looks like (with --epochs 3 planned)
@@ -71,14 +88,18 @@ def test_an_interrupted_run_is_explained_and_can_end_on_its_last_epoch(finished_
     too_few = _lenet("train", "--resume", run, "--epochs", "1")
     assert too_few.exit_code == 2 and "at least 2" in too_few.stderr
 
-    ended = _lenet("train", "--resume", run, "--epochs", "2", "--quiet", "--format", "json")  # no --data-dir: remembered
+    ended = _lenet(
+        "train", "--resume", run, "--epochs", "2", "--quiet", "--format", "json"
+    )  # no --data-dir: remembered
     assert ended.exit_code == 0, ended.output
     assert (run / "model.keras").is_file() and not (run / "checkpoint.npz").exists()
     history = json.loads((run / "history.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
     assert len(history) == 2 and metrics["epochs"] == 2
     assert metrics["train_seconds"] == pytest.approx(sum(h["epoch_seconds"] for h in history))
-    ended_config = json.loads((run / "config.json").read_text())  # what it finished with, and what it was first planned as
+    ended_config = json.loads(
+        (run / "config.json").read_text()
+    )  # what it finished with, and what it was first planned as
     assert ended_config["epochs"] == 2 and ended_config["planned_epochs"] == 3
     listed = _lenet("runs", "--runs-dir", tmp_path, "--format", "json")
     record = next(r for r in json.loads(listed.stdout) if r["name"] == "stopped")
@@ -92,8 +113,22 @@ def test_a_failed_start_leaves_the_runs_folder_unchanged(finished_run, synthetic
     runs = tmp_path / "runs"
     runs.mkdir()
     before = sorted(p.name for p in runs.iterdir())
-    result = _lenet("train", "--data-dir", synthetic_data_dir, "--runs-dir", runs, "--init-from", finished_run,
-                    "--dense-units", "16", "--epochs", "1", "--validation-size", "100", "--quiet")
+    result = _lenet(
+        "train",
+        "--data-dir",
+        synthetic_data_dir,
+        "--runs-dir",
+        runs,
+        "--init-from",
+        finished_run,
+        "--dense-units",
+        "16",
+        "--epochs",
+        "1",
+        "--validation-size",
+        "100",
+        "--quiet",
+    )
     assert result.exit_code == 1 and "dot_1" in result.stderr and "Traceback" not in result.output
     assert sorted(p.name for p in runs.iterdir()) == before
 
@@ -112,7 +147,10 @@ def test_ctrl_c_before_the_first_epoch_ends_keeps_nothing(synthetic_data_dir, tm
     for output in ([], ["--output", tmp_path / "given"]):
         result = _lenet("train", "--data-dir", synthetic_data_dir, "--runs-dir", runs, *output, *TINY)
         assert result.exit_code == 130, result.output
-        assert result.stderr.strip() == "SIGINT: stopped before the first epoch finished, so there is nothing to resume; the run directory is removed"
+        assert (
+            result.stderr.strip()
+            == "SIGINT: stopped before the first epoch finished, so there is nothing to resume; the run directory is removed"
+        )
     assert not (tmp_path / "given").exists() and [p.name for p in runs.iterdir()] == []
 
 
@@ -153,15 +191,20 @@ def _ctrl_c_as_from_a_terminal() -> None:
 
 def test_ctrl_c_while_tensorflow_loads_exits_130(tmp_path, synthetic_data_dir):
     env = {**os.environ, "LENET_RUNS_DIR": str(tmp_path / "runs"), "LENET_VERIFY_CHECKSUMS": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "lenet_cli", "train", "--data-dir", str(synthetic_data_dir), *TINY],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_ctrl_c_as_from_a_terminal)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lenet_cli", "train", "--data-dir", str(synthetic_data_dir), *TINY],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=_ctrl_c_as_from_a_terminal,
+    )
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "Aborted" not in err
     assert len([line for line in err.splitlines() if line.strip()]) == 1, err
-
 
 
 def test_ctrl_c_inside_a_native_import_exits_130(tmp_path, synthetic_data_dir, monkeypatch):

@@ -18,18 +18,31 @@ from lenet_cli.cli import cli
 from lenet_cli.store import runs
 
 
-def make_run(root: Path, name: str, *, epochs: int = 4, completed: int = 4, finished: bool = True, dataset: str = "mnist",
-             learning_rate: float = 1e-3, model_bytes: int = 1000, mtime: float | None = None) -> Path:
+def make_run(
+    root: Path,
+    name: str,
+    *,
+    epochs: int = 4,
+    completed: int = 4,
+    finished: bool = True,
+    dataset: str = "mnist",
+    learning_rate: float = 1e-3,
+    model_bytes: int = 1000,
+    mtime: float | None = None,
+) -> Path:
     """A fake run directory with the files ``lenet train`` writes (the model is just bytes)."""
     run = root / name
     run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"dataset": dataset, "epochs": epochs, "learning_rate": learning_rate, "freeze": []}))
+    (run / "config.json").write_text(
+        json.dumps({"dataset": dataset, "epochs": epochs, "learning_rate": learning_rate, "freeze": []})
+    )
     history = [{"epoch": k + 1, "val_accuracy": 0.9 + k / 100, "epoch_seconds": 10.0} for k in range(completed)]
     (run / "history.json").write_text(json.dumps(history))
     if finished:
         (run / "model.keras").write_bytes(b"k" * model_bytes)
-        (run / "metrics.json").write_text(json.dumps({"dataset": dataset, "test_accuracy": 0.9931, "val_accuracy": 0.993,
-                                                      "train_seconds": 352.5}))
+        (run / "metrics.json").write_text(
+            json.dumps({"dataset": dataset, "test_accuracy": 0.9931, "val_accuracy": 0.993, "train_seconds": 352.5})
+        )
     else:
         (run / "checkpoint.npz").write_bytes(b"c" * 10)
     if mtime is not None:
@@ -72,7 +85,9 @@ def test_running_marker_removed_on_error_and_stale_marker_is_interrupted(tmp_pat
         with runs.running_marker(run):
             raise RuntimeError("boom")
     assert not (run / runs.RUNNING_FILE).exists()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     import socket
 
     (run / runs.RUNNING_FILE).write_text(json.dumps({"pid": int(dead), "hostname": socket.gethostname()}))
@@ -87,12 +102,27 @@ def test_list_json_records(three_runs):
     records = json.loads(result.stdout)
     assert [r["name"] for r in records] == ["fashion-c", "mnist-b", "mnist-a"]  # newest first
     a = records[2]
-    assert a == {**a, "dataset": "mnist", "status": "finished", "epochs_completed": 4, "epochs": 4, "val_accuracy": 0.993,
-                 "test_accuracy": 0.9931, "wall_seconds": 352.5, "latest": True}
+    assert a == {
+        **a,
+        "dataset": "mnist",
+        "status": "finished",
+        "epochs_completed": 4,
+        "epochs": 4,
+        "val_accuracy": 0.993,
+        "test_accuracy": 0.9931,
+        "wall_seconds": 352.5,
+        "latest": True,
+    }
     assert a["size_bytes"] == sum(p.stat().st_size for p in (three_runs / "mnist-a").iterdir())
     b = records[1]
-    assert (b["status"], b["epochs_completed"], b["epochs"], b["test_accuracy"], b["wall_seconds"], b["latest"]) == \
-        ("interrupted", 1, 12, None, 10.0, False)
+    assert (b["status"], b["epochs_completed"], b["epochs"], b["test_accuracy"], b["wall_seconds"], b["latest"]) == (
+        "interrupted",
+        1,
+        12,
+        None,
+        10.0,
+        False,
+    )
     assert b["val_accuracy"] == 0.9  # from history.json when metrics.json is absent
 
 
@@ -114,7 +144,13 @@ def test_table_for_people(three_runs):
     assert "interrupted after 1/12" in row_b and "1/12" in row_b and "10 s" in row_b
     row_a = next(line for line in lines if "mnist-a" in line)
     size = sum(p.stat().st_size for p in (three_runs / "mnist-a").iterdir())
-    assert "mnist-a *" in row_a and "finished" in row_a and "99.31%" in row_a and "5.9 min" in row_a and f"{size / 1e3:.1f} kB" in row_a
+    assert (
+        "mnist-a *" in row_a
+        and "finished" in row_a
+        and "99.31%" in row_a
+        and "5.9 min" in row_a
+        and f"{size / 1e3:.1f} kB" in row_a
+    )
 
 
 def test_empty_or_missing_runs_folder(tmp_path):
@@ -132,16 +168,24 @@ def test_show(three_runs):
     assert shown["status"] == "interrupted" and shown["config"]["epochs"] == 12 and shown["metrics"] == {}
     assert [f["path"] for f in shown["files"]] == ["checkpoint.npz", "config.json", "history.json"]
     assert shown["files"][0]["size_bytes"] == 10
-    by_path = invoke("--runs-dir", three_runs, "show", three_runs / "mnist-a", "--format", "table")  # group option, path argument
+    by_path = invoke(
+        "--runs-dir", three_runs, "show", three_runs / "mnist-a", "--format", "table"
+    )  # group option, path argument
     assert by_path.exit_code == 0, by_path.output
     assert "model.keras" in by_path.stdout and "learning_rate" in by_path.stdout and "test_accuracy" in by_path.stdout
-    rows = list(csv.DictReader(io.StringIO(invoke("show", "mnist-a", "--runs-dir", three_runs, "--format", "csv").stdout)))
+    rows = list(
+        csv.DictReader(io.StringIO(invoke("show", "mnist-a", "--runs-dir", three_runs, "--format", "csv").stdout))
+    )
     assert {"section": "files", "key": "model.keras", "value": "1000"} in rows
 
 
 def test_show_unknown_run_is_one_line_error(three_runs):
     result = invoke("show", "nope", "--runs-dir", three_runs)
-    assert result.exit_code == 1 and result.stderr.startswith("Error: no run 'nope'") and len(result.stderr.splitlines()) == 1
+    assert (
+        result.exit_code == 1
+        and result.stderr.startswith("Error: no run 'nope'")
+        and len(result.stderr.splitlines()) == 1
+    )
     result = invoke("show", "not-a-run", "--runs-dir", three_runs)
     assert result.exit_code == 1 and "is not a run directory" in result.stderr
 
@@ -155,7 +199,9 @@ def test_compare(three_runs):
     assert config == {"epochs": (4, 12), "learning_rate": (0.001, 0.002)}  # dataset and freeze are the same
     metrics = {r["key"]: tuple(r["values"]) for r in comparison["rows"] if r["section"] == "metrics"}
     assert metrics["test_accuracy"] == (0.9931, None)
-    everything = json.loads(invoke("compare", "mnist-a", "mnist-b", "--runs-dir", three_runs, "--format", "json", "--all").stdout)
+    everything = json.loads(
+        invoke("compare", "mnist-a", "mnist-b", "--runs-dir", three_runs, "--format", "json", "--all").stdout
+    )
     assert {"section": "config", "key": "dataset", "values": ["mnist", "mnist"], "same": True} in everything["rows"]
     table = invoke("compare", "mnist-a", "mnist-b", "--runs-dir", three_runs, "--format", "table").stdout
     line = next(line for line in table.splitlines() if "learning_rate" in line)
@@ -194,7 +240,11 @@ def test_runs_never_imports_tensorflow(three_runs):
 def test_show_and_compare_tables_use_human_units_and_the_same_values_as_json(three_runs):
     run = three_runs / "mnist-a"
     metrics = json.loads((run / "metrics.json").read_text())
-    metrics["calibration"] = {"temperature": 1.2345678901234567, "val_ece_before": 0.012134567890123, "val_ece_after": 0.0063}
+    metrics["calibration"] = {
+        "temperature": 1.2345678901234567,
+        "val_ece_before": 0.012134567890123,
+        "val_ece_after": 0.0063,
+    }
     (run / "metrics.json").write_text(json.dumps(metrics))
     (run / "model.keras").write_bytes(b"k" * 12_187_320)
 

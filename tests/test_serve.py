@@ -37,7 +37,9 @@ from lenet_cli.data.preprocess import PreprocessOptions, load_and_preprocess
 from tests.helpers.real_data import REAL_DATA, requires_real_data
 from tests.helpers.serve_models import draw_digit, reference_probabilities, write_template_onnx
 
-pytestmark = pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")  # starlette 1.x prefers httpx2; httpx works
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Using .httpx. with .starlette.testclient."
+)  # starlette 1.x prefers httpx2; httpx works
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -97,8 +99,18 @@ def test_predict_answers_a_raw_body_and_multipart_files_in_order(client):
     assert raw.status_code == 200, raw.text
     (record,) = raw.json()
     assert set(record) == {"path", "label", "index", "confidence", "top_k", "low_confidence", "error", "model"}
-    assert (record["path"], record["label"], record["index"], record["error"], record["model"]) == ("<body>", "7", 7, None, "digits.onnx")
-    assert len(record["top_k"]) == 3 and record["top_k"][0] == {"label": "7", "index": 7, "confidence": record["confidence"]}
+    assert (record["path"], record["label"], record["index"], record["error"], record["model"]) == (
+        "<body>",
+        "7",
+        7,
+        None,
+        "digits.onnx",
+    )
+    assert len(record["top_k"]) == 3 and record["top_k"][0] == {
+        "label": "7",
+        "index": 7,
+        "confidence": record["confidence"],
+    }
 
     files = [("file", ("seven.png", SEVEN, "image/png")), ("file", ("zero.jpg", ZERO_ON_PAPER, "image/jpeg"))]
     multi = client.post("/predict", files=files)
@@ -112,7 +124,9 @@ def test_records_are_those_of_lenet_predict_json(client, template_model, tmp_pat
     from lenet_cli.cli import cli
 
     (tmp_path / "seven.png").write_bytes(SEVEN)
-    result = CliRunner().invoke(cli, ["predict", "--model", str(template_model), str(tmp_path / "seven.png"), "--format", "json"])
+    result = CliRunner().invoke(
+        cli, ["predict", "--model", str(template_model), str(tmp_path / "seven.png"), "--format", "json"]
+    )
     assert result.exit_code == 0, result.output
     (expected,) = json.loads(result.stdout)
     served = client.post("/predict", files=[("file", ("seven.png", SEVEN, "image/png"))]).json()[0]
@@ -123,7 +137,9 @@ def test_records_are_those_of_lenet_predict_json(client, template_model, tmp_pat
         assert served[key] == expected[key]
     assert served["confidence"] == pytest.approx(expected["confidence"], abs=1e-6)
     assert [(t["label"], t["index"]) for t in served["top_k"]] == [(t["label"], t["index"]) for t in expected["top_k"]]
-    assert [t["confidence"] for t in served["top_k"]] == pytest.approx([t["confidence"] for t in expected["top_k"]], abs=1e-6)
+    assert [t["confidence"] for t in served["top_k"]] == pytest.approx(
+        [t["confidence"] for t in expected["top_k"]], abs=1e-6
+    )
 
 
 def test_min_confidence_query_flags_unsure_answers(client):
@@ -172,8 +188,14 @@ def test_one_failed_image_of_several_is_an_error_record(client):
 def _multipart(parts: list[tuple[str, str, bytes]], boundary: str = "xyzzy") -> tuple[bytes, str]:
     body = b""
     for field, name, data in parts:
-        body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\n"
-                 f"Content-Type: image/png\r\n\r\n").encode() + data + b"\r\n"
+        body += (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+                f"Content-Type: image/png\r\n\r\n"
+            ).encode()
+            + data
+            + b"\r\n"
+        )
     return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -183,26 +205,84 @@ def _tf(instances) -> bytes:
 
 ZEROS = np.zeros((28, 28)).tolist()
 BAD_REQUESTS = {
-    "body over --max-bytes": ("/predict", "image/png", b"\x89PNG" + bytes(300_000), 413, "more than the limit of 200,000"),
-    "more than --max-images files": ("/predict", *reversed(_multipart([("file", f"{i}.png", SEVEN) for i in range(4)])), 413, "more than 3 images"),
-    "more than --max-images instances": ("/v1/models/lenet:predict", "application/json", _tf([ZEROS] * 4), 413, "more than 3"),
+    "body over --max-bytes": (
+        "/predict",
+        "image/png",
+        b"\x89PNG" + bytes(300_000),
+        413,
+        "more than the limit of 200,000",
+    ),
+    "more than --max-images files": (
+        "/predict",
+        *reversed(_multipart([("file", f"{i}.png", SEVEN) for i in range(4)])),
+        413,
+        "more than 3 images",
+    ),
+    "more than --max-images instances": (
+        "/v1/models/lenet:predict",
+        "application/json",
+        _tf([ZEROS] * 4),
+        413,
+        "more than 3",
+    ),
     "not an image": ("/predict", "image/png", b"GIF89a? no, just text", 422, "not an image file"),
     "decompression bomb": ("/predict", "image/png", bomb_png(), 413, "too many pixels"),
     "blank picture": ("/predict", "image/png", BLANK, 422, "no content found"),
     "empty body": ("/predict", "image/png", b"", 422, "empty (0 bytes)"),
     "wrong content type for /predict": ("/predict", "text/plain", SEVEN, 415, "unsupported Content-Type 'text/plain'"),
     "wrong content type for TF Serving": ("/v1/models/lenet:predict", "image/png", SEVEN, 415, "send a JSON body"),
-    "malformed multipart": ("/predict", "multipart/form-data; boundary=xyzzy", b"--xyzzy\r\nContent-Disp", 400, "malformed multipart"),
+    "malformed multipart": (
+        "/predict",
+        "multipart/form-data; boundary=xyzzy",
+        b"--xyzzy\r\nContent-Disp",
+        400,
+        "malformed multipart",
+    ),
     "multipart without boundary": ("/predict", "multipart/form-data", b"abc", 400, "without a boundary"),
-    "a form field other than file": ("/predict", *reversed(_multipart([("image", "a.png", SEVEN)])), 400, "unexpected form field 'image'"),
+    "a form field other than file": (
+        "/predict",
+        *reversed(_multipart([("image", "a.png", SEVEN)])),
+        400,
+        "unexpected form field 'image'",
+    ),
     "malformed JSON": ("/v1/models/lenet:predict", "application/json", b'{"instances": [[0.1,', 400, "malformed JSON"),
     "JSON nested too deeply": ("/v1/models/lenet:predict", "application/json", b"[" * 100_000, 400, "malformed JSON"),
-    "neither instances nor inputs": ("/v1/models/lenet:predict", "application/json", b'{"examples": []}', 400, "exactly one of"),
-    "wrong shape": ("/v1/models/lenet:predict", "application/json", _tf([np.zeros((28, 27)).tolist()]), 400, "has shape [1, 28, 27]"),
+    "neither instances nor inputs": (
+        "/v1/models/lenet:predict",
+        "application/json",
+        b'{"examples": []}',
+        400,
+        "exactly one of",
+    ),
+    "wrong shape": (
+        "/v1/models/lenet:predict",
+        "application/json",
+        _tf([np.zeros((28, 27)).tolist()]),
+        400,
+        "has shape [1, 28, 27]",
+    ),
     "ragged arrays": ("/v1/models/lenet:predict", "application/json", _tf([ZEROS, ZEROS[:5]]), 400, "equal shape"),
-    "strings instead of numbers": ("/v1/models/lenet:predict", "application/json", _tf([[["a"] * 28] * 28]), 400, "must hold numbers"),
-    "NaN values": ("/v1/models/lenet:predict", "application/json", json.dumps({"instances": [[[float("nan")] * 28] * 28]}).encode(), 400, "NaN"),
-    "values outside [0, 1]": ("/v1/models/lenet:predict", "application/json", _tf([[[255.0] * 28] * 28]), 400, "must lie in [0, 1]"),
+    "strings instead of numbers": (
+        "/v1/models/lenet:predict",
+        "application/json",
+        _tf([[["a"] * 28] * 28]),
+        400,
+        "must hold numbers",
+    ),
+    "NaN values": (
+        "/v1/models/lenet:predict",
+        "application/json",
+        json.dumps({"instances": [[[float("nan")] * 28] * 28]}).encode(),
+        400,
+        "NaN",
+    ),
+    "values outside [0, 1]": (
+        "/v1/models/lenet:predict",
+        "application/json",
+        _tf([[[255.0] * 28] * 28]),
+        400,
+        "must lie in [0, 1]",
+    ),
     "empty instances": ("/v1/models/lenet:predict", "application/json", _tf([]), 400, "has shape [0]"),
 }
 
@@ -257,12 +337,17 @@ def test_tf_serving_row_and_columnar_formats_against_a_hand_made_request(client)
     hand_made = '{"signature_name": "serving_default", "instances": [' + ", ".join(rows_text) + "]}"
     rows = client.post("/v1/models/lenet:predict", content=hand_made, headers={"content-type": "application/json"})
     assert rows.status_code == 200, rows.text
-    assert list(rows.json()) == ["predictions"]  # as TF Serving answers for lenet's SavedModel: each output by name, per instance
+    assert list(rows.json()) == [
+        "predictions"
+    ]  # as TF Serving answers for lenet's SavedModel: each output by name, per instance
     np.testing.assert_allclose([p["probabilities"] for p in rows.json()["predictions"]], expected, atol=1e-5)
     assert [p["class"] for p in rows.json()["predictions"]] == [7, 0]
     # curl -d sends application/x-www-form-urlencoded; TF Serving's own examples rely on it being accepted
-    columns = client.post("/v1/models/lenet:predict", content=json.dumps({"inputs": {"image": [seven.tolist()]}}),
-                          headers={"content-type": "application/x-www-form-urlencoded"})
+    columns = client.post(
+        "/v1/models/lenet:predict",
+        content=json.dumps({"inputs": {"image": [seven.tolist()]}}),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert list(columns.json()) == ["outputs"]
     np.testing.assert_allclose(columns.json()["outputs"]["probabilities"], expected[:1], atol=1e-5)
     assert columns.json()["outputs"]["class"] == [7]
@@ -270,7 +355,9 @@ def test_tf_serving_row_and_columnar_formats_against_a_hand_made_request(client)
     np.testing.assert_allclose(named.json()["predictions"][0]["probabilities"], expected[1], atol=1e-5)
     # the same numbers as /predict gives for the picture
     served = post_image(client, SEVEN, "?top_k=10").json()[0]["top_k"]
-    np.testing.assert_allclose([t["confidence"] for t in sorted(served, key=lambda t: t["index"])], expected[0], atol=1e-5)
+    np.testing.assert_allclose(
+        [t["confidence"] for t in sorted(served, key=lambda t: t["index"])], expected[0], atol=1e-5
+    )
     status = client.get("/v1/models/lenet").json()
     assert status["model_version_status"][0]["state"] == "AVAILABLE"
 
@@ -284,7 +371,10 @@ def test_health_metadata_metrics_docs_and_page(client):
     meta = client.get("/metadata").json()
     assert meta["model"] == "digits.onnx" and meta["format"] == "onnx" and meta["dataset"] == "mnist"
     assert meta["run"] is None  # a model file of its own, not a run's
-    assert meta["class_names"] == [str(d) for d in range(10)] and meta["preprocessing"] == {"mode": "mnist", "invert": "auto"}
+    assert meta["class_names"] == [str(d) for d in range(10)] and meta["preprocessing"] == {
+        "mode": "mnist",
+        "invert": "auto",
+    }
     assert meta["limits"] == {"max_bytes": 200_000, "max_images": 3} and meta["lenet_version"]
     assert client.get("/nowhere").json() == {"error": "Not Found"}
     assert client.get("/favicon.ico").status_code == 204  # browsers ask for it; a 404 is a console error
@@ -301,7 +391,9 @@ def test_health_metadata_metrics_docs_and_page(client):
     assert 'endpoint="/nowhere"' not in text  # unknown paths are one label, "other"
 
     schema = client.get("/openapi.json").json()
-    assert {"/predict", "/v1/models/lenet:predict", "/healthz", "/readyz", "/metadata", "/metrics"} <= set(schema["paths"])
+    assert {"/predict", "/v1/models/lenet:predict", "/healthz", "/readyz", "/metadata", "/metrics"} <= set(
+        schema["paths"]
+    )
     assert "multipart/form-data" in schema["paths"]["/predict"]["post"]["requestBody"]["content"]
     docs = client.get("/docs").text
     assert "swagger" in docs.lower()
@@ -367,7 +459,11 @@ def test_keras_model_served_with_batching_off(trained_run):
         meta = keras_client.get("/metadata").json()
         answer = keras_client.post("/predict", content=SEVEN, headers={"content-type": "image/png"}).json()[0]
     np.testing.assert_allclose([g["probabilities"] for g in got], expected, atol=1e-5)
-    assert meta["format"] == "keras" and meta["run"] == trained_run.name and meta["model"] == f"{trained_run.name}/model.keras"
+    assert (
+        meta["format"] == "keras"
+        and meta["run"] == trained_run.name
+        and meta["model"] == f"{trained_run.name}/model.keras"
+    )
     assert answer["model"] == f"{trained_run.name}/model.keras"
 
 
@@ -379,8 +475,12 @@ def test_startup_line_names_the_run_or_the_file(trained_run, template_model):
     url = "http://127.0.0.1:8000/"
     for model in (trained_run, trained_run / "model.keras"):  # a run directory, or its model.keras named directly
         line = startup_line(ServedModel(resolve_model(model)), url)
-        assert line.startswith(f"Serving run {trained_run.name} (model.keras, keras, mnist) at {url} - drawing page {url}, API docs {url}docs")
-    assert startup_line(ServedModel(resolve_model(template_model)), url).startswith(f"Serving digits.onnx (onnx, mnist) at {url} ")
+        assert line.startswith(
+            f"Serving run {trained_run.name} (model.keras, keras, mnist) at {url} - drawing page {url}, API docs {url}docs"
+        )
+    assert startup_line(ServedModel(resolve_model(template_model)), url).startswith(
+        f"Serving digits.onnx (onnx, mnist) at {url} "
+    )
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -413,10 +513,15 @@ def test_without_the_serve_extra_it_names_the_extra(template_model, monkeypatch)
     from lenet_cli.core.errors import EXIT_MISSING_EXTRA
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "uvicorn" else real_find_spec(name, *a)
+    )
     result = CliRunner().invoke(cli, ["serve", str(template_model)])
     assert result.exit_code == EXIT_MISSING_EXTRA  # the same code as every command's missing extra
-    assert result.stderr == "Error: lenet serve needs the serve extra (uvicorn is missing): pip install 'lenet-cli[serve]'\n"
+    assert (
+        result.stderr
+        == "Error: lenet serve needs the serve extra (uvicorn is missing): pip install 'lenet-cli[serve]'\n"
+    )
 
 
 def test_a_busy_port_is_a_one_line_error(template_model):
@@ -438,9 +543,16 @@ class Server:
 
     def __init__(self, model: Path | None, *args: str, timeout: float = 120):
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        chosen = [] if model is None else [str(model)]  # None: the command's own default (the latest run, or a built-in)
-        self.proc = subprocess.Popen([sys.executable, "-m", "lenet_cli", "serve", *chosen, "--port", "0", *args],
-                                     stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        chosen = (
+            [] if model is None else [str(model)]
+        )  # None: the command's own default (the latest run, or a built-in)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lenet_cli", "serve", *chosen, "--port", "0", *args],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         self.lines: list[str] = []
         self.url = None
         # every line is read by one thread from the start: uvicorn's start-up lines and the ready line may arrive in
@@ -452,7 +564,16 @@ class Server:
             if time.monotonic() > deadline or (self.proc.poll() is not None and not self.reader.is_alive()):
                 self.stop()
                 raise AssertionError("lenet serve did not start:\n" + "".join(self.lines))
-            match = next((m for m in (re.search(r"^Serving .* at (http://127\.0\.0\.1:\d+/)", line) for line in list(self.lines)) if m), None)
+            match = next(
+                (
+                    m
+                    for m in (
+                        re.search(r"^Serving .* at (http://127\.0\.0\.1:\d+/)", line) for line in list(self.lines)
+                    )
+                    if m
+                ),
+                None,
+            )
             self.url = match.group(1) if match else None
             time.sleep(0.02)
         self.port = int(self.url.rsplit(":", 1)[1].strip("/"))
@@ -491,7 +612,10 @@ def test_real_socket_predict_and_access_log(server):
 
     response = httpx.post(server.url + "predict", files=[("file", ("seven.png", SEVEN, "image/png"))], timeout=30)
     assert response.status_code == 200 and response.json()[0]["label"] == "7"
-    assert "cannot" in httpx.post(server.url + "predict", content=b"nope", headers={"content-type": "image/png"}).json()["error"]
+    assert (
+        "cannot"
+        in httpx.post(server.url + "predict", content=b"nope", headers={"content-type": "image/png"}).json()["error"]
+    )
     time.sleep(0.2)
     log = server.log()
     assert '"POST /predict HTTP/1.1" 200' in log and '"POST /predict HTTP/1.1" 422' in log
@@ -504,8 +628,10 @@ def test_sigterm_drains_the_request_in_flight_then_exits_0(template_model):
     running = Server(template_model, "--no-access-log")
     body, content_type = _multipart([("file", "seven.png", SEVEN)])
     with socket.create_connection(("127.0.0.1", running.port), timeout=30) as conn:
-        head = (f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        head = (
+            f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
         conn.sendall(head + body[:100])  # half an upload: a request in flight
         time.sleep(0.5)
         running.proc.send_signal(signal.SIGTERM)
@@ -601,7 +727,12 @@ KEEP_MAIN_THREAD_BUSY = """() => {
 def console_errors(page) -> list[str]:
     """Collect the page's console errors and uncaught exceptions as they happen."""
     errors: list[str] = []
-    page.on("console", lambda message: errors.append(f"{message.text} ({message.location.get('url')})") if message.type == "error" else None)
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(f"{message.text} ({message.location.get('url')})") if message.type == "error" else None
+        ),
+    )
     page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
     return errors
 
@@ -612,7 +743,9 @@ def wait_for_label(page, label: str):
 
 def assert_not_blank(screenshot: bytes):
     pixels = np.asarray(Image.open(io.BytesIO(screenshot)).convert("L"), dtype=np.float32)
-    assert pixels.std() > 20 and (pixels > 240).mean() > 0.05 and (pixels < 30).mean() > 0.05, "the screenshot looks blank"
+    assert pixels.std() > 20 and (pixels > 240).mean() > 0.05 and (pixels < 30).mean() > 0.05, (
+        "the screenshot looks blank"
+    )
 
 
 def check_page(page, url: str, digit_file: Path, digit: str, shot: Path | None = None):
@@ -713,13 +846,33 @@ def test_drawing_page_with_a_lenet_trained_on_real_mnist(browser, tmp_path):
     from lenet_cli.data.loader import load_dataset
 
     run = tmp_path / "mnist-run"
-    result = CliRunner().invoke(cli, ["train", "--dataset", "mnist", "--data-dir", str(REAL_DATA), "--epochs", "1", "--train-limit", "12000",
-                                      "--dense-units", "256", "--output", str(run), "--no-tensorboard", "--quiet"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(REAL_DATA),
+            "--epochs",
+            "1",
+            "--train-limit",
+            "12000",
+            "--dense-units",
+            "256",
+            "--output",
+            str(run),
+            "--no-tensorboard",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     test_split = load_dataset("mnist", data_dir=REAL_DATA, splits=("test",)).test
     first_zero = int(np.flatnonzero(test_split.labels == 0)[0])  # not a 7, so the upload must change the answer
     image, label = test_split.images[first_zero], 0
-    Image.fromarray(255 - np.asarray(image).reshape(28, 28)).resize((140, 140)).save(tmp_path / "digit.png")  # dark on light
+    Image.fromarray(255 - np.asarray(image).reshape(28, 28)).resize((140, 140)).save(
+        tmp_path / "digit.png"
+    )  # dark on light
     running = Server(run)
     page = browser.new_page(viewport={"width": 900, "height": 560})
     try:

@@ -34,8 +34,10 @@ EXIT_TIMEOUT_S = 5  # a server with nothing in flight drains in well under a sec
 ROUNDS_BUDGET_S = 180  # all the rounds of one test; each round is bounded on its own too
 READY_LINE = re.compile(r"^Serving .* at (http://127\.0\.0\.1:\d+/) .*\n", re.MULTILINE)
 # A shell runs `lenet serve &` with SIGINT ignored (no job control); exec keeps that disposition.
-IGNORING_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
-                   "os.execv(sys.executable, [sys.executable, '-m', 'lenet_cli', *sys.argv[1:]])")
+IGNORING_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'lenet_cli', *sys.argv[1:]])"
+)
 
 
 def _png(image) -> bytes:
@@ -57,8 +59,12 @@ class Launch:
 
     def __init__(self, model: Path, sigint_ignored: bool = False):
         command = ["-c", IGNORING_SIGINT] if sigint_ignored else ["-m", "lenet_cli"]
-        self.proc = subprocess.Popen([sys.executable, *command, "serve", str(model), "--port", "0"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        self.proc = subprocess.Popen(
+            [sys.executable, *command, "serve", str(model), "--port", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
         assert self.proc.stderr is not None
         self.pipe = self.proc.stderr
         self.stderr = b""
@@ -124,7 +130,9 @@ def _post_at_once(client, url: str, multipart: bool) -> str:
         if multipart:
             response = client.post(url + "predict", files=[("file", ("seven.png", SEVEN, "image/png"))])
         else:
-            response = client.post(url + "predict?top_k=3&return_input=true", content=SEVEN, headers={"content-type": "image/png"})
+            response = client.post(
+                url + "predict?top_k=3&return_input=true", content=SEVEN, headers={"content-type": "image/png"}
+            )
     except httpx.TransportError as exc:
         return type(exc).__name__
     if response.status_code != 200:
@@ -155,7 +163,9 @@ def test_a_request_sent_the_instant_it_says_it_serves_is_answered(template_model
         client.close()
         for launch in launches:
             launch.kill()
-    assert outcomes == {("200", "exit 0"): POST_ROUNDS}, f"{dict(outcomes)}; the first failing log:\n{logs[0] if logs else ''}"
+    assert outcomes == {("200", "exit 0"): POST_ROUNDS}, (
+        f"{dict(outcomes)}; the first failing log:\n{logs[0] if logs else ''}"
+    )
 
 
 @pytest.mark.slow

@@ -33,13 +33,19 @@ def test_two_workers_share_200_requests_from_8_clients_and_metrics_count_them_al
 
     server = Server(template_model, "--workers", "2", "--no-access-log")
     try:
-        assert re.search(r"^Serving digits\.onnx \(onnx, mnist\) at http://127\.0\.0\.1:\d+/ with 2 workers - drawing page", server.log(), re.M)
+        assert re.search(
+            r"^Serving digits\.onnx \(onnx, mnist\) at http://127\.0\.0\.1:\d+/ with 2 workers - drawing page",
+            server.log(),
+            re.M,
+        )
         statuses: list[int] = []
         labels: list[str] = []
 
         def client(n: int) -> None:
             for _ in range(n):  # a new connection each time, as browsers and curl loops make them
-                response = httpx.post(server.url + "predict", content=SEVEN, headers={"content-type": "image/png"}, timeout=30)
+                response = httpx.post(
+                    server.url + "predict", content=SEVEN, headers={"content-type": "image/png"}, timeout=30
+                )
                 statuses.append(response.status_code)
                 labels.append(response.json()[0]["label"])
 
@@ -78,12 +84,20 @@ def test_a_worker_that_cannot_load_its_model_is_one_error_line(tmp_path):
 
     model = tmp_path / "broken.tflite"
     model.write_bytes(b"TFL3" + bytes(200))
-    (tmp_path / "broken.tflite.lenet.json").write_text(json.dumps({"dataset": "mnist", "class_names": [str(d) for d in range(10)]}))
-    proc = subprocess.run([sys.executable, "-m", "lenet_cli", "serve", str(model), "--workers", "2", "--port", "0"],
-                          capture_output=True, text=True, timeout=120)
+    (tmp_path / "broken.tflite.lenet.json").write_text(
+        json.dumps({"dataset": "mnist", "class_names": [str(d) for d in range(10)]})
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "lenet_cli", "serve", str(model), "--workers", "2", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: cannot load LiteRT model") and "broken.tflite" in lines[0], proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("Error: cannot load LiteRT model") and "broken.tflite" in lines[0], (
+        proc.stderr
+    )
 
 
 def test_workers_is_at_least_1(tmp_path):

@@ -17,7 +17,9 @@ LAYERS = ["conv_1", "conv_2", "dot_1", "dot_2", "logits_layer"]
 
 
 def _load(path):
-    acc = event_accumulator.EventAccumulator(str(path), size_guidance={event_accumulator.TENSORS: 0, event_accumulator.IMAGES: 0})
+    acc = event_accumulator.EventAccumulator(
+        str(path), size_guidance={event_accumulator.TENSORS: 0, event_accumulator.IMAGES: 0}
+    )
     acc.Reload()
     return acc
 
@@ -38,12 +40,16 @@ def test_every_scalar_exists_for_train_and_validation_each_epoch(logs, trained_r
         for name in SCALARS + [f"{kind}_{layer}" for kind in ("l1", "l2") for layer in LAYERS]:
             tag = f"epoch_{name}"
             assert tag in tags, f"{side} lacks {tag}"
-            assert sorted(_scalar_series(acc, tag)) == list(range(1, epochs + 1)), f"{side} {tag}"  # as the console counts
+            assert sorted(_scalar_series(acc, tag)) == list(range(1, epochs + 1)), (
+                f"{side} {tag}"
+            )  # as the console counts
 
 
 def test_objective_is_cost_plus_l1_plus_l2(logs):
     for side, acc in logs.items():
-        cost, l1, l2, objective = (_scalar_series(acc, f"epoch_{n}") for n in ("cross_entropy", "l1", "l2", "objective"))
+        cost, l1, l2, objective = (
+            _scalar_series(acc, f"epoch_{n}") for n in ("cross_entropy", "l1", "l2", "objective")
+        )
         for step in objective:
             assert objective[step] == pytest.approx(cost[step] + l1[step] + l2[step], rel=1e-6, abs=1e-7), side
         layer_l1 = sum(_scalar_series(acc, f"epoch_l1_{layer}")[1] for layer in LAYERS)
@@ -106,8 +112,20 @@ def test_a_resumed_run_carries_on_the_console_numbering_and_logs_its_inputs_once
 
     run = tmp_path / "run"
     tiny = ["--validation-size", "100", "--batch-size", "50", "--dense-units", "16", "--quiet"]
-    first = CliRunner().invoke(cli, ["train", "--data-dir", str(synthetic_data_dir), "--output", str(run), "--epochs", "2",
-                                     "--keep-checkpoint", *tiny])
+    first = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--output",
+            str(run),
+            "--epochs",
+            "2",
+            "--keep-checkpoint",
+            *tiny,
+        ],
+    )
     assert first.exit_code == 0, first.output
     (run / "model.keras").unlink()
     (run / "metrics.json").unlink()  # a run stopped after epoch 2 of 3

@@ -26,8 +26,22 @@ VERSION = 3
 def serving_base(trained_run, synthetic_data_dir, tmp_path_factory) -> Path:
     """``lenet export --serving-version 3 -o models/lenet``: the model's base folder, as TF Serving's --model_base_path."""
     base = tmp_path_factory.mktemp("models") / "lenet"
-    result = CliRunner().invoke(cli, ["export", str(trained_run), "--serving-version", str(VERSION), "-o", str(base), "--data-dir",
-                                      str(synthetic_data_dir), "--format", "json"], env={"LENET_VERIFY_CHECKSUMS": "0"})
+    result = CliRunner().invoke(
+        cli,
+        [
+            "export",
+            str(trained_run),
+            "--serving-version",
+            str(VERSION),
+            "-o",
+            str(base),
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--format",
+            "json",
+        ],
+        env={"LENET_VERIFY_CHECKSUMS": "0"},
+    )
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     assert row["format"] == "savedmodel" and Path(row["path"]) == base / str(VERSION) and row["verified_on"] == 200
@@ -44,10 +58,14 @@ def images(synthetic_data_dir) -> np.ndarray:
 
 
 def test_the_layout_is_what_tf_serving_loads(serving_base):
-    assert sorted(p.name for p in serving_base.iterdir()) == [str(VERSION)]  # only version folders: no sidecar beside them
+    assert sorted(p.name for p in serving_base.iterdir()) == [
+        str(VERSION)
+    ]  # only version folders: no sidecar beside them
     version = serving_base / str(VERSION)
     assert (version / "saved_model.pb").is_file() and (version / "variables" / "variables.index").is_file()
-    assert json.loads((version / "assets" / "lenet.json").read_text())["dataset"] == "mnist"  # its metadata travels inside
+    assert (
+        json.loads((version / "assets" / "lenet.json").read_text())["dataset"] == "mnist"
+    )  # its metadata travels inside
 
 
 def test_serving_default_by_its_input_name_matches_keras(serving_base, trained_run, images):
@@ -70,16 +88,28 @@ def test_lenet_reads_the_layout_back(serving_base, synthetic_data_dir):
 
     (serving_base.parent / "empty").mkdir()
     assert resolve_model(serving_base).model_path == serving_base / str(VERSION)
-    result = CliRunner().invoke(cli, ["evaluate", str(serving_base), "--data-dir", str(synthetic_data_dir), "--format", "json"])
+    result = CliRunner().invoke(
+        cli, ["evaluate", str(serving_base), "--data-dir", str(synthetic_data_dir), "--format", "json"]
+    )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["format"] == "savedmodel" and json.loads(result.stdout)["model"] == str(serving_base / str(VERSION))
-    refused = CliRunner().invoke(cli, ["evaluate", str(serving_base.parent / "empty"), "--data-dir", str(synthetic_data_dir)])
+    assert json.loads(result.stdout)["format"] == "savedmodel" and json.loads(result.stdout)["model"] == str(
+        serving_base / str(VERSION)
+    )
+    refused = CliRunner().invoke(
+        cli, ["evaluate", str(serving_base.parent / "empty"), "--data-dir", str(synthetic_data_dir)]
+    )
     assert refused.exit_code == 1 and "is not a run directory" in refused.stderr
 
 
 def test_serving_version_is_for_savedmodels_only(trained_run, tmp_path):
-    result = CliRunner().invoke(cli, ["export", str(trained_run), "--to", "onnx", "--serving-version", "1", "-o", str(tmp_path / "m")])
-    assert result.exit_code == 2 and "Invalid value for '--serving-version'" in result.stderr and "savedmodel" in result.stderr
+    result = CliRunner().invoke(
+        cli, ["export", str(trained_run), "--to", "onnx", "--serving-version", "1", "-o", str(tmp_path / "m")]
+    )
+    assert (
+        result.exit_code == 2
+        and "Invalid value for '--serving-version'" in result.stderr
+        and "savedmodel" in result.stderr
+    )
     assert not (tmp_path / "m").exists()
 
 
@@ -92,11 +122,17 @@ def client(serving_base):
     from lenet_cli.store.runs import resolve_model
 
     with TestClient(create_app(ServedModel(resolve_model(serving_base / str(VERSION))))) as test_client:
-        assert test_client.get("/metadata").json()["model"] == f"lenet/{VERSION}"  # the version folder, named with its model's
+        assert (
+            test_client.get("/metadata").json()["model"] == f"lenet/{VERSION}"
+        )  # the version folder, named with its model's
         yield test_client
 
 
-AVAILABLE = {"model_version_status": [{"version": str(VERSION), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+AVAILABLE = {
+    "model_version_status": [
+        {"version": str(VERSION), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+    ]
+}
 
 
 @pytest.mark.parametrize("path", ["/v1/models/lenet", f"/v1/models/lenet/versions/{VERSION}"])
@@ -116,9 +152,13 @@ def test_model_metadata_is_the_signature_def_map(client, path):
     signatures = body["metadata"]["signature_def"]["signature_def"]
     default = signatures["serving_default"]
     assert default["method_name"] == "tensorflow/serving/predict"
-    assert {name: (info["dtype"], info["tensor_shape"]) for name, info in default["inputs"].items()} == {"image": ("DT_FLOAT", _dims(-1, 28, 28, 1))}
+    assert {name: (info["dtype"], info["tensor_shape"]) for name, info in default["inputs"].items()} == {
+        "image": ("DT_FLOAT", _dims(-1, 28, 28, 1))
+    }
     assert {name: (info["dtype"], info["tensor_shape"]) for name, info in default["outputs"].items()} == {
-        "probabilities": ("DT_FLOAT", _dims(-1, 10)), "class": ("DT_INT64", _dims(-1))}
+        "probabilities": ("DT_FLOAT", _dims(-1, 10)),
+        "class": ("DT_INT64", _dims(-1)),
+    }
     assert default["inputs"]["image"]["name"] == "serving_default_image:0"
 
 
@@ -129,8 +169,12 @@ def test_a_served_savedmodel_describes_itself_from_its_file(client, serving_base
 
     saved = saved_model_pb2.SavedModel()
     saved.ParseFromString((serving_base / str(VERSION) / "saved_model.pb").read_bytes())
-    expected = {name: json_format.MessageToDict(sig, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-                for name, sig in saved.meta_graphs[0].signature_def.items()}
+    expected = {
+        name: json_format.MessageToDict(
+            sig, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        for name, sig in saved.meta_graphs[0].signature_def.items()
+    }
     assert client.get("/v1/models/lenet/metadata").json()["metadata"]["signature_def"]["signature_def"] == expected
 
 
@@ -145,7 +189,9 @@ def test_any_other_format_is_described_as_lenets_savedmodel(client, trained_run)
     with TestClient(create_app(ServedModel(resolve_model(trained_run)))) as litert:  # the run's model.tflite answers
         described = litert.get("/v1/models/lenet/metadata").json()
     assert described["model_spec"]["version"] == "1"
-    exported = client.get("/v1/models/lenet/metadata").json()["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    exported = client.get("/v1/models/lenet/metadata").json()["metadata"]["signature_def"]["signature_def"][
+        "serving_default"
+    ]
     assert described["metadata"]["signature_def"]["signature_def"] == {"serving_default": exported}
 
 
@@ -153,7 +199,9 @@ def test_any_other_format_is_described_as_lenets_savedmodel(client, trained_run)
 def test_predict_row_and_columnar_forms_answer_as_tf_serving(client, serving_base, images, path):
     import tensorflow as tf
 
-    outputs = tf.saved_model.load(str(serving_base / str(VERSION))).signatures["serving_default"](image=tf.constant(images))
+    outputs = tf.saved_model.load(str(serving_base / str(VERSION))).signatures["serving_default"](
+        image=tf.constant(images)
+    )
     probabilities, classes = outputs["probabilities"].numpy(), outputs["class"].numpy().tolist()
 
     rows = client.post(path, json={"signature_name": "serving_default", "instances": images.tolist()}).json()
@@ -172,12 +220,37 @@ def test_predict_row_and_columnar_forms_answer_as_tf_serving(client, serving_bas
 
 NOT_HELD = {
     "status of another version": ("get", "/v1/models/lenet/versions/4", 404, "Could not find version 4 of model lenet"),
-    "metadata of another version": ("get", "/v1/models/lenet/versions/4/metadata", 404, "Servable not found for request: Specific(lenet, 4)"),
-    "predict with another version": ("post", "/v1/models/lenet/versions/4:predict", 404, "Servable not found for request: Specific(lenet, 4)"),
+    "metadata of another version": (
+        "get",
+        "/v1/models/lenet/versions/4/metadata",
+        404,
+        "Servable not found for request: Specific(lenet, 4)",
+    ),
+    "predict with another version": (
+        "post",
+        "/v1/models/lenet/versions/4:predict",
+        404,
+        "Servable not found for request: Specific(lenet, 4)",
+    ),
     "status of another model": ("get", "/v1/models/mnist", 404, "Could not find any versions of model mnist"),
-    "metadata of another model": ("get", "/v1/models/mnist/metadata", 404, "Servable not found for request: Latest(mnist)"),
-    "predict with another model": ("post", "/v1/models/mnist:predict", 404, "Servable not found for request: Latest(mnist)"),
-    "a version that is not a number": ("get", "/v1/models/lenet/versions/one", 400, "Malformed request: GET /v1/models/lenet/versions/one"),
+    "metadata of another model": (
+        "get",
+        "/v1/models/mnist/metadata",
+        404,
+        "Servable not found for request: Latest(mnist)",
+    ),
+    "predict with another model": (
+        "post",
+        "/v1/models/mnist:predict",
+        404,
+        "Servable not found for request: Latest(mnist)",
+    ),
+    "a version that is not a number": (
+        "get",
+        "/v1/models/lenet/versions/one",
+        400,
+        "Malformed request: GET /v1/models/lenet/versions/one",
+    ),
 }
 
 

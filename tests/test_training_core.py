@@ -20,20 +20,38 @@ MAX_FUNCTION_LINES = 80
 
 def test_evaluate_and_train_agree_on_the_validation_cross_entropy(trained_run, synthetic_data_dir):
     history = json.loads((trained_run / "history.json").read_text())
-    result = CliRunner().invoke(cli, ["evaluate", str(trained_run), "--split", "validation", "--format", "json",
-                                      "--data-dir", str(synthetic_data_dir)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            str(trained_run),
+            "--split",
+            "validation",
+            "--format",
+            "json",
+            "--data-dir",
+            str(synthetic_data_dir),
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["count"] == 100
     metrics = json.loads((trained_run / "metrics.json").read_text())
-    assert metrics["calibration"]["val_cross_entropy_before"] == pytest.approx(history[-1]["val_cross_entropy"], abs=1e-5)
-    assert report["cross_entropy"] == pytest.approx(metrics["val_cross_entropy"], abs=1e-5)  # the shipped (calibrated) model
+    assert metrics["calibration"]["val_cross_entropy_before"] == pytest.approx(
+        history[-1]["val_cross_entropy"], abs=1e-5
+    )
+    assert report["cross_entropy"] == pytest.approx(
+        metrics["val_cross_entropy"], abs=1e-5
+    )  # the shipped (calibrated) model
     assert report["accuracy"] == pytest.approx(history[-1]["val_accuracy"], abs=1e-12)  # calibration changes no answer
     from lenet_cli.core.config import TrainConfig
     from lenet_cli.model.network import load_model_file
 
     cfg, model = TrainConfig.load(trained_run / "config.json"), load_model_file(trained_run / "model.keras")
-    kernels = [model.get_layer(name).kernel.numpy().astype(np.float64) for name in ("conv_1", "conv_2", "dot_1", "dot_2", "logits_layer")]
+    kernels = [
+        model.get_layer(name).kernel.numpy().astype(np.float64)
+        for name in ("conv_1", "conv_2", "dot_1", "dot_2", "logits_layer")
+    ]
     penalty = sum(cfg.l1 * np.abs(k).sum() + cfg.weight_decay * np.square(k).sum() / 2 for k in kernels)
     assert report["objective"] == pytest.approx(report["cross_entropy"] + penalty, abs=1e-5)
 
@@ -63,7 +81,7 @@ def test_objective_terms_add_up_and_skip_frozen_layers():
     kernels = {name: model.get_layer(name).kernel.numpy() for name in ("conv_2", "dot_1", "dot_2", "logits_layer")}
     assert "l1_conv_1" not in terms and set(objective.term_names) == {f"{k}_{n}" for n in kernels for k in ("l1", "l2")}
     assert terms["l1"] == pytest.approx(1e-3 * sum(np.abs(w).sum() for w in kernels.values()), rel=1e-5)
-    assert terms["l2"] == pytest.approx(1e-2 * sum((w ** 2).sum() for w in kernels.values()) / 2, rel=1e-5)
+    assert terms["l2"] == pytest.approx(1e-2 * sum((w**2).sum() for w in kernels.values()) / 2, rel=1e-5)
     labels = np.array([1, 2, 3], dtype=np.int32)
     logits = np.zeros((3, 10), dtype=np.float32)
     loss, cross_entropy_sum = objective.data_loss(labels, logits, 6)  # a replica's half of a global batch of 6
@@ -111,8 +129,16 @@ def test_train_step_updates_equal_differentiating_the_whole_objective(ema_moment
     from lenet_cli.model.train_step import TrainStep, make_optimizer
 
     units = 16
-    cfg = resolve_config("mnist", l1=1e-3, weight_decay=1e-2, dropout=0.0, dense_units=units, schedule="constant", augment="none",
-                         ema_momentum=ema_momentum)
+    cfg = resolve_config(
+        "mnist",
+        l1=1e-3,
+        weight_decay=1e-2,
+        dropout=0.0,
+        dense_units=units,
+        schedule="constant",
+        augment="none",
+        ema_momentum=ema_momentum,
+    )
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(3, 32, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, size=(3, 32)).astype(np.int32)
@@ -138,12 +164,18 @@ def test_train_step_updates_equal_differentiating_the_whole_objective(ema_moment
             logits, _ = view(tf.cast(x[..., None], tf.float32) / 255.0, training=True)
             terms = objective.penalties()
             first_terms = first_terms or {k: float(v) for k, v in terms.items()}
-            loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)) + terms["l1"] + terms["l2"]
+            loss = (
+                tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+                + terms["l1"]
+                + terms["l2"]
+            )
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     for a, b in zip(ours.weights, reference.weights):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, err_msg=a.path)
     start = build_lenet(dense_units=units, dropout=0.0, seed=0).get_layer("dot_1").kernel
-    assert np.abs(np.asarray(ours.get_layer("dot_1").kernel) - np.asarray(start)).max() > 1e-4  # the weights really moved
+    assert (
+        np.abs(np.asarray(ours.get_layer("dot_1").kernel) - np.asarray(start)).max() > 1e-4
+    )  # the weights really moved
     if ema_momentum:
         for a, b in zip(ours_optimizer._model_variables_moving_average, optimizer._model_variables_moving_average):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, err_msg=a.path)
@@ -221,7 +253,9 @@ def test_a_checkpoint_missing_a_variable_is_named(trained_run, tmp_path):
     augmentation = build_augmentation(cfg.augment, cfg.seed)
     if augmentation is not None:
         augmentation.build((None, 28, 28, 1))
-    restore(model, optimizer, dict(load_checkpoint(trained_run)[1]), augmentation)  # the same network and optimizer: accepted
+    restore(
+        model, optimizer, dict(load_checkpoint(trained_run)[1]), augmentation
+    )  # the same network and optimizer: accepted
     with pytest.raises(LenetError, match="'optimizer/dot_1_kernel_velocity'"):
         restore(model, optimizer, arrays, augmentation)
 
@@ -244,8 +278,11 @@ def _function_lengths():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 first = node.body[0]
-                has_docstring = isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
+                has_docstring = (
+                    isinstance(first, ast.Expr)
+                    and isinstance(getattr(first, "value", None), ast.Constant)
                     and isinstance(first.value.value, str)
+                )
                 start = first.end_lineno + 1 if has_docstring and len(node.body) > 1 else node.lineno
                 yield f"{path.name}:{node.lineno} {node.name}", node.end_lineno - start + 1
 
@@ -259,7 +296,9 @@ def test_worker_modules_never_print_exit_or_import_click():
     presentation = {"cli.py", "console.py", "__main__.py"}
     offenders = []
     for path in sorted(PACKAGE.glob("*.py")):
-        if path.name in presentation or path.name.endswith(("_command.py", "_option.py")):  # commands and Click parameter types
+        if path.name in presentation or path.name.endswith(
+            ("_command.py", "_option.py")
+        ):  # commands and Click parameter types
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):

@@ -28,8 +28,13 @@ from lenet_cli.core.errors import EXIT_MISSING_EXTRA, EXIT_STORAGE_LOST, BadValu
 optuna = pytest.importorskip("optuna", reason="lenet tune needs the tune extra: pip install 'lenet-cli[tune]'")
 
 REPO = Path(__file__).resolve().parent.parent
-TINY_SPACE = {"dense-units": 16, "batch-size": [32, 64], "augment": "none", "ema": 0.0,
-              "learning-rate": {"low": 1e-3, "high": 1e-2, "log": True}}
+TINY_SPACE = {
+    "dense-units": 16,
+    "batch-size": [32, 64],
+    "augment": "none",
+    "ema": 0.0,
+    "learning-rate": {"low": 1e-3, "high": 1e-2, "log": True},
+}
 """A space whose trials train in a second or two on the synthetic data."""
 
 
@@ -38,11 +43,26 @@ TINY_SPACE = {"dense-units": 16, "batch-size": [32, 64], "augment": "none", "ema
 
 def test_the_default_space_covers_the_recipes_levers():
     fashion, mnist = tune_space.default_space("fashion"), tune_space.default_space("mnist")
-    for lever in ("learning-rate", "batch-size", "epochs", "schedule", "warmup-epochs", "dropout", "l1", "weight-decay", "augment",
-                  "ema", "label-smoothing"):
+    for lever in (
+        "learning-rate",
+        "batch-size",
+        "epochs",
+        "schedule",
+        "warmup-epochs",
+        "dropout",
+        "l1",
+        "weight-decay",
+        "augment",
+        "ema",
+        "label-smoothing",
+    ):
         assert lever in fashion and lever in mnist
-    assert fashion["epochs"] == tune_space.Range(8, 24) and mnist["epochs"] == tune_space.Range(6, 20)  # up to the default budget
-    assert "flip" in fashion["augment"].choices and "flip" not in mnist["augment"].choices  # a flipped digit is no digit
+    assert fashion["epochs"] == tune_space.Range(8, 24) and mnist["epochs"] == tune_space.Range(
+        6, 20
+    )  # up to the default budget
+    assert (
+        "flip" in fashion["augment"].choices and "flip" not in mnist["augment"].choices
+    )  # a flipped digit is no digit
     assert fashion["learning-rate"].log
 
 
@@ -50,7 +70,9 @@ def test_the_levers_are_lenet_trains_options():
     """Each space and recipe name is a `lenet train` option, setting the same field, with the same bounds and choices."""
     from lenet_cli.cli.train import train
 
-    options = {opt[2:]: p for p in train.params if isinstance(p, click.Option) for opt in p.opts if opt.startswith("--")}
+    options = {
+        opt[2:]: p for p in train.params if isinstance(p, click.Option) for opt in p.opts if opt.startswith("--")
+    }
     for name, lever in tune_space.LEVERS.items():
         param = options[name]
         assert param.name == lever.field, name
@@ -59,43 +81,68 @@ def test_the_levers_are_lenet_trains_options():
             assert tuple(kind.choices) == lever.choices, name
             continue
         assert isinstance(kind, click.IntRange if lever.kind is int else click.FloatRange), name
-        assert (kind.min, kind.max, kind.min_open, kind.max_open) == (lever.low, lever.high, lever.low_open, lever.high_open), name
+        assert (kind.min, kind.max, kind.min_open, kind.max_open) == (
+            lever.low,
+            lever.high,
+            lever.low_open,
+            lever.high_open,
+        ), name
     for name in tune_space.RECIPE_OPTIONS:
         assert name in options, f"the recipe's {name!r} is not a lenet train option"
 
 
 def test_a_space_file_in_toml_or_json(tmp_path):
     toml = tmp_path / "space.toml"
-    toml.write_text('batch-size = [128, 256]\naugment = "flip"\n\n[learning_rate]\nlow = 5e-4\nhigh = 5e-3\nlog = true\n\n'
-                    '[dense-units]\nchoices = [300, 600]\n\n[dropout]\nlow = 0.2\nhigh = 0.4\nstep = 0.05\n')
+    toml.write_text(
+        'batch-size = [128, 256]\naugment = "flip"\n\n[learning_rate]\nlow = 5e-4\nhigh = 5e-3\nlog = true\n\n'
+        "[dense-units]\nchoices = [300, 600]\n\n[dropout]\nlow = 0.2\nhigh = 0.4\nstep = 0.05\n"
+    )
     as_json = tmp_path / "space.json"
-    as_json.write_text(json.dumps({"batch-size": [128, 256], "augment": {"value": "flip"}, "learning-rate": {"low": 5e-4, "high": 5e-3, "log": True},
-                                   "dense-units": {"choices": [300, 600]}, "dropout": {"low": 0.2, "high": 0.4, "step": 0.05}}))
-    expected = {"batch-size": tune_space.Choice((128, 256)), "augment": tune_space.Fixed("flip"),
-                "learning-rate": tune_space.Range(5e-4, 5e-3, log=True), "dense-units": tune_space.Choice((300, 600)),
-                "dropout": tune_space.Range(0.2, 0.4, step=0.05)}
+    as_json.write_text(
+        json.dumps(
+            {
+                "batch-size": [128, 256],
+                "augment": {"value": "flip"},
+                "learning-rate": {"low": 5e-4, "high": 5e-3, "log": True},
+                "dense-units": {"choices": [300, 600]},
+                "dropout": {"low": 0.2, "high": 0.4, "step": 0.05},
+            }
+        )
+    )
+    expected = {
+        "batch-size": tune_space.Choice((128, 256)),
+        "augment": tune_space.Fixed("flip"),
+        "learning-rate": tune_space.Range(5e-4, 5e-3, log=True),
+        "dense-units": tune_space.Choice((300, 600)),
+        "dropout": tune_space.Range(0.2, 0.4, step=0.05),
+    }
     for path in (toml, as_json):
         assert tune_space.parse_space(tune_space.read_space_file(path)) == expected
     space = tune_space.build_space("fashion", toml, epochs_cap=10)
-    assert space["batch-size"] == tune_space.Choice((128, 256)) and space["schedule"] == tune_space.Choice(("cosine", "constant"))
+    assert space["batch-size"] == tune_space.Choice((128, 256)) and space["schedule"] == tune_space.Choice(
+        ("cosine", "constant")
+    )
     assert space["epochs"] == tune_space.Range(8, 10)  # the default range, capped
     assert tune_space.build_space("fashion", epochs_cap=3)["epochs"] == tune_space.Fixed(3)
 
 
-@pytest.mark.parametrize("entry, message", [
-    ({"learnin-rate": {"low": 1e-3, "high": 1e-2}}, "unknown option 'learnin-rate': did you mean 'learning-rate'?"),
-    ({"output": "x"}, "unknown option 'output'"),
-    ({"dropout": {"low": 0.5, "high": 0.2}}, "dropout: the range is empty: low 0.5 is above high 0.2"),
-    ({"batch-size": []}, "batch-size: choices must be a non-empty list"),
-    ({"dropout": {"low": 0.2, "high": 1.5}}, "dropout must be >= 0 and < 1; received: 1.5"),
-    ({"l1": {"low": 0, "high": 1e-4, "log": True}}, "l1: a log range needs low > 0"),
-    ({"batch-size": {"low": 32.5, "high": 64}}, "batch-size takes an integer; received: 32.5"),
-    ({"augment": {"low": 1, "high": 2}}, "augment takes choices, not a range"),
-    ({"augment": ["flip", "mirror"]}, "augment takes one of"),
-    ({"dropout": {"lo": 0.1, "high": 0.2}}, "dropout: unknown key 'lo'"),
-    ({"dropout": {"low": 0.1}}, "dropout: a range needs both low and high"),
-    ({"learning-rate": 0.01, "learning_rate": 0.02}, "learning-rate is given twice"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"learnin-rate": {"low": 1e-3, "high": 1e-2}}, "unknown option 'learnin-rate': did you mean 'learning-rate'?"),
+        ({"output": "x"}, "unknown option 'output'"),
+        ({"dropout": {"low": 0.5, "high": 0.2}}, "dropout: the range is empty: low 0.5 is above high 0.2"),
+        ({"batch-size": []}, "batch-size: choices must be a non-empty list"),
+        ({"dropout": {"low": 0.2, "high": 1.5}}, "dropout must be >= 0 and < 1; received: 1.5"),
+        ({"l1": {"low": 0, "high": 1e-4, "log": True}}, "l1: a log range needs low > 0"),
+        ({"batch-size": {"low": 32.5, "high": 64}}, "batch-size takes an integer; received: 32.5"),
+        ({"augment": {"low": 1, "high": 2}}, "augment takes choices, not a range"),
+        ({"augment": ["flip", "mirror"]}, "augment takes one of"),
+        ({"dropout": {"lo": 0.1, "high": 0.2}}, "dropout: unknown key 'lo'"),
+        ({"dropout": {"low": 0.1}}, "dropout: a range needs both low and high"),
+        ({"learning-rate": 0.01, "learning_rate": 0.02}, "learning-rate is given twice"),
+    ],
+)
 def test_space_mistakes_name_what_to_fix(entry, message):
     with pytest.raises(BadValue) as caught:
         tune_space.parse_space(entry)
@@ -106,16 +153,36 @@ def test_a_drawn_recipe_is_a_valid_training_config():
     from lenet_cli.core.config import resolve_config
 
     space = tune_space.build_space("fashion")
-    trial = optuna.trial.FixedTrial({"learning-rate": 2e-3, "batch-size": 256, "epochs": 12, "schedule": "cosine", "warmup-epochs": 0.5,
-                                     "dropout": 0.3, "l1": 1e-6, "weight-decay": 1e-5, "augment": "flip", "ema": 0.999,
-                                     "label-smoothing": 0.1})
+    trial = optuna.trial.FixedTrial(
+        {
+            "learning-rate": 2e-3,
+            "batch-size": 256,
+            "epochs": 12,
+            "schedule": "cosine",
+            "warmup-epochs": 0.5,
+            "dropout": 0.3,
+            "l1": 1e-6,
+            "weight-decay": 1e-5,
+            "augment": "flip",
+            "ema": 0.999,
+            "label-smoothing": 0.1,
+        }
+    )
     values = tune_space.suggest(trial, space)
     cfg = resolve_config("fashion", **tune_space.config_overrides(values))
-    assert (cfg.learning_rate, cfg.batch_size, cfg.ema_momentum, cfg.augment, cfg.epochs) == (2e-3, 256, 0.999, "flip", 12)
+    assert (cfg.learning_rate, cfg.batch_size, cfg.ema_momentum, cfg.augment, cfg.epochs) == (
+        2e-3,
+        256,
+        0.999,
+        "flip",
+        12,
+    )
     assert tune_space.recipe_of(cfg)["ema"] == 0.999 and tune_space.recipe_of(cfg)["dataset"] == "fashion"
 
 
-@pytest.mark.parametrize("text, seconds", [("90m", 5400), ("2h", 7200), ("1h30m", 5400), ("45s", 45), ("600", 600), ("1.5h", 5400)])
+@pytest.mark.parametrize(
+    "text, seconds", [("90m", 5400), ("2h", 7200), ("1h30m", 5400), ("45s", 45), ("600", 600), ("1.5h", 5400)]
+)
 def test_timeout_durations(text, seconds):
     from lenet_cli.cli.tune import Duration
 
@@ -125,15 +192,31 @@ def test_timeout_durations(text, seconds):
 @pytest.mark.parametrize("text", ["soon", "10x", "m5", "0", "-5", "1h30"])
 def test_bad_timeouts_are_usage_errors(text):
     result = CliRunner().invoke(cli, ["tune", "--timeout", text])
-    assert result.exit_code == 2 and ("is not a duration" in result.stderr or "longer than nothing" in result.stderr), result.output
+    assert result.exit_code == 2 and ("is not a duration" in result.stderr or "longer than nothing" in result.stderr), (
+        result.output
+    )
 
 
 # --- Bad input: one line, exit 2, nothing created -----------------------------------------------
 
 
 def _tune_args(data_dir: Path, runs: Path, *extra) -> list[str]:
-    return ["tune", "--dataset", "mnist", "--data-dir", str(data_dir), "--runs-dir", str(runs), "--validation-size", "100",
-            "--train-limit", "200", "--epochs", "1", *map(str, extra)]
+    return [
+        "tune",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(data_dir),
+        "--runs-dir",
+        str(runs),
+        "--validation-size",
+        "100",
+        "--train-limit",
+        "200",
+        "--epochs",
+        "1",
+        *map(str, extra),
+    ]
 
 
 def _one_error_line(result) -> str:
@@ -143,25 +226,33 @@ def _one_error_line(result) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("case, message", [
-    ("unknown-option", "unknown option 'dropuot': did you mean 'dropout'?"),
-    ("empty-range", "learning-rate: the range is empty"),
-    ("not-a-url", "is not a database URL"),
-    ("missing-folder", "the folder"),
-    ("unreachable", "cannot open the study database"),
-    ("no-driver", "its database driver is not installed"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("unknown-option", "unknown option 'dropuot': did you mean 'dropout'?"),
+        ("empty-range", "learning-rate: the range is empty"),
+        ("not-a-url", "is not a database URL"),
+        ("missing-folder", "the folder"),
+        ("unreachable", "cannot open the study database"),
+        ("no-driver", "its database driver is not installed"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2_with_nothing_created(case, message, synthetic_data_dir, tmp_path):
     runs = tmp_path / "runs"
     extra: list[str] = []
     if case in ("unknown-option", "empty-range"):
         space = tmp_path / "space.toml"
-        space.write_text('dropuot = 0.3\n' if case == "unknown-option" else '[learning-rate]\nlow = 0.01\nhigh = 0.001\n')
+        space.write_text(
+            "dropuot = 0.3\n" if case == "unknown-option" else "[learning-rate]\nlow = 0.01\nhigh = 0.001\n"
+        )
         extra = ["--space", str(space)]
     else:
-        url = {"not-a-url": "my-database", "missing-folder": f"sqlite:///{tmp_path}/no/such/folder/study.db",
-               "unreachable": f"postgresql://nobody@127.0.0.1:{_free_port()}/lenet",
-               "no-driver": "mysql://nobody@127.0.0.1/lenet"}[case]
+        url = {
+            "not-a-url": "my-database",
+            "missing-folder": f"sqlite:///{tmp_path}/no/such/folder/study.db",
+            "unreachable": f"postgresql://nobody@127.0.0.1:{_free_port()}/lenet",
+            "no-driver": "mysql://nobody@127.0.0.1/lenet",
+        }[case]
         extra = ["--storage", url]
     before = sorted(p.name for p in tmp_path.iterdir())
     result = CliRunner().invoke(cli, _tune_args(synthetic_data_dir, runs, *extra))
@@ -180,9 +271,14 @@ def test_a_study_of_another_dataset_is_refused(synthetic_data_dir, tmp_path):
     url = f"sqlite:///{tmp_path}/studies.db"
     study = optuna.create_study(study_name="shared", storage=url, direction="maximize")
     study.set_user_attr("lenet", {"dataset": "fashion", "train_limit": 200, "validation_size": 100})
-    result = CliRunner().invoke(cli, _tune_args(synthetic_data_dir, tmp_path / "runs", "--storage", url, "--study", "shared"))
+    result = CliRunner().invoke(
+        cli, _tune_args(synthetic_data_dir, tmp_path / "runs", "--storage", url, "--study", "shared")
+    )
     assert result.exit_code == 2
-    assert "--study shared in sqlite:///" in _one_error_line(result) and "tunes with --dataset fashion, not mnist" in result.stderr
+    assert (
+        "--study shared in sqlite:///" in _one_error_line(result)
+        and "tunes with --dataset fashion, not mnist" in result.stderr
+    )
     assert not (tmp_path / "runs").exists()
 
 
@@ -197,13 +293,20 @@ def test_without_the_extra_the_command_says_so_in_one_line(monkeypatch):
 
     monkeypatch.setattr(extras, "module_missing", lambda module: module == "optuna")
     result = CliRunner().invoke(cli, ["tune", "--dataset", "fashion"])
-    assert result.exit_code == EXIT_MISSING_EXTRA and _one_error_line(result) == "Error: lenet tune needs Optuna: pip install 'lenet-cli[tune]'"
+    assert (
+        result.exit_code == EXIT_MISSING_EXTRA
+        and _one_error_line(result) == "Error: lenet tune needs Optuna: pip install 'lenet-cli[tune]'"
+    )
 
 
-@pytest.mark.parametrize("argv, code", [(["tune", "--help"], 0), (["tune", "--trials", "0"], 2), (["tune", "--pruner", "random"], 2)])
+@pytest.mark.parametrize(
+    "argv, code", [(["tune", "--help"], 0), (["tune", "--trials", "0"], 2), (["tune", "--pruner", "random"], 2)]
+)
 def test_help_and_usage_errors_never_import_tensorflow(argv, code):
-    probe = (f"import sys\nfrom lenet_cli.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit as exc:\n    code = exc.code\n"
-             "assert 'tensorflow' not in sys.modules and 'optuna' not in sys.modules\nprint('exit', code)\n")
+    probe = (
+        f"import sys\nfrom lenet_cli.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "assert 'tensorflow' not in sys.modules and 'optuna' not in sys.modules\nprint('exit', code)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == f"exit {code}"
@@ -235,14 +338,26 @@ def test_a_pruned_trial_stops_before_its_next_epoch_and_keeps_no_model(synthetic
     run_dir = tmp_path / "runs" / "tune" / "s" / "trial-0"
     state = {"number": 0, "started": time.monotonic(), "run_dir": run_dir}
     common = {"durations": [], "target": 3, "finished": 0, "best": None, "best_trial": None, "deadline": None}
-    cfg = resolve_config("mnist", epochs=3, batch_size=50, dense_units=16, validation_size=100, train_limit=200, study="s", trial=0)
-    request = TrainRequest(cfg, data_dir=synthetic_data_dir, output=run_dir, runs_dir=run_dir.parent, tensorboard=False, score_test=False)
+    cfg = resolve_config(
+        "mnist", epochs=3, batch_size=50, dense_units=16, validation_size=100, train_limit=200, study="s", trial=0
+    )
+    request = TrainRequest(
+        cfg, data_dir=synthetic_data_dir, output=run_dir, runs_dir=run_dir.parent, tensorboard=False, score_test=False
+    )
     with pytest.raises(optuna.TrialPruned):
-        train(request, callbacks_for=lambda plan: engine._trial_callbacks(trial, state, None, 4, plan.config.epochs, common))
+        train(
+            request,
+            callbacks_for=lambda plan: engine._trial_callbacks(trial, state, None, 4, plan.config.epochs, common),
+        )
     assert [step for step, _ in trial.reported] == [1]
     saved = engine._keep_pruned(run_dir, cfg, state)
     assert saved > 0
-    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "confusion_matrix.json", "history.json", "metrics.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "config.json",
+        "confusion_matrix.json",
+        "history.json",
+        "metrics.json",
+    ]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["pruned"] is True and metrics["epochs_completed"] == 1 and metrics["test_accuracy"] is None
     listed = CliRunner().invoke(cli, ["runs", "--runs-dir", str(tmp_path / "runs"), "--format", "json"])
@@ -268,15 +383,31 @@ def _space_file(tmp: Path) -> Path:
 @pytest.mark.slow
 def test_a_three_trial_study_then_show_recipe_and_resume(synthetic_data_dir, tmp_path):
     runs = tmp_path / "runs"
-    args = _tune_args(synthetic_data_dir, runs, "--epochs", "2", "--space", _space_file(tmp_path), "--pruner", "none", "--format", "json")
+    args = _tune_args(
+        synthetic_data_dir,
+        runs,
+        "--epochs",
+        "2",
+        "--space",
+        _space_file(tmp_path),
+        "--pruner",
+        "none",
+        "--format",
+        "json",
+    )
     result = CliRunner().invoke(cli, [*args, "--trials", "3"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     outcome = json.loads(result.stdout)
     assert outcome["trials"]["complete"] == 3 and outcome["ran_here"] == 3 and outcome["stop_reason"] == "trials"
     best = outcome["best"]
     assert best["state"] == "complete" and 0 <= best["test_accuracy"] <= 1 and best["params"]["batch-size"] in (32, 64)
-    for line in ("study mnist in sqlite:///", "trial 0: learning-rate", "trial 2 complete: val_accuracy",
-                 "scoring trial", "on the test split (the only time this study reads it)"):
+    for line in (
+        "study mnist in sqlite:///",
+        "trial 0: learning-rate",
+        "trial 2 complete: val_accuracy",
+        "scoring trial",
+        "on the test split (the only time this study reads it)",
+    ):
         assert line in result.stderr, line
 
     trials = sorted((runs / "tune" / "mnist").glob("trial-*"))
@@ -286,41 +417,105 @@ def test_a_three_trial_study_then_show_recipe_and_resume(synthetic_data_dir, tmp
         config = json.loads((trial / "config.json").read_text())
         assert metrics["test_accuracy"] is None and metrics["test_count"] is None  # trials never read the test split
         assert (config["study"], config["dense_units"], config["train_limit"]) == ("mnist", 16, 200)
-        assert (trial / "history.json").is_file() and (trial / "model.tflite").is_file() and not (trial / "checkpoint.npz").exists()
-        assert (trial / "model.keras").is_file() == (trial.name == f"trial-{best['number']}")  # only the best keeps its Keras model
+        assert (
+            (trial / "history.json").is_file()
+            and (trial / "model.tflite").is_file()
+            and not (trial / "checkpoint.npz").exists()
+        )
+        assert (trial / "model.keras").is_file() == (
+            trial.name == f"trial-{best['number']}"
+        )  # only the best keeps its Keras model
     for name in ("mnist-best.json", "mnist-history.png"):
         assert (runs / "tune" / name).is_file(), name
     assert not (runs / "tune" / "mnist-importances.png").exists()  # three trials are too few to rank the parameters
     assert (runs / "tune" / "mnist-history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     listed = json.loads(CliRunner().invoke(cli, ["runs", "--runs-dir", str(runs), "--format", "json"]).stdout)
-    assert sorted((r["name"], r["study"], r["trial"]) for r in listed) == [(f"tune/mnist/trial-{n}", "mnist", n) for n in range(3)]
+    assert sorted((r["name"], r["study"], r["trial"]) for r in listed) == [
+        (f"tune/mnist/trial-{n}", "mnist", n) for n in range(3)
+    ]
 
     shown = CliRunner().invoke(cli, ["tune", "--show", "--runs-dir", str(runs), "--format", "json"])
     assert shown.exit_code == 0, shown.output
     records = json.loads(shown.stdout)
     assert [r["val_accuracy"] for r in records] == sorted((r["val_accuracy"] for r in records), reverse=True)
     assert records[0]["number"] == best["number"] and {r["state"] for r in records} == {"complete"}
-    csv_text = CliRunner().invoke(cli, ["tune", "--show", "--runs-dir", str(runs), "--study", "mnist", "--format", "csv"]).stdout
-    assert csv_text.splitlines()[0].startswith("trial,state,val_accuracy,epochs_run,epochs,seconds") and len(csv_text.splitlines()) == 4
-    table = CliRunner().invoke(cli, ["tune", "--show", "--runs-dir", str(runs), "--dataset", "mnist", "--format", "table"]).stdout
+    csv_text = (
+        CliRunner()
+        .invoke(cli, ["tune", "--show", "--runs-dir", str(runs), "--study", "mnist", "--format", "csv"])
+        .stdout
+    )
+    assert (
+        csv_text.splitlines()[0].startswith("trial,state,val_accuracy,epochs_run,epochs,seconds")
+        and len(csv_text.splitlines()) == 4
+    )
+    table = (
+        CliRunner()
+        .invoke(cli, ["tune", "--show", "--runs-dir", str(runs), "--dataset", "mnist", "--format", "table"])
+        .stdout
+    )
     assert "complete" in table and "learning-rate" in table
 
     # lenet train --recipe reproduces the best trial's config; an explicit option still wins
     best_file = runs / "tune" / "mnist-best.json"
     recipe = json.loads(best_file.read_text())
     assert recipe["trial"] == best["number"] and recipe["test_accuracy"] == best["test_accuracy"]
-    again = CliRunner().invoke(cli, ["train", "--recipe", str(best_file), "--data-dir", str(synthetic_data_dir), "--train-limit", "200",
-                                     "--validation-size", "100", "--output", str(tmp_path / "again"), "--runs-dir", str(runs),
-                                     "--no-tensorboard", "--quiet", "--format", "json"], catch_exceptions=False)
+    again = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--recipe",
+            str(best_file),
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--train-limit",
+            "200",
+            "--validation-size",
+            "100",
+            "--output",
+            str(tmp_path / "again"),
+            "--runs-dir",
+            str(runs),
+            "--no-tensorboard",
+            "--quiet",
+            "--format",
+            "json",
+        ],
+        catch_exceptions=False,
+    )
     assert again.exit_code == 0, again.output
     theirs = json.loads((Path(best["run_dir"]) / "config.json").read_text())
     ours = json.loads((tmp_path / "again" / "config.json").read_text())
     different = {k for k in theirs if theirs[k] != ours.get(k)}
-    assert different == {"study", "trial", "data_fingerprint"}  # the trial never read the test files the fingerprint covers
-    override = CliRunner().invoke(cli, ["train", "--recipe", str(best_file), "--data-dir", str(synthetic_data_dir), "--train-limit", "50",
-                                        "--validation-size", "100", "--epochs", "1", "--dense-units", "8", "--output", str(tmp_path / "o"),
-                                        "--no-tensorboard", "--quiet", "--format", "json"])
+    assert different == {
+        "study",
+        "trial",
+        "data_fingerprint",
+    }  # the trial never read the test files the fingerprint covers
+    override = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--recipe",
+            str(best_file),
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--train-limit",
+            "50",
+            "--validation-size",
+            "100",
+            "--epochs",
+            "1",
+            "--dense-units",
+            "8",
+            "--output",
+            str(tmp_path / "o"),
+            "--no-tensorboard",
+            "--quiet",
+            "--format",
+            "json",
+        ],
+    )
     assert override.exit_code == 0, override.output
     config = json.loads((tmp_path / "o" / "config.json").read_text())
     assert (config["epochs"], config["dense_units"], config["learning_rate"]) == (1, 8, theirs["learning_rate"])
@@ -347,7 +542,7 @@ def test_a_recipe_with_an_unknown_option_is_a_usage_error(tmp_path):
 
 def test_a_misspelt_recipe_key_gets_the_closest_option(tmp_path):
     recipe = tmp_path / "recipe.toml"
-    recipe.write_text('dropout = 0.3\nlearnin-rate = 0.001\n')
+    recipe.write_text("dropout = 0.3\nlearnin-rate = 0.001\n")
     result = CliRunner().invoke(cli, ["train", "--recipe", str(recipe)])
     assert result.exit_code == 2
     assert "sets 'learnin-rate', which is not a lenet train option; did you mean 'learning-rate'?" in result.stderr
@@ -360,10 +555,31 @@ def test_a_misspelt_recipe_key_gets_the_closest_option(tmp_path):
 @pytest.mark.slow
 def test_a_toml_recipe_trains_as_a_json_one(synthetic_data_dir, tmp_path):
     recipe = tmp_path / "recipe.toml"
-    recipe.write_text('dropout = 0.35\nepochs = 1\ndense-units = 8\nlearning_rate = 0.004\n')  # option or field names, as in a space
-    result = CliRunner().invoke(cli, ["train", "--recipe", str(recipe), "--data-dir", str(synthetic_data_dir), "--train-limit", "50",
-                                      "--validation-size", "100", "--output", str(tmp_path / "run"), "--runs-dir", str(tmp_path / "runs"),
-                                      "--no-tensorboard", "--quiet", "--format", "json"])
+    recipe.write_text(
+        "dropout = 0.35\nepochs = 1\ndense-units = 8\nlearning_rate = 0.004\n"
+    )  # option or field names, as in a space
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--recipe",
+            str(recipe),
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--train-limit",
+            "50",
+            "--validation-size",
+            "100",
+            "--output",
+            str(tmp_path / "run"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--no-tensorboard",
+            "--quiet",
+            "--format",
+            "json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (config["dropout"], config["epochs"], config["dense_units"], config["learning_rate"]) == (0.35, 1, 8, 0.004)
@@ -372,8 +588,25 @@ def test_a_toml_recipe_trains_as_a_json_one(synthetic_data_dir, tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_fails_the_running_trial_exits_130_and_the_study_continues(synthetic_data_dir, tmp_path):
     runs = tmp_path / "runs"
-    args = [sys.executable, "-m", "lenet_cli", *_tune_args(synthetic_data_dir, runs, "--epochs", "30", "--train-limit", "500",
-                                                           "--trials", "2", "--space", _space_file(tmp_path), "--format", "json")]
+    args = [
+        sys.executable,
+        "-m",
+        "lenet_cli",
+        *_tune_args(
+            synthetic_data_dir,
+            runs,
+            "--epochs",
+            "30",
+            "--train-limit",
+            "500",
+            "--trials",
+            "2",
+            "--space",
+            _space_file(tmp_path),
+            "--format",
+            "json",
+        ),
+    ]
     proc = subprocess.Popen(args, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     history = runs / "tune" / "mnist" / "trial-0" / "history.json"
     deadline = time.monotonic() + 180
@@ -384,7 +617,9 @@ def test_ctrl_c_fails_the_running_trial_exits_130_and_the_study_continues(synthe
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith("SIGINT: the search stopped; trial 0 is marked failed and queued again")
+    assert (
+        err.strip().splitlines()[-1].startswith("SIGINT: the search stopped; trial 0 is marked failed and queued again")
+    )
     db = runs / "tune" / "mnist.db"
     with sqlite3.connect(db) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -409,9 +644,14 @@ def test_ctrl_c_fails_the_running_trial_exits_130_and_the_study_continues(synthe
 def test_a_warmup_range_above_a_fifth_of_the_epochs_is_one_line_and_exit_2(synthetic_data_dir, tmp_path):
     space = tmp_path / "space.json"
     space.write_text(json.dumps({"warmup-epochs": {"low": 1, "high": 3}}))
-    result = CliRunner().invoke(cli, _tune_args(synthetic_data_dir, tmp_path / "runs", "--epochs", "2", "--space", space, "--trials", "1"))
+    result = CliRunner().invoke(
+        cli, _tune_args(synthetic_data_dir, tmp_path / "runs", "--epochs", "2", "--space", space, "--trials", "1")
+    )
     assert result.exit_code == 2, result.output
-    assert "warmup-epochs: a trial warms up for at most a fifth of its epochs (0.4 of 2 epochs); the range starts at 1" in _one_error_line(result)
+    assert (
+        "warmup-epochs: a trial warms up for at most a fifth of its epochs (0.4 of 2 epochs); the range starts at 1"
+        in _one_error_line(result)
+    )
     assert not (tmp_path / "runs").exists()
 
 
@@ -432,9 +672,27 @@ def small_study(synthetic_data_dir, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tune_plots, "_png", keep_ticks)
-        result = CliRunner().invoke(cli, [*_tune_args(synthetic_data_dir, runs, "--epochs", "2", "--space", _space_file(tmp), "--pruner", "none",
-                                                      "--trials", "3", "--format", "json")],
-                                    env={"LENET_VERIFY_CHECKSUMS": "0", "XDG_CACHE_HOME": str(tmp / "cache")}, catch_exceptions=False)
+        result = CliRunner().invoke(
+            cli,
+            [
+                *_tune_args(
+                    synthetic_data_dir,
+                    runs,
+                    "--epochs",
+                    "2",
+                    "--space",
+                    _space_file(tmp),
+                    "--pruner",
+                    "none",
+                    "--trials",
+                    "3",
+                    "--format",
+                    "json",
+                )
+            ],
+            env={"LENET_VERIFY_CHECKSUMS": "0", "XDG_CACHE_HOME": str(tmp / "cache")},
+            catch_exceptions=False,
+        )
     assert result.exit_code == 0, result.output
     return runs, result, drawn["Optimization History Plot"]
 
@@ -490,21 +748,50 @@ def test_tune_show_keeps_whole_header_words_in_a_160_column_terminal(tmp_path):
     url = f"sqlite:///{tmp_path}/studies.db"
     study = optuna.create_study(study_name="wide", storage=url, direction="maximize")
     study.set_user_attr("lenet", {"dataset": "fashion", "train_limit": None, "validation_size": None})
-    distributions = {"learning-rate": FloatDistribution(3e-4, 1e-2, log=True), "batch-size": CategoricalDistribution((64, 128, 256, 512)),
-                     "epochs": IntDistribution(8, 24), "schedule": CategoricalDistribution(("cosine", "constant")),
-                     "warmup-epochs": FloatDistribution(0, 2), "dropout": FloatDistribution(0.1, 0.6), "l1": FloatDistribution(1e-8, 1e-4, log=True),
-                     "weight-decay": FloatDistribution(1e-7, 1e-3, log=True), "augment": CategoricalDistribution(("none", "flip-shift")),
-                     "ema": CategoricalDistribution((0.0, 0.999)), "label-smoothing": FloatDistribution(0, 0.2)}
-    params = {"learning-rate": 0.000439, "batch-size": 128, "epochs": 18, "schedule": "cosine", "warmup-epochs": 1.78, "dropout": 0.555,
-              "l1": 8.53e-05, "weight-decay": 0.000174, "augment": "flip-shift", "ema": 0.999, "label-smoothing": 0.0279}
+    distributions = {
+        "learning-rate": FloatDistribution(3e-4, 1e-2, log=True),
+        "batch-size": CategoricalDistribution((64, 128, 256, 512)),
+        "epochs": IntDistribution(8, 24),
+        "schedule": CategoricalDistribution(("cosine", "constant")),
+        "warmup-epochs": FloatDistribution(0, 2),
+        "dropout": FloatDistribution(0.1, 0.6),
+        "l1": FloatDistribution(1e-8, 1e-4, log=True),
+        "weight-decay": FloatDistribution(1e-7, 1e-3, log=True),
+        "augment": CategoricalDistribution(("none", "flip-shift")),
+        "ema": CategoricalDistribution((0.0, 0.999)),
+        "label-smoothing": FloatDistribution(0, 0.2),
+    }
+    params = {
+        "learning-rate": 0.000439,
+        "batch-size": 128,
+        "epochs": 18,
+        "schedule": "cosine",
+        "warmup-epochs": 1.78,
+        "dropout": 0.555,
+        "l1": 8.53e-05,
+        "weight-decay": 0.000174,
+        "augment": "flip-shift",
+        "ema": 0.999,
+        "label-smoothing": 0.0279,
+    }
     for number in range(3):
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=0.9 + number / 100,
-                                                  intermediate_values={1: 0.8}, user_attrs={"train_seconds": 6.0, "epochs": 18}))
-    result = CliRunner().invoke(cli, ["tune", "--show", "--storage", url, "--study", "wide", "--format", "table"],
-                                env={"COLUMNS": "160", "TTY_COMPATIBLE": "1", "NO_COLOR": "1"})
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=distributions,
+                value=0.9 + number / 100,
+                intermediate_values={1: 0.8},
+                user_attrs={"train_seconds": 6.0, "epochs": 18},
+            )
+        )
+    result = CliRunner().invoke(
+        cli,
+        ["tune", "--show", "--storage", url, "--study", "wide", "--format", "table"],
+        env={"COLUMNS": "160", "TTY_COMPATIBLE": "1", "NO_COLOR": "1"},
+    )
     assert result.exit_code == 0, result.output
     table = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
-    header = table[:table.index("┡")]
+    header = table[: table.index("┡")]
     assert max(len(line) for line in table.splitlines()) <= 160
     assert "…" not in header, header
     for word in ("learning", "rate", "batch", "size", "warmup", "weight", "decay", "label", "smoothing", "train time"):
@@ -521,7 +808,10 @@ def _free_port() -> int:
 
 
 def _postgres_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    )
     if found:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
@@ -557,11 +847,25 @@ def _postgres_cluster():
         return subprocess.run([*as_user, *map(str, command)], capture_output=True, text=True, timeout=120, check=True)
 
     def stop():
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60)
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
 
     try:
         run(bindir / "initdb", "-D", data, "-U", "lenet", "--auth=trust", "-E", "UTF8")
-        run(bindir / "pg_ctl", "-D", data, "-l", root / "log", "-w", "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {root}", "start")
+        run(
+            bindir / "pg_ctl",
+            "-D",
+            data,
+            "-l",
+            root / "log",
+            "-w",
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {root}",
+            "start",
+        )
         run(bindir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "lenet", "lenet")
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(root, ignore_errors=True)
@@ -582,9 +886,32 @@ def postgres_url():
 
 def _worker(url: str, study: str, data_dir: Path, tmp: Path, machine: str, *extra) -> subprocess.Popen:
     """One `lenet tune` process, as if on its own machine: its own runs folder, the shared study."""
-    args = [sys.executable, "-m", "lenet_cli", "tune", "--storage", url, "--study", study, "--dataset", "mnist", "--data-dir", str(data_dir),
-            "--runs-dir", str(tmp / machine), "--validation-size", "100", "--space", str(_space_file(tmp)), "--format", "json", *map(str, extra)]
-    return subprocess.Popen(args, env=_env(tmp), stdout=subprocess.PIPE, stderr=open(tmp / f"{machine}.err", "w"), text=True)
+    args = [
+        sys.executable,
+        "-m",
+        "lenet_cli",
+        "tune",
+        "--storage",
+        url,
+        "--study",
+        study,
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(data_dir),
+        "--runs-dir",
+        str(tmp / machine),
+        "--validation-size",
+        "100",
+        "--space",
+        str(_space_file(tmp)),
+        "--format",
+        "json",
+        *map(str, extra),
+    ]
+    return subprocess.Popen(
+        args, env=_env(tmp), stdout=subprocess.PIPE, stderr=open(tmp / f"{machine}.err", "w"), text=True
+    )
 
 
 @pytest.mark.slow
@@ -596,21 +923,32 @@ def test_two_workers_share_one_study_in_postgresql(postgres_url, synthetic_data_
         out, _ = proc.communicate(timeout=400)
         assert proc.returncode == 0, (tmp_path / f"{name}.err").read_text()
         outcomes[name] = json.loads(out)
-    study = optuna.load_study(study_name="shared", storage=postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    study = optuna.load_study(
+        study_name="shared", storage=postgres_url.replace("postgresql://", "postgresql+psycopg://")
+    )
     finished = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
     numbers = [t.number for t in study.get_trials()]
     assert len(numbers) == len(set(numbers))
     # the workers agree on the count, which is the study's: the asked 5 (one more only if both asked for the last in the same instant)
-    assert outcomes["a"]["trials"] == outcomes["b"]["trials"] == {"complete": len(finished), "pruned": 0, "running": 0, "failed": 0, "waiting": 0}
+    assert (
+        outcomes["a"]["trials"]
+        == outcomes["b"]["trials"]
+        == {"complete": len(finished), "pruned": 0, "running": 0, "failed": 0, "waiting": 0}
+    )
     assert len(finished) in (5, 6)
     assert outcomes["a"]["ran_here"] + outcomes["b"]["ran_here"] == len(finished)
-    ran_on = {n: [m for m in "ab" if (tmp_path / m / "tune" / "shared" / f"trial-{n}" / "model.tflite").is_file()] for n in numbers}
+    ran_on = {
+        n: [m for m in "ab" if (tmp_path / m / "tune" / "shared" / f"trial-{n}" / "model.tflite").is_file()]
+        for n in numbers
+    }
     assert all(len(machines) == 1 for machines in ran_on.values()), ran_on  # every trial ran once, on one machine
     assert {m for machines in ran_on.values() for m in machines} == {"a", "b"}  # and both did some
 
 
 @pytest.mark.slow
-def test_a_killed_workers_trial_is_failed_and_retried_within_the_heartbeat_grace(postgres_url, synthetic_data_dir, tmp_path):
+def test_a_killed_workers_trial_is_failed_and_retried_within_the_heartbeat_grace(
+    postgres_url, synthetic_data_dir, tmp_path
+):
     heartbeat = 2
     # worker a's trial must outlast worker b's start-up on a loaded machine (it is killed long before it could end)
     extra = ("--train-limit", "500", "--epochs", "2000", "--trials", "1", "--heartbeat", heartbeat, "--pruner", "none")
@@ -620,10 +958,27 @@ def test_a_killed_workers_trial_is_failed_and_retried_within_the_heartbeat_grace
     while not history.exists() and a.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert history.exists(), (tmp_path / "a.err").read_text()
-    b = _worker(postgres_url, "killed", synthetic_data_dir, tmp_path, "b", "--train-limit", "500", "--epochs", "1", "--trials", "1",
-                "--heartbeat", heartbeat, "--pruner", "none")
+    b = _worker(
+        postgres_url,
+        "killed",
+        synthetic_data_dir,
+        tmp_path,
+        "b",
+        "--train-limit",
+        "500",
+        "--epochs",
+        "1",
+        "--trials",
+        "1",
+        "--heartbeat",
+        heartbeat,
+        "--pruner",
+        "none",
+    )
     deadline = time.monotonic() + 120
-    while "waiting for 1 trial running elsewhere" not in (tmp_path / "b.err").read_text() and time.monotonic() < deadline:
+    while (
+        "waiting for 1 trial running elsewhere" not in (tmp_path / "b.err").read_text() and time.monotonic() < deadline
+    ):
         assert b.poll() is None, (tmp_path / "b.err").read_text()
         time.sleep(0.2)
     a.send_signal(signal.SIGKILL)
@@ -631,12 +986,16 @@ def test_a_killed_workers_trial_is_failed_and_retried_within_the_heartbeat_grace
     a.wait(timeout=30)
     out, _ = b.communicate(timeout=300)
     assert b.returncode == 0, (tmp_path / "b.err").read_text()
-    study = optuna.load_study(study_name="killed", storage=postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    study = optuna.load_study(
+        study_name="killed", storage=postgres_url.replace("postgresql://", "postgresql+psycopg://")
+    )
     trials = {t.number: t for t in study.get_trials()}
     assert trials[0].state.name == "FAIL" and trials[1].state.name == "COMPLETE"
     assert trials[1].system_attrs["failed_trial"] == 0 and trials[1].params == trials[0].params
     started = trials[1].datetime_start.timestamp()
-    assert started - killed_at < 2 * heartbeat + heartbeat + 3  # the grace (2 heartbeats), the worker's poll, and a little slack
+    assert (
+        started - killed_at < 2 * heartbeat + heartbeat + 3
+    )  # the grace (2 heartbeats), the worker's poll, and a little slack
     assert "trial 1 (retrying trial 0)" in (tmp_path / "b.err").read_text()
     assert json.loads(out)["trials"]["complete"] == 1
 
@@ -646,8 +1005,23 @@ def test_a_database_that_goes_away_mid_study_is_one_line_and_exit_5(synthetic_da
     """PostgreSQL stopped as a crash would (pg_ctl -m immediate) while a trial trains: one line, no trace of Optuna's or psycopg's."""
     with _postgres_cluster() as (url, stop):
         url = url.replace("lenet@", "lenet:hunter2@")  # the cluster trusts any password; the message must hide this one
-        worker = _worker(url, "lost", synthetic_data_dir, tmp_path, "a", "--train-limit", "500", "--epochs", "2000", "--trials", "1",
-                         "--heartbeat", "1", "--pruner", "none")  # heartbeats every second meet the stopped database too
+        worker = _worker(
+            url,
+            "lost",
+            synthetic_data_dir,
+            tmp_path,
+            "a",
+            "--train-limit",
+            "500",
+            "--epochs",
+            "2000",
+            "--trials",
+            "1",
+            "--heartbeat",
+            "1",
+            "--pruner",
+            "none",
+        )  # heartbeats every second meet the stopped database too
         history = tmp_path / "a" / "tune" / "lost" / "trial-0" / "history.json"
         deadline = time.monotonic() + 180
         while not history.exists() and worker.poll() is None and time.monotonic() < deadline:

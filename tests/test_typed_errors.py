@@ -39,8 +39,20 @@ def test_a_validation_size_the_data_cannot_hold_is_told_under_its_option(tmp_pat
         api.train(data_dir=tmp_path / "data", validation_size=50, runs_dir=tmp_path / "runs", epochs=1)
     assert caught.value.field == "validation_size"
     _no_flag(caught.value)
-    result = CliRunner().invoke(cli, ["train", "--data-dir", str(tmp_path / "data"), "--validation-size", "50",
-                                      "--runs-dir", str(tmp_path / "runs"), "--quiet", "--no-tensorboard"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--validation-size",
+            "50",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--quiet",
+            "--no-tensorboard",
+        ],
+    )
     assert result.exit_code == EXIT_USAGE, result.output
     assert "Invalid value for '--validation-size': must be between 0 and 49" in result.stderr
 

@@ -33,8 +33,15 @@ def _options():
 
 def _shape(param: click.Option):
     kind = param.type
-    return (type(kind).__name__, tuple(getattr(kind, "choices", ())), getattr(kind, "min", None), getattr(kind, "max", None),
-            param.is_flag, param.multiple, tuple(sorted(param.opts + param.secondary_opts)))
+    return (
+        type(kind).__name__,
+        tuple(getattr(kind, "choices", ())),
+        getattr(kind, "min", None),
+        getattr(kind, "max", None),
+        param.is_flag,
+        param.multiple,
+        tuple(sorted(param.opts + param.secondary_opts)),
+    )
 
 
 def test_a_shared_option_has_one_shape_everywhere():
@@ -46,8 +53,9 @@ def test_a_shared_option_has_one_shape_everywhere():
         shape = _shape(param)
         if long_name in seen:
             first, first_shape = seen[long_name]
-            assert shape[0] == first_shape[0] and shape[1:] == first_shape[1:] or long_name in DIFFERENT_ON_PURPOSE, \
+            assert shape[0] == first_shape[0] and shape[1:] == first_shape[1:] or long_name in DIFFERENT_ON_PURPOSE, (
                 f"{long_name}: `lenet {command}` {shape} differs from `lenet {first}` {first_shape}"
+            )
         else:
             seen[long_name] = (command, shape)
 
@@ -71,13 +79,16 @@ def test_every_command_prints_a_table_for_people_and_json_for_programs():
         assert options["--format"].default is None  # resolved alike: table in a terminal, else json
 
 
-@pytest.mark.parametrize("args", [
-    ["export", "--format", "onnx", "-o", "m.onnx"],
-    ["export", "-o", "model.pt"],
-    ["export", "--to", "onnx", "--quantize", "int8", "-o", "m.onnx"],
-    ["predict", "--top-k", "0", "x.png"],
-    ["train", "--format", "text"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["export", "--format", "onnx", "-o", "m.onnx"],
+        ["export", "-o", "model.pt"],
+        ["export", "--to", "onnx", "--quantize", "int8", "-o", "m.onnx"],
+        ["predict", "--top-k", "0", "x.png"],
+        ["train", "--format", "text"],
+    ],
+)
 def test_usage_mistakes_exit_2_with_one_line(args, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.png").write_bytes(b"")
@@ -90,9 +101,15 @@ def test_top_k_above_the_class_count_is_a_usage_error_on_every_command(trained_r
     from PIL import Image
 
     Image.new("L", (28, 28), 0).save(tmp_path / "x.png")
-    for args in (["evaluate", str(trained_run), "--data-dir", str(synthetic_data_dir)], ["predict", "-m", str(trained_run), str(tmp_path / "x.png")]):
+    for args in (
+        ["evaluate", str(trained_run), "--data-dir", str(synthetic_data_dir)],
+        ["predict", "-m", str(trained_run), str(tmp_path / "x.png")],
+    ):
         result = CliRunner().invoke(cli, [*args, "--top-k", "11"])
-        assert result.exit_code == 2 and "11 is more than the model's 10 classes" in result.stderr, (args, result.output)
+        assert result.exit_code == 2 and "11 is more than the model's 10 classes" in result.stderr, (
+            args,
+            result.output,
+        )
 
 
 def test_the_model_is_given_once(trained_run):

@@ -29,8 +29,13 @@ def _commands(group: click.Group, prefix=("lenet",)):
 
 def test_help_and_readme_show_no_private_data_path():
     texts = {"lenet": cli.help}
-    texts.update({" ".join(path): (command.help or "") + " ".join(str(p.help) for p in command.params if getattr(p, "help", None))
-                  for path, command in _commands(cli)})
+    texts.update(
+        {
+            " ".join(path): (command.help or "")
+            + " ".join(str(p.help) for p in command.params if getattr(p, "help", None))
+            for path, command in _commands(cli)
+        }
+    )
     for where, text in texts.items():
         assert "../shared" not in text and "(s)" not in text, where
     assert "../shared" not in README.read_text()

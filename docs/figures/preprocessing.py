@@ -59,15 +59,20 @@ def draw(dataset: str, rows, data_dir: Path, output: Path) -> None:
     for column, (kind, index, variant, caption) in enumerate(rows):
         picture = Image.open(io.BytesIO(render_kind(kind, (0, index), images[index], variant=variant)))
         network_input = preprocess(picture, PreprocessOptions(mode=mode))
-        panels = ((images[index], "the dataset's image"), (np.asarray(picture.convert("L")), f"{caption}\n{picture.width}x{picture.height} px"),
-                  (network_input, "lenet's 28x28 input"))
+        panels = (
+            (images[index], "the dataset's image"),
+            (np.asarray(picture.convert("L")), f"{caption}\n{picture.width}x{picture.height} px"),
+            (network_input, "lenet's 28x28 input"),
+        )
         for row, (pixels, title) in enumerate(panels):
             ax = axes[row, column]
             ax.imshow(pixels, cmap="gray", vmin=0, vmax=1 if pixels.dtype != np.uint8 else 255)
             ax.set_title(title, fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle(f"lenet predict --preprocess {mode}: what each picture becomes (test images of {dataset})", fontsize=11)
+    fig.suptitle(
+        f"lenet predict --preprocess {mode}: what each picture becomes (test images of {dataset})", fontsize=11
+    )
     fig.tight_layout()
     fig.savefig(output, dpi=80)
     plt.close(fig)

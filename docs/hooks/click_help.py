@@ -24,7 +24,9 @@ _MARKDOWN = str.maketrans({"[": "\\[", "]": "\\]", "*": "\\*", "_": "\\_"})
 def _prose(text: str) -> str:
     """Escape what Markdown would take for HTML, links or emphasis (``<runs-dir>``, ``lenet[/versions/N]``), outside `code spans`."""
     parts = text.split("`")
-    return "`".join(part if i % 2 else html.escape(part, quote=False).translate(_MARKDOWN) for i, part in enumerate(parts))
+    return "`".join(
+        part if i % 2 else html.escape(part, quote=False).translate(_MARKDOWN) for i, part in enumerate(parts)
+    )
 
 
 def _description(ctx, remove_ascii_art: bool = False):

@@ -66,7 +66,12 @@ def help_epilog(command: str) -> str:
 
 @click.command("docs")
 @click.argument("command", required=False)
-@click.option("--open", "open_page", is_flag=True, help="Open the page (the built site's, else the Markdown file) with the system's viewer.")
+@click.option(
+    "--open",
+    "open_page",
+    is_flag=True,
+    help="Open the page (the built site's, else the Markdown file) with the system's viewer.",
+)
 def docs(command: str | None, open_page: bool):
     """Say where the manual's page for COMMAND is (without COMMAND: the manual's home page).
 
@@ -80,15 +85,23 @@ def docs(command: str | None, open_page: bool):
       lenet docs train
       lenet docs serve --open
     """
-    commands = getattr(click.get_current_context().find_root().command, "commands", {})  # the root group's, whatever attached them
+    commands = getattr(
+        click.get_current_context().find_root().command, "commands", {}
+    )  # the root group's, whatever attached them
     if command is not None and command not in commands:
-        raise click.BadParameter(f"no command {command!r}; choose from {', '.join(sorted(commands))}", param_hint="'COMMAND'")
+        raise click.BadParameter(
+            f"no command {command!r}; choose from {', '.join(sorted(commands))}", param_hint="'COMMAND'"
+        )
     page = page_for(command)
     where = local_location(page, checkout_root())
     click.echo(where or f"docs/{page}")
     if where is None:
-        click.echo(f"(docs/{page} in lenet's source repository; this installed package does not ship the manual)", err=True)
+        click.echo(
+            f"(docs/{page} in lenet's source repository; this installed package does not ship the manual)", err=True
+        )
     if open_page:
         if where is None:
-            raise click.ClickException("this installed package has no copy of the manual to open; read the page in lenet's repository")
+            raise click.ClickException(
+                "this installed package has no copy of the manual to open; read the page in lenet's repository"
+            )
         click.launch(where)

@@ -77,7 +77,12 @@ def _print_table(records, method: str) -> None:
         table.add_column("gap", justify="right")
     table.add_column("sheet", overflow="fold")
     for e in records:
-        row = [e.path, label_text(e.label, e.index), f"{e.confidence:.1%}", label_text(e.target["label"], e.target["index"])]
+        row = [
+            e.path,
+            label_text(e.label, e.index),
+            f"{e.confidence:.1%}",
+            label_text(e.target["label"], e.target["index"]),
+        ]
         if method == "integrated-gradients":
             row.append(f"{e.completeness_gap:.2%}")
         table.add_row(*row, e.sheet)
@@ -86,17 +91,53 @@ def _print_table(records, method: str) -> None:
 
 @click.command()
 @picture_options("How many classes the sheet and the record list")
-@click.option("--method", type=click.Choice(["integrated-gradients", "occlusion"]), default=None,
-              help="Attribution method [default: integrated-gradients for runs and .keras models (TensorFlow); .onnx, .tflite and "
-                   "SavedModels need occlusion, which for a run uses its model.tflite (see --engine)].")
-@click.option("--target", default=None, metavar="CLASS",
-              help="Explain this class (a name or an index) instead of the predicted one.")
-@click.option("--steps", type=click.IntRange(1, 1000), default=50, show_default=True, help="Integrated Gradients: steps along the path from the black baseline.")
-@click.option("--output-dir", "-o", type=click.Path(path_type=Path), default=Path("explanations"), show_default=True,
-              help="Folder for the PNG sheets (one per image, named after it).")
+@click.option(
+    "--method",
+    type=click.Choice(["integrated-gradients", "occlusion"]),
+    default=None,
+    help="Attribution method [default: integrated-gradients for runs and .keras models (TensorFlow); .onnx, .tflite and "
+    "SavedModels need occlusion, which for a run uses its model.tflite (see --engine)].",
+)
+@click.option(
+    "--target",
+    default=None,
+    metavar="CLASS",
+    help="Explain this class (a name or an index) instead of the predicted one.",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(1, 1000),
+    default=50,
+    show_default=True,
+    help="Integrated Gradients: steps along the path from the black baseline.",
+)
+@click.option(
+    "--output-dir",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("explanations"),
+    show_default=True,
+    help="Folder for the PNG sheets (one per image, named after it).",
+)
 @output_format_option("table", "json", "jsonl")
 @click.pass_context
-def explain(ctx, inputs, recursive, files_from, model, engine, runs_dir, preprocess, invert, top_k, method, target, steps, output_dir, output_format):
+def explain(
+    ctx,
+    inputs,
+    recursive,
+    files_from,
+    model,
+    engine,
+    runs_dir,
+    preprocess,
+    invert,
+    top_k,
+    method,
+    target,
+    steps,
+    output_dir,
+    output_format,
+):
     """Show what the network saw and which pixels made it answer: one PNG sheet per image.
 
     Each sheet shows the picture as given, the 28x28 input after
@@ -119,7 +160,20 @@ def explain(ctx, inputs, recursive, files_from, model, engine, runs_dir, preproc
     from lenet_cli.engine.explain import ExplainRequest
 
     check_inputs(inputs, files_from)
-    request = ExplainRequest(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, method, target, steps, output_dir,
-                             engine=engine)
+    request = ExplainRequest(
+        inputs,
+        model,
+        runs_dir,
+        recursive,
+        files_from,
+        preprocess,
+        invert,
+        top_k,
+        method,
+        target,
+        steps,
+        output_dir,
+        engine=engine,
+    )
     code = run_explain(request, resolve_format(output_format))
     ctx.exit(code)

@@ -36,8 +36,14 @@ def print_export_table(results) -> None:
 
     folder = results[0].path.parent if len(results) > 1 else None
     checked = [r for r in results if r.verified_on]
-    notes = ([f"checked against the Keras model on {checked[0].verified_on:,} test images (Keras accuracy {checked[0].keras_accuracy:.4f})",
-              "argmax: same class as Keras; load: open + first inference"] if checked else ["not verified (--no-verify)"])
+    notes = (
+        [
+            f"checked against the Keras model on {checked[0].verified_on:,} test images (Keras accuracy {checked[0].keras_accuracy:.4f})",
+            "argmax: same class as Keras; load: open + first inference",
+        ]
+        if checked
+        else ["not verified (--no-verify)"]
+    )
     table = Table(title=f"exports in {folder}" if folder else "export", title_justify="left")
     table.add_column("format")
     table.add_column("file" if folder else "path", overflow="fold", min_width=12)
@@ -60,7 +66,18 @@ def print_export_table(results) -> None:
         console.print(note, highlight=False)
 
 
-def run_export(model, export_format, output, quantize, dataset, runs_dir, data_dir, verify, output_format: str, serving_version: int | None = None) -> None:
+def run_export(
+    model,
+    export_format,
+    output,
+    quantize,
+    dataset,
+    runs_dir,
+    data_dir,
+    verify,
+    output_format: str,
+    serving_version: int | None = None,
+) -> None:
     from lenet_cli.cli.console import stderr_console
     from lenet_cli.engine.export import export_model
 
@@ -71,8 +88,18 @@ def run_export(model, export_format, output, quantize, dataset, runs_dir, data_d
         status.update(message)
 
     with console.status("exporting") as status:
-        results = export_model(model, export_format, output, quantize=quantize, dataset=dataset, runs_dir=runs_dir,
-                               data_dir=data_dir, verify=verify, serving_version=serving_version, log=log)
+        results = export_model(
+            model,
+            export_format,
+            output,
+            quantize=quantize,
+            dataset=dataset,
+            runs_dir=runs_dir,
+            data_dir=data_dir,
+            verify=verify,
+            serving_version=serving_version,
+            log=log,
+        )
     if output_format == "json":
         click.echo(json.dumps([r.to_json_dict() for r in results], indent=2))
     else:
@@ -84,7 +111,11 @@ class ExportOutputFormat(click.Choice):
 
     def convert(self, value, param, ctx):
         if value in (*FORMATS, "all"):
-            self.fail(f"--format chooses what stdout shows ({', '.join(self.choices)}); the model format is --to {value}", param, ctx)
+            self.fail(
+                f"--format chooses what stdout shows ({', '.join(self.choices)}); the model format is --to {value}",
+                param,
+                ctx,
+            )
         return super().convert(value, param, ctx)
 
 
@@ -92,22 +123,71 @@ class ExportOutputFormat(click.Choice):
 @click.argument("model", required=False, type=MODEL_PATH)
 @model_option("model_option")
 @runs_dir_option
-@click.option("--to", "export_format", type=click.Choice([*FORMATS, "all"]), default=None,
-              help="The model format to write; 'all' writes model.keras, saved_model/, model.tflite and model.onnx into the "
-                   "--output directory [default: from the --output suffix: .keras, .tflite, .onnx].")
-@click.option("--output", "-o", type=click.Path(path_type=Path), required=True, help="The file (a directory for savedmodel and all) to write.")
-@click.option("--quantize", type=click.Choice(C.QUANTIZE_MODES), default="none", show_default=True,
-              help="LiteRT only: int8 weights (dynamic), or int8 weights and activations calibrated on 300 training images (int8).")
-@click.option("--dataset", type=DATASET, default=None, help="The model's dataset (a name or a path) when its metadata does not say [default: the one it was trained on].")
+@click.option(
+    "--to",
+    "export_format",
+    type=click.Choice([*FORMATS, "all"]),
+    default=None,
+    help="The model format to write; 'all' writes model.keras, saved_model/, model.tflite and model.onnx into the "
+    "--output directory [default: from the --output suffix: .keras, .tflite, .onnx].",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The file (a directory for savedmodel and all) to write.",
+)
+@click.option(
+    "--quantize",
+    type=click.Choice(C.QUANTIZE_MODES),
+    default="none",
+    show_default=True,
+    help="LiteRT only: int8 weights (dynamic), or int8 weights and activations calibrated on 300 training images (int8).",
+)
+@click.option(
+    "--dataset",
+    type=DATASET,
+    default=None,
+    help="The model's dataset (a name or a path) when its metadata does not say [default: the one it was trained on].",
+)
 @data_dir_option
-@click.option("--serving-version", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Write the SavedModel in TensorFlow Serving's layout: --output is the model's base folder, and the model goes in "
-                   "its N/ folder (implies --to savedmodel).")
-@click.option("--verify/--no-verify", default=True, show_default=True, help="Compare each export with the Keras model on 1,000 test images before keeping it.")
-@click.option("--format", "output_format", type=ExportOutputFormat(["table", "json"]), default=None,
-              help="Output on stdout: table, json [default: table in a terminal, else json].")
+@click.option(
+    "--serving-version",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Write the SavedModel in TensorFlow Serving's layout: --output is the model's base folder, and the model goes in "
+    "its N/ folder (implies --to savedmodel).",
+)
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Compare each export with the Keras model on 1,000 test images before keeping it.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=ExportOutputFormat(["table", "json"]),
+    default=None,
+    help="Output on stdout: table, json [default: table in a terminal, else json].",
+)
 @click.option("--json", "as_json", is_flag=True, hidden=True)  # the old spelling of --format json
-def export(model, model_option, runs_dir, export_format, output, quantize, dataset, data_dir, serving_version, verify, output_format, as_json):
+def export(
+    model,
+    model_option,
+    runs_dir,
+    export_format,
+    output,
+    quantize,
+    dataset,
+    data_dir,
+    serving_version,
+    verify,
+    output_format,
+    as_json,
+):
     """Export a trained model to Keras, SavedModel, LiteRT or ONNX, verified against Keras.
 
     MODEL (or --model) is a run directory or a .keras file; without it, the
@@ -129,7 +209,9 @@ def export(model, model_option, runs_dir, export_format, output, quantize, datas
 
     if serving_version is not None:
         export_format = export_format or "savedmodel"
-        serving_folder(export_format, output, serving_version)  # a usage error on --serving-version before anything else is checked
+        serving_folder(
+            export_format, output, serving_version
+        )  # a usage error on --serving-version before anything else is checked
     if export_format is None:
         try:
             export_format = format_from_output(output)
@@ -143,7 +225,20 @@ def export(model, model_option, runs_dir, export_format, output, quantize, datas
     missing = missing_extras(tuple(FORMATS) if export_format == "all" else (export_format,), verify)
     if missing:
         command = f"pip install 'lenet-cli[{','.join(missing)}]'"
-        raise MissingExtra(f"--to {export_format} needs the {' and '.join(missing)} extra{'s' if len(missing) > 1 else ''}: {command}",
-                           hint=command)
+        raise MissingExtra(
+            f"--to {export_format} needs the {' and '.join(missing)} extra{'s' if len(missing) > 1 else ''}: {command}",
+            hint=command,
+        )
     output_format = "json" if as_json else resolve_format(output_format)
-    run_export(pick_model(model, model_option), export_format, output, quantize, dataset, runs_dir, data_dir, verify, output_format, serving_version)
+    run_export(
+        pick_model(model, model_option),
+        export_format,
+        output,
+        quantize,
+        dataset,
+        runs_dir,
+        data_dir,
+        verify,
+        output_format,
+        serving_version,
+    )

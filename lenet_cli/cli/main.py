@@ -37,7 +37,9 @@ _ERROR_LINES: dict[int, type[click.ClickException]] = {}
 
 def error_line(message: str, exit_code: int) -> click.ClickException:
     """A :class:`LenetError` told as one ``Error: ...`` line, exiting with its class's code (Click keeps the code per class)."""
-    kind = _ERROR_LINES.setdefault(exit_code, type(f"ErrorLine{exit_code}", (click.ClickException,), {"exit_code": exit_code}))
+    kind = _ERROR_LINES.setdefault(
+        exit_code, type(f"ErrorLine{exit_code}", (click.ClickException,), {"exit_code": exit_code})
+    )
     return kind(message)
 
 
@@ -114,8 +116,16 @@ def _debug_here(ctx: click.Context, param: click.Parameter, value: bool) -> None
 
 def _accept_debug_everywhere(command: click.Command) -> None:
     """Give ``command`` and every subcommand under it the root's ``--debug``, so ``lenet predict --debug`` works too."""
-    command.params.append(click.Option(["--debug"], is_flag=True, expose_value=False, is_eager=True, callback=_debug_here,
-                                       help="Show full tracebacks and TensorFlow's logs (as lenet --debug)."))
+    command.params.append(
+        click.Option(
+            ["--debug"],
+            is_flag=True,
+            expose_value=False,
+            is_eager=True,
+            callback=_debug_here,
+            help="Show full tracebacks and TensorFlow's logs (as lenet --debug).",
+        )
+    )
     for sub in getattr(command, "commands", {}).values():
         _accept_debug_everywhere(sub)
 
@@ -134,7 +144,11 @@ for _command in (train, evaluate, export, predict, runs_group, serve, explain, t
     _point_to_manual(_command, _command.name or "")
 
 
-FAST_EXIT_COMMANDS = ("predict", "evaluate", "explain")  # commands whose work is all on disk and stdout when they return
+FAST_EXIT_COMMANDS = (
+    "predict",
+    "evaluate",
+    "explain",
+)  # commands whose work is all on disk and stdout when they return
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -61,17 +61,28 @@ MODEL_PATH = click.Path(path_type=Path)
 
 def model_option(dest: str = "model"):
     """``-m/--model``: which model a command uses (evaluate, export and serve also take it as their argument)."""
-    return click.option("--model", "-m", dest, type=MODEL_PATH, default=None,
-                        help="Run directory, run name, model file (.keras, .onnx, .tflite, a SavedModel directory), or a "
-                             "built-in model: mnist, fashion [default: the latest run].")
+    return click.option(
+        "--model",
+        "-m",
+        dest,
+        type=MODEL_PATH,
+        default=None,
+        help="Run directory, run name, model file (.keras, .onnx, .tflite, a SavedModel directory), or a "
+        "built-in model: mnist, fashion [default: the latest run].",
+    )
 
 
 def engine_option(fn):
     """``--engine``: which of a run's models answers (predict, evaluate, serve, explain's occlusion)."""
-    return click.option("--engine", type=click.Choice(C.ENGINES), default="auto", show_default=True,
-                        help="For a run (or the latest): auto answers with its TensorFlow-free model.tflite (LiteRT: no TensorFlow "
-                             "to start) when its check against model.keras passed, else with model.keras; keras always uses "
-                             "model.keras. A model file named directly answers itself.")(fn)
+    return click.option(
+        "--engine",
+        type=click.Choice(C.ENGINES),
+        default="auto",
+        show_default=True,
+        help="For a run (or the latest): auto answers with its TensorFlow-free model.tflite (LiteRT: no TensorFlow "
+        "to start) when its check against model.keras passed, else with model.keras; keras always uses "
+        "model.keras. A model file named directly answers itself.",
+    )(fn)
 
 
 def pick_model(argument: Path | None, option: Path | None) -> Path | None:
@@ -83,9 +94,16 @@ def pick_model(argument: Path | None, option: Path | None) -> Path | None:
 
 def output_format_option(*choices: str):
     """``--format``: what stdout carries; a table for people in a terminal, JSON for programs otherwise."""
+
     def decorate(fn):
-        return click.option("--format", "output_format", type=click.Choice(choices), default=None,
-                            help=f"Output on stdout: {', '.join(choices)} [default: table in a terminal, else json].")(fn)
+        return click.option(
+            "--format",
+            "output_format",
+            type=click.Choice(choices),
+            default=None,
+            help=f"Output on stdout: {', '.join(choices)} [default: table in a terminal, else json].",
+        )(fn)
+
     return decorate
 
 
@@ -96,14 +114,23 @@ def resolve_format(output_format: str | None) -> str:
 
 def top_k_option(what: str):
     """``--top-k``: at least 1, and at most the model's class count (checked once the model is known: exit 2 above it)."""
-    return click.option("--top-k", type=click.IntRange(min=1), default=None,
-                        help=f"{what}, at most the model's classes [default: {C.DEFAULT_TOP_K}, or all of a model's classes if fewer].")
+    return click.option(
+        "--top-k",
+        type=click.IntRange(min=1),
+        default=None,
+        help=f"{what}, at most the model's classes [default: {C.DEFAULT_TOP_K}, or all of a model's classes if fewer].",
+    )
 
 
 def min_confidence_option(what: str):
     """``--min-confidence``: the top probability under which an answer counts as unsure (predict, serve, evaluate)."""
-    return click.option("--min-confidence", type=Probability(), default=C.MIN_CONFIDENCE, show_default=True,
-                        help=f"{what}; 0 never flags.")
+    return click.option(
+        "--min-confidence",
+        type=Probability(),
+        default=C.MIN_CONFIDENCE,
+        show_default=True,
+        help=f"{what}; 0 never flags.",
+    )
 
 
 class Probability(click.FloatRange):
@@ -123,16 +150,30 @@ class Probability(click.FloatRange):
 
 def preprocess_options(fn):
     """``--preprocess`` and ``--invert``: how a picture becomes the network's 28x28 input (predict, explain, serve)."""
-    fn = click.option("--invert", type=click.Choice(C.INVERT_MODES), default="auto", show_default=True,
-                      help="Invert light-background pictures (auto detects).")(fn)
-    return click.option("--preprocess", type=click.Choice(["auto", *C.PREPROCESS_MODES]), default="auto", show_default=True,
-                        help="How to turn a picture into the network's 28x28 input; auto = as the model's dataset was made.")(fn)
+    fn = click.option(
+        "--invert",
+        type=click.Choice(C.INVERT_MODES),
+        default="auto",
+        show_default=True,
+        help="Invert light-background pictures (auto detects).",
+    )(fn)
+    return click.option(
+        "--preprocess",
+        type=click.Choice(["auto", *C.PREPROCESS_MODES]),
+        default="auto",
+        show_default=True,
+        help="How to turn a picture into the network's 28x28 input; auto = as the model's dataset was made.",
+    )(fn)
 
 
 def image_inputs(fn):
     """IMAGE... arguments with ``--recursive`` and ``--files-from`` (predict, explain)."""
-    fn = click.option("--files-from", type=click.Path(exists=True, dir_okay=False, allow_dash=True), default=None,
-                      help="Read input paths from this file, one per line ('-' for stdin).")(fn)
+    fn = click.option(
+        "--files-from",
+        type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+        default=None,
+        help="Read input paths from this file, one per line ('-' for stdin).",
+    )(fn)
     fn = click.option("--recursive", "-r", is_flag=True, help="Descend into subdirectories of directory inputs.")(fn)
     return click.argument("inputs", nargs=-1, type=click.Path(allow_dash=True))(fn)
 
@@ -181,18 +222,43 @@ def merge_freeze(ctx, param, value):
 
 def distribute_options(fn):
     """``--distribute`` and the options that place this process in a strategy (see docs/guides/distributed.md)."""
-    for option in reversed([
-        click.option("--distribute", type=click.Choice(C.DISTRIBUTE_MODES), default="none", show_default=True,
-                     help="Data-parallel training: mirrored over local GPUs (or --devices CPU devices), or multi-worker from "
-                          "TF_CONFIG / --workers. --batch-size is the global batch."),
-        click.option("--devices", type=click.IntRange(min=1), default=None,
-                     help="mirrored: split the CPU into N logical devices, one replica each (testing) [default: $LENET_CPU_DEVICES, else the GPUs]."),
-        click.option("--workers", default=None, metavar="HOST:PORT,...",
-                     help="multi-worker: every worker's address, in the same order on all workers; builds TF_CONFIG (worker 0 is the chief)."),
-        click.option("--task-index", type=click.IntRange(min=0), default=None, help="multi-worker with --workers: this worker's position in --workers."),
-        click.option("--worker-timeout", type=click.FloatRange(min=1), default=120, show_default=True,
-                     help="multi-worker: seconds to wait for the cluster to form, and for any one collective, before failing."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--distribute",
+                type=click.Choice(C.DISTRIBUTE_MODES),
+                default="none",
+                show_default=True,
+                help="Data-parallel training: mirrored over local GPUs (or --devices CPU devices), or multi-worker from "
+                "TF_CONFIG / --workers. --batch-size is the global batch.",
+            ),
+            click.option(
+                "--devices",
+                type=click.IntRange(min=1),
+                default=None,
+                help="mirrored: split the CPU into N logical devices, one replica each (testing) [default: $LENET_CPU_DEVICES, else the GPUs].",
+            ),
+            click.option(
+                "--workers",
+                default=None,
+                metavar="HOST:PORT,...",
+                help="multi-worker: every worker's address, in the same order on all workers; builds TF_CONFIG (worker 0 is the chief).",
+            ),
+            click.option(
+                "--task-index",
+                type=click.IntRange(min=0),
+                default=None,
+                help="multi-worker with --workers: this worker's position in --workers.",
+            ),
+            click.option(
+                "--worker-timeout",
+                type=click.FloatRange(min=1),
+                default=120,
+                show_default=True,
+                help="multi-worker: seconds to wait for the cluster to form, and for any one collective, before failing.",
+            ),
+        ]
+    ):
         fn = option(fn)
     return fn
 
@@ -201,7 +267,19 @@ class ByteSize(click.ParamType):
     """A size in bytes: ``8388608``, ``512k``, ``8M`` or ``8MiB`` (k/M/G are powers of 1024)."""
 
     name = "BYTES"
-    UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+    UNITS = {
+        "": 1,
+        "b": 1,
+        "k": 1024,
+        "kb": 1024,
+        "kib": 1024,
+        "m": 1024**2,
+        "mb": 1024**2,
+        "mib": 1024**2,
+        "g": 1024**3,
+        "gb": 1024**3,
+        "gib": 1024**3,
+    }
 
     def convert(self, value, param, ctx):
         if isinstance(value, int):
@@ -209,7 +287,7 @@ class ByteSize(click.ParamType):
         text = str(value).strip().lower()
         digits = text.rstrip("abgikm")
         try:
-            size = int(float(digits) * self.UNITS[text[len(digits):]])
+            size = int(float(digits) * self.UNITS[text[len(digits) :]])
         except (ValueError, KeyError):
             self.fail(f"{value!r} is not a size; write e.g. 8388608, 512k or 8M", param, ctx)
         if size < 1:
@@ -217,9 +295,11 @@ class ByteSize(click.ParamType):
         return size
 
 
-DATASET_HELP = ("A name ({names}) or a path: a folder of the four MNIST-layout IDX files (+ classes.txt), a folder of "
-                "pictures with one sub-folder per class (train/ and test/ optional), or a CSV of pixels "
-                "(label,pixel0..pixel783).").format(names=", ".join(C.NAMED_DATASETS))
+DATASET_HELP = (
+    "A name ({names}) or a path: a folder of the four MNIST-layout IDX files (+ classes.txt), a folder of "
+    "pictures with one sub-folder per class (train/ and test/ optional), or a CSV of pixels "
+    "(label,pixel0..pixel783)."
+).format(names=", ".join(C.NAMED_DATASETS))
 
 
 class DatasetParam(click.ParamType):
@@ -233,7 +313,11 @@ class DatasetParam(click.ParamType):
         path = Path(value).expanduser()
         if path.exists():
             return str(path.resolve())
-        self.fail(f"{value!r} is neither a dataset name ({', '.join(C.NAMED_DATASETS)}) nor an existing file or folder", param, ctx)
+        self.fail(
+            f"{value!r} is neither a dataset name ({', '.join(C.NAMED_DATASETS)}) nor an existing file or folder",
+            param,
+            ctx,
+        )
 
     def shell_complete(self, ctx, param, incomplete):
         from click.shell_completion import CompletionItem
@@ -244,8 +328,15 @@ class DatasetParam(click.ParamType):
 
 DATASET = DatasetParam()
 
-FIELD_FLAGS = {"ema_momentum": "--ema", "output_format": "--format", "export_format": "--to", "space_file": "--space",
-               "tags": "KEY=VALUE", "runs": "RUNS", "note": "TEXT"}  # lenet runs tag/note/rm/compare's arguments
+FIELD_FLAGS = {
+    "ema_momentum": "--ema",
+    "output_format": "--format",
+    "export_format": "--to",
+    "space_file": "--space",
+    "tags": "KEY=VALUE",
+    "runs": "RUNS",
+    "note": "TEXT",
+}  # lenet runs tag/note/rm/compare's arguments
 """Request fields whose option is not the field's name in kebab case."""
 
 
@@ -262,6 +353,7 @@ def bad_value_error(exc: BadValue) -> click.BadParameter:
 def picture_options(top_k_help: str):
     """What every command that answers for pictures takes (``PictureRequest``'s fields): inputs, model, engine, runs folder,
     preprocessing and ``--top-k``; predict and explain."""
+
     def decorate(fn):
         fn = top_k_option(top_k_help)(fn)
         fn = preprocess_options(fn)
@@ -269,17 +361,33 @@ def picture_options(top_k_help: str):
         fn = engine_option(fn)
         fn = model_option()(fn)
         return image_inputs(fn)
+
     return decorate
 
 
 def mlflow_options(register: bool):
     """``--mlflow``, ``--mlflow-experiment`` (and ``--mlflow-register``): MLflow tracking for train and tune."""
+
     def decorate(fn):
         if register:
-            fn = click.option("--mlflow-register", default=None, metavar="NAME",
-                              help="Register the finished run's model under NAME in MLflow's model registry (a new version each run).")(fn)
-        fn = click.option("--mlflow-experiment", default=None, metavar="NAME", help="The MLflow experiment [default: lenet-<dataset>].")(fn)
-        return click.option("--mlflow", default=None, metavar="URI",
-                            help="Log params, per-epoch metrics, figures and the model to this MLflow tracking server (http://HOST:PORT) "
-                                 "or folder (file:/PATH) [default: $MLFLOW_TRACKING_URI; off when unset]. Needs the mlflow extra.")(fn)
+            fn = click.option(
+                "--mlflow-register",
+                default=None,
+                metavar="NAME",
+                help="Register the finished run's model under NAME in MLflow's model registry (a new version each run).",
+            )(fn)
+        fn = click.option(
+            "--mlflow-experiment",
+            default=None,
+            metavar="NAME",
+            help="The MLflow experiment [default: lenet-<dataset>].",
+        )(fn)
+        return click.option(
+            "--mlflow",
+            default=None,
+            metavar="URI",
+            help="Log params, per-epoch metrics, figures and the model to this MLflow tracking server (http://HOST:PORT) "
+            "or folder (file:/PATH) [default: $MLFLOW_TRACKING_URI; off when unset]. Needs the mlflow extra.",
+        )(fn)
+
     return decorate

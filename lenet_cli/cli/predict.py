@@ -64,12 +64,26 @@ class PredictionWriter:
             click.echo(f"{p.path}\t{p.label}\t{p.confidence:.4f}")
         elif self.output_format == "csv":
             if not self.csv_header_written:
-                click.echo(_csv_line(["path", "label", "index", "confidence", "top_k", "low_confidence", "error", "model"]), nl=False)
+                click.echo(
+                    _csv_line(["path", "label", "index", "confidence", "top_k", "low_confidence", "error", "model"]),
+                    nl=False,
+                )
                 self.csv_header_written = True
-            click.echo(_csv_line([p.path, p.label or "", "" if p.index is None else p.index,
-                                  "" if p.confidence is None else f"{p.confidence:.6f}", _top_k_text(p.top_k),
-                                  "" if p.low_confidence is None else str(p.low_confidence).lower(), p.error or "",
-                                  self.model_name]), nl=False)
+            click.echo(
+                _csv_line(
+                    [
+                        p.path,
+                        p.label or "",
+                        "" if p.index is None else p.index,
+                        "" if p.confidence is None else f"{p.confidence:.6f}",
+                        _top_k_text(p.top_k),
+                        "" if p.low_confidence is None else str(p.low_confidence).lower(),
+                        p.error or "",
+                        self.model_name,
+                    ]
+                ),
+                nl=False,
+            )
         else:
             self.records.append(p)
 
@@ -88,10 +102,16 @@ class PredictionWriter:
             table.add_column("confidence", justify="right")
             table.add_column(f"top {self.top_k}")
             for p in self.records:
-                assert p.label is not None and p.index is not None, "the table keeps answers only: write() returns before recording a failure"
+                assert p.label is not None and p.index is not None, (
+                    "the table keeps answers only: write() returns before recording a failure"
+                )
                 confidence = f"[yellow]? {p.confidence:.1%}" if p.low_confidence else f"{p.confidence:.1%}"
-                table.add_row(escape(p.path), escape(label_text(p.label, p.index)), confidence,
-                              escape(", ".join(f"{t['label']} {t['confidence']:.1%}" for t in p.top_k)))
+                table.add_row(
+                    escape(p.path),
+                    escape(label_text(p.label, p.index)),
+                    confidence,
+                    escape(", ".join(f"{t['label']} {t['confidence']:.1%}" for t in p.top_k)),
+                )
             if self.unsure:
                 table.caption = f"? = below {self.min_confidence * 100:g}% confidence: the network is unsure"
             stdout_console().print(table)
@@ -106,15 +126,21 @@ def run_predict(request, output_format: str) -> int:
     run = start_predict(request, log=lambda line: click.echo(line, err=True))
     people = stderr_console()
     if people.is_terminal:
-        people.print(f"model: {run.context.ref.model_path} ({run.context.metadata['dataset'] or run.context.preprocess})",
-                     highlight=False, markup=False)
+        people.print(
+            f"model: {run.context.ref.model_path} ({run.context.metadata['dataset'] or run.context.preprocess})",
+            highlight=False,
+            markup=False,
+        )
     writer = PredictionWriter(output_format, run.top_k, str(run.context.ref.model_path), request.min_confidence)
     for prediction in run.predictions:
         writer.write(prediction)
     writer.close()
     if writer.unsure:
-        click.echo(f"{writer.unsure} of {plural(writer.answered, 'answer')} below {request.min_confidence * 100:g}% confidence (flagged "
-                   "low_confidence): the network is unsure, check them", err=True)
+        click.echo(
+            f"{writer.unsure} of {plural(writer.answered, 'answer')} below {request.min_confidence * 100:g}% confidence (flagged "
+            "low_confidence): the network is unsure, check them",
+            err=True,
+        )
     if writer.failures:
         click.echo(f"{writer.failures} of {plural(len(run.items), 'input')} failed", err=True)
         return 1
@@ -125,12 +151,36 @@ def run_predict(request, output_format: str) -> int:
 @picture_options("How many classes to list per image")
 @min_confidence_option("Flag answers whose confidence is below this (low_confidence in records, '?' in the table)")
 @output_format_option(*C.PREDICT_FORMATS)
-@click.option("--save-preprocessed", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write the exact 28x28 inputs the network saw into this folder.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True, help="Images decoded and predicted per batch.")
+@click.option(
+    "--save-preprocessed",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write the exact 28x28 inputs the network saw into this folder.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=512,
+    show_default=True,
+    help="Images decoded and predicted per batch.",
+)
 @click.pass_context
-def predict(ctx, inputs, recursive, files_from, model, engine, runs_dir, preprocess, invert, top_k, min_confidence, output_format,
-            save_preprocessed, batch_size):
+def predict(
+    ctx,
+    inputs,
+    recursive,
+    files_from,
+    model,
+    engine,
+    runs_dir,
+    preprocess,
+    invert,
+    top_k,
+    min_confidence,
+    output_format,
+    save_preprocessed,
+    batch_size,
+):
     """Classify image files (PNG, JPEG, BMP, GIF, TIFF, WebP), directories or stdin.
 
     Pictures are preprocessed the way the model's dataset was made (MNIST:
@@ -153,7 +203,19 @@ def predict(ctx, inputs, recursive, files_from, model, engine, runs_dir, preproc
     from lenet_cli.engine.predict import PredictRequest
 
     check_inputs(inputs, files_from)
-    request = PredictRequest(inputs, model, runs_dir, recursive, files_from, preprocess, invert, top_k, min_confidence, batch_size,
-                             save_preprocessed, engine=engine)
+    request = PredictRequest(
+        inputs,
+        model,
+        runs_dir,
+        recursive,
+        files_from,
+        preprocess,
+        invert,
+        top_k,
+        min_confidence,
+        batch_size,
+        save_preprocessed,
+        engine=engine,
+    )
     code = run_predict(request, resolve_format(output_format))
     ctx.exit(code)

@@ -5,7 +5,8 @@ images/s, the epoch's ETA, and the whole run's elapsed time and ETA; a figure
 not measured yet shows as a dash) and one greppable line per finished epoch, never wrapped, so
 ``grep img/s train.log`` finds each epoch whole however long the line::
 
-    epoch 3/12: objective 0.2314, cross_entropy 0.2201, accuracy 0.9121, val_objective 0.2011, val_cross_entropy 0.1898, val_accuracy 0.9302 (lr 5.00e-04, 3,050 img/s)
+    epoch 3/12: objective 0.2314, cross_entropy 0.2201, accuracy 0.9121, val_objective 0.2011, ...
+        (the line goes on: val_cross_entropy 0.1898, val_accuracy 0.9302 (lr 5.00e-04, 3,050 img/s))
 
 ``objective`` is the whole minimised quantity (cross-entropy + L1 + L2),
 ``cross_entropy`` its data term: the same two names as in history.json,
@@ -44,9 +45,11 @@ def _clock_text(seconds: float) -> str:
 
 def step_figures(objective: float | None, accuracy: float | None, images_per_second: float | None) -> str:
     """The live figures of the epoch so far: a dash for each one not measured yet."""
-    return (f"objective {NOT_YET if objective is None else f'{objective:.4f}'}  "
-            f"acc {NOT_YET if accuracy is None else f'{accuracy:.4f}'}  "
-            f"{NOT_YET if images_per_second is None else f'{images_per_second:,.0f}'} img/s")
+    return (
+        f"objective {NOT_YET if objective is None else f'{objective:.4f}'}  "
+        f"acc {NOT_YET if accuracy is None else f'{accuracy:.4f}'}  "
+        f"{NOT_YET if images_per_second is None else f'{images_per_second:,.0f}'} img/s"
+    )
 
 
 def run_figures(elapsed: float, steps_done: int, steps_left: int) -> str:
@@ -62,8 +65,14 @@ class RichProgress(keras.callbacks.Callback):
     is passed: off a terminal a wrapped line would break ``grep``.
     """
 
-    def __init__(self, console: Console | None, epochs: int, steps: int, header: list[str] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        console: Console | None,
+        epochs: int,
+        steps: int,
+        header: list[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         super().__init__()
         self.console = console if console is not None else stderr_console()
         self.epochs = epochs
@@ -74,7 +83,8 @@ class RichProgress(keras.callbacks.Callback):
         self._epoch = 0
         self._clock = clock
         self._started = 0.0
-        self._first_epoch: int | None = None  # a resumed run starts past its first epochs: its pace counts only its own steps
+        # a resumed run starts past its first epochs: its pace counts only its own steps
+        self._first_epoch: int | None = None
 
     def on_train_begin(self, logs=None):
         for line in self.header:
@@ -109,8 +119,14 @@ class RichProgress(keras.callbacks.Callback):
         progress = self._live()
         if self._task is not None:
             progress.remove_task(self._task)
-        self._task = progress.add_task("train", total=self.steps, epoch=epoch + 1, epochs=self.epochs,
-                                       figures=step_figures(None, None, None), run=self._run_text(epoch, 0))
+        self._task = progress.add_task(
+            "train",
+            total=self.steps,
+            epoch=epoch + 1,
+            epochs=self.epochs,
+            figures=step_figures(None, None, None),
+            run=self._run_text(epoch, 0),
+        )
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
@@ -119,7 +135,11 @@ class RichProgress(keras.callbacks.Callback):
         self._live().update(
             self._task,
             completed=batch + 1,
-            figures=step_figures(logs.get("objective"), logs.get("accuracy"), logs["images"] / elapsed if elapsed and "images" in logs else None),
+            figures=step_figures(
+                logs.get("objective"),
+                logs.get("accuracy"),
+                logs["images"] / elapsed if elapsed and "images" in logs else None,
+            ),
             run=self._run_text(self._epoch, batch + 1),
         )
 

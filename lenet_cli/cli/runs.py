@@ -67,8 +67,13 @@ class Age(click.ParamType):
 @click.group("runs", invoke_without_command=True)
 @runs_dir_option
 @runs_format_option
-@click.option("--tag", "tag_filter", type=TagFilter(), multiple=True,
-              help="Only runs with this tag: key=value, or key for any value (repeat: every one must match).")
+@click.option(
+    "--tag",
+    "tag_filter",
+    type=TagFilter(),
+    multiple=True,
+    help="Only runs with this tag: key=value, or key for any value (repeat: every one must match).",
+)
 @click.pass_context
 def runs_group(ctx, runs_dir, output_format, tag_filter):
     """List the runs folder: status, epochs, accuracy, train time, size; show, compare, tag, remove or prune runs.
@@ -95,7 +100,9 @@ def runs_group(ctx, runs_dir, output_format, tag_filter):
     from lenet_cli.engine.runs import list_runs
     from lenet_cli.store import runs as run_files
 
-    print_run_list(list_runs(runs_dir, dict(tag_filter) or None), default_format(output_format), run_files.runs_root(runs_dir))
+    print_run_list(
+        list_runs(runs_dir, dict(tag_filter) or None), default_format(output_format), run_files.runs_root(runs_dir)
+    )
 
 
 @runs_group.command("show")
@@ -124,8 +131,12 @@ def runs_show(ctx, run, runs_dir, output_format):
 @runs_dir_option
 @runs_format_option
 @click.option("--all", "include_same", is_flag=True, help="Also list config values every run shares.")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the runs' validation-accuracy curves, overlaid, to this PNG.")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the runs' validation-accuracy curves, overlaid, to this PNG.",
+)
 @click.pass_context
 def runs_compare(ctx, runs, runs_dir, output_format, include_same, plot):
     """Two or more runs side by side: the config values that differ, and every metric.
@@ -168,7 +179,9 @@ def runs_tag(ctx, run, tags, remove, runs_dir, output_format):
 
     runs_dir = _runs_parent_option(ctx, "runs_dir", runs_dir)
     summary = tag_run(TagRequest(run, dict(tags), tuple(remove), None, runs_dir))
-    print_run_list([summary], default_format(_runs_parent_option(ctx, "output_format", output_format)), Path(summary.path).parent)
+    print_run_list(
+        [summary], default_format(_runs_parent_option(ctx, "output_format", output_format)), Path(summary.path).parent
+    )
 
 
 @runs_group.command("note")
@@ -189,7 +202,9 @@ def runs_note(ctx, run, text, runs_dir, output_format):
 
     runs_dir = _runs_parent_option(ctx, "runs_dir", runs_dir)
     summary = tag_run(TagRequest(run, {}, (), text, runs_dir))
-    print_run_list([summary], default_format(_runs_parent_option(ctx, "output_format", output_format)), Path(summary.path).parent)
+    print_run_list(
+        [summary], default_format(_runs_parent_option(ctx, "output_format", output_format)), Path(summary.path).parent
+    )
 
 
 def dry_run_option(fn):
@@ -220,15 +235,28 @@ def runs_rm(ctx, runs, force, dry_run, runs_dir, output_format):
 
     runs_dir = _runs_parent_option(ctx, "runs_dir", runs_dir)
     removals = remove_runs(RemoveRequest(tuple(runs), runs_dir, force, dry_run))
-    print_removals([r.to_dict() for r in removals], default_format(_runs_parent_option(ctx, "output_format", output_format)), dry_run)
+    print_removals(
+        [r.to_dict() for r in removals],
+        default_format(_runs_parent_option(ctx, "output_format", output_format)),
+        dry_run,
+    )
 
 
 @runs_group.command("prune")
 @click.option("--keep", type=click.IntRange(min=0), required=True, help="Runs to keep per dataset: the best by --by.")
-@click.option("--by", type=click.Choice(["val_accuracy", "test_accuracy", "started"]), default="val_accuracy", show_default=True,
-              help="What ranks the runs: the highest accuracy is kept, or the newest with started.")
-@click.option("--older-than", type=Age(), default=None, help="Remove only runs started longer ago than this (30d, 2w, 12h).")
-@click.option("--study", default=None, help="Prune this lenet tune study's trials instead of the runs folder's own runs.")
+@click.option(
+    "--by",
+    type=click.Choice(["val_accuracy", "test_accuracy", "started"]),
+    default="val_accuracy",
+    show_default=True,
+    help="What ranks the runs: the highest accuracy is kept, or the newest with started.",
+)
+@click.option(
+    "--older-than", type=Age(), default=None, help="Remove only runs started longer ago than this (30d, 2w, 12h)."
+)
+@click.option(
+    "--study", default=None, help="Prune this lenet tune study's trials instead of the runs folder's own runs."
+)
 @dry_run_option
 @runs_dir_option
 @runs_format_option
@@ -251,7 +279,16 @@ def runs_prune(ctx, keep, by, older_than, study, dry_run, runs_dir, output_forma
 
     runs_dir = _runs_parent_option(ctx, "runs_dir", runs_dir)
     result = prune_runs(PruneRequest(keep, by, older_than, study, runs_dir, dry_run))
-    kept = f"; kept {len(result.kept)}" + (f" ({len(result.protected)} never pruned: " + ", ".join(
-        f"{name}, {why}" for name, why in result.protected.items()) + ")" if result.protected else "")
-    print_removals([r.to_dict() for r in result.removed], default_format(_runs_parent_option(ctx, "output_format", output_format)),
-                   dry_run, kept)
+    kept = f"; kept {len(result.kept)}" + (
+        f" ({len(result.protected)} never pruned: "
+        + ", ".join(f"{name}, {why}" for name, why in result.protected.items())
+        + ")"
+        if result.protected
+        else ""
+    )
+    print_removals(
+        [r.to_dict() for r in result.removed],
+        default_format(_runs_parent_option(ctx, "output_format", output_format)),
+        dry_run,
+        kept,
+    )

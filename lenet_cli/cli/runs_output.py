@@ -61,7 +61,11 @@ def _value(value, key: str = "") -> str:
             return f"{value:.2%}"
         return f"{value:,}" if isinstance(value, int) else f"{value:.6g}"
     if isinstance(value, list):
-        return escape(", ".join(str(v) for v in value)) if all(not isinstance(v, (dict, list)) for v in value) else escape(json.dumps(value))
+        return (
+            escape(", ".join(str(v) for v in value))
+            if all(not isinstance(v, (dict, list)) for v in value)
+            else escape(json.dumps(value))
+        )
     return escape(str(value))
 
 
@@ -110,7 +114,9 @@ def print_run_list(summaries, output_format: str, root) -> None:
     from lenet_cli.engine.runs import LIST_FIELDS
 
     records = [s.to_dict() for s in summaries]
-    if not _print_for_programs(output_format, records, records, LIST_FIELDS, [[r[k] for k in LIST_FIELDS] for r in records]):
+    if not _print_for_programs(
+        output_format, records, records, LIST_FIELDS, [[r[k] for k in LIST_FIELDS] for r in records]
+    ):
         from lenet_cli.cli.console import stdout_console
 
         if not summaries:
@@ -121,12 +127,34 @@ def print_run_list(summaries, output_format: str, root) -> None:
 
         table = Table(title=f"runs in {root}", caption="* LATEST: the run evaluate, predict and export use by default")
         tagged = any(s.tags for s in summaries)
-        for name in ("run", "dataset", "status", "epochs", "val acc", "test acc", "train time", "size", "started", *(["tags"] if tagged else [])):
-            table.add_column(name, justify="right" if name in ("epochs", "val acc", "test acc", "train time", "size") else "left")
+        for name in (
+            "run",
+            "dataset",
+            "status",
+            "epochs",
+            "val acc",
+            "test acc",
+            "train time",
+            "size",
+            "started",
+            *(["tags"] if tagged else []),
+        ):
+            table.add_column(
+                name, justify="right" if name in ("epochs", "val acc", "test acc", "train time", "size") else "left"
+            )
         for s in summaries:
-            table.add_row(_text(s.name) + (" *" if s.latest else ""), _text(s.dataset or "-"), s.status_text, _epochs(s.to_dict()),
-                          _accuracy(s.val_accuracy), _accuracy(s.test_accuracy), human_duration(s.wall_seconds), human_size(s.size_bytes),
-                          (s.started or "-").replace("T", " ")[:16], *([_tags_text(s.tags)] if tagged else []))
+            table.add_row(
+                _text(s.name) + (" *" if s.latest else ""),
+                _text(s.dataset or "-"),
+                s.status_text,
+                _epochs(s.to_dict()),
+                _accuracy(s.val_accuracy),
+                _accuracy(s.test_accuracy),
+                human_duration(s.wall_seconds),
+                human_size(s.size_bytes),
+                (s.started or "-").replace("T", " ")[:16],
+                *([_tags_text(s.tags)] if tagged else []),
+            )
         stdout_console().print(table)
         print_builtin_models(stdout_console())
 
@@ -144,8 +172,13 @@ def print_builtin_models(console) -> None:
     for name in ("name", "model", "weights", "test acc", "size"):
         table.add_column(name, justify="right" if name in ("test acc", "size") else "left")
     for m in models:
-        table.add_row(m["name"], _text(m["title"] or "-"), _text(m["quantization"] or "-"), _accuracy(m["test_accuracy"]),
-                      human_size(m["size_bytes"]))
+        table.add_row(
+            m["name"],
+            _text(m["title"] or "-"),
+            _text(m["quantization"] or "-"),
+            _accuracy(m["test_accuracy"]),
+            human_size(m["size_bytes"]),
+        )
     console.print(table)
 
 
@@ -178,7 +211,9 @@ def print_run_details(details: dict, output_format: str) -> None:
         summary.add_row("status", details["status_text"])
         summary.add_row("validation accuracy", _accuracy(details["val_accuracy"]))
         summary.add_row("test accuracy", _accuracy(details["test_accuracy"]))
-        summary.add_row("train time", human_duration(details["wall_seconds"]))  # the sum of its epochs' times, as lenet tune --show
+        summary.add_row(
+            "train time", human_duration(details["wall_seconds"])
+        )  # the sum of its epochs' times, as lenet tune --show
         summary.add_row("size", human_size(details["size_bytes"]))
         summary.add_row("started", (details["started"] or "-").replace("T", " "))
         if details.get("tags"):
@@ -187,7 +222,9 @@ def print_run_details(details: dict, output_format: str) -> None:
             summary.add_row("note", _text(details["note"]))
         mlflow = details["metrics"].get("mlflow") if isinstance(details["metrics"].get("mlflow"), dict) else None
         if mlflow and mlflow.get("run_id"):
-            summary.add_row("MLflow run", _text(f"{mlflow['run_id']} in {mlflow.get('experiment')} at {mlflow.get('tracking_uri')}"))
+            summary.add_row(
+                "MLflow run", _text(f"{mlflow['run_id']} in {mlflow.get('experiment')} at {mlflow.get('tracking_uri')}")
+            )
         console.print(summary)
         for section in ("config", "metrics"):
             table = Table(title=section, show_header=False)
@@ -210,14 +247,21 @@ def print_comparison(comparison: dict, output_format: str, include_same: bool = 
     """``lenet runs compare``: config, metrics and run rows, one column per run."""
     rows = comparison["rows"]
     names = comparison["runs"]
-    if not _print_for_programs(output_format, comparison, rows, ["section", "key", *names, "same"],
-                               [[r["section"], r["key"], *r["values"], r["same"]] for r in rows]):
+    if not _print_for_programs(
+        output_format,
+        comparison,
+        rows,
+        ["section", "key", *names, "same"],
+        [[r["section"], r["key"], *r["values"], r["same"]] for r in rows],
+    ):
         from rich.table import Table
 
         from lenet_cli.cli.console import stdout_console
 
-        table = Table(title=" vs ".join(_text(n) for n in names),
-                      caption=None if include_same else "config values every run shares are left out (--all shows them)")
+        table = Table(
+            title=" vs ".join(_text(n) for n in names),
+            caption=None if include_same else "config values every run shares are left out (--all shows them)",
+        )
         table.add_column("")
         for name in names:
             table.add_column(_text(name))
@@ -247,7 +291,11 @@ def print_removals(removals: list[dict], output_format: str, dry_run: bool, extr
     """``lenet runs rm`` and ``prune``: the runs removed (or that would be) on stdout, the total on stderr."""
     freed = sum(r["size_bytes"] for r in removals)
     verb = "would remove" if dry_run else "removed"
-    fields = list(removals[0]) if removals else ["name", "path", "dataset", "status", "val_accuracy", "size_bytes", "started", "removed", "latest"]
+    fields = (
+        list(removals[0])
+        if removals
+        else ["name", "path", "dataset", "status", "val_accuracy", "size_bytes", "started", "removed", "latest"]
+    )
     printed = _print_for_programs(output_format, removals, removals, fields, [[r[k] for k in fields] for r in removals])
     if not printed and removals:
         from rich.table import Table
@@ -258,8 +306,14 @@ def print_removals(removals: list[dict], output_format: str, dry_run: bool, extr
         for name in ("run", "dataset", "status", "val acc", "size", "started"):
             table.add_column(name, justify="right" if name in ("val acc", "size") else "left")
         for r in removals:
-            table.add_row(_text(r["name"]) + (" (LATEST)" if r["latest"] else ""), _text(r["dataset"] or "-"), _text(r["status"]),
-                          _accuracy(r["val_accuracy"]), human_size(r["size_bytes"]), (r["started"] or "-").replace("T", " ")[:16])
+            table.add_row(
+                _text(r["name"]) + (" (LATEST)" if r["latest"] else ""),
+                _text(r["dataset"] or "-"),
+                _text(r["status"]),
+                _accuracy(r["val_accuracy"]),
+                human_size(r["size_bytes"]),
+                (r["started"] or "-").replace("T", " ")[:16],
+            )
         stdout_console().print(table)
     runs_word = "run" if len(removals) == 1 else "runs"
     note = " (dry run: nothing was removed)" if dry_run else ""

@@ -29,22 +29,79 @@ _SERVE = ServeSettings()
 @engine_option
 @runs_dir_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on (0: any free port).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on (0: any free port).",
+)
 @preprocess_options
 @top_k_option("Classes per image; a request's ?top_k= overrides it")
-@min_confidence_option("Flag answers whose confidence is below this (low_confidence); a request's ?min_confidence= overrides it")
-@click.option("--batching/--no-batching", default=_SERVE.batching, show_default=True,
-              help="Predict requests that arrive together in one model call.")
-@click.option("--max-batch", type=click.IntRange(min=1), default=_SERVE.max_batch, show_default=True, help="Most images in one model call.")
-@click.option("--batch-timeout", type=click.FloatRange(min=0), default=_SERVE.batch_timeout_ms, show_default=True,
-              help="Milliseconds a batch may wait for requests already being read or decoded (never when none are).")
-@click.option("--max-bytes", type=ByteSize(), default=_SERVE.max_bytes, show_default=True, help="Largest request body accepted (413 above).")
-@click.option("--max-images", type=click.IntRange(min=1), default=_SERVE.max_images, show_default=True, help="Most images in one request (413 above).")
+@min_confidence_option(
+    "Flag answers whose confidence is below this (low_confidence); a request's ?min_confidence= overrides it"
+)
+@click.option(
+    "--batching/--no-batching",
+    default=_SERVE.batching,
+    show_default=True,
+    help="Predict requests that arrive together in one model call.",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(min=1),
+    default=_SERVE.max_batch,
+    show_default=True,
+    help="Most images in one model call.",
+)
+@click.option(
+    "--batch-timeout",
+    type=click.FloatRange(min=0),
+    default=_SERVE.batch_timeout_ms,
+    show_default=True,
+    help="Milliseconds a batch may wait for requests already being read or decoded (never when none are).",
+)
+@click.option(
+    "--max-bytes",
+    type=ByteSize(),
+    default=_SERVE.max_bytes,
+    show_default=True,
+    help="Largest request body accepted (413 above).",
+)
+@click.option(
+    "--max-images",
+    type=click.IntRange(min=1),
+    default=_SERVE.max_images,
+    show_default=True,
+    help="Most images in one request (413 above).",
+)
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="One line per request on stderr.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes answering on the port, each with its own model (one per core uses them all); /metrics adds up all of theirs.")
-def serve(model, model_option, engine, runs_dir, host, port, preprocess, invert, top_k, min_confidence, batching, max_batch, batch_timeout, max_bytes,
-          max_images, access_log, workers):
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes answering on the port, each with its own model (one per core uses them all); /metrics adds up all of theirs.",
+)
+def serve(
+    model,
+    model_option,
+    engine,
+    runs_dir,
+    host,
+    port,
+    preprocess,
+    invert,
+    top_k,
+    min_confidence,
+    batching,
+    max_batch,
+    batch_timeout,
+    max_bytes,
+    max_images,
+    access_log,
+    workers,
+):
     """Serve a model over HTTP: a drawing page, a JSON API and TensorFlow Serving's REST API.
 
     MODEL is a run directory or a model file (.keras, .onnx, .tflite, a
@@ -68,10 +125,28 @@ def serve(model, model_option, engine, runs_dir, host, port, preprocess, invert,
     from lenet_cli.serve.runner import run_serve
     from lenet_cli.serve.workers import run_workers
 
-    settings = ServeSettings(batching=batching, max_batch=max_batch, batch_timeout_ms=batch_timeout, max_bytes=max_bytes,
-                             max_images=max_images, preprocess=preprocess, invert=invert, top_k=C.DEFAULT_TOP_K if top_k is None else top_k,
-                             min_confidence=min_confidence)
+    settings = ServeSettings(
+        batching=batching,
+        max_batch=max_batch,
+        batch_timeout_ms=batch_timeout,
+        max_bytes=max_bytes,
+        max_images=max_images,
+        preprocess=preprocess,
+        invert=invert,
+        top_k=C.DEFAULT_TOP_K if top_k is None else top_k,
+        min_confidence=min_confidence,
+    )
     ctx = click.get_current_context()
     serve_with = run_serve if workers == 1 else functools.partial(run_workers, workers=workers)
-    ctx.exit(serve_with(pick_model(model, model_option), runs_dir, host, port, settings, access_log, lambda line: click.echo(line, err=True),
-                        engine))
+    ctx.exit(
+        serve_with(
+            pick_model(model, model_option),
+            runs_dir,
+            host,
+            port,
+            settings,
+            access_log,
+            lambda line: click.echo(line, err=True),
+            engine,
+        )
+    )

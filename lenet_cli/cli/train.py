@@ -53,8 +53,10 @@ class StartupWatchdog:
 
     def _watch(self):
         if not self._done.wait(self.seconds):
-            sys.stderr.write(f"Error: {self.what} did not finish within {self.seconds:g} s (--worker-timeout); "
-                             "check that every worker is running and reachable at the addresses in TF_CONFIG / --workers\n")
+            sys.stderr.write(
+                f"Error: {self.what} did not finish within {self.seconds:g} s (--worker-timeout); "
+                "check that every worker is running and reachable at the addresses in TF_CONFIG / --workers\n"
+            )
             sys.stderr.flush()
             os._exit(1)
 
@@ -75,12 +77,19 @@ def _lost_worker_message(exc, distribution) -> str:
     """A failed collective in one line: which worker was lost (when TensorFlow's error names it) and how to go on."""
     import re
 
-    tasks = sorted({int(t) for t in re.findall(r"/job:\w+/replica:\d+/task:(\d+)", str(exc))} - {distribution.worker_index})
-    lost = f"lost worker {', '.join(map(str, tasks))} (it stopped, failed or is unreachable)" if tasks else \
-        "another worker stopped, failed or is unreachable"
-    return (f"worker {distribution.worker_index}: a collective failed ({type(exc).__name__}): {lost}; each collective waits at "
-            f"most --worker-timeout {distribution.worker_timeout:g} s. The last completed epoch's checkpoint is in the chief's run "
-            f"directory; restart every worker with --resume")
+    tasks = sorted(
+        {int(t) for t in re.findall(r"/job:\w+/replica:\d+/task:(\d+)", str(exc))} - {distribution.worker_index}
+    )
+    lost = (
+        f"lost worker {', '.join(map(str, tasks))} (it stopped, failed or is unreachable)"
+        if tasks
+        else "another worker stopped, failed or is unreachable"
+    )
+    return (
+        f"worker {distribution.worker_index}: a collective failed ({type(exc).__name__}): {lost}; each collective waits at "
+        f"most --worker-timeout {distribution.worker_timeout:g} s. The last completed epoch's checkpoint is in the chief's run "
+        f"directory; restart every worker with --resume"
+    )
 
 
 def _interrupted_message(exc, run_dir, data_dir, distribution) -> str:
@@ -91,12 +100,16 @@ def _interrupted_message(exc, run_dir, data_dir, distribution) -> str:
         return f"{name}: stopped before the first epoch finished, so there is nothing to resume; {kept}"
     epochs = plural(exc.completed_epochs, "completed epoch")
     if distribution is None or distribution.mode != "multi-worker":
-        return (f"{name}: stopped after {epochs}; checkpoint kept in {run_dir}. "
-                f"Resume with: lenet train --resume {run_dir}" + (f" --data-dir {data_dir}" if data_dir else ""))
+        return (
+            f"{name}: stopped after {epochs}; checkpoint kept in {run_dir}. "
+            f"Resume with: lenet train --resume {run_dir}" + (f" --data-dir {data_dir}" if data_dir else "")
+        )
     cause = f"{name} on another worker" if exc.by_peer else name
     where = run_dir if distribution.is_chief else "<the chief's run directory>"
-    return (f"worker {distribution.worker_index}: {cause}: every worker stopped after {epochs}; the chief keeps the checkpoint. "
-            f"Resume by restarting every worker with: lenet train --resume {where} (and the same --distribute options)")
+    return (
+        f"worker {distribution.worker_index}: {cause}: every worker stopped after {epochs}; the chief keeps the checkpoint. "
+        f"Resume by restarting every worker with: lenet train --resume {where} (and the same --distribute options)"
+    )
 
 
 def print_result_table(metrics: dict, run_dir) -> None:
@@ -109,22 +122,30 @@ def print_result_table(metrics: dict, run_dir) -> None:
     table.add_column("what")
     table.add_column("value", overflow="fold")
     table.add_row("run", str(run_dir))
-    table.add_row("test accuracy", f"{metrics['test_accuracy']:.4f} on {metrics['test_count']:,} {metrics['dataset']} test images")
+    table.add_row(
+        "test accuracy", f"{metrics['test_accuracy']:.4f} on {metrics['test_count']:,} {metrics['dataset']} test images"
+    )
     if metrics.get("val_accuracy") is not None:
         table.add_row("validation accuracy", f"{metrics['val_accuracy']:.4f} (best {metrics['best_val_accuracy']:.4f})")
     else:
         table.add_row("validation accuracy", "none: no validation split (--validation-size 0)")
     calibrated = metrics.get("calibration") or {}
     if calibrated.get("temperature") is not None:
-        table.add_row("calibration", f"temperature {calibrated['temperature']:.3f}: validation ECE {calibrated['val_ece_before']:.2%} "
-                                     f"-> {calibrated['val_ece_after']:.2%}")
+        table.add_row(
+            "calibration",
+            f"temperature {calibrated['temperature']:.3f}: validation ECE {calibrated['val_ece_before']:.2%} "
+            f"-> {calibrated['val_ece_after']:.2%}",
+        )
     elif calibrated.get("skipped"):
         table.add_row("calibration", f"skipped: {calibrated['skipped']}")
     fast = metrics.get(runs.FAST_MODEL_KEY)
     if fast is not None and fast["ok"]:
-        table.add_row("fast model", f"{fast['file']} (no TensorFlow needed): largest probability difference from model.keras "
-                                    f"{fast['max_abs_diff']:.1e}, same class on {fast['argmax_agreement']:.2%} of {fast['images']:,} "
-                                    f"{fast['compared_on']} images")
+        table.add_row(
+            "fast model",
+            f"{fast['file']} (no TensorFlow needed): largest probability difference from model.keras "
+            f"{fast['max_abs_diff']:.1e}, same class on {fast['argmax_agreement']:.2%} of {fast['images']:,} "
+            f"{fast['compared_on']} images",
+        )
     elif fast is not None:
         table.add_row("fast model", f"none ({fast['error']}): commands answer with model.keras")
     table.add_row("train time", f"{metrics['train_seconds']:.1f} s")
@@ -205,7 +226,9 @@ def run_training(request, quiet: bool, output_format: str) -> int:
     def progress_for(plan) -> list:
         # Ctrl-C / SIGTERM stop at the next step from here on: after the strategy is built, since TensorFlow's
         # multi-worker start-up installs a SIGTERM handler of its own (before this, they end the process as usual)
-        from lenet_cli.cli.progress import RichProgress  # a Keras callback: imported once TensorFlow runs, after the inputs are checked
+        from lenet_cli.cli.progress import (
+            RichProgress,
+        )  # a Keras callback: imported once TensorFlow runs, after the inputs are checked
 
         signals.enter_context(stop)
         steps = math.ceil(len(plan.data.train) / plan.config.batch_size)
@@ -219,14 +242,22 @@ def run_training(request, quiet: bool, output_format: str) -> int:
 
     try:
         with signals:
-            outcome = train(request, callbacks_for=progress_for, log=lambda m: _say(console, m),
-                            should_stop=stop, start_watchdog=StartupWatchdog.start, status=console.status)
+            outcome = train(
+                request,
+                callbacks_for=progress_for,
+                log=lambda m: _say(console, m),
+                should_stop=stop,
+                start_watchdog=StartupWatchdog.start,
+                status=console.status,
+            )
     except WriteFailed as exc:
         run_dir = shown["plan"].run_dir if "plan" in shown else None
         if run_dir is None or not (Path(run_dir) / runs.CHECKPOINT_FILE).is_file():
             raise
-        raise LenetError(f"{exc}; the last completed epoch's checkpoint is kept: once there is space, continue with "
-                         f"lenet train --resume {run_dir}") from None
+        raise LenetError(
+            f"{exc}; the last completed epoch's checkpoint is kept: once there is space, continue with "
+            f"lenet train --resume {run_dir}"
+        ) from None
     except TrainingInterrupted as exc:
         end_progress()
         plan = shown["plan"]
@@ -241,7 +272,11 @@ def run_training(request, quiet: bool, output_format: str) -> int:
         end_progress()
     distribution, run_dir = outcome.distribution, outcome.run_dir
     if distribution is not None:
-        console.print(f"worker {distribution.worker_index}: final weights sha256 {outcome.weights_sha256}", highlight=False, soft_wrap=True)
+        console.print(
+            f"worker {distribution.worker_index}: final weights sha256 {outcome.weights_sha256}",
+            highlight=False,
+            soft_wrap=True,
+        )
         if not outcome.writes_the_run:
             click.echo(f"worker {distribution.worker_index} done (the chief writes the run)")
             return 0
@@ -266,7 +301,13 @@ def apply_recipe(ctx, param, path):
         recipe = read_recipe(path)
     except BadValue as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-    names = {opt.lstrip("-"): p.name for p in ctx.command.params if isinstance(p, click.Option) for opt in p.opts if opt.startswith("--")}
+    names = {
+        opt.lstrip("-"): p.name
+        for p in ctx.command.params
+        if isinstance(p, click.Option)
+        for opt in p.opts
+        if opt.startswith("--")
+    }
     names.update({p.name: p.name for p in ctx.command.params if p.name not in ("recipe", "resume")})
     unknown = [key for key in recipe if names.get(option_name(key)) in (None, "recipe", "resume")]
     if unknown:
@@ -277,68 +318,212 @@ def apply_recipe(ctx, param, path):
 
 
 @click.command()
-@click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, is_eager=True, callback=apply_recipe,
-              help="Start from a recipe file: lenet tune's <study>-best.json, or a table of these options' values in TOML "
-                   "(recipe.toml: dropout = 0.3) or JSON ({\"dropout\": 0.3}); an option given here overrides it.")
+@click.option(
+    "--recipe",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    is_eager=True,
+    callback=apply_recipe,
+    help="Start from a recipe file: lenet tune's <study>-best.json, or a table of these options' values in TOML "
+    '(recipe.toml: dropout = 0.3) or JSON ({"dropout": 0.3}); an option given here overrides it.',
+)
 @click.option("--dataset", type=DATASET, default="mnist", show_default=True, help=f"What to train on. {DATASET_HELP}")
-@click.option("--preprocess", type=click.Choice(["auto", *C.PREPROCESS_MODES]), default=None,
-              help="Picture folders: how each picture becomes a 28x28 input, as lenet predict does it: mnist (digit-like: dark or "
-                   "light ink, cropped and centred) or fashion (article-like) [default: auto: mnist, or a named dataset's own].")
-@click.option("--preset", type=click.Choice(C.PRESETS), default="default", show_default=True,
-              help="'seed' uses the original tutorial's values (Adam 0.01, L1 1e-4, weight decay 1e-4, constant rate).")
-@click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help=f"Passes over the training split {default_text('epochs')}. With --resume: the run's new end "
-                   f"(its completed epochs to finish now; more to extend it, the schedule stretched to the new end).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help=f"Images per step {default_text('batch_size')}.")
-@click.option("--optimizer", type=click.Choice(C.OPTIMIZERS), default=None, help=f"Optimizer; sgd uses momentum {C.SGD_MOMENTUM} [default: {TRAIN_DEFAULTS.optimizer}].")
-@click.option("--learning-rate", "--lr", type=click.FloatRange(min=0, min_open=True), default=None, help=f"Peak learning rate {default_text('learning_rate', '{:g}')}.")
-@click.option("--schedule", type=click.Choice(C.SCHEDULES), default=None, help=f"Learning-rate schedule [default: {TRAIN_DEFAULTS.schedule}].")
-@click.option("--warmup-epochs", type=click.FloatRange(min=0), default=None, help=f"Linear warm-up before the schedule [default: {TRAIN_DEFAULTS.warmup_epochs:g}].")
-@click.option("--l1", type=click.FloatRange(min=0), default=None, help=f"L1 coefficient on kernels [default: {TRAIN_DEFAULTS.l1:g}].")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=None, help=f"Weight decay: coefficient of sum(w^2)/2 on kernels [default: {TRAIN_DEFAULTS.weight_decay:g}].")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None, help=f"Rate of dropout_1, dropout_2 and dropout_3 {default_text('dropout', '{:g}')}.")
-@click.option("--dense-units", type=click.IntRange(min=1), default=None, help=f"Width of dot_1 and dot_2 [default: {TRAIN_DEFAULTS.dense_units}].")
-@click.option("--augment", type=click.Choice(C.AUGMENTATIONS), default=None,
-              help=f"Training augmentation policy (Keras Random* layers, never in the saved model): shift (2 px), flip "
-                   f"(horizontal: clothing only), flip-shift, digits (shift, rotate 8 deg, zoom 8 %), clothing (flip, shift, "
-                   f"random erasing), writers (elastic, pen width, rotation, low resolution, shift), writers-tones (writers "
-                   f"and a tone curve), tones (flip, "
-                   f"tone curve: gamma 0.4-2.5, contrast) {default_text('augment')}.")
-@click.option("--ema", "ema_momentum", type=click.FloatRange(0, 1, max_open=True), default=None,
-              help=f"Ship an exponential moving average of the weights with this momentum (e.g. 0.999); 0 = the last weights "
-                   f"{default_text('ema_momentum', '{:g}')}.")
-@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=None,
-              help=f"Spread this share of each training target over the other classes {default_text('label_smoothing', '{:g}')}.")
-@click.option("--calibrate/--no-calibrate", default=None,
-              help="After training, fit a temperature on the validation split and fold it into logits_layer, so the model's "
-                   "confidence matches its accuracy; predictions never change [default: on; off with --preset seed].")
-@click.option("--precision", type=click.Choice(C.PRECISIONS), default=None,
-              help=f"Training arithmetic: float32; bfloat16 (mixed: weights, LRN, logits and loss stay float32, and the model "
-                   f"ships in float32); auto (bfloat16 only with native support: AVX512_BF16 or AMX CPUs, or a GPU) "
-                   f"{default_text('precision')}.")
+@click.option(
+    "--preprocess",
+    type=click.Choice(["auto", *C.PREPROCESS_MODES]),
+    default=None,
+    help="Picture folders: how each picture becomes a 28x28 input, as lenet predict does it: mnist (digit-like: dark or "
+    "light ink, cropped and centred) or fashion (article-like) [default: auto: mnist, or a named dataset's own].",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(C.PRESETS),
+    default="default",
+    show_default=True,
+    help="'seed' uses the original tutorial's values (Adam 0.01, L1 1e-4, weight decay 1e-4, constant rate).",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Passes over the training split {default_text('epochs')}. With --resume: the run's new end "
+    f"(its completed epochs to finish now; more to extend it, the schedule stretched to the new end).",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=None, help=f"Images per step {default_text('batch_size')}."
+)
+@click.option(
+    "--optimizer",
+    type=click.Choice(C.OPTIMIZERS),
+    default=None,
+    help=f"Optimizer; sgd uses momentum {C.SGD_MOMENTUM} [default: {TRAIN_DEFAULTS.optimizer}].",
+)
+@click.option(
+    "--learning-rate",
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help=f"Peak learning rate {default_text('learning_rate', '{:g}')}.",
+)
+@click.option(
+    "--schedule",
+    type=click.Choice(C.SCHEDULES),
+    default=None,
+    help=f"Learning-rate schedule [default: {TRAIN_DEFAULTS.schedule}].",
+)
+@click.option(
+    "--warmup-epochs",
+    type=click.FloatRange(min=0),
+    default=None,
+    help=f"Linear warm-up before the schedule [default: {TRAIN_DEFAULTS.warmup_epochs:g}].",
+)
+@click.option(
+    "--l1",
+    type=click.FloatRange(min=0),
+    default=None,
+    help=f"L1 coefficient on kernels [default: {TRAIN_DEFAULTS.l1:g}].",
+)
+@click.option(
+    "--weight-decay",
+    type=click.FloatRange(min=0),
+    default=None,
+    help=f"Weight decay: coefficient of sum(w^2)/2 on kernels [default: {TRAIN_DEFAULTS.weight_decay:g}].",
+)
+@click.option(
+    "--dropout",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help=f"Rate of dropout_1, dropout_2 and dropout_3 {default_text('dropout', '{:g}')}.",
+)
+@click.option(
+    "--dense-units",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Width of dot_1 and dot_2 [default: {TRAIN_DEFAULTS.dense_units}].",
+)
+@click.option(
+    "--augment",
+    type=click.Choice(C.AUGMENTATIONS),
+    default=None,
+    help=f"Training augmentation policy (Keras Random* layers, never in the saved model): shift (2 px), flip "
+    f"(horizontal: clothing only), flip-shift, digits (shift, rotate 8 deg, zoom 8 %), clothing (flip, shift, "
+    f"random erasing), writers (elastic, pen width, rotation, low resolution, shift), writers-tones (writers "
+    f"and a tone curve), tones (flip, "
+    f"tone curve: gamma 0.4-2.5, contrast) {default_text('augment')}.",
+)
+@click.option(
+    "--ema",
+    "ema_momentum",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help=f"Ship an exponential moving average of the weights with this momentum (e.g. 0.999); 0 = the last weights "
+    f"{default_text('ema_momentum', '{:g}')}.",
+)
+@click.option(
+    "--label-smoothing",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help=f"Spread this share of each training target over the other classes {default_text('label_smoothing', '{:g}')}.",
+)
+@click.option(
+    "--calibrate/--no-calibrate",
+    default=None,
+    help="After training, fit a temperature on the validation split and fold it into logits_layer, so the model's "
+    "confidence matches its accuracy; predictions never change [default: on; off with --preset seed].",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(C.PRECISIONS),
+    default=None,
+    help=f"Training arithmetic: float32; bfloat16 (mixed: weights, LRN, logits and loss stay float32, and the model "
+    f"ships in float32); auto (bfloat16 only with native support: AVX512_BF16 or AMX CPUs, or a GPU) "
+    f"{default_text('precision')}.",
+)
 @click.option("--seed", type=int, default=None, help=f"Random seed [default: {TRAIN_DEFAULTS.seed}].")
-@click.option("--validation-size", type=click.IntRange(min=0), default=None, help=f"Training images held out for validation [default: {TRAIN_DEFAULTS.validation_size}].")
-@click.option("--train-limit", type=click.IntRange(min=1), default=None, help="Train on only the first N training images (quick trials).")
-@click.option("--init-from", type=click.Path(path_type=Path), default=None,
-              help="Start from this model's weights (a run directory, a run's name or a .keras file); shapes must match.")
-@click.option("--freeze", type=LayerList(), multiple=True, callback=merge_freeze,
-              help=f"Layers that keep their weights and get no penalty: {', '.join(C.WEIGHT_LAYERS)} (comma-separated or repeated).")
+@click.option(
+    "--validation-size",
+    type=click.IntRange(min=0),
+    default=None,
+    help=f"Training images held out for validation [default: {TRAIN_DEFAULTS.validation_size}].",
+)
+@click.option(
+    "--train-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train on only the first N training images (quick trials).",
+)
+@click.option(
+    "--init-from",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Start from this model's weights (a run directory, a run's name or a .keras file); shapes must match.",
+)
+@click.option(
+    "--freeze",
+    type=LayerList(),
+    multiple=True,
+    callback=merge_freeze,
+    help=f"Layers that keep their weights and get no penalty: {', '.join(C.WEIGHT_LAYERS)} (comma-separated or repeated).",
+)
 @data_dir_option
-@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run directory to create [default: <runs-dir>/<dataset>-<timestamp>].")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run directory to create [default: <runs-dir>/<dataset>-<timestamp>].",
+)
 @runs_dir_option
-@click.option("--tensorboard/--no-tensorboard", default=True, show_default=True, help="Write TensorBoard logs to <run>/logs.")
+@click.option(
+    "--tensorboard/--no-tensorboard", default=True, show_default=True, help="Write TensorBoard logs to <run>/logs."
+)
 @click.option("--histograms", is_flag=True, help="Also log weight histograms each epoch.")
-@click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Continue an interrupted run (its folder or its name) from its last completed epoch, with its saved config.")
-@click.option("--keep-checkpoint", is_flag=True, help="Keep checkpoint.npz once the run has finished (it is deleted then by default).")
-@click.option("--deterministic", is_flag=True, help="Use TensorFlow's deterministic ops: with --seed, runs are bitwise reproducible.")
+@click.option(
+    "--resume",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Continue an interrupted run (its folder or its name) from its last completed epoch, with its saved config.",
+)
+@click.option(
+    "--keep-checkpoint",
+    is_flag=True,
+    help="Keep checkpoint.npz once the run has finished (it is deleted then by default).",
+)
+@click.option(
+    "--deterministic",
+    is_flag=True,
+    help="Use TensorFlow's deterministic ops: with --seed, runs are bitwise reproducible.",
+)
 @distribute_options
 @mlflow_options(register=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress display; print only the result.")
 @output_format_option(*C.TRAIN_FORMATS)
 @click.pass_context
-def train(ctx, recipe, dataset, preset, data_dir, output, runs_dir, tensorboard, histograms, resume, keep_checkpoint, deterministic, distribute,
-          devices, workers, task_index, worker_timeout, mlflow, mlflow_experiment, mlflow_register, quiet, output_format, **options):
+def train(
+    ctx,
+    recipe,
+    dataset,
+    preset,
+    data_dir,
+    output,
+    runs_dir,
+    tensorboard,
+    histograms,
+    resume,
+    keep_checkpoint,
+    deterministic,
+    distribute,
+    devices,
+    workers,
+    task_index,
+    worker_timeout,
+    mlflow,
+    mlflow_experiment,
+    mlflow_register,
+    quiet,
+    output_format,
+    **options,
+):
     """Train the LeNet and write a self-describing run directory.
 
     \b
@@ -375,11 +560,16 @@ def train(ctx, recipe, dataset, preset, data_dir, output, runs_dir, tensorboard,
     if resume is not None and recipe is not None:
         raise click.UsageError("--resume continues with the run's saved config; drop --recipe")
     if resume is not None:
-        given = [name for name in ("dataset", "preset", "output", *options)
-                 if name != "epochs" and ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)]
+        given = [
+            name
+            for name in ("dataset", "preset", "output", *options)
+            if name != "epochs" and ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+        ]
         if given:
-            raise click.UsageError(f"--resume continues with the run's saved config (only --epochs may change); "
-                                   f"drop --{given[0].replace('_', '-')}")
+            raise click.UsageError(
+                f"--resume continues with the run's saved config (only --epochs may change); "
+                f"drop --{given[0].replace('_', '-')}"
+            )
         from lenet_cli.engine.runs import find_run
         from lenet_cli.model.checkpoint import resumable_config
 
@@ -399,8 +589,23 @@ def train(ctx, recipe, dataset, preset, data_dir, output, runs_dir, tensorboard,
         cfg = C.resolve_config(dataset, preset, **options)
     from lenet_cli.engine.train import TrainRequest
 
-    request = TrainRequest(cfg, data_dir=data_dir, output=output, runs_dir=runs_dir, tensorboard=tensorboard, histograms=histograms,
-                           resume=resume is not None, deterministic=deterministic, distribute=distribute, devices=devices,
-                           workers=workers, task_index=task_index, worker_timeout=worker_timeout, keep_checkpoint=keep_checkpoint,
-                           mlflow=mlflow, mlflow_experiment=mlflow_experiment, mlflow_register=mlflow_register)
+    request = TrainRequest(
+        cfg,
+        data_dir=data_dir,
+        output=output,
+        runs_dir=runs_dir,
+        tensorboard=tensorboard,
+        histograms=histograms,
+        resume=resume is not None,
+        deterministic=deterministic,
+        distribute=distribute,
+        devices=devices,
+        workers=workers,
+        task_index=task_index,
+        worker_timeout=worker_timeout,
+        keep_checkpoint=keep_checkpoint,
+        mlflow=mlflow,
+        mlflow_experiment=mlflow_experiment,
+        mlflow_register=mlflow_register,
+    )
     ctx.exit(run_training(request, quiet=quiet, output_format=resolve_format(output_format)))

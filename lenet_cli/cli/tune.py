@@ -11,7 +11,15 @@ from pathlib import Path
 
 import click
 
-from lenet_cli.cli.options import DATASET, DATASET_HELP, data_dir_option, mlflow_options, output_format_option, resolve_format, runs_dir_option
+from lenet_cli.cli.options import (
+    DATASET,
+    DATASET_HELP,
+    data_dir_option,
+    mlflow_options,
+    output_format_option,
+    resolve_format,
+    runs_dir_option,
+)
 from lenet_cli.core import config as C
 from lenet_cli.core.errors import BadValue, MissingExtra
 from lenet_cli.core.units import human_duration, plural
@@ -71,7 +79,9 @@ def print_trials(records, output_format: str, title: str) -> None:
         writer.writerow([*TRIAL_FIELDS, *names])
         for r in records:
             row = [r.number, r.state, r.val_accuracy, r.epochs_run, r.epochs, r.seconds, r.retry_of, r.host, r.run_dir]
-            writer.writerow(["" if v is None else v for v in row] + ["" if r.params.get(n) is None else r.params[n] for n in names])
+            writer.writerow(
+                ["" if v is None else v for v in row] + ["" if r.params.get(n) is None else r.params[n] for n in names]
+            )
         click.echo(out.getvalue(), nl=False)
         return
     from lenet_cli.cli.console import UNBOUNDED_WIDTH, stdout_console
@@ -91,16 +101,25 @@ def _trials_table(records, names: list[str], title: str, split_headers: bool):
     """The ``--show`` table; with ``split_headers``, ``learning-rate`` is headed on two lines, ``learning-`` and ``rate``."""
     from rich.table import Table
 
-    table = Table(title=title, caption="best first: validation accuracy (pruned and failed trials: their last epoch's); "
-                                       "train time: the sum of the trial's epoch times, as lenet runs shows it")
+    table = Table(
+        title=title,
+        caption="best first: validation accuracy (pruned and failed trials: their last epoch's); "
+        "train time: the sum of the trial's epoch times, as lenet runs shows it",
+    )
     for column in ("trial", "state", "val acc", "epochs", "train time", *names):
         header = column.replace("-", "-\n") if split_headers else column
         table.add_column(header, justify="right" if column in ("trial", "val acc", "epochs", "train time") else "left")
     for r in records:
         trial = str(r.number) + (f" (retry of {r.retry_of})" if r.retry_of is not None else "")
         epochs = f"{r.epochs_run}/{'?' if r.epochs is None else r.epochs}"
-        table.add_row(trial, r.state, _accuracy(r.val_accuracy), epochs, human_duration(r.seconds),
-                      *[_param_text(r.params[n]) if n in r.params else "-" for n in names])
+        table.add_row(
+            trial,
+            r.state,
+            _accuracy(r.val_accuracy),
+            epochs,
+            human_duration(r.seconds),
+            *[_param_text(r.params[n]) if n in r.params else "-" for n in names],
+        )
     return table
 
 
@@ -119,16 +138,24 @@ def print_outcome(outcome, output_format: str) -> None:
     table.add_column("what")
     table.add_column("value", overflow="fold")
     table.add_row("study", escape(f"{outcome.study} in {outcome.storage}"))
-    table.add_row("trials", ", ".join(f"{n} {state}" for state, n in counts.items() if n) + f" ({outcome.ran} run here)")
+    table.add_row(
+        "trials", ", ".join(f"{n} {state}" for state, n in counts.items() if n) + f" ({outcome.ran} run here)"
+    )
     if counts["pruned"]:
-        table.add_row("pruning", f"{plural(counts['pruned'], 'trial')} stopped early, saving ~{human_duration(outcome.saved_seconds)} of training")
+        table.add_row(
+            "pruning",
+            f"{plural(counts['pruned'], 'trial')} stopped early, saving ~{human_duration(outcome.saved_seconds)} of training",
+        )
     best = outcome.best
     if best is None:
         table.add_row("best", "none yet: no trial has completed")
     else:
         table.add_row("best trial", escape(f"{best.number} ({best.run_dir})"))
         table.add_row("validation accuracy", _accuracy(best.val_accuracy))
-        table.add_row("test accuracy", _accuracy(outcome.test_accuracy) if outcome.test_accuracy is not None else escape(outcome.test_note or "-"))
+        table.add_row(
+            "test accuracy",
+            _accuracy(outcome.test_accuracy) if outcome.test_accuracy is not None else escape(outcome.test_note or "-"),
+        )
         table.add_row("recipe", escape(", ".join(f"{k} {_param_text(v)}" for k, v in best.params.items())))
         if outcome.recipe_file is not None:
             table.add_row("retrain", escape(f"lenet train --recipe {outcome.recipe_file}"))
@@ -139,8 +166,12 @@ def print_outcome(outcome, output_format: str) -> None:
 
 def progress_text(p) -> str:
     """The live line: ``trial 4 · epoch 2/6 · step 40/100 · 3/20 finished · best 91.23 % (trial 1) · ETA 14 min``."""
-    parts = [f"trial {p.trial}", f"epoch {p.epoch}/{p.epochs}", f"step {p.step}/{p.steps}",
-             f"{p.finished}/{p.target} finished" if p.target is not None else f"{p.finished} finished"]
+    parts = [
+        f"trial {p.trial}",
+        f"epoch {p.epoch}/{p.epochs}",
+        f"step {p.step}/{p.steps}",
+        f"{p.finished}/{p.target} finished" if p.target is not None else f"{p.finished} finished",
+    ]
     if p.best is not None:
         parts.append(f"best {p.best:.2%} (trial {p.best_trial})")
     if p.eta_seconds is not None:
@@ -180,35 +211,108 @@ def _bad_value(exc: BadValue) -> UsageLine:
 @click.option("--dataset", type=DATASET, default=None, help=f"What to tune on [default: mnist]. {DATASET_HELP}")
 @data_dir_option
 @runs_dir_option
-@click.option("--study", default=None, help="The study's name; trials go to <runs-dir>/tune/<study>/trial-<n>/ [default: the dataset's name].")
-@click.option("--storage", default=None, metavar="URL",
-              help="Where the study is kept: sqlite:///FILE, or postgresql://USER@HOST/DB that every machine of a search points at "
-                   "[default: sqlite:///<runs-dir>/tune/<dataset>.db].")
-@click.option("--trials", type=click.IntRange(min=1), default=None,
-              help="Finished trials the study should hold, counted across runs and machines; running the command again "
-                   "continues towards it [default: 20, or no limit with --timeout].")
-@click.option("--timeout", type=Duration(), default=None, help="Start no trial after this long (90m, 2h, 1h30m, or seconds); the running one finishes.")
-@click.option("--space", "space_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="A TOML or JSON file that narrows or widens the search space (lenet train option names; README shows the format).")
-@click.option("--pruner", type=click.Choice(C.TUNE_PRUNERS), default="median", show_default=True,
-              help="Stop a trial whose validation accuracy trails the others' at the same epoch: median, hyperband, or none.")
-@click.option("--heartbeat", type=click.IntRange(min=1), default=60, show_default=True,
-              help="Seconds between a running trial's heartbeats; a trial silent for twice this (its worker died) is failed and retried.")
-@click.option("--train-limit", type=click.IntRange(min=1), default=None, help="Train every trial on only the first N training images (quick searches).")
-@click.option("--validation-size", type=click.IntRange(min=0), default=None,
-              help="Training images held out to score the trials [default: 5000; a tenth of your own data].")
-@click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="The most epochs a trial trains [default: the dataset's default budget: 20 for mnist, 24 for fashion].")
-@click.option("--seed", type=int, default=None, help="Every trial's training seed; also seeds the sampler of a local study [default: 0].")
-@click.option("--keep-models", is_flag=True,
-              help="Keep every complete trial's model.keras [default: only the best trial keeps it; the others keep their "
-                   "TensorFlow-free model.tflite, pruned trials no model].")
+@click.option(
+    "--study",
+    default=None,
+    help="The study's name; trials go to <runs-dir>/tune/<study>/trial-<n>/ [default: the dataset's name].",
+)
+@click.option(
+    "--storage",
+    default=None,
+    metavar="URL",
+    help="Where the study is kept: sqlite:///FILE, or postgresql://USER@HOST/DB that every machine of a search points at "
+    "[default: sqlite:///<runs-dir>/tune/<dataset>.db].",
+)
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Finished trials the study should hold, counted across runs and machines; running the command again "
+    "continues towards it [default: 20, or no limit with --timeout].",
+)
+@click.option(
+    "--timeout",
+    type=Duration(),
+    default=None,
+    help="Start no trial after this long (90m, 2h, 1h30m, or seconds); the running one finishes.",
+)
+@click.option(
+    "--space",
+    "space_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A TOML or JSON file that narrows or widens the search space (lenet train option names; README shows the format).",
+)
+@click.option(
+    "--pruner",
+    type=click.Choice(C.TUNE_PRUNERS),
+    default="median",
+    show_default=True,
+    help="Stop a trial whose validation accuracy trails the others' at the same epoch: median, hyperband, or none.",
+)
+@click.option(
+    "--heartbeat",
+    type=click.IntRange(min=1),
+    default=60,
+    show_default=True,
+    help="Seconds between a running trial's heartbeats; a trial silent for twice this (its worker died) is failed and retried.",
+)
+@click.option(
+    "--train-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train every trial on only the first N training images (quick searches).",
+)
+@click.option(
+    "--validation-size",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Training images held out to score the trials [default: 5000; a tenth of your own data].",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The most epochs a trial trains [default: the dataset's default budget: 20 for mnist, 24 for fashion].",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Every trial's training seed; also seeds the sampler of a local study [default: 0].",
+)
+@click.option(
+    "--keep-models",
+    is_flag=True,
+    help="Keep every complete trial's model.keras [default: only the best trial keeps it; the others keep their "
+    "TensorFlow-free model.tflite, pruned trials no model].",
+)
 @mlflow_options(register=False)
 @click.option("--show", is_flag=True, help="Print the study's trials so far, best first, and train nothing.")
 @output_format_option(*C.TUNE_FORMATS)
 @click.pass_context
-def tune(ctx, dataset, data_dir, runs_dir, study, storage, trials, timeout, space_file, pruner, heartbeat, train_limit, validation_size,
-         epochs, seed, keep_models, mlflow, mlflow_experiment, show, output_format):
+def tune(
+    ctx,
+    dataset,
+    data_dir,
+    runs_dir,
+    study,
+    storage,
+    trials,
+    timeout,
+    space_file,
+    pruner,
+    heartbeat,
+    train_limit,
+    validation_size,
+    epochs,
+    seed,
+    keep_models,
+    mlflow,
+    mlflow_experiment,
+    show,
+    output_format,
+):
     """Search for the best training recipe: Optuna trials, each an ordinary run, scored on validation.
 
     Each trial trains a recipe drawn from the search space into
@@ -233,18 +337,48 @@ def tune(ctx, dataset, data_dir, runs_dir, study, storage, trials, timeout, spac
     from lenet_cli.runtimes.extras import module_missing
 
     if module_missing("optuna"):
-        raise MissingExtra("lenet tune needs Optuna: pip install 'lenet-cli[tune]'", hint="pip install 'lenet-cli[tune]'")
+        raise MissingExtra(
+            "lenet tune needs Optuna: pip install 'lenet-cli[tune]'", hint="pip install 'lenet-cli[tune]'"
+        )
     from lenet_cli.engine.tune import TuneRequest
 
-    request = TuneRequest(dataset=dataset or "mnist", data_dir=data_dir, runs_dir=runs_dir, study=study, storage=storage, trials=trials,
-                          timeout=timeout, pruner=pruner, heartbeat=heartbeat, space_file=space_file, train_limit=train_limit,
-                          validation_size=validation_size, epochs=epochs, seed=TRAIN_SEED if seed is None else seed,
-                          keep_models=keep_models, mlflow=mlflow, mlflow_experiment=mlflow_experiment)
+    request = TuneRequest(
+        dataset=dataset or "mnist",
+        data_dir=data_dir,
+        runs_dir=runs_dir,
+        study=study,
+        storage=storage,
+        trials=trials,
+        timeout=timeout,
+        pruner=pruner,
+        heartbeat=heartbeat,
+        space_file=space_file,
+        train_limit=train_limit,
+        validation_size=validation_size,
+        epochs=epochs,
+        seed=TRAIN_SEED if seed is None else seed,
+        keep_models=keep_models,
+        mlflow=mlflow,
+        mlflow_experiment=mlflow_experiment,
+    )
     output_format = resolve_format(output_format)
     if show:
-        given = [name for name in ("trials", "timeout", "space_file", "train_limit", "validation_size", "epochs", "seed", "keep_models",
-                                   "mlflow", "mlflow_experiment")
-                 if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)]
+        given = [
+            name
+            for name in (
+                "trials",
+                "timeout",
+                "space_file",
+                "train_limit",
+                "validation_size",
+                "epochs",
+                "seed",
+                "keep_models",
+                "mlflow",
+                "mlflow_experiment",
+            )
+            if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+        ]
         if given:
             raise UsageLine(f"--show only reads the study; drop --{given[0].replace('_file', '').replace('_', '-')}")
         ctx.exit(_show(request, dataset is None, output_format))
@@ -286,9 +420,14 @@ def _search(request, output_format: str) -> int:
     except TuneInterrupted as exc:
         live.stop()
         name = signal.Signals(exc.signum).name
-        stopped = (f"trial {exc.trial} is marked failed and queued again" if exc.trial is not None else "no trial was running")
-        click.echo(f"{name}: the search stopped; {stopped}. Continue the study with the same command "
-                   f"(lenet tune --show --study {exc.study} lists its trials)", err=True)
+        stopped = (
+            f"trial {exc.trial} is marked failed and queued again" if exc.trial is not None else "no trial was running"
+        )
+        click.echo(
+            f"{name}: the search stopped; {stopped}. Continue the study with the same command "
+            f"(lenet tune --show --study {exc.study} lists its trials)",
+            err=True,
+        )
         return 128 + exc.signum
     finally:
         live.stop()

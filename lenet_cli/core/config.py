@@ -53,13 +53,33 @@ WEIGHT_LAYERS = ("conv_1", "conv_2", "dot_1", "dot_2", "logits_layer")
 
 DATASETS = ("mnist", "fashion")
 # Every --dataset name (lenet_cli/datasets/named.py knows where each comes from); a path is accepted too.
-NAMED_DATASETS = ("mnist", "fashion", "kmnist", "qmnist", "emnist-digits", "emnist-letters", "emnist-balanced",
-                  "emnist-byclass", "emnist-bymerge", "emnist-mnist")
+NAMED_DATASETS = (
+    "mnist",
+    "fashion",
+    "kmnist",
+    "qmnist",
+    "emnist-digits",
+    "emnist-letters",
+    "emnist-balanced",
+    "emnist-byclass",
+    "emnist-bymerge",
+    "emnist-mnist",
+)
 OWN_DATA_VALIDATION_FRACTION = 0.1  # own data: a tenth of the training pictures held out, at most VALIDATION_SIZE
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "float32", "bfloat16")  # lenet_cli/precision.py; auto is resolved before a run starts
-AUGMENTATIONS = ("none", "shift", "flip", "flip-shift", "digits", "clothing", "writers", "writers-tones", "tones")  # lenet_cli/model/augmentation.py
+AUGMENTATIONS = (
+    "none",
+    "shift",
+    "flip",
+    "flip-shift",
+    "digits",
+    "clothing",
+    "writers",
+    "writers-tones",
+    "tones",
+)  # lenet_cli/model/augmentation.py
 PRESETS = ("default", "seed")
 
 # --- Choices the commands offer, owned here so `--help` needs no worker module --
@@ -67,21 +87,32 @@ DISTRIBUTE_MODES = ("none", "mirrored", "multi-worker")
 QUANTIZE_MODES = ("none", "dynamic", "int8")
 PREPROCESS_MODES = ("mnist", "fashion", "none")  # how a picture becomes a 28x28 input
 INVERT_MODES = ("auto", "always", "never")
-ENGINES = ("auto", "keras")  # which of a run's models answers: auto = its TensorFlow-free model.tflite when checked OK, else model.keras
+ENGINES = (
+    "auto",
+    "keras",
+)  # which of a run's models answers: auto = its TensorFlow-free model.tflite when checked OK, else model.keras
 SPLITS = ("test", "validation", "train")
 PREDICT_FORMATS = ("table", "json", "jsonl", "csv", "tsv")
 EVALUATE_FORMATS = ("table", "json", "csv")
 TRAIN_FORMATS = ("table", "json")
 TUNE_FORMATS = ("table", "json", "csv")
-TUNE_PRUNERS = ("median", "hyperband", "none")  # lenet_cli/engine/tune.py: stop a trial whose validation accuracy trails, or never
+TUNE_PRUNERS = (
+    "median",
+    "hyperband",
+    "none",
+)  # lenet_cli/engine/tune.py: stop a trial whose validation accuracy trails, or never
 
 # --- Shared defaults ------------------------------------------------------------
 VALIDATION_SIZE = 5000  # the first N training images are held out, as TensorFlow's MNIST feeder did
 INFERENCE_BATCH_SIZE = 1000  # images per compiled inference call
-TEMPERATURE_BOUNDS = (0.25, 4.0)  # temperature scaling's range (lenet_cli/calibration.py): a mistake-free split cannot push answers to certainty
-CALIBRATION_MIN_IMAGES = 100  # fewer validation images say too little about confidence: the run ships uncalibrated, and says so
-DEFAULT_TOP_K = 3  # classes listed per answer, and the k of evaluate's top-k accuracy; a model with fewer classes lists them all
-MIN_CONFIDENCE = 0.5  # predict/serve flag an answer whose top probability is below this; evaluate reports how often (README)
+# temperature scaling's range (lenet_cli/calibration.py): a mistake-free split cannot push answers to certainty
+TEMPERATURE_BOUNDS = (0.25, 4.0)
+# fewer validation images say too little about confidence: the run ships uncalibrated, and says so
+CALIBRATION_MIN_IMAGES = 100
+# classes listed per answer, and the k of evaluate's top-k accuracy; a model with fewer classes lists them all
+DEFAULT_TOP_K = 3
+# predict/serve flag an answer whose top probability is below this; evaluate reports how often (README)
+MIN_CONFIDENCE = 0.5
 
 # --- The seed's literal training values (``--preset seed``) -------------------
 SEED_PRESET: dict[str, Any] = {
@@ -102,7 +133,14 @@ SEED_PRESET: dict[str, Any] = {
 # Values that differ between datasets; everything else is shared.
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     # both chosen with `python -m bench.recipes` on the validation split (bench/RESULTS.md)
-    "mnist": {"epochs": 20, "augment": "shift", "dropout": 0.3, "batch_size": 256, "learning_rate": 2e-3, "ema_momentum": 0.999},
+    "mnist": {
+        "epochs": 20,
+        "augment": "shift",
+        "dropout": 0.3,
+        "batch_size": 256,
+        "learning_rate": 2e-3,
+        "ema_momentum": 0.999,
+    },
     "fashion": {"epochs": 24, "augment": "tones", "dropout": 0.25, "batch_size": 256, "learning_rate": 2e-3},
 }
 
@@ -126,15 +164,18 @@ class TrainConfig:
     augment: str = "none"  # a policy of lenet_cli/model/augmentation.py: none | shift | flip | flip-shift | digits | clothing | writers | tones
     ema_momentum: float = 0.0  # 0: ship the last weights; else an exponential moving average of them (Keras's use_ema)
     label_smoothing: float = 0.0  # share of each target spread over the other classes (train only)
-    calibrate: bool = True  # fit a temperature on the validation split and fold it into logits_layer (metrics.json: calibration)
-    precision: str = "float32"  # float32 | bfloat16 (mixed: weights, LRN, logits and loss stay float32) | auto (resolved at start)
+    # fit a temperature on the validation split and fold it into logits_layer (metrics.json: calibration)
+    calibrate: bool = True
+    # float32 | bfloat16 (mixed: weights, LRN, logits and loss stay float32) | auto (resolved at start)
+    precision: str = "float32"
     seed: int = 0  # seeds weights, shuffling, dropout and augmentation
     validation_size: int | None = VALIDATION_SIZE  # training images held out for validation (None: a tenth of own data)
     train_limit: int | None = None  # use only the first N training images (quick trials)
     freeze: tuple[str, ...] = ()  # layers that keep their (initial) weights
     init_from: str | None = None  # model whose weights start the run
     data_source: str | None = None  # the folder the dataset's files were read from (later commands look there first)
-    preprocess: str | None = None  # how pictures become 28x28 inputs: mnist (digit-like) | fashion (article-like) | none
+    # how pictures become 28x28 inputs: mnist (digit-like) | fashion (article-like) | none
+    preprocess: str | None = None
     class_names: tuple[str, ...] | None = None  # the dataset's classes in label order (logits_layer has one unit each)
     data_fingerprint: str | None = None  # sha256 over the dataset's files (pictures: names, sizes, times)
     study: str | None = None  # the lenet tune study this run is a trial of (None: not a trial)
@@ -212,8 +253,10 @@ def check_config_types(data: dict[str, Any]) -> None:
         else:
             ok = isinstance(value, _JSON_TYPES[base]) and (base == "bool") == isinstance(value, bool)
         if not ok:
-            raise ValueError(f"{field.name!r} should be {declared.replace('tuple[str, ...]', 'a list of strings')}, "
-                             f"not {type(value).__name__}")
+            raise ValueError(
+                f"{field.name!r} should be {declared.replace('tuple[str, ...]', 'a list of strings')}, "
+                f"not {type(value).__name__}"
+            )
 
 
 def resolve_config(dataset: str, preset: str = "default", **overrides: Any) -> TrainConfig:
@@ -223,7 +266,9 @@ def resolve_config(dataset: str, preset: str = "default", **overrides: Any) -> T
     default to ``None`` and still show the real default in ``--help``.
     """
     values: dict[str, Any] = {"dataset": dataset, "preset": preset}
-    values.update(DATASET_DEFAULTS.get(dataset, DATASET_DEFAULTS["mnist"]))  # the MNIST family and own data: MNIST's recipe
+    values.update(
+        DATASET_DEFAULTS.get(dataset, DATASET_DEFAULTS["mnist"])
+    )  # the MNIST family and own data: MNIST's recipe
     if dataset not in NAMED_DATASETS:
         values["validation_size"] = None  # own data: a tenth of its training pictures (data.load_dataset decides)
     if preset == "seed":

@@ -10,4 +10,5 @@ RUNS_DIR_ENV = "LENET_RUNS_DIR"  # --runs-dir
 DEBUG_ENV = "LENET_DEBUG"  # --debug
 TF_LOG_ENV = "LENET_TF_LOG"  # 1: let TensorFlow's native logs through
 CPU_DEVICES_ENV = "LENET_CPU_DEVICES"  # --devices
-MLFLOW_TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # --mlflow: MLflow's own variable, so a team's setting reaches lenet too
+# --mlflow: MLflow's own variable, so a team's setting reaches lenet too
+MLFLOW_TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"

@@ -14,7 +14,8 @@ EXIT_ERROR = 1  # a handled error: a bad or missing file, bad data, an unloadabl
 EXIT_USAGE = 2  # a value or combination the command cannot take (Click's usage errors, BadValue)
 EXIT_MISSING_EXTRA = 3  # an optional dependency is not installed: the message names the pip command
 EXIT_BELOW_BAR = 4  # the command worked, and the model missed the accuracy bar it was given (a CI gate)
-EXIT_STORAGE_LOST = 5  # a shared store (lenet tune's database) went away mid-command: run the same command again once it is back
+# a shared store (lenet tune's database) went away mid-command: run the same command again once it is back
+EXIT_STORAGE_LOST = 5
 
 
 class LenetError(Exception):

@@ -90,8 +90,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     predicted = _check_labels(y_pred, num_classes)
     if labels.shape != predicted.shape:
         raise ValueError(
-            f"true and predicted labels must have the same length. "
-            f"Received: {labels.shape[0]} and {predicted.shape[0]}"
+            f"true and predicted labels must have the same length. Received: {labels.shape[0]} and {predicted.shape[0]}"
         )
     flat = np.bincount(labels * num_classes + predicted, minlength=num_classes * num_classes)
     return flat.reshape(num_classes, num_classes).astype(np.int64, copy=False)
@@ -294,8 +293,7 @@ def classification_report(
     num_classes = probs.shape[1]
     if len(class_names) != num_classes:
         raise ValueError(
-            f"need one class name per model output. "
-            f"Received: {len(class_names)} names for {num_classes} outputs"
+            f"need one class name per model output. Received: {len(class_names)} names for {num_classes} outputs"
         )
     if labels.size == 0:
         raise ValueError("there are no examples to evaluate; check the dataset split and any limit.")
@@ -352,8 +350,15 @@ def calibration(y_true: np.ndarray, probs: np.ndarray, bins: int = CALIBRATION_B
         mean_confidence = float(confidence[members].mean()) if count else None
         if accuracy is not None and mean_confidence is not None:
             gap += count * abs(accuracy - mean_confidence)
-        rows.append({"lower": float(edges[b]), "upper": float(edges[b + 1]), "count": count,
-                     "accuracy": accuracy, "confidence": mean_confidence})
+        rows.append(
+            {
+                "lower": float(edges[b]),
+                "upper": float(edges[b + 1]),
+                "count": count,
+                "accuracy": accuracy,
+                "confidence": mean_confidence,
+            }
+        )
     return {"ece": gap / labels.size if labels.size else 0.0, "bins": rows}
 
 
@@ -383,10 +388,16 @@ def low_confidence_report(y_true: np.ndarray, probs: np.ndarray, threshold: floa
     def share(part: int, whole: int) -> float | None:
         return part / whole if whole else None
 
-    return {"threshold": float(threshold), "flagged": int(flagged.sum()), "flagged_share": share(int(flagged.sum()), labels.size),
-            "mistakes": mistakes, "mistakes_flagged": caught, "mistakes_flagged_share": share(caught, mistakes),
-            "accuracy_flagged": float(correct[flagged].mean()) if flagged.any() else None,
-            "accuracy_unflagged": float(correct[~flagged].mean()) if (~flagged).any() else None}
+    return {
+        "threshold": float(threshold),
+        "flagged": int(flagged.sum()),
+        "flagged_share": share(int(flagged.sum()), labels.size),
+        "mistakes": mistakes,
+        "mistakes_flagged": caught,
+        "mistakes_flagged_share": share(caught, mistakes),
+        "accuracy_flagged": float(correct[flagged].mean()) if flagged.any() else None,
+        "accuracy_unflagged": float(correct[~flagged].mean()) if (~flagged).any() else None,
+    }
 
 
 def most_confident_mistakes(y_true: np.ndarray, probs: np.ndarray, n: int) -> list[int]:

@@ -30,17 +30,33 @@ class Prediction:
     low_confidence: bool | None = None
 
     @classmethod
-    def from_probabilities(cls, path: str, probabilities: np.ndarray, class_names: Sequence[str], top_k: int,
-                           min_confidence: float) -> Prediction:
+    def from_probabilities(
+        cls, path: str, probabilities: np.ndarray, class_names: Sequence[str], top_k: int, min_confidence: float
+    ) -> Prediction:
         """The answer for one image from the network's class probabilities (the top ``top_k`` listed, best first)."""
         k = max(1, min(top_k, len(class_names)))
         order = np.argsort(-probabilities, kind="stable")[:k]
         best = int(order[0])
         confidence = float(probabilities[best])
-        return cls(path, label=class_names[best], index=best, confidence=confidence,
-                   top_k=[{"label": class_names[int(i)], "index": int(i), "confidence": float(probabilities[int(i)])} for i in order],
-                   low_confidence=confidence < min_confidence)
+        return cls(
+            path,
+            label=class_names[best],
+            index=best,
+            confidence=confidence,
+            top_k=[
+                {"label": class_names[int(i)], "index": int(i), "confidence": float(probabilities[int(i)])}
+                for i in order
+            ],
+            low_confidence=confidence < min_confidence,
+        )
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "label": self.label, "index": self.index, "confidence": self.confidence, "top_k": self.top_k,
-                "low_confidence": self.low_confidence, "error": self.error}
+        return {
+            "path": self.path,
+            "label": self.label,
+            "index": self.index,
+            "confidence": self.confidence,
+            "top_k": self.top_k,
+            "low_confidence": self.low_confidence,
+            "error": self.error,
+        }

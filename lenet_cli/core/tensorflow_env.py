@@ -55,7 +55,9 @@ def prepare_tensorflow_env() -> None:
     os.environ.setdefault(ONEDNN_ENV, "1")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     global _silenced_here
-    if not logs_requested() and "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # 3: not even its C++ ERROR lines; lenet reports failures itself
+    if (
+        not logs_requested() and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    ):  # 3: not even its C++ ERROR lines; lenet reports failures itself
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
         _silenced_here = True
 

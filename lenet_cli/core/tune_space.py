@@ -67,8 +67,14 @@ class Lever:
             if not isinstance(value, str) or value not in self.choices:
                 raise ValueError(f"{self.option} takes one of {', '.join(self.choices)}; received: {value!r}")
             return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (self.kind is int and not float(value).is_integer()):
-            raise ValueError(f"{self.option} takes {'an integer' if self.kind is int else 'a number'}; received: {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (self.kind is int and not float(value).is_integer())
+        ):
+            raise ValueError(
+                f"{self.option} takes {'an integer' if self.kind is int else 'a number'}; received: {value!r}"
+            )
         number = int(value) if self.kind is int else float(value)
         too_low = self.low is not None and (number < self.low or (self.low_open and number == self.low))
         too_high = self.high is not None and (number > self.high or (self.high_open and number == self.high))
@@ -82,21 +88,24 @@ class Lever:
         return " and ".join(part for part in (low, high) if part) or "a number"
 
 
-LEVERS: dict[str, Lever] = {lever.option: lever for lever in (
-    Lever("epochs", "epochs", int, low=1),
-    Lever("batch-size", "batch_size", int, low=1),
-    Lever("optimizer", "optimizer", str, choices=C.OPTIMIZERS),
-    Lever("learning-rate", "learning_rate", float, low=0, low_open=True),
-    Lever("schedule", "schedule", str, choices=C.SCHEDULES),
-    Lever("warmup-epochs", "warmup_epochs", float, low=0),
-    Lever("l1", "l1", float, low=0),
-    Lever("weight-decay", "weight_decay", float, low=0),
-    Lever("dropout", "dropout", float, low=0, high=1, high_open=True),
-    Lever("dense-units", "dense_units", int, low=1),
-    Lever("augment", "augment", str, choices=C.AUGMENTATIONS),
-    Lever("ema", "ema_momentum", float, low=0, high=1, high_open=True),
-    Lever("label-smoothing", "label_smoothing", float, low=0, high=1, high_open=True),
-)}
+LEVERS: dict[str, Lever] = {
+    lever.option: lever
+    for lever in (
+        Lever("epochs", "epochs", int, low=1),
+        Lever("batch-size", "batch_size", int, low=1),
+        Lever("optimizer", "optimizer", str, choices=C.OPTIMIZERS),
+        Lever("learning-rate", "learning_rate", float, low=0, low_open=True),
+        Lever("schedule", "schedule", str, choices=C.SCHEDULES),
+        Lever("warmup-epochs", "warmup_epochs", float, low=0),
+        Lever("l1", "l1", float, low=0),
+        Lever("weight-decay", "weight_decay", float, low=0),
+        Lever("dropout", "dropout", float, low=0, high=1, high_open=True),
+        Lever("dense-units", "dense_units", int, low=1),
+        Lever("augment", "augment", str, choices=C.AUGMENTATIONS),
+        Lever("ema", "ema_momentum", float, low=0, high=1, high_open=True),
+        Lever("label-smoothing", "label_smoothing", float, low=0, high=1, high_open=True),
+    )
+}
 """Every option a space may name, keyed by its ``lenet train`` spelling (a test checks them against the command)."""
 
 WARMUP_SHARE = 0.2
@@ -153,7 +162,9 @@ def default_space(dataset: str) -> Space:
         "dropout": Range(0.1, 0.6),
         "l1": Range(1e-8, 1e-4, log=True),
         "weight-decay": Range(1e-7, 1e-3, log=True),
-        "augment": Choice(("none", "flip", "flip-shift", "shift", "clothing") if clothing else ("none", "shift", "digits")),
+        "augment": Choice(
+            ("none", "flip", "flip-shift", "shift", "clothing") if clothing else ("none", "shift", "digits")
+        ),
         "ema": Choice((0.0, 0.99, 0.999)),
         "label-smoothing": Range(0.0, 0.2),
     }
@@ -198,7 +209,9 @@ def read_space_file(path: str | os.PathLike) -> dict[str, Any]:
     """
     data = read_table_file(path, "space")
     if not isinstance(data, dict):
-        raise BadValue("space", f"{str(path)!r} must be a table of options (e.g. {{\"dropout\": {{\"low\": 0.2, \"high\": 0.4}}}})")
+        raise BadValue(
+            "space", f'{str(path)!r} must be a table of options (e.g. {{"dropout": {{"low": 0.2, "high": 0.4}}}})'
+        )
     return data
 
 
@@ -220,7 +233,9 @@ def parse_param(name: str, spec: Any) -> Param:
     if option not in LEVERS:
         close = difflib.get_close_matches(option, list(LEVERS), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise BadValue("space", f"unknown option {name!r}: {hint}a space sets these lenet train options: {', '.join(LEVERS)}")
+        raise BadValue(
+            "space", f"unknown option {name!r}: {hint}a space sets these lenet train options: {', '.join(LEVERS)}"
+        )
     lever = LEVERS[option]
     if isinstance(spec, list):
         spec = {"choices": spec}
@@ -228,7 +243,9 @@ def parse_param(name: str, spec: Any) -> Param:
         spec = {"value": spec}
     unknown = sorted(set(spec) - _SPEC_KEYS)
     if unknown:
-        raise BadValue("space", f"{option}: unknown key {unknown[0]!r}; use low/high (with log, step), choices, or value")
+        raise BadValue(
+            "space", f"{option}: unknown key {unknown[0]!r}; use low/high (with log, step), choices, or value"
+        )
     try:
         if "value" in spec:
             if len(spec) > 1:
@@ -249,7 +266,9 @@ def parse_param(name: str, spec: Any) -> Param:
 def _parse_range(lever: Lever, spec: dict[str, Any]) -> Param:
     option = lever.option
     if lever.kind is str:
-        raise ValueError(f"{option} takes choices, not a range: e.g. {option} = [{', '.join(repr(c) for c in lever.choices[:2])}]")
+        raise ValueError(
+            f"{option} takes choices, not a range: e.g. {option} = [{', '.join(repr(c) for c in lever.choices[:2])}]"
+        )
     if "low" not in spec or "high" not in spec:
         raise ValueError(f"{option}: a range needs both low and high (or give choices, or a value)")
     low, high = lever.check(spec["low"]), lever.check(spec["high"])
@@ -262,8 +281,15 @@ def _parse_range(lever: Lever, spec: dict[str, Any]) -> Param:
         raise ValueError(f"{option}: a log range needs low > 0; received: {low:g}")
     step = spec.get("step")
     if step is not None:
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0 or (lever.kind is int and not float(step).is_integer()):
-            raise ValueError(f"{option}: step must be a positive {'integer' if lever.kind is int else 'number'}; received: {step!r}")
+        if (
+            isinstance(step, bool)
+            or not isinstance(step, (int, float))
+            or step <= 0
+            or (lever.kind is int and not float(step).is_integer())
+        ):
+            raise ValueError(
+                f"{option}: step must be a positive {'integer' if lever.kind is int else 'number'}; received: {step!r}"
+            )
         if log:
             raise ValueError(f"{option}: a range takes log or step, not both")
         step = int(step) if lever.kind is int else float(step)
@@ -318,8 +344,11 @@ def _check_warmup(space: Space) -> None:
         return
     fewest = _fewest_epochs(space["epochs"])
     if warmup.low > fewest * WARMUP_SHARE:
-        raise BadValue("space", f"warmup-epochs: a trial warms up for at most a fifth of its epochs ({fewest * WARMUP_SHARE:g} of "
-                                f"{plural(fewest, 'epoch')}); the range starts at {warmup.low:g}: lower its low, or raise the epochs")
+        raise BadValue(
+            "space",
+            f"warmup-epochs: a trial warms up for at most a fifth of its epochs ({fewest * WARMUP_SHARE:g} of "
+            f"{plural(fewest, 'epoch')}); the range starts at {warmup.low:g}: lower its low, or raise the epochs",
+        )
 
 
 def _capped(param: Param, cap: int) -> Param:
@@ -341,7 +370,12 @@ def describe(param: Param, option: str | None = None) -> str:
     """``0.0003..0.01 (log)``, ``64 | 128 | 256``, ``= 0.3``: a space entry as a person reads it (``option``: its name, for its caveats)."""
     if isinstance(param, Range):
         capped = " (at most a fifth of the trial's epochs)" if option == "warmup-epochs" else ""
-        return f"{param.low:g}..{param.high:g}" + (" (log)" if param.log else "") + (f" step {param.step:g}" if param.step else "") + capped
+        return (
+            f"{param.low:g}..{param.high:g}"
+            + (" (log)" if param.log else "")
+            + (f" step {param.step:g}" if param.step else "")
+            + capped
+        )
     if isinstance(param, Choice):
         return " | ".join(str(c) for c in param.choices)
     return f"= {param.value}"
@@ -353,7 +387,9 @@ def describe(param: Param, option: str | None = None) -> str:
 class Suggester(Protocol):
     """What :func:`suggest` needs of an Optuna trial."""
 
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False) -> float: ...
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float: ...
 
     def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int: ...
 
@@ -367,7 +403,9 @@ def suggest(trial: Suggester, space: Space) -> dict[str, Any]:
     value is taken as given).
     """
     values: dict[str, Any] = {}
-    for option in sorted(space, key=lambda name: name == "warmup-epochs"):  # the epochs first: the warm-up's range depends on them
+    for option in sorted(
+        space, key=lambda name: name == "warmup-epochs"
+    ):  # the epochs first: the warm-up's range depends on them
         param = space[option]
         lever = LEVERS[option]
         if isinstance(param, Fixed):
@@ -375,12 +413,16 @@ def suggest(trial: Suggester, space: Space) -> dict[str, Any]:
         elif isinstance(param, Choice):
             values[option] = trial.suggest_categorical(option, list(param.choices))
         elif lever.kind is int:
-            values[option] = trial.suggest_int(option, int(param.low), int(param.high), step=int(param.step or 1), log=param.log)
+            values[option] = trial.suggest_int(
+                option, int(param.low), int(param.high), step=int(param.step or 1), log=param.log
+            )
         else:
             high = float(param.high)
             if option == "warmup-epochs":
                 high = min(high, values["epochs"] * WARMUP_SHARE)
-            values[option] = trial.suggest_float(option, min(float(param.low), high), high, step=param.step, log=param.log)
+            values[option] = trial.suggest_float(
+                option, min(float(param.low), high), high, step=param.step, log=param.log
+            )
     return {option: values[option] for option in space}
 
 
@@ -391,8 +433,13 @@ def config_overrides(values: dict[str, Any]) -> dict[str, Any]:
 
 def recipe_of(config: C.TrainConfig) -> dict[str, Any]:
     """A run's recipe as ``lenet train`` options (:data:`RECIPE_OPTIONS`): what ``lenet train --recipe`` reads back."""
-    fields = {"dataset": "dataset", "calibrate": "calibrate", "precision": "precision", "seed": "seed",
-              **{option: lever.field for option, lever in LEVERS.items()}}
+    fields = {
+        "dataset": "dataset",
+        "calibrate": "calibrate",
+        "precision": "precision",
+        "seed": "seed",
+        **{option: lever.field for option, lever in LEVERS.items()},
+    }
     return {option: getattr(config, fields[option]) for option in RECIPE_OPTIONS}
 
 
@@ -406,8 +453,11 @@ def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
     data = read_table_file(path, "recipe")
     recipe = data.get("recipe", data) if isinstance(data, dict) else None
     if not isinstance(recipe, dict):
-        raise BadValue("recipe", f"{str(path)!r} holds no recipe: expected a table of lenet train options "
-                                 f"(TOML: dropout = 0.3; JSON: {{\"dropout\": 0.3}})")
+        raise BadValue(
+            "recipe",
+            f"{str(path)!r} holds no recipe: expected a table of lenet train options "
+            f'(TOML: dropout = 0.3; JSON: {{"dropout": 0.3}})',
+        )
     return recipe
 
 

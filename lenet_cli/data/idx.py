@@ -105,7 +105,9 @@ def locate_dataset(
         root = Path(explicit).expanduser()
         origin = "data_dir" if data_dir is not None else f"${DATA_DIR_ENV}"
         if not root.is_dir():
-            raise DataError(f"data folder {str(root)!r} (from {origin}) does not exist; create it or point {origin} at the folder that holds {dataset}/")
+            raise DataError(
+                f"data folder {str(root)!r} (from {origin}) does not exist; create it or point {origin} at the folder that holds {dataset}/"
+            )
         if not os.access(root, os.R_OK | os.X_OK):
             raise DataError(f"data folder {str(root)!r} (from {origin}) is not readable; fix its permissions")
         folder = _dataset_folder(root, dataset, files)
@@ -121,7 +123,9 @@ def locate_dataset(
     if folder is not None:
         return folder
     if not download:
-        raise DataError(f"{dataset} not found in {str(cache / dataset)!r}; set data_dir (or ${DATA_DIR_ENV}) to a folder holding {dataset}/")
+        raise DataError(
+            f"{dataset} not found in {str(cache / dataset)!r}; set data_dir (or ${DATA_DIR_ENV}) to a folder holding {dataset}/"
+        )
     target = cache / dataset
     for name in files:
         if not (target / name).is_file():
@@ -129,8 +133,13 @@ def locate_dataset(
     return target
 
 
-def fetch_verified(urls, final: Path, checksum: tuple[str, str] | None = None, log: Callable[[str], None] | None = None,
-                   timeout: float = 30.0) -> tuple[Path | None, list[str]]:
+def fetch_verified(
+    urls,
+    final: Path,
+    checksum: tuple[str, str] | None = None,
+    log: Callable[[str], None] | None = None,
+    timeout: float = 30.0,
+) -> tuple[Path | None, list[str]]:
     """Try each URL in turn: stream it to a temporary file while hashing it, check ``(algorithm, hexdigest)``, rename into place.
 
     A failed or corrupt download leaves no file behind under either name.
@@ -155,7 +164,9 @@ def fetch_verified(urls, final: Path, checksum: tuple[str, str] | None = None, l
                     digest.update(chunk)
                     out.write(chunk)
             if checksum and digest.hexdigest() != checksum[1]:
-                raise ValueError(f"checksum mismatch ({checksum[0]} {digest.hexdigest()[:12]}..., expected {checksum[1][:12]}...)")
+                raise ValueError(
+                    f"checksum mismatch ({checksum[0]} {digest.hexdigest()[:12]}..., expected {checksum[1][:12]}...)"
+                )
             os.replace(tmp, final)
             return final, []
         except (OSError, urllib.error.URLError, ValueError) as exc:
@@ -255,11 +266,15 @@ def read_idx_body(path: Path, header_size: int, parse_header) -> tuple[tuple[int
         with gzip.open(path, "rb") as handle:
             header = handle.read(header_size)
             if len(header) < header_size:
-                raise DataError(f"{str(path)!r} is truncated: {len(header)} bytes is shorter than the {header_size}-byte IDX header; fetch it again")
+                raise DataError(
+                    f"{str(path)!r} is truncated: {len(header)} bytes is shorter than the {header_size}-byte IDX header; fetch it again"
+                )
             shape, body_size = parse_header(header)
             if body_size > MAX_IDX_BYTES:
-                raise DataError(f"{str(path)!r} claims {shape[0]:,} items ({body_size:,} bytes), more than lenet reads "
-                                f"({MAX_IDX_BYTES:,} bytes); it is corrupt or not an MNIST-format file")
+                raise DataError(
+                    f"{str(path)!r} claims {shape[0]:,} items ({body_size:,} bytes), more than lenet reads "
+                    f"({MAX_IDX_BYTES:,} bytes); it is corrupt or not an MNIST-format file"
+                )
             body = bytearray()
             while len(body) <= body_size:
                 chunk = handle.read(min(1 << 22, body_size + 1 - len(body)))
@@ -274,8 +289,10 @@ def read_idx_body(path: Path, header_size: int, parse_header) -> tuple[tuple[int
         ) from None
     if len(body) != body_size:
         found = f"more than {header_size + body_size:,}" if len(body) > body_size else f"{header_size + len(body):,}"
-        raise DataError(f"{str(path)!r} is truncated or padded: {found} bytes after gunzip, expected {header_size + body_size:,} "
-                        f"for {shape[0]:,} items; fetch it again")
+        raise DataError(
+            f"{str(path)!r} is truncated or padded: {found} bytes after gunzip, expected {header_size + body_size:,} "
+            f"for {shape[0]:,} items; fetch it again"
+        )
     return shape, np.frombuffer(bytes(body), dtype=np.uint8)
 
 
@@ -289,11 +306,15 @@ def load_idx_images(path: Path, expected_count: int | None = None) -> np.ndarray
     def parse(header: bytes):
         magic, count, rows, cols = struct.unpack(">IIII", header)
         if magic != IMAGES_MAGIC:
-            raise DataError(f"{str(path)!r} is not an IDX image file: magic number {magic}, expected {IMAGES_MAGIC}; check you did not swap images and labels")
+            raise DataError(
+                f"{str(path)!r} is not an IDX image file: magic number {magic}, expected {IMAGES_MAGIC}; check you did not swap images and labels"
+            )
         if (rows, cols) != (28, 28):
             raise DataError(f"{str(path)!r} holds {rows}x{cols} images, expected 28x28")
         if expected_count is not None and count != expected_count:
-            raise DataError(f"{str(path)!r} says it holds {count} images, expected {expected_count}; fetch the original file again")
+            raise DataError(
+                f"{str(path)!r} says it holds {count} images, expected {expected_count}; fetch the original file again"
+            )
         return (count, rows, cols), count * rows * cols
 
     shape, pixels = read_idx_body(path, 16, parse)
@@ -310,9 +331,13 @@ def load_idx_labels(path: Path, expected_count: int | None = None, max_label: in
     def parse(header: bytes):
         magic, count = struct.unpack(">II", header)
         if magic != LABELS_MAGIC:
-            raise DataError(f"{str(path)!r} is not an IDX label file: magic number {magic}, expected {LABELS_MAGIC}; check you did not swap images and labels")
+            raise DataError(
+                f"{str(path)!r} is not an IDX label file: magic number {magic}, expected {LABELS_MAGIC}; check you did not swap images and labels"
+            )
         if expected_count is not None and count != expected_count:
-            raise DataError(f"{str(path)!r} says it holds {count} labels, expected {expected_count}; fetch the original file again")
+            raise DataError(
+                f"{str(path)!r} says it holds {count} labels, expected {expected_count}; fetch the original file again"
+            )
         return (count,), count
 
     _, labels = read_idx_body(path, 8, parse)
@@ -334,8 +359,15 @@ def load_idx_pair(folder: Path, images_name: str, labels_name: str, dataset: str
     return Split(images, labels)
 
 
-def load_mnist_family(dataset: str, data_dir, validation_size: int, train_limit: int | None, verify_checksums: bool,
-                      log: Callable[[str], None] | None, splits: tuple[str, ...]) -> Dataset:
+def load_mnist_family(
+    dataset: str,
+    data_dir,
+    validation_size: int,
+    train_limit: int | None,
+    verify_checksums: bool,
+    log: Callable[[str], None] | None,
+    splits: tuple[str, ...],
+) -> Dataset:
     """MNIST or Fashion-MNIST from their four IDX files, split as :func:`lenet_cli.data.loader.load_dataset` describes."""
     files = split_files(splits)
     folder = locate_dataset(dataset, data_dir, log=log, files=files)
@@ -345,7 +377,10 @@ def load_mnist_family(dataset: str, data_dir, validation_size: int, train_limit:
         full_train = load_idx_pair(folder, TRAIN_IMAGES, TRAIN_LABELS, checksum_name)
         n = len(full_train)
         if validation_size < 0 or validation_size >= n:
-            raise BadValue("validation_size", f"must be between 0 and {n - 1} (the training file holds {n} images), not {validation_size}")
+            raise BadValue(
+                "validation_size",
+                f"must be between 0 and {n - 1} (the training file holds {n} images), not {validation_size}",
+            )
         if "validation" in splits:
             validation = Split(full_train.images[:validation_size], full_train.labels[:validation_size])
         if "train" in splits:
@@ -356,5 +391,12 @@ def load_mnist_family(dataset: str, data_dir, validation_size: int, train_limit:
         test = load_idx_pair(folder, TEST_IMAGES, TEST_LABELS, checksum_name)
     from lenet_cli.data.sources.common import fingerprint_files
 
-    return Dataset(dataset, train, validation, test, folder, fingerprint=fingerprint_files([folder / name for name in files]),
-                   preprocess=dataset)
+    return Dataset(
+        dataset,
+        train,
+        validation,
+        test,
+        folder,
+        fingerprint=fingerprint_files([folder / name for name in files]),
+        preprocess=dataset,
+    )

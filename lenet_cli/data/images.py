@@ -250,7 +250,9 @@ def image_to_luminance(image: Image.Image, *, bits: int | None = None, label: st
         try:
             image = image.convert("RGB")
         except ValueError:
-            raise DataError(f"cannot read {label}: unsupported image mode {mode!r}; save it as RGB or grayscale") from None
+            raise DataError(
+                f"cannot read {label}: unsupported image mode {mode!r}; save it as RGB or grayscale"
+            ) from None
     pixels = np.asarray(image, dtype=np.float32) / np.float32(255)
     return np.clip(pixels @ _LUMA_WEIGHTS, 0.0, 1.0).astype(np.float32, copy=False)
 

@@ -48,8 +48,16 @@ def load_dataset(
         DataError: files missing or invalid, or a split size that does not fit.
     """
     if dataset not in CLASS_NAMES:
-        return load_other_dataset(dataset, data_dir, validation_size=validation_size, train_limit=train_limit, log=log,
-                                  splits=splits, preprocess=preprocess, verify_checksums=verify_checksums)
+        return load_other_dataset(
+            dataset,
+            data_dir,
+            validation_size=validation_size,
+            train_limit=train_limit,
+            log=log,
+            splits=splits,
+            preprocess=preprocess,
+            verify_checksums=verify_checksums,
+        )
     if validation_size is None:
         validation_size = VALIDATION_SIZE
     from lenet_cli.data.idx import load_mnist_family
@@ -57,10 +65,13 @@ def load_dataset(
     return load_mnist_family(dataset, data_dir, validation_size, train_limit, verify_checksums, log, splits)
 
 
-def load_split(dataset: str, split: str, data_dir=None, validation_size: int | None = 5000, log=None,
-               preprocess: str | None = None) -> tuple[Split, Path]:
+def load_split(
+    dataset: str, split: str, data_dir=None, validation_size: int | None = 5000, log=None, preprocess: str | None = None
+) -> tuple[Split, Path]:
     """Load one split only, reading only its files (``test``: the two t10k files)."""
-    data = load_dataset(dataset, data_dir, validation_size=validation_size, log=log, splits=(split,), preprocess=preprocess)
+    data = load_dataset(
+        dataset, data_dir, validation_size=validation_size, log=log, splits=(split,), preprocess=preprocess
+    )
     return data.split(split), data.source
 
 
@@ -75,11 +86,17 @@ def dataset_kind(dataset: str) -> str:
         return "named"
     path = Path(dataset).expanduser()
     if not path.exists():
-        raise BadValue("dataset", f"{dataset!r} is neither a dataset name ({', '.join(NAMED_DATASETS)}) nor an existing file or folder")
+        raise BadValue(
+            "dataset",
+            f"{dataset!r} is neither a dataset name ({', '.join(NAMED_DATASETS)}) nor an existing file or folder",
+        )
     if path.is_file():
         if path.suffix.lower() == ".csv":
             return "csv"
-        raise BadValue("dataset", f"{dataset!r} is a file but not a .csv; give a CSV of pixels, or a folder of IDX files or pictures")
+        raise BadValue(
+            "dataset",
+            f"{dataset!r} is a file but not a .csv; give a CSV of pixels, or a folder of IDX files or pictures",
+        )
     from lenet_cli.data.sources.idx_folder import is_idx_folder
     from lenet_cli.data.sources.picture_folder import is_picture_folder
 
@@ -89,13 +106,22 @@ def dataset_kind(dataset: str) -> str:
         return "csv"
     if is_picture_folder(path):
         return "pictures"
-    raise DataError(f"dataset folder {dataset!r} is empty: it holds no IDX files, no train.csv and no class folders of pictures "
-                    f"(see README: Your own data)")
+    raise DataError(
+        f"dataset folder {dataset!r} is empty: it holds no IDX files, no train.csv and no class folders of pictures "
+        f"(see README: Your own data)"
+    )
 
 
-def load_other_dataset(dataset: str, data_dir=None, validation_size: int | None = None, train_limit: int | None = None,
-                       log: Callable[[str], None] | None = None, splits: Sequence[str] = ("train", "validation", "test"),
-                       preprocess: str | None = None, verify_checksums: bool = True) -> Dataset:
+def load_other_dataset(
+    dataset: str,
+    data_dir=None,
+    validation_size: int | None = None,
+    train_limit: int | None = None,
+    log: Callable[[str], None] | None = None,
+    splits: Sequence[str] = ("train", "validation", "test"),
+    preprocess: str | None = None,
+    verify_checksums: bool = True,
+) -> Dataset:
     """Load a named dataset of the MNIST family, or the user's own data at the path ``dataset``.
 
     Raises:

@@ -38,8 +38,13 @@ class InputItem:
     error: str | None = None  # set when the input could not even be listed
 
 
-def expand_inputs(paths: Sequence[str], recursive: bool = False, files_from: Iterable[str] = (), stdin_bytes=None,
-                  log: Callable[[str], None] | None = None) -> list[InputItem]:
+def expand_inputs(
+    paths: Sequence[str],
+    recursive: bool = False,
+    files_from: Iterable[str] = (),
+    stdin_bytes=None,
+    log: Callable[[str], None] | None = None,
+) -> list[InputItem]:
     """Turn command-line inputs into an ordered list of files to classify.
 
     Directories contribute their image files (sorted; ``recursive`` descends),
@@ -76,8 +81,12 @@ def expand_inputs(paths: Sequence[str], recursive: bool = False, files_from: Ite
     return items
 
 
-def gather_inputs(inputs: Sequence[str], recursive: bool = False, files_from: str | None = None,
-                  log: Callable[[str], None] | None = None) -> list[InputItem]:
+def gather_inputs(
+    inputs: Sequence[str],
+    recursive: bool = False,
+    files_from: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[InputItem]:
     """The ordered list of files to classify, from arguments, ``--files-from`` (a path or ``-``) and stdin.
 
     ``log`` receives a line per directory whose sub-folders were not entered (:func:`expand_inputs`).
@@ -89,9 +98,14 @@ def gather_inputs(inputs: Sequence[str], recursive: bool = False, files_from: st
     if files_from is not None:
         text = sys.stdin.buffer.read() if files_from == "-" else Path(files_from).read_bytes()
         lines = [line for line in text.decode("utf-8", "surrogateescape").splitlines() if line.strip()]
-    items = expand_inputs(inputs, recursive=recursive, files_from=lines, stdin_bytes=lambda: sys.stdin.buffer.read(), log=log)
+    items = expand_inputs(
+        inputs, recursive=recursive, files_from=lines, stdin_bytes=lambda: sys.stdin.buffer.read(), log=log
+    )
     if not items:
-        raise DataError("no image files found in the given inputs (directories are searched for .png, .jpg, .bmp, .gif, .tif, .webp; set recursive to descend into subfolders)")
+        raise DataError(
+            "no image files found in the given inputs (directories are searched for .png, .jpg, .bmp, .gif, .tif, .webp; "
+            "set recursive to descend into subfolders)"
+        )
     return items
 
 
@@ -154,7 +168,9 @@ class ChunkDecoder:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_sigint)
+            self.pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_sigint
+            )
             self.futures = [self.pool.submit(decode_chunk, chunk, options) for chunk in self.chunks]
 
     @property
@@ -172,8 +188,10 @@ class ChunkDecoder:
                 try:
                     results = self.futures[index].result()
                 except BrokenProcessPool:
-                    raise LenetError("an image-decoding worker process died (killed, or out of memory); "
-                                     "nothing was lost, run the command again, or with fewer files at a time") from None
+                    raise LenetError(
+                        "an image-decoding worker process died (killed, or out of memory); "
+                        "nothing was lost, run the command again, or with fewer files at a time"
+                    ) from None
                 yield chunk, results
         finally:
             self.close()

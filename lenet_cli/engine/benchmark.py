@@ -47,13 +47,16 @@ class BenchmarkFormat:
     file_name: str
 
 
-BENCHMARK_FORMATS: dict[str, BenchmarkFormat] = {f.name: f for f in (
-    BenchmarkFormat("keras", "keras", "none", "model.keras"),
-    BenchmarkFormat("savedmodel", "savedmodel", "none", "saved_model"),
-    BenchmarkFormat("litert", "litert", "none", "model.tflite"),
-    BenchmarkFormat("litert-int8", "litert", INT8_QUANTIZE, "model-int8.tflite"),
-    BenchmarkFormat("onnx", "onnx", "none", "model.onnx"),
-)}
+BENCHMARK_FORMATS: dict[str, BenchmarkFormat] = {
+    f.name: f
+    for f in (
+        BenchmarkFormat("keras", "keras", "none", "model.keras"),
+        BenchmarkFormat("savedmodel", "savedmodel", "none", "saved_model"),
+        BenchmarkFormat("litert", "litert", "none", "model.tflite"),
+        BenchmarkFormat("litert-int8", "litert", INT8_QUANTIZE, "model-int8.tflite"),
+        BenchmarkFormat("onnx", "onnx", "none", "model.onnx"),
+    )
+}
 """Every format ``lenet benchmark`` measures, in its rows' order."""
 
 
@@ -94,7 +97,9 @@ class BenchmarkRequest:
             raise BadValue("formats", f"name at least one format: {', '.join(BENCHMARK_FORMATS)}")
         for name in formats:
             checks.one_of("formats", name, BENCHMARK_FORMATS)
-        object.__setattr__(self, "formats", tuple(name for name in BENCHMARK_FORMATS if name in formats))  # the table's order, each once
+        object.__setattr__(
+            self, "formats", tuple(name for name in BENCHMARK_FORMATS if name in formats)
+        )  # the table's order, each once
         if self.count is not None:
             checks.whole_at_least("count", self.count, 1)
         checks.whole_at_least("batch_size", self.batch_size, 1)
@@ -179,7 +184,9 @@ def _check_output(output: Path) -> None:
     ours |= {name + SIDECAR_SUFFIX for name in ours}
     foreign = sorted(p.name for p in output.iterdir() if p.name not in ours) if output.is_dir() else []
     if foreign:
-        raise ExportError(f"{str(output)!r} holds other files ({', '.join(foreign[:3])}); keep the exports in an empty or new folder")
+        raise ExportError(
+            f"{str(output)!r} holds other files ({', '.join(foreign[:3])}); keep the exports in an empty or new folder"
+        )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -187,8 +194,15 @@ def _first_line(exc: BaseException) -> str:
     return text if isinstance(exc, LenetError) else f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def measure_format(spec: BenchmarkFormat, path: Path, images: np.ndarray, labels: np.ndarray, batch_size: int, cold_starts: int,
-                   row: BenchmarkRow) -> None:
+def measure_format(
+    spec: BenchmarkFormat,
+    path: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    cold_starts: int,
+    row: BenchmarkRow,
+) -> None:
     """Fill ``row`` with the figures of the export at ``path``: accuracy on ``images``, latency, throughput, cold start."""
     from lenet_cli.core.tensorflow_env import quiet_native_stderr
     from lenet_cli.engine import benchmark_measure as measure
@@ -229,8 +243,10 @@ def benchmark(request: BenchmarkRequest, log: Callable[[str], None] | None = Non
     context = for_dataset(request.model, request.runs_dir, request.dataset, request.data_dir)
     ref = context.ref
     if context.format != "keras":
-        raise ExportError(f"{str(ref.model_path)!r} is a {context.format} model; lenet benchmark exports a Keras model to every format: "
-                          "pass a run, a run's name or a .keras file")
+        raise ExportError(
+            f"{str(ref.model_path)!r} is a {context.format} model; lenet benchmark exports a Keras model to every format: "
+            "pass a run, a run's name or a .keras file"
+        )
     output = Path(request.output) if request.output is not None else None
     if output is not None:
         _check_output(output)
@@ -238,7 +254,9 @@ def benchmark(request: BenchmarkRequest, log: Callable[[str], None] | None = Non
     if request.plot is not None:
         runs.check_writable(Path(request.plot).parent, "the plot's folder")
     assert context.dataset is not None, "for_dataset always names the dataset: it raises when it cannot tell"
-    test = load_dataset(context.dataset, context.data_dir, log=log, splits=("test",), preprocess=context.preprocess).split("test")
+    test = load_dataset(
+        context.dataset, context.data_dir, log=log, splits=("test",), preprocess=context.preprocess
+    ).split("test")
     if len(test) == 0:
         raise ExportError(f"the test split of {context.dataset} is empty: there is nothing to measure accuracy on")
     count = min(request.count or len(test), len(test))
@@ -259,7 +277,9 @@ def benchmark(request: BenchmarkRequest, log: Callable[[str], None] | None = Non
         for spec in wanted:
             fmt = FORMATS[spec.export_format]
             final = work / spec.file_name
-            row = BenchmarkRow(spec.name, str(final) if output is not None else spec.file_name, fmt.runtime, spec.quantize)
+            row = BenchmarkRow(
+                spec.name, str(final) if output is not None else spec.file_name, fmt.runtime, spec.quantize
+            )
             rows.append(row)
             missing = missing_extras((spec.export_format,), verify=True)
             if missing:
@@ -268,14 +288,25 @@ def benchmark(request: BenchmarkRequest, log: Callable[[str], None] | None = Non
                 continue
             try:
                 say(f"{spec.name}: exporting")
-                metadata = export_metadata(context.dataset, run_config, spec.export_format, spec.quantize, ref.model_path,
-                                           context.class_names, context.preprocess)
-                row.size_bytes = write_export(source.keras_model, spec.export_format, final, metadata, spec.quantize, calibration)
+                metadata = export_metadata(
+                    context.dataset,
+                    run_config,
+                    spec.export_format,
+                    spec.quantize,
+                    ref.model_path,
+                    context.class_names,
+                    context.preprocess,
+                )
+                row.size_bytes = write_export(
+                    source.keras_model, spec.export_format, final, metadata, spec.quantize, calibration
+                )
                 say(f"{spec.name}: measuring")
                 measure_format(spec, final, images, labels, request.batch_size, request.cold_starts, row)
                 assert row.accuracy is not None
                 row.accuracy_delta = row.accuracy - keras_accuracy
-            except Exception as exc:  # a converter or runtime failure: this row says why, the other formats are still measured
+            except (
+                Exception
+            ) as exc:  # a converter or runtime failure: this row says why, the other formats are still measured
                 for name in COLUMNS[4:-1]:
                     setattr(row, name, None)
                 row.error = _first_line(exc)
@@ -285,16 +316,33 @@ def benchmark(request: BenchmarkRequest, log: Callable[[str], None] | None = Non
     finally:
         if output is None:
             shutil.rmtree(work, ignore_errors=True)
-    result = BenchmarkResult(ref.model_path, context.dataset, "test", count, request.batch_size, keras_accuracy, rows, machine_facts(),
-                             library_versions(), request.cold_starts, time.perf_counter() - started, output,
-                             latency={"warmup_calls": measure.LATENCY_WARMUP, "max_calls": measure.LATENCY_RUNS,
-                                      "max_seconds": measure.LATENCY_SECONDS})
+    result = BenchmarkResult(
+        ref.model_path,
+        context.dataset,
+        "test",
+        count,
+        request.batch_size,
+        keras_accuracy,
+        rows,
+        machine_facts(),
+        library_versions(),
+        request.cold_starts,
+        time.perf_counter() - started,
+        output,
+        latency={
+            "warmup_calls": measure.LATENCY_WARMUP,
+            "max_calls": measure.LATENCY_RUNS,
+            "max_seconds": measure.LATENCY_SECONDS,
+        },
+    )
     if request.plot is not None:
         from lenet_cli.store.atomic import write_bytes_atomic
         from lenet_cli.viz.benchmark_plot import render_benchmark_png
 
         title = f"{context.label}: {count:,} {context.dataset} test images, batch-1 latency on {result.machine['cpu']}"
-        result.plot = write_bytes_atomic(request.plot, render_benchmark_png([row.to_json_dict() for row in rows], title))
+        result.plot = write_bytes_atomic(
+            request.plot, render_benchmark_png([row.to_json_dict() for row in rows], title)
+        )
     return result
 
 
@@ -303,5 +351,7 @@ def summary_line(row: BenchmarkRow) -> str:
     from lenet_cli.core.units import human_size
 
     cold = f", cold start {row.cold_start_s:.2f} s" if row.cold_start_s is not None else ""
-    return (f"{row.format}: {human_size(row.size_bytes)}, accuracy {row.accuracy:.4f}, batch-1 {row.latency_ms_p50:.2f} ms "
-            f"(p95 {row.latency_ms_p95:.2f}), {row.images_per_second:,.0f} images/s{cold}")
+    return (
+        f"{row.format}: {human_size(row.size_bytes)}, accuracy {row.accuracy:.4f}, batch-1 {row.latency_ms_p50:.2f} ms "
+        f"(p95 {row.latency_ms_p95:.2f}), {row.images_per_second:,.0f} images/s{cold}"
+    )

@@ -49,8 +49,14 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
-def batch1_latency(predict: Predict, images: np.ndarray, *, warmup: int = LATENCY_WARMUP, runs: int = LATENCY_RUNS,
-                   budget_s: float = LATENCY_SECONDS) -> Latency:
+def batch1_latency(
+    predict: Predict,
+    images: np.ndarray,
+    *,
+    warmup: int = LATENCY_WARMUP,
+    runs: int = LATENCY_RUNS,
+    budget_s: float = LATENCY_SECONDS,
+) -> Latency:
     """Time ``predict`` on one image at a time, cycling through ``images``, after ``warmup`` untimed calls.
 
     Stops after ``runs`` timed calls or ``budget_s`` seconds, whichever comes first, but never before
@@ -60,7 +66,9 @@ def batch1_latency(predict: Predict, images: np.ndarray, *, warmup: int = LATENC
         predict(images[i % len(images)][None])
     durations: list[float] = []
     started = time.perf_counter()
-    while len(durations) < runs and (len(durations) < min(runs, LATENCY_MIN_RUNS) or time.perf_counter() - started < budget_s):
+    while len(durations) < runs and (
+        len(durations) < min(runs, LATENCY_MIN_RUNS) or time.perf_counter() - started < budget_s
+    ):
         image = images[len(durations) % len(images)][None]
         before = time.perf_counter()
         predict(image)
@@ -74,8 +82,15 @@ def full_batch(images: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate([images] * repeats)[:batch_size] if repeats > 1 else images[:batch_size]
 
 
-def images_per_second(predict: Predict, images: np.ndarray, batch_size: int, *, warmup: int = THROUGHPUT_WARMUP,
-                      budget_s: float = THROUGHPUT_SECONDS, min_calls: int = THROUGHPUT_MIN_CALLS) -> float:
+def images_per_second(
+    predict: Predict,
+    images: np.ndarray,
+    batch_size: int,
+    *,
+    warmup: int = THROUGHPUT_WARMUP,
+    budget_s: float = THROUGHPUT_SECONDS,
+    min_calls: int = THROUGHPUT_MIN_CALLS,
+) -> float:
     """Images per second when ``predict`` is called on full batches of ``batch_size`` images, after ``warmup`` calls."""
     batch = full_batch(images, batch_size)
     for _ in range(warmup):
@@ -111,7 +126,12 @@ def cold_start_seconds(path: Path, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", COLD_START_SCRIPT, str(path)], capture_output=True, text=True, timeout=COLD_START_TIMEOUT_S)
+        proc = subprocess.run(
+            [sys.executable, "-c", COLD_START_SCRIPT, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=COLD_START_TIMEOUT_S,
+        )
         seconds = time.perf_counter() - started
         if proc.returncode != 0:
             lines = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -67,7 +67,9 @@ class ModelContext:
             return f"{self.ref.builtin} (built-in)"
         return self.ref.model_path.name
 
-    def load(self, batch_size: int = INFERENCE_BATCH_SIZE, log: Callable[[str], None] | None = None) -> tuple[ModelContext, Any]:
+    def load(
+        self, batch_size: int = INFERENCE_BATCH_SIZE, log: Callable[[str], None] | None = None
+    ) -> tuple[ModelContext, Any]:
         """Open the model; returns ``(the context of the model that answers, its LoadedModel)``.
 
         Says :attr:`notice` through ``log``. A run's TensorFlow-free copy that
@@ -89,14 +91,18 @@ class ModelContext:
                 raise
             if log is not None:
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                log(f"warning: {reason}; model.keras answers instead (TensorFlow: seconds to start); write the copy again with: "
-                    f"{export_command(self.keras_ref.model_path.parent)}")
+                log(
+                    f"warning: {reason}; model.keras answers instead (TensorFlow: seconds to start); write the copy again with: "
+                    f"{export_command(self.keras_ref.model_path.parent)}"
+                )
         context = dataclasses.replace(self, ref=self.keras_ref, format="keras", keras_ref=None, notice=None)
         return context, open_model(context.ref, batch_size)
 
     def picture_settings(self) -> tuple[str, tuple[str, ...]]:
         """``(preprocess, class_names)`` of a context from :func:`for_pictures`, which always sets both."""
-        assert self.preprocess is not None and self.class_names is not None, "for_pictures sets both, and load() keeps them"
+        assert self.preprocess is not None and self.class_names is not None, (
+            "for_pictures sets both, and load() keeps them"
+        )
         return self.preprocess, self.class_names
 
     @property
@@ -153,6 +159,7 @@ class PictureRequest:
         if self.top_k is not None:
             checks.whole_at_least("top_k", self.top_k, 1)
 
+
 def export_command(run_dir: Path) -> str:
     """The command that gives ``run_dir`` its TensorFlow-free copy (and records its check)."""
     run = shlex.quote(str(run_dir))
@@ -180,12 +187,18 @@ def choose_engine(ref: ModelRef, engine: str | None) -> tuple[ModelRef, ModelRef
     if ref.run_dir is None:
         fmt = model_format(ref.model_path)
         if engine == "keras" and fmt != "keras":
-            raise BadValue("engine", f"keras needs a run directory or a .keras file, and {str(ref.model_path)!r} is not one (format: {fmt})")
+            raise BadValue(
+                "engine",
+                f"keras needs a run directory or a .keras file, and {str(ref.model_path)!r} is not one (format: {fmt})",
+            )
         return ref, None, None
     ref.run_config()  # a damaged run (config.json unreadable) is refused whichever of its models would answer
     if engine == "keras" and ref.model_path.name == runs.FAST_MODEL_FILE:
-        raise BadValue("engine", f"keras: run {ref.run_dir.name} kept no model.keras (lenet tune keeps it for the best trial only; "
-                                 f"keep_models keeps every trial's); its TensorFlow-free {runs.FAST_MODEL_FILE} answers with engine auto")
+        raise BadValue(
+            "engine",
+            f"keras: run {ref.run_dir.name} kept no model.keras (lenet tune keeps it for the best trial only; "
+            f"keep_models keeps every trial's); its TensorFlow-free {runs.FAST_MODEL_FILE} answers with engine auto",
+        )
     if engine == "keras" or ref.model_path != ref.run_dir / runs.MODEL_FILE:
         return ref, None, None
     run = ref.run_dir
@@ -193,13 +206,29 @@ def choose_engine(ref: ModelRef, engine: str | None) -> tuple[ModelRef, ModelRef
     record = runs.fast_model_record(run)
     make = export_command(run)
     if record is None:
-        return ref, None, (f"note: run {run.name} has no TensorFlow-free {runs.FAST_MODEL_FILE} checked against its model.keras "
-                           f"(a run of an older lenet), so model.keras answers (TensorFlow: seconds to start); make one with: {make}")
+        return (
+            ref,
+            None,
+            (
+                f"note: run {run.name} has no TensorFlow-free {runs.FAST_MODEL_FILE} checked against its model.keras "
+                f"(a run of an older lenet), so model.keras answers (TensorFlow: seconds to start); make one with: {make}"
+            ),
+        )
     if not record.get("ok"):
-        return ref, None, (f"warning: run {run.name} has no usable TensorFlow-free {runs.FAST_MODEL_FILE} ({record.get('error')}), "
-                           f"so model.keras answers; make one with: {make}")
+        return (
+            ref,
+            None,
+            (
+                f"warning: run {run.name} has no usable TensorFlow-free {runs.FAST_MODEL_FILE} ({record.get('error')}), "
+                f"so model.keras answers; make one with: {make}"
+            ),
+        )
     if not fast.is_file():
-        return ref, None, f"warning: {str(fast)!r} is missing, so model.keras answers (TensorFlow: seconds to start); write it again with: {make}"
+        return (
+            ref,
+            None,
+            f"warning: {str(fast)!r} is missing, so model.keras answers (TensorFlow: seconds to start); write it again with: {make}",
+        )
     return ModelRef(fast, run), ref, None
 
 
@@ -224,8 +253,12 @@ def preprocessing_and_classes(meta: dict[str, Any], preprocess: str, model_path:
     if preprocess == "auto":
         model_preprocess = meta.get("preprocessing") or dataset
         if model_preprocess is None:
-            raise ModelError(f"cannot tell which dataset {str(model_path)!r} was trained on; pass preprocess 'mnist' or 'fashion'")
-        preprocess = model_preprocess if model_preprocess in PREPROCESS_MODES else "mnist"  # else the MNIST family: digit-like pictures
+            raise ModelError(
+                f"cannot tell which dataset {str(model_path)!r} was trained on; pass preprocess 'mnist' or 'fashion'"
+            )
+        preprocess = (
+            model_preprocess if model_preprocess in PREPROCESS_MODES else "mnist"
+        )  # else the MNIST family: digit-like pictures
     names = meta.get("class_names") or CLASS_NAMES.get(dataset or "") or CLASS_NAMES.get(preprocess)
     if not names:
         raise ModelError(f"cannot tell the class names of {str(model_path)!r}; pass preprocess 'mnist' or 'fashion'")
@@ -244,8 +277,13 @@ def _metadata(ref: ModelRef, keras_ref: ModelRef | None) -> dict[str, Any]:
         return read_metadata(keras_ref)
 
 
-def for_pictures(model: str | os.PathLike | ModelRef | None, runs_dir: str | os.PathLike | None = None,
-                 preprocess: str = "auto", engine: str | None = None, builtin_when_no_runs: bool = False) -> ModelContext:
+def for_pictures(
+    model: str | os.PathLike | ModelRef | None,
+    runs_dir: str | os.PathLike | None = None,
+    preprocess: str = "auto",
+    engine: str | None = None,
+    builtin_when_no_runs: bool = False,
+) -> ModelContext:
     """The context of a model that answers for pictures (predict, explain, serve); ``model`` may be resolved already.
 
     ``engine`` chooses among a run's models (:func:`choose_engine`; None: the model as resolved).
@@ -263,11 +301,25 @@ def for_pictures(model: str | os.PathLike | ModelRef | None, runs_dir: str | os.
         notice = builtin_notice(ref, runs_dir)
     meta = _metadata(ref, keras_ref)
     preprocess, class_names = preprocessing_and_classes(meta, preprocess, ref.model_path)
-    return ModelContext(ref, model_format(ref.model_path), meta, preprocess, class_names, meta["dataset"], keras_ref=keras_ref, notice=notice)
+    return ModelContext(
+        ref,
+        model_format(ref.model_path),
+        meta,
+        preprocess,
+        class_names,
+        meta["dataset"],
+        keras_ref=keras_ref,
+        notice=notice,
+    )
 
 
-def for_dataset(model: str | os.PathLike | None, runs_dir: str | os.PathLike | None = None, dataset: str | None = None,
-                data_dir: str | os.PathLike | None = None, engine: str | None = None) -> ModelContext:
+def for_dataset(
+    model: str | os.PathLike | None,
+    runs_dir: str | os.PathLike | None = None,
+    dataset: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    engine: str | None = None,
+) -> ModelContext:
     """The context of a model scored or converted on a dataset (evaluate, export): its own unless ``dataset`` names another.
 
     ``engine`` chooses among a run's models (:func:`choose_engine`; None: the model as resolved, as export needs).
@@ -281,15 +333,21 @@ def for_dataset(model: str | os.PathLike | None, runs_dir: str | os.PathLike | N
     meta = _metadata(ref, keras_ref)
     dataset = dataset or meta["dataset"]
     if dataset is None:
-        raise ModelError(f"cannot tell which dataset {str(ref.model_path)!r} was trained on; pass dataset 'mnist' or 'fashion'")
+        raise ModelError(
+            f"cannot tell which dataset {str(ref.model_path)!r} was trained on; pass dataset 'mnist' or 'fashion'"
+        )
     same_data = dataset == meta["dataset"]  # the model's own classes; another dataset brings its own
     names = (meta["class_names"] if same_data else None) or CLASS_NAMES.get(dataset)
     return ModelContext(
-        ref, model_format(ref.model_path), meta,
+        ref,
+        model_format(ref.model_path),
+        meta,
         preprocess=meta["preprocessing"] if same_data else None,
         class_names=tuple(names) if names else None,
         dataset=dataset,
-        data_dir=runs.remembered_data_dir(data_dir, None if ref.builtin else meta["run_config"], dataset),  # a built-in's folder was not yours
+        data_dir=runs.remembered_data_dir(
+            data_dir, None if ref.builtin else meta["run_config"], dataset
+        ),  # a built-in's folder was not yours
         keras_ref=keras_ref,
         notice=notice,
     )

@@ -51,9 +51,19 @@ def penalty_from_weights(keras_model, run_config: dict | None) -> dict[str, floa
     return {"l1": float(terms["l1"]), "l2": float(terms["l2"])}
 
 
-def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int = DEFAULT_TOP_K, validation_size: int | None = None, log=None,
-                   class_names=None, preprocess: str | None = None, min_confidence: float = MIN_CONFIDENCE,
-                   penalty: dict[str, float] | None = None) -> Evaluation:
+def evaluate_model(
+    loaded,
+    dataset: str,
+    split: str,
+    data_dir=None,
+    top_k: int = DEFAULT_TOP_K,
+    validation_size: int | None = None,
+    log=None,
+    class_names=None,
+    preprocess: str | None = None,
+    min_confidence: float = MIN_CONFIDENCE,
+    penalty: dict[str, float] | None = None,
+) -> Evaluation:
     """Predict every image of ``split`` and build the report.
 
     ``class_names`` (the model's, from its metadata) default to the dataset's;
@@ -68,7 +78,9 @@ def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int =
     """
     if validation_size is None:
         validation_size = (loaded.run_config or {}).get("validation_size")  # None: the dataset's default
-    loaded_data = load_dataset(dataset, data_dir, validation_size=validation_size, log=log, splits=(split,), preprocess=preprocess)
+    loaded_data = load_dataset(
+        dataset, data_dir, validation_size=validation_size, log=log, splits=(split,), preprocess=preprocess
+    )
     data = loaded_data.split(split)
     class_names = list(class_names or loaded_data.class_names)
     if len(data) == 0:
@@ -106,7 +118,14 @@ def evaluate_model(loaded, dataset: str, split: str, data_dir=None, top_k: int =
         "seconds": seconds,
         "images_per_second": len(data) / seconds if seconds > 0 else None,
     }
-    return Evaluation(ordered, data.images, data.labels, probabilities, split, VALIDATION_SIZE if validation_size is None else int(validation_size))
+    return Evaluation(
+        ordered,
+        data.images,
+        data.labels,
+        probabilities,
+        split,
+        VALIDATION_SIZE if validation_size is None else int(validation_size),
+    )
 
 
 @dataclass(frozen=True)
@@ -167,9 +186,13 @@ class EvaluateResult:
 def mistake_record(result: Evaluation, index: int, names) -> dict:
     """One shown mistake, with where to find the image again: its position in the split and in the dataset's file."""
     predicted = int(result.probabilities[index].argmax())
-    return {"split_index": int(index), "file_index": result.file_index(int(index)),
-            "label": names[int(result.labels[index])], "predicted": names[predicted],
-            "confidence": float(result.probabilities[index, predicted])}
+    return {
+        "split_index": int(index),
+        "file_index": result.file_index(int(index)),
+        "label": names[int(result.labels[index])],
+        "predicted": names[predicted],
+        "confidence": float(result.probabilities[index, predicted]),
+    }
 
 
 def evaluate(request: EvaluateRequest, log: Callable[[str], None] | None = None) -> EvaluateResult:
@@ -188,27 +211,41 @@ def evaluate(request: EvaluateRequest, log: Callable[[str], None] | None = None)
         log(f"loading {context.ref.model_path}")
     context, loaded = context.load(batch_size=request.batch_size, log=log)
     recorded = None
-    if context.keras_ref is not None and context.ref.run_dir is not None:  # the run's copy: its penalty was recorded with it
+    if (
+        context.keras_ref is not None and context.ref.run_dir is not None
+    ):  # the run's copy: its penalty was recorded with it
         recorded = (runs.fast_model_record(context.ref.run_dir) or {}).get("penalty")
     assert context.dataset is not None, "for_dataset always names the dataset: it raises when it cannot tell"
     if log:
         log(f"evaluating on the {context.dataset} {request.split} split")
-    result = evaluate_model(loaded, context.dataset, request.split, context.data_dir, top_k=top_k, log=log,
-                            class_names=context.class_names, preprocess=context.preprocess, min_confidence=request.min_confidence,
-                            penalty=recorded)
+    result = evaluate_model(
+        loaded,
+        context.dataset,
+        request.split,
+        context.data_dir,
+        top_k=top_k,
+        log=log,
+        class_names=context.class_names,
+        preprocess=context.preprocess,
+        min_confidence=request.min_confidence,
+        penalty=recorded,
+    )
     report = result.report
     written: dict[str, Path] = {}
     title = f"{context.dataset} {request.split}"
     if request.confusion_png is not None:
         from lenet_cli.viz.plots import render_confusion_matrix_png
 
-        png = render_confusion_matrix_png(np.array(report["confusion_matrix"]), report["class_names"],
-                                          f"{title}: accuracy {report['accuracy']:.4f}")
+        png = render_confusion_matrix_png(
+            np.array(report["confusion_matrix"]), report["class_names"], f"{title}: accuracy {report['accuracy']:.4f}"
+        )
         written["confusion"] = write_bytes_atomic(request.confusion_png, png)
     if request.reliability_png is not None:
         from lenet_cli.viz.plots import render_reliability_png
 
-        png = render_reliability_png(report["calibration_bins"], report["expected_calibration_error"], f"{title}: reliability")
+        png = render_reliability_png(
+            report["calibration_bins"], report["expected_calibration_error"], f"{title}: reliability"
+        )
         written["reliability"] = write_bytes_atomic(request.reliability_png, png)
     if request.misclassified_png is not None:
         from lenet_cli.viz.plots import render_gallery_png
@@ -217,7 +254,12 @@ def evaluate(request: EvaluateRequest, log: Callable[[str], None] | None = None)
         names = report["class_names"]
         report["misclassified"] = [mistake_record(result, i, names) for i in idx]
         if idx:
-            captions = [f"true: {names[result.labels[i]]}\npred: {names[int(result.probabilities[i].argmax())]} "
-                        f"{result.probabilities[i].max():.2f}" for i in idx]
-            written["misclassified"] = write_bytes_atomic(request.misclassified_png, render_gallery_png(result.images[idx], captions))
+            captions = [
+                f"true: {names[result.labels[i]]}\npred: {names[int(result.probabilities[i].argmax())]} "
+                f"{result.probabilities[i].max():.2f}"
+                for i in idx
+            ]
+            written["misclassified"] = write_bytes_atomic(
+                request.misclassified_png, render_gallery_png(result.images[idx], captions)
+            )
     return EvaluateResult(report, result, written)

@@ -65,7 +65,9 @@ class Explanation:
 
     def release_pictures(self) -> None:
         """Drop the arrays only the sheet needs (feature maps weigh ~66 KB per image)."""
-        self.original = self.original_size = self.network_input = self.probabilities = self.conv_1_maps = self.conv_2_maps = None
+        self.original = self.original_size = self.network_input = self.probabilities = self.conv_1_maps = (
+            self.conv_2_maps
+        ) = None
 
     def to_dict(self, decimals: int = 6) -> dict:
         """The JSON record: the prediction, the method, the 28x28 map (rounded), the gap and its verdict, the sheet's path."""
@@ -140,15 +142,25 @@ class Explainer:
         ModelError: Integrated Gradients asked of a model without gradients.
     """
 
-    def __init__(self, loaded, class_names: Sequence[str], method: str | None = None, steps: int = A.IG_STEPS,
-                 patch: int = A.OCCLUSION_PATCH, stride: int = A.OCCLUSION_STRIDE, gap_limit: float = A.IG_GAP_LIMIT,
-                 max_steps: int = A.IG_MAX_STEPS):
+    def __init__(
+        self,
+        loaded,
+        class_names: Sequence[str],
+        method: str | None = None,
+        steps: int = A.IG_STEPS,
+        patch: int = A.OCCLUSION_PATCH,
+        stride: int = A.OCCLUSION_STRIDE,
+        gap_limit: float = A.IG_GAP_LIMIT,
+        max_steps: int = A.IG_MAX_STEPS,
+    ):
         method = method or default_method(loaded)
         if method not in METHODS:
             raise BadValue("method", f"unknown attribution method {method!r}; choose one of: {', '.join(METHODS)}")
         if method == "integrated-gradients" and loaded.keras_model is None:
-            raise ModelError(f"integrated gradients needs the gradients of a .keras model, and {str(loaded.path)!r} is a "
-                             f"{loaded.format} model; use method 'occlusion'")
+            raise ModelError(
+                f"integrated gradients needs the gradients of a .keras model, and {str(loaded.path)!r} is a "
+                f"{loaded.format} model; use method 'occlusion'"
+            )
         A.occlusion_patches(28, patch, stride)  # validates patch and stride
         self.loaded = loaded
         self.class_names = [str(name) for name in class_names]
@@ -159,7 +171,8 @@ class Explainer:
         self.patch = int(patch)
         self.stride = int(stride)
         self._gradient_fn: A.GradientFn | None = None
-        self._features: Callable[[np.ndarray], Any] | None = None  # a tf.function: (n, 28, 28, 1) -> (conv_1, conv_2) tensors
+        # a tf.function: (n, 28, 28, 1) -> (conv_1, conv_2) tensors
+        self._features: Callable[[np.ndarray], Any] | None = None
         self.filters: np.ndarray | None = None
         if self.has_feature_maps:
             kernel = np.asarray(loaded.keras_model.get_layer("conv_1").get_weights()[0])  # (5, 5, 1, 20)
@@ -181,7 +194,9 @@ class Explainer:
     def has_feature_maps(self) -> bool:
         """A Keras model with lenet's ``conv_1`` and ``conv_2`` layers."""
         model = self.loaded.keras_model
-        return model is not None and all(any(layer.name == name for layer in model.layers) for name in ("conv_1", "conv_2"))
+        return model is not None and all(
+            any(layer.name == name for layer in model.layers) for name in ("conv_1", "conv_2")
+        )
 
     def feature_maps(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``conv_1`` ``(n, 24, 24, 20)`` and ``conv_2`` ``(n, 10, 10, 50)`` activations (after ReLU)."""
@@ -192,7 +207,11 @@ class Explainer:
 
             tf = import_tensorflow()
             model = self.loaded.keras_model
-            view = keras.Model(model.inputs, [model.get_layer("conv_1").output, model.get_layer("conv_2").output], name="lenet_features")
+            view = keras.Model(
+                model.inputs,
+                [model.get_layer("conv_1").output, model.get_layer("conv_2").output],
+                name="lenet_features",
+            )
             self._features = tf.function(lambda x: view(x, training=False), reduce_retracing=True)
         first, second = self._features(np.asarray(images, np.float32).reshape(-1, 28, 28, 1))
         return first.numpy(), second.numpy()
@@ -200,13 +219,21 @@ class Explainer:
     def attributions(self, images: np.ndarray, targets: np.ndarray) -> AttributionBatch:
         """The maps ``(n, 28, 28)``, with Integrated Gradients' completeness check (steps raised where the gap is large)."""
         if self.method == "occlusion":
-            return AttributionBatch(A.occlusion_sensitivity_batch(self.loaded.predict, images, targets, self.patch, self.stride))
+            return AttributionBatch(
+                A.occlusion_sensitivity_batch(self.loaded.predict, images, targets, self.patch, self.stride)
+            )
         if self._gradient_fn is None:
             self._gradient_fn = A.keras_logit_gradients(self.loaded.keras_model)
-        checked = A.integrated_gradients_checked(self._gradient_fn, images, targets, steps=self.steps, gap_limit=self.gap_limit,
-                                                 max_steps=self.max_steps)
-        return AttributionBatch(checked.attributions, checked.gaps, checked.logit_image - checked.logit_baseline,
-                                checked.steps_used, checked.reliable)
+        checked = A.integrated_gradients_checked(
+            self._gradient_fn, images, targets, steps=self.steps, gap_limit=self.gap_limit, max_steps=self.max_steps
+        )
+        return AttributionBatch(
+            checked.attributions,
+            checked.gaps,
+            checked.logit_image - checked.logit_baseline,
+            checked.steps_used,
+            checked.reliable,
+        )
 
     def explain(self, images: np.ndarray, target: int | None = None, top_k: int = DEFAULT_TOP_K) -> list[Explanation]:
         """Explain a batch of preprocessed ``(n, 28, 28)`` inputs (paths left empty for the caller)."""
@@ -215,7 +242,12 @@ class Explainer:
         predicted = probabilities.argmax(axis=1)
         targets = predicted if target is None else np.full(len(images), target)
         batch = self.attributions(images, targets)
-        gaps, logit_differences, steps_used, reliable = batch.gaps, batch.logit_differences, batch.steps_used, batch.reliable
+        gaps, logit_differences, steps_used, reliable = (
+            batch.gaps,
+            batch.logit_differences,
+            batch.steps_used,
+            batch.reliable,
+        )
         conv_1 = conv_2 = None
         if self.has_feature_maps:
             conv_1, conv_2 = self.feature_maps(images)
@@ -224,24 +256,29 @@ class Explainer:
         for row, probs in enumerate(probabilities):
             order = np.argsort(-probs, kind="stable")[:k]
             best = int(order[0])
-            results.append(Explanation(
-                path="",
-                label=self.class_names[best],
-                index=best,
-                confidence=float(probs[best]),
-                top_k=[{"label": self.class_names[int(i)], "index": int(i), "confidence": float(probs[int(i)])} for i in order],
-                method=self.method,
-                target={"label": self.class_names[int(targets[row])], "index": int(targets[row])},
-                attribution=batch.maps[row],
-                completeness_gap=None if gaps is None else float(gaps[row]),
-                logit_difference=None if logit_differences is None else float(logit_differences[row]),
-                steps_used=None if steps_used is None else int(steps_used[row]),
-                attribution_reliable=None if reliable is None else bool(reliable[row]),
-                network_input=images[row],
-                probabilities=probs,
-                conv_1_maps=None if conv_1 is None else conv_1[row],
-                conv_2_maps=None if conv_2 is None else conv_2[row],
-            ))
+            results.append(
+                Explanation(
+                    path="",
+                    label=self.class_names[best],
+                    index=best,
+                    confidence=float(probs[best]),
+                    top_k=[
+                        {"label": self.class_names[int(i)], "index": int(i), "confidence": float(probs[int(i)])}
+                        for i in order
+                    ],
+                    method=self.method,
+                    target={"label": self.class_names[int(targets[row])], "index": int(targets[row])},
+                    attribution=batch.maps[row],
+                    completeness_gap=None if gaps is None else float(gaps[row]),
+                    logit_difference=None if logit_differences is None else float(logit_differences[row]),
+                    steps_used=None if steps_used is None else int(steps_used[row]),
+                    attribution_reliable=None if reliable is None else bool(reliable[row]),
+                    network_input=images[row],
+                    probabilities=probs,
+                    conv_1_maps=None if conv_1 is None else conv_1[row],
+                    conv_2_maps=None if conv_2 is None else conv_2[row],
+                )
+            )
         return results
 
 
@@ -293,8 +330,14 @@ def _decode(item, options) -> tuple[np.ndarray | None, tuple[np.ndarray, tuple[i
     return array, display_picture(source, luminance), None
 
 
-def explain_items(items, explainer: Explainer, options, target: int | None = None, top_k: int = DEFAULT_TOP_K,
-                  batch_size: int = EXPLAIN_BATCH) -> Iterator[Explanation]:
+def explain_items(
+    items,
+    explainer: Explainer,
+    options,
+    target: int | None = None,
+    top_k: int = DEFAULT_TOP_K,
+    batch_size: int = EXPLAIN_BATCH,
+) -> Iterator[Explanation]:
     """Yield one :class:`Explanation` per input item, in order, explaining ``batch_size`` images per network round."""
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
@@ -355,8 +398,11 @@ class ExplainResult:
         return sum(e.error is not None for e in self.explanations)
 
 
-def explain(request: ExplainRequest, on_explanation: Callable[[Explanation], None] | None = None,
-            log: Callable[[str], None] | None = None) -> ExplainResult:
+def explain(
+    request: ExplainRequest,
+    on_explanation: Callable[[Explanation], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> ExplainResult:
     """Explain every input in order, write one sheet each, and hand each explanation on once its sheet is written.
 
     ``log`` receives one line when a run's ``model.keras`` answers where its TensorFlow-free copy could have, and why.
@@ -373,8 +419,10 @@ def explain(request: ExplainRequest, on_explanation: Callable[[Explanation], Non
     engine = request.engine if request.method == "occlusion" or request.engine == "keras" else None
     context = for_pictures(request.model, request.runs_dir, request.preprocess, engine)
     if request.method == "integrated-gradients" and context.format != "keras":
-        raise ModelError(f"integrated gradients needs the gradients of a .keras model, and {str(context.ref.model_path)!r} is not one; "
-                         "use method 'occlusion'")
+        raise ModelError(
+            f"integrated gradients needs the gradients of a .keras model, and {str(context.ref.model_path)!r} is not one; "
+            "use method 'occlusion'"
+        )
     top_k = context.resolve_top_k(request.top_k)
     preprocess, class_names = context.picture_settings()
     target_index = parse_target(request.target, class_names)

@@ -35,14 +35,21 @@ def sheet_content(explanation: Explanation, explainer: Explainer, model_label: s
     """What ``explanation``'s sheet shows, as a picklable :class:`~lenet_cli.viz.explain_plots.SheetContent`."""
     from lenet_cli.viz.explain_plots import SheetContent
 
-    fmt = {"onnx": ".onnx", "litert": ".tflite", "savedmodel": "SavedModel"}.get(explainer.loaded.format, explainer.loaded.format)
+    fmt = {"onnx": ".onnx", "litert": ".tflite", "savedmodel": "SavedModel"}.get(
+        explainer.loaded.format, explainer.loaded.format
+    )
     reason = f"they need a .keras model; this is a {fmt} model"
     if explainer.loaded.path.name == FAST_MODEL_FILE and explainer.loaded.run_config is not None:
         reason = "they need the run's model.keras (engine 'keras'); this is its TensorFlow-free model.tflite"
     original = explanation.original if explanation.original is not None else explanation.network_input
-    assert (original is not None and explanation.network_input is not None and explanation.probabilities is not None
-            and explanation.method is not None and explanation.target is not None and explanation.attribution is not None), (
-        "only an explained input (error None) gets a sheet, and Explainer.explain fills all of these")
+    assert (
+        original is not None
+        and explanation.network_input is not None
+        and explanation.probabilities is not None
+        and explanation.method is not None
+        and explanation.target is not None
+        and explanation.attribution is not None
+    ), "only an explained input (error None) gets a sheet, and Explainer.explain fills all of these"
     return SheetContent(
         name=explanation.path,
         model=model_label,
@@ -76,7 +83,9 @@ def render_sheet_file(content, path: Path) -> Path:
     return write_bytes_atomic(path, render_explanation_png(content))
 
 
-def write_sheet(explanation: Explanation, explainer: Explainer, path: Path, model_label: str, dataset: str | None, top_k: int) -> Path:
+def write_sheet(
+    explanation: Explanation, explainer: Explainer, path: Path, model_label: str, dataset: str | None, top_k: int
+) -> Path:
     """Render ``explanation``'s sheet and write it to ``path`` atomically; records the path in the explanation."""
     render_sheet_file(sheet_content(explanation, explainer, model_label, dataset, top_k), path)
     explanation.sheet = os.fspath(path)
@@ -123,7 +132,9 @@ class SheetWriter:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_sheet_worker)
+            self.pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_sheet_worker
+            )
             for _ in range(workers):
                 self.pool.submit(_nothing)  # start every worker now
 

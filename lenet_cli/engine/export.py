@@ -114,21 +114,30 @@ def format_from_output(output: Path) -> str:
     """
     fmt = SUFFIX_FORMATS.get(output.suffix.lower())
     if fmt is None:
-        raise ExportError(f"cannot tell the export format from {str(output)!r}; name the format: keras, savedmodel, litert, onnx or all")
+        raise ExportError(
+            f"cannot tell the export format from {str(output)!r}; name the format: keras, savedmodel, litert, onnx or all"
+        )
     return fmt
 
 
 def output_mismatch(fmt: str, output: Path) -> str | None:
     """Why ``output`` cannot hold a ``fmt`` export (its suffix names another format, or none where one is needed), or None."""
     if fmt == "all":
-        return None if output.suffix.lower() not in SUFFIX_FORMATS else \
-            f"an export to all formats writes a folder, and {str(output)!r} names a {SUFFIX_FORMATS[output.suffix.lower()]} file; name a folder"
+        return (
+            None
+            if output.suffix.lower() not in SUFFIX_FORMATS
+            else f"an export to all formats writes a folder, and {str(output)!r} names a {SUFFIX_FORMATS[output.suffix.lower()]} file; name a folder"
+        )
     wanted = FORMATS[fmt].suffix
     implied = SUFFIX_FORMATS.get(output.suffix.lower())
     if wanted is not None and output.is_dir():
         return None  # an existing folder: the export check names the file to write in it
     if wanted is None:
-        return None if implied is None else f"a SavedModel is a folder, and {str(output)!r} names a {implied} file; name a folder"
+        return (
+            None
+            if implied is None
+            else f"a SavedModel is a folder, and {str(output)!r} names a {implied} file; name a folder"
+        )
     if output.suffix.lower() != wanted:
         found = f"names a {implied} file" if implied else f"does not end in {wanted}"
         return f"a {fmt} export writes a {wanted} file, and {str(output)!r} {found}; use e.g. {str(output.with_suffix(wanted))!r}"
@@ -161,8 +170,15 @@ def require_extras(formats: tuple[str, ...], verify: bool) -> None:
         raise MissingExtra(f"exporting {', '.join(formats)} needs {what}: {command}", hint=command)
 
 
-def export_metadata(dataset: str, run_config: dict | None, fmt: str, quantize: str, source: Path,
-                    class_names=None, preprocessing: str | None = None) -> dict[str, Any]:
+def export_metadata(
+    dataset: str,
+    run_config: dict | None,
+    fmt: str,
+    quantize: str,
+    source: Path,
+    class_names=None,
+    preprocessing: str | None = None,
+) -> dict[str, Any]:
     """What every export carries about itself (the class names: the model's, else the dataset's built-in ones)."""
     names = list(class_names or (run_config or {}).get("class_names") or CLASS_NAMES[dataset])
     return {
@@ -213,11 +229,26 @@ def verify_export(path: Path, fmt: str, quantize: str, reference: _Reference) ->
             f"{quantize}-quantized {fmt} export failed verification on {n:,} {reference.split} images: accuracy {accuracy:.4f} vs Keras "
             f"{reference.accuracy:.4f}, a drop over {MAX_ACCURACY_DROP * 100:g} points; nothing was written (try quantize 'dynamic' or 'none')"
         )
-    return {"max_abs_diff": max_abs_diff, "argmax_agreement": agreement, "accuracy": accuracy, "load_seconds": load_seconds}
+    return {
+        "max_abs_diff": max_abs_diff,
+        "argmax_agreement": agreement,
+        "accuracy": accuracy,
+        "load_seconds": load_seconds,
+    }
 
 
-def _write_one(model, fmt: str, final: Path, metadata: dict, quantize: str, calibration, reference: _Reference | None, log,
-               shown: Path | None = None, sidecar: bool = True) -> ExportResult:
+def _write_one(
+    model,
+    fmt: str,
+    final: Path,
+    metadata: dict,
+    quantize: str,
+    calibration,
+    reference: _Reference | None,
+    log,
+    shown: Path | None = None,
+    sidecar: bool = True,
+) -> ExportResult:
     """Write one export beside ``final``, verify it, then rename it and its sidecar into place, as one pair.
 
     The old sidecar goes just before the new model is renamed in, and the new sidecar follows it: a crash at
@@ -248,7 +279,9 @@ def _write_one(model, fmt: str, final: Path, metadata: dict, quantize: str, cali
             result.load_seconds = numbers["load_seconds"]
         if sidecar_tmp is not None:
             write_json_atomic(sidecar_tmp, metadata)
-            sidecar_path.unlink(missing_ok=True)  # last step before the model's rename (atomic_path's exits: model, then sidecar)
+            sidecar_path.unlink(
+                missing_ok=True
+            )  # last step before the model's rename (atomic_path's exits: model, then sidecar)
     result.replaced = replaced is not None
     if log and replaced is not None:
         log(f"replaced {shown or final}: {replaced}")
@@ -266,8 +299,14 @@ def _describe_replaced(final: Path, sidecar: Path) -> str | None:
     return "it held an earlier file"
 
 
-def fast_model_record(result: ExportResult | None, started: float, *, split: str | None = None, penalty: dict | None = None,
-                      error: str | None = None) -> dict[str, Any]:
+def fast_model_record(
+    result: ExportResult | None,
+    started: float,
+    *,
+    split: str | None = None,
+    penalty: dict | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
     """``metrics.json``'s ``fast_model`` record: which file, whether commands may answer with it, and its check against Keras.
 
     ``ok`` is true only for a float copy checked within the export bounds
@@ -293,8 +332,16 @@ def fast_model_record(result: ExportResult | None, started: float, *, split: str
     }
 
 
-def write_fast_model(model, run_dir: Path, metadata: dict[str, Any], images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
-                     split: str, penalty: dict | None = None) -> dict[str, Any]:
+def write_fast_model(
+    model,
+    run_dir: Path,
+    metadata: dict[str, Any],
+    images: np.ndarray,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    split: str,
+    penalty: dict | None = None,
+) -> dict[str, Any]:
     """Give a run its TensorFlow-free copy: write ``model.tflite`` and its sidecar, check it against ``probabilities``.
 
     The check is :func:`verify_export`'s, on ``images`` of ``split`` (the
@@ -315,19 +362,33 @@ def write_fast_model(model, run_dir: Path, metadata: dict[str, Any], images: np.
         result = _write_one(model, FAST_MODEL_FORMAT, final, metadata, "none", None, reference, None)
     except Exception as exc:  # any converter or runtime failure: the run still finishes, with model.keras
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return fast_model_record(None, started, split=split, penalty=penalty, error=text if isinstance(exc, LenetError) else f"{type(exc).__name__}: {text}")
+        return fast_model_record(
+            None,
+            started,
+            split=split,
+            penalty=penalty,
+            error=text if isinstance(exc, LenetError) else f"{type(exc).__name__}: {text}",
+        )
     return fast_model_record(result, started, split=split, penalty=penalty)
 
 
-def _record_in_run(result: ExportResult, source: runs.ModelRef, keras_model, run_config: dict | None, started: float) -> None:
+def _record_in_run(
+    result: ExportResult, source: runs.ModelRef, keras_model, run_config: dict | None, started: float
+) -> None:
     """An export written as a run's ``model.tflite`` becomes its fast copy: its check goes into the run's ``metrics.json``."""
     run_dir = source.run_dir or source.model_path.parent  # a run directory, or its model.keras named directly
-    if (result.format != FAST_MODEL_FORMAT or source.model_path.name != runs.MODEL_FILE or not (run_dir / runs.METRICS_FILE).is_file()
-            or result.path.resolve() != (run_dir / runs.FAST_MODEL_FILE).resolve()):
+    if (
+        result.format != FAST_MODEL_FORMAT
+        or source.model_path.name != runs.MODEL_FILE
+        or not (run_dir / runs.METRICS_FILE).is_file()
+        or result.path.resolve() != (run_dir / runs.FAST_MODEL_FILE).resolve()
+    ):
         return
     from lenet_cli.engine.evaluate import penalty_from_weights
 
-    runs.record_fast_model(run_dir, fast_model_record(result, started, split="test", penalty=penalty_from_weights(keras_model, run_config)))
+    runs.record_fast_model(
+        run_dir, fast_model_record(result, started, split="test", penalty=penalty_from_weights(keras_model, run_config))
+    )
 
 
 def _check_output(output: Path, formats: tuple[str, ...], source: Path) -> None:
@@ -338,14 +399,20 @@ def _check_output(output: Path, formats: tuple[str, ...], source: Path) -> None:
         ours = set(FILE_NAMES.values()) | {name + SIDECAR_SUFFIX for name in FILE_NAMES.values()}
         foreign = sorted(p.name for p in output.iterdir() if p.name not in ours) if output.is_dir() else []
         if foreign:
-            raise ExportError(f"output directory {str(output)!r} holds other files ({', '.join(foreign[:3])}); choose an empty or new directory")
+            raise ExportError(
+                f"output directory {str(output)!r} holds other files ({', '.join(foreign[:3])}); choose an empty or new directory"
+            )
     elif formats == ("savedmodel",):
         if output.is_file():
             raise ExportError(f"output {str(output)!r} is a file; a SavedModel is a directory")
         if output.is_dir() and any(output.iterdir()) and not (output / "saved_model.pb").is_file():
-            raise ExportError(f"output directory {str(output)!r} is not empty and holds no SavedModel; choose a new directory")
+            raise ExportError(
+                f"output directory {str(output)!r} is not empty and holds no SavedModel; choose a new directory"
+            )
     elif output.is_dir():
-        raise ExportError(f"output {str(output)!r} is a directory; name the file, e.g. {str(output / FILE_NAMES[formats[0]])!r}")
+        raise ExportError(
+            f"output {str(output)!r} is a directory; name the file, e.g. {str(output / FILE_NAMES[formats[0]])!r}"
+        )
     if output.resolve() == source.resolve():
         raise ExportError(f"output {str(output)!r} is the model being exported; choose another output")
 
@@ -358,20 +425,32 @@ def serving_folder(fmt: str, base: Path, version: int) -> Path:
     """
     checks.whole_at_least("serving_version", version, 1)
     if fmt != "savedmodel":
-        raise BadValue("serving_version", f"TensorFlow Serving's layout holds SavedModels; it applies to the savedmodel format, not {fmt}")
+        raise BadValue(
+            "serving_version",
+            f"TensorFlow Serving's layout holds SavedModels; it applies to the savedmodel format, not {fmt}",
+        )
     if base.is_file():
         raise ExportError(f"{str(base)!r} is a file; TensorFlow Serving's layout needs the model's base folder")
     return base / str(version)
 
 
-def write_export(model, fmt: str, final: Path, metadata: dict[str, Any], quantize: str = "none", calibration: np.ndarray | None = None) -> int:
+def write_export(
+    model,
+    fmt: str,
+    final: Path,
+    metadata: dict[str, Any],
+    quantize: str = "none",
+    calibration: np.ndarray | None = None,
+) -> int:
     """Write one export and its sidecar, atomically, without verifying it (``lenet benchmark`` measures it instead); its size in bytes."""
     return _write_one(model, fmt, final, metadata, quantize, calibration, None, None).size_bytes
 
 
 def calibration_images(dataset: str, data_dir, log, preprocess: str | None = None) -> np.ndarray:
     """The training images that calibrate int8 quantization: :data:`CALIBRATION_COUNT`, spread over the training split."""
-    train = load_dataset(dataset, data_dir, validation_size=0, log=log, splits=("train",), preprocess=preprocess).split("train")
+    train = load_dataset(dataset, data_dir, validation_size=0, log=log, splits=("train",), preprocess=preprocess).split(
+        "train"
+    )
     step = max(1, len(train) // CALIBRATION_COUNT)
     return as_model_input(train.images[::step][:CALIBRATION_COUNT])
 
@@ -425,8 +504,12 @@ def export_model(
     context = for_dataset(model, runs_dir, dataset, data_dir)
     ref = context.ref
     if context.format != "keras":
-        kind = {"onnx": "an ONNX model", "litert": "a LiteRT model", "savedmodel": "a SavedModel"}.get(context.format, "not a Keras model")
-        raise ExportError(f"{str(ref.model_path)!r} is {kind}; export converts a Keras model: pass a run directory or a .keras file")
+        kind = {"onnx": "an ONNX model", "litert": "a LiteRT model", "savedmodel": "a SavedModel"}.get(
+            context.format, "not a Keras model"
+        )
+        raise ExportError(
+            f"{str(ref.model_path)!r} is {kind}; export converts a Keras model: pass a run directory or a .keras file"
+        )
     _check_output(output, formats, ref.model_path)
     runs.check_writable(output.parent, "the export folder")  # before any data or model loads
     dataset, data_dir, preprocessing = context.dataset, context.data_dir, context.preprocess
@@ -437,7 +520,11 @@ def export_model(
         test_data = load_dataset(dataset, data_dir, log=log, splits=("test",), preprocess=preprocessing)
         test = test_data.test if verify else None
         class_names = class_names or test_data.class_names
-    calibration = calibration_images(dataset, data_dir, log, preprocessing) if quantize == "int8" and "litert" in formats else None
+    calibration = (
+        calibration_images(dataset, data_dir, log, preprocessing)
+        if quantize == "int8" and "litert" in formats
+        else None
+    )
 
     if log:
         log(f"loading {ref.model_path}")
@@ -451,7 +538,17 @@ def export_model(
     if len(formats) == 1:
         started = time.perf_counter()
         metadata = export_metadata(dataset, run_config, fmt, quantize, ref.model_path, class_names, preprocessing)
-        result = _write_one(source.keras_model, fmt, output, metadata, quantize, calibration, reference, log, sidecar=serving_version is None)
+        result = _write_one(
+            source.keras_model,
+            fmt,
+            output,
+            metadata,
+            quantize,
+            calibration,
+            reference,
+            log,
+            sidecar=serving_version is None,
+        )
         _record_in_run(result, ref, source.keras_model, run_config, started)
         return [result]
 
@@ -462,8 +559,17 @@ def export_model(
         for name in formats:
             q = quantize if name == "litert" else "none"
             metadata = export_metadata(dataset, run_config, name, q, ref.model_path, class_names, preprocessing)
-            result = _write_one(source.keras_model, name, folder / FILE_NAMES[name], metadata, q, calibration, reference, log,
-                                shown=output / FILE_NAMES[name])
+            result = _write_one(
+                source.keras_model,
+                name,
+                folder / FILE_NAMES[name],
+                metadata,
+                q,
+                calibration,
+                reference,
+                log,
+                shown=output / FILE_NAMES[name],
+            )
             results.append(result)
     for result in results:
         result.path = output / result.path.name
@@ -471,4 +577,3 @@ def export_model(
     if log and replaced:
         log(f"replaced {output}: it held earlier exports")
     return results
-

@@ -77,21 +77,36 @@ def start_predict(request: PredictRequest, log: Callable[[str], None] | None = N
     from lenet_cli.engine.context import for_pictures
 
     items = gather_inputs(request.inputs, request.recursive, request.files_from, log=log)
-    context = for_pictures(request.model, request.runs_dir, request.preprocess, request.engine, builtin_when_no_runs=True)
+    context = for_pictures(
+        request.model, request.runs_dir, request.preprocess, request.engine, builtin_when_no_runs=True
+    )
     top_k = context.resolve_top_k(request.top_k)
     preprocess, class_names = context.picture_settings()
     save = None if request.save_preprocessed is None else Path(request.save_preprocessed)
     if save is not None:
         save.mkdir(parents=True, exist_ok=True)
-    decoder = ChunkDecoder(items, PreprocessOptions(mode=preprocess, invert=request.invert),
-                           chunk_size=min(request.batch_size, DECODE_CHUNK))
+    decoder = ChunkDecoder(
+        items,
+        PreprocessOptions(mode=preprocess, invert=request.invert),
+        chunk_size=min(request.batch_size, DECODE_CHUNK),
+    )
     try:
         context, loaded = context.load(log=log)
     except BaseException:
         decoder.close()
         raise
-    predictions = predict_items(items, loaded.predict, class_names, preprocess, request.invert, top_k,
-                                request.batch_size, save, decoder, request.min_confidence)
+    predictions = predict_items(
+        items,
+        loaded.predict,
+        class_names,
+        preprocess,
+        request.invert,
+        top_k,
+        request.batch_size,
+        save,
+        decoder,
+        request.min_confidence,
+    )
     return PredictRun(context, items, predictions, top_k)
 
 
@@ -114,11 +129,15 @@ def predict_items(
     from lenet_cli.data.preprocess import PreprocessOptions, save_preprocessed_png
 
     if decoder is None:
-        decoder = ChunkDecoder(items, PreprocessOptions(mode=preprocess_mode, invert=invert), workers=1, chunk_size=batch_size)
+        decoder = ChunkDecoder(
+            items, PreprocessOptions(mode=preprocess_mode, invert=invert), workers=1, chunk_size=batch_size
+        )
     position = 0
     for batch_items, results in _batches(decoder, batch_size):
         good = [array for array, _ in results if array is not None]
-        probabilities = predict_fn(np.stack(good)[..., None].astype(np.float32)) if good else np.zeros((0, len(class_names)))
+        probabilities = (
+            predict_fn(np.stack(good)[..., None].astype(np.float32)) if good else np.zeros((0, len(class_names)))
+        )
         row = 0
         for number, (item, (array, error)) in enumerate(zip(batch_items, results), start=position):
             if array is None:

@@ -20,8 +20,24 @@ from lenet_cli.store.run_tags import TAG_KEY, read_tags
 
 RUN_MARKERS = (runs.CONFIG_FILE, runs.MODEL_FILE, runs.HISTORY_FILE)  # a folder holding any of them is a run
 
-LIST_FIELDS = ("name", "dataset", "status", "epochs_completed", "epochs", "val_accuracy", "test_accuracy",
-               "wall_seconds", "size_bytes", "started", "latest", "path", "study", "trial", "tags", "note")
+LIST_FIELDS = (
+    "name",
+    "dataset",
+    "status",
+    "epochs_completed",
+    "epochs",
+    "val_accuracy",
+    "test_accuracy",
+    "wall_seconds",
+    "size_bytes",
+    "started",
+    "latest",
+    "path",
+    "study",
+    "trial",
+    "tags",
+    "note",
+)
 
 
 @dataclass(frozen=True)
@@ -117,7 +133,10 @@ def summarize_run(run_dir: str | os.PathLike, latest: Path | None = None, name: 
     labels = read_tags(run_dir)
     state, state_text = status.state, status.describe()
     if metrics.get("pruned") is True and state != "running":
-        state, state_text = "pruned", f"pruned after {status.epochs_completed}/{'?' if status.epochs is None else status.epochs}"
+        state, state_text = (
+            "pruned",
+            f"pruned after {status.epochs_completed}/{'?' if status.epochs is None else status.epochs}",
+        )
     last = history[-1] if history and isinstance(history[-1], dict) else {}
     wall = _number(metrics.get("train_seconds"))
     if wall is None and history:
@@ -138,7 +157,9 @@ def summarize_run(run_dir: str | os.PathLike, latest: Path | None = None, name: 
         started=_started(run_dir),
         latest=latest is not None and run_dir.resolve() == latest,
         study=config.get("study") if isinstance(config.get("study"), str) else None,
-        trial=config.get("trial") if isinstance(config.get("trial"), int) and not isinstance(config.get("trial"), bool) else None,
+        trial=config.get("trial")
+        if isinstance(config.get("trial"), int) and not isinstance(config.get("trial"), bool)
+        else None,
         tags=labels.tags,
         note=labels.note,
     )
@@ -152,12 +173,16 @@ def check_tag_filter(tags: Mapping[str, str | None] | None) -> None:
     """
     for key, value in (tags or {}).items():
         if not isinstance(key, str) or not TAG_KEY.match(key):
-            raise BadValue("tag", f"{key!r} is not a tag key: letters, digits and _ . - / (at most 64), not starting with . - /")
+            raise BadValue(
+                "tag", f"{key!r} is not a tag key: letters, digits and _ . - / (at most 64), not starting with . - /"
+            )
         if value is not None and not isinstance(value, str):
             raise BadValue("tag", f"{key}: the value to match must be text, not {value!r}")
 
 
-def list_runs(runs_dir: str | os.PathLike | None = None, tags: Mapping[str, str | None] | None = None) -> list[RunSummary]:
+def list_runs(
+    runs_dir: str | os.PathLike | None = None, tags: Mapping[str, str | None] | None = None
+) -> list[RunSummary]:
     """Every run directory directly under the runs root, and every ``lenet tune`` trial under ``tune/<study>/``, newest first.
 
     A run directory is a folder holding ``config.json``, ``model.keras`` or
@@ -176,11 +201,24 @@ def list_runs(runs_dir: str | os.PathLike | None = None, tags: Mapping[str, str 
     folders = [Path(e.path) for e in os.scandir(root) if not e.name.startswith(".") and e.is_dir()]
     tune = root / runs.TUNE_DIR
     if tune.is_dir():
-        folders += [trial for study in sorted(tune.iterdir()) if study.is_dir() and not study.name.startswith(".")
-                    for trial in sorted(study.iterdir()) if trial.is_dir() and not trial.name.startswith(".")]
-    found = [summarize_run(f, latest, name=f.relative_to(root).as_posix()) for f in folders if any((f / marker).exists() for marker in RUN_MARKERS)]
+        folders += [
+            trial
+            for study in sorted(tune.iterdir())
+            if study.is_dir() and not study.name.startswith(".")
+            for trial in sorted(study.iterdir())
+            if trial.is_dir() and not trial.name.startswith(".")
+        ]
+    found = [
+        summarize_run(f, latest, name=f.relative_to(root).as_posix())
+        for f in folders
+        if any((f / marker).exists() for marker in RUN_MARKERS)
+    ]
     wanted = dict(tags or {})
-    found = [r for r in found if all(key in r.tags and (value is None or r.tags[key] == value) for key, value in wanted.items())]
+    found = [
+        r
+        for r in found
+        if all(key in r.tags and (value is None or r.tags[key] == value) for key, value in wanted.items())
+    ]
     return sorted(found, key=lambda r: (r.started or "", r.name), reverse=True)
 
 
@@ -199,7 +237,9 @@ def find_run(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None) 
             return candidate
     if path.is_dir() or (root / path).is_dir():
         raise LenetError(f"{str(run)!r} is not a run directory: it holds none of {', '.join(RUN_MARKERS)}")
-    raise LenetError(f"no run {str(run)!r}: it does not exist as a folder, nor as a run under {str(root)!r}; `lenet runs` lists them")
+    raise LenetError(
+        f"no run {str(run)!r}: it does not exist as a folder, nor as a run under {str(root)!r}; `lenet runs` lists them"
+    )
 
 
 def show_run(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -> dict:
@@ -224,8 +264,14 @@ def list_builtin_models() -> list[dict]:
     records = []
     for model in builtin_models():
         card = model.card()
-        records.append({"name": model.name, "title": card.get("title"), "quantization": card.get("quantization"),
-                        "test_accuracy": card.get("test", {}).get("accuracy"), "size_bytes": model.model_path.stat().st_size,
-                        "path": str(model.model_path)})
+        records.append(
+            {
+                "name": model.name,
+                "title": card.get("title"),
+                "quantization": card.get("quantization"),
+                "test_accuracy": card.get("test", {}).get("accuracy"),
+                "size_bytes": model.model_path.stat().st_size,
+                "path": str(model.model_path),
+            }
+        )
     return records
-

@@ -60,9 +60,14 @@ def compare_runs(request: CompareRequest) -> dict[str, Any]:
     """
     shown = [show_run(run, request.runs_dir) for run in request.runs]
     rows = []
-    metrics = [{**{k: s[k] for k in ("val_accuracy", "test_accuracy") if s[k] is not None}, **s["metrics"]} for s in shown]
-    for section, records in (("config", [s["config"] for s in shown]), ("metrics", metrics),
-                             ("run", [{k: s[k] for k in SUMMARY_KEYS} for s in shown])):
+    metrics = [
+        {**{k: s[k] for k in ("val_accuracy", "test_accuracy") if s[k] is not None}, **s["metrics"]} for s in shown
+    ]
+    for section, records in (
+        ("config", [s["config"] for s in shown]),
+        ("metrics", metrics),
+        ("run", [{k: s[k] for k in SUMMARY_KEYS} for s in shown]),
+    ):
         keys: list[str] = []
         for record in records:
             keys += [k for k in record if k not in keys]
@@ -74,8 +79,12 @@ def compare_runs(request: CompareRequest) -> dict[str, Any]:
             rows.append({"section": section, "key": key, "values": values, "same": same})
     names = [s["name"] for s in shown]
     plot = _write_plot(shown, names, Path(request.plot)) if request.plot is not None else None
-    return {"runs": [_label(s, names) for s in shown], "paths": [s["path"] for s in shown], "rows": rows,
-            "plot": None if plot is None else str(plot)}
+    return {
+        "runs": [_label(s, names) for s in shown],
+        "paths": [s["path"] for s in shown],
+        "rows": rows,
+        "plot": None if plot is None else str(plot),
+    }
 
 
 def _write_plot(shown: list[dict], names: list[str], path: Path) -> Path:
@@ -91,4 +100,6 @@ def _write_plot(shown: list[dict], names: list[str], path: Path) -> Path:
         values = [h.get("val_accuracy") if isinstance(h.get("val_accuracy"), (int, float)) else None for h in entries]
         series.append((_label(s, names), epochs, values))
     title = "validation accuracy per epoch: " + ", ".join(label for label, _, _ in series)
-    return write_bytes_atomic(path, render_curves_png(series, title if len(title) < 110 else "validation accuracy per epoch"))
+    return write_bytes_atomic(
+        path, render_curves_png(series, title if len(title) < 110 else "validation accuracy per epoch")
+    )

@@ -35,9 +35,13 @@ BEST_SUFFIX = "-best.json"  # lenet tune's result file beside a study's trials: 
 
 def _check_tag(key: Any, value: Any) -> None:
     if not isinstance(key, str) or not TAG_KEY.match(key):
-        raise BadValue("tags", f"{key!r} is not a tag key: letters, digits and _ . - / (at most 64), not starting with . - /")
+        raise BadValue(
+            "tags", f"{key!r} is not a tag key: letters, digits and _ . - / (at most 64), not starting with . - /"
+        )
     if not isinstance(value, str) or len(value) > MAX_VALUE or any(c in value for c in "\r\n"):
-        raise BadValue("tags", f"{key}: a tag's value is one line of at most {MAX_VALUE} characters, not {str(value)[:40]!r}")
+        raise BadValue(
+            "tags", f"{key}: a tag's value is one line of at most {MAX_VALUE} characters, not {str(value)[:40]!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -153,8 +157,10 @@ def _refusal(summary: RunSummary, force: bool) -> str | None:
         where = f"pid {status.pid}" + (f" on {status.hostname}" if status.hostname else "")
         return f"{summary.name} is training now ({where}); stop it first, or force its removal"
     if summary.latest:
-        return (f"{summary.name} is the run LATEST names (evaluate, predict and export use it by default); "
-                f"force its removal, and the newest remaining run takes its place")
+        return (
+            f"{summary.name} is the run LATEST names (evaluate, predict and export use it by default); "
+            f"force its removal, and the newest remaining run takes its place"
+        )
     return None
 
 
@@ -167,12 +173,23 @@ def _remove_folder(path: Path) -> None:
         raise RunError(f"cannot remove {str(path)!r}: {exc.strerror or exc}; check the folder's permissions") from None
     shutil.rmtree(hidden, ignore_errors=True)
     if hidden.exists():
-        raise RunError(f"{str(path)!r} was only partly removed (what is left is in {str(hidden)!r}); check its permissions and delete it")
+        raise RunError(
+            f"{str(path)!r} was only partly removed (what is left is in {str(hidden)!r}); check its permissions and delete it"
+        )
 
 
 def _removal(summary: RunSummary, removed: bool) -> Removal:
-    return Removal(summary.name, summary.path, summary.dataset, summary.status, summary.val_accuracy, summary.size_bytes, summary.started,
-                   removed, summary.latest)
+    return Removal(
+        summary.name,
+        summary.path,
+        summary.dataset,
+        summary.status,
+        summary.val_accuracy,
+        summary.size_bytes,
+        summary.started,
+        removed,
+        summary.latest,
+    )
 
 
 def _remove(summaries: list[RunSummary], runs_dir, dry_run: bool) -> list[Removal]:
@@ -181,7 +198,9 @@ def _remove(summaries: list[RunSummary], runs_dir, dry_run: bool) -> list[Remova
         if not dry_run:
             _remove_folder(Path(summary.path))
             if summary.latest:
-                (runs.runs_root(runs_dir) / runs.LATEST_FILE).unlink(missing_ok=True)  # the newest remaining run is used instead
+                (runs.runs_root(runs_dir) / runs.LATEST_FILE).unlink(
+                    missing_ok=True
+                )  # the newest remaining run is used instead
         done.append(_removal(summary, not dry_run))
     return done
 
@@ -235,9 +254,15 @@ class PruneRequest:
         checks.whole_at_least("keep", self.keep, 0)
         checks.one_of("by", self.by, PRUNE_ORDERS)
         if self.older_than is not None:
-            if isinstance(self.older_than, bool) or not isinstance(self.older_than, (int, float)) or not self.older_than >= 0:
+            if (
+                isinstance(self.older_than, bool)
+                or not isinstance(self.older_than, (int, float))
+                or not self.older_than >= 0
+            ):
                 raise BadValue("older_than", f"must be a number of seconds, at least 0, not {self.older_than!r}")
-        if self.study is not None and (not isinstance(self.study, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", self.study)):
+        if self.study is not None and (
+            not isinstance(self.study, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", self.study)
+        ):
             raise BadValue("study", f"{self.study!r} is not a study's name")
 
 
@@ -255,8 +280,13 @@ class PruneResult:
         return sum(r.size_bytes for r in self.removed)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"removed": [r.to_dict() for r in self.removed], "kept": self.kept, "protected": self.protected, "dry_run": self.dry_run,
-                "freed_bytes": self.freed_bytes}
+        return {
+            "removed": [r.to_dict() for r in self.removed],
+            "kept": self.kept,
+            "protected": self.protected,
+            "dry_run": self.dry_run,
+            "freed_bytes": self.freed_bytes,
+        }
 
 
 def _started_seconds(summary: RunSummary) -> float | None:
@@ -300,7 +330,9 @@ def prune_runs(request: PruneRequest) -> PruneResult:
     else:
         pool = [s for s in every if s.name.startswith(f"{runs.TUNE_DIR}/{request.study}/")]
         if not pool and not (runs.runs_root(request.runs_dir) / runs.TUNE_DIR / request.study).is_dir():
-            raise BadValue("study", f"no study {request.study!r} under {str(runs.runs_root(request.runs_dir) / runs.TUNE_DIR)!r}")
+            raise BadValue(
+                "study", f"no study {request.study!r} under {str(runs.runs_root(request.runs_dir) / runs.TUNE_DIR)!r}"
+            )
         best = _study_best(request.runs_dir, request.study)
     protected: dict[str, str] = {}
     for s in pool:

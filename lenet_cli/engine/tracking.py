@@ -35,15 +35,22 @@ from lenet_cli.store.atomic import write_json_atomic
 EXTRA_HINT = "pip install 'lenet-cli[mlflow]'"
 RUN_FILE = "mlflow.json"  # in the run folder: which MLflow run it logs to, so a resumed run continues that one
 METRICS_KEY = "mlflow"  # metrics.json's record of the MLflow run
-RUN_DIR_TAG = "lenet.run_dir"  # the run folder's absolute path: MLflow points at the folder, metrics.json at the MLflow run
+# the run folder's absolute path: MLflow points at the folder, metrics.json at the MLflow run
+RUN_DIR_TAG = "lenet.run_dir"
 HTTP_SETTINGS = {  # MLflow's own defaults retry 7 times over minutes; a tracker must give up in seconds
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
 }
 MAX_NAME = 250  # experiment and registered model names (MLflow's database columns hold more; this keeps them readable)
-NOT_RESULTS = ("val_accuracy", "val_cross_entropy", "images_per_second",  # curves already (a second point would blur them)
-               "epochs", runs.FAST_MODEL_KEY, METRICS_KEY)  # a param, and the copy's check figures
+NOT_RESULTS = (
+    "val_accuracy",
+    "val_cross_entropy",
+    "images_per_second",  # curves already (a second point would blur them)
+    "epochs",
+    runs.FAST_MODEL_KEY,
+    METRICS_KEY,
+)  # a param, and the copy's check figures
 STATUS_FINISHED, STATUS_FAILED, STATUS_KILLED = "FINISHED", "FAILED", "KILLED"
 Log = Callable[[str], None]
 
@@ -86,7 +93,9 @@ def check_fields(mlflow: Any, experiment: Any, register: Any = None) -> None:
     """
     if mlflow is not None:
         if not isinstance(mlflow, str) or not mlflow.strip() or any(c.isspace() for c in mlflow.strip()):
-            raise BadValue("mlflow", f"must be a tracking URI (http://HOST:PORT, file:/FOLDER or a folder), not {mlflow!r}")
+            raise BadValue(
+                "mlflow", f"must be a tracking URI (http://HOST:PORT, file:/FOLDER or a folder), not {mlflow!r}"
+            )
         scheme = mlflow.split("://", 1)[0] if "://" in mlflow else ""
         if scheme in ("http", "https") and not mlflow.split("://", 1)[1].strip("/"):
             raise BadValue("mlflow", f"{mlflow!r} names no host; write e.g. http://127.0.0.1:5000")
@@ -96,7 +105,9 @@ def check_fields(mlflow: Any, experiment: Any, register: Any = None) -> None:
         _name("mlflow_register", register)
 
 
-def resolve(mlflow: str | None, experiment: str | None, register: str | None, dataset: str, log: Log | None = None) -> TrackingSettings | None:
+def resolve(
+    mlflow: str | None, experiment: str | None, register: str | None, dataset: str, log: Log | None = None
+) -> TrackingSettings | None:
     """The tracking a request asks for: its ``mlflow`` URI, else ``MLFLOW_TRACKING_URI``; None when neither is set.
 
     A URI given in the request needs MLflow installed; one only inherited from
@@ -113,15 +124,21 @@ def resolve(mlflow: str | None, experiment: str | None, register: str | None, da
     if uri is None:
         for field, value in (("mlflow_register", register), ("mlflow_experiment", experiment)):
             if value is not None:
-                raise BadValue(field, f"needs a tracking server: give mlflow (a tracking URI) or set {MLFLOW_TRACKING_URI_ENV}")
+                raise BadValue(
+                    field, f"needs a tracking server: give mlflow (a tracking URI) or set {MLFLOW_TRACKING_URI_ENV}"
+                )
         return None
     if not mlflow_installed():
         if mlflow is not None:
             raise missing_mlflow()
         if log is not None:
-            log(f"warning: {MLFLOW_TRACKING_URI_ENV} is set, but MLflow is not installed ({EXTRA_HINT}); this run is not tracked")
+            log(
+                f"warning: {MLFLOW_TRACKING_URI_ENV} is set, but MLflow is not installed ({EXTRA_HINT}); this run is not tracked"
+            )
         return None
-    return TrackingSettings(uri=uri, experiment=experiment or f"lenet-{run_name(dataset)}", register=register, from_env=mlflow is None)
+    return TrackingSettings(
+        uri=uri, experiment=experiment or f"lenet-{run_name(dataset)}", register=register, from_env=mlflow is None
+    )
 
 
 def mlflow_installed() -> bool:
@@ -162,7 +179,9 @@ def load_mlflow():
 def _cause(exc: BaseException) -> str:
     """A failed call in a few words: ``Connection refused``, ``Read timed out``, or the first line of the message."""
     text = str(exc)
-    found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text) or re.search(r"(Read timed out|Connection refused|Name or service not known)", text)
+    found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text) or re.search(
+        r"(Read timed out|Connection refused|Name or service not known)", text
+    )
     if found:
         return found.group(1).strip()
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
@@ -197,8 +216,15 @@ class RunTracker:
     call on a tracker that is off or has failed: it does nothing.
     """
 
-    def __init__(self, settings: TrackingSettings | None, log: Log | None = None, *, parent: RunTracker | None = None,
-                 run_name: str | None = None, tags: dict[str, str] | None = None):
+    def __init__(
+        self,
+        settings: TrackingSettings | None,
+        log: Log | None = None,
+        *,
+        parent: RunTracker | None = None,
+        run_name: str | None = None,
+        tags: dict[str, str] | None = None,
+    ):
         self.settings = settings
         self.log = log
         self.parent = parent
@@ -237,15 +263,21 @@ class RunTracker:
             assert self.settings is not None
             if self.log is not None:
                 if self.run_id is None:
-                    self.log(f"warning: MLflow tracking at {self.settings.shown} is unavailable ({_cause(exc)}); "
-                             f"training goes on untracked, and the run folder keeps everything")
+                    self.log(
+                        f"warning: MLflow tracking at {self.settings.shown} is unavailable ({_cause(exc)}); "
+                        f"training goes on untracked, and the run folder keeps everything"
+                    )
                 else:
-                    self.log(f"warning: MLflow tracking at {self.settings.shown} failed while {doing} ({_cause(exc)}); "
-                             f"tracking stops here, training goes on, and the run folder keeps everything")
+                    self.log(
+                        f"warning: MLflow tracking at {self.settings.shown} failed while {doing} ({_cause(exc)}); "
+                        f"tracking stops here, training goes on, and the run folder keeps everything"
+                    )
 
     def _connect(self):
         assert self.settings is not None
-        if self.settings.is_folder:  # MLflow 3 keeps its folder store only for those who opt in; naming a folder is opting in
+        if (
+            self.settings.is_folder
+        ):  # MLflow 3 keeps its folder store only for those who opt in; naming a folder is opting in
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         mlflow = load_mlflow()
         from mlflow.tracking import MlflowClient
@@ -281,7 +313,7 @@ class RunTracker:
             self.run_id = run.info.run_id
             items = [Param(key, _param_text(value)) for key, value in params.items()]
             for first in range(0, len(items), 100):  # MLflow takes at most 100 params a batch
-                self.client.log_batch(self.run_id, params=items[first:first + 100])
+                self.client.log_batch(self.run_id, params=items[first : first + 100])
 
     def begin_run(self, run_dir: Path, resume: bool) -> None:
         """Start tracking a lenet run folder: its ``config.json`` as params, its path as a tag; a resumed run continues its MLflow run."""
@@ -291,7 +323,11 @@ class RunTracker:
 
         run_dir = Path(run_dir)
         previous = runs.read_json_or_none(run_dir / RUN_FILE) if resume else None
-        if isinstance(previous, dict) and previous.get("tracking_uri") == self._shown() and isinstance(previous.get("run_id"), str):
+        if (
+            isinstance(previous, dict)
+            and previous.get("tracking_uri") == self._shown()
+            and isinstance(previous.get("run_id"), str)
+        ):
             with self._guard("continuing the run"):
                 self._connect()
                 self.client.update_run(previous["run_id"], status="RUNNING")
@@ -310,9 +346,15 @@ class RunTracker:
     def record(self) -> dict[str, Any]:
         """What ``metrics.json`` (and ``mlflow.json``) keep of the MLflow run: where it is, and whether it is complete."""
         assert self.settings is not None
-        return {"tracking_uri": self.settings.shown, "experiment": self.settings.experiment, "experiment_id": self.experiment_id,
-                "run_id": self.run_id, "complete": self.active and self.error is None, **({"error": self.error} if self.error else {}),
-                **({"registered_model": self.registered} if self.registered else {})}
+        return {
+            "tracking_uri": self.settings.shown,
+            "experiment": self.settings.experiment,
+            "experiment_id": self.experiment_id,
+            "run_id": self.run_id,
+            "complete": self.active and self.error is None,
+            **({"error": self.error} if self.error else {}),
+            **({"registered_model": self.registered} if self.registered else {}),
+        }
 
     def log_metrics(self, values: dict[str, Any], step: int, doing: str) -> None:
         """Log every finite number of ``values`` at ``step``, in one request."""

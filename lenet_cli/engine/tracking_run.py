@@ -18,7 +18,9 @@ from lenet_cli.store.atomic import write_json_atomic
 # --- A finished training run: results, figures, model ------------------------------------------------------
 
 
-def finish_training(tracker: RunTracker, run_dir: Path, metrics: dict[str, Any], data, epochs: int) -> dict[str, Any] | None:
+def finish_training(
+    tracker: RunTracker, run_dir: Path, metrics: dict[str, Any], data, epochs: int
+) -> dict[str, Any] | None:
     """Log a finished run's results: ``metrics.json``'s numbers, its files, figures and model; register the model if asked.
 
     ``metrics.json`` records the MLflow run (its ``mlflow`` block) before it is uploaded. A nested run (a
@@ -30,8 +32,18 @@ def finish_training(tracker: RunTracker, run_dir: Path, metrics: dict[str, Any],
     tracker.log_metrics(results, epochs, "logging the results")
     _write_record(run_dir, tracker)
     if tracker.parent is None:
-        tracker.log_files([run_dir / name for name in (runs.CONFIG_FILE, runs.METRICS_FILE, runs.HISTORY_FILE, runs.FAST_MODEL_FILE,
-                                                       runs.FAST_MODEL_FILE + ".lenet.json")])
+        tracker.log_files(
+            [
+                run_dir / name
+                for name in (
+                    runs.CONFIG_FILE,
+                    runs.METRICS_FILE,
+                    runs.HISTORY_FILE,
+                    runs.FAST_MODEL_FILE,
+                    runs.FAST_MODEL_FILE + ".lenet.json",
+                )
+            ]
+        )
         if tracker.active:
             tracker.log_pictures(_figures(run_dir, data))
         _log_model(tracker, run_dir)
@@ -62,12 +74,17 @@ def _figures(run_dir: Path, data) -> dict[str, bytes]:
     if len(split) == 0:
         return {}
     model = load_model_file(Path(run_dir) / runs.MODEL_FILE)
-    report = classification_report(split.labels, KerasPredictor(model).logits(split.images), list(data.class_names), top_k=1)
+    report = classification_report(
+        split.labels, KerasPredictor(model).logits(split.images), list(data.class_names), top_k=1
+    )
     title = f"{Path(run_dir).name} {split_name}"
     return {
-        "confusion_matrix.png": render_confusion_matrix_png(np.array(report["confusion_matrix"]), list(data.class_names),
-                                                            f"{title}: accuracy {report['accuracy']:.4f}"),
-        "reliability.png": render_reliability_png(report["calibration"]["bins"], report["calibration"]["ece"], f"{title}: reliability"),
+        "confusion_matrix.png": render_confusion_matrix_png(
+            np.array(report["confusion_matrix"]), list(data.class_names), f"{title}: accuracy {report['accuracy']:.4f}"
+        ),
+        "reliability.png": render_reliability_png(
+            report["calibration"]["bins"], report["calibration"]["ece"], f"{title}: reliability"
+        ),
     }
 
 
@@ -92,12 +109,25 @@ def _log_model(tracker: RunTracker, run_dir: Path) -> None:
         tf = import_tensorflow()
         model = load_model_file(Path(run_dir) / runs.MODEL_FILE)
         shape = tuple(-1 if d is None else int(d) for d in model.input_shape)
-        signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype("float32"), shape)]),
-                                   outputs=Schema([TensorSpec(np.dtype("float32"), (-1, int(model.output_shape[-1])))]))
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype("float32"), shape)]),
+            outputs=Schema([TensorSpec(np.dtype("float32"), (-1, int(model.output_shape[-1])))]),
+        )
         requirements = [f"lenet-cli=={__version__}", f"keras=={keras.__version__}", f"tensorflow-cpu=={tf.__version__}"]
-        info = Model.log(None, flavor=mlflow.keras, name="model", run_id=tracker.run_id, model=model, signature=signature,
-                         pip_requirements=requirements, registered_model_name=register, await_registration_for=0,
-                         metadata={"lenet_custom_objects": "import lenet_cli.model.layers before loading (LocalResponseNormalization)"})
+        info = Model.log(
+            None,
+            flavor=mlflow.keras,
+            name="model",
+            run_id=tracker.run_id,
+            model=model,
+            signature=signature,
+            pip_requirements=requirements,
+            registered_model_name=register,
+            await_registration_for=0,
+            metadata={
+                "lenet_custom_objects": "import lenet_cli.model.layers before loading (LocalResponseNormalization)"
+            },
+        )
         if register is not None and info.registered_model_version is not None:
             tracker.registered = {"name": register, "version": int(info.registered_model_version)}
 

@@ -66,7 +66,7 @@ class TrainRequest:
     mlflow_register: str | None = None
 
     def __post_init__(self) -> None:
-            tracking.check_fields(self.mlflow, self.mlflow_experiment, self.mlflow_register)
+        tracking.check_fields(self.mlflow, self.mlflow_experiment, self.mlflow_register)
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,9 @@ class TrainOutcome:
         return self.distribution is None or self.distribution.is_chief
 
 
-def load_training_data(request: TrainRequest, log: Callable[[str], None] | None = None) -> tuple[TrainConfig, Dataset, Any]:
+def load_training_data(
+    request: TrainRequest, log: Callable[[str], None] | None = None
+) -> tuple[TrainConfig, Dataset, Any]:
     """Load the dataset the recipe names; return the recipe completed by what the data says, the data, and the data folder.
 
     Raises:
@@ -112,14 +114,34 @@ def load_training_data(request: TrainRequest, log: Callable[[str], None] | None 
     previous_fingerprint = cfg.data_fingerprint
     if cfg.preprocess == "auto":
         cfg = dataclasses.replace(cfg, preprocess=None)
-    data = load_dataset(cfg.dataset, data_dir, validation_size=cfg.validation_size, train_limit=cfg.train_limit, log=log,
-                        preprocess=cfg.preprocess, splits=("train", "validation", "test") if request.score_test else ("train", "validation"))
-    cfg = dataclasses.replace(cfg, data_source=str(Path(data.source).resolve()), validation_size=len(data.split("validation")),
-                              preprocess=cfg.preprocess or data.preprocess, class_names=tuple(data.class_names),
-                              data_fingerprint=data.fingerprint)
-    if request.resume and previous_fingerprint and data.fingerprint and previous_fingerprint != data.fingerprint and log:
-        log(f"warning: {cfg.dataset}'s files changed since this run started (fingerprint {previous_fingerprint[:12]}... "
-            f"is now {data.fingerprint[:12]}...)")
+    data = load_dataset(
+        cfg.dataset,
+        data_dir,
+        validation_size=cfg.validation_size,
+        train_limit=cfg.train_limit,
+        log=log,
+        preprocess=cfg.preprocess,
+        splits=("train", "validation", "test") if request.score_test else ("train", "validation"),
+    )
+    cfg = dataclasses.replace(
+        cfg,
+        data_source=str(Path(data.source).resolve()),
+        validation_size=len(data.split("validation")),
+        preprocess=cfg.preprocess or data.preprocess,
+        class_names=tuple(data.class_names),
+        data_fingerprint=data.fingerprint,
+    )
+    if (
+        request.resume
+        and previous_fingerprint
+        and data.fingerprint
+        and previous_fingerprint != data.fingerprint
+        and log
+    ):
+        log(
+            f"warning: {cfg.dataset}'s files changed since this run started (fingerprint {previous_fingerprint[:12]}... "
+            f"is now {data.fingerprint[:12]}...)"
+        )
     return cfg, data, data_dir
 
 
@@ -169,8 +191,12 @@ def train(
         runs.resolve_model(request.config.init_from, request.runs_dir, field="init_from")
     owns_tracker = tracker is None
     if tracker is None:
-        tracker = tracking.RunTracker(tracking.resolve(request.mlflow, request.mlflow_experiment, request.mlflow_register,
-                                                       request.config.dataset, log), log)
+        tracker = tracking.RunTracker(
+            tracking.resolve(
+                request.mlflow, request.mlflow_experiment, request.mlflow_register, request.config.dataset, log
+            ),
+            log,
+        )
     cfg, data, _ = load_training_data(request, log)
     from lenet_cli.core.tensorflow_env import import_tensorflow
 
@@ -180,9 +206,14 @@ def train(
 
     joining = request.distribute == "multi-worker"
     with showing(f"joining the cluster (up to {request.worker_timeout:g} s)" if joining else "building the strategy"):
-        distribution = build_distribution(request.distribute, devices=request.devices, workers=request.workers,
-                                          task_index=request.task_index, worker_timeout=request.worker_timeout,
-                                          start_watchdog=start_watchdog)
+        distribution = build_distribution(
+            request.distribute,
+            devices=request.devices,
+            workers=request.workers,
+            task_index=request.task_index,
+            worker_timeout=request.worker_timeout,
+            start_watchdog=start_watchdog,
+        )
     tensorboard = request.tensorboard
     scratch = None
     existed = False
@@ -198,7 +229,11 @@ def train(
         existed = request.resume or (output is not None and output.exists())
         from lenet_cli.data.loader import run_name
 
-        run_dir = output if request.resume and output is not None else runs.new_run_dir(run_name(cfg.dataset), request.runs_dir, output)
+        run_dir = (
+            output
+            if request.resume and output is not None
+            else runs.new_run_dir(run_name(cfg.dataset), request.runs_dir, output)
+        )
     try:
         if data.skipped and (distribution is None or distribution.is_chief):
             from lenet_cli.store.atomic import write_text_atomic
@@ -216,28 +251,46 @@ def train(
         if chief and tracker.active:
             callbacks.append(tracking_run.tracking_callback(tracker, run_dir, request.resume))
         with runs.running_marker(run_dir) if chief else contextlib.nullcontext():
-            result = run_epochs(cfg, data, run_dir, callbacks=callbacks, tensorboard=tensorboard, histograms=request.histograms,
-                                runs_dir=request.runs_dir, resume=request.resume, should_stop=should_stop,
-                                deterministic=request.deterministic, distribution=distribution,
-                                keep_checkpoint=request.keep_checkpoint)
+            result = run_epochs(
+                cfg,
+                data,
+                run_dir,
+                callbacks=callbacks,
+                tensorboard=tensorboard,
+                histograms=request.histograms,
+                runs_dir=request.runs_dir,
+                resume=request.resume,
+                should_stop=should_stop,
+                deterministic=request.deterministic,
+                distribution=distribution,
+                keep_checkpoint=request.keep_checkpoint,
+            )
     except BaseException as exc:
         if owns_tracker:
             from lenet_cli.engine.interrupted import TrainingInterrupted
 
-            tracker.end(tracking.STATUS_KILLED if isinstance(exc, (TrainingInterrupted, KeyboardInterrupt)) else tracking.STATUS_FAILED)
+            tracker.end(
+                tracking.STATUS_KILLED
+                if isinstance(exc, (TrainingInterrupted, KeyboardInterrupt))
+                else tracking.STATUS_FAILED
+            )
         if scratch is None and not existed and not (run_dir / runs.CHECKPOINT_FILE).exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # a failed start leaves nothing half-made
         raise
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
-    record = tracking_run.finish_training(tracker, run_dir, result.metrics, data, len(result.history)) if chief else None
+    record = (
+        tracking_run.finish_training(tracker, run_dir, result.metrics, data, len(result.history)) if chief else None
+    )
     if record is not None:
         result.metrics[tracking.METRICS_KEY] = record
     if owns_tracker:
         tracker.end()
     fast = result.metrics.get(runs.FAST_MODEL_KEY)
     if log is not None and fast is not None and not fast["ok"]:
-        log(f"warning: this run has no TensorFlow-free {runs.FAST_MODEL_FILE} ({fast['error']}); predict, evaluate and serve "
-            f"will answer with model.keras")
+        log(
+            f"warning: this run has no TensorFlow-free {runs.FAST_MODEL_FILE} ({fast['error']}); predict, evaluate and serve "
+            f"will answer with model.keras"
+        )
     return TrainOutcome(run_dir, result.config, result.metrics, result.history, result.weights_sha256, distribution)

@@ -56,8 +56,10 @@ def score(predictor, split: Split) -> dict[str, float]:
     if len(split) == 0:
         return {"cross_entropy": float("nan"), "accuracy": float("nan")}
     logits = predictor.logits(split.images)
-    return {"cross_entropy": mean_cross_entropy(split.labels, logits),
-            "accuracy": float((logits.argmax(axis=1) == split.labels).mean())}
+    return {
+        "cross_entropy": mean_cross_entropy(split.labels, logits),
+        "accuracy": float((logits.argmax(axis=1) == split.labels).mean()),
+    }
 
 
 @dataclass
@@ -107,8 +109,13 @@ def _build(cfg: TrainConfig, data: Dataset, runs_dir, resume: bool, deterministi
     cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision))  # config.json records what ran
     scope = distribution.strategy.scope() if distribution is not None else contextlib.nullcontext()
     with scope:  # variables made here are mirrored across replicas (and workers)
-        model = build_lenet(dense_units=cfg.dense_units, dropout=cfg.dropout, seed=cfg.seed, num_classes=len(data.class_names),
-                            precision=cfg.precision)
+        model = build_lenet(
+            dense_units=cfg.dense_units,
+            dropout=cfg.dropout,
+            seed=cfg.seed,
+            num_classes=len(data.class_names),
+            precision=cfg.precision,
+        )
         if cfg.init_from and not resume:
             source = load_initial_weights(model, cfg.init_from, runs_dir)
             cfg = dataclasses.replace(cfg, init_from=str(source.resolve()))
@@ -135,7 +142,10 @@ def _start_or_resume(session: _Session, run_dir: Path, resume: bool) -> tuple[Tr
         return state, rng
     from lenet_cli.model.augmentation import describe
 
-    config = {**session.cfg.to_json_dict(), "augmentation": describe(session.cfg.augment, session.cfg.seed)}  # exactly what is applied
+    config = {
+        **session.cfg.to_json_dict(),
+        "augmentation": describe(session.cfg.augment, session.cfg.seed),
+    }  # exactly what is applied
     state = TrainingState(config=config, rng_state=dict(rng.bit_generator.state))
     write_json_atomic(run_dir / runs.CONFIG_FILE, config)
     save_checkpoint(run_dir, session.model, session.optimizer, state, session.step.augmentation)
@@ -151,7 +161,10 @@ def _record_new_end(run_dir: Path, epochs: int) -> None:
     saved = runs.read_json_or_none(run_dir / runs.CONFIG_FILE)
     if not isinstance(saved, dict) or saved.get("epochs") == epochs:
         return
-    write_json_atomic(run_dir / runs.CONFIG_FILE, {**saved, "epochs": epochs, "planned_epochs": saved.get("planned_epochs", saved.get("epochs"))})
+    write_json_atomic(
+        run_dir / runs.CONFIG_FILE,
+        {**saved, "epochs": epochs, "planned_epochs": saved.get("planned_epochs", saved.get("epochs"))},
+    )
 
 
 def _callbacks(session: _Session, data: Dataset, run_dir: Path, callbacks, tensorboard: bool, histograms: bool):
@@ -159,12 +172,23 @@ def _callbacks(session: _Session, data: Dataset, run_dir: Path, callbacks, tenso
 
     from lenet_cli.model.tensorboard_logging import run_callbacks
 
-    all_callbacks = list(callbacks or []) + run_callbacks(run_dir, data, tensorboard, histograms, session.predict_shipped_classes)
-    return keras.callbacks.CallbackList(all_callbacks, model=session.model, add_history=False, add_progbar=False,
-                                        epochs=session.cfg.epochs, steps=session.steps_per_epoch, verbose=0)
+    all_callbacks = list(callbacks or []) + run_callbacks(
+        run_dir, data, tensorboard, histograms, session.predict_shipped_classes
+    )
+    return keras.callbacks.CallbackList(
+        all_callbacks,
+        model=session.model,
+        add_history=False,
+        add_progbar=False,
+        epochs=session.cfg.epochs,
+        steps=session.steps_per_epoch,
+        verbose=0,
+    )
 
 
-def _train_epoch(session: _Session, data: Dataset, rng, epoch: int, callback_list, should_stop, run_dir: Path) -> dict[str, float]:
+def _train_epoch(
+    session: _Session, data: Dataset, rng, epoch: int, callback_list, should_stop, run_dir: Path
+) -> dict[str, float]:
     """One pass over the shuffled (and augmented) training split; returns the mean of each log and the throughput."""
     cfg = session.cfg
     started = time.perf_counter()
@@ -193,11 +217,20 @@ def _train_epoch(session: _Session, data: Dataset, rng, epoch: int, callback_lis
         if agreed:  # a distributed run: every worker took this step, and every one stops after it
             raise TrainingInterrupted(agreed, epoch, run_dir, by_peer=agreed != signum)
         means = {"cross_entropy": sums["cross_entropy"] / seen, **penalty_means(sums, PENALTY_KEYS)}
-        callback_list.on_train_batch_end(step - 1, {
-            "objective": means["cross_entropy"] + means["l1"] + means["l2"], "cross_entropy": means["cross_entropy"],
-            "accuracy": sums["correct"] / seen, "images": seen, "elapsed": time.perf_counter() - started,
-        })
-    logs = {"cross_entropy": sums["cross_entropy"] / seen, **penalty_means(sums, PENALTY_KEYS + tuple(session.step.objective.term_names))}
+        callback_list.on_train_batch_end(
+            step - 1,
+            {
+                "objective": means["cross_entropy"] + means["l1"] + means["l2"],
+                "cross_entropy": means["cross_entropy"],
+                "accuracy": sums["correct"] / seen,
+                "images": seen,
+                "elapsed": time.perf_counter() - started,
+            },
+        )
+    logs = {
+        "cross_entropy": sums["cross_entropy"] / seen,
+        **penalty_means(sums, PENALTY_KEYS + tuple(session.step.objective.term_names)),
+    }
     logs["accuracy"] = sums["correct"] / seen
     logs["images_per_second"] = seen / (time.perf_counter() - started)
     return logs
@@ -225,7 +258,9 @@ def _epoch_logs(session: _Session, train_logs: dict[str, float], validation: Spl
     return logs
 
 
-def _end_epoch(session: _Session, state: TrainingState, rng, epoch: int, logs: dict, epoch_seconds: float, run_dir: Path) -> None:
+def _end_epoch(
+    session: _Session, state: TrainingState, rng, epoch: int, logs: dict, epoch_seconds: float, run_dir: Path
+) -> None:
     """Record the epoch in the history and the checkpoint (both atomic)."""
     state.history.append({"epoch": epoch + 1, **logs, "epoch_seconds": epoch_seconds})
     state.completed_epochs = epoch + 1
@@ -252,8 +287,10 @@ def _calibrate(session: _Session, validation: Split) -> dict | None:
     if len(validation) == 0:
         return _not_calibrated("no validation split to fit it on")
     if len(validation) < C.CALIBRATION_MIN_IMAGES:
-        return _not_calibrated(f"the validation split has {plural(len(validation), 'image')}; "
-                               f"calibration needs at least {C.CALIBRATION_MIN_IMAGES}")
+        return _not_calibrated(
+            f"the validation split has {plural(len(validation), 'image')}; "
+            f"calibration needs at least {C.CALIBRATION_MIN_IMAGES}"
+        )
     if "logits_layer" in session.cfg.freeze:
         return _not_calibrated("logits_layer is frozen")
     block = choose_temperature(session.predictor.logits(validation.images), validation.labels)
@@ -281,13 +318,24 @@ def _write_fast_model(model, predictor, data: Dataset, run_dir: Path, cfg: Train
     validation = data.split("validation")
     split, name = (validation, "validation") if len(validation) else (data.split("test"), "test")
     run_config = runs.read_json_or_none(run_dir / runs.CONFIG_FILE)
-    metadata = export_metadata(cfg.dataset, run_config, FAST_MODEL_FORMAT, "none", run_dir / runs.MODEL_FILE, data.class_names, cfg.preprocess)
-    return write_fast_model(model, run_dir, metadata, split.images, split.labels, predictor(split.images), name,
-                            penalty_from_weights(model, run_config))
+    metadata = export_metadata(
+        cfg.dataset, run_config, FAST_MODEL_FORMAT, "none", run_dir / runs.MODEL_FILE, data.class_names, cfg.preprocess
+    )
+    return write_fast_model(
+        model,
+        run_dir,
+        metadata,
+        split.images,
+        split.labels,
+        predictor(split.images),
+        name,
+        penalty_from_weights(model, run_config),
+    )
 
 
-def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Path, runs_dir, distribution,
-            keep_checkpoint: bool) -> TrainResult:
+def _finish(
+    session: _Session, data: Dataset, state: TrainingState, run_dir: Path, runs_dir, distribution, keep_checkpoint: bool
+) -> TrainResult:
     """Calibrate and save the model (no training state) and its TensorFlow-free copy, score it on the whole test split,
     write metrics, mark it latest.
 
@@ -299,7 +347,10 @@ def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Pat
 
     cfg = session.cfg
     chief = distribution is None or distribution.is_chief
-    for stale in (runs.FAST_MODEL_FILE, runs.FAST_MODEL_FILE + SIDECAR_SUFFIX):  # never a copy of other weights beside the new model
+    for stale in (
+        runs.FAST_MODEL_FILE,
+        runs.FAST_MODEL_FILE + SIDECAR_SUFFIX,
+    ):  # never a copy of other weights beside the new model
         (run_dir / stale).unlink(missing_ok=True)
     session.optimizer.finalize_variable_values(session.step.trainable)  # with EMA: the averaged weights ship
     session.model.optimizer = None  # the shipped model carries no training state
@@ -310,16 +361,24 @@ def _finish(session: _Session, data: Dataset, state: TrainingState, run_dir: Pat
         model.get_layer(name).trainable = True
     with atomic_path(run_dir / runs.MODEL_FILE) as tmp:
         model.save(tmp)
-    test = score(session.predictor, data.test) if data.test is not None else {"accuracy": None}  # None: not loaded, never read
+    test = (
+        score(session.predictor, data.test) if data.test is not None else {"accuracy": None}
+    )  # None: not loaded, never read
     fast_model = _write_fast_model(model, session.predictor, data, run_dir, cfg) if chief else None
     # without a validation split its scores are NaN in the history (null in history.json); here they are null too, for strict readers
-    last = {k: v for k, v in (state.history[-1] if state.history else {}).items() if not (isinstance(v, float) and math.isnan(v))}
+    last = {
+        k: v
+        for k, v in (state.history[-1] if state.history else {}).items()
+        if not (isinstance(v, float) and math.isnan(v))
+    }
     metrics = {
         "dataset": cfg.dataset,
         "test_accuracy": test["accuracy"],
         "test_count": len(data.test) if data.test is not None else None,
         "val_accuracy": last.get("val_accuracy"),
-        "val_cross_entropy": (calibrated or {}).get("val_cross_entropy_after", last.get("val_cross_entropy")),  # of the model that ships
+        "val_cross_entropy": (calibrated or {}).get(
+            "val_cross_entropy_after", last.get("val_cross_entropy")
+        ),  # of the model that ships
         "calibration": calibrated,
         "best_val_accuracy": state.best_val_accuracy,
         "train_accuracy": last.get("accuracy"),
@@ -390,14 +449,20 @@ def train(
     return _finish(session, data, state, run_dir, runs_dir, distribution, keep_checkpoint)
 
 
-def _run_epochs(session: _Session, data: Dataset, state: TrainingState, rng, callback_list, should_stop, run_dir: Path) -> None:
+def _run_epochs(
+    session: _Session, data: Dataset, state: TrainingState, rng, callback_list, should_stop, run_dir: Path
+) -> None:
     """Train from the first epoch not completed to the last, recording each; the callbacks' writers closed however it ends."""
     callback_list.on_train_begin()
     try:
         for epoch in range(state.completed_epochs, session.cfg.epochs):
             callback_list.on_epoch_begin(epoch)
             epoch_start = time.perf_counter()
-            logs = _epoch_logs(session, _train_epoch(session, data, rng, epoch, callback_list, should_stop, run_dir), data.split("validation"))
+            logs = _epoch_logs(
+                session,
+                _train_epoch(session, data, rng, epoch, callback_list, should_stop, run_dir),
+                data.split("validation"),
+            )
             callback_list.on_epoch_end(epoch, logs)
             _end_epoch(session, state, rng, epoch, logs, time.perf_counter() - epoch_start, run_dir)
     finally:

@@ -54,7 +54,16 @@ from lenet_cli.engine.tune_study import (
 )
 from lenet_cli.store import runs
 
-__all__ = ["DEFAULT_TRIALS", "TrialRecord", "TuneInterrupted", "TuneOutcome", "TuneProgress", "TuneRequest", "show", "tune"]
+__all__ = [
+    "DEFAULT_TRIALS",
+    "TrialRecord",
+    "TuneInterrupted",
+    "TuneOutcome",
+    "TuneProgress",
+    "TuneRequest",
+    "show",
+    "tune",
+]
 
 MAX_FAILURES_IN_A_ROW = 3  # then the search stops: something is wrong beyond one recipe
 BEST_SUFFIX = "-best.json"
@@ -104,11 +113,18 @@ class TuneOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "study": self.study, "storage": self.storage, "dataset": self.dataset, "stop_reason": self.stop_reason,
-            "trials": self.counts(), "ran_here": self.ran, "pruned_saved_seconds": self.saved_seconds,
+            "study": self.study,
+            "storage": self.storage,
+            "dataset": self.dataset,
+            "stop_reason": self.stop_reason,
+            "trials": self.counts(),
+            "ran_here": self.ran,
+            "pruned_saved_seconds": self.saved_seconds,
             "best": None if self.best is None else {**self.best.to_dict(), "test_accuracy": self.test_accuracy},
-            "test_note": self.test_note, "recipe_file": None if self.recipe_file is None else str(self.recipe_file),
-            "plots": {name: str(path) for name, path in self.plots.items()}, "plots_skipped": self.plots_skipped,
+            "test_note": self.test_note,
+            "recipe_file": None if self.recipe_file is None else str(self.recipe_file),
+            "plots": {name: str(path) for name, path in self.plots.items()},
+            "plots_skipped": self.plots_skipped,
         }
 
 
@@ -125,8 +141,9 @@ class TuneInterrupted(Exception):
 # --- One trial --------------------------------------------------------------------------------
 
 
-def _trial_callbacks(trial, state: dict, progress: Callable[[TuneProgress], None] | None, steps: int, epochs: int,
-                     common: dict[str, Any]):
+def _trial_callbacks(
+    trial, state: dict, progress: Callable[[TuneProgress], None] | None, steps: int, epochs: int, common: dict[str, Any]
+):
     """The Keras callback that reports every epoch's validation accuracy, prunes, and feeds the live line.
 
     A prune decided after epoch k takes effect when epoch k+1 begins, once the
@@ -183,8 +200,18 @@ def _progress(state: dict, common: dict[str, Any], epoch: int, step: int, steps:
     if common["deadline"] is not None:
         left = max(0.0, common["deadline"] - now)
         eta = left if eta is None else min(eta, left + (this_left or 0.0))
-    return TuneProgress(trial=state["number"], epoch=epoch + 1, epochs=epochs, step=step, steps=steps, finished=common["finished"],
-                        target=target, best=common["best"], best_trial=common["best_trial"], eta_seconds=eta)
+    return TuneProgress(
+        trial=state["number"],
+        epoch=epoch + 1,
+        epochs=epochs,
+        step=step,
+        steps=steps,
+        finished=common["finished"],
+        target=target,
+        best=common["best"],
+        best_trial=common["best_trial"],
+        eta_seconds=eta,
+    )
 
 
 def _drop(path: Path) -> None:
@@ -196,7 +223,11 @@ def _epoch_seconds(run_dir: Path) -> list[float]:
     history = runs.read_json_or_none(run_dir / runs.HISTORY_FILE)
     if not isinstance(history, list):
         return []
-    return [float(h["epoch_seconds"]) for h in history if isinstance(h, dict) and isinstance(h.get("epoch_seconds"), (int, float))]
+    return [
+        float(h["epoch_seconds"])
+        for h in history
+        if isinstance(h, dict) and isinstance(h.get("epoch_seconds"), (int, float))
+    ]
 
 
 def _train_seconds(run_dir: Path) -> float | None:
@@ -218,19 +249,37 @@ def _keep_pruned(run_dir: Path, cfg, state: dict) -> float:
     seconds = _epoch_seconds(run_dir)
     run = len(seconds)
     saved = (sum(seconds) / run) * (cfg.epochs - run) if run else 0.0
-    write_json_atomic(run_dir / runs.METRICS_FILE, {
-        "dataset": cfg.dataset, "pruned": True, "study": cfg.study, "trial": cfg.trial, "test_accuracy": None,
-        "val_accuracy": state.get("last"), "epochs": cfg.epochs, "epochs_completed": run, "train_seconds": sum(seconds),
-        "saved_seconds": saved,
-    })
+    write_json_atomic(
+        run_dir / runs.METRICS_FILE,
+        {
+            "dataset": cfg.dataset,
+            "pruned": True,
+            "study": cfg.study,
+            "trial": cfg.trial,
+            "test_accuracy": None,
+            "val_accuracy": state.get("last"),
+            "epochs": cfg.epochs,
+            "epochs_completed": run,
+            "train_seconds": sum(seconds),
+            "saved_seconds": saved,
+        },
+    )
     return saved
 
 
 class _Objective:
     """Optuna's objective: draw a recipe, train it as one ordinary run, return its final validation accuracy."""
 
-    def __init__(self, request: TuneRequest, opened: OpenStudy, space: tune_space.Space, common: dict[str, Any],
-                 progress, log, should_stop):
+    def __init__(
+        self,
+        request: TuneRequest,
+        opened: OpenStudy,
+        space: tune_space.Space,
+        common: dict[str, Any],
+        progress,
+        log,
+        should_stop,
+    ):
         self.request = request
         self.opened = opened
         self.space = space
@@ -251,13 +300,31 @@ class _Objective:
         values = tune_space.suggest(trial, self.space)
         study_dir = tune_root(request.runs_dir) / self.opened.name
         run_dir = study_dir / f"trial-{trial.number}"
-        cfg = resolve_config(request.dataset, **tune_space.config_overrides(values), train_limit=request.train_limit,
-                             validation_size=request.validation_size, seed=request.seed, study=self.opened.name, trial=trial.number)
-        for key, value in (("run_dir", str(run_dir.resolve())), ("host", socket.gethostname()), ("epochs", cfg.epochs),
-                           ("error", None), ("saved_seconds", 0.0)):
+        cfg = resolve_config(
+            request.dataset,
+            **tune_space.config_overrides(values),
+            train_limit=request.train_limit,
+            validation_size=request.validation_size,
+            seed=request.seed,
+            study=self.opened.name,
+            trial=trial.number,
+        )
+        for key, value in (
+            ("run_dir", str(run_dir.resolve())),
+            ("host", socket.gethostname()),
+            ("epochs", cfg.epochs),
+            ("error", None),
+            ("saved_seconds", 0.0),
+        ):
             trial.set_user_attr(key, value)
-        retry_of = next((t.system_attrs.get("failed_trial") for t in self.opened.study.get_trials(deepcopy=False)
-                         if t.number == trial.number), None)
+        retry_of = next(
+            (
+                t.system_attrs.get("failed_trial")
+                for t in self.opened.study.get_trials(deepcopy=False)
+                if t.number == trial.number
+            ),
+            None,
+        )
         if self.log:
             again = f" (retrying trial {retry_of})" if retry_of is not None else ""
             self.log(f"trial {trial.number}{again}: " + ", ".join(f"{k} {_value_text(v)}" for k, v in values.items()))
@@ -267,11 +334,15 @@ class _Objective:
             steps = math.ceil(len(plan.data.train) / plan.config.batch_size)
             return _trial_callbacks(trial, state, self.progress, steps, plan.config.epochs, self.common)
 
-        train_request = TrainRequest(cfg, data_dir=request.data_dir, output=run_dir, runs_dir=study_dir, tensorboard=False, score_test=False)
+        train_request = TrainRequest(
+            cfg, data_dir=request.data_dir, output=run_dir, runs_dir=study_dir, tensorboard=False, score_test=False
+        )
         tracker = tune_tracking.trial_tracker(self.opened.tracker, self.opened.name, trial.number)
         ended = "failed"
         try:
-            outcome = train_run(train_request, callbacks_for=callbacks_for, should_stop=self.should_stop, tracker=tracker)
+            outcome = train_run(
+                train_request, callbacks_for=callbacks_for, should_stop=self.should_stop, tracker=tracker
+            )
             ended = "complete"
         except optuna.TrialPruned:
             ended = "pruned"
@@ -292,7 +363,9 @@ class _Objective:
         finally:
             tune_tracking.end_trial(tracker, ended)
             self._clear_keras()
-            trial.set_user_attr("train_seconds", _train_seconds(run_dir))  # whatever the end: what lenet runs shows as its time
+            trial.set_user_attr(
+                "train_seconds", _train_seconds(run_dir)
+            )  # whatever the end: what lenet runs shows as its time
         accuracy = outcome.metrics.get("val_accuracy")
         if accuracy is None or not math.isfinite(accuracy):
             raise LenetError("the trial has no validation accuracy to be scored by: the validation split is empty")
@@ -324,7 +397,11 @@ def _keep_best_model(study, number: int, accuracy: float, run_dir: Path) -> None
     best_value, best_number = _best(study)
     record = runs.fast_model_record(run_dir)
     usable_copy = bool(record and record.get("ok")) and (run_dir / runs.FAST_MODEL_FILE).is_file()
-    new_best = best_value is None or accuracy > best_value or (accuracy == best_value and best_number is not None and number < best_number)
+    new_best = (
+        best_value is None
+        or accuracy > best_value
+        or (accuracy == best_value and best_number is not None and number < best_number)
+    )
     if not new_best:
         if usable_copy:
             _drop(run_dir / runs.MODEL_FILE)
@@ -392,8 +469,10 @@ def _describe_trial(trial, best: tuple[float | None, int | None]) -> str:
     if record.state == "pruned":
         at = f"val_accuracy {record.val_accuracy:.4f}" if record.val_accuracy is not None else "no score"
         saved = trial.user_attrs.get("saved_seconds") or 0.0
-        return (f"trial {trial.number} pruned after epoch {record.epochs_run}/{record.epochs}: {at} ({took}, "
-                f"saved ~{human_duration(saved)}){best_text}")
+        return (
+            f"trial {trial.number} pruned after epoch {record.epochs_run}/{record.epochs}: {at} ({took}, "
+            f"saved ~{human_duration(saved)}){best_text}"
+        )
     error = trial.user_attrs.get("error") or "stopped"
     return f"trial {trial.number} failed: {error}{best_text}"
 
@@ -412,7 +491,9 @@ def _storage_guard(opened: OpenStudy):
         raise lost from None
 
 
-def search(request: TuneRequest, opened: OpenStudy, space: tune_space.Space, *, progress=None, log=None, should_stop=None) -> tuple[int, str]:
+def search(
+    request: TuneRequest, opened: OpenStudy, space: tune_space.Space, *, progress=None, log=None, should_stop=None
+) -> tuple[int, str]:
     """Run trials until the study holds ``request.target`` finished ones, or the timeout passes.
 
     With other workers on the same study, a worker that finds the last
@@ -436,7 +517,9 @@ def search(request: TuneRequest, opened: OpenStudy, space: tune_space.Space, *, 
         raise
 
 
-def _search(request: TuneRequest, opened: OpenStudy, space: tune_space.Space, progress, log, should_stop) -> tuple[int, str]:
+def _search(
+    request: TuneRequest, opened: OpenStudy, space: tune_space.Space, progress, log, should_stop
+) -> tuple[int, str]:
     from lenet_cli.engine.trainer import TrainingInterrupted
 
     optuna = load_optuna()
@@ -444,7 +527,14 @@ def _search(request: TuneRequest, opened: OpenStudy, space: tune_space.Space, pr
     target = request.target
     started = time.monotonic()
     deadline = started + request.timeout if request.timeout is not None else None
-    common: dict[str, Any] = {"durations": [], "target": target, "finished": 0, "best": None, "best_trial": None, "deadline": deadline}
+    common: dict[str, Any] = {
+        "durations": [],
+        "target": target,
+        "finished": 0,
+        "best": None,
+        "best_trial": None,
+        "deadline": deadline,
+    }
     objective = _Objective(request, opened, space, common, progress, log, should_stop)
     ran = failures = 0
     waited = False
@@ -460,8 +550,10 @@ def _search(request: TuneRequest, opened: OpenStudy, space: tune_space.Space, pr
             return ran, "trials"
         if target is not None and not waiting and finished + running >= target:
             if log and not waited:
-                log(f"waiting for {plural(running, 'trial')} running elsewhere (a stopped worker's trial is retried "
-                    f"{2 * request.heartbeat} s after its last heartbeat)")
+                log(
+                    f"waiting for {plural(running, 'trial')} running elsewhere (a stopped worker's trial is retried "
+                    f"{2 * request.heartbeat} s after its last heartbeat)"
+                )
             waited = True
             signum = _sleep(min(5.0, request.heartbeat), should_stop)
             if signum:
@@ -483,8 +575,10 @@ def _search(request: TuneRequest, opened: OpenStudy, space: tune_space.Space, pr
         except optuna.exceptions.UpdateFinishedTrialError:
             # another worker found this trial's heartbeats late (a stalled machine) and failed it; it is retried there
             if log:
-                log(f"trial {objective.current} was failed by another worker (no heartbeat for {2 * request.heartbeat} s) and is "
-                    f"queued again; its result here is dropped")
+                log(
+                    f"trial {objective.current} was failed by another worker (no heartbeat for {2 * request.heartbeat} s) and is "
+                    f"queued again; its result here is dropped"
+                )
         ran += 1
         common["durations"].append(time.monotonic() - trial_started)
         if objective.current is None:
@@ -495,8 +589,10 @@ def _search(request: TuneRequest, opened: OpenStudy, space: tune_space.Space, pr
             log(_describe_trial(trial, _best(study)))
         failures = failures + 1 if trial.state == optuna.trial.TrialState.FAIL else 0
         if failures >= MAX_FAILURES_IN_A_ROW:
-            raise LenetError(f"{plural(failures, 'trial')} failed in a row (the last: {trial.user_attrs.get('error') or 'see its run'}); "
-                             f"the search stopped")
+            raise LenetError(
+                f"{plural(failures, 'trial')} failed in a row (the last: {trial.user_attrs.get('error') or 'see its run'}); "
+                f"the search stopped"
+            )
 
 
 def _requeue(study, number: int | None) -> None:
@@ -526,14 +622,19 @@ def _test_accuracy(study, best: TrialRecord, data_dir, log) -> tuple[float | Non
     run_dir = Path(best.run_dir) if best.run_dir else None
     if run_dir is None or not (run_dir / runs.MODEL_FILE).is_file():
         where = f" on {best.host}" if best.host and best.host != socket.gethostname() else ""
-        return None, f"trial {best.number}'s model is not here (it ran{where} in {best.run_dir}); its test accuracy is read where it is"
+        return (
+            None,
+            f"trial {best.number}'s model is not here (it ran{where} in {best.run_dir}); its test accuracy is read where it is",
+        )
     from lenet_cli.engine.evaluate import EvaluateRequest, evaluate
 
     if log:
         log(f"scoring trial {best.number}, the best, on the test split (the only time this study reads it)")
     result = evaluate(EvaluateRequest(model=run_dir, data_dir=data_dir, split="test"))
     accuracy = float(result.accuracy)
-    study.set_user_attr(TEST_ATTR, {"trial": best.number, "test_accuracy": accuracy, "test_count": int(result.report.get("count") or 0)})
+    study.set_user_attr(
+        TEST_ATTR, {"trial": best.number, "test_accuracy": accuracy, "test_count": int(result.report.get("count") or 0)}
+    )
     return accuracy, None
 
 
@@ -548,18 +649,34 @@ def write_results(request: TuneRequest, opened: OpenStudy, best: TrialRecord, te
     if config_file.is_file():
         recipe = tune_space.recipe_of(TrainConfig.load(config_file))
     else:  # the trial ran on another machine: its parameters over the defaults give the same recipe
-        fixed = {o: p.value for o, p in tune_space.build_space(request.dataset, request.space_file, request.epochs).items()
-                 if isinstance(p, tune_space.Fixed)}
-        cfg = resolve_config(request.dataset, **tune_space.config_overrides({**fixed, **best.params}), seed=request.seed)
+        fixed = {
+            o: p.value
+            for o, p in tune_space.build_space(request.dataset, request.space_file, request.epochs).items()
+            if isinstance(p, tune_space.Fixed)
+        }
+        cfg = resolve_config(
+            request.dataset, **tune_space.config_overrides({**fixed, **best.params}), seed=request.seed
+        )
         recipe = tune_space.recipe_of(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {
-        "recipe": recipe,
-        "study": opened.name, "storage": opened.shown, "trial": best.number, "val_accuracy": best.val_accuracy,
-        "test_accuracy": test_accuracy, "run_dir": best.run_dir,
-        "searched_with": {"train-limit": request.train_limit, "validation-size": request.validation_size, "epochs": request.epochs},
-        "retrain": f"lenet train --recipe {path}",
-    })
+    write_json_atomic(
+        path,
+        {
+            "recipe": recipe,
+            "study": opened.name,
+            "storage": opened.shown,
+            "trial": best.number,
+            "val_accuracy": best.val_accuracy,
+            "test_accuracy": test_accuracy,
+            "run_dir": best.run_dir,
+            "searched_with": {
+                "train-limit": request.train_limit,
+                "validation-size": request.validation_size,
+                "epochs": request.epochs,
+            },
+            "retrain": f"lenet train --recipe {path}",
+        },
+    )
     return path
 
 
@@ -594,12 +711,32 @@ def _finish(request: TuneRequest, opened: OpenStudy, ran: int, stop_reason: str,
     else:
         note = "no trial has completed yet"
     pngs, skipped = study_plots(study)
-    plots = {name: write_bytes_atomic(tune_root(request.runs_dir) / f"{opened.name}{PLOT_SUFFIXES[name]}", png) for name, png in pngs.items()}
+    plots = {
+        name: write_bytes_atomic(tune_root(request.runs_dir) / f"{opened.name}{PLOT_SUFFIXES[name]}", png)
+        for name, png in pngs.items()
+    }
     for name in skipped:  # an earlier picture would contradict the note that says why there is none
         _drop(tune_root(request.runs_dir) / f"{opened.name}{PLOT_SUFFIXES[name]}")
-    saved = sum(float(t.user_attrs.get("saved_seconds") or 0.0) for t in study.get_trials(deepcopy=False) if t.state.name == "PRUNED")
-    return TuneOutcome(opened.name, opened.shown, dataset_label(request.dataset), records, best, test_accuracy, note, recipe_file, plots,
-                       skipped, ran, stop_reason, saved)
+    saved = sum(
+        float(t.user_attrs.get("saved_seconds") or 0.0)
+        for t in study.get_trials(deepcopy=False)
+        if t.state.name == "PRUNED"
+    )
+    return TuneOutcome(
+        opened.name,
+        opened.shown,
+        dataset_label(request.dataset),
+        records,
+        best,
+        test_accuracy,
+        note,
+        recipe_file,
+        plots,
+        skipped,
+        ran,
+        stop_reason,
+        saved,
+    )
 
 
 def prepare(request: TuneRequest, log=None) -> tuple[OpenStudy, tune_space.Space]:
@@ -619,8 +756,12 @@ def prepare(request: TuneRequest, log=None) -> tuple[OpenStudy, tune_space.Space
     from lenet_cli.engine.train import TrainRequest, load_training_data
 
     if request.validation_size == 0:
-        raise BadValue("validation_size", "--validation-size 0 leaves nothing to score the trials on; hold out some images")
-    cfg = resolve_config(request.dataset, train_limit=request.train_limit, validation_size=request.validation_size, seed=request.seed)
+        raise BadValue(
+            "validation_size", "--validation-size 0 leaves nothing to score the trials on; hold out some images"
+        )
+    cfg = resolve_config(
+        request.dataset, train_limit=request.train_limit, validation_size=request.validation_size, seed=request.seed
+    )
     _, data, _ = load_training_data(TrainRequest(cfg, data_dir=request.data_dir, score_test=False), log)
     if len(data.split("validation")) == 0:
         raise BadValue("dataset", f"{request.dataset} has no validation split to score trials on")
@@ -632,16 +773,23 @@ def prepare(request: TuneRequest, log=None) -> tuple[OpenStudy, tune_space.Space
         until = f", starting none after {human_duration(request.timeout)}" if request.timeout is not None else ""
         searched = [f"{o} {tune_space.describe(p, o)}" for o, p in space.items() if not isinstance(p, tune_space.Fixed)]
         fixed = [f"{o} {p.value}" for o, p in space.items() if isinstance(p, tune_space.Fixed)]
-        log(f"study {name} in {opened.shown}: {'new' if opened.created else plural(finished, 'finished trial')}"
+        log(
+            f"study {name} in {opened.shown}: {'new' if opened.created else plural(finished, 'finished trial')}"
             f"{f', {running} running' if running else ''}; aiming at {goal}{until}; {len(data.split('train')):,} train / "
-            f"{len(data.split('validation')):,} validation images; pruner {request.pruner}")
+            f"{len(data.split('validation')):,} validation images; pruner {request.pruner}"
+        )
         log("searching " + "; ".join(searched) + (f"; fixed {', '.join(fixed)}" if fixed else ""))
     opened.tracker = tune_tracking.start_study(request, opened, space, log)
     return opened, space
 
 
-def tune(request: TuneRequest, *, progress: Callable[[TuneProgress], None] | None = None, log: Callable[[str], None] | None = None,
-         should_stop: Callable[[], int | None] | None = None) -> TuneOutcome:
+def tune(
+    request: TuneRequest,
+    *,
+    progress: Callable[[TuneProgress], None] | None = None,
+    log: Callable[[str], None] | None = None,
+    should_stop: Callable[[], int | None] | None = None,
+) -> TuneOutcome:
     """Search for the best recipe: open (or continue) the study, run trials, then score and write the best.
 
     Args:
@@ -659,4 +807,3 @@ def tune(request: TuneRequest, *, progress: Callable[[TuneProgress], None] | Non
     opened, space = prepare(request, log)
     ran, reason = search(request, opened, space, progress=progress, log=log, should_stop=should_stop)
     return finish(request, opened, ran, reason, log)
-

@@ -30,7 +30,8 @@ DEFAULT_TRIALS = 20  # with neither --trials nor --timeout
 DEFAULT_HEARTBEAT = 60  # seconds between a running trial's heartbeats; a trial silent for twice this is failed
 MAX_RETRIES = 3  # a trial whose worker died is queued again at most this often
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-LENET_ATTR = "lenet"  # the study's user attribute: what it tunes (dataset, training subset), checked when it is opened again
+# the study's user attribute: what it tunes (dataset, training subset), checked when it is opened again
+LENET_ATTR = "lenet"
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class TrialRecord:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+
 # --- Names and places ----------------------------------------------------------------
 
 
@@ -129,7 +131,9 @@ def study_name(request: TuneRequest) -> str:
     """
     name = request.study or re.sub(r"[^A-Za-z0-9._-]", "-", dataset_label(request.dataset)).lstrip(".-_") or "study"
     if not STUDY_NAME.match(name):
-        raise BadValue("study", f"--study {name!r}: use letters, digits, '.', '_' and '-' (it names the trials' folder)")
+        raise BadValue(
+            "study", f"--study {name!r}: use letters, digits, '.', '_' and '-' (it names the trials' folder)"
+        )
     return name
 
 
@@ -151,6 +155,7 @@ def shown_url(url: str) -> str:
     except Exception:
         return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
 
+
 # --- Opening a study -----------------------------------------------------------------------
 
 
@@ -163,7 +168,9 @@ def load_optuna():
     except ModuleNotFoundError:
         from lenet_cli.core.errors import MissingExtra
 
-        raise MissingExtra("lenet tune needs Optuna: pip install 'lenet-cli[tune]'", hint="pip install 'lenet-cli[tune]'") from None
+        raise MissingExtra(
+            "lenet tune needs Optuna: pip install 'lenet-cli[tune]'", hint="pip install 'lenet-cli[tune]'"
+        ) from None
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -177,7 +184,11 @@ def _driver_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
-    if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg") is not None:
+    if (
+        parsed.drivername == "postgresql"
+        and importlib.util.find_spec("psycopg2") is None
+        and importlib.util.find_spec("psycopg") is not None
+    ):
         return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     return url
 
@@ -205,21 +216,34 @@ def connect(url: str, heartbeat: int = DEFAULT_HEARTBEAT):
         for attempt in range(3):
             try:
                 return _heartbeat_tolerant_storage()(
-                    driver_url, engine_kwargs=kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
+                    driver_url,
+                    engine_kwargs=kwargs,
+                    heartbeat_interval=heartbeat,
+                    grace_period=2 * heartbeat,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=MAX_RETRIES
+                    ),
                 )
             except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
                 if attempt == 2:
                     raise
-                time.sleep(0.5 + attempt)  # workers that start together race to create a new database's tables: the loser waits
+                time.sleep(
+                    0.5 + attempt
+                )  # workers that start together race to create a new database's tables: the loser waits
         raise AssertionError("unreachable")
     except (ModuleNotFoundError, ImportError) as exc:
-        raise BadValue("storage", f"--storage {shown}: its database driver is not installed ({exc}); PostgreSQL works with the "
-                                  f"tune extra (pip install 'lenet-cli[tune]'), MySQL with pip install pymysql and mysql+pymysql://") from None
+        raise BadValue(
+            "storage",
+            f"--storage {shown}: its database driver is not installed ({exc}); PostgreSQL works with the "
+            f"tune extra (pip install 'lenet-cli[tune]'), MySQL with pip install pymysql and mysql+pymysql://",
+        ) from None
     except (sqlalchemy.exc.SQLAlchemyError, ValueError) as exc:
         detail = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
-        raise BadValue("storage", f"--storage {shown}: cannot open the study database ({detail}); check the URL, that the "
-                                  f"server runs and that the database exists") from None
+        raise BadValue(
+            "storage",
+            f"--storage {shown}: cannot open the study database ({detail}); check the URL, that the "
+            f"server runs and that the database exists",
+        ) from None
 
 
 @functools.cache
@@ -255,7 +279,8 @@ def _connection_failure(exc: BaseException | None):
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) or (
-                isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated):
+            isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated
+        ):
             return exc
         exc = exc.__cause__ or exc.__context__
     return None
@@ -274,8 +299,10 @@ def storage_lost(exc: BaseException, opened: OpenStudy) -> StorageLost | None:
         password = make_url(opened.url).password
         if password:
             detail = detail.replace(str(password), "***")
-    return StorageLost(f"the study's database {opened.shown} went away ({detail}); run the same command again once it is back "
-                       f"(a trial left running is failed when its heartbeats lapse, and retried)")
+    return StorageLost(
+        f"the study's database {opened.shown} went away ({detail}); run the same command again once it is back "
+        f"(a trial left running is failed when its heartbeats lapse, and retried)"
+    )
 
 
 def check_url(url: str, default: bool = False) -> None:
@@ -286,12 +313,18 @@ def check_url(url: str, default: bool = False) -> None:
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        raise BadValue("storage", f"--storage {url!r} is not a database URL; write sqlite:///FILE, "
-                                  f"postgresql://USER@HOST/DATABASE or mysql+pymysql://USER@HOST/DATABASE") from None
+        raise BadValue(
+            "storage",
+            f"--storage {url!r} is not a database URL; write sqlite:///FILE, "
+            f"postgresql://USER@HOST/DATABASE or mysql+pymysql://USER@HOST/DATABASE",
+        ) from None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database in ("", ":memory:") or database.startswith("file:"):
-            raise BadValue("storage", f"--storage {url!r}: an in-memory study is lost when the command ends; name a file: sqlite:///FILE")
+            raise BadValue(
+                "storage",
+                f"--storage {url!r}: an in-memory study is lost when the command ends; name a file: sqlite:///FILE",
+            )
         parent = Path(database).expanduser().resolve().parent
         if not parent.is_dir() and not default:
             raise BadValue("storage", f"--storage {url!r}: the folder {str(parent)!r} does not exist")
@@ -315,7 +348,11 @@ def _study_names(storage) -> list[str]:
 
 def _fixed_settings(request: TuneRequest) -> dict[str, Any]:
     """What every trial of a study must share to be compared: the data and the training subset."""
-    return {"dataset": dataset_label(request.dataset), "train_limit": request.train_limit, "validation_size": request.validation_size}
+    return {
+        "dataset": dataset_label(request.dataset),
+        "train_limit": request.train_limit,
+        "validation_size": request.validation_size,
+    }
 
 
 def _check_study(study, name: str, request: TuneRequest, shown: str, space: tune_space.Space) -> None:
@@ -332,10 +369,15 @@ def _check_study(study, name: str, request: TuneRequest, shown: str, space: tune
     for key, value in _fixed_settings(request).items():
         if settings.get(key) != value:
             option = "--" + key.replace("_", "-")
-            raise BadValue("study", f"--study {name} in {shown} tunes with {option} {settings.get(key)}, not {value}; "
-                                    f"give the same {option} to continue it, or choose another --study")
+            raise BadValue(
+                "study",
+                f"--study {name} in {shown} tunes with {option} {settings.get(key)}, not {value}; "
+                f"give the same {option} to continue it, or choose another --study",
+            )
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise BadValue("study", f"--study {name} in {shown} minimises its objective; lenet tune maximises validation accuracy")
+        raise BadValue(
+            "study", f"--study {name} in {shown} minimises its objective; lenet tune maximises validation accuracy"
+        )
     seen: dict[str, Any] = {}
     for trial in study.get_trials(deepcopy=False):
         seen.update(trial.distributions)
@@ -347,8 +389,11 @@ def _check_study(study, name: str, request: TuneRequest, shown: str, space: tune
         try:
             optuna.distributions.check_distribution_compatibility(distribution, wanted)
         except ValueError:
-            raise BadValue("space", f"{option}: --study {name} searched it as {_describe_distribution(distribution)}; "
-                                    f"a study keeps each parameter's kind (and a list its choices): use another --study") from None
+            raise BadValue(
+                "space",
+                f"{option}: --study {name} searched it as {_describe_distribution(distribution)}; "
+                f"a study keeps each parameter's kind (and a list its choices): use another --study",
+            ) from None
 
 
 def _distribution(param: tune_space.Param, option: str):
@@ -357,7 +402,9 @@ def _distribution(param: tune_space.Param, option: str):
         return optuna.distributions.CategoricalDistribution(list(param.choices))
     assert isinstance(param, tune_space.Range)
     if tune_space.LEVERS[option].kind is int:
-        return optuna.distributions.IntDistribution(int(param.low), int(param.high), log=param.log, step=int(param.step or 1))
+        return optuna.distributions.IntDistribution(
+            int(param.low), int(param.high), log=param.log, step=int(param.step or 1)
+        )
     return optuna.distributions.FloatDistribution(param.low, param.high, log=param.log, step=param.step)
 
 
@@ -376,8 +423,9 @@ def _sampler(request: TuneRequest, local: bool, finished_before: int):
     optuna = load_optuna()
     target = request.target or DEFAULT_TRIALS
     seed = request.seed + finished_before if local else None
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, target // 4)), multivariate=True,
-                                      constant_liar=not local)
+    return optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=max(3, min(10, target // 4)), multivariate=True, constant_liar=not local
+    )
 
 
 def _pruner(name: str, max_epochs: int):
@@ -425,8 +473,11 @@ def open_study(request: TuneRequest, space: tune_space.Space) -> OpenStudy:
     earlier = _earlier_trials(trials_dir)
     local_file = Path(url.removeprefix("sqlite:///")) if request.storage is None else None
     if earlier and local_file is not None and not local_file.is_file():
-        raise BadValue("study", f"{str(trials_dir)!r} holds {earlier} of a study {name!r} kept in another database than {shown}; "
-                                f"give its --storage (or its --dataset), or choose another --study")
+        raise BadValue(
+            "study",
+            f"{str(trials_dir)!r} holds {earlier} of a study {name!r} kept in another database than {shown}; "
+            f"give its --storage (or its --dataset), or choose another --study",
+        )
     if local_file is not None:
         local_file.parent.mkdir(parents=True, exist_ok=True)
     storage = connect(url, request.heartbeat)
@@ -435,14 +486,27 @@ def open_study(request: TuneRequest, space: tune_space.Space) -> OpenStudy:
     if name in names:
         study = optuna.load_study(study_name=name, storage=storage)
         _check_study(study, name, request, shown, space)
-        study = optuna.load_study(study_name=name, storage=storage, sampler=_sampler(request, local, len(study.get_trials(deepcopy=False))),
-                                  pruner=_pruner(request.pruner, _max_epochs(space)))
+        study = optuna.load_study(
+            study_name=name,
+            storage=storage,
+            sampler=_sampler(request, local, len(study.get_trials(deepcopy=False))),
+            pruner=_pruner(request.pruner, _max_epochs(space)),
+        )
         return OpenStudy(study, name, url, shown, created=False)
     if earlier:
-        raise BadValue("study", f"{str(trials_dir)!r} holds {earlier} of a study {name!r} kept in another database than {shown}; "
-                                f"give its --storage, move that folder away, or choose another --study")
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-                                sampler=_sampler(request, local, 0), pruner=_pruner(request.pruner, _max_epochs(space)))
+        raise BadValue(
+            "study",
+            f"{str(trials_dir)!r} holds {earlier} of a study {name!r} kept in another database than {shown}; "
+            f"give its --storage, move that folder away, or choose another --study",
+        )
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=_sampler(request, local, 0),
+        pruner=_pruner(request.pruner, _max_epochs(space)),
+    )
     import sqlalchemy.exc
 
     try:
@@ -452,6 +516,7 @@ def open_study(request: TuneRequest, space: tune_space.Space) -> OpenStudy:
         pass
     _check_study(study, name, request, shown, space)  # also when another worker made it a moment ago
     return OpenStudy(study, name, url, shown, created=True)
+
 
 # --- Reading a study ------------------------------------------------------------------------
 
@@ -468,10 +533,16 @@ def trial_record(trial) -> TrialRecord:
     attrs = trial.user_attrs if state != "waiting" else {}
     seconds = attrs.get("train_seconds")
     return TrialRecord(
-        number=trial.number, state=state, val_accuracy=value, epochs_run=len(steps),
-        epochs=attrs.get("epochs", trial.params.get("epochs")), seconds=float(seconds) if isinstance(seconds, (int, float)) else None,
+        number=trial.number,
+        state=state,
+        val_accuracy=value,
+        epochs_run=len(steps),
+        epochs=attrs.get("epochs", trial.params.get("epochs")),
+        seconds=float(seconds) if isinstance(seconds, (int, float)) else None,
         params=dict(trial.params),
-        run_dir=attrs.get("run_dir"), host=attrs.get("host"), retry_of=trial.system_attrs.get("failed_trial"),
+        run_dir=attrs.get("run_dir"),
+        host=attrs.get("host"),
+        retry_of=trial.system_attrs.get("failed_trial"),
     )
 
 
@@ -510,14 +581,19 @@ def _open_for_show(request: TuneRequest, only_one: bool = False) -> OpenStudy:
     shown = shown_url(url)
     check_url(url, default=request.storage is None)
     if request.storage is None and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise BadValue("study", f"no study database {url.removeprefix('sqlite:///')!r} yet; lenet tune --dataset "
-                                f"{dataset_label(request.dataset)} makes it")
+        raise BadValue(
+            "study",
+            f"no study database {url.removeprefix('sqlite:///')!r} yet; lenet tune --dataset "
+            f"{dataset_label(request.dataset)} makes it",
+        )
     storage = connect(url, request.heartbeat)
     names = _study_names(storage)
     if only_one and len(names) == 1:
         name = names[0]
     if name not in names:
-        raise BadValue("study", f"no study {name!r} in {shown} (studies there: {', '.join(names) if names else 'none'})")
+        raise BadValue(
+            "study", f"no study {name!r} in {shown} (studies there: {', '.join(names) if names else 'none'})"
+        )
     return OpenStudy(optuna.load_study(study_name=name, storage=storage), name, url, shown, created=False)
 
 
@@ -537,5 +613,10 @@ def _locate_local_study(request: TuneRequest) -> TuneRequest:
     listing = ", ".join(f"{name} ({path})" for name, path in found) or "none"
     if not wanted:
         what = f"no study {request.study!r}" if request.study else "no study"
-        raise BadValue("study", f"{what} under {str(tune_root(request.runs_dir))!r} (studies: {listing}); give --dataset or --storage")
-    raise BadValue("study", f"several studies under {str(tune_root(request.runs_dir))!r}: {listing}; choose one with --study")
+        raise BadValue(
+            "study",
+            f"{what} under {str(tune_root(request.runs_dir))!r} (studies: {listing}); give --dataset or --storage",
+        )
+    raise BadValue(
+        "study", f"several studies under {str(tune_root(request.runs_dir))!r}: {listing}; choose one with --study"
+    )

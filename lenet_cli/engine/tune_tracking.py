@@ -26,11 +26,21 @@ def start_study(request, opened, space, log=None) -> RunTracker:
     from lenet_cli.core import tune_space
 
     settings = tracking.resolve(request.mlflow, request.mlflow_experiment, None, request.dataset, log)
-    tracker = RunTracker(settings, log, run_name=f"tune {opened.name}", tags={"lenet.study": opened.name, "lenet.storage": opened.shown})
+    tracker = RunTracker(
+        settings, log, run_name=f"tune {opened.name}", tags={"lenet.study": opened.name, "lenet.storage": opened.shown}
+    )
     params: dict[str, Any] = {
-        "dataset": request.dataset, "study": opened.name, "storage": opened.shown, "trials": request.target, "timeout": request.timeout,
-        "pruner": request.pruner, "train_limit": request.train_limit, "validation_size": request.validation_size,
-        "epochs": request.epochs, "seed": request.seed, "lenet_version": __version__,
+        "dataset": request.dataset,
+        "study": opened.name,
+        "storage": opened.shown,
+        "trials": request.target,
+        "timeout": request.timeout,
+        "pruner": request.pruner,
+        "train_limit": request.train_limit,
+        "validation_size": request.validation_size,
+        "epochs": request.epochs,
+        "seed": request.seed,
+        "lenet_version": __version__,
     }
     params.update({f"space.{option}": tune_space.describe(param, option) for option, param in space.items()})
     tracker.start(params)
@@ -41,15 +51,22 @@ def trial_tracker(parent: RunTracker | None, study: str, number: int) -> RunTrac
     """A trial's run, nested under the search's; off when the search is not tracked (or its server failed)."""
     if parent is None or not parent.active:
         return RunTracker.off()
-    return RunTracker(parent.settings, parent.log, parent=parent, run_name=f"trial-{number}",
-                      tags={"lenet.study": study, "lenet.trial": str(number)})
+    return RunTracker(
+        parent.settings,
+        parent.log,
+        parent=parent,
+        run_name=f"trial-{number}",
+        tags={"lenet.study": study, "lenet.trial": str(number)},
+    )
 
 
 def end_trial(tracker: RunTracker, state: str) -> None:
     """Tag how the trial ended and close its run: complete and pruned ones finished, failed ones failed."""
     tags = {STATE_TAG: state, **({PRUNED_TAG: "true"} if state == "pruned" else {})}
     tracker.set_tags(tags)
-    status = {"failed": tracking.STATUS_FAILED, "interrupted": tracking.STATUS_KILLED}.get(state, tracking.STATUS_FINISHED)
+    status = {"failed": tracking.STATUS_FAILED, "interrupted": tracking.STATUS_KILLED}.get(
+        state, tracking.STATUS_FINISHED
+    )
     tracker.end(status)
 
 
@@ -68,7 +85,9 @@ def finish_study(tracker: RunTracker | None, outcome) -> None:
     values["pruned_saved_seconds"] = outcome.saved_seconds
     best = outcome.best
     if best is not None:
-        values.update({"best_val_accuracy": best.val_accuracy, "test_accuracy": outcome.test_accuracy, "best_trial": best.number})
+        values.update(
+            {"best_val_accuracy": best.val_accuracy, "test_accuracy": outcome.test_accuracy, "best_trial": best.number}
+        )
         tags = {"lenet.best_trial": str(best.number)}
         if best.run_dir:
             tags["lenet.best_run_dir"] = best.run_dir

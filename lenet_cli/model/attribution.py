@@ -106,7 +106,9 @@ def _images_and_targets(images, targets) -> tuple[np.ndarray, np.ndarray]:
         images = images[..., 0]
     targets = np.asarray(targets, dtype=np.int64).reshape(-1)
     if images.ndim != 3 or len(images) != len(targets):
-        raise DataError(f"need (n, h, w) images and one target each. Received: images {images.shape}, targets {targets.shape}")
+        raise DataError(
+            f"need (n, h, w) images and one target each. Received: images {images.shape}, targets {targets.shape}"
+        )
     return images, targets
 
 
@@ -133,7 +135,11 @@ def integrated_gradients_batch(
         the logits are the path's end points, so completeness costs nothing extra.
     """
     images, targets = _images_and_targets(images, targets)
-    base = black_baseline(images[0] if len(images) else np.zeros((28, 28))) if baseline is None else np.asarray(baseline, np.float32)
+    base = (
+        black_baseline(images[0] if len(images) else np.zeros((28, 28)))
+        if baseline is None
+        else np.asarray(baseline, np.float32)
+    )
     if base.ndim == 3:
         base = base[..., 0]
     alphas = path_alphas(steps)
@@ -160,7 +166,9 @@ def integrated_gradients(
     gradient_fn: GradientFn, image: np.ndarray, target: int, baseline: np.ndarray | None = None, steps: int = IG_STEPS
 ) -> tuple[np.ndarray, float, float]:
     """Integrated Gradients for one image: ``(attributions (28, 28), logit(x), logit(baseline))``."""
-    attributions, logit_image, logit_baseline = integrated_gradients_batch(gradient_fn, np.asarray(image)[None], np.array([target]), baseline, steps)
+    attributions, logit_image, logit_baseline = integrated_gradients_batch(
+        gradient_fn, np.asarray(image)[None], np.array([target]), baseline, steps
+    )
     return attributions[0], float(logit_image[0]), float(logit_baseline[0])
 
 
@@ -217,7 +225,9 @@ def integrated_gradients_checked(
     the map is not the integral it claims to be.
     """
     images, targets = _images_and_targets(images, targets)
-    maps, logit_image, logit_baseline = integrated_gradients_batch(gradient_fn, images, targets, baseline, steps, max_batch)
+    maps, logit_image, logit_baseline = integrated_gradients_batch(
+        gradient_fn, images, targets, baseline, steps, max_batch
+    )
     gaps = np.array([completeness_gap(*row) for row in zip(maps, logit_image, logit_baseline)], dtype=np.float64)
     used = np.full(len(images), int(steps))
     for more in escalation_steps(steps, max_steps)[1:]:
@@ -247,7 +257,9 @@ def target_log_odds(probabilities: np.ndarray, targets: np.ndarray) -> np.ndarra
     return np.log(np.maximum(target_p, tiny)) - np.log(np.maximum(others, tiny))
 
 
-def occlusion_patches(size: int = 28, patch: int = OCCLUSION_PATCH, stride: int = OCCLUSION_STRIDE) -> list[tuple[int, int]]:
+def occlusion_patches(
+    size: int = 28, patch: int = OCCLUSION_PATCH, stride: int = OCCLUSION_STRIDE
+) -> list[tuple[int, int]]:
     """Top-left corners of every patch position; the last row and column always reach the far edge."""
     if patch < 1 or patch > size:
         raise BadValue("patch", f"the occlusion patch must be 1 to {size} pixels. Received: {patch}")
@@ -295,7 +307,9 @@ def occlusion_sensitivity_batch(
         chunk = images[start : start + per_call]
         chunk_targets = targets[start : start + per_call]
         batch = np.concatenate([np.concatenate([image[None], occlude(image, corners, patch, fill)]) for image in chunk])
-        scores = target_log_odds(predict_fn(batch[..., None]), np.repeat(chunk_targets, per_image)).reshape(len(chunk), per_image)
+        scores = target_log_odds(predict_fn(batch[..., None]), np.repeat(chunk_targets, per_image)).reshape(
+            len(chunk), per_image
+        )
         for offset in range(len(chunk)):
             drops = scores[offset, 0] - scores[offset, 1:]
             total = np.zeros((size, size), dtype=np.float64)
@@ -306,7 +320,12 @@ def occlusion_sensitivity_batch(
 
 
 def occlusion_sensitivity(
-    predict_fn: PredictFn, image: np.ndarray, target: int, patch: int = OCCLUSION_PATCH, stride: int = OCCLUSION_STRIDE, fill: float = OCCLUSION_FILL
+    predict_fn: PredictFn,
+    image: np.ndarray,
+    target: int,
+    patch: int = OCCLUSION_PATCH,
+    stride: int = OCCLUSION_STRIDE,
+    fill: float = OCCLUSION_FILL,
 ) -> np.ndarray:
     """The occlusion map of one image, ``(28, 28)``; see :func:`occlusion_sensitivity_batch`."""
     return occlusion_sensitivity_batch(predict_fn, np.asarray(image)[None], np.array([target]), patch, stride, fill)[0]
@@ -329,9 +348,14 @@ def keras_logit_gradients(model) -> GradientFn:
     try:
         view = logits_and_probabilities(model)
     except ValueError:
-        raise ModelError("the model has no 'logits_layer', so integrated gradients cannot reach its logits; use method 'occlusion'") from None
+        raise ModelError(
+            "the model has no 'logits_layer', so integrated gradients cannot reach its logits; use method 'occlusion'"
+        ) from None
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32), tf.TensorSpec([None], tf.int32)], reduce_retracing=True)
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32), tf.TensorSpec([None], tf.int32)],
+        reduce_retracing=True,
+    )
     def _gradients(inputs, targets):
         with tf.GradientTape() as tape:
             tape.watch(inputs)

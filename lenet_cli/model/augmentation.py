@@ -85,17 +85,23 @@ def _layer(kind: str, index: int, seed: int | None):
     if kind == "flip":
         return layers.RandomFlip("horizontal", seed=seed, name=name)
     if kind == "rotation":
-        return layers.RandomRotation(ROTATION_DEGREES / 360.0, fill_mode="constant", fill_value=0.0, seed=seed, name=name)
+        return layers.RandomRotation(
+            ROTATION_DEGREES / 360.0, fill_mode="constant", fill_value=0.0, seed=seed, name=name
+        )
     if kind == "zoom":
         return layers.RandomZoom(ZOOM, ZOOM, fill_mode="constant", fill_value=0.0, seed=seed, name=name)
     if kind == "erasing":
-        return layers.RandomErasing(factor=0.5, scale=ERASING_SCALE, fill_value=0.0, value_range=(0.0, 1.0), seed=seed, name=name)
+        return layers.RandomErasing(
+            factor=0.5, scale=ERASING_SCALE, fill_value=0.0, value_range=(0.0, 1.0), seed=seed, name=name
+        )
     if kind == "elastic":
         return own.ElasticDistortion(ELASTIC_ALPHA, ELASTIC_SIGMA, seed=seed, name=name)
     if kind == "thickness":
         return own.StrokeThickness(THICKNESS, seed=seed, name=name)
     if kind == "lowres":
-        sides = tuple(round(IMAGE_SIZE * pixels / MNIST_BOX) for pixels in LOW_RESOLUTION_DIGIT)  # the whole 28 px frame
+        sides = tuple(
+            round(IMAGE_SIZE * pixels / MNIST_BOX) for pixels in LOW_RESOLUTION_DIGIT
+        )  # the whole 28 px frame
         return own.LowResolution(sides, LOW_RESOLUTION_RATE, seed=seed, name=name)
     if kind == "tones":
         return own.ToneCurve(TONE_GAMMA, TONE_GAIN, seed=seed, name=name)
@@ -109,8 +115,10 @@ def build_augmentation(policy: str, seed: int | None = None):
         return None
     import keras
 
-    return keras.Sequential([_layer(kind, i, None if seed is None else seed + 101 + i) for i, kind in enumerate(kinds)],
-                            name=f"augment_{policy.replace('-', '_')}")
+    return keras.Sequential(
+        [_layer(kind, i, None if seed is None else seed + 101 + i) for i, kind in enumerate(kinds)],
+        name=f"augment_{policy.replace('-', '_')}",
+    )
 
 
 def describe(policy: str, seed: int | None = None) -> list[dict[str, Any]]:
@@ -118,5 +126,10 @@ def describe(policy: str, seed: int | None = None) -> list[dict[str, Any]]:
     augmentation = build_augmentation(policy, seed)
     if augmentation is None:
         return []
-    return [{"layer": type(layer).__name__, "config": {k: v for k, v in layer.get_config().items() if k not in ("dtype", "trainable")}}
-            for layer in augmentation.layers]
+    return [
+        {
+            "layer": type(layer).__name__,
+            "config": {k: v for k, v in layer.get_config().items() if k not in ("dtype", "trainable")},
+        }
+        for layer in augmentation.layers
+    ]

@@ -39,7 +39,9 @@ def _range(value, name: str, low: float | None = None) -> tuple[float, float]:
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a pair (low, high). Received: {name}={value!r}") from None
     if lo > hi or (low is not None and lo < low):
-        raise ValueError(f"{name} must be (low, high) with {low if low is not None else '-inf'} <= low <= high. Received: {name}={value!r}")
+        raise ValueError(
+            f"{name} must be (low, high) with {low if low is not None else '-inf'} <= low <= high. Received: {name}={value!r}"
+        )
     return lo, hi
 
 
@@ -88,7 +90,9 @@ class ElasticDistortion(_ImageAugmentation):
     def __init__(self, alpha: float = 34.0, sigma: float = 4.0, seed: int | None = None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         if alpha < 0 or sigma <= 0:
-            raise ValueError(f"ElasticDistortion needs alpha >= 0 and sigma > 0. Received: alpha={alpha}, sigma={sigma}")
+            raise ValueError(
+                f"ElasticDistortion needs alpha >= 0 and sigma > 0. Received: alpha={alpha}, sigma={sigma}"
+            )
         self.alpha = float(alpha)
         self.sigma = float(sigma)
 
@@ -184,7 +188,10 @@ def scan_matrix(size: int, side: int) -> np.ndarray:
     scale = size / side
     edges = np.arange(side + 1) * scale
     pixel = np.arange(size)
-    shrink = np.clip(np.minimum(edges[1:, None], pixel[None, :] + 1) - np.maximum(edges[:-1, None], pixel[None, :]), 0, None) / scale
+    shrink = (
+        np.clip(np.minimum(edges[1:, None], pixel[None, :] + 1) - np.maximum(edges[:-1, None], pixel[None, :]), 0, None)
+        / scale
+    )
     centres = np.clip((np.arange(size) + 0.5) / scale - 0.5, 0, side - 1)
     below = np.floor(centres).astype(int)
     above = np.minimum(below + 1, side - 1)
@@ -222,7 +229,9 @@ class LowResolution(_ImageAugmentation):
         across = ops.convert_to_tensor(np.stack([scan_matrix(width, side).T for side in sides]))
         pick = keras.random.randint((ops.shape(images)[0],), 0, len(sides), seed=self.seed_generator)
         channels_first = ops.transpose(images, (0, 3, 1, 2))
-        low = ops.matmul(ops.matmul(ops.take(down, pick, axis=0)[:, None], channels_first), ops.take(across, pick, axis=0)[:, None])
+        low = ops.matmul(
+            ops.matmul(ops.take(down, pick, axis=0)[:, None], channels_first), ops.take(across, pick, axis=0)[:, None]
+        )
         low = ops.clip(ops.transpose(low, (0, 2, 3, 1)), 0.0, 1.0)
         apply = keras.random.uniform(_per_image(images), seed=self.seed_generator) < self.rate
         return ops.where(apply, low, images)
@@ -252,7 +261,9 @@ class ToneCurve(_ImageAugmentation):
             raise ValueError(f"ToneCurve gamma must be positive. Received: gamma={gamma!r}")
 
     def augment(self, images):
-        log_gamma = keras.random.uniform(_per_image(images), math.log(self.gamma[0]), math.log(self.gamma[1]), seed=self.seed_generator)
+        log_gamma = keras.random.uniform(
+            _per_image(images), math.log(self.gamma[0]), math.log(self.gamma[1]), seed=self.seed_generator
+        )
         gain = keras.random.uniform(_per_image(images), *self.gain, seed=self.seed_generator)
         return ops.clip(gain * ops.power(ops.clip(images, 0.0, 1.0), ops.exp(log_gamma)), 0.0, 1.0)
 

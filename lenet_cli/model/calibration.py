@@ -35,7 +35,9 @@ def _slope(inverse_temperature: float, logits: np.ndarray, labels: np.ndarray) -
     return float(((probs * logits).sum(axis=1) - logits[np.arange(len(labels)), labels]).mean())
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = C.TEMPERATURE_BOUNDS) -> float:
+def fit_temperature(
+    logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = C.TEMPERATURE_BOUNDS
+) -> float:
     """The temperature ``T`` within ``bounds`` that minimises the mean cross-entropy of ``softmax(logits / T)``.
 
     The cross-entropy is convex in ``β = 1 / T`` (a log-sum-exp of lines in β
@@ -85,7 +87,9 @@ def calibration_summary(logits: np.ndarray, labels: np.ndarray, temperature: flo
     }
 
 
-def choose_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = C.TEMPERATURE_BOUNDS) -> dict:
+def choose_temperature(
+    logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = C.TEMPERATURE_BOUNDS
+) -> dict:
     """Fit a temperature and keep it only if it makes validation worse on neither the cross-entropy nor the ECE.
 
     Returns:
@@ -107,10 +111,22 @@ def choose_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[flo
     if ece_after > ece_before:
         worse.append(f"ECE {ece_before:.2%} -> {ece_after:.2%}")
     if not worse:
-        return {**summary, "kept": True,
-                "reason": f"neither validation figure is worse with it: cross-entropy {ce_before:.4f} -> {ce_after:.4f}, "
-                          f"ECE {ece_before:.2%} -> {ece_after:.2%}"}
+        return {
+            **summary,
+            "kept": True,
+            "reason": f"neither validation figure is worse with it: cross-entropy {ce_before:.4f} -> {ce_after:.4f}, "
+            f"ECE {ece_before:.2%} -> {ece_after:.2%}",
+        }
     reason = f"the fitted temperature {fitted:.3f} would raise validation {' and '.join(worse)}, so the model ships without one"
-    return {**summary, "temperature": None, "kept": False, "reason": reason, "skipped": reason, "fitted_temperature": fitted,
-            "val_cross_entropy_after": ce_before, "val_ece_after": ece_before,
-            "fitted_val_cross_entropy": ce_after, "fitted_val_ece": ece_after}
+    return {
+        **summary,
+        "temperature": None,
+        "kept": False,
+        "reason": reason,
+        "skipped": reason,
+        "fitted_temperature": fitted,
+        "val_cross_entropy_after": ce_before,
+        "val_ece_after": ece_before,
+        "fitted_val_cross_entropy": ce_after,
+        "fitted_val_ece": ece_after,
+    }

@@ -41,8 +41,14 @@ class TrainingState:
     history: list[dict[str, float]] = field(default_factory=list)
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION, "config": self.config, "completed_epochs": self.completed_epochs,
-                "best_val_accuracy": self.best_val_accuracy, "rng_state": self.rng_state, "history": self.history}
+        return {
+            "format_version": FORMAT_VERSION,
+            "config": self.config,
+            "completed_epochs": self.completed_epochs,
+            "best_val_accuracy": self.best_val_accuracy,
+            "rng_state": self.rng_state,
+            "history": self.history,
+        }
 
 
 def variables_by_key(model, optimizer, augmentation=None) -> dict[str, Any]:
@@ -52,7 +58,10 @@ def variables_by_key(model, optimizer, augmentation=None) -> dict[str, Any]:
     resumed run draws the same augmentations an uninterrupted one would.
     """
     keyed: dict[str, Any] = {}
-    for scope, layers in (("model", model.layers), ("augmentation", augmentation.layers if augmentation is not None else ())):
+    for scope, layers in (
+        ("model", model.layers),
+        ("augmentation", augmentation.layers if augmentation is not None else ()),
+    ):
         for layer in layers:
             for variable in layer.variables:
                 keyed[f"{scope}/{layer.name}/{variable.name}"] = variable
@@ -88,11 +97,17 @@ def load_checkpoint(run_dir: Path) -> tuple[TrainingState, dict[str, np.ndarray]
             arrays = {k: archive[k] for k in archive.files}
         raw = json.loads(arrays.pop(STATE_KEY).tobytes().decode("utf-8"))
     except (OSError, ValueError, KeyError, EOFError) as exc:
-        raise RunError(f"checkpoint {str(path)!r} is unreadable ({type(exc).__name__}); the run cannot be resumed") from None
+        raise RunError(
+            f"checkpoint {str(path)!r} is unreadable ({type(exc).__name__}); the run cannot be resumed"
+        ) from None
     if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
-        raise RunError(f"checkpoint {str(path)!r} was written by an older lenet; it cannot be resumed: start a new run "
-                       f"(or start one with init_from a finished model)")
-    state = TrainingState(raw["config"], int(raw["completed_epochs"]), raw.get("best_val_accuracy"), raw["rng_state"], raw["history"])
+        raise RunError(
+            f"checkpoint {str(path)!r} was written by an older lenet; it cannot be resumed: start a new run "
+            f"(or start one with init_from a finished model)"
+        )
+    state = TrainingState(
+        raw["config"], int(raw["completed_epochs"]), raw.get("best_val_accuracy"), raw["rng_state"], raw["history"]
+    )
     return state, arrays
 
 
@@ -105,15 +120,21 @@ def restore(model, optimizer, arrays: dict[str, np.ndarray], augmentation=None) 
     keyed = variables_by_key(model, optimizer, augmentation)
     for key, variable in keyed.items():
         if key not in arrays:
-            raise RunError(f"the checkpoint has no variable {key!r}; it was written for another network or optimizer "
-                           f"and cannot be resumed")
+            raise RunError(
+                f"the checkpoint has no variable {key!r}; it was written for another network or optimizer "
+                f"and cannot be resumed"
+            )
         if tuple(arrays[key].shape) != tuple(variable.shape):
-            raise RunError(f"checkpoint variable {key!r} has shape {tuple(arrays[key].shape)}, this run needs "
-                           f"{tuple(variable.shape)}; it was written for another network and cannot be resumed")
+            raise RunError(
+                f"checkpoint variable {key!r} has shape {tuple(arrays[key].shape)}, this run needs "
+                f"{tuple(variable.shape)}; it was written for another network and cannot be resumed"
+            )
     extra = sorted(set(arrays) - set(keyed))
     if extra:
-        raise RunError(f"the checkpoint holds {extra[0]!r}, which this run does not have; it was written for another "
-                       f"network or optimizer and cannot be resumed")
+        raise RunError(
+            f"the checkpoint holds {extra[0]!r}, which this run does not have; it was written for another "
+            f"network or optimizer and cannot be resumed"
+        )
     for key, variable in keyed.items():
         variable.assign(arrays[key])
 
@@ -130,7 +151,9 @@ def completed_epochs(run_dir: Path) -> int:
             raw = json.loads(archive[STATE_KEY].tobytes().decode("utf-8"))
         return int(raw["completed_epochs"])
     except (OSError, ValueError, KeyError, TypeError, EOFError):
-        raise RunError(f"checkpoint {str(path)!r} is unreadable or was written by an older lenet; the run cannot be resumed") from None
+        raise RunError(
+            f"checkpoint {str(path)!r} is unreadable or was written by an older lenet; the run cannot be resumed"
+        ) from None
 
 
 def resumable_config(run_dir: Path, epochs: int | None = None):
@@ -150,8 +173,10 @@ def resumable_config(run_dir: Path, epochs: int | None = None):
 
     run_dir = Path(run_dir)
     if (run_dir / MODEL_FILE).is_file() and (run_dir / METRICS_FILE).is_file():
-        raise RunError(f"run {str(run_dir)!r} has finished; to train it further, start a new run from its weights: "
-                       f"lenet train --init-from {run_dir} --epochs N")
+        raise RunError(
+            f"run {str(run_dir)!r} has finished; to train it further, start a new run from its weights: "
+            f"lenet train --init-from {run_dir} --epochs N"
+        )
     if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / CHECKPOINT_FILE).is_file():
         raise RunError(f"{str(run_dir)!r} is not a resumable run: it needs {CONFIG_FILE} and {CHECKPOINT_FILE}")
     config = TrainConfig.load(run_dir / CONFIG_FILE)
@@ -159,5 +184,7 @@ def resumable_config(run_dir: Path, epochs: int | None = None):
         return config
     done = completed_epochs(run_dir)
     if epochs < max(done, 1):
-        raise BadValue("epochs", f"the run has completed {done} epoch(s); resuming it, epochs must be at least {max(done, 1)}")
+        raise BadValue(
+            "epochs", f"the run has completed {done} epoch(s); resuming it, epochs must be at least {max(done, 1)}"
+        )
     return dataclasses.replace(config, epochs=epochs)

@@ -65,8 +65,10 @@ class Distribution:
         role = "chief" if self.is_chief else "non-chief, writing to a temporary directory"
         if self.mode == "mirrored":
             return f"distribute: mirrored, {self.num_replicas} replica(s) on 1 worker"
-        return (f"distribute: multi-worker, {self.num_replicas} replica(s) on {self.num_workers} worker(s); "
-                f"this is worker {self.worker_index} ({role})")
+        return (
+            f"distribute: multi-worker, {self.num_replicas} replica(s) on {self.num_workers} worker(s); "
+            f"this is worker {self.worker_index} ({role})"
+        )
 
 
 def tf_config_from_workers(workers: str, task_index: int) -> dict:
@@ -81,7 +83,10 @@ def tf_config_from_workers(workers: str, task_index: int) -> dict:
         if not host or not port.isdigit():
             raise BadValue("workers", f"takes host:port addresses separated by commas. Received: {address!r}")
     if not 0 <= task_index < len(addresses):
-        raise BadValue("task_index", f"must be between 0 and {len(addresses) - 1} for {len(addresses)} worker(s). Received: {task_index}")
+        raise BadValue(
+            "task_index",
+            f"must be between 0 and {len(addresses) - 1} for {len(addresses)} worker(s). Received: {task_index}",
+        )
     return {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": task_index}}
 
 
@@ -93,7 +98,9 @@ def _parse_tf_config() -> dict:
         config = json.loads(raw)
         config["cluster"], config["task"]["type"], int(config["task"]["index"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise LenetError(f"TF_CONFIG is not a TensorFlow cluster config ({type(exc).__name__}: {exc}). Received: {raw[:200]}") from None
+        raise LenetError(
+            f"TF_CONFIG is not a TensorFlow cluster config ({type(exc).__name__}: {exc}). Received: {raw[:200]}"
+        ) from None
     return config
 
 
@@ -101,14 +108,21 @@ def configure_cpu_devices(tf, count: int) -> None:
     """Split the host CPU into ``count`` logical devices; must run before TensorFlow runs any op."""
     cpus = tf.config.list_physical_devices("CPU")
     try:
-        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(count)])
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+        )
     except RuntimeError as exc:
         raise LenetError(f"cannot split the CPU into {count} devices after TensorFlow has started ({exc})") from None
 
 
-def build_distribution(mode: str, devices: int | None = None, workers: str | None = None, task_index: int | None = None,
-                       worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
-                       start_watchdog: Callable[[float, str], Any] | None = None) -> Distribution | None:
+def build_distribution(
+    mode: str,
+    devices: int | None = None,
+    workers: str | None = None,
+    task_index: int | None = None,
+    worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
+    start_watchdog: Callable[[float, str], Any] | None = None,
+) -> Distribution | None:
     """Build the strategy for ``mode`` (``None`` for ``none``); call before TensorFlow runs any op.
 
     ``start_watchdog(seconds, what)`` is called just before a multi-worker
@@ -129,7 +143,9 @@ def build_distribution(mode: str, devices: int | None = None, workers: str | Non
         try:
             devices = int(os.environ[CPU_DEVICES_ENV])
         except ValueError:
-            raise LenetError(f"{CPU_DEVICES_ENV} must be a whole number. Received: {os.environ[CPU_DEVICES_ENV]!r}") from None
+            raise LenetError(
+                f"{CPU_DEVICES_ENV} must be a whole number. Received: {os.environ[CPU_DEVICES_ENV]!r}"
+            ) from None
     if devices is not None and devices < 1:
         raise BadValue("devices", f"must be at least 1. Received: {devices}")
     if mode == "multi-worker" and workers:
@@ -144,7 +160,11 @@ def build_distribution(mode: str, devices: int | None = None, workers: str | Non
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=float(worker_timeout))
     if mode == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
-        names = [d.name for d in gpus] if gpus and devices is None else [d.name for d in tf.config.list_logical_devices("CPU")]
+        names = (
+            [d.name for d in gpus]
+            if gpus and devices is None
+            else [d.name for d in tf.config.list_logical_devices("CPU")]
+        )
         cross = tf.distribute.ReductionToOneDevice() if not gpus or devices is not None else None
         strategy = tf.distribute.MirroredStrategy(devices=names, cross_device_ops=cross)
         return Distribution(mode, strategy, strategy.num_replicas_in_sync, 1, 0, True, worker_timeout)
@@ -155,9 +175,13 @@ def build_distribution(mode: str, devices: int | None = None, workers: str | Non
     num_workers = sum(len(jobs.get(job, [])) for job in ("chief", "worker"))
     is_chief = task["type"] == "chief" or (task["type"] == "worker" and int(task["index"]) == 0 and "chief" not in jobs)
     worker_index = int(task["index"]) + (1 if task["type"] == "worker" and "chief" in jobs else 0)
-    watchdog = start_watchdog(worker_timeout, "joining the cluster and running the first step") if start_watchdog else None
+    watchdog = (
+        start_watchdog(worker_timeout, "joining the cluster and running the first step") if start_watchdog else None
+    )
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-    return Distribution(mode, strategy, strategy.num_replicas_in_sync, num_workers, worker_index, is_chief, worker_timeout, watchdog)
+    return Distribution(
+        mode, strategy, strategy.num_replicas_in_sync, num_workers, worker_index, is_chief, worker_timeout, watchdog
+    )
 
 
 def first_step_callback(distribution: Distribution):
@@ -198,11 +222,21 @@ def distributed_train_step(distribution: Distribution, view, objective, trainabl
         optimizer.apply_gradients(zip(grads, trainable))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
         context = tf.distribute.get_replica_context()
-        stop_sigint, stop_sigterm = tf.identity(stop[0]), tf.identity(stop[1])  # this replica's copies, reduced like its sums
+        stop_sigint, stop_sigterm = (
+            tf.identity(stop[0]),
+            tf.identity(stop[1]),
+        )  # this replica's copies, reduced like its sums
         ce_total, correct_total, stop_sigint, stop_sigterm = context.all_reduce(
-            tf.distribute.ReduceOp.SUM, [cross_entropy_sum, correct, stop_sigint, stop_sigterm])
-        return {"cross_entropy": ce_total, "correct": correct_total, "stop_sigint": stop_sigint, "stop_sigterm": stop_sigterm,
-                "penalty_images": global_n, **{k: v * global_n for k, v in terms.items()}}
+            tf.distribute.ReduceOp.SUM, [cross_entropy_sum, correct, stop_sigint, stop_sigterm]
+        )
+        return {
+            "cross_entropy": ce_total,
+            "correct": correct_total,
+            "stop_sigint": stop_sigint,
+            "stop_sigterm": stop_sigterm,
+            "penalty_images": global_n,
+            **{k: v * global_n for k, v in terms.items()},
+        }
 
     @tf.function(reduce_retracing=True)
     def step(x, y, global_n, stop):

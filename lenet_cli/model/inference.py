@@ -48,8 +48,10 @@ class KerasPredictor:
             images = images.reshape((-1, *INPUT_SHAPE[:2]))
         else:
             images = images.reshape((-1, *INPUT_SHAPE)).astype(np.float32, copy=False)
-        outputs = [self._outputs(self._tf.constant(images[start : start + self.batch_size]))[which].numpy()
-                   for start in range(0, len(images), self.batch_size)]
+        outputs = [
+            self._outputs(self._tf.constant(images[start : start + self.batch_size]))[which].numpy()
+            for start in range(0, len(images), self.batch_size)
+        ]
         if not outputs:
             return np.zeros((0, self.num_classes), dtype=np.float32)
         return np.concatenate(outputs, axis=0)

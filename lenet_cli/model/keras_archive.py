@@ -37,8 +37,12 @@ def check_keras_archive(path: str | os.PathLike) -> None:
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         return
     if len(members) > MAX_MEMBERS:
-        raise ModelError(f"refusing to load {str(path)!r}: the archive lists {len(members):,} files; a .keras model holds three")
+        raise ModelError(
+            f"refusing to load {str(path)!r}: the archive lists {len(members):,} files; a .keras model holds three"
+        )
     total = sum(max(0, m.file_size) for m in members)
     if total > MAX_UNPACKED_BYTES:
-        raise ModelError(f"refusing to load {str(path)!r}: it would unpack to {total:,} bytes, more than the "
-                         f"{MAX_UNPACKED_BYTES:,} a lenet model can need (a ZIP bomb or not a lenet model)")
+        raise ModelError(
+            f"refusing to load {str(path)!r}: it would unpack to {total:,} bytes, more than the "
+            f"{MAX_UNPACKED_BYTES:,} a lenet model can need (a ZIP bomb or not a lenet model)"
+        )

@@ -17,8 +17,13 @@ from lenet_cli.core import config as C
 from lenet_cli.model.layers import LocalResponseNormalization
 
 
-def build_lenet(dense_units: int = C.DENSE_UNITS, dropout: float = C.DROPOUT_RATE, seed: int | None = None,
-                num_classes: int = C.NUM_CLASSES, precision: str = "float32") -> keras.Model:
+def build_lenet(
+    dense_units: int = C.DENSE_UNITS,
+    dropout: float = C.DROPOUT_RATE,
+    seed: int | None = None,
+    num_classes: int = C.NUM_CLASSES,
+    precision: str = "float32",
+) -> keras.Model:
     """Build the seed network: conv-pool-LRN twice, three dropouts, two dense layers, softmax.
 
     ``logits_layer`` has one unit per class of the dataset (10 for MNIST).
@@ -40,19 +45,41 @@ def build_lenet(dense_units: int = C.DENSE_UNITS, dropout: float = C.DROPOUT_RAT
     def kernel_init(offset: int):
         return init(seed=None if seed is None else seed + offset)
 
-    x = layers.Conv2D(C.CONV_1_FILTERS, C.CONV_1_KERNEL, padding=C.CONV_PADDING, activation="relu", kernel_initializer=kernel_init(1), name="conv_1", **dtype("conv_1"))(inputs)
+    x = layers.Conv2D(
+        C.CONV_1_FILTERS,
+        C.CONV_1_KERNEL,
+        padding=C.CONV_PADDING,
+        activation="relu",
+        kernel_initializer=kernel_init(1),
+        name="conv_1",
+        **dtype("conv_1"),
+    )(inputs)
     x = layers.MaxPooling2D(C.POOL_SIZE, name="pool_1", **dtype("pool_1"))(x)
     x = LocalResponseNormalization(name="lrn_1", **dtype("lrn_1"))(x)
-    x = layers.Conv2D(C.CONV_2_FILTERS, C.CONV_2_KERNEL, padding=C.CONV_PADDING, activation="relu", kernel_initializer=kernel_init(2), name="conv_2", **dtype("conv_2"))(x)
+    x = layers.Conv2D(
+        C.CONV_2_FILTERS,
+        C.CONV_2_KERNEL,
+        padding=C.CONV_PADDING,
+        activation="relu",
+        kernel_initializer=kernel_init(2),
+        name="conv_2",
+        **dtype("conv_2"),
+    )(x)
     x = layers.MaxPooling2D(C.POOL_SIZE, name="pool_2", **dtype("pool_2"))(x)
     x = LocalResponseNormalization(name="lrn_2", **dtype("lrn_2"))(x)
     x = layers.Flatten(name="flatten", **dtype("flatten"))(x)
     x = layers.Dropout(dropout, seed=None if seed is None else seed + 11, name="dropout_1", **dtype("dropout_1"))(x)
-    x = layers.Dense(dense_units, activation="relu", kernel_initializer=kernel_init(3), name="dot_1", **dtype("dot_1"))(x)
+    x = layers.Dense(dense_units, activation="relu", kernel_initializer=kernel_init(3), name="dot_1", **dtype("dot_1"))(
+        x
+    )
     x = layers.Dropout(dropout, seed=None if seed is None else seed + 12, name="dropout_2", **dtype("dropout_2"))(x)
-    x = layers.Dense(dense_units, activation="relu", kernel_initializer=kernel_init(4), name="dot_2", **dtype("dot_2"))(x)
+    x = layers.Dense(dense_units, activation="relu", kernel_initializer=kernel_init(4), name="dot_2", **dtype("dot_2"))(
+        x
+    )
     x = layers.Dropout(dropout, seed=None if seed is None else seed + 13, name="dropout_3", **dtype("dropout_3"))(x)
-    logits = layers.Dense(num_classes, kernel_initializer=kernel_init(5), name="logits_layer", **dtype("logits_layer"))(x)
+    logits = layers.Dense(num_classes, kernel_initializer=kernel_init(5), name="logits_layer", **dtype("logits_layer"))(
+        x
+    )
     probabilities = layers.Softmax(name="softmax_layer", **dtype("softmax_layer"))(logits)
     return keras.Model(inputs, probabilities, name="lenet")
 
@@ -77,13 +104,21 @@ def load_model_file(path) -> keras.Model:
     except ValueError as exc:
         text = str(exc)
         if "safe_mode" in text or "Lambda" in text or "lambda" in text:
-            raise ModelError(f"refusing to load {str(path)!r}: it carries code (a Lambda layer or Python function), which safe mode never runs") from None
-        raise ModelError(f"cannot load model {str(path)!r}: {text.splitlines()[0] if text else type(exc).__name__}") from None
+            raise ModelError(
+                f"refusing to load {str(path)!r}: it carries code (a Lambda layer or Python function), which safe mode never runs"
+            ) from None
+        raise ModelError(
+            f"cannot load model {str(path)!r}: {text.splitlines()[0] if text else type(exc).__name__}"
+        ) from None
     except (OSError, KeyError, TypeError, EOFError) as exc:
-        raise ModelError(f"cannot load model {str(path)!r}: the file is truncated, corrupt or not a .keras model ({type(exc).__name__})") from None
+        raise ModelError(
+            f"cannot load model {str(path)!r}: the file is truncated, corrupt or not a .keras model ({type(exc).__name__})"
+        ) from None
     except Exception as exc:  # zipfile.BadZipFile and friends from a damaged archive
         import zipfile
 
         if isinstance(exc, zipfile.BadZipFile):
-            raise ModelError(f"cannot load model {str(path)!r}: the file is truncated or not a .keras archive") from None
+            raise ModelError(
+                f"cannot load model {str(path)!r}: the file is truncated or not a .keras archive"
+            ) from None
         raise

@@ -69,21 +69,34 @@ class Objective:
         frozen: layers that do not train, and so carry no penalty.
     """
 
-    def __init__(self, model: keras.Model, l1: float, weight_decay: float, frozen: tuple[str, ...] = (), label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        model: keras.Model,
+        l1: float,
+        weight_decay: float,
+        frozen: tuple[str, ...] = (),
+        label_smoothing: float = 0.0,
+    ):
         self.kernels = regularized_kernels(model, tuple(frozen))
         self.l1 = float(l1)
         self.weight_decay = float(weight_decay)
         self.label_smoothing = float(label_smoothing)
         self.term_names = [f"{kind}_{name}" for name in self.kernels for kind in ("l1", "l2")]
         if self.label_smoothing > 0:  # Keras's sparse loss has no smoothing: the one-hot form does
-            self._smoothed = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=self.label_smoothing, reduction="sum")
+            self._smoothed = keras.losses.CategoricalCrossentropy(
+                from_logits=True, label_smoothing=self.label_smoothing, reduction="sum"
+            )
         self._cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
 
     @classmethod
     def for_run(cls, model: keras.Model, run_config: dict) -> Objective:
         """The objective a run trained with, from its saved ``config.json`` values."""
-        return cls(model, float(run_config.get("l1", 0.0)), float(run_config.get("weight_decay", 0.0)),
-                   tuple(run_config.get("freeze") or ()))
+        return cls(
+            model,
+            float(run_config.get("l1", 0.0)),
+            float(run_config.get("weight_decay", 0.0)),
+            tuple(run_config.get("freeze") or ()),
+        )
 
     def penalties(self) -> dict[str, Any]:
         """``l1``, ``l2`` and the per-layer terms of the current weights, as float32 scalars."""

@@ -131,7 +131,9 @@ class ConfusionMatrixImage(_LazyWriterCallback):
         matrix = confusion_matrix(self.labels, predicted, len(self.class_names))
         accuracy = float(np.trace(matrix) / matrix.sum())
         if self.log_dir is not None:
-            png = render_confusion_matrix_png(matrix, self.class_names, f"epoch {epoch + 1}: validation accuracy {accuracy:.4f}")
+            png = render_confusion_matrix_png(
+                matrix, self.class_names, f"epoch {epoch + 1}: validation accuracy {accuracy:.4f}"
+            )
             tf = import_tensorflow()
             with self.writer.as_default():
                 tf.summary.image("confusion_matrix", _png_to_summary_tensor(png), step=epoch_step(epoch))
@@ -182,22 +184,41 @@ class InputAndFilterImages(_LazyWriterCallback):
 
         kernel = keras.ops.convert_to_numpy(self.model.get_layer(self.layer_name).kernel)  # (h, w, in, out)
         filters = np.transpose(kernel[:, :, 0, :], (2, 0, 1))
-        self._log_grid(f"{self.layer_name}_filters", tile_images(filters, normalize=True), epoch_step(epoch), scale=self.scale)
+        self._log_grid(
+            f"{self.layer_name}_filters", tile_images(filters, normalize=True), epoch_step(epoch), scale=self.scale
+        )
         self.writer.flush()
 
 
-def run_callbacks(run_dir: Path, data, tensorboard: bool = True, histograms: bool = False, predict_classes=None) -> list:
+def run_callbacks(
+    run_dir: Path, data, tensorboard: bool = True, histograms: bool = False, predict_classes=None
+) -> list:
     """What every run records: ``confusion_matrix.json`` always, and with ``tensorboard`` the logs under ``<run>/logs``."""
     if tensorboard:
-        return tensorboard_callbacks(run_dir / runs.LOGS_DIR, data, histograms=histograms, predict_classes=predict_classes,
-                                     json_path=run_dir / CONFUSION_JSON)
+        return tensorboard_callbacks(
+            run_dir / runs.LOGS_DIR,
+            data,
+            histograms=histograms,
+            predict_classes=predict_classes,
+            json_path=run_dir / CONFUSION_JSON,
+        )
     if not len(data.validation):
         return []
-    return [ConfusionMatrixImage(data.validation.images, data.validation.labels, data.class_names, None,
-                                 json_path=run_dir / CONFUSION_JSON, predict_classes=predict_classes)]
+    return [
+        ConfusionMatrixImage(
+            data.validation.images,
+            data.validation.labels,
+            data.class_names,
+            None,
+            json_path=run_dir / CONFUSION_JSON,
+            predict_classes=predict_classes,
+        )
+    ]
 
 
-def tensorboard_callbacks(log_dir: Path, data, histograms: bool = False, predict_classes=None, json_path: Path | None = None) -> list:
+def tensorboard_callbacks(
+    log_dir: Path, data, histograms: bool = False, predict_classes=None, json_path: Path | None = None
+) -> list:
     """Keras's TensorBoard callback plus the image callbacks, all logging under ``log_dir``."""
     callbacks = [
         EpochTensorBoard(

@@ -36,7 +36,9 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     if cfg.schedule == "cosine":
         if warmup > 0:
-            lr = keras.optimizers.schedules.CosineDecay(0.0, max(1, total - warmup), warmup_target=cfg.learning_rate, warmup_steps=warmup)
+            lr = keras.optimizers.schedules.CosineDecay(
+                0.0, max(1, total - warmup), warmup_target=cfg.learning_rate, warmup_steps=warmup
+            )
         else:
             lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, total)
     else:
@@ -70,15 +72,20 @@ def load_initial_weights(model, source: str | Path, runs_dir=None) -> Path:
         try:
             donor_layer = donor.get_layer(name)
         except ValueError:
-            raise ModelError(f"init_from model {str(ref.model_path)!r} has no layer {name!r}; it is not a lenet model") from None
+            raise ModelError(
+                f"init_from model {str(ref.model_path)!r} has no layer {name!r}; it is not a lenet model"
+            ) from None
         ours = model.get_layer(name).get_weights()
         theirs = donor_layer.get_weights()
         shapes_ours = [w.shape for w in ours]
         shapes_theirs = [w.shape for w in theirs]
         if shapes_ours != shapes_theirs:
-            hint = (f"it was trained on {shapes_theirs[-1][0]} classes and this dataset has {shapes_ours[-1][0]}: "
-                    f"init_from needs a model of the same classes"
-                    if name == "logits_layer" and shapes_ours[0][0] == shapes_theirs[0][0] else "check dense_units")
+            hint = (
+                f"it was trained on {shapes_theirs[-1][0]} classes and this dataset has {shapes_ours[-1][0]}: "
+                f"init_from needs a model of the same classes"
+                if name == "logits_layer" and shapes_ours[0][0] == shapes_theirs[0][0]
+                else "check dense_units"
+            )
             raise ModelError(
                 f"init_from model {str(ref.model_path)!r}: layer {name} has weight shapes {shapes_theirs}, this network needs {shapes_ours} "
                 f"({hint})"
@@ -127,7 +134,8 @@ class TrainStep:
             from lenet_cli.model.distributed import distributed_train_step
 
             self.step = distributed_train_step(distribution, view, objective, trainable, optimizer, inputs)
-            self.steps: Callable[[np.ndarray, np.ndarray], dict[str, Any]] | None = None  # several steps per call: single device only
+            # several steps per call: single device only
+            self.steps: Callable[[np.ndarray, np.ndarray], dict[str, Any]] | None = None
             return
         size = C.IMAGE_SIZE
         penalty_names = [*PENALTY_KEYS, *objective.term_names]
@@ -135,21 +143,31 @@ class TrainStep:
         def train_on(x, y, measure):
             """One optimizer step; where ``measure`` holds, also the penalty's value on the weights the step starts from."""
             n = tf.cast(tf.shape(y)[0], tf.float32)
-            terms = tf.cond(measure, lambda: {k: v * n for k, v in objective.penalties().items()},  # per-example sums
-                            lambda: {k: tf.constant(0.0) for k in penalty_names})
+            terms = tf.cond(
+                measure,
+                lambda: {k: v * n for k, v in objective.penalties().items()},  # per-example sums
+                lambda: {k: tf.constant(0.0) for k in penalty_names},
+            )
             with tf.GradientTape() as tape:
                 logits, _ = view(inputs(x), training=True)
                 loss, cross_entropy_sum = objective.data_loss(y, logits, tf.shape(y)[0])
             grads = objective.add_penalty_gradients(tape.gradient(loss, trainable), trainable)
             optimizer.apply_gradients(zip(grads, trainable))
             correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
-            return {"cross_entropy": cross_entropy_sum, "correct": correct, "penalty_images": tf.where(measure, n, 0.0), **terms}
+            return {
+                "cross_entropy": cross_entropy_sum,
+                "correct": correct,
+                "penalty_images": tf.where(measure, n, 0.0),
+                **terms,
+            }
 
         @tf.function(input_signature=[tf.TensorSpec([None, size, size], tf.uint8), tf.TensorSpec([None], tf.int32)])
         def step(x, y):
             return train_on(x, y, tf.constant(True))
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None, size, size], tf.uint8), tf.TensorSpec([None, None], tf.int32)])
+        @tf.function(
+            input_signature=[tf.TensorSpec([None, None, size, size], tf.uint8), tf.TensorSpec([None, None], tf.int32)]
+        )
         def steps(xs, ys):
             """Several steps in one call (like Keras's ``steps_per_execution``); the penalty is measured on the first."""
             sums = {k: tf.constant(0.0) for k in self.keys}
@@ -167,7 +185,9 @@ class TrainStep:
         from lenet_cli.model.augmentation import build_augmentation
         from lenet_cli.model.objective import Objective
 
-        trainable = [w for name in C.WEIGHT_LAYERS if name not in cfg.freeze for w in model.get_layer(name).trainable_weights]
+        trainable = [
+            w for name in C.WEIGHT_LAYERS if name not in cfg.freeze for w in model.get_layer(name).trainable_weights
+        ]
         objective = Objective(model, cfg.l1, cfg.weight_decay, cfg.freeze, label_smoothing=cfg.label_smoothing)
         augmentation = build_augmentation(cfg.augment, cfg.seed)
         if augmentation is not None:
@@ -188,8 +208,15 @@ class TrainStep:
             for variable, value in zip(self.trainable, saved):
                 variable.assign(value)
 
-    def run_chunk(self, images: np.ndarray, labels: np.ndarray, lo: int, batch_size: int, full_batches: int,
-                  signum: int | None = None) -> tuple[dict, int, int, int | None]:
+    def run_chunk(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        lo: int,
+        batch_size: int,
+        full_batches: int,
+        signum: int | None = None,
+    ) -> tuple[dict, int, int, int | None]:
         """Train from batch ``lo // batch_size``: several full batches in one call where possible.
 
         ``signum`` is a stop signal this process received. A single device

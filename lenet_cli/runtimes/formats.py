@@ -51,12 +51,45 @@ class ModelFormat:
         return getattr(importlib.import_module("lenet_cli.runtimes.writers"), self.write_with)
 
 
-FORMATS: dict[str, ModelFormat] = {f.name: f for f in (
-    ModelFormat("keras", ".keras", "model.keras", None, (), (), "Keras (TensorFlow)", "open_keras", "write_keras"),
-    ModelFormat("savedmodel", None, "saved_model", None, (), (), "TensorFlow SavedModel", "open_savedmodel", "write_savedmodel"),
-    ModelFormat("litert", ".tflite", "model.tflite", "litert", (), ("ai_edge_litert",), "LiteRT interpreter", "open_litert", "write_litert"),
-    ModelFormat("onnx", ".onnx", "model.onnx", "onnx", ("tf2onnx", "onnx"), ("onnxruntime",), "ONNX Runtime", "open_onnx", "write_onnx"),
-)}
+FORMATS: dict[str, ModelFormat] = {
+    f.name: f
+    for f in (
+        ModelFormat("keras", ".keras", "model.keras", None, (), (), "Keras (TensorFlow)", "open_keras", "write_keras"),
+        ModelFormat(
+            "savedmodel",
+            None,
+            "saved_model",
+            None,
+            (),
+            (),
+            "TensorFlow SavedModel",
+            "open_savedmodel",
+            "write_savedmodel",
+        ),
+        ModelFormat(
+            "litert",
+            ".tflite",
+            "model.tflite",
+            "litert",
+            (),
+            ("ai_edge_litert",),
+            "LiteRT interpreter",
+            "open_litert",
+            "write_litert",
+        ),
+        ModelFormat(
+            "onnx",
+            ".onnx",
+            "model.onnx",
+            "onnx",
+            ("tf2onnx", "onnx"),
+            ("onnxruntime",),
+            "ONNX Runtime",
+            "open_onnx",
+            "write_onnx",
+        ),
+    )
+}
 """The formats by name, in ``--to all``'s order."""
 
 SUFFIX_FORMATS = {f.suffix: f.name for f in FORMATS.values() if f.suffix is not None}

@@ -38,6 +38,7 @@ from lenet_cli.store.runs import ModelRef
 SIDECAR_SUFFIX = ".lenet.json"
 JSON_METADATA_KEYS = ("class_names", "run_config")  # ONNX metadata_props values that hold JSON
 
+
 @dataclass
 class LoadedModel:
     """A model ready to predict, plus the facts about it later commands need."""
@@ -71,7 +72,9 @@ def _metadata_from(meta: dict[str, Any], source: str | None) -> dict[str, Any]:
     for key, kind in _METADATA_TYPES.items():
         value = meta.get(key)
         if value is not None and not isinstance(value, kind):
-            raise ModelError(f"the model's {source} metadata has a {key!r} that is not a {kind.__name__}; export the model again")
+            raise ModelError(
+                f"the model's {source} metadata has a {key!r} that is not a {kind.__name__}; export the model again"
+            )
     if meta.get("class_names") is not None and not all(isinstance(name, str) for name in meta["class_names"]):
         raise ModelError(f"the model's {source} metadata has class_names that are not all text; export the model again")
     return {
@@ -105,7 +108,9 @@ def _embedded_metadata(path: Path, fmt: str) -> dict[str, Any] | None:
                 try:
                     meta[key] = json.loads(meta[key])
                 except ValueError:
-                    raise ModelError(f"{str(path)!r}: ONNX metadata {key!r} is not valid JSON; export the model again") from None
+                    raise ModelError(
+                        f"{str(path)!r}: ONNX metadata {key!r} is not valid JSON; export the model again"
+                    ) from None
         return meta
     if fmt == "savedmodel" and (path / SAVEDMODEL_METADATA).is_file():
         return _read_json(path / SAVEDMODEL_METADATA)
@@ -133,9 +138,18 @@ def read_metadata(ref: ModelRef) -> dict[str, Any]:
     if config is not None:
         from lenet_cli.data.dataset import CLASS_NAMES
 
-        names = config.get("class_names") or CLASS_NAMES.get(config.get("dataset") or "")  # runs from before own data: the built-in names
-        return _metadata_from({"dataset": config.get("dataset"), "run_config": config, "preprocessing": config.get("preprocess") or config.get("dataset"),
-                               "class_names": list(names) if names else None}, "run config")
+        names = config.get("class_names") or CLASS_NAMES.get(
+            config.get("dataset") or ""
+        )  # runs from before own data: the built-in names
+        return _metadata_from(
+            {
+                "dataset": config.get("dataset"),
+                "run_config": config,
+                "preprocessing": config.get("preprocess") or config.get("dataset"),
+                "class_names": list(names) if names else None,
+            },
+            "run config",
+        )
     if fmt == "keras" and sidecar.is_file():
         return _metadata_from(_read_json(sidecar), "sidecar")
     return _metadata_from({}, None)
@@ -152,7 +166,11 @@ def open_model(ref: ModelRef, batch_size: int = INFERENCE_BATCH_SIZE) -> LoadedM
     path = ref.model_path
     fmt = model_format(path)
     if fmt == "unknown":
-        raise ModelError(f"{str(path)!r}: unsupported model format; pass a run directory, a .keras, .onnx or .tflite file or a SavedModel directory")
+        raise ModelError(
+            f"{str(path)!r}: unsupported model format; pass a run directory, a .keras, .onnx or .tflite file or a SavedModel directory"
+        )
     meta = read_metadata(ref)
     opened = FORMATS[fmt].reader(path, batch_size)
-    return LoadedModel(path, fmt, meta["dataset"], opened.predict, meta["run_config"], opened.keras_model, meta, opened.logits)
+    return LoadedModel(
+        path, fmt, meta["dataset"], opened.predict, meta["run_config"], opened.keras_model, meta, opened.logits
+    )

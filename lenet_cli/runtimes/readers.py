@@ -34,7 +34,9 @@ class OpenedModel:
     logits: Callable[[np.ndarray], np.ndarray] | None = None
 
 
-def _batched(run: Callable[[np.ndarray], np.ndarray], batch_size: int, num_classes: int) -> Callable[[np.ndarray], np.ndarray]:
+def _batched(
+    run: Callable[[np.ndarray], np.ndarray], batch_size: int, num_classes: int
+) -> Callable[[np.ndarray], np.ndarray]:
     def predict(images: np.ndarray) -> np.ndarray:
         inputs = as_model_input(images)
         outputs = [run(inputs[start : start + batch_size]) for start in range(0, len(inputs), batch_size)]
@@ -54,7 +56,9 @@ def _class_count(path: Path, shape) -> int:
 
 def _check_input_shape(path: Path, shape) -> None:
     if len(shape) != 4 or tuple(d if isinstance(d, int) else None for d in shape[1:]) != INPUT_SHAPE:
-        raise ModelError(f"{str(path)!r} expects inputs of shape {list(shape)}, not [N, {', '.join(map(str, INPUT_SHAPE))}]; it is not a lenet model")
+        raise ModelError(
+            f"{str(path)!r} expects inputs of shape {list(shape)}, not [N, {', '.join(map(str, INPUT_SHAPE))}]; it is not a lenet model"
+        )
 
 
 @functools.lru_cache(maxsize=4)
@@ -85,7 +89,11 @@ def open_onnx(path: Path, batch_size: int) -> OpenedModel:
         raise ModelError(f"{str(path)!r} has {len(inputs)} inputs; a lenet model has one")
     _check_input_shape(path, inputs[0].shape)
     name = inputs[0].name
-    return OpenedModel(_batched(lambda x: session.run(None, {name: x})[0], batch_size, _class_count(path, session.get_outputs()[0].shape)))
+    return OpenedModel(
+        _batched(
+            lambda x: session.run(None, {name: x})[0], batch_size, _class_count(path, session.get_outputs()[0].shape)
+        )
+    )
 
 
 class _LiteRTRunner:
@@ -120,7 +128,9 @@ class _LiteRTRunner:
             self.batch = len(x)
         scale, zero_point = self.input["quantization"]
         if self.input["dtype"] != np.float32 and scale:
-            x = np.clip(np.round(x / scale + zero_point), np.iinfo(self.input["dtype"]).min, np.iinfo(self.input["dtype"]).max)
+            x = np.clip(
+                np.round(x / scale + zero_point), np.iinfo(self.input["dtype"]).min, np.iinfo(self.input["dtype"]).max
+            )
         self.interpreter.set_tensor(self.input["index"], x.astype(self.input["dtype"]))
         if self.invoked:
             self.interpreter.invoke()
@@ -145,15 +155,19 @@ def open_savedmodel(path: Path, batch_size: int) -> OpenedModel:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelError(f"cannot load SavedModel {str(path)!r}: {first}") from None
     if SERVING_SIGNATURE not in loaded.signatures:
-        raise ModelError(f"SavedModel {str(path)!r} has no {SERVING_SIGNATURE!r} signature; export it with `lenet export`")
+        raise ModelError(
+            f"SavedModel {str(path)!r} has no {SERVING_SIGNATURE!r} signature; export it with `lenet export`"
+        )
     signature = loaded.signatures[SERVING_SIGNATURE]
     specs = signature.structured_input_signature[1]
     if len(specs) != 1:
         raise ModelError(f"SavedModel {str(path)!r} takes {len(specs)} inputs; a lenet model takes one")
-    (name, spec), = specs.items()
+    ((name, spec),) = specs.items()
     _check_input_shape(path, spec.shape.as_list())
     output_specs = signature.structured_outputs
-    output_spec = output_specs["probabilities"] if "probabilities" in output_specs else next(iter(output_specs.values()))
+    output_spec = (
+        output_specs["probabilities"] if "probabilities" in output_specs else next(iter(output_specs.values()))
+    )
     num_classes = _class_count(path, output_spec.shape.as_list())
 
     def run(x: np.ndarray) -> np.ndarray:
@@ -163,8 +177,6 @@ def open_savedmodel(path: Path, batch_size: int) -> OpenedModel:
 
     run.keep_alive = loaded  # type: ignore[attr-defined]  # the signature needs its SavedModel object alive
     return OpenedModel(_batched(run, batch_size, num_classes))
-
-
 
 
 def open_litert(path: Path, batch_size: int) -> OpenedModel:

@@ -76,11 +76,12 @@ def write_onnx(model, path: Path, metadata: dict, **_) -> None:
     model.export(str(path), format="onnx", verbose=False, input_signature=[_input_spec(tf)])
     proto = onnx.load(str(path))
     name_tensors(proto.graph)
-    props = {key: json.dumps(value) if isinstance(value, (list, dict)) or value is None else str(value) for key, value in metadata.items()}
+    props = {
+        key: json.dumps(value) if isinstance(value, (list, dict)) or value is None else str(value)
+        for key, value in metadata.items()
+    }
     onnx.helper.set_model_props(proto, props)
     onnx.save(proto, str(path))
-
-
 
 
 ONNX_INPUT = "image"

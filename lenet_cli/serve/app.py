@@ -48,7 +48,6 @@ PAGE = "draw.html"
 DOCS_ASSETS = "/docs/assets"  # Swagger UI's and ReDoc's scripts and styles
 
 
-
 router = APIRouter()
 
 
@@ -99,8 +98,14 @@ async def prometheus_metrics(service: ServiceDep):
     return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-def _records(decoded: list[Decoded], probabilities: np.ndarray, service: Service, top_k: int, return_input: bool,
-             min_confidence: float) -> list[dict]:
+def _records(
+    decoded: list[Decoded],
+    probabilities: np.ndarray,
+    service: Service,
+    top_k: int,
+    return_input: bool,
+    min_confidence: float,
+) -> list[dict]:
     """One record per uploaded image, in order: ``lenet predict --format json``'s, with ``error`` set for a failed one."""
     from lenet_cli.core.prediction import Prediction
 
@@ -122,9 +127,9 @@ def _records(decoded: list[Decoded], probabilities: np.ndarray, service: Service
     "/predict",
     summary="Classify uploaded images",
     description="Multipart/form-data with one or more `file` fields, or one image as the raw body "
-                "(`Content-Type: image/png`, `image/jpeg`, ... or `application/octet-stream`). Answers the records "
-                "`lenet predict --format json` prints; an image that fails has its `error` set while the others are "
-                "answered, and a request whose every image fails is a 4xx error.",
+    "(`Content-Type: image/png`, `image/jpeg`, ... or `application/octet-stream`). Answers the records "
+    "`lenet predict --format json` prints; an image that fails has its `error` set while the others are "
+    "answered, and a request whose every image fails is a 4xx error.",
     response_model=list[PredictionRecord],
     responses=ERRORS,
     openapi_extra=PREDICT_BODY,
@@ -133,29 +138,48 @@ async def predict(
     request: Request,
     service: ServiceDep,
     top_k: Annotated[int | None, Query(ge=1, le=10, description="How many classes to list per image.")] = None,
-    min_confidence: Annotated[float | None, Query(ge=0, le=1, description="Flag answers whose confidence is below this (`low_confidence`).")] = None,
-    preprocess: Annotated[Literal["auto", "mnist", "fashion", "none"] | None, Query(description="As `lenet predict --preprocess`.")] = None,
-    invert: Annotated[Literal["auto", "always", "never"] | None, Query(description="As `lenet predict --invert`.")] = None,
+    min_confidence: Annotated[
+        float | None, Query(ge=0, le=1, description="Flag answers whose confidence is below this (`low_confidence`).")
+    ] = None,
+    preprocess: Annotated[
+        Literal["auto", "mnist", "fashion", "none"] | None, Query(description="As `lenet predict --preprocess`.")
+    ] = None,
+    invert: Annotated[
+        Literal["auto", "always", "never"] | None, Query(description="As `lenet predict --invert`.")
+    ] = None,
     return_input: Annotated[bool, Query(description="Add each image's 28x28 network input as a PNG data URL.")] = False,
 ):
     content_type = request.headers.get("content-type", "")
     kind = media_type(content_type)
     if kind and kind != "multipart/form-data" and not kind.startswith(RAW_IMAGE_TYPES):
-        raise RequestError(415, f"unsupported Content-Type {kind!r}; send multipart/form-data (field 'file') "
-                                "or one image as the raw body with an image/* or application/octet-stream type")
+        raise RequestError(
+            415,
+            f"unsupported Content-Type {kind!r}; send multipart/form-data (field 'file') "
+            "or one image as the raw body with an image/* or application/octet-stream type",
+        )
     s = service.settings
     mode = service.predictor.preprocess if (preprocess or s.preprocess) == "auto" else (preprocess or s.preprocess)
     with service.batcher.reserve() as slot:
         body = await read_body(request, s.max_bytes)
-        decoded = await service.in_decode_thread(decode_upload, body, content_type, mode, invert or s.invert, s.max_images)
+        decoded = await service.in_decode_thread(
+            decode_upload, body, content_type, mode, invert or s.invert, s.max_images
+        )
         good = [d for d in decoded if d.array is not None]
         if not good:
             first = decoded[0]
             raise RequestError(first.status, first.error)
         probabilities = await slot.predict(np.stack([d.array for d in good])[..., None])
     service.metrics.images.inc(len(good))
-    return json_response(_records(decoded, probabilities, service, top_k or s.top_k, return_input,
-                          s.min_confidence if min_confidence is None else min_confidence))
+    return json_response(
+        _records(
+            decoded,
+            probabilities,
+            service,
+            top_k or s.top_k,
+            return_input,
+            s.min_confidence if min_confidence is None else min_confidence,
+        )
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -175,7 +199,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("query", "body"))
-        return error_response(422, f"{where}: {first.get('msg', 'invalid value')}" if where else str(first.get("msg", "invalid request")))
+        return error_response(
+            422, f"{where}: {first.get('msg', 'invalid value')}" if where else str(first.get("msg", "invalid request"))
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -213,8 +239,13 @@ def create_app(predictor: ServedModel, settings: ServeSettings | None = None, wo
             await service.stop()
 
     # FastAPIOffline: /docs and /redoc served with the Swagger UI and ReDoc files fastapi-offline ships, not a CDN's
-    app = FastAPIOffline(title="lenet serve", version=__version__, summary="A LeNet classifier for MNIST / Fashion-MNIST images over HTTP.",
-                         lifespan=lifespan, static_url=DOCS_ASSETS)
+    app = FastAPIOffline(
+        title="lenet serve",
+        version=__version__,
+        summary="A LeNet classifier for MNIST / Fashion-MNIST images over HTTP.",
+        lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+    )
     app.state.service = service
     _install_error_handlers(app)
     app.include_router(router)

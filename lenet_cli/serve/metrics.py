@@ -34,14 +34,38 @@ class ServeMetrics:
         self.multiprocess = bool(os.environ.get(MULTIPROCESS_ENV))
         self.worker = str(worker)
         self.registry = CollectorRegistry()
-        self.requests = Counter("lenet_requests", "HTTP requests answered, by endpoint and status.", ["endpoint", "status"], registry=self.registry)
-        self.errors = Counter("lenet_request_errors", "Requests answered with a 4xx or 5xx status, by endpoint and status.", ["endpoint", "status"], registry=self.registry)
-        self.latency = Histogram("lenet_request_duration_seconds", "Time from a request's arrival to its response, by endpoint.", ["endpoint"],
-                                 buckets=self.LATENCY_BUCKETS, registry=self.registry)
+        self.requests = Counter(
+            "lenet_requests",
+            "HTTP requests answered, by endpoint and status.",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "lenet_request_errors",
+            "Requests answered with a 4xx or 5xx status, by endpoint and status.",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "lenet_request_duration_seconds",
+            "Time from a request's arrival to its response, by endpoint.",
+            ["endpoint"],
+            buckets=self.LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.images = Counter("lenet_images", "Images predicted.", registry=self.registry)
-        self.batch_size = Histogram("lenet_batch_size", "Images per model call (micro-batches).", buckets=self.BATCH_BUCKETS, registry=self.registry)
-        self.worker_requests = Counter("lenet_worker_requests", "HTTP requests answered by each worker process (lenet serve --workers).", ["worker"],
-                                       registry=self.registry)
+        self.batch_size = Histogram(
+            "lenet_batch_size",
+            "Images per model call (micro-batches).",
+            buckets=self.BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.worker_requests = Counter(
+            "lenet_worker_requests",
+            "HTTP requests answered by each worker process (lenet serve --workers).",
+            ["worker"],
+            registry=self.registry,
+        )
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, str(status)).inc()
@@ -88,5 +112,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            path = getattr(scope.get("route"), "path", None)  # the router sets "route" on this same scope once a route matched
+            path = getattr(
+                scope.get("route"), "path", None
+            )  # the router sets "route" on this same scope once a route matched
             self.metrics.observe(path if isinstance(path, str) else "other", status[0], time.perf_counter() - started)

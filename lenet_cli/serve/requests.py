@@ -27,7 +27,6 @@ RAW_BODY_NAME = "<body>"
 IMAGE_FIELD = "file"
 
 
-
 class RequestError(Exception):
     """A bad request: answered as ``{"error": message}`` with ``status``."""
 
@@ -60,7 +59,10 @@ def split_multipart(body: bytes, content_type: str, max_images: int) -> list[tup
 
     def on_part_begin():
         if len(parts) >= max_images:
-            raise RequestError(413, f"more than {max_images} images in one request (the server's max_images); send them in several requests")
+            raise RequestError(
+                413,
+                f"more than {max_images} images in one request (the server's max_images); send them in several requests",
+            )
         parts.append({"headers": {}, "data": []})
 
     def on_header_field(data, start, end):
@@ -79,14 +81,22 @@ def split_multipart(body: bytes, content_type: str, max_images: int) -> list[tup
     def on_end():
         state["ended"] = True
 
-    callbacks: MultipartCallbacks = {"on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
-                 "on_header_end": on_header_end, "on_part_data": on_part_data, "on_end": on_end}
+    callbacks: MultipartCallbacks = {
+        "on_part_begin": on_part_begin,
+        "on_header_field": on_header_field,
+        "on_header_value": on_header_value,
+        "on_header_end": on_header_end,
+        "on_part_data": on_part_data,
+        "on_end": on_end,
+    }
     parser = MultipartParser(boundary, callbacks)
     try:
         parser.write(body)
         parser.finalize()
     except MultipartParseError as exc:
-        raise RequestError(400, f"malformed multipart/form-data body: {str(exc).splitlines()[0] if str(exc) else 'parse error'}") from None
+        raise RequestError(
+            400, f"malformed multipart/form-data body: {str(exc).splitlines()[0] if str(exc) else 'parse error'}"
+        ) from None
     if not state["ended"]:
         raise RequestError(400, "malformed multipart/form-data body: it ends before its closing boundary")
     files: list[tuple[str, bytes]] = []
@@ -94,7 +104,9 @@ def split_multipart(body: bytes, content_type: str, max_images: int) -> list[tup
         _, disposition = parse_options_header(part["headers"].get("content-disposition", b""))
         field = disposition.get(b"name", b"").decode("utf-8", "replace")
         if field != IMAGE_FIELD:
-            raise RequestError(400, f"unexpected form field {field!r}; send each image in a field named {IMAGE_FIELD!r}")
+            raise RequestError(
+                400, f"unexpected form field {field!r}; send each image in a field named {IMAGE_FIELD!r}"
+            )
         filename = disposition.get(b"filename", b"").decode("utf-8", "replace") or f"{IMAGE_FIELD}{len(files)}"
         files.append((filename, b"".join(part["data"])))
     if not files:
@@ -116,7 +128,9 @@ def _check_pixel_count(data: bytes, name: str) -> None:
     except Exception:  # not an image, corrupt: read_image gives the precise message
         return
     if width * height > MAX_IMAGE_PIXELS:
-        raise RequestError(413, f"{quote_name(name)} has too many pixels (more than {MAX_IMAGE_PIXELS:,}); downscale it first")
+        raise RequestError(
+            413, f"{quote_name(name)} has too many pixels (more than {MAX_IMAGE_PIXELS:,}); downscale it first"
+        )
 
 
 @dataclass
@@ -184,7 +198,9 @@ def parse_tf_serving(body: bytes, max_images: int) -> tuple[str, np.ndarray]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"malformed JSON: {str(exc).splitlines()[0]}") from None
     if not isinstance(request, dict):
-        raise RequestError(400, 'the request must be a JSON object with "instances" (row format) or "inputs" (columnar format)')
+        raise RequestError(
+            400, 'the request must be a JSON object with "instances" (row format) or "inputs" (columnar format)'
+        )
     signature = request.get("signature_name", "serving_default")
     if signature != "serving_default":
         raise RequestError(400, f"unknown signature_name {signature!r}; this model has only 'serving_default'")
@@ -200,11 +216,16 @@ def parse_tf_serving(body: bytes, max_images: int) -> tuple[str, np.ndarray]:
     else:
         value = _named_value(value, '"inputs"')
     if isinstance(value, list) and len(value) > max_images:
-        raise RequestError(413, f"{len(value)} images in one request, more than {max_images} (the server's max_images); send them in several requests")
+        raise RequestError(
+            413,
+            f"{len(value)} images in one request, more than {max_images} (the server's max_images); send them in several requests",
+        )
     try:
         array = np.asarray(value, dtype=np.float32)
     except (ValueError, TypeError, OverflowError):
-        raise RequestError(400, f'"{key}" must hold numbers: a list of 28x28 (or 28x28x1) arrays of equal shape') from None
+        raise RequestError(
+            400, f'"{key}" must hold numbers: a list of 28x28 (or 28x28x1) arrays of equal shape'
+        ) from None
     if array.ndim == 4 and array.shape[1:] == (28, 28, 1):
         pass
     elif array.ndim == 3 and array.shape[1:] == (28, 28):

@@ -41,7 +41,9 @@ def require_serve_extra() -> None:
 
     missing = [name for name in SERVE_MODULES if importlib.util.find_spec(name) is None]
     if missing:
-        raise MissingExtra(f"lenet serve needs the serve extra ({missing[0]} is missing): {SERVE_EXTRA_HINT}", hint=SERVE_EXTRA_HINT)
+        raise MissingExtra(
+            f"lenet serve needs the serve extra ({missing[0]} is missing): {SERVE_EXTRA_HINT}", hint=SERVE_EXTRA_HINT
+        )
 
 
 def log_config(access_log: bool) -> dict:
@@ -49,8 +51,12 @@ def log_config(access_log: bool) -> dict:
     from uvicorn.config import LOGGING_CONFIG
 
     config = {key: (dict(value) if isinstance(value, dict) else value) for key, value in LOGGING_CONFIG.items()}
-    config["handlers"] = {name: dict(handler, stream="ext://sys.stderr") for name, handler in LOGGING_CONFIG["handlers"].items()}
-    config["loggers"] = dict(LOGGING_CONFIG["loggers"], **{"lenet.serve": {"handlers": ["default"], "level": "INFO", "propagate": False}})
+    config["handlers"] = {
+        name: dict(handler, stream="ext://sys.stderr") for name, handler in LOGGING_CONFIG["handlers"].items()
+    }
+    config["loggers"] = dict(
+        LOGGING_CONFIG["loggers"], **{"lenet.serve": {"handlers": ["default"], "level": "INFO", "propagate": False}}
+    )
     if not access_log:
         config["loggers"]["uvicorn.access"] = {"handlers": [], "level": "WARNING", "propagate": False}
     return config
@@ -61,7 +67,9 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise BadValue("host", f"cannot listen on {host!r}: {exc.strerror}; give an address such as 127.0.0.1 or 0.0.0.0") from None
+        raise BadValue(
+            "host", f"cannot listen on {host!r}: {exc.strerror}; give an address such as 127.0.0.1 or 0.0.0.0"
+        ) from None
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -69,7 +77,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind(address)
     except OSError as exc:
         sock.close()
-        raise LenetError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another port (or stop the other server)") from None
+        raise LenetError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another port (or stop the other server)"
+        ) from None
     sock.set_inheritable(True)
     return sock
 
@@ -96,8 +106,10 @@ def stop_on_signals(handler):
 def startup_line(predictor, url: str) -> str:
     """What ``lenet serve`` says once it listens: the run (or model file) it serves, and where."""
     what = f"run {predictor.run} ({predictor.path.name}, " if predictor.run else f"{predictor.name} ("
-    return (f"Serving {what}{predictor.format}, {predictor.dataset or predictor.preprocess}) at {url} "
-            f"- drawing page {url}, API docs {url}docs (Ctrl-C to stop)")
+    return (
+        f"Serving {what}{predictor.format}, {predictor.dataset or predictor.preprocess}) at {url} "
+        f"- drawing page {url}, API docs {url}docs (Ctrl-C to stop)"
+    )
 
 
 def served_model(model: Path | str | None, runs_dir: Path | None, settings: ServeSettings, engine: str, say):
@@ -112,8 +124,17 @@ def served_model(model: Path | str | None, runs_dir: Path | None, settings: Serv
     return ServedModel(ref, settings.preprocess, engine)
 
 
-def run_serve(model: Path | str | None, runs_dir: Path | None, host: str, port: int, settings: ServeSettings, access_log: bool, say,
-              engine: str = "auto", worker: WorkerLink | None = None) -> int:
+def run_serve(
+    model: Path | str | None,
+    runs_dir: Path | None,
+    host: str,
+    port: int,
+    settings: ServeSettings,
+    access_log: bool,
+    say,
+    engine: str = "auto",
+    worker: WorkerLink | None = None,
+) -> int:
     """Serve ``model`` until interrupted; return the exit code (0 after a graceful drain).
 
     Args:
@@ -153,8 +174,14 @@ def run_serve(model: Path | str | None, runs_dir: Path | None, host: str, port: 
             elif self.started:
                 say(startup_line(predictor, url))
 
-    config = uvicorn.Config(app, log_config=log_config(access_log), access_log=access_log, lifespan="on",
-                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, server_header=False)
+    config = uvicorn.Config(
+        app,
+        log_config=log_config(access_log),
+        access_log=access_log,
+        lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        server_header=False,
+    )
     server = GracefulServer(config)
     if worker is not None:
         worker.stop_with_supervisor(server.handle_exit)

@@ -11,6 +11,7 @@ from lenet_cli.serve.requests import IMAGE_FIELD
 
 log = logging.getLogger("lenet.serve")
 
+
 class TopK(BaseModel):
     label: str
     index: int
@@ -25,10 +26,14 @@ class PredictionRecord(BaseModel):
     index: int | None = None
     confidence: float | None = None
     top_k: list[TopK] = []
-    low_confidence: bool | None = Field(None, description="The confidence is below min_confidence: the network is unsure.")
+    low_confidence: bool | None = Field(
+        None, description="The confidence is below min_confidence: the network is unsure."
+    )
     error: str | None = Field(None, description="Why this image failed (the others of the request are still answered).")
     model: str = Field(description="The model that answered: run/model.keras for a run's model, else its file name.")
-    input: str | None = Field(None, description="With ?return_input=true: the 28x28 input the network saw, as a PNG data URL.")
+    input: str | None = Field(
+        None, description="With ?return_input=true: the 28x28 input the network saw, as a PNG data URL."
+    )
 
 
 class ErrorBody(BaseModel):
@@ -37,8 +42,11 @@ class ErrorBody(BaseModel):
 
 class TFServingPredictions(BaseModel):
     predictions: list[dict[str, Any]] | list[list[float]] | None = Field(
-        None, description='For "instances": per instance, its outputs by name ({"class": 7, "probabilities": [...]}).')
-    outputs: dict[str, list[Any]] | list[list[float]] | None = Field(None, description='For "inputs": per output, its values for every instance.')
+        None, description='For "instances": per instance, its outputs by name ({"class": 7, "probabilities": [...]}).'
+    )
+    outputs: dict[str, list[Any]] | list[list[float]] | None = Field(
+        None, description='For "inputs": per output, its values for every instance.'
+    )
 
 
 class TFServingVersionStatus(BaseModel):
@@ -53,14 +61,20 @@ class TFServingStatus(BaseModel):
 
 class TFServingMetadata(BaseModel):
     model_spec: dict[str, str] = Field(description='{"name": "lenet", "signature_name": "", "version": "1"}')
-    metadata: dict[str, Any] = Field(description='{"signature_def": {"signature_def": {"serving_default": {"inputs": ..., "outputs": ..., '
-                                                 '"method_name": "tensorflow/serving/predict"}}}}')
+    metadata: dict[str, Any] = Field(
+        description='{"signature_def": {"signature_def": {"serving_default": {"inputs": ..., "outputs": ..., '
+        '"method_name": "tensorflow/serving/predict"}}}}'
+    )
 
 
 class Metadata(BaseModel):
-    model: str = Field(description="The file that answers: run/model.tflite (a run's TensorFlow-free copy) or run/model.keras "
-                                   "for a run's model, else the model's file name.")
-    run: str | None = Field(description="The name of the run (its directory) whose model this is; null for a model file of its own.")
+    model: str = Field(
+        description="The file that answers: run/model.tflite (a run's TensorFlow-free copy) or run/model.keras "
+        "for a run's model, else the model's file name."
+    )
+    run: str | None = Field(
+        description="The name of the run (its directory) whose model this is; null for a model file of its own."
+    )
     format: str
     dataset: str | None
     class_names: list[str]
@@ -78,24 +92,39 @@ PREDICT_BODY = {
         "required": True,
         "description": "One or more images as multipart/form-data (field 'file', repeatable), or one image as the raw body.",
         "content": {
-            "multipart/form-data": {"schema": {"type": "object", "required": [IMAGE_FIELD], "properties": {
-                IMAGE_FIELD: {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": [IMAGE_FIELD],
+                    "properties": {IMAGE_FIELD: {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                }
+            },
             "image/*": {"schema": {"type": "string", "format": "binary"}},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         },
     }
 }
-_ARRAY_28 = {"type": "array", "description": "28 rows of 28 values in [0, 1] (or 28x28x1)", "items": {"type": "array", "items": {}}}
+_ARRAY_28 = {
+    "type": "array",
+    "description": "28 rows of 28 values in [0, 1] (or 28x28x1)",
+    "items": {"type": "array", "items": {}},
+}
 TF_BODY = {
     "requestBody": {
         "required": True,
         "description": "TensorFlow Serving's predict request: row format (instances) or columnar format (inputs).",
-        "content": {"application/json": {
-            "schema": {"type": "object", "properties": {
-                "signature_name": {"type": "string", "default": "serving_default"},
-                "instances": {"type": "array", "items": _ARRAY_28},
-                "inputs": {"type": "array", "items": _ARRAY_28}}},
-            "example": {"instances": [[[0.0] * 28] * 28]},
-        }},
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "signature_name": {"type": "string", "default": "serving_default"},
+                        "instances": {"type": "array", "items": _ARRAY_28},
+                        "inputs": {"type": "array", "items": _ARRAY_28},
+                    },
+                },
+                "example": {"instances": [[[0.0] * 28] * 28]},
+            }
+        },
     }
 }

@@ -43,7 +43,9 @@ class ServedModel:
         self.path = context.ref.model_path
         self.run = run_name(context.ref)
         self.name = f"{self.run}/{self.path.name}" if self.run else self.path.name  # what answers say served them
-        if self.run is None and self.path.is_dir() and self.path.name.isdigit():  # a version of TF Serving's layout: lenet/3, not 3
+        if (
+            self.run is None and self.path.is_dir() and self.path.name.isdigit()
+        ):  # a version of TF Serving's layout: lenet/3, not 3
             self.name = f"{self.path.parent.name}/{self.path.name}"
         self.format = context.format
 

@@ -32,7 +32,9 @@ class Service:
         self.predictor = predictor
         self.settings = settings
         self.metrics = metrics
-        self.batcher = MicroBatcher(predictor.predict, settings.max_batch, settings.batch_timeout_ms / 1000.0, settings.batching)
+        self.batcher = MicroBatcher(
+            predictor.predict, settings.max_batch, settings.batch_timeout_ms / 1000.0, settings.batching
+        )
         self.batcher.on_batch = metrics.batch_size.observe
         self.decode_threads = settings.decode_threads or decode_workers()
         self.decode_pool: ThreadPoolExecutor | None = None
@@ -40,7 +42,9 @@ class Service:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.predictor.load)
-        await asyncio.to_thread(self.predictor.predict, np.zeros((1, 28, 28, 1), np.float32))  # warm up (graph tracing, allocation)
+        await asyncio.to_thread(
+            self.predictor.predict, np.zeros((1, 28, 28, 1), np.float32)
+        )  # warm up (graph tracing, allocation)
         self.decode_pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="lenet-decode")
         await self.batcher.start()
         self.ready = True
@@ -70,14 +74,19 @@ async def read_body(request: Request, limit: int) -> bytes:
         if not length.isdigit():
             raise RequestError(400, f"invalid Content-Length header {length!r}")
         if int(length) > limit:
-            raise RequestError(413, f"the request body is {int(length):,} bytes, more than the limit of {limit:,} (the server's max_bytes)")
+            raise RequestError(
+                413,
+                f"the request body is {int(length):,} bytes, more than the limit of {limit:,} (the server's max_bytes)",
+            )
     chunks = []
     total = 0
     try:
         async for chunk in request.stream():
             total += len(chunk)
             if total > limit:
-                raise RequestError(413, f"the request body is more than the limit of {limit:,} bytes (the server's max_bytes)")
+                raise RequestError(
+                    413, f"the request body is more than the limit of {limit:,} bytes (the server's max_bytes)"
+                )
             chunks.append(chunk)
     except ClientDisconnect:
         raise RequestError(400, "the client disconnected before sending the whole body") from None

@@ -34,14 +34,19 @@ MODEL_NAME = "lenet"
 SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 INPUT_NAME = "image"
-PROBABILITIES = "probabilities"  # lenet_cli.runtimes.writers.SAVEDMODEL_PROBABILITIES (the server does not import the writers)
+# lenet_cli.runtimes.writers.SAVEDMODEL_PROBABILITIES (the server does not import the writers)
+PROBABILITIES = "probabilities"
 CLASS = "class"  # lenet_cli.runtimes.writers.SAVEDMODEL_CLASS
 KNOWN_OUTPUTS = (CLASS, PROBABILITIES)
 JSON_TYPES = ("application/json", "text/plain", "application/x-www-form-urlencoded")  # curl -d sends the last
 DEFAULT_VERSION = 1
 
 # The tensor names lenet's SavedModel export gives its signature (tests/test_tf_serving.py reads them from a real export)
-TENSOR_NAMES = {INPUT_NAME: "serving_default_image:0", CLASS: "StatefulPartitionedCall_1:0", PROBABILITIES: "StatefulPartitionedCall_1:1"}
+TENSOR_NAMES = {
+    INPUT_NAME: "serving_default_image:0",
+    CLASS: "StatefulPartitionedCall_1:0",
+    PROBABILITIES: "StatefulPartitionedCall_1:1",
+}
 
 router = APIRouter(tags=["TensorFlow Serving"])
 
@@ -61,7 +66,11 @@ def served_version(model_path: Path) -> int:
 
 def _tensor_info(name: str, dtype: str, dims: list[int]) -> dict[str, Any]:
     """A ``TensorInfo`` as TF Serving prints it: int64 sizes as strings, every field present."""
-    return {"name": name, "dtype": dtype, "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in dims], "unknown_rank": False}}
+    return {
+        "name": name,
+        "dtype": dtype,
+        "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in dims], "unknown_rank": False},
+    }
 
 
 def described_signature(num_classes: int) -> dict[str, Any]:
@@ -120,7 +129,9 @@ def _check_version(service, name: str, version: str | None, kind: str, method: s
     if name != MODEL_NAME:
         if kind == "status":
             raise NotServed(f"Could not find any versions of model {name}")
-        raise NotServed(f"Servable not found for request: {f'Specific({name}, {int(version)})' if version else f'Latest({name})'}")
+        raise NotServed(
+            f"Servable not found for request: {f'Specific({name}, {int(version)})' if version else f'Latest({name})'}"
+        )
     if version is not None and int(version) != held:
         if kind == "status":
             raise NotServed(f"Could not find version {int(version)} of model {name}")
@@ -130,12 +141,18 @@ def _check_version(service, name: str, version: str | None, kind: str, method: s
 
 def _status(service, version: int) -> dict[str, Any]:
     state = "AVAILABLE" if service.ready else "LOADING"
-    return {"model_version_status": [{"version": str(version), "state": state, "status": {"error_code": "OK", "error_message": ""}}]}
+    return {
+        "model_version_status": [
+            {"version": str(version), "state": state, "status": {"error_code": "OK", "error_message": ""}}
+        ]
+    }
 
 
 def _metadata(service, version: int) -> dict[str, Any]:
-    return {"model_spec": {"name": MODEL_NAME, "signature_name": "", "version": str(version)},
-            "metadata": {"signature_def": {"signature_def": signature_defs(service)}}}
+    return {
+        "model_spec": {"name": MODEL_NAME, "signature_name": "", "version": str(version)},
+        "metadata": {"signature_def": {"signature_def": signature_defs(service)}},
+    }
 
 
 def answer(key: str, probabilities: np.ndarray, names: list[str]) -> dict[str, Any]:
@@ -166,49 +183,84 @@ async def _predict(request: Request, service, version: str | None, name: str = M
     return json_response(answer(key, probabilities, output_names(service)))
 
 
-PREDICT_DOC = ('`{"instances": [...]}` (row format) or `{"inputs": [...]}` (columnar format) of 28x28 (or 28x28x1) arrays in [0, 1], '
-               'as `pixel / 255`, optionally named `{"image": ...}`; answered as TensorFlow Serving answers for lenet\'s SavedModel: '
-               '`{"predictions": [{"class": 7, "probabilities": [...]}, ...]}` or `{"outputs": {"class": [...], "probabilities": [[...]]}}`. '
-               "No preprocessing is applied.")
+PREDICT_DOC = (
+    '`{"instances": [...]}` (row format) or `{"inputs": [...]}` (columnar format) of 28x28 (or 28x28x1) arrays in [0, 1], '
+    'as `pixel / 255`, optionally named `{"image": ...}`; answered as TensorFlow Serving answers for lenet\'s SavedModel: '
+    '`{"predictions": [{"class": 7, "probabilities": [...]}, ...]}` or `{"outputs": {"class": [...], "probabilities": [[...]]}}`. '
+    "No preprocessing is applied."
+)
 
 
-@router.post(f"/v1/models/{MODEL_NAME}:predict", summary="Predict (TensorFlow Serving's REST API)", description=PREDICT_DOC,
-             response_model=TFServingPredictions, response_model_exclude_none=True, responses=ERRORS, openapi_extra=TF_BODY)
+@router.post(
+    f"/v1/models/{MODEL_NAME}:predict",
+    summary="Predict (TensorFlow Serving's REST API)",
+    description=PREDICT_DOC,
+    response_model=TFServingPredictions,
+    response_model_exclude_none=True,
+    responses=ERRORS,
+    openapi_extra=TF_BODY,
+)
 async def tf_predict(request: Request, service: ServiceDep):
     return await _predict(request, service, None)
 
 
-@router.post(f"/v1/models/{MODEL_NAME}/versions/{{version}}:predict", summary="Predict with a version (TensorFlow Serving's REST API)",
-             description=PREDICT_DOC, response_model=TFServingPredictions, response_model_exclude_none=True,
-             responses={**ERRORS, 404: ERRORS[400]}, openapi_extra=TF_BODY)
+@router.post(
+    f"/v1/models/{MODEL_NAME}/versions/{{version}}:predict",
+    summary="Predict with a version (TensorFlow Serving's REST API)",
+    description=PREDICT_DOC,
+    response_model=TFServingPredictions,
+    response_model_exclude_none=True,
+    responses={**ERRORS, 404: ERRORS[400]},
+    openapi_extra=TF_BODY,
+)
 async def tf_predict_version(version: str, request: Request, service: ServiceDep):
     return await _predict(request, service, version)
 
 
-@router.get(f"/v1/models/{MODEL_NAME}", summary="Model status (TensorFlow Serving's REST API)", response_model=TFServingStatus)
+@router.get(
+    f"/v1/models/{MODEL_NAME}", summary="Model status (TensorFlow Serving's REST API)", response_model=TFServingStatus
+)
 async def tf_status(request: Request, service: ServiceDep):
     return json_response(_status(service, _check_version(service, MODEL_NAME, None, "status", "GET", request.url.path)))
 
 
-@router.get(f"/v1/models/{MODEL_NAME}/versions/{{version}}", summary="A version's status (TensorFlow Serving's REST API)",
-            response_model=TFServingStatus, responses={404: ERRORS[400]})
+@router.get(
+    f"/v1/models/{MODEL_NAME}/versions/{{version}}",
+    summary="A version's status (TensorFlow Serving's REST API)",
+    response_model=TFServingStatus,
+    responses={404: ERRORS[400]},
+)
 async def tf_status_version(version: str, request: Request, service: ServiceDep):
-    return json_response(_status(service, _check_version(service, MODEL_NAME, version, "status", "GET", request.url.path)))
+    return json_response(
+        _status(service, _check_version(service, MODEL_NAME, version, "status", "GET", request.url.path))
+    )
 
 
-@router.get(f"/v1/models/{MODEL_NAME}/metadata", summary="Model metadata: the SignatureDef map (TensorFlow Serving's REST API)",
-            response_model=TFServingMetadata)
+@router.get(
+    f"/v1/models/{MODEL_NAME}/metadata",
+    summary="Model metadata: the SignatureDef map (TensorFlow Serving's REST API)",
+    response_model=TFServingMetadata,
+)
 async def tf_metadata(request: Request, service: ServiceDep):
-    return json_response(_metadata(service, _check_version(service, MODEL_NAME, None, "metadata", "GET", request.url.path)))
+    return json_response(
+        _metadata(service, _check_version(service, MODEL_NAME, None, "metadata", "GET", request.url.path))
+    )
 
 
-@router.get(f"/v1/models/{MODEL_NAME}/versions/{{version}}/metadata", summary="A version's metadata (TensorFlow Serving's REST API)",
-            response_model=TFServingMetadata, responses={404: ERRORS[400]})
+@router.get(
+    f"/v1/models/{MODEL_NAME}/versions/{{version}}/metadata",
+    summary="A version's metadata (TensorFlow Serving's REST API)",
+    response_model=TFServingMetadata,
+    responses={404: ERRORS[400]},
+)
 async def tf_metadata_version(version: str, request: Request, service: ServiceDep):
-    return json_response(_metadata(service, _check_version(service, MODEL_NAME, version, "metadata", "GET", request.url.path)))
+    return json_response(
+        _metadata(service, _check_version(service, MODEL_NAME, version, "metadata", "GET", request.url.path))
+    )
 
 
 # Any other model name: TF Serving's own 404s (and its 400 for a path it cannot parse), kept out of /docs.
+
 
 @router.post("/v1/models/{name}:predict", include_in_schema=False)
 async def other_predict(name: str, request: Request, service: ServiceDep):

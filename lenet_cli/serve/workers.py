@@ -38,8 +38,10 @@ from lenet_cli.core.errors import LenetError
 from lenet_cli.core.serve_settings import ServeSettings
 
 WORKER_ENV = "LENET_SERVE_WORKER"
-START_TIMEOUT_S = 600  # a worker loading a Keras model on a busy machine takes seconds; this is the bound for a wedged one
-DRAIN_MARGIN_S = 10  # beyond the workers' own graceful-shutdown limit, before the supervisor kills a worker that has not exited
+# a worker loading a Keras model on a busy machine takes seconds; this is the bound for a wedged one
+START_TIMEOUT_S = 600
+# beyond the workers' own graceful-shutdown limit, before the supervisor kills a worker that has not exited
+DRAIN_MARGIN_S = 10
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,9 @@ class WorkerLink:
         return socket.socket(fileno=self.listen_fd)
 
     def _tell(self, message: dict) -> None:
-        data = (json.dumps(message) + "\n").encode()[: select.PIPE_BUF - 1]  # one write under PIPE_BUF: never interleaved with another worker's
+        data = (json.dumps(message) + "\n").encode()[
+            : select.PIPE_BUF - 1
+        ]  # one write under PIPE_BUF: never interleaved with another worker's
         with contextlib.suppress(OSError):
             os.write(self.ready_fd, data if data.endswith(b"\n") else data + b"\n")
 
@@ -69,6 +73,7 @@ class WorkerLink:
 
     def stop_with_supervisor(self, stop) -> None:
         """Call ``stop(SIGTERM, None)`` once the supervisor's end of the lifeline closes (it exited, however it died)."""
+
         def watch() -> None:
             with contextlib.suppress(OSError):
                 while os.read(self.lifeline_fd, 1):
@@ -92,8 +97,17 @@ def worker_main() -> int:
             print(line, file=sys.stderr, flush=True)
 
     try:
-        return run_serve(spec["model"], spec["runs_dir"], spec["host"], 0, ServeSettings(**spec["settings"]), spec["access_log"], say,
-                         spec["engine"], worker=link)
+        return run_serve(
+            spec["model"],
+            spec["runs_dir"],
+            spec["host"],
+            0,
+            ServeSettings(**spec["settings"]),
+            spec["access_log"],
+            say,
+            spec["engine"],
+            worker=link,
+        )
     except LenetError as exc:
         link.failed(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
         return exc.exit_code
@@ -107,8 +121,17 @@ class WorkerFailed(LenetError):
         self.exit_code = exit_code
 
 
-def run_workers(model: Path | str | None, runs_dir: Path | None, host: str, port: int, settings: ServeSettings, access_log: bool, say,
-                engine: str, workers: int) -> int:
+def run_workers(
+    model: Path | str | None,
+    runs_dir: Path | None,
+    host: str,
+    port: int,
+    settings: ServeSettings,
+    access_log: bool,
+    say,
+    engine: str,
+    workers: int,
+) -> int:
     """Supervise ``workers`` processes serving ``model`` on one port; return the exit code (0 after a graceful drain).
 
     The supervisor resolves the model once (a missing one is refused before anything starts) and loads none; every
@@ -143,11 +166,24 @@ def run_workers(model: Path | str | None, runs_dir: Path | None, host: str, port
         with stop_on_signals(on_signal):
             for index in range(1, workers + 1):
                 link = WorkerLink(index, workers, sock.fileno(), ready_w, lifeline_r)
-                spec = {"model": model, "runs_dir": None if runs_dir is None else str(runs_dir), "host": host, "access_log": access_log,
-                        "engine": engine, "settings": dataclasses.asdict(settings), "link": dataclasses.asdict(link)}
+                spec = {
+                    "model": model,
+                    "runs_dir": None if runs_dir is None else str(runs_dir),
+                    "host": host,
+                    "access_log": access_log,
+                    "engine": engine,
+                    "settings": dataclasses.asdict(settings),
+                    "link": dataclasses.asdict(link),
+                }
                 env = {**os.environ, WORKER_ENV: json.dumps(spec), MULTIPROCESS_ENV: metrics_dir}
-                procs.append(subprocess.Popen([sys.executable, "-m", "lenet_cli.serve.workers"], env=env,
-                                              pass_fds=(sock.fileno(), ready_w, lifeline_r), stdin=subprocess.DEVNULL))
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "lenet_cli.serve.workers"],
+                        env=env,
+                        pass_fds=(sock.fileno(), ready_w, lifeline_r),
+                        stdin=subprocess.DEVNULL,
+                    )
+                )
             os.close(ready_w)
             os.close(lifeline_r)
             sock.close()  # the workers hold it
@@ -198,7 +234,9 @@ def _wait_until_ready(ready_r: int, procs: list[subprocess.Popen], stop_signal: 
                 raise WorkerFailed(f"worker {dead or '?'} of {len(procs)} exited before it was ready")
         for index, proc in enumerate(procs, 1):
             if proc.poll() is not None and index not in ready and not select.select([ready_r], [], [], 0)[0]:
-                raise WorkerFailed(f"worker {index} of {len(procs)} exited (code {proc.returncode}) before it was ready")
+                raise WorkerFailed(
+                    f"worker {index} of {len(procs)} exited (code {proc.returncode}) before it was ready"
+                )
     return ready[1]
 
 

@@ -45,10 +45,14 @@ class BuiltinModel:
         try:
             card = json.loads(self.card_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            raise ModelError(f"the built-in {self.name!r} model's card {str(self.card_path)!r} is missing or unreadable; "
-                             f"reinstall lenet-cli") from None
+            raise ModelError(
+                f"the built-in {self.name!r} model's card {str(self.card_path)!r} is missing or unreadable; "
+                f"reinstall lenet-cli"
+            ) from None
         if not isinstance(card, dict):
-            raise ModelError(f"the built-in {self.name!r} model's card {str(self.card_path)!r} is not a JSON object; reinstall lenet-cli")
+            raise ModelError(
+                f"the built-in {self.name!r} model's card {str(self.card_path)!r} is not a JSON object; reinstall lenet-cli"
+            )
         return card
 
     def summary(self) -> str:

@@ -39,7 +39,9 @@ def read_tags(run_dir: str | os.PathLike) -> RunTags:
     if not isinstance(data, dict):
         return RunTags()
     tags = data.get("tags")
-    tags = {str(k): str(v) for k, v in tags.items() if isinstance(v, (str, int, float))} if isinstance(tags, dict) else {}
+    tags = (
+        {str(k): str(v) for k, v in tags.items() if isinstance(v, (str, int, float))} if isinstance(tags, dict) else {}
+    )
     note = data.get("note") if isinstance(data.get("note"), str) and data.get("note") else None
     return RunTags(tags, note)
 

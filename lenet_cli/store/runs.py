@@ -78,17 +78,23 @@ def check_writable(path: str | os.PathLike, what: str) -> None:
             break
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
-        raise RunError(f"{what} {str(target)!r} cannot be created: {str(existing)!r} is a file, not a folder; choose another path")
+        raise RunError(
+            f"{what} {str(target)!r} cannot be created: {str(existing)!r} is a file, not a folder; choose another path"
+        )
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise RunError(f"{what} {str(target)!r} is not writable ({reason} in {str(existing)!r}); "
-                       f"fix its permissions or choose another folder") from None
+        raise RunError(
+            f"{what} {str(target)!r} is not writable ({reason} in {str(existing)!r}); "
+            f"fix its permissions or choose another folder"
+        ) from None
 
 
-def new_run_dir(dataset: str, runs_dir: str | os.PathLike | None = None, output: str | os.PathLike | None = None) -> Path:
+def new_run_dir(
+    dataset: str, runs_dir: str | os.PathLike | None = None, output: str | os.PathLike | None = None
+) -> Path:
     """Create and return a fresh run directory: ``output`` if given, else ``<root>/<dataset>-<timestamp>``."""
     if output is not None:
         check_output_available(output)
@@ -140,12 +146,16 @@ def latest_run(runs_dir: str | os.PathLike | None = None) -> Path:
         candidate = root / name
         if (candidate / MODEL_FILE).is_file():
             return candidate
-        raise RunError(f"{str(root / LATEST_FILE)!r} names the run {name!r}, which holds no {MODEL_FILE} (deleted or moved?); "
-                       f"pass a run directory or model file, or delete {LATEST_FILE} to use the newest run (`lenet runs` lists them)")
+        raise RunError(
+            f"{str(root / LATEST_FILE)!r} names the run {name!r}, which holds no {MODEL_FILE} (deleted or moved?); "
+            f"pass a run directory or model file, or delete {LATEST_FILE} to use the newest run (`lenet runs` lists them)"
+        )
     try:
         runs = [p for p in root.glob("*/") if (p / MODEL_FILE).is_file()] if root.is_dir() else []
     except OSError as exc:
-        raise RunError(f"cannot read the runs folder {str(root)!r}: {exc.strerror or exc}; fix its permissions") from None
+        raise RunError(
+            f"cannot read the runs folder {str(root)!r}: {exc.strerror or exc}; fix its permissions"
+        ) from None
     if not runs:
         raise NoRunsYet(f"no trained model found under {str(root)!r}; run `lenet train` first or pass a model path")
     return max(runs, key=lambda p: (p / MODEL_FILE).stat().st_mtime)
@@ -178,20 +188,28 @@ class ModelRef:
         try:
             config = json.loads(path.read_text(encoding="utf-8"))
         except PermissionError:
-            raise RunError(f"cannot read {str(path)!r}: permission denied; fix the run folder's permissions (or ask its owner)") from None
+            raise RunError(
+                f"cannot read {str(path)!r}: permission denied; fix the run folder's permissions (or ask its owner)"
+            ) from None
         except (OSError, ValueError):
-            raise RunError(f"{str(path)!r} is unreadable or not valid JSON; the run is damaged: restore {CONFIG_FILE} "
-                           f"from a backup or train the run again") from None
+            raise RunError(
+                f"{str(path)!r} is unreadable or not valid JSON; the run is damaged: restore {CONFIG_FILE} "
+                f"from a backup or train the run again"
+            ) from None
         if not isinstance(config, dict):
-            raise RunError(f"{str(path)!r} is not a lenet config (not a JSON object); the run is damaged: restore {CONFIG_FILE} "
-                           f"from a backup or train the run again")
+            raise RunError(
+                f"{str(path)!r} is not a lenet config (not a JSON object); the run is damaged: restore {CONFIG_FILE} "
+                f"from a backup or train the run again"
+            )
         from lenet_cli.core.config import check_config_types
 
         try:
             check_config_types(config)
         except ValueError as exc:
-            raise RunError(f"{str(path)!r} is not a lenet config ({exc}); the run is damaged: restore {CONFIG_FILE} "
-                           f"from a backup or train the run again") from None
+            raise RunError(
+                f"{str(path)!r} is not a lenet config ({exc}); the run is damaged: restore {CONFIG_FILE} "
+                f"from a backup or train the run again"
+            ) from None
         return config
 
 
@@ -211,8 +229,10 @@ def record_fast_model(run_dir: Path, record: dict) -> None:
     path = Path(run_dir) / METRICS_FILE
     metrics = read_json_or_none(path)
     if not isinstance(metrics, dict):
-        raise RunError(f"{str(path)!r} is missing or unreadable, so the run's {FAST_MODEL_FILE} cannot be recorded; "
-                       f"finish the run first (lenet train --resume {run_dir})")
+        raise RunError(
+            f"{str(path)!r} is missing or unreadable, so the run's {FAST_MODEL_FILE} cannot be recorded; "
+            f"finish the run first (lenet train --resume {run_dir})"
+        )
     metrics[FAST_MODEL_KEY] = record
     write_json_atomic(path, metrics)
 
@@ -220,8 +240,10 @@ def record_fast_model(run_dir: Path, record: dict) -> None:
 def check_readable_run(folder: Path) -> None:
     """Raise :class:`RunError` when ``folder`` cannot be listed or entered (another user's run, say)."""
     if not os.access(folder, os.R_OK | os.X_OK):
-        raise RunError(f"cannot read the run folder {str(folder)!r}: permission denied; ask its owner to share it "
-                       f"(chmod -R a+rX) or copy the run somewhere you can read")
+        raise RunError(
+            f"cannot read the run folder {str(folder)!r}: permission denied; ask its owner to share it "
+            f"(chmod -R a+rX) or copy the run somewhere you can read"
+        )
 
 
 def newest_serving_version(base: Path) -> Path | None:
@@ -233,8 +255,12 @@ def newest_serving_version(base: Path) -> Path | None:
     return max(versions, key=lambda p: int(p.name)) if versions else None
 
 
-def resolve_model(model: str | os.PathLike | None, runs_dir: str | os.PathLike | None = None,
-                  builtin_when_no_runs: bool = False, field: str = "model") -> ModelRef:
+def resolve_model(
+    model: str | os.PathLike | None,
+    runs_dir: str | os.PathLike | None = None,
+    builtin_when_no_runs: bool = False,
+    field: str = "model",
+) -> ModelRef:
     """Turn a run directory, a model file, a run's name, a built-in model's name, or nothing (the latest run) into a :class:`ModelRef`.
 
     A name is looked up in that order: a path, a run of that name under the runs root, then a built-in
@@ -258,7 +284,9 @@ def resolve_model(model: str | os.PathLike | None, runs_dir: str | os.PathLike |
             return ModelRef(shipped.model_path, None, builtin=shipped.name)
         return ModelRef(run / MODEL_FILE, run)
     path = Path(model)
-    if not path.exists() and not path.is_absolute():  # a name: a run under the runs root (tune/<study>/trial-3 too), then a built-in
+    if (
+        not path.exists() and not path.is_absolute()
+    ):  # a name: a run under the runs root (tune/<study>/trial-3 too), then a built-in
         run = runs_root(runs_dir) / path
         shipped = builtin_model(path.name) if path.name == str(model) else None
         if run.is_dir():
@@ -269,19 +297,26 @@ def resolve_model(model: str | os.PathLike | None, runs_dir: str | os.PathLike |
         check_readable_run(path)
         if (path / MODEL_FILE).is_file():
             return ModelRef(path / MODEL_FILE, path)
-        if (path / FAST_MODEL_FILE).is_file() and (path / METRICS_FILE).is_file():  # a lenet tune trial keeps only its TensorFlow-free copy
+        if (path / FAST_MODEL_FILE).is_file() and (
+            path / METRICS_FILE
+        ).is_file():  # a lenet tune trial keeps only its TensorFlow-free copy
             return ModelRef(path / FAST_MODEL_FILE, path)
         if (path / "saved_model.pb").is_file():
             return ModelRef(path, None)
         newest = newest_serving_version(path)
-        if newest is not None:  # TensorFlow Serving's base folder: its newest version, as TensorFlow Serving would serve it
+        if (
+            newest is not None
+        ):  # TensorFlow Serving's base folder: its newest version, as TensorFlow Serving would serve it
             return ModelRef(newest, None)
         if (path / CONFIG_FILE).is_file():
             raise RunError(unfinished_run_message(path))
         raise RunError(f"{str(path)!r} is not a run directory: it holds no {MODEL_FILE}")
     if not path.exists():
-        raise BadValue(field, f"{str(path)!r} does not exist; pass a run directory, a model file, a run's name "
-                              f"(`lenet runs` lists them) or a built-in model's (mnist, fashion)")
+        raise BadValue(
+            field,
+            f"{str(path)!r} does not exist; pass a run directory, a model file, a run's name "
+            f"(`lenet runs` lists them) or a built-in model's (mnist, fashion)",
+        )
     return ModelRef(path, None)
 
 
@@ -305,15 +340,21 @@ def unfinished_run_message(run_dir: Path) -> str:
     status = run_status(run_dir)
     total = "?" if status.epochs is None else status.epochs
     if status.state == "running":
-        return (f"run {str(run_dir)!r} is still training ({status.epochs_completed} of {total} epochs done, pid {status.pid}); "
-                f"its model.keras appears when it finishes")
+        return (
+            f"run {str(run_dir)!r} is still training ({status.epochs_completed} of {total} epochs done, pid {status.pid}); "
+            f"its model.keras appears when it finishes"
+        )
     done = status.epochs_completed
     if done == 0:
-        return (f"run {str(run_dir)!r} was interrupted before its first epoch finished, so it has no model; "
-                f"resume it with: lenet train --resume {run_dir}")
-    return (f"run {str(run_dir)!r} was interrupted after epoch {done} of {total}, so it has no model.keras yet; "
-            f"resume it with: lenet train --resume {run_dir}, or keep epoch {done}'s weights as its model with: "
-            f"lenet train --resume {run_dir} --epochs {done}")
+        return (
+            f"run {str(run_dir)!r} was interrupted before its first epoch finished, so it has no model; "
+            f"resume it with: lenet train --resume {run_dir}"
+        )
+    return (
+        f"run {str(run_dir)!r} was interrupted after epoch {done} of {total}, so it has no model.keras yet; "
+        f"resume it with: lenet train --resume {run_dir}, or keep epoch {done}'s weights as its model with: "
+        f"lenet train --resume {run_dir} --epochs {done}"
+    )
 
 
 def discard_unstarted_run(run_dir: str | os.PathLike) -> bool:
@@ -350,8 +391,11 @@ def running_marker(run_dir: str | os.PathLike) -> Iterator[Path]:
     then sees that its pid is gone and reports the run as interrupted.
     """
     path = Path(run_dir) / RUNNING_FILE
-    marker = {"pid": os.getpid(), "hostname": socket.gethostname(),
-              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    marker = {
+        "pid": os.getpid(),
+        "hostname": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     write_text_atomic(path, json.dumps(marker) + "\n")
     try:
         yield path
@@ -432,6 +476,8 @@ def run_status(run_dir: str | os.PathLike, config: dict | None = None, history: 
         pid, host = marker["pid"], marker.get("hostname")
         if host not in (None, socket.gethostname()) or pid_alive(pid):
             return RunStatus("running", completed, epochs, pid=pid, hostname=host, started=marker.get("started"))
-    if ((run_dir / MODEL_FILE).is_file() or (run_dir / FAST_MODEL_FILE).is_file()) and (run_dir / METRICS_FILE).is_file():
+    if ((run_dir / MODEL_FILE).is_file() or (run_dir / FAST_MODEL_FILE).is_file()) and (
+        run_dir / METRICS_FILE
+    ).is_file():
         return RunStatus("finished", completed, epochs)
     return RunStatus("interrupted", completed, epochs)

@@ -22,8 +22,11 @@ def label_offsets(rows: Sequence[dict]) -> list[tuple[int, dict, tuple[float, fl
     placed: list[tuple[int, dict, tuple[float, float]]] = []
     cluster: list[int] = []
     for i in order:
-        near = cluster and rows[i]["latency_ms_p50"] / rows[cluster[-1]]["latency_ms_p50"] < 1.35 and \
-            abs(rows[i]["accuracy"] - rows[cluster[-1]]["accuracy"]) < 0.0005
+        near = (
+            cluster
+            and rows[i]["latency_ms_p50"] / rows[cluster[-1]]["latency_ms_p50"] < 1.35
+            and abs(rows[i]["accuracy"] - rows[cluster[-1]]["accuracy"]) < 0.0005
+        )
         cluster = [*cluster, i] if near else [i]
         rank = len(cluster) - 1
         dy = (14 + 16 * (rank // 2)) * (1 if rank % 2 == 0 else -1)
@@ -51,13 +54,24 @@ def render_benchmark_png(rows: Sequence[dict], title: str) -> bytes:
 
     figure = Figure(figsize=(BENCHMARK_PNG_SIZE[0] / 100, BENCHMARK_PNG_SIZE[1] / 100), dpi=100, layout="constrained")
     axes = figure.add_subplot()
-    measured = [r for r in rows if r.get("error") is None and r.get("latency_ms_p50") is not None and r.get("accuracy") is not None]
+    measured = [
+        r
+        for r in rows
+        if r.get("error") is None and r.get("latency_ms_p50") is not None and r.get("accuracy") is not None
+    ]
     for i, row in enumerate(measured):
         axes.scatter([row["latency_ms_p50"]], [row["accuracy"] * 100], s=60, color=f"C{i}", zorder=3)
     for i, row, (dx, dy) in label_offsets(measured):
-        axes.annotate(f"{row['format']} ({human_size(row['size_bytes'])})", (row["latency_ms_p50"], row["accuracy"] * 100),
-                      textcoords="offset points", xytext=(dx, dy), fontsize=9, color=f"C{i}", va="center",
-                      arrowprops={"arrowstyle": "-", "color": f"C{i}", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 4})
+        axes.annotate(
+            f"{row['format']} ({human_size(row['size_bytes'])})",
+            (row["latency_ms_p50"], row["accuracy"] * 100),
+            textcoords="offset points",
+            xytext=(dx, dy),
+            fontsize=9,
+            color=f"C{i}",
+            va="center",
+            arrowprops={"arrowstyle": "-", "color": f"C{i}", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 4},
+        )
     if measured:
         xs = np.array([r["latency_ms_p50"] for r in measured])
         ys = np.array([r["accuracy"] * 100 for r in measured])
@@ -77,7 +91,13 @@ def render_benchmark_png(rows: Sequence[dict], title: str) -> bytes:
     axes.set_title(title, fontsize=10)
     failed = [r for r in rows if r.get("error") is not None]
     if failed:
-        figure.text(0.01, 0.005, "not measured: " + "; ".join(f"{r['format']} ({r['error']})" for r in failed)[:160], fontsize=7.5, color="0.35")
+        figure.text(
+            0.01,
+            0.005,
+            "not measured: " + "; ".join(f"{r['format']} ({r['error']})" for r in failed)[:160],
+            fontsize=7.5,
+            color="0.35",
+        )
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     return png_bytes_from_array(np.asarray(canvas.buffer_rgba())[:, :, :3])

@@ -15,7 +15,9 @@ CURVES_PNG_SIZE = (900, 560)
 """(width, height) in pixels of the chart."""
 
 
-def render_curves_png(series: Sequence[tuple[str, Sequence[int], Sequence[float | None]]], title: str, ylabel: str = "validation accuracy") -> bytes:
+def render_curves_png(
+    series: Sequence[tuple[str, Sequence[int], Sequence[float | None]]], title: str, ylabel: str = "validation accuracy"
+) -> bytes:
     """One line per run: ``(label, epochs, values)``; a run with no epochs yet is named in the legend with no line.
 
     The y axis spans the values drawn (with a margin), not 0..1: runs that differ

@@ -32,7 +32,15 @@ ATTRIBUTION_CMAP = "RdBu_r"
 
 FEATURE_CMAP = "magma"
 
-PANEL_TITLES = ("original", "network input", "top-", "attribution", "conv_1 feature maps", "conv_2 feature maps", "conv_1 filters")
+PANEL_TITLES = (
+    "original",
+    "network input",
+    "top-",
+    "attribution",
+    "conv_1 feature maps",
+    "conv_2 feature maps",
+    "conv_1 filters",
+)
 """How each panel's title starts (tests look for them)."""
 
 METHOD_NAMES = {"integrated-gradients": "Integrated Gradients", "occlusion": "Occlusion sensitivity"}
@@ -190,15 +198,28 @@ def build_explanation_figure(content: SheetContent):
     method_name = METHOD_NAMES.get(content.method, content.method)
     full = content.has_feature_maps
 
-    figure = Figure(figsize=SHEET_SIZE_INCHES if full else COMPACT_SHEET_SIZE_INCHES, dpi=SHEET_DPI, layout="constrained")
+    figure = Figure(
+        figsize=SHEET_SIZE_INCHES if full else COMPACT_SHEET_SIZE_INCHES, dpi=SHEET_DPI, layout="constrained"
+    )
     FigureCanvasAgg(figure)
     dataset = f" ({content.dataset})" if content.dataset else ""
     width = figure.bbox.width * 0.96
     figure.suptitle(
-        _fit_name(figure, content.name, width, TITLE_FONT_SIZE,
-                  lambda name: f"{name}: predicted '{names[predicted]}' ({probabilities[predicted]:.1%})") + "\n"
-        + _fit_name(figure, content.model, width, TITLE_FONT_SIZE,
-                    lambda model: f"model {model}{dataset} · {method_name} for '{names[content.target]}'{_verdict(content)}"),
+        _fit_name(
+            figure,
+            content.name,
+            width,
+            TITLE_FONT_SIZE,
+            lambda name: f"{name}: predicted '{names[predicted]}' ({probabilities[predicted]:.1%})",
+        )
+        + "\n"
+        + _fit_name(
+            figure,
+            content.model,
+            width,
+            TITLE_FONT_SIZE,
+            lambda model: f"model {model}{dataset} · {method_name} for '{names[content.target]}'{_verdict(content)}",
+        ),
         fontsize=TITLE_FONT_SIZE,
     )
     grid = figure.add_gridspec(2 if full else 1, 4, width_ratios=[1.0, 1.0, 1.15, 1.2])
@@ -207,7 +228,9 @@ def build_explanation_figure(content: SheetContent):
     _draw_top_k(figure.add_subplot(grid[0, 3]), names, probabilities, content.top_k, content.target)
     if full:
         _draw_network(figure, grid, content)
-    notes = [] if full else [f"conv_1 and conv_2 feature maps and conv_1 filters not shown: {content.unavailable_reason}"]
+    notes = (
+        [] if full else [f"conv_1 and conv_2 feature maps and conv_1 filters not shown: {content.unavailable_reason}"]
+    )
     if content.completeness_gap is not None:
         notes.append(gap_legend(content, names[content.target]))
     if notes:
@@ -225,7 +248,9 @@ def _draw_inputs(figure, grid, content: SheetContent) -> None:
         axes.set_facecolor("#d8d8d8")
         axes.imshow(original)
     width, height = content.original_size or (original.shape[1], original.shape[0])
-    title = _fit_name(figure, content.name, _column_width(figure, grid, 0), PANEL_FONT_SIZE, lambda name: f"original: {name}")
+    title = _fit_name(
+        figure, content.name, _column_width(figure, grid, 0), PANEL_FONT_SIZE, lambda name: f"original: {name}"
+    )
     axes.set_title(f"{title}\n{width}×{height} px, as given", fontsize=PANEL_FONT_SIZE)
     _no_ticks(axes)
 
@@ -251,11 +276,21 @@ def _draw_attribution(figure, spec, content: SheetContent, method_name: str, tar
     gap = "" if content.completeness_gap is None else f"\ncompleteness gap {content.completeness_gap:.1%}"
     if content.attribution_reliable is False:
         gap += f": {UNRELIABLE}" + (f" (over {content.gap_limit:.0%})" if content.gap_limit is not None else "")
-    axes.set_title(_literal(f"attribution: {method_name} for '{target_name}'\n{content.method_detail}{gap}"), fontsize=PANEL_FONT_SIZE,
-                   color=TARGET_COLOUR if content.attribution_reliable is False else "black")
+    axes.set_title(
+        _literal(f"attribution: {method_name} for '{target_name}'\n{content.method_detail}{gap}"),
+        fontsize=PANEL_FONT_SIZE,
+        color=TARGET_COLOUR if content.attribution_reliable is False else "black",
+    )
     _no_ticks(axes)
-    bar = figure.colorbar(ScalarMappable(Normalize(-limit, limit), colormaps[ATTRIBUTION_CMAP]), ax=axes, orientation="horizontal",
-                          location="bottom", shrink=0.8, pad=0.02, aspect=30)
+    bar = figure.colorbar(
+        ScalarMappable(Normalize(-limit, limit), colormaps[ATTRIBUTION_CMAP]),
+        ax=axes,
+        orientation="horizontal",
+        location="bottom",
+        shrink=0.8,
+        pad=0.02,
+        aspect=30,
+    )
     bar.set_label(_literal(f"← against '{target_name}'    for '{target_name}' →"), fontsize=9)
     bar.ax.tick_params(labelsize=8)
 
@@ -263,17 +298,25 @@ def _draw_attribution(figure, spec, content: SheetContent, method_name: str, tar
 def gap_legend(content: SheetContent, target_name: str) -> str:
     """What the completeness gap measures, in one line with this map's numbers, and a second when it is too large."""
     change = "" if content.logit_difference is None else f" ({content.logit_difference:+.3g})"
-    line = (f"Completeness gap: the attributions should add up to the change in the logit of '{target_name}' from the black "
-            f"baseline to this input{change}; the gap is how far their sum misses it, relative to that change.")
+    line = (
+        f"Completeness gap: the attributions should add up to the change in the logit of '{target_name}' from the black "
+        f"baseline to this input{change}; the gap is how far their sum misses it, relative to that change."
+    )
     if content.attribution_reliable is False:
         limit = f"over {content.gap_limit:.0%}" if content.gap_limit is not None else "too large"
-        line += (f"\nThis map's gap, {content.completeness_gap:.1%}, is still {limit} with the most steps: "
-                 f"it is {UNRELIABLE}, do not trust this map as the network's evidence.")
+        line += (
+            f"\nThis map's gap, {content.completeness_gap:.1%}, is still {limit} with the most steps: "
+            f"it is {UNRELIABLE}, do not trust this map as the network's evidence."
+        )
     return line
 
 
 def _verdict(content: SheetContent) -> str:
-    return f" · {UNRELIABLE.upper()}: completeness gap {content.completeness_gap:.1%}" if content.attribution_reliable is False else ""
+    return (
+        f" · {UNRELIABLE.upper()}: completeness gap {content.completeness_gap:.1%}"
+        if content.attribution_reliable is False
+        else ""
+    )
 
 
 def _draw_top_k(axes, names, probabilities, top_k: int, target: int) -> None:
@@ -294,7 +337,10 @@ def _draw_top_k(axes, names, probabilities, top_k: int, target: int) -> None:
     axes.spines[["top", "right"]].set_visible(False)
     if added:
         axes.axhline(0.5, color="0.6", linewidth=0.8, linestyle="--")
-        axes.set_title(_literal(f"top-{k} classes (confidence),\nand '{names[target]}', the explained class"), fontsize=PANEL_FONT_SIZE)
+        axes.set_title(
+            _literal(f"top-{k} classes (confidence),\nand '{names[target]}', the explained class"),
+            fontsize=PANEL_FONT_SIZE,
+        )
     else:
         axes.set_title(f"top-{k} classes (confidence)", fontsize=PANEL_FONT_SIZE)
 
@@ -305,12 +351,21 @@ def _draw_network(figure, grid, content: SheetContent) -> None:
     maps_2 = np.moveaxis(np.asarray(content.conv_2_maps), -1, 0)
     filters = np.asarray(content.conv_1_filters)
     panels = [
-        (grid[1, 0:2], tiled_rgb(maps_1, 5, 2, FEATURE_CMAP),
-         f"conv_1 feature maps ({len(maps_1)}, {maps_1.shape[1]}×{maps_1.shape[2]}), each scaled to its own maximum"),
-        (grid[1, 2], tiled_rgb(maps_2, 10, 1, FEATURE_CMAP),
-         f"conv_2 feature maps ({len(maps_2)}, {maps_2.shape[1]}×{maps_2.shape[2]})"),
-        (grid[1, 3], tiled_rgb(filters, 5, 1, "gray"),
-         f"conv_1 filters ({len(filters)}, {filters.shape[1]}×{filters.shape[2]}), white = positive weight"),
+        (
+            grid[1, 0:2],
+            tiled_rgb(maps_1, 5, 2, FEATURE_CMAP),
+            f"conv_1 feature maps ({len(maps_1)}, {maps_1.shape[1]}×{maps_1.shape[2]}), each scaled to its own maximum",
+        ),
+        (
+            grid[1, 2],
+            tiled_rgb(maps_2, 10, 1, FEATURE_CMAP),
+            f"conv_2 feature maps ({len(maps_2)}, {maps_2.shape[1]}×{maps_2.shape[2]})",
+        ),
+        (
+            grid[1, 3],
+            tiled_rgb(filters, 5, 1, "gray"),
+            f"conv_1 filters ({len(filters)}, {filters.shape[1]}×{filters.shape[2]}), white = positive weight",
+        ),
     ]
     for spec, tiles, title in panels:
         axes = figure.add_subplot(spec)
@@ -326,7 +381,10 @@ def tiled_rgb(stack: np.ndarray, columns: int, pad: int, cmap: str) -> np.ndarra
     from matplotlib import colormaps
 
     tiles = tile_images(stack, columns=columns, pad=pad, normalize=True)
-    inside = tile_images(np.ones_like(stack, dtype=np.float32), columns=columns, pad=pad, normalize=False, pad_value=0.0) > 0.5
+    inside = (
+        tile_images(np.ones_like(stack, dtype=np.float32), columns=columns, pad=pad, normalize=False, pad_value=0.0)
+        > 0.5
+    )
     rgb = colormaps[cmap](tiles)[..., :3]
     rgb[~inside] = 1.0
     return rgb

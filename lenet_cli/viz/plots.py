@@ -70,9 +70,7 @@ def row_normalize(matrix: np.ndarray) -> np.ndarray:
     return out
 
 
-def render_confusion_matrix(
-    matrix: np.ndarray, class_names: Sequence[str], title: str
-) -> ConfusionMatrixRender:
+def render_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], title: str) -> ConfusionMatrixRender:
     """Draw a labelled confusion-matrix heatmap and report where its cells are.
 
     Colour is the row-normalised matrix on a fixed 0..1 scale (so pictures
@@ -207,8 +205,13 @@ def count_label(count: int) -> str:
 
 def reliability_bins(bins: Sequence[dict]) -> list[ReliabilityBin]:
     """The non-empty bins of :func:`lenet_cli.core.metrics.calibration`, as :func:`render_reliability_png` draws them."""
-    return [ReliabilityBin(b["lower"], b["upper"] - b["lower"], int(b["count"]), float(b["accuracy"]), float(b["confidence"]))
-            for b in bins if b["count"]]
+    return [
+        ReliabilityBin(
+            b["lower"], b["upper"] - b["lower"], int(b["count"]), float(b["accuracy"]), float(b["confidence"])
+        )
+        for b in bins
+        if b["count"]
+    ]
 
 
 def build_reliability_figure(bins: Sequence[dict], ece: float, title: str):
@@ -217,20 +220,51 @@ def build_reliability_figure(bins: Sequence[dict], ece: float, title: str):
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    figure = Figure(figsize=(RELIABILITY_PNG_SIZE[0] / 100, RELIABILITY_PNG_SIZE[1] / 100), dpi=100, layout="constrained")
+    figure = Figure(
+        figsize=(RELIABILITY_PNG_SIZE[0] / 100, RELIABILITY_PNG_SIZE[1] / 100), dpi=100, layout="constrained"
+    )
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     drawn = reliability_bins(bins)
     colours = RELIABILITY_COLOURS
     for b in drawn:
-        axes.bar(b.lower, b.solid, width=b.width, align="edge", color=colours["accuracy"], edgecolor="white", linewidth=0.8)
+        axes.bar(
+            b.lower, b.solid, width=b.width, align="edge", color=colours["accuracy"], edgecolor="white", linewidth=0.8
+        )
         if b.kind == "over":
-            axes.bar(b.lower, b.top - b.solid, bottom=b.solid, width=b.width, align="edge", facecolor="none",
-                     edgecolor=colours["over"], hatch="////", linewidth=1.0)
+            axes.bar(
+                b.lower,
+                b.top - b.solid,
+                bottom=b.solid,
+                width=b.width,
+                align="edge",
+                facecolor="none",
+                edgecolor=colours["over"],
+                hatch="////",
+                linewidth=1.0,
+            )
         else:
-            axes.bar(b.lower, b.top - b.solid, bottom=b.solid, width=b.width, align="edge", facecolor=colours["under_fill"],
-                     edgecolor=colours["under"], hatch="\\\\", linewidth=1.0)
-        axes.text(b.lower + b.width / 2, b.top + 0.012, b.label, ha="center", va="bottom", fontsize=7.5, color="0.25", rotation=90)
+            axes.bar(
+                b.lower,
+                b.top - b.solid,
+                bottom=b.solid,
+                width=b.width,
+                align="edge",
+                facecolor=colours["under_fill"],
+                edgecolor=colours["under"],
+                hatch="\\\\",
+                linewidth=1.0,
+            )
+        axes.text(
+            b.lower + b.width / 2,
+            b.top + 0.012,
+            b.label,
+            ha="center",
+            va="bottom",
+            fontsize=7.5,
+            color="0.25",
+            rotation=90,
+        )
     axes.plot([0, 1], [0, 1], color="0.3", linestyle="--", linewidth=1)
     axes.set_xlim(0, 1)
     axes.set_ylim(0, 1.12)  # room for the counts above a bin near 1
@@ -244,8 +278,15 @@ def build_reliability_figure(bins: Sequence[dict], ece: float, title: str):
     handles = [
         Patch(facecolor=colours["accuracy"], edgecolor="white", label="accuracy of the bin's answers"),
         Line2D([], [], color="0.3", linestyle="--", label="perfect calibration (accuracy = confidence)"),
-        Patch(facecolor="none", edgecolor=colours["over"], hatch="////", label="over-confident: confidence above accuracy"),
-        Patch(facecolor=colours["under_fill"], edgecolor=colours["under"], hatch="\\\\", label="under-confident: accuracy above confidence"),
+        Patch(
+            facecolor="none", edgecolor=colours["over"], hatch="////", label="over-confident: confidence above accuracy"
+        ),
+        Patch(
+            facecolor=colours["under_fill"],
+            edgecolor=colours["under"],
+            hatch="\\\\",
+            label="under-confident: accuracy above confidence",
+        ),
     ]
     figure.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     return figure

@@ -55,13 +55,23 @@ def study_plots(study: Any) -> tuple[dict[str, bytes], dict[str, str]]:
             pngs["history"] = _png(history)
         searched = {name for trial in complete for name in trial.params}
         if len(complete) < MIN_TRIALS_FOR_IMPORTANCES:
-            skipped["importances"] = (f"parameter importances need {MIN_TRIALS_FOR_IMPORTANCES} complete trials (the study has "
-                                      f"{len(complete)}); on fewer they rank noise")
+            skipped["importances"] = (
+                f"parameter importances need {MIN_TRIALS_FOR_IMPORTANCES} complete trials (the study has "
+                f"{len(complete)}); on fewer they rank noise"
+            )
         elif not searched:
             skipped["importances"] = "the space searches no parameter: every one is fixed"
         else:
             try:
-                pngs["importances"] = _png(optuna_plots.plot_param_importances(study, target_name="validation accuracy"))
-            except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # e.g. every finished trial drew the same values
-                skipped["importances"] = f"parameter importances could not be computed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                pngs["importances"] = _png(
+                    optuna_plots.plot_param_importances(study, target_name="validation accuracy")
+                )
+            except (
+                ValueError,
+                RuntimeError,
+                ZeroDivisionError,
+            ) as exc:  # e.g. every finished trial drew the same values
+                skipped["importances"] = (
+                    f"parameter importances could not be computed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                )
     return pngs, skipped

@@ -11,16 +11,27 @@ from pathlib import Path
 
 def worker_env(tmp: Path, **extra) -> dict:
     (tmp / "tmp").mkdir(exist_ok=True)
-    env = {**os.environ, "LENET_VERIFY_CHECKSUMS": "0", "LENET_RUNS_DIR": str(tmp / "runs"), "XDG_CACHE_HOME": str(tmp / "cache"),
-           "TMPDIR": str(tmp / "tmp"), **extra}
+    env = {
+        **os.environ,
+        "LENET_VERIFY_CHECKSUMS": "0",
+        "LENET_RUNS_DIR": str(tmp / "runs"),
+        "XDG_CACHE_HOME": str(tmp / "cache"),
+        "TMPDIR": str(tmp / "tmp"),
+        **extra,
+    }
     env.pop("TF_CONFIG", None)
     env.pop("LENET_CPU_DEVICES", None)
     return env
 
 
 def start_training(args, env):
-    return subprocess.Popen([sys.executable, "-m", "lenet_cli", "train", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "lenet_cli", "train", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def free_loopback_ports(count: int) -> list[int]:

@@ -32,7 +32,9 @@ def _install(spec: str) -> None:
         path, mode = args[0], args[1]
         if not isinstance(mode, str) or not any(c in mode for c in "wax+"):
             return
-        if isinstance(path, (str, bytes, os.PathLike)) and fnmatch.fnmatch(os.path.basename(os.fsdecode(path)), pattern):
+        if isinstance(path, (str, bytes, os.PathLike)) and fnmatch.fnmatch(
+            os.path.basename(os.fsdecode(path)), pattern
+        ):
             seen += 1
             if seen == nth:
                 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))

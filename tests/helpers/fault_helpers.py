@@ -15,7 +15,13 @@ WEIGHT_LAYERS = ("conv_1", "conv_2", "dot_1", "dot_2", "logits_layer")
 
 
 def lenet_env(tmp: Path, **extra) -> dict:
-    env = {**os.environ, "LENET_VERIFY_CHECKSUMS": "0", "LENET_RUNS_DIR": str(tmp / "runs"), "XDG_CACHE_HOME": str(tmp / "cache"), **extra}
+    env = {
+        **os.environ,
+        "LENET_VERIFY_CHECKSUMS": "0",
+        "LENET_RUNS_DIR": str(tmp / "runs"),
+        "XDG_CACHE_HOME": str(tmp / "cache"),
+        **extra,
+    }
     for name in ("TF_CONFIG", "LENET_CPU_DEVICES", "LENET_DEBUG", "LENET_FAULT_FSIZE"):
         if name not in extra:
             env.pop(name, None)
@@ -26,7 +32,9 @@ def run_lenet(args, env, timeout=240, fault: str | None = None, **kwargs) -> sub
     """``lenet ARGS`` in a real process; ``fault='<glob>:<n>:<bytes>'`` sets a file-size limit at that write."""
     if fault is not None:
         env = {**env, "LENET_FAULT_FSIZE": fault}
-    return subprocess.run([sys.executable, str(CHILD), *args], env=env, capture_output=True, text=True, timeout=timeout, **kwargs)
+    return subprocess.run(
+        [sys.executable, str(CHILD), *args], env=env, capture_output=True, text=True, timeout=timeout, **kwargs
+    )
 
 
 def error_line(stderr: str) -> str:

@@ -64,16 +64,33 @@ def start_server(folder: Path, timeout: float = 120.0) -> MlflowServer:
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = folder / "server.log"
-    command = [mlflow_executable() or "mlflow", "server", "--backend-store-uri", f"sqlite:///{(folder / 'mlflow.db').as_posix()}",
-               "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job runner: only the tracking API is tested
+    command = [
+        mlflow_executable() or "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{(folder / 'mlflow.db').as_posix()}",
+        "--artifacts-destination",
+        str(folder / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    env = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }  # no job runner: only the tracking API is tested
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     server = MlflowServer(f"http://127.0.0.1:{port}", process, folder, log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {process.returncode}: {log.read_text(errors='replace')[-2000:]}")
+            raise RuntimeError(
+                f"mlflow server exited with {process.returncode}: {log.read_text(errors='replace')[-2000:]}"
+            )
         try:
             with urllib.request.urlopen(f"{server.url}/health", timeout=2) as answer:
                 if answer.status == 200:

@@ -66,8 +66,13 @@ WORK = 112
 """Side of the working field (4x the 28x28 grid) where strokes are thickened or thinned."""
 
 
-def render_kind(kind: str, seed: int | Iterable[int], image28: np.ndarray | None = None, label: int | None = None,
-                variant: int | None = None) -> bytes:
+def render_kind(
+    kind: str,
+    seed: int | Iterable[int],
+    image28: np.ndarray | None = None,
+    label: int | None = None,
+    variant: int | None = None,
+) -> bytes:
     """Render one picture of the given kind as the bytes of an image file.
 
     Args:
@@ -112,7 +117,9 @@ def render_kind(kind: str, seed: int | Iterable[int], image28: np.ndarray | None
         return _toned_product(np.asarray(image28, dtype=np.float32) / 255.0, rng, TONE_CURVES[variant])
     if kind == "faint":
         return _faint_article(np.asarray(image28, dtype=np.float32) / 255.0, rng, FAINT_CONTRASTS[variant])
-    raise ValueError(f"unknown picture kind {kind!r}; choose one of {DIGIT_KINDS + OTHER_WRITERS_KINDS + FASHION_KINDS}")
+    raise ValueError(
+        f"unknown picture kind {kind!r}; choose one of {DIGIT_KINDS + OTHER_WRITERS_KINDS + FASHION_KINDS}"
+    )
 
 
 def label_of(kind: str, variant: int, label: int) -> int:
@@ -212,7 +219,14 @@ def zhang_suen(mask: np.ndarray) -> np.ndarray:
                 c1, c2 = n[0] * n[2] * n[4], n[2] * n[4] * n[6]
             else:
                 c1, c2 = n[0] * n[2] * n[6], n[0] * n[4] * n[6]
-            remove = (p[1:-1, 1:-1] == 1) & (neighbours >= 2) & (neighbours <= 6) & (transitions == 1) & (c1 == 0) & (c2 == 0)
+            remove = (
+                (p[1:-1, 1:-1] == 1)
+                & (neighbours >= 2)
+                & (neighbours <= 6)
+                & (transitions == 1)
+                & (c1 == 0)
+                & (c2 == 0)
+            )
             if remove.any():
                 image = image.copy()
                 image[1:-1, 1:-1][remove] = 0
@@ -221,7 +235,9 @@ def zhang_suen(mask: np.ndarray) -> np.ndarray:
             return image[1:-1, 1:-1].astype(bool)
 
 
-def draw_strokes(strokes: list[list[tuple[float, float]]], width: float, size: int = WORK, slant: float = 0.0) -> np.ndarray:
+def draw_strokes(
+    strokes: list[list[tuple[float, float]]], width: float, size: int = WORK, slant: float = 0.0
+) -> np.ndarray:
     """Anti-aliased polylines with round ends on a ``size`` field.
 
     Args:
@@ -249,6 +265,7 @@ def draw_strokes(strokes: list[list[tuple[float, float]]], width: float, size: i
 
 def continental_strokes(label: int, rng: np.random.Generator) -> list[list[tuple[float, float]]]:
     """A 1 with a long flag and a foot, or a 7 crossed in the middle (with a small serif), jittered."""
+
     def j(s: float) -> float:
         return float(rng.uniform(-s, s))
 
@@ -274,20 +291,29 @@ def draw_continental(label: int, rng: np.random.Generator) -> np.ndarray:
 
 def style_strokes(style: str, rng: np.random.Generator) -> list[list[tuple[float, float]]]:
     """Strokes of one of :data:`STYLES` in a unit box (the digit spans y 0..1), jittered."""
+
     def j(s: float) -> float:
         return float(rng.uniform(-s, s))
 
-    def arc(cx: float, cy: float, rx: float, ry: float, start: float, end: float, steps: int = 14) -> list[tuple[float, float]]:
+    def arc(
+        cx: float, cy: float, rx: float, ry: float, start: float, end: float, steps: int = 14
+    ) -> list[tuple[float, float]]:
         angles = np.linspace(np.radians(start), np.radians(end), steps)
         return [(cx + rx * float(np.cos(a)), cy + ry * float(np.sin(a))) for a in angles]
 
     if style == "closed-4":  # the diagonal meets the top of the stem: a closed triangle
         bar, stem_x = rng.uniform(0.6, 0.7), rng.uniform(0.08, 0.16)
         left = -0.3 + j(0.04)
-        return [[(stem_x, 0.0), (left, bar + j(0.02)), (0.33 + j(0.04), bar + j(0.02))], [(stem_x, 0.0), (stem_x + j(0.03), 1.0)]]
+        return [
+            [(stem_x, 0.0), (left, bar + j(0.02)), (0.33 + j(0.04), bar + j(0.02))],
+            [(stem_x, 0.0), (stem_x + j(0.03), 1.0)],
+        ]
     if style == "open-4":  # two strokes that do not meet at the top
         bar, stem_x = rng.uniform(0.58, 0.68), rng.uniform(0.1, 0.18)
-        return [[(-0.22 + j(0.04), 0.0), (-0.28 + j(0.03), bar), (0.32 + j(0.04), bar + j(0.02))], [(stem_x, 0.05 + j(0.04)), (stem_x + j(0.03), 1.0)]]
+        return [
+            [(-0.22 + j(0.04), 0.0), (-0.28 + j(0.03), bar), (0.32 + j(0.04), bar + j(0.02))],
+            [(stem_x, 0.05 + j(0.04)), (stem_x + j(0.03), 1.0)],
+        ]
     if style == "looped-2":  # the diagonal turns through a loop before the base
         r = rng.uniform(0.11, 0.14)
         cx, cy = -0.14 + j(0.02), 1.0 - r * 1.3
@@ -332,7 +358,9 @@ def _place(field: np.ndarray, rng: np.random.Generator, size_range=(120, 320)) -
     return coverage
 
 
-def _encode(luminance: np.ndarray, rng: np.random.Generator, jpeg_quality: int | None = None, tint: bool = True) -> bytes:
+def _encode(
+    luminance: np.ndarray, rng: np.random.Generator, jpeg_quality: int | None = None, tint: bool = True
+) -> bytes:
     lum = np.clip(luminance, 0.0, 1.0)
     if tint and rng.random() < 0.5:
         rgb = lum[..., None] * np.array([1.0, 0.98, 0.93], dtype=np.float32)
@@ -387,7 +415,13 @@ def _lowres_scan(field: np.ndarray, rng: np.random.Generator) -> bytes:
     return _encode(np.asarray(big, dtype=np.float32) / 255.0, rng, tint=False)
 
 
-def _photo(field: np.ndarray, rng: np.random.Generator, gamma: float = 1.0, shadow: bool = False, jpeg_quality: int | None = None) -> bytes:
+def _photo(
+    field: np.ndarray,
+    rng: np.random.Generator,
+    gamma: float = 1.0,
+    shadow: bool = False,
+    jpeg_quality: int | None = None,
+) -> bytes:
     """Ink on paper, blurred a little, unevenly lit, noisy; optionally a tone curve, a soft shadow, JPEG."""
     coverage = _place(field, rng)
     coverage = _smooth(coverage, rng.uniform(0.3, 1.2) * coverage.shape[0] / 250)

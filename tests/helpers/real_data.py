@@ -12,7 +12,11 @@ REAL_DATA = Path(os.environ.get("LENET_DATA_DIR") or REPO.parent / "shared" / "d
 
 
 def real_data_available() -> bool:
-    return all((REAL_DATA / "mnist" / name).is_file() for name in ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"))
+    return all(
+        (REAL_DATA / "mnist" / name).is_file() for name in ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz")
+    )
 
 
-requires_real_data = pytest.mark.skipif(not real_data_available(), reason=f"real MNIST files not found in {REAL_DATA} (set LENET_DATA_DIR)")
+requires_real_data = pytest.mark.skipif(
+    not real_data_available(), reason=f"real MNIST files not found in {REAL_DATA} (set LENET_DATA_DIR)"
+)

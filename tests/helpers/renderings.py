@@ -32,7 +32,9 @@ FORMATS = ("gray_png", "rgb_png", "jpeg", "alpha_png")
 SUFFIXES = {"gray_png": ".png", "rgb_png": ".png", "jpeg": ".jpg", "alpha_png": ".png"}
 
 
-def render_realistic(image28: np.ndarray, seed: int | Iterable[int], fmt: str = "gray_png", style: str = "mnist") -> bytes:
+def render_realistic(
+    image28: np.ndarray, seed: int | Iterable[int], fmt: str = "gray_png", style: str = "mnist"
+) -> bytes:
     """Render one dataset image as the bytes of a realistic image file.
 
     Args:

@@ -30,7 +30,9 @@ DIGIT_STROKES: dict[int, list] = {
 }
 
 
-def draw_digit(digit: int, size: int = CANVAS, dark_on_light: bool = False, offset=(0, 0), scale: float = 1.0) -> Image.Image:
+def draw_digit(
+    digit: int, size: int = CANVAS, dark_on_light: bool = False, offset=(0, 0), scale: float = 1.0
+) -> Image.Image:
     """A digit drawn with a round pen, as on the drawing page (or dark ink on paper)."""
     background, ink = (255, 30) if dark_on_light else (0, 255)
     image = Image.new("L", (size, size), background)
@@ -106,7 +108,11 @@ def write_template_onnx(path: Path, dataset: str = "mnist") -> Path:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    for key, value in {"dataset": dataset, "class_names": json.dumps(list(CLASS_NAMES[dataset])), "preprocessing": dataset}.items():
+    for key, value in {
+        "dataset": dataset,
+        "class_names": json.dumps(list(CLASS_NAMES[dataset])),
+        "preprocessing": dataset,
+    }.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)

@@ -68,10 +68,21 @@ from lenet_cli.data.preprocess.settings import (
 from lenet_cli.store.atomic import write_bytes_atomic
 
 __all__ = [
-    "MODES", "INVERT_CHOICES", "SIZE", "MIN_CONTRAST", "VISIBLE_CONTRAST", "BlankImageError", "PreprocessOptions", "PreprocessResult",
-    "preprocess", "load_and_preprocess", "preprocess_batch", "decide_invert", "to_uint8", "save_preprocessed_png",
+    "MODES",
+    "INVERT_CHOICES",
+    "SIZE",
+    "MIN_CONTRAST",
+    "VISIBLE_CONTRAST",
+    "BlankImageError",
+    "PreprocessOptions",
+    "PreprocessResult",
+    "preprocess",
+    "load_and_preprocess",
+    "preprocess_batch",
+    "decide_invert",
+    "to_uint8",
+    "save_preprocessed_png",
 ]
-
 
 
 @dataclass(frozen=True)
@@ -148,7 +159,9 @@ def _preprocess_luminance(luminance: np.ndarray, options: PreprocessOptions, nam
     return preprocess_fashion(ink, invert, name)
 
 
-def load_and_preprocess(source: ImageSource, options: PreprocessOptions | None = None, *, name: str | None = None) -> np.ndarray:
+def load_and_preprocess(
+    source: ImageSource, options: PreprocessOptions | None = None, *, name: str | None = None
+) -> np.ndarray:
     """Read an image file (or its bytes) and preprocess it; errors name the file.
 
     Args:

@@ -9,7 +9,17 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from lenet_cli.data.preprocess.image_ops import block_design, border, centre_of_mass, label_runs, minus_block_median, otsu, quantile, resize, subsample
+from lenet_cli.data.preprocess.image_ops import (
+    block_design,
+    border,
+    centre_of_mass,
+    label_runs,
+    minus_block_median,
+    otsu,
+    quantile,
+    resize,
+    subsample,
+)
 from lenet_cli.data.preprocess.settings import (
     FASHION_TRIM,
     MIN_CONTRAST,
@@ -197,7 +207,9 @@ def find_faint_content(raw: np.ndarray, paper_level: float, *, digit: bool, name
     far = 0.25 if digit else 0.02
     threshold = max(4.0 * noise, visible / 2)
     mask, bbox = drop_specks(smooth >= threshold, far_piece_fraction=far, grow=width - 1)
-    if bbox is not None:  # cut at half the content's own level (Otsu's for a digit): specks the average joined come apart
+    if (
+        bbox is not None
+    ):  # cut at half the content's own level (Otsu's for a digit): specks the average joined come apart
         level = quantile(smooth[mask], 0.8)
         threshold = max(threshold, otsu(subsample(smooth, 256)) if digit else level / 2)
         mask, bbox = drop_specks(smooth >= threshold, far_piece_fraction=far, grow=width - 1)
@@ -353,7 +365,9 @@ def paper_blocks(sample: np.ndarray, selected: np.ndarray, blocks: int = 8) -> n
     return selected & (sample <= cut_map)
 
 
-def drop_specks(mask: np.ndarray, far_piece_fraction: float, grow: int = 0) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+def drop_specks(
+    mask: np.ndarray, far_piece_fraction: float, grow: int = 0
+) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     """Keep the largest connected piece and the pieces that plausibly belong with it.
 
     A piece stays if it is at least ``far_piece_fraction`` of the largest
@@ -387,10 +401,10 @@ def drop_specks(mask: np.ndarray, far_piece_fraction: float, grow: int = 0) -> t
         return mask, None
     gy = 0.25 * (y1[largest] - y0[largest])
     gx = 0.25 * (x1[largest] - x0[largest])
-    near = (
-        (y0 >= y0[largest] - gy) & (y1 <= y1[largest] + gy) & (x0 >= x0[largest] - gx) & (x1 <= x1[largest] + gx)
+    near = (y0 >= y0[largest] - gy) & (y1 <= y1[largest] + gy) & (x0 >= x0[largest] - gx) & (x1 <= x1[largest] + gx)
+    keep = (area >= max(far_piece_fraction * area[largest], min_area)) | (
+        near & (area >= max(min_area, NEAR_PIECE_FRACTION * area[largest]))
     )
-    keep = (area >= max(far_piece_fraction * area[largest], min_area)) | (near & (area >= max(min_area, NEAR_PIECE_FRACTION * area[largest])))
     keep_run = keep[labels]
     kept = np.zeros((h, w + 1), dtype=np.int8)
     kept[rows[keep_run], starts[keep_run]] = 1  # runs in a row are separated, so no index repeats

@@ -48,7 +48,12 @@ def border(values: np.ndarray) -> np.ndarray:
     if 2 * ring >= h or 2 * ring >= w:
         return values.ravel()
     return np.concatenate(
-        [values[:ring].ravel(), values[-ring:].ravel(), values[ring:-ring, :ring].ravel(), values[ring:-ring, -ring:].ravel()]
+        [
+            values[:ring].ravel(),
+            values[-ring:].ravel(),
+            values[ring:-ring, :ring].ravel(),
+            values[ring:-ring, -ring:].ravel(),
+        ]
     )
 
 
@@ -83,7 +88,9 @@ def resize(values: np.ndarray, height: int, width: int, method=Image.Resampling.
 def block_design(rows: int, cols: int) -> np.ndarray:
     """Quadratic terms over a grid of blocks (for :func:`paper_blocks`)."""
     v, u = np.meshgrid(np.linspace(-1, 1, rows), np.linspace(-1, 1, cols), indexing="ij")
-    design = np.stack([np.ones(rows * cols), u.ravel(), v.ravel(), (u * u).ravel(), (u * v).ravel(), (v * v).ravel()], 1)
+    design = np.stack(
+        [np.ones(rows * cols), u.ravel(), v.ravel(), (u * u).ravel(), (u * v).ravel(), (v * v).ravel()], 1
+    )
     design.flags.writeable = False
     return design
 

@@ -96,7 +96,9 @@ class PreprocessOptions:
         if self.mode not in MODES:
             raise BadValue("preprocess", f"unknown preprocessing mode {self.mode!r}; choose one of: {', '.join(MODES)}")
         if self.invert not in INVERT_CHOICES:
-            raise BadValue("invert", f"unknown invert setting {self.invert!r}; choose one of: {', '.join(INVERT_CHOICES)}")
+            raise BadValue(
+                "invert", f"unknown invert setting {self.invert!r}; choose one of: {', '.join(INVERT_CHOICES)}"
+            )
 
 
 class BlankImageError(DataError):
@@ -115,8 +117,10 @@ def wrong_polarity_error(name: str | None, invert: str) -> BlankImageError:
     """No content with ``invert`` as given, but some with the opposite: say the cause, not the symptom (noise, specks)."""
     where = f" in {quote_name(name)}" if name else ""
     seen = "dark content on a light background" if invert == "never" else "light content on a dark background"
-    return BlankImageError(f"no content found{where} with invert {invert!r}: it is {seen}, and inverting it finds content; "
-                           f"set invert to 'auto', which detects this")
+    return BlankImageError(
+        f"no content found{where} with invert {invert!r}: it is {seen}, and inverting it finds content; "
+        f"set invert to 'auto', which detects this"
+    )
 
 
 def blank_error(name: str | None, why: str) -> BlankImageError:

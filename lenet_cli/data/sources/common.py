@@ -32,13 +32,17 @@ def read_class_names(path: Path) -> tuple[str, ...] | None:
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {str(path)!r} ({type(exc).__name__}); it must be UTF-8 text, one class name per line") from None
+        raise DataError(
+            f"cannot read {str(path)!r} ({type(exc).__name__}); it must be UTF-8 text, one class name per line"
+        ) from None
     names = tuple(line.strip() for line in lines if line.strip())
     if not names:
         raise DataError(f"{str(path)!r} lists no classes; write one class name per line, in label order (or delete it)")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise DataError(f"{str(path)!r} names class {repeated[0]!r} more than once; each line must name a different class")
+        raise DataError(
+            f"{str(path)!r} names class {repeated[0]!r} more than once; each line must name a different class"
+        )
     if len(names) > MAX_CLASSES:
         raise DataError(f"{str(path)!r} lists {len(names)} classes; lenet trains on at most {MAX_CLASSES}")
     return names
@@ -54,9 +58,11 @@ def check_labels(labels: np.ndarray, class_names: Sequence[str], where: str) -> 
     """Raise a one-line error when a label has no class (``where`` names the file)."""
     if labels.size and int(labels.max()) >= len(class_names):
         bad = int(labels.max())
-        raise DataError(f"{where} holds label {bad}, outside the {len(class_names)} classes"
-                        f" ({', '.join(class_names[:5])}{', ...' if len(class_names) > 5 else ''}); "
-                        f"labels must be 0-{len(class_names) - 1}: fix the labels or add the missing names to {CLASSES_FILE}")
+        raise DataError(
+            f"{where} holds label {bad}, outside the {len(class_names)} classes"
+            f" ({', '.join(class_names[:5])}{', ...' if len(class_names) > 5 else ''}); "
+            f"labels must be 0-{len(class_names) - 1}: fix the labels or add the missing names to {CLASSES_FILE}"
+        )
     if labels.size and int(labels.min()) < 0:
         raise DataError(f"{where} holds label {int(labels.min())}; labels must not be negative")
 
@@ -101,9 +107,19 @@ def default_validation_size(train_count: int) -> int:
     return min(VALIDATION_SIZE, int(train_count * OWN_DATA_VALIDATION_FRACTION))
 
 
-def assemble(name: str, source: Path, class_names: Sequence[str], train: Split | None, test: Split | None,
-             validation_size: int | None, train_limit: int | None, splits: Sequence[str], fingerprint: str | None,
-             preprocess: str | None = None, skipped: Sequence[tuple[str, str]] = ()) -> Dataset:
+def assemble(
+    name: str,
+    source: Path,
+    class_names: Sequence[str],
+    train: Split | None,
+    test: Split | None,
+    validation_size: int | None,
+    train_limit: int | None,
+    splits: Sequence[str],
+    fingerprint: str | None,
+    preprocess: str | None = None,
+    skipped: Sequence[tuple[str, str]] = (),
+) -> Dataset:
     """A :class:`Dataset` from whole train and test splits: validation is the first ``validation_size`` training images.
 
     Raises:
@@ -117,9 +133,14 @@ def assemble(name: str, source: Path, class_names: Sequence[str], train: Split |
         if validation_size is None:
             validation_size = default_validation_size(n)
         if validation_size < 0 or validation_size >= n:
-            raise BadValue("validation_size", f"must be between 0 and {n - 1} (the training part of {str(source)!r} "
-                                              f"holds {n} images), not {validation_size}")
-        validation = Split(train.images[:validation_size], train.labels[:validation_size]) if "validation" in splits else None
+            raise BadValue(
+                "validation_size",
+                f"must be between 0 and {n - 1} (the training part of {str(source)!r} "
+                f"holds {n} images), not {validation_size}",
+            )
+        validation = (
+            Split(train.images[:validation_size], train.labels[:validation_size]) if "validation" in splits else None
+        )
         rest = Split(train.images[validation_size:], train.labels[validation_size:])
         if train_limit is not None:
             rest = Split(rest.images[:train_limit], rest.labels[:train_limit])
@@ -128,8 +149,17 @@ def assemble(name: str, source: Path, class_names: Sequence[str], train: Split |
         test = None
     elif test is not None and len(test) == 0:
         raise DataError(f"{str(source)!r} has no test images; add a test/ part, or more pictures per class")
-    return Dataset(name, train, validation, test, source, classes=tuple(class_names), fingerprint=fingerprint,
-                   preprocess=preprocess, skipped=tuple(skipped))
+    return Dataset(
+        name,
+        train,
+        validation,
+        test,
+        source,
+        classes=tuple(class_names),
+        fingerprint=fingerprint,
+        preprocess=preprocess,
+        skipped=tuple(skipped),
+    )
 
 
 def display(path: os.PathLike | str) -> str:

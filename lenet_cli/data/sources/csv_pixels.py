@@ -49,31 +49,44 @@ def read_pixels_csv(path: Path, need_labels: bool = True) -> Split | None:
         raise DataError(f"cannot read {str(path)!r} ({type(exc).__name__}); it must be a UTF-8 CSV file") from None
     first, _, body = text.partition("\n")
     columns = _header(path, first)
-    if columns and columns[0] != "label" and not need_labels and columns[: 1] == ("pixel0",):
+    if columns and columns[0] != "label" and not need_labels and columns[:1] == ("pixel0",):
         return None  # Kaggle's test.csv: pixels only
     if columns != COLUMNS:
         missing = [name for name in COLUMNS if name not in columns]
         extra = [name for name in columns if name not in COLUMNS]
-        what = (f"lacks column {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")) if missing else \
-            (f"has an unexpected column {extra[0]!r}" if extra else "has its columns in another order")
-        raise DataError(f"{str(path)!r} {what}; a pixel CSV has the header label,pixel0,...,pixel{PIXELS - 1} "
-                        f"(Kaggle's Digit Recognizer layout), then one 28x28 image a row")
+        what = (
+            (f"lacks column {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+            if missing
+            else (f"has an unexpected column {extra[0]!r}" if extra else "has its columns in another order")
+        )
+        raise DataError(
+            f"{str(path)!r} {what}; a pixel CSV has the header label,pixel0,...,pixel{PIXELS - 1} "
+            f"(Kaggle's Digit Recognizer layout), then one 28x28 image a row"
+        )
     if not body.strip():
         raise DataError(f"{str(path)!r} has a header but no rows")
     try:
         values = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2)
     except ValueError as exc:
         detail = str(exc).splitlines()[0] if str(exc) else "a value that is not a number"
-        raise DataError(f"{str(path)!r} holds a row that is not {len(COLUMNS)} numbers ({detail}); every value must be a number") from None
+        raise DataError(
+            f"{str(path)!r} holds a row that is not {len(COLUMNS)} numbers ({detail}); every value must be a number"
+        ) from None
     if values.shape[1] != len(COLUMNS):
-        raise DataError(f"{str(path)!r} rows hold {values.shape[1]} values, expected {len(COLUMNS)} (label and {PIXELS} pixels)")
+        raise DataError(
+            f"{str(path)!r} rows hold {values.shape[1]} values, expected {len(COLUMNS)} (label and {PIXELS} pixels)"
+        )
     if not np.isfinite(values).all() or (values != np.round(values)).any():
         raise DataError(f"{str(path)!r} holds a value that is not a whole number; labels and pixels are integers")
     labels, pixels = values[:, 0], values[:, 1:]
     if pixels.min() < 0 or pixels.max() > 255:
-        raise DataError(f"{str(path)!r} holds pixel value {pixels.min() if pixels.min() < 0 else pixels.max():g}; pixels must be 0-255")
+        raise DataError(
+            f"{str(path)!r} holds pixel value {pixels.min() if pixels.min() < 0 else pixels.max():g}; pixels must be 0-255"
+        )
     if labels.min() < 0 or labels.max() > 255:
-        raise DataError(f"{str(path)!r} holds label {labels.min() if labels.min() < 0 else labels.max():g}; labels must be 0-255")
+        raise DataError(
+            f"{str(path)!r} holds label {labels.min() if labels.min() < 0 else labels.max():g}; labels must be 0-255"
+        )
     return Split(pixels.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE), labels.astype(np.uint8))
 
 
@@ -85,8 +98,13 @@ def csv_files(path: Path) -> tuple[Path, Path | None]:
     return path, None
 
 
-def load_pixels_csv(path: Path, validation_size: int | None, train_limit: int | None, splits: Sequence[str],
-                    preprocess: str | None = None) -> Dataset:
+def load_pixels_csv(
+    path: Path,
+    validation_size: int | None,
+    train_limit: int | None,
+    splits: Sequence[str],
+    preprocess: str | None = None,
+) -> Dataset:
     """Load a pixel CSV (or a folder with ``train.csv``) and split it.
 
     Raises:
@@ -109,5 +127,15 @@ def load_pixels_csv(path: Path, validation_size: int | None, train_limit: int | 
         check_labels(part.labels, names, repr(str(file)))
     if len(names) < 2:
         raise DataError(f"{str(train_path)!r} has only {len(names)} class; a classifier needs at least two")
-    return assemble(str(path), path if path.is_dir() else path.parent, names, train, test, validation_size, train_limit, splits,
-                    fingerprint_files(used), preprocess=preprocess or "mnist")
+    return assemble(
+        str(path),
+        path if path.is_dir() else path.parent,
+        names,
+        train,
+        test,
+        validation_size,
+        train_limit,
+        splits,
+        fingerprint_files(used),
+        preprocess=preprocess or "mnist",
+    )

@@ -41,13 +41,20 @@ def load_pair(folder: Path, images_name: str, labels_name: str) -> Split:
     images = load_idx_images(folder / images_name)
     labels = load_idx_labels(folder / labels_name, max_label=None)
     if len(images) != len(labels):
-        raise DataError(f"{str(folder / images_name)!r} holds {len(images)} images but {str(folder / labels_name)!r} holds "
-                        f"{len(labels)} labels; the two files must come from the same split")
+        raise DataError(
+            f"{str(folder / images_name)!r} holds {len(images)} images but {str(folder / labels_name)!r} holds "
+            f"{len(labels)} labels; the two files must come from the same split"
+        )
     return Split(images, labels)
 
 
-def load_idx_folder(folder: Path, validation_size: int | None, train_limit: int | None, splits: Sequence[str],
-                    preprocess: str | None = None) -> Dataset:
+def load_idx_folder(
+    folder: Path,
+    validation_size: int | None,
+    train_limit: int | None,
+    splits: Sequence[str],
+    preprocess: str | None = None,
+) -> Dataset:
     """Load the folder's IDX files; the classes come from ``classes.txt``, else are numbered 0..max label.
 
     Raises:
@@ -56,8 +63,10 @@ def load_idx_folder(folder: Path, validation_size: int | None, train_limit: int 
     needed = {name for split in splits for name in SPLIT_FILES[split]}
     missing = [name for name in FILE_NAMES if name in needed and not (folder / name).is_file()]
     if missing:
-        raise DataError(f"{str(folder)!r} lacks {', '.join(missing)}; an IDX dataset folder holds the four MNIST-layout files "
-                        f"({', '.join(FILE_NAMES)}) and optionally {CLASSES_FILE}")
+        raise DataError(
+            f"{str(folder)!r} lacks {', '.join(missing)}; an IDX dataset folder holds the four MNIST-layout files "
+            f"({', '.join(FILE_NAMES)}) and optionally {CLASSES_FILE}"
+        )
     train = load_pair(folder, TRAIN_IMAGES, TRAIN_LABELS) if needed & {TRAIN_IMAGES} else None
     test = load_pair(folder, TEST_IMAGES, TEST_LABELS) if TEST_IMAGES in needed else None
     names = read_class_names(folder / CLASSES_FILE)
@@ -69,5 +78,15 @@ def load_idx_folder(folder: Path, validation_size: int | None, train_limit: int 
     if len(names) < 2:
         raise DataError(f"{str(folder)!r} has only {len(names)} class; a classifier needs at least two")
     files = [folder / name for name in FILE_NAMES if name in needed]
-    return assemble(str(folder), folder, names, train, test, validation_size, train_limit, splits, fingerprint_files(files),
-                    preprocess=preprocess or "mnist")
+    return assemble(
+        str(folder),
+        folder,
+        names,
+        train,
+        test,
+        validation_size,
+        train_limit,
+        splits,
+        fingerprint_files(files),
+        preprocess=preprocess or "mnist",
+    )

@@ -44,7 +44,9 @@ QMNIST_LABELS_MAGIC = 0x0C02  # IDX: int32 data, two dimensions
 DIGITS = tuple(string.digits)
 UPPER = tuple(string.ascii_uppercase)
 LOWER = tuple(string.ascii_lowercase)
-MERGED_LOWER = tuple("abdefghnqrt")  # the lowercase letters EMNIST's balanced and bymerge splits keep apart from their capitals
+MERGED_LOWER = tuple(
+    "abdefghnqrt"
+)  # the lowercase letters EMNIST's balanced and bymerge splits keep apart from their capitals
 
 
 @dataclass(frozen=True)
@@ -63,27 +65,44 @@ class NamedDataset:
 
 def _emnist(split: str, classes: tuple[str, ...], label_offset: int = 0) -> NamedDataset:
     stem = f"emnist-{split}"
-    return NamedDataset(stem, f"EMNIST {split}", {
-        "train": (f"{stem}-train-images-idx3-ubyte.gz", f"{stem}-train-labels-idx1-ubyte.gz"),
-        "test": (f"{stem}-test-images-idx3-ubyte.gz", f"{stem}-test-labels-idx1-ubyte.gz"),
-    }, classes, transposed=True, label_offset=label_offset, archive="emnist")
+    return NamedDataset(
+        stem,
+        f"EMNIST {split}",
+        {
+            "train": (f"{stem}-train-images-idx3-ubyte.gz", f"{stem}-train-labels-idx1-ubyte.gz"),
+            "test": (f"{stem}-test-images-idx3-ubyte.gz", f"{stem}-test-labels-idx1-ubyte.gz"),
+        },
+        classes,
+        transposed=True,
+        label_offset=label_offset,
+        archive="emnist",
+    )
 
 
 _MNIST_FILES = {"train": SPLIT_FILES["train"], "test": SPLIT_FILES["test"]}
 
-REGISTRY: dict[str, NamedDataset] = {spec.name: spec for spec in (
-    NamedDataset("kmnist", "KMNIST", _MNIST_FILES, ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")),
-    NamedDataset("qmnist", "QMNIST", {
-        "train": ("qmnist-train-images-idx3-ubyte.gz", "qmnist-train-labels-idx2-int.gz"),
-        "test": ("qmnist-test-images-idx3-ubyte.gz", "qmnist-test-labels-idx2-int.gz"),
-    }, DIGITS, labels_format="idx2-int"),
-    _emnist("digits", DIGITS),
-    _emnist("mnist", DIGITS),
-    _emnist("letters", LOWER, label_offset=1),  # each letter class holds both its capital and small forms
-    _emnist("balanced", DIGITS + UPPER + MERGED_LOWER),
-    _emnist("bymerge", DIGITS + UPPER + MERGED_LOWER),
-    _emnist("byclass", DIGITS + UPPER + LOWER),
-)}
+REGISTRY: dict[str, NamedDataset] = {
+    spec.name: spec
+    for spec in (
+        NamedDataset("kmnist", "KMNIST", _MNIST_FILES, ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")),
+        NamedDataset(
+            "qmnist",
+            "QMNIST",
+            {
+                "train": ("qmnist-train-images-idx3-ubyte.gz", "qmnist-train-labels-idx2-int.gz"),
+                "test": ("qmnist-test-images-idx3-ubyte.gz", "qmnist-test-labels-idx2-int.gz"),
+            },
+            DIGITS,
+            labels_format="idx2-int",
+        ),
+        _emnist("digits", DIGITS),
+        _emnist("mnist", DIGITS),
+        _emnist("letters", LOWER, label_offset=1),  # each letter class holds both its capital and small forms
+        _emnist("balanced", DIGITS + UPPER + MERGED_LOWER),
+        _emnist("bymerge", DIGITS + UPPER + MERGED_LOWER),
+        _emnist("byclass", DIGITS + UPPER + LOWER),
+    )
+}
 
 # Official sources, tried in order (tests point them at local files).
 URL_BASES: dict[str, tuple[str, ...]] = {
@@ -132,11 +151,15 @@ def verify_file(path: Path, key: str) -> None:
     algorithm, expected = known
     found = _digest(path, algorithm)
     if found != expected:
-        raise DataError(f"{str(path)!r} has the wrong checksum ({algorithm} {found[:12]}..., expected {expected[:12]}...); it is corrupt "
-                        f"or not the original file: delete it and fetch it again (or set {VERIFY_ENV}=0 for a deliberately modified dataset)")
+        raise DataError(
+            f"{str(path)!r} has the wrong checksum ({algorithm} {found[:12]}..., expected {expected[:12]}...); it is corrupt "
+            f"or not the original file: delete it and fetch it again (or set {VERIFY_ENV}=0 for a deliberately modified dataset)"
+        )
 
 
-def download(key: str, name: str, target_dir: Path, log: Callable[[str], None] | None = None, timeout: float = 60.0) -> Path:
+def download(
+    key: str, name: str, target_dir: Path, log: Callable[[str], None] | None = None, timeout: float = 60.0
+) -> Path:
     """Download ``name`` from ``key``'s URL bases, check its published checksum, then move it into place.
 
     A failed or corrupt download leaves no file behind.
@@ -144,12 +167,15 @@ def download(key: str, name: str, target_dir: Path, log: Callable[[str], None] |
     Raises:
         DataError: every source failed; the message says where to put the file by hand.
     """
-    final, errors = fetch_verified([base + name for base in URL_BASES[key]], target_dir / name, CHECKSUMS.get(key, {}).get(name),
-                                   log, timeout)
+    final, errors = fetch_verified(
+        [base + name for base in URL_BASES[key]], target_dir / name, CHECKSUMS.get(key, {}).get(name), log, timeout
+    )
     if final is not None:
         return final
-    raise DataError(f"could not download {name} ({'; '.join(errors)}); on an offline machine copy it into {str(target_dir)!r}, "
-                    f"or set data_dir (or ${DATA_DIR_ENV}) to a folder holding it")
+    raise DataError(
+        f"could not download {name} ({'; '.join(errors)}); on an offline machine copy it into {str(target_dir)!r}, "
+        f"or set data_dir (or ${DATA_DIR_ENV}) to a folder holding it"
+    )
 
 
 def extract(archive: Path, names: Sequence[str], target_dir: Path) -> Path:
@@ -169,7 +195,9 @@ def extract(archive: Path, names: Sequence[str], target_dir: Path) -> Path:
                     continue
                 member = ARCHIVE_MEMBER_PREFIX + name if ARCHIVE_MEMBER_PREFIX + name in members else name
                 if member not in members:
-                    raise DataError(f"{str(archive)!r} has no {ARCHIVE_MEMBER_PREFIX + name}; it is not NIST's EMNIST gzip.zip")
+                    raise DataError(
+                        f"{str(archive)!r} has no {ARCHIVE_MEMBER_PREFIX + name}; it is not NIST's EMNIST gzip.zip"
+                    )
                 tmp = target_dir / f".{name}.{os.getpid()}.part"
                 try:
                     with zipped.open(member) as source, open(tmp, "wb") as out:
@@ -183,7 +211,9 @@ def extract(archive: Path, names: Sequence[str], target_dir: Path) -> Path:
     return target_dir
 
 
-def locate(spec: NamedDataset, data_dir=None, log: Callable[[str], None] | None = None, files: Sequence[str] = ()) -> Path:
+def locate(
+    spec: NamedDataset, data_dir=None, log: Callable[[str], None] | None = None, files: Sequence[str] = ()
+) -> Path:
     """The folder holding ``spec``'s ``files``: found, extracted from a local archive, or downloaded into the cache.
 
     Raises:
@@ -206,7 +236,9 @@ def locate(spec: NamedDataset, data_dir=None, log: Callable[[str], None] | None 
     if explicit is not None:
         origin = "data_dir" if data_dir is not None else f"${DATA_DIR_ENV}"
         wanted = f"{ARCHIVES[spec.archive]} or " if spec.archive else ""
-        raise DataError(f"{spec.title} files missing in {str(root / spec.name)!r} (from {origin}): put {wanted}{', '.join(files)} there")
+        raise DataError(
+            f"{spec.title} files missing in {str(root / spec.name)!r} (from {origin}): put {wanted}{', '.join(files)} there"
+        )
     if spec.archive is not None:
         archive = download(spec.archive, ARCHIVES[spec.archive], cache / group, log=log, timeout=300.0)
         return extract(archive, files, cache / spec.name)
@@ -227,7 +259,9 @@ def load_qmnist_labels(path: Path) -> np.ndarray:
     def parse(header: bytes):
         magic, count, columns = struct.unpack(">III", header)
         if magic != QMNIST_LABELS_MAGIC or columns < 1:
-            raise DataError(f"{str(path)!r} is not a QMNIST label file: magic {magic:#x}, {columns} columns (expected {QMNIST_LABELS_MAGIC:#x}, 8)")
+            raise DataError(
+                f"{str(path)!r} is not a QMNIST label file: magic {magic:#x}, {columns} columns (expected {QMNIST_LABELS_MAGIC:#x}, 8)"
+            )
         return (count, columns), count * columns * 4
 
     shape, body = read_idx_body(path, 12, parse)
@@ -244,14 +278,22 @@ def _load_part(spec: NamedDataset, folder: Path, images_name: str, labels_name: 
         labels = load_idx_labels(folder / labels_name, max_label=None).astype(np.int64)
     labels = labels - spec.label_offset
     if len(images) != len(labels):
-        raise DataError(f"{str(folder / images_name)!r} holds {len(images)} images but {str(folder / labels_name)!r} holds {len(labels)} labels; "
-                        f"the two files must come from the same split")
+        raise DataError(
+            f"{str(folder / images_name)!r} holds {len(images)} images but {str(folder / labels_name)!r} holds {len(labels)} labels; "
+            f"the two files must come from the same split"
+        )
     check_labels(labels, spec.class_names, repr(str(folder / labels_name)))
     return Split(images, labels.astype(np.uint8))
 
 
-def load_named(name: str, data_dir=None, validation_size: int | None = None, train_limit: int | None = None,
-               log: Callable[[str], None] | None = None, splits: Sequence[str] = ("train", "validation", "test")):
+def load_named(
+    name: str,
+    data_dir=None,
+    validation_size: int | None = None,
+    train_limit: int | None = None,
+    log: Callable[[str], None] | None = None,
+    splits: Sequence[str] = ("train", "validation", "test"),
+):
     """Load a named dataset of the MNIST family (validation: the first ``validation_size`` training images, default 5,000).
 
     Raises:
@@ -264,6 +306,15 @@ def load_named(name: str, data_dir=None, validation_size: int | None = None, tra
     files = [file for part in parts for file in spec.files[part]]
     folder = locate(spec, data_dir, log=log, files=files)
     loaded = {part: _load_part(spec, folder, *spec.files[part]) for part in parts}
-    return assemble(name, folder, spec.class_names, loaded.get("train"), loaded.get("test"),
-                    VALIDATION_SIZE if validation_size is None else validation_size, train_limit, splits,
-                    fingerprint_files([folder / file for file in files]), preprocess="mnist")
+    return assemble(
+        name,
+        folder,
+        spec.class_names,
+        loaded.get("train"),
+        loaded.get("test"),
+        VALIDATION_SIZE if validation_size is None else validation_size,
+        train_limit,
+        splits,
+        fingerprint_files([folder / file for file in files]),
+        preprocess="mnist",
+    )

@@ -53,8 +53,13 @@ def _class_folders(folder: Path) -> list[Path]:
 
 def _pictures_in(folder: Path) -> list[Path]:
     try:
-        return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                      and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+        return sorted(
+            p
+            for p in folder.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in IMAGE_EXTENSIONS
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        )
     except OSError as exc:
         raise DataError(f"cannot list {display(folder)!r}: {exc.strerror or exc}") from None
 
@@ -75,7 +80,9 @@ def list_pictures(folder: Path) -> tuple[tuple[str, ...], list[Picture], bool]:
     train_classes = _class_folders(layout["train"])
     if not train_classes:
         where = "train/" if has_train else ""
-        raise DataError(f"{display(folder)!r} holds no class folders; put each class's pictures in {display(folder / where)}<class name>/")
+        raise DataError(
+            f"{display(folder)!r} holds no class folders; put each class's pictures in {display(folder / where)}<class name>/"
+        )
     names = tuple(p.name for p in train_classes)
     pictures: list[Picture] = []
     for part, root in layout.items():
@@ -83,29 +90,39 @@ def list_pictures(folder: Path) -> tuple[tuple[str, ...], list[Picture], bool]:
             continue
         for class_folder in _class_folders(root):
             if class_folder.name not in names:
-                raise DataError(f"{display(class_folder)!r} is a test class with no training folder; "
-                                f"test/ may only use the classes of train/ ({', '.join(names)})")
+                raise DataError(
+                    f"{display(class_folder)!r} is a test class with no training folder; "
+                    f"test/ may only use the classes of train/ ({', '.join(names)})"
+                )
             found = _pictures_in(class_folder)
             if not found and part == "train":
-                raise DataError(f"class {class_folder.name!r} has no pictures in {display(class_folder)!r} "
-                                f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add some or remove the folder")
+                raise DataError(
+                    f"class {class_folder.name!r} has no pictures in {display(class_folder)!r} "
+                    f"({', '.join(sorted(IMAGE_EXTENSIONS))}); add some or remove the folder"
+                )
             label = names.index(class_folder.name)
             pictures += [Picture(p.relative_to(folder).as_posix(), label, part) for p in found]
     if len(names) < 2:
-        raise DataError(f"{display(folder)!r} has only the class {names[0]!r}; a classifier needs at least two class folders")
+        raise DataError(
+            f"{display(folder)!r} has only the class {names[0]!r}; a classifier needs at least two class folders"
+        )
     return names, pictures, has_train and (folder / "test").is_dir()
 
 
 def fingerprint(folder: Path, pictures: Sequence[Picture], names: Sequence[str], preprocess: str) -> str:
     """sha256 over every picture's path, class, size and modification time, the class list and the preprocessing."""
-    digest = hashlib.sha256(json.dumps({"version": CACHE_VERSION, "classes": list(names), "preprocess": preprocess}).encode())
+    digest = hashlib.sha256(
+        json.dumps({"version": CACHE_VERSION, "classes": list(names), "preprocess": preprocess}).encode()
+    )
     for picture in pictures:
         try:
             stat = (folder / picture.relative).stat()
             facts = f"{stat.st_size}:{stat.st_mtime_ns}"
         except OSError:
             facts = "unreadable"
-        digest.update(f"{picture.relative}\0{picture.label}\0{picture.part}\0{facts}\n".encode("utf-8", "surrogateescape"))
+        digest.update(
+            f"{picture.relative}\0{picture.label}\0{picture.part}\0{facts}\n".encode("utf-8", "surrogateescape")
+        )
     return digest.hexdigest()
 
 
@@ -141,8 +158,9 @@ def _write_cache(paths: Sequence[Path], arrays: dict) -> Path | None:
     return None
 
 
-def decode_pictures(folder: Path, pictures: Sequence[Picture], preprocess: str,
-                    workers: int | None = None) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+def decode_pictures(
+    folder: Path, pictures: Sequence[Picture], preprocess: str, workers: int | None = None
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Preprocess every picture as ``lenet predict`` does, in worker processes.
 
     Returns:
@@ -167,8 +185,14 @@ def decode_pictures(folder: Path, pictures: Sequence[Picture], preprocess: str,
     return images, usable, skipped
 
 
-def load_picture_folder(folder: Path, validation_size: int | None, train_limit: int | None, splits: Sequence[str],
-                        preprocess: str | None = None, log: Callable[[str], None] | None = None) -> Dataset:
+def load_picture_folder(
+    folder: Path,
+    validation_size: int | None,
+    train_limit: int | None,
+    splits: Sequence[str],
+    preprocess: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Dataset:
     """Decode (or read from the cache) a picture folder and split it.
 
     The training pictures are put in a fixed pseudo-random order (by a hash of
@@ -191,22 +215,29 @@ def load_picture_folder(folder: Path, validation_size: int | None, train_limit: 
             log(f"{len(pictures):,} pictures of {len(names)} classes, decoded before: {display(cache_path)}")
     else:
         if log:
-            log(f"decoding {len(pictures):,} pictures of {len(names)} classes in {display(folder)} ({preprocess} preprocessing)")
+            log(
+                f"decoding {len(pictures):,} pictures of {len(names)} classes in {display(folder)} ({preprocess} preprocessing)"
+            )
         images, usable, skipped = decode_pictures(folder, pictures, preprocess)
     labels = np.array([p.label for p in pictures], dtype=np.uint8)
     parts = np.array([p.part for p in pictures])
     counts = np.bincount(labels[usable & (parts == "train")], minlength=len(names))
     empty = [names[i] for i in np.nonzero(counts == 0)[0]]
     if empty:
-        raise DataError(f"class {empty[0]!r} has no usable training pictures (all {int((labels == names.index(empty[0])).sum())} "
-                        f"were unreadable or blank); fix or remove {display(folder / ('train' if has_test or (folder / 'train').is_dir() else '') / empty[0])!r}")
+        raise DataError(
+            f"class {empty[0]!r} has no usable training pictures (all {int((labels == names.index(empty[0])).sum())} "
+            f"were unreadable or blank); fix or remove {display(folder / ('train' if has_test or (folder / 'train').is_dir() else '') / empty[0])!r}"
+        )
     if found is None:
-        stored = _write_cache(candidates, {"images": images, "usable": usable,
-                                           "skipped": np.array(skipped, dtype=str).reshape(-1, 2)})
+        stored = _write_cache(
+            candidates, {"images": images, "usable": usable, "skipped": np.array(skipped, dtype=str).reshape(-1, 2)}
+        )
         if stored is None and log:
             log("could not cache the decoded pictures (no writable folder); the next run decodes them again")
     if skipped and log:
-        log(f"skipped {len(skipped)} of {len(pictures):,} pictures (unreadable or blank), e.g. {skipped[0][0]}: {skipped[0][1]}")
+        log(
+            f"skipped {len(skipped)} of {len(pictures):,} pictures (unreadable or blank), e.g. {skipped[0][0]}: {skipped[0][1]}"
+        )
     keys = [p.relative for p in pictures]
     if has_test:
         is_test = parts == "test"
@@ -217,5 +248,16 @@ def load_picture_folder(folder: Path, validation_size: int | None, train_limit: 
     test_index = np.nonzero(usable & is_test)[0]
     train = Split(images[train_index], labels[train_index])
     test = Split(images[test_index], labels[test_index])
-    return assemble(str(folder), folder, names, train, test, validation_size, train_limit, splits, key,
-                    preprocess=preprocess, skipped=skipped)
+    return assemble(
+        str(folder),
+        folder,
+        names,
+        train,
+        test,
+        validation_size,
+        train_limit,
+        splits,
+        key,
+        preprocess=preprocess,
+        skipped=skipped,
+    )
