@@ -215,6 +215,8 @@ def test_the_default_recipes_table_is_the_code():
     for field, (mnist, fashion) in documented.items():
         for dataset, shown in (("mnist", mnist), ("fashion", fashion)):
             value = DATASET_DEFAULTS[dataset].get(field, getattr(TrainConfig, field))
+            if isinstance(value, bool):
+                value = "on" if value else "off"
             assert str(value) == shown or (isinstance(value, float) and float(shown) == value), (
                 f"{dataset} {field}: {shown} in the docs, {value} in config.py"
             )

@@ -138,6 +138,9 @@ def print_result_table(metrics: dict, run_dir) -> None:
         )
     elif calibrated.get("skipped"):
         table.add_row("calibration", f"skipped: {calibrated['skipped']}")
+    if "as_answered" in calibrated:
+        answered = calibrated["as_answered"]
+        table.add_row("answers", f"{answered['views']}: validation ECE {answered['val_ece']:.2%}")
     fast = metrics.get(runs.FAST_MODEL_KEY)
     if fast is not None and fast["ok"]:
         table.add_row(
@@ -430,6 +433,13 @@ def apply_recipe(ctx, param, path):
     default=None,
     help="After training, fit a temperature on the validation split and fold it into logits_layer, so the model's "
     "confidence matches its accuracy; predictions never change [default: on; off with --preset seed].",
+)
+@click.option(
+    "--test-time-flip/--no-test-time-flip",
+    default=None,
+    help="Answer with the mean of each picture's and its mirror image's probabilities (in predict, evaluate, serve "
+    "and benchmark; exports stay one view): for classes a left-right flip keeps, such as clothes "
+    "[default: on for fashion, off otherwise].",
 )
 @click.option(
     "--precision",

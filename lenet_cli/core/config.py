@@ -127,6 +127,7 @@ SEED_PRESET: dict[str, Any] = {
     "dropout": DROPOUT_RATE,
     "ema_momentum": 0.0,
     "calibrate": False,
+    "test_time_flip": False,
 }
 
 # --- Defaults that train well, chosen on the validation split ----------------
@@ -141,7 +142,14 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         "learning_rate": 2e-3,
         "ema_momentum": 0.999,
     },
-    "fashion": {"epochs": 24, "augment": "tones", "dropout": 0.25, "batch_size": 256, "learning_rate": 2e-3},
+    "fashion": {
+        "epochs": 24,
+        "augment": "tones",
+        "dropout": 0.25,
+        "batch_size": 256,
+        "learning_rate": 2e-3,
+        "test_time_flip": True,
+    },
 }
 
 
@@ -166,6 +174,9 @@ class TrainConfig:
     label_smoothing: float = 0.0  # share of each target spread over the other classes (train only)
     # fit a temperature on the validation split and fold it into logits_layer (metrics.json: calibration)
     calibrate: bool = True
+    # answer with the mean of the picture's and its mirror image's probabilities (lenet_cli/core/mirror.py);
+    # for datasets whose classes a left-right flip keeps (clothes, not digits)
+    test_time_flip: bool = False
     # float32 | bfloat16 (mixed: weights, LRN, logits and loss stay float32) | auto (resolved at start)
     precision: str = "float32"
     seed: int = 0  # seeds weights, shuffling, dropout and augmentation

@@ -70,9 +70,10 @@ class _Session:
     model: Any
     optimizer: Any
     step: TrainStep
-    predictor: Any  # scores ``shipped``
+    predictor: Any  # scores ``shipped`` as it answers: averaged with the mirror image when the recipe says so
     steps_per_epoch: int
     shipped: Any  # the float32 network that ships and is scored: ``model`` itself unless it trains in bfloat16
+    one_view: Any  # scores ``shipped`` on the pictures alone: what calibration fits (a temperature per view)
 
     def sync_shipped(self) -> None:
         """Copy the training network's weights into the float32 network that ships (nothing to do in float32)."""
@@ -96,6 +97,7 @@ def _build(cfg: TrainConfig, data: Dataset, runs_dir, resume: bool, deterministi
     tf = import_tensorflow()
     import keras
 
+    from lenet_cli.core.mirror import MirrorAveraged
     from lenet_cli.model.inference import KerasPredictor
     from lenet_cli.model.network import build_lenet
     from lenet_cli.model.precision import resolve_precision
@@ -128,7 +130,9 @@ def _build(cfg: TrainConfig, data: Dataset, runs_dir, resume: bool, deterministi
     shipped = model
     if cfg.precision != "float32":
         shipped = build_lenet(dense_units=cfg.dense_units, dropout=cfg.dropout, num_classes=len(data.class_names))
-    return _Session(cfg, model, optimizer, step, KerasPredictor(shipped), steps_per_epoch, shipped)
+    one_view = KerasPredictor(shipped)
+    predictor = MirrorAveraged(one_view) if cfg.test_time_flip else one_view
+    return _Session(cfg, model, optimizer, step, predictor, steps_per_epoch, shipped, one_view)
 
 
 def _start_or_resume(session: _Session, run_dir: Path, resume: bool) -> tuple[TrainingState, np.random.Generator]:
@@ -293,10 +297,32 @@ def _calibrate(session: _Session, validation: Split) -> dict | None:
         )
     if "logits_layer" in session.cfg.freeze:
         return _not_calibrated("logits_layer is frozen")
-    block = choose_temperature(session.predictor.logits(validation.images), validation.labels)
+    block = choose_temperature(session.one_view.logits(validation.images), validation.labels)
     if block["kept"]:
         fold_temperature(session.shipped, block["temperature"])
+    if session.predictor is not session.one_view:  # the temperature is fitted per view; report the answers users get
+        block["as_answered"] = _answer_figures(session.predictor, validation)
     return block
+
+
+def _answer_figures(predictor, split: Split) -> dict:
+    """Validation cross-entropy and ECE of the answers as given (averaged with the mirror image)."""
+    from lenet_cli.core.metrics import calibration, logits_from_probabilities, mean_cross_entropy
+
+    probabilities = predictor(split.images)
+    return {
+        "views": "the picture and its mirror image, averaged",
+        "val_cross_entropy": mean_cross_entropy(split.labels, logits_from_probabilities(probabilities)),
+        "val_ece": calibration(split.labels, probabilities)["ece"],
+    }
+
+
+def _shipped_val_cross_entropy(calibrated: dict | None, last_epoch: dict) -> float | None:
+    """The validation cross-entropy of the model that ships, as it answers (after any temperature, with any mirror)."""
+    block = calibrated or {}
+    if "as_answered" in block:
+        return block["as_answered"]["val_cross_entropy"]
+    return block.get("val_cross_entropy_after", last_epoch.get("val_cross_entropy"))
 
 
 def _not_calibrated(reason: str) -> dict:
@@ -364,7 +390,9 @@ def _finish(
     test = (
         score(session.predictor, data.test) if data.test is not None else {"accuracy": None}
     )  # None: not loaded, never read
-    fast_model = _write_fast_model(model, session.predictor, data, run_dir, cfg) if chief else None
+    fast_model = (
+        _write_fast_model(model, session.predictor, data, run_dir, cfg) if chief else None
+    )  # as lenet answers with it
     # without a validation split its scores are NaN in the history (null in history.json); here they are null too, for strict readers
     last = {
         k: v
@@ -376,9 +404,7 @@ def _finish(
         "test_accuracy": test["accuracy"],
         "test_count": len(data.test) if data.test is not None else None,
         "val_accuracy": last.get("val_accuracy"),
-        "val_cross_entropy": (calibrated or {}).get(
-            "val_cross_entropy_after", last.get("val_cross_entropy")
-        ),  # of the model that ships
+        "val_cross_entropy": _shipped_val_cross_entropy(calibrated, last),
         "calibration": calibrated,
         "best_val_accuracy": state.best_val_accuracy,
         "train_accuracy": last.get("accuracy"),

@@ -30,6 +30,7 @@ import numpy as np
 
 from lenet_cli.core.config import INFERENCE_BATCH_SIZE
 from lenet_cli.core.errors import ModelError
+from lenet_cli.core.mirror import MirrorAveraged
 from lenet_cli.runtimes.formats import FORMATS, model_format
 from lenet_cli.runtimes.readers import onnx_session
 from lenet_cli.runtimes.writers import SAVEDMODEL_METADATA
@@ -171,6 +172,13 @@ def open_model(ref: ModelRef, batch_size: int = INFERENCE_BATCH_SIZE) -> LoadedM
         )
     meta = read_metadata(ref)
     opened = FORMATS[fmt].reader(path, batch_size)
-    return LoadedModel(
-        path, fmt, meta["dataset"], opened.predict, meta["run_config"], opened.keras_model, meta, opened.logits
-    )
+    predict, logits = opened.predict, opened.logits
+    if answers_mirror_averaged(meta):
+        predict = MirrorAveraged(opened.predict)
+        logits = predict.logits
+    return LoadedModel(path, fmt, meta["dataset"], predict, meta["run_config"], opened.keras_model, meta, logits)
+
+
+def answers_mirror_averaged(meta: dict[str, Any]) -> bool:
+    """Whether the model's recipe averages each answer with the mirror image's (:mod:`lenet_cli.core.mirror`)."""
+    return bool((meta.get("run_config") or {}).get("test_time_flip"))
