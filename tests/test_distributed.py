@@ -142,7 +142,11 @@ def test_distribute_options_are_checked_before_tensorflow_loads():
     from lenet_cli.cli import cli
 
     result = CliRunner().invoke(cli, ["train", "--devices", "2"])
-    assert result.exit_code == 2 and "--devices needs --distribute mirrored" in result.output
+    assert (
+        result.exit_code == 2
+        and "Invalid value for '--devices'" in result.output
+        and "'mirrored' only" in result.output
+    )
     result = CliRunner().invoke(cli, ["train", "--distribute", "multi-worker", "--workers", "127.0.0.1:1"])
     assert result.exit_code == 2 and "go together" in result.output
 

@@ -253,7 +253,7 @@ def distribute_options(fn):
             click.option(
                 "--worker-timeout",
                 type=click.FloatRange(min=1),
-                default=120,
+                default=C.WORKER_TIMEOUT,
                 show_default=True,
                 help="multi-worker: seconds to wait for the cluster to form, and for any one collective, before failing.",
             ),

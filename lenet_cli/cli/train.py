@@ -560,13 +560,6 @@ def train(
       lenet train --distribute mirrored --devices 2
       lenet train --distribute multi-worker --workers h1:2222,h2:2222 --task-index 0
     """
-    if devices is not None and distribute != "mirrored":
-        raise click.UsageError("--devices needs --distribute mirrored")
-    if (workers is not None or task_index is not None) and distribute != "multi-worker":
-        raise click.UsageError("--workers and --task-index need --distribute multi-worker")
-    if (workers is None) != (task_index is None):
-        raise click.UsageError("--workers and --task-index go together")
-
     if resume is not None and recipe is not None:
         raise click.UsageError("--resume continues with the run's saved config; drop --recipe")
     if resume is not None:
@@ -588,10 +581,7 @@ def train(
                 resume = find_run(resume, runs_dir)
             except LenetError as exc:
                 raise click.BadParameter(str(exc), param_hint="'--resume'") from None
-        try:
-            cfg = resumable_config(resume, options["epochs"])
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--epochs") from None
+        cfg = resumable_config(resume, options["epochs"])
         output = resume
     else:
         if options.get("init_from") is not None:

@@ -42,3 +42,37 @@ def one_of(field: str, value: Any, choices: Iterable[str]) -> None:
     choices = tuple(choices)
     if value not in choices:
         raise BadValue(field, f"{value!r} is not one of: {', '.join(choices)}")
+
+
+def finite_at_least(field: str, value: Any, low: float, *, open_low: bool = False) -> None:
+    """``value`` is a finite number of at least ``low`` (above it, with ``open_low``); NaN and infinity are refused."""
+    number = _number(field, value)
+    if number < low or (open_low and number == low):
+        raise BadValue(field, f"must be {'above' if open_low else 'at least'} {low:g}, not {value!r}")
+
+
+def fraction(field: str, value: Any) -> None:
+    """``value`` is a finite number in [0, 1): a rate or a share that cannot be the whole (a dropout of 1 drops everything)."""
+    if not 0.0 <= _number(field, value) < 1.0:
+        raise BadValue(field, f"must be at least 0 and below 1, not {value!r}")
+
+
+def flag(field: str, value: Any) -> None:
+    """``value`` is True or False (not a string such as ``"false"``, which Python would read as true)."""
+    if not isinstance(value, bool):
+        raise BadValue(field, f"must be True or False, not {value!r}")
+
+
+def whole(field: str, value: Any) -> None:
+    """``value`` is an int (a bool is not)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadValue(field, f"must be a whole number, not {value!r}")
+
+
+def names_among(field: str, values: Any, choices: Iterable[str]) -> None:
+    """``values`` is a tuple or list of names, each one of ``choices``."""
+    choices = tuple(choices)
+    if not isinstance(values, (tuple, list)) or not all(isinstance(v, str) for v in values):
+        raise BadValue(field, f"must be a list of names, not {values!r}")
+    for value in values:
+        one_of(field, value, choices)

@@ -12,6 +12,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from lenet_cli.core import checks
+from lenet_cli.core.errors import BadValue
+
 # --- The seed network -------------------------------------------------------
 IMAGE_SIZE = 28  # MNIST and Fashion-MNIST images are 28x28, one channel
 INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)  # the network's input, channels last
@@ -84,6 +87,7 @@ PRESETS = ("default", "seed")
 
 # --- Choices the commands offer, owned here so `--help` needs no worker module --
 DISTRIBUTE_MODES = ("none", "mirrored", "multi-worker")
+WORKER_TIMEOUT = 120  # multi-worker: seconds to wait for the cluster to form, and for any one collective
 QUANTIZE_MODES = ("none", "dynamic", "int8")
 PREPROCESS_MODES = ("mnist", "fashion", "none")  # how a picture becomes a 28x28 input
 INVERT_MODES = ("auto", "always", "never")
@@ -153,6 +157,25 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# TrainConfig's checks, by kind (each field's option shows the same range in --help)
+_WHOLE_AT_LEAST = {"epochs": 1, "batch_size": 1, "dense_units": 1, "validation_size": 0, "train_limit": 1, "trial": 0}
+_OPTIONAL = ("validation_size", "train_limit", "trial")  # None: the dataset's default, every image, not a trial
+_FINITE_AT_LEAST = (
+    ("learning_rate", 0.0, True),
+    ("warmup_epochs", 0.0, False),
+    ("l1", 0.0, False),
+    ("weight_decay", 0.0, False),
+)
+_FRACTIONS = ("dropout", "ema_momentum", "label_smoothing")  # [0, 1): a rate of 1 would leave nothing to learn from
+_CHOICES = {
+    "preset": PRESETS,
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
+    "augment": AUGMENTATIONS,
+    "precision": PRECISIONS,
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The full, resolved recipe of one training run (saved as ``config.json``)."""
@@ -192,6 +215,34 @@ class TrainConfig:
     study: str | None = None  # the lenet tune study this run is a trial of (None: not a trial)
     trial: int | None = None  # its trial number in that study
 
+    def __post_init__(self) -> None:
+        """Refuse a recipe that cannot train, field by field, before any data or TensorFlow loads.
+
+        The Python API, ``lenet train``, ``lenet tune`` and a run's saved ``config.json`` all build the recipe here,
+        so they refuse the same values with the same words (the command line adds the option's name).
+
+        Raises:
+            BadValue: the first field whose value is out of range, not a choice, not finite or of the wrong kind.
+        """
+        for name, low in _WHOLE_AT_LEAST.items():
+            value = getattr(self, name)
+            if value is not None or name not in _OPTIONAL:
+                checks.whole_at_least(name, value, low)
+        for name, bound, open_low in _FINITE_AT_LEAST:
+            checks.finite_at_least(name, getattr(self, name), bound, open_low=open_low)
+        for name in _FRACTIONS:
+            checks.fraction(name, getattr(self, name))
+        for name, choices in _CHOICES.items():
+            checks.one_of(name, getattr(self, name), choices)
+        if self.preprocess is not None:
+            checks.one_of("preprocess", self.preprocess, ("auto", *PREPROCESS_MODES))
+        for name in ("calibrate", "test_time_flip"):
+            checks.flag(name, getattr(self, name))
+        checks.whole("seed", self.seed)
+        checks.names_among("freeze", self.freeze, WEIGHT_LAYERS)
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise BadValue("dataset", f"must be a dataset's name or a path, not {self.dataset!r}")
+
     def to_json_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["freeze"] = list(self.freeze)
@@ -205,6 +256,7 @@ class TrainConfig:
 
         Raises:
             ValueError: a known key holds a value of the wrong type (a damaged or foreign file).
+            BadValue: a known key holds a value the recipe refuses (out of range, not a choice).
         """
         check_config_types(data)
         names = {f.name for f in dataclasses.fields(cls)}
@@ -223,7 +275,7 @@ class TrainConfig:
         """Read a run's ``config.json``.
 
         Raises:
-            RunError: the file is missing, not JSON, or not a lenet config.
+            RunError: the file is missing, not JSON, not a lenet config, or holds a value the recipe refuses.
         """
         from pathlib import Path
 
@@ -234,6 +286,10 @@ class TrainConfig:
             return cls.from_json_dict(json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             raise RunError(f"{str(path)!r} does not exist; the run directory is incomplete") from None
+        except BadValue as exc:
+            raise RunError(
+                f"{str(path)!r} is not a valid lenet config ({exc.field} {exc}); the run cannot be used"
+            ) from None
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             detail = str(exc).splitlines()[0] if isinstance(exc, ValueError) and str(exc) else type(exc).__name__
             raise RunError(f"{str(path)!r} is not a valid lenet config ({detail}); the run cannot be used") from None

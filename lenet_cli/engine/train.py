@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lenet_cli.core.config import TrainConfig
+from lenet_cli.core import checks
+from lenet_cli.core.config import DISTRIBUTE_MODES, WORKER_TIMEOUT, TrainConfig
+from lenet_cli.core.errors import BadValue
 from lenet_cli.data.dataset import Dataset
 from lenet_cli.engine import tracking, tracking_run
 from lenet_cli.store import runs
@@ -58,7 +60,7 @@ class TrainRequest:
     devices: int | None = None
     workers: str | None = None
     task_index: int | None = None
-    worker_timeout: float = 120
+    worker_timeout: float = WORKER_TIMEOUT
     keep_checkpoint: bool = False
     score_test: bool = True
     mlflow: str | None = None
@@ -66,7 +68,44 @@ class TrainRequest:
     mlflow_register: str | None = None
 
     def __post_init__(self) -> None:
+        """Refuse what cannot run, before the run folder, the data or TensorFlow is touched.
+
+        Raises:
+            BadValue: a field out of range or of the wrong kind, or distribution fields that do not go together.
+        """
+        if not isinstance(self.config, TrainConfig):
+            raise BadValue(
+                "config", f"must be a TrainConfig (lenet_cli.core.config.resolve_config), not {self.config!r}"
+            )
+        for name in ("tensorboard", "histograms", "resume", "deterministic", "keep_checkpoint", "score_test"):
+            checks.flag(name, getattr(self, name))
+        if self.resume and self.output is None:
+            raise BadValue("output", "resuming needs the run directory to continue")
+        self._check_distribution()
         tracking.check_fields(self.mlflow, self.mlflow_experiment, self.mlflow_register)
+
+    def _check_distribution(self) -> None:
+        """The strategy's fields: each in range, and only with the mode it applies to (docs/guides/distributed.md)."""
+        checks.one_of("distribute", self.distribute, DISTRIBUTE_MODES)
+        checks.finite_at_least("worker_timeout", self.worker_timeout, 1.0)
+        if self.devices is not None:
+            checks.whole_at_least("devices", self.devices, 1)
+            if self.distribute != "mirrored":
+                raise BadValue("devices", f"splits the CPU for distribute 'mirrored' only, not {self.distribute!r}")
+        if self.task_index is not None:
+            checks.whole_at_least("task_index", self.task_index, 0)
+        for name in ("workers", "task_index"):
+            if getattr(self, name) is not None and self.distribute != "multi-worker":
+                raise BadValue(name, f"applies to distribute 'multi-worker' only, not {self.distribute!r}")
+        if (self.workers is None) != (self.task_index is None):
+            missing = "task_index" if self.task_index is None else "workers"
+            raise BadValue(missing, "workers and task_index go together: give both, or neither (TF_CONFIG then)")
+        if self.workers is not None:
+            from lenet_cli.model.distributed import tf_config_from_workers
+
+            if not isinstance(self.workers, str):
+                raise BadValue("workers", f"must be host:port addresses separated by commas, not {self.workers!r}")
+            tf_config_from_workers(self.workers, self.task_index or 0)  # each address, and the index among them
 
 
 @dataclass(frozen=True)
@@ -176,112 +215,22 @@ def train(
         LenetError: the run folder, the data or the recipe cannot be used.
         TrainingInterrupted: ``should_stop`` returned a signal number; the checkpoint of the last completed epoch is kept.
     """
-    import contextlib
-
-    def showing(text: str):
-        return status(text) if status is not None else contextlib.nullcontext()
-
-    output = None if request.output is None else Path(request.output)
-    if not request.resume:
-        runs.check_output_available(output)
-    runs.check_writable(runs.runs_root(request.runs_dir), "the runs folder")  # LATEST goes there
-    if output is not None:
-        runs.check_writable(output, "the run directory" if request.resume else "output")
-    if request.config.init_from and not request.resume:  # refused now, not after the data and TensorFlow have loaded
-        runs.resolve_model(request.config.init_from, request.runs_dir, field="init_from")
+    check_run_folder(request)
     owns_tracker = tracker is None
     if tracker is None:
-        tracker = tracking.RunTracker(
-            tracking.resolve(
-                request.mlflow, request.mlflow_experiment, request.mlflow_register, request.config.dataset, log
-            ),
-            log,
+        settings = tracking.resolve(
+            request.mlflow, request.mlflow_experiment, request.mlflow_register, request.config.dataset, log
         )
+        tracker = tracking.RunTracker(settings, log)
     cfg, data, _ = load_training_data(request, log)
-    from lenet_cli.core.tensorflow_env import import_tensorflow
-
-    with showing("starting TensorFlow"):
-        import_tensorflow()
-    from lenet_cli.model.distributed import build_distribution
-
-    joining = request.distribute == "multi-worker"
-    with showing(f"joining the cluster (up to {request.worker_timeout:g} s)" if joining else "building the strategy"):
-        distribution = build_distribution(
-            request.distribute,
-            devices=request.devices,
-            workers=request.workers,
-            task_index=request.task_index,
-            worker_timeout=request.worker_timeout,
-            start_watchdog=start_watchdog,
-        )
-    tensorboard = request.tensorboard
-    scratch = None
-    existed = False
-    if distribution is not None and not distribution.is_chief:
-        scratch = Path(tempfile.mkdtemp(prefix=f"lenet-worker{distribution.worker_index}-"))
-        if request.resume:  # the chief's run directory must be on storage every worker can read
-            for name in (runs.CONFIG_FILE, runs.CHECKPOINT_FILE, runs.HISTORY_FILE):
-                if output is not None and (output / name).is_file():
-                    shutil.copy2(output / name, scratch / name)
-        run_dir = scratch
-        tensorboard = False
-    else:
-        existed = request.resume or (output is not None and output.exists())
-        from lenet_cli.data.loader import run_name
-
-        run_dir = (
-            output
-            if request.resume and output is not None
-            else runs.new_run_dir(run_name(cfg.dataset), request.runs_dir, output)
-        )
-    try:
-        if data.skipped and (distribution is None or distribution.is_chief):
-            from lenet_cli.store.atomic import write_text_atomic
-
-            write_text_atomic(run_dir / SKIPPED_FILE, "".join(f"{path}\t{why}\n" for path, why in data.skipped))
-        plan = TrainPlan(cfg, data, run_dir, distribution, request.resume)
-        callbacks = list(callbacks_for(plan)) if callbacks_for is not None else []
-        if distribution is not None and distribution.watchdog is not None:
-            from lenet_cli.model.distributed import first_step_callback
-
-            callbacks.append(first_step_callback(distribution))
-        from lenet_cli.engine.trainer import train as run_epochs
-
-        chief = distribution is None or distribution.is_chief
-        if chief and tracker.active:
-            callbacks.append(tracking_run.tracking_callback(tracker, run_dir, request.resume))
-        with runs.running_marker(run_dir) if chief else contextlib.nullcontext():
-            result = run_epochs(
-                cfg,
-                data,
-                run_dir,
-                callbacks=callbacks,
-                tensorboard=tensorboard,
-                histograms=request.histograms,
-                runs_dir=request.runs_dir,
-                resume=request.resume,
-                should_stop=should_stop,
-                deterministic=request.deterministic,
-                distribution=distribution,
-                keep_checkpoint=request.keep_checkpoint,
-            )
-    except BaseException as exc:
-        if owns_tracker:
-            from lenet_cli.engine.interrupted import TrainingInterrupted
-
-            tracker.end(
-                tracking.STATUS_KILLED
-                if isinstance(exc, (TrainingInterrupted, KeyboardInterrupt))
-                else tracking.STATUS_FAILED
-            )
-        if scratch is None and not existed and not (run_dir / runs.CHECKPOINT_FILE).exists():
-            shutil.rmtree(run_dir, ignore_errors=True)  # a failed start leaves nothing half-made
-        raise
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+    distribution = _start_strategy(request, start_watchdog, status)
+    place = _RunPlace.choose(request, cfg, distribution)
+    hooks = _Hooks(callbacks_for, log, should_stop, tracker, owns_tracker)
+    result = _train_in_place(request, TrainPlan(cfg, data, place.run_dir, distribution, request.resume), place, hooks)
     record = (
-        tracking_run.finish_training(tracker, run_dir, result.metrics, data, len(result.history)) if chief else None
+        tracking_run.finish_training(tracker, place.run_dir, result.metrics, data, len(result.history))
+        if place.chief
+        else None
     )
     if record is not None:
         result.metrics[tracking.METRICS_KEY] = record
@@ -293,4 +242,154 @@ def train(
             f"warning: this run has no TensorFlow-free {runs.FAST_MODEL_FILE} ({fast['error']}); predict, evaluate and serve "
             f"will answer with model.keras"
         )
-    return TrainOutcome(run_dir, result.config, result.metrics, result.history, result.weights_sha256, distribution)
+    return TrainOutcome(
+        place.run_dir, result.config, result.metrics, result.history, result.weights_sha256, distribution
+    )
+
+
+def check_run_folder(request: TrainRequest) -> None:
+    """Refuse an unusable run folder, runs folder or ``init_from`` now, not after the data and TensorFlow have loaded.
+
+    Raises:
+        RunError: the output exists (a new run) or a folder is not writable.
+        BadValue: ``init_from`` names no model.
+    """
+    output = None if request.output is None else Path(request.output)
+    if not request.resume:
+        runs.check_output_available(output)
+    runs.check_writable(runs.runs_root(request.runs_dir), "the runs folder")  # LATEST goes there
+    if output is not None:
+        runs.check_writable(output, "the run directory" if request.resume else "output")
+    if request.config.init_from and not request.resume:
+        runs.resolve_model(request.config.init_from, request.runs_dir, field="init_from")
+
+
+def _start_strategy(
+    request: TrainRequest,
+    start_watchdog: Callable[[float, str], Any] | None,
+    status: Callable[[str], Any] | None,
+) -> Any:
+    """Start TensorFlow, then the distribution strategy (None without one), each under a status line: both take seconds."""
+    import contextlib
+
+    from lenet_cli.core.tensorflow_env import import_tensorflow
+
+    def showing(text: str):
+        return status(text) if status is not None else contextlib.nullcontext()
+
+    with showing("starting TensorFlow"):
+        import_tensorflow()
+    from lenet_cli.model.distributed import build_distribution
+
+    joining = request.distribute == "multi-worker"
+    with showing(f"joining the cluster (up to {request.worker_timeout:g} s)" if joining else "building the strategy"):
+        return build_distribution(
+            request.distribute,
+            devices=request.devices,
+            workers=request.workers,
+            task_index=request.task_index,
+            worker_timeout=request.worker_timeout,
+            start_watchdog=start_watchdog,
+        )
+
+
+@dataclass(frozen=True)
+class _RunPlace:
+    """Where this process trains: the run directory, or a multi-worker non-chief's scratch folder (removed at the end)."""
+
+    run_dir: Path
+    scratch: Path | None  # set for a non-chief worker
+    existed: bool  # the run directory was there before (resumed, or made by the caller): a failed start keeps it
+    tensorboard: bool
+
+    @property
+    def chief(self) -> bool:
+        """This process writes the run (only one worker may: the others' folders are thrown away)."""
+        return self.scratch is None
+
+    @classmethod
+    def choose(cls, request: TrainRequest, cfg: TrainConfig, distribution: Any) -> _RunPlace:
+        output = None if request.output is None else Path(request.output)
+        if distribution is not None and not distribution.is_chief:
+            scratch = Path(tempfile.mkdtemp(prefix=f"lenet-worker{distribution.worker_index}-"))
+            if request.resume:  # the chief's run directory must be on storage every worker can read
+                for name in (runs.CONFIG_FILE, runs.CHECKPOINT_FILE, runs.HISTORY_FILE):
+                    if output is not None and (output / name).is_file():
+                        shutil.copy2(output / name, scratch / name)
+            return cls(scratch, scratch, False, False)
+        from lenet_cli.data.loader import run_name
+
+        existed = request.resume or (output is not None and output.exists())
+        if request.resume and output is not None:
+            return cls(output, None, existed, request.tensorboard)
+        return cls(
+            runs.new_run_dir(run_name(cfg.dataset), request.runs_dir, output), None, existed, request.tensorboard
+        )
+
+
+@dataclass(frozen=True)
+class _Hooks:
+    """What the caller hands the training loop: its callbacks, log, stop poll, and the MLflow run (ended here if owned)."""
+
+    callbacks_for: Callable[[TrainPlan], list] | None
+    log: Callable[[str], None] | None
+    should_stop: Callable[[], int | None] | None
+    tracker: tracking.RunTracker
+    owns_tracker: bool
+
+
+def _train_in_place(request: TrainRequest, plan: TrainPlan, place: _RunPlace, hooks: _Hooks):
+    """Run the epochs in ``place``; on any failure end the owned MLflow run and remove a run folder this call made.
+
+    A failed start leaves nothing half-made; a run with a checkpoint stays (it can be resumed), and so does a
+    folder that was there before.
+    """
+    import contextlib
+
+    run_dir, distribution = place.run_dir, plan.distribution
+    try:
+        if plan.data.skipped and place.chief:
+            from lenet_cli.store.atomic import write_text_atomic
+
+            write_text_atomic(run_dir / SKIPPED_FILE, "".join(f"{path}\t{why}\n" for path, why in plan.data.skipped))
+        callbacks = list(hooks.callbacks_for(plan)) if hooks.callbacks_for is not None else []
+        if distribution is not None and distribution.watchdog is not None:
+            from lenet_cli.model.distributed import first_step_callback
+
+            callbacks.append(first_step_callback(distribution))
+        if place.chief and hooks.tracker.active:
+            callbacks.append(tracking_run.tracking_callback(hooks.tracker, run_dir, request.resume))
+        with runs.running_marker(run_dir) if place.chief else contextlib.nullcontext():
+            return _run_epochs(request, plan, place, callbacks, hooks.should_stop)
+    except BaseException as exc:
+        if hooks.owns_tracker:
+            from lenet_cli.engine.interrupted import TrainingInterrupted
+
+            stopped = isinstance(exc, (TrainingInterrupted, KeyboardInterrupt))
+            hooks.tracker.end(tracking.STATUS_KILLED if stopped else tracking.STATUS_FAILED)
+        if place.chief and not place.existed and not (run_dir / runs.CHECKPOINT_FILE).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # a failed start leaves nothing half-made
+        raise
+    finally:
+        if place.scratch is not None:
+            shutil.rmtree(place.scratch, ignore_errors=True)
+
+
+def _run_epochs(request: TrainRequest, plan: TrainPlan, place: _RunPlace, callbacks: list, should_stop):
+    """The one call into the training loop (:func:`lenet_cli.engine.trainer.train`)."""
+    from lenet_cli.engine.trainer import train as run_epochs
+
+    return run_epochs(
+        plan.config,
+        plan.data,
+        place.run_dir,
+        callbacks=callbacks,
+        tensorboard=place.tensorboard,
+        histograms=request.histograms,
+        runs_dir=request.runs_dir,
+        resume=request.resume,
+        should_stop=should_stop,
+        deterministic=request.deterministic,
+        distribution=plan.distribution,
+        keep_checkpoint=request.keep_checkpoint,
+    )

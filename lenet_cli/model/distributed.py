@@ -41,10 +41,11 @@ from typing import Any
 import numpy as np
 
 from lenet_cli.core.config import DISTRIBUTE_MODES as MODES
+from lenet_cli.core.config import WORKER_TIMEOUT
 from lenet_cli.core.env import CPU_DEVICES_ENV
 from lenet_cli.core.errors import BadValue, LenetError
 
-DEFAULT_WORKER_TIMEOUT = 120  # seconds
+DEFAULT_WORKER_TIMEOUT = WORKER_TIMEOUT  # seconds
 
 
 @dataclass
