@@ -25,7 +25,7 @@ from typing import Any
 from lenet_cli.core.prediction import Prediction
 from lenet_cli.engine.evaluate import EvaluateRequest, EvaluateResult
 from lenet_cli.engine.explain import ExplainRequest, ExplainResult
-from lenet_cli.engine.export import ExportResult
+from lenet_cli.engine.export import ExportRequest, ExportResult
 from lenet_cli.engine.predict import PredictRequest
 from lenet_cli.engine.train import TrainOutcome, TrainRequest
 
@@ -112,19 +112,16 @@ def export(
         output: The file to write (a folder for ``savedmodel`` and ``all``).
         to: ``keras``, ``savedmodel``, ``litert``, ``onnx`` or ``all``; None: from ``output``'s suffix
             (``savedmodel`` with ``serving_version``).
-        **options: ``quantize``, ``dataset``, ``runs_dir``, ``data_dir``, ``verify``, and ``serving_version``
-            (TensorFlow Serving's layout: ``output`` is the model's base folder, the SavedModel goes in ``<output>/<N>/``).
+        **options: The other fields of :class:`~lenet_cli.engine.export.ExportRequest`: ``quantize``, ``dataset``,
+            ``runs_dir``, ``data_dir``, ``verify``, and ``serving_version`` (TensorFlow Serving's layout: ``output`` is
+            the model's base folder, the SavedModel goes in ``<output>/<N>/``).
+
+    Raises:
+        BadValue: a value refused before any work (``exc.field``: ``to``, ``quantize``, ``output``, ...).
     """
-    from pathlib import Path
+    from lenet_cli.engine.export import export_model
 
-    from lenet_cli.core.errors import ExportError
-    from lenet_cli.engine.export import export_model, format_from_output, output_mismatch
-
-    fmt = to or ("savedmodel" if options.get("serving_version") is not None else format_from_output(Path(output)))
-    mismatch = output_mismatch(fmt, Path(output))
-    if mismatch:
-        raise ExportError(mismatch)
-    return export_model(model, fmt, output, **options)
+    return export_model(ExportRequest(model=model, output=output, to=to, **options))
 
 
 def benchmark(model: str | os.PathLike | None = None, **options: Any):

@@ -17,15 +17,9 @@ from lenet_cli.cli.options import (
     runs_dir_option,
 )
 from lenet_cli.core import config as C
-from lenet_cli.core.errors import LenetError, MissingExtra
+from lenet_cli.core.errors import MissingExtra
 from lenet_cli.core.units import human_size
 from lenet_cli.runtimes.formats import FORMATS
-
-
-class UsageLine(click.ClickException):
-    """A usage error told in one line (no usage text): exit 2, before anything loads."""
-
-    exit_code = 2
 
 
 def print_export_table(results) -> None:
@@ -66,18 +60,8 @@ def print_export_table(results) -> None:
         console.print(note, highlight=False)
 
 
-def run_export(
-    model,
-    export_format,
-    output,
-    quantize,
-    dataset,
-    runs_dir,
-    data_dir,
-    verify,
-    output_format: str,
-    serving_version: int | None = None,
-) -> None:
+def run_export(request, output_format: str) -> None:
+    """Export with each step on stderr, then the table (or JSON rows) of what was written on stdout."""
     from lenet_cli.cli.console import stderr_console
     from lenet_cli.engine.export import export_model
 
@@ -88,18 +72,7 @@ def run_export(
         status.update(message)
 
     with console.status("exporting") as status:
-        results = export_model(
-            model,
-            export_format,
-            output,
-            quantize=quantize,
-            dataset=dataset,
-            runs_dir=runs_dir,
-            data_dir=data_dir,
-            verify=verify,
-            serving_version=serving_version,
-            log=log,
-        )
+        results = export_model(request, log=log)
     if output_format == "json":
         click.echo(json.dumps([r.to_json_dict() for r in results], indent=2))
     else:
@@ -205,40 +178,24 @@ def export(
       lenet export --to savedmodel --output saved_model --format json
       lenet export --to savedmodel --serving-version 1 -o models/lenet   # models/lenet/1/, as TF Serving loads it
     """
-    from lenet_cli.engine.export import format_from_output, missing_extras, output_mismatch, serving_folder
+    from lenet_cli.engine.export import ExportRequest, missing_extras
 
-    if serving_version is not None:
-        export_format = export_format or "savedmodel"
-        serving_folder(
-            export_format, output, serving_version
-        )  # a usage error on --serving-version before anything else is checked
-    if export_format is None:
-        try:
-            export_format = format_from_output(output)
-        except LenetError as exc:
-            raise click.BadParameter(str(exc), param_hint="--output") from None
-    if quantize != "none" and export_format not in ("litert", "all"):
-        raise click.UsageError(f"--quantize {quantize} applies to LiteRT only; use it with --to litert or --to all")
-    mismatch = output_mismatch(export_format, output)
-    if mismatch:
-        raise UsageLine(mismatch)
-    missing = missing_extras(tuple(FORMATS) if export_format == "all" else (export_format,), verify)
+    request = ExportRequest(
+        model=pick_model(model, model_option),
+        output=output,
+        to=export_format,
+        quantize=quantize,
+        dataset=dataset,
+        runs_dir=runs_dir,
+        data_dir=data_dir,
+        verify=verify,
+        serving_version=serving_version,
+    )  # the engine's checks: a bad value or combination is told under its option, before anything loads
+    missing = missing_extras(request.formats, verify)
     if missing:
         command = f"pip install 'lenet-cli[{','.join(missing)}]'"
         raise MissingExtra(
-            f"--to {export_format} needs the {' and '.join(missing)} extra{'s' if len(missing) > 1 else ''}: {command}",
+            f"--to {request.format} needs the {' and '.join(missing)} extra{'s' if len(missing) > 1 else ''}: {command}",
             hint=command,
         )
-    output_format = "json" if as_json else resolve_format(output_format)
-    run_export(
-        pick_model(model, model_option),
-        export_format,
-        output,
-        quantize,
-        dataset,
-        runs_dir,
-        data_dir,
-        verify,
-        output_format,
-        serving_version,
-    )
+    run_export(request, "json" if as_json else resolve_format(output_format))

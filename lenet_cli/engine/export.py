@@ -106,16 +106,21 @@ class _Reference:
         return float(np.mean(self.probabilities.argmax(1) == self.labels))
 
 
+EXPORT_FORMATS = (*FORMATS, "all")
+"""What ``to`` takes: one format of :data:`~lenet_cli.runtimes.formats.FORMATS`, or ``all`` of them into a folder."""
+
+
 def format_from_output(output: Path) -> str:
     """The format an ``output`` path implies by its suffix.
 
     Raises:
-        ExportError: the suffix names no single-file format.
+        BadValue: (``output``) the suffix names no single-file format.
     """
     fmt = SUFFIX_FORMATS.get(output.suffix.lower())
     if fmt is None:
-        raise ExportError(
-            f"cannot tell the export format from {str(output)!r}; name the format: keras, savedmodel, litert, onnx or all"
+        raise BadValue(
+            "output",
+            f"cannot tell the export format from {str(output)!r}; name the format: {', '.join(EXPORT_FORMATS)}",
         )
     return fmt
 
@@ -142,6 +147,79 @@ def output_mismatch(fmt: str, output: Path) -> str | None:
         found = f"names a {implied} file" if implied else f"does not end in {wanted}"
         return f"a {fmt} export writes a {wanted} file, and {str(output)!r} {found}; use e.g. {str(output.with_suffix(wanted))!r}"
     return None
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What ``lenet export`` (and :func:`lenet_cli.api.export`) is asked to do.
+
+    Attributes:
+        model: A run directory, a run's name or a ``.keras`` file; None for the latest run.
+        output: The file to write (a folder for ``savedmodel`` and ``all``; the model's base folder with
+            ``serving_version``).
+        to: A name in :data:`EXPORT_FORMATS`; None: the one ``output``'s suffix names (``savedmodel`` with
+            ``serving_version``).
+        quantize: LiteRT quantization: ``none``, ``dynamic`` (int8 weights) or ``int8`` (weights and activations,
+            calibrated on training images).
+        dataset: The model's dataset when its metadata does not say.
+        runs_dir: The runs folder (None: ``$LENET_RUNS_DIR`` or ``./runs``).
+        data_dir: Where the data is (None: the run's own folder, then the usual look-up).
+        verify: Compare each export with the Keras model on test images before keeping it.
+        serving_version: Write a SavedModel in TensorFlow Serving's layout: ``output`` is the model's base folder,
+            and the SavedModel goes in its ``<serving_version>/`` folder, without a sidecar (its metadata is inside).
+
+    Raises:
+        BadValue: on construction, a value no model could be exported with: an unknown format or quantization, a
+            quantization of a format other than LiteRT, a version below 1, or an ``output`` whose suffix names
+            another format (or none where one is needed).
+    """
+
+    model: str | os.PathLike | None = None
+    output: str | os.PathLike | None = None
+    to: str | None = None
+    quantize: str = "none"
+    dataset: str | None = None
+    runs_dir: str | os.PathLike | None = None
+    data_dir: str | os.PathLike | None = None
+    verify: bool = True
+    serving_version: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.output is None or not isinstance(self.output, (str, os.PathLike)) or not os.fspath(self.output):
+            raise BadValue("output", f"must name the file (or folder) to write, not {self.output!r}")
+        if self.to is not None:
+            checks.one_of("to", self.to, EXPORT_FORMATS)
+        checks.one_of("quantize", self.quantize, QUANTIZE_MODES)
+        checks.flag("verify", self.verify)
+        if self.serving_version is not None:
+            checks.whole_at_least("serving_version", self.serving_version, 1)
+            if self.format != "savedmodel":
+                raise BadValue(
+                    "serving_version",
+                    f"TensorFlow Serving's layout holds SavedModels; it applies to the savedmodel format, not {self.format}",
+                )
+        if self.quantize != "none" and "litert" not in self.formats:
+            raise BadValue("quantize", f"{self.quantize!r} applies to LiteRT only; export to litert or all")
+        mismatch = output_mismatch(self.format, self.output_path)
+        if mismatch:
+            raise BadValue("output", mismatch)
+
+    @property
+    def output_path(self) -> Path:
+        """``output`` as given (the base folder with ``serving_version``)."""
+        return Path(os.fspath(self.output or ""))
+
+    @property
+    def format(self) -> str:
+        """The format to write: ``to``, else ``savedmodel`` with ``serving_version``, else the one the suffix names."""
+        if self.to is not None:
+            return self.to
+        return "savedmodel" if self.serving_version is not None else format_from_output(self.output_path)
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """Every format written: all of them for ``all``."""
+        return tuple(FORMATS) if self.format == "all" else (self.format,)
 
 
 def missing_extras(formats: tuple[str, ...], verify: bool) -> list[str]:
@@ -237,35 +315,42 @@ def verify_export(path: Path, fmt: str, quantize: str, reference: _Reference) ->
     }
 
 
+@dataclass(frozen=True)
+class _Target:
+    """One file to write: its format, final path and metadata, and how it is told and kept.
+
+    ``shown`` is the path people are told (the final one, when ``final`` is inside a folder still being made);
+    ``sidecar=False`` writes the model alone (a SavedModel in TensorFlow Serving's layout, which carries its
+    metadata inside, in a folder that holds only versions).
+    """
+
+    fmt: str
+    final: Path
+    metadata: dict[str, Any]
+    quantize: str = "none"
+    shown: Path | None = None
+    sidecar: bool = True
+
+
 def _write_one(
-    model,
-    fmt: str,
-    final: Path,
-    metadata: dict,
-    quantize: str,
-    calibration,
-    reference: _Reference | None,
-    log,
-    shown: Path | None = None,
-    sidecar: bool = True,
+    model, target: _Target, calibration, reference: _Reference | None, log: Callable[[str], None] | None
 ) -> ExportResult:
-    """Write one export beside ``final``, verify it, then rename it and its sidecar into place, as one pair.
+    """Write one export beside its final path, verify it, then rename it and its sidecar into place, as one pair.
 
     The old sidecar goes just before the new model is renamed in, and the new sidecar follows it: a crash at
     any moment leaves the old pair, or a model without a sidecar, never a model beside another model's sidecar.
-    A failed write or verification leaves the old pair as it was. ``shown`` is the path people are told (the
-    final one, when ``final`` is inside a folder still being made). ``sidecar=False`` writes the model alone (a
-    SavedModel in TensorFlow Serving's layout, which carries its metadata inside, in a folder that holds only versions).
+    A failed write or verification leaves the old pair as it was.
     """
+    fmt, final, quantize, shown = target.fmt, target.final, target.quantize, target.shown or target.final
     sidecar_path = Path(str(final) + SIDECAR_SUFFIX)
     replaced = _describe_replaced(final, sidecar_path)
     with contextlib.ExitStack() as stack:
-        sidecar_tmp = stack.enter_context(atomic_path(sidecar_path)) if sidecar else None
+        sidecar_tmp = stack.enter_context(atomic_path(sidecar_path)) if target.sidecar else None
         tmp = stack.enter_context(atomic_path(final))
         if log:
-            log(f"exporting {fmt} to {shown or final}")
+            log(f"exporting {fmt} to {shown}")
         with quiet_native_stderr():
-            FORMATS[fmt].writer(model, tmp, metadata=metadata, quantize=quantize, calibration=calibration)
+            FORMATS[fmt].writer(model, tmp, metadata=target.metadata, quantize=quantize, calibration=calibration)
         result = ExportResult(fmt, final, _size(tmp), quantize, 0)
         if reference is not None:
             if log:
@@ -278,13 +363,12 @@ def _write_one(
             result.keras_accuracy = reference.accuracy
             result.load_seconds = numbers["load_seconds"]
         if sidecar_tmp is not None:
-            write_json_atomic(sidecar_tmp, metadata)
-            sidecar_path.unlink(
-                missing_ok=True
-            )  # last step before the model's rename (atomic_path's exits: model, then sidecar)
+            write_json_atomic(sidecar_tmp, target.metadata)
+            # last step before the model's rename (atomic_path's exits: model, then sidecar)
+            sidecar_path.unlink(missing_ok=True)
     result.replaced = replaced is not None
     if log and replaced is not None:
-        log(f"replaced {shown or final}: {replaced}")
+        log(f"replaced {shown}: {replaced}")
     return result
 
 
@@ -359,7 +443,7 @@ def write_fast_model(
     try:
         if len(images) == 0:
             raise ExportError(f"no {split} images to check it on")
-        result = _write_one(model, FAST_MODEL_FORMAT, final, metadata, "none", None, reference, None)
+        result = _write_one(model, _Target(FAST_MODEL_FORMAT, final, metadata), None, reference, None)
     except Exception as exc:  # any converter or runtime failure: the run still finishes, with model.keras
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return fast_model_record(
@@ -417,18 +501,13 @@ def _check_output(output: Path, formats: tuple[str, ...], source: Path) -> None:
         raise ExportError(f"output {str(output)!r} is the model being exported; choose another output")
 
 
-def serving_folder(fmt: str, base: Path, version: int) -> Path:
-    """Where a SavedModel goes in TensorFlow Serving's layout: ``<base>/<version>/`` (the model's base folder holds one folder per version).
+def serving_folder(base: Path, version: int) -> Path:
+    """Where a SavedModel goes in TensorFlow Serving's layout: ``<base>/<version>/`` (the model's base folder holds one
+    folder per version).
 
     Raises:
-        BadValue: ``version`` is not a whole number of at least 1, or the format is not ``savedmodel``.
+        ExportError: ``base`` is a file.
     """
-    checks.whole_at_least("serving_version", version, 1)
-    if fmt != "savedmodel":
-        raise BadValue(
-            "serving_version",
-            f"TensorFlow Serving's layout holds SavedModels; it applies to the savedmodel format, not {fmt}",
-        )
     if base.is_file():
         raise ExportError(f"{str(base)!r} is a file; TensorFlow Serving's layout needs the model's base folder")
     return base / str(version)
@@ -443,7 +522,7 @@ def write_export(
     calibration: np.ndarray | None = None,
 ) -> int:
     """Write one export and its sidecar, atomically, without verifying it (``lenet benchmark`` measures it instead); its size in bytes."""
-    return _write_one(model, fmt, final, metadata, quantize, calibration, None, None).size_bytes
+    return _write_one(model, _Target(fmt, final, metadata, quantize), calibration, None, None).size_bytes
 
 
 def calibration_images(dataset: str, data_dir, log, preprocess: str | None = None) -> np.ndarray:
@@ -455,32 +534,13 @@ def calibration_images(dataset: str, data_dir, log, preprocess: str | None = Non
     return as_model_input(train.images[::step][:CALIBRATION_COUNT])
 
 
-def export_model(
-    model: str | os.PathLike | None,
-    fmt: str,
-    output: str | os.PathLike,
-    *,
-    quantize: str = "none",
-    dataset: str | None = None,
-    runs_dir: str | os.PathLike | None = None,
-    data_dir: str | os.PathLike | None = None,
-    verify: bool = True,
-    serving_version: int | None = None,
-    log: Callable[[str], None] | None = None,
-) -> list[ExportResult]:
+def export_model(request: ExportRequest, log: Callable[[str], None] | None = None) -> list[ExportResult]:
     """Export a Keras model (a run directory, a ``.keras`` file, or the latest run) and verify each export.
 
+    With ``to="all"`` the output is a folder receiving every format under the names in :data:`FILE_NAMES`.
+
     Args:
-        model: Run directory or ``.keras`` file; None for the latest run.
-        fmt: A name in :data:`lenet_cli.runtimes.formats.FORMATS`, or ``all`` (``output`` is then a directory
-            receiving every format under the names in :data:`FILE_NAMES`).
-        output: Where the export goes.
-        quantize: LiteRT quantization: ``none``, ``dynamic`` (int8 weights) or
-            ``int8`` (weights and activations, calibrated on training images).
-        dataset: The model's dataset when its metadata does not say.
-        verify: Compare each export with the Keras model on test images.
-        serving_version: Write a SavedModel in TensorFlow Serving's layout: ``output`` is the model's base folder,
-            and the SavedModel goes in its ``<serving_version>/`` folder, without a sidecar (its metadata is inside).
+        request: What to export, to which format and where (checked when it was built).
         log: Receives one line per step, for a progress display.
 
     Returns:
@@ -490,87 +550,113 @@ def export_model(
         LenetError: missing extra, unknown dataset, unavailable data, a failed
             verification (nothing is left behind), or an unusable output path.
     """
-    formats = tuple(FORMATS) if fmt == "all" else (fmt,)
-    if quantize not in QUANTIZE_MODES:
-        raise ValueError(f"unknown quantization {quantize!r}; choose one of: {', '.join(QUANTIZE_MODES)}")
-    if quantize != "none" and "litert" not in formats:
-        raise BadValue("quantize", f"{quantize!r} applies to LiteRT only; export to litert or all")
-    output = Path(output)
-    if serving_version is not None:
-        output = serving_folder(fmt, output, serving_version)
-    require_extras(formats, verify)  # before anything loads: a missing extra is known at once
+    formats = request.formats
+    output = request.output_path
+    if request.serving_version is not None:
+        output = serving_folder(output, request.serving_version)
+    require_extras(formats, request.verify)  # before anything loads: a missing extra is known at once
+    context = _keras_context(request)
+    _check_output(output, formats, context.ref.model_path)
+    runs.check_writable(output.parent, "the export folder")  # before any data or model loads
+    inputs = _ExportInputs.load(request, context, log)
+    if log:
+        log(f"loading {context.ref.model_path}")
+    source = open_model(context.ref)
+    reference = None
+    if inputs.test is not None:
+        images = as_model_input(inputs.test.images[:VERIFY_COUNT])
+        reference = _Reference(images, inputs.test.labels[:VERIFY_COUNT].astype(np.int64), source.predict(images))
+    if len(formats) > 1:
+        return _export_all(source.keras_model, output, inputs, reference, log)
+    started = time.perf_counter()
+    target = _Target(
+        request.format,
+        output,
+        inputs.metadata(request.format, request.quantize),
+        request.quantize,
+        sidecar=request.serving_version is None,
+    )
+    result = _write_one(source.keras_model, target, inputs.calibration, reference, log)
+    _record_in_run(result, context.ref, source.keras_model, inputs.run_config, started)
+    return [result]
+
+
+def _keras_context(request: ExportRequest):
+    """The model to export and what its metadata says; only a Keras model converts (an export is not re-exported).
+
+    Raises:
+        ExportError: the model is an export (ONNX, LiteRT, a SavedModel) rather than a Keras model.
+    """
     from lenet_cli.engine.context import for_dataset
 
-    context = for_dataset(model, runs_dir, dataset, data_dir)
-    ref = context.ref
+    context = for_dataset(request.model, request.runs_dir, request.dataset, request.data_dir)
     if context.format != "keras":
         kind = {"onnx": "an ONNX model", "litert": "a LiteRT model", "savedmodel": "a SavedModel"}.get(
             context.format, "not a Keras model"
         )
         raise ExportError(
-            f"{str(ref.model_path)!r} is {kind}; export converts a Keras model: pass a run directory or a .keras file"
+            f"{str(context.ref.model_path)!r} is {kind}; export converts a Keras model: pass a run directory or a "
+            f".keras file"
         )
-    _check_output(output, formats, ref.model_path)
-    runs.check_writable(output.parent, "the export folder")  # before any data or model loads
-    dataset, data_dir, preprocessing = context.dataset, context.data_dir, context.preprocess
-    assert dataset is not None, "for_dataset always names the dataset: it raises when it cannot tell"
-    class_names = context.class_names
-    test = None
-    if verify or class_names is None:
-        test_data = load_dataset(dataset, data_dir, log=log, splits=("test",), preprocess=preprocessing)
-        test = test_data.test if verify else None
-        class_names = class_names or test_data.class_names
-    calibration = (
-        calibration_images(dataset, data_dir, log, preprocessing)
-        if quantize == "int8" and "litert" in formats
-        else None
-    )
+    return context
 
-    if log:
-        log(f"loading {ref.model_path}")
-    source = open_model(ref)
-    reference = None
-    if test is not None:
-        images = as_model_input(test.images[:VERIFY_COUNT])
-        reference = _Reference(images, test.labels[:VERIFY_COUNT].astype(np.int64), source.predict(images))
 
-    run_config = context.metadata["run_config"]
-    if len(formats) == 1:
-        started = time.perf_counter()
-        metadata = export_metadata(dataset, run_config, fmt, quantize, ref.model_path, class_names, preprocessing)
-        result = _write_one(
-            source.keras_model,
-            fmt,
-            output,
-            metadata,
-            quantize,
-            calibration,
-            reference,
-            log,
-            sidecar=serving_version is None,
+@dataclass(frozen=True)
+class _ExportInputs:
+    """What every export of one model shares: its dataset and classes, the test split it is checked on, and the
+    training images that calibrate int8 quantization."""
+
+    dataset: str
+    class_names: Any
+    preprocessing: str | None
+    run_config: dict | None
+    source: Path
+    quantize: str
+    test: Any  # the test split, or None without verification
+    calibration: np.ndarray | None
+
+    @classmethod
+    def load(cls, request: ExportRequest, context, log) -> _ExportInputs:
+        """Read the data the export needs: the test split (to verify, or to name the classes), and calibration images."""
+        dataset, data_dir, preprocessing = context.dataset, context.data_dir, context.preprocess
+        assert dataset is not None, "for_dataset always names the dataset: it raises when it cannot tell"
+        class_names, test = context.class_names, None
+        if request.verify or class_names is None:
+            test_data = load_dataset(dataset, data_dir, log=log, splits=("test",), preprocess=preprocessing)
+            test = test_data.test if request.verify else None
+            class_names = class_names or test_data.class_names
+        calibration = (
+            calibration_images(dataset, data_dir, log, preprocessing)
+            if request.quantize == "int8" and "litert" in request.formats
+            else None
         )
-        _record_in_run(result, ref, source.keras_model, run_config, started)
-        return [result]
+        run_config = context.metadata["run_config"]
+        return cls(
+            dataset, class_names, preprocessing, run_config, context.ref.model_path, request.quantize, test, calibration
+        )
 
+    def metadata(self, fmt: str, quantize: str) -> dict[str, Any]:
+        return export_metadata(
+            self.dataset, self.run_config, fmt, quantize, self.source, self.class_names, self.preprocessing
+        )
+
+
+def _export_all(model, output: Path, inputs: _ExportInputs, reference, log) -> list[ExportResult]:
+    """Every format into one folder, made beside ``output`` and renamed into place once all are written and verified."""
     results = []
     replaced = output.is_dir() and any(output.iterdir())
     with atomic_path(output, suffix="") as folder:
         folder.mkdir()
-        for name in formats:
-            q = quantize if name == "litert" else "none"
-            metadata = export_metadata(dataset, run_config, name, q, ref.model_path, class_names, preprocessing)
-            result = _write_one(
-                source.keras_model,
+        for name in FORMATS:
+            quantize = inputs.quantize if name == "litert" else "none"
+            target = _Target(
                 name,
                 folder / FILE_NAMES[name],
-                metadata,
-                q,
-                calibration,
-                reference,
-                log,
+                inputs.metadata(name, quantize),
+                quantize,
                 shown=output / FILE_NAMES[name],
             )
-            results.append(result)
+            results.append(_write_one(model, target, inputs.calibration, reference, log))
     for result in results:
         result.path = output / result.path.name
         result.replaced = replaced
