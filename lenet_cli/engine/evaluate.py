@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,46 +51,61 @@ def penalty_from_weights(keras_model, run_config: dict | None) -> dict[str, floa
     return {"l1": float(terms["l1"]), "l2": float(terms["l2"])}
 
 
-def evaluate_model(
-    loaded,
-    dataset: str,
-    split: str,
-    data_dir=None,
-    top_k: int = DEFAULT_TOP_K,
-    validation_size: int | None = None,
-    log=None,
-    class_names=None,
-    preprocess: str | None = None,
-    min_confidence: float = MIN_CONFIDENCE,
-    penalty: dict[str, float] | None = None,
-) -> Evaluation:
-    """Predict every image of ``split`` and build the report.
+@dataclass(frozen=True)
+class Scoring:
+    """What :func:`evaluate_model` scores a loaded model on, and how.
 
-    ``class_names`` (the model's, from its metadata) default to the dataset's;
-    ``preprocess`` is how a picture folder's pictures are decoded (the model's);
-    ``min_confidence`` is the threshold whose flag rate the report measures
-    (the one ``lenet predict`` flags answers under); ``penalty`` is the L1 and
-    L2 terms of a model that cannot compute them itself (a run's ``model.tflite``:
-    recorded when it was written).
+    Attributes:
+        dataset: The dataset's name or path.
+        split: ``test``, ``validation`` or ``train``.
+        data_dir: Where the data is (None: the usual look-up).
+        top_k: The k of top-k accuracy.
+        validation_size: Training images held out (None: the run's own, else the dataset's default).
+        class_names: The model's classes, from its metadata (None: the dataset's).
+        preprocess: How a picture folder's pictures are decoded (the model's).
+        min_confidence: The threshold whose flag rate the report measures (the one ``lenet predict`` flags under).
+        penalty: The L1 and L2 terms of a model that cannot compute them itself (a run's ``model.tflite``: recorded
+            when it was written).
+    """
+
+    dataset: str
+    split: str = "test"
+    data_dir: str | os.PathLike | None = None
+    top_k: int = DEFAULT_TOP_K
+    validation_size: int | None = None
+    class_names: Sequence[str] | None = None
+    preprocess: str | None = None
+    min_confidence: float = MIN_CONFIDENCE
+    penalty: dict[str, float] | None = None
+
+
+def evaluate_model(loaded, scoring: Scoring, log: Callable[[str], None] | None = None) -> Evaluation:
+    """Predict every image of the split and build the report.
 
     Raises:
         LenetError: the data cannot be loaded or the split is empty.
     """
+    dataset, split, validation_size = scoring.dataset, scoring.split, scoring.validation_size
     if validation_size is None:
         validation_size = (loaded.run_config or {}).get("validation_size")  # None: the dataset's default
     loaded_data = load_dataset(
-        dataset, data_dir, validation_size=validation_size, log=log, splits=(split,), preprocess=preprocess
+        dataset,
+        scoring.data_dir,
+        validation_size=validation_size,
+        log=log,
+        splits=(split,),
+        preprocess=scoring.preprocess,
     )
     data = loaded_data.split(split)
-    class_names = list(class_names or loaded_data.class_names)
+    class_names = list(scoring.class_names or loaded_data.class_names)
     if len(data) == 0:
         raise DataError(f"the {split} split of {dataset} is empty")
     started = time.perf_counter()
     logits = loaded.logits(data.images)
     seconds = time.perf_counter() - started
-    report = classification_report(data.labels, logits, class_names, top_k=top_k)
+    report = classification_report(data.labels, logits, class_names, top_k=scoring.top_k)
     probabilities = softmax(logits)
-    penalty = penalty_from_weights(loaded.keras_model, loaded.run_config) or penalty
+    penalty = penalty_from_weights(loaded.keras_model, loaded.run_config) or scoring.penalty
     report["l1"] = penalty["l1"] if penalty else None
     report["l2"] = penalty["l2"] if penalty else None
     report["objective"] = report["cross_entropy"] + penalty["l1"] + penalty["l2"] if penalty else None
@@ -113,7 +128,7 @@ def evaluate_model(
         "weighted_avg": report["weighted_avg"],
         "confusion_matrix": report["confusion_matrix"],
         "calibration_bins": report["calibration"]["bins"],
-        "low_confidence": low_confidence_report(data.labels, probabilities, min_confidence),
+        "low_confidence": low_confidence_report(data.labels, probabilities, scoring.min_confidence),
         "class_names": class_names,
         "seconds": seconds,
         "images_per_second": len(data) / seconds if seconds > 0 else None,
@@ -218,18 +233,17 @@ def evaluate(request: EvaluateRequest, log: Callable[[str], None] | None = None)
     assert context.dataset is not None, "for_dataset always names the dataset: it raises when it cannot tell"
     if log:
         log(f"evaluating on the {context.dataset} {request.split} split")
-    result = evaluate_model(
-        loaded,
+    scoring = Scoring(
         context.dataset,
         request.split,
         context.data_dir,
         top_k=top_k,
-        log=log,
         class_names=context.class_names,
         preprocess=context.preprocess,
         min_confidence=request.min_confidence,
         penalty=recorded,
     )
+    result = evaluate_model(loaded, scoring, log)
     report = result.report
     written: dict[str, Path] = {}
     title = f"{context.dataset} {request.split}"

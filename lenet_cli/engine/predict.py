@@ -95,19 +95,28 @@ def start_predict(request: PredictRequest, log: Callable[[str], None] | None = N
     except BaseException:
         decoder.close()
         raise
-    predictions = predict_items(
-        items,
-        loaded.predict,
-        class_names,
-        preprocess,
-        request.invert,
-        top_k,
-        request.batch_size,
-        save,
-        decoder,
-        request.min_confidence,
-    )
+    answers = Answering(top_k, request.min_confidence, request.batch_size, request.invert, save)
+    predictions = predict_items(items, loaded.predict, class_names, preprocess, answers, decoder)
     return PredictRun(context, items, predictions, top_k)
+
+
+@dataclass(frozen=True)
+class Answering:
+    """How :func:`predict_items` turns pictures into answers, beyond the model and its classes.
+
+    Attributes:
+        top_k: Classes each answer lists.
+        min_confidence: Answers under this top probability are flagged ``low_confidence``.
+        batch_size: Images predicted per model call.
+        invert: ``auto``, ``always`` or ``never`` (used when :func:`predict_items` makes its own decoder).
+        save_preprocessed: A folder to write the exact 28x28 inputs into, or None.
+    """
+
+    top_k: int = DEFAULT_TOP_K
+    min_confidence: float = MIN_CONFIDENCE
+    batch_size: int = 512
+    invert: str = "auto"
+    save_preprocessed: Path | None = None
 
 
 def predict_items(
@@ -115,12 +124,8 @@ def predict_items(
     predict_fn,
     class_names: Sequence[str],
     preprocess_mode: str,
-    invert: str = "auto",
-    top_k: int = DEFAULT_TOP_K,
-    batch_size: int = 512,
-    save_preprocessed: Path | None = None,
+    answering: Answering | None = None,
     decoder: ChunkDecoder | None = None,
-    min_confidence: float = MIN_CONFIDENCE,
 ) -> Iterator[Prediction]:
     """Yield one :class:`Prediction` per item, in order, decoding and predicting a chunk at a time.
 
@@ -128,10 +133,11 @@ def predict_items(
     """
     from lenet_cli.data.preprocess import PreprocessOptions, save_preprocessed_png
 
+    answering = answering or Answering()
+    batch_size, save_preprocessed = answering.batch_size, answering.save_preprocessed
     if decoder is None:
-        decoder = ChunkDecoder(
-            items, PreprocessOptions(mode=preprocess_mode, invert=invert), workers=1, chunk_size=batch_size
-        )
+        options = PreprocessOptions(mode=preprocess_mode, invert=answering.invert)
+        decoder = ChunkDecoder(items, options, workers=1, chunk_size=batch_size)
     position = 0
     for batch_items, results in _batches(decoder, batch_size):
         good = [array for array, _ in results if array is not None]
@@ -146,7 +152,9 @@ def predict_items(
             if save_preprocessed is not None:
                 stem = Path(item.name).stem if item.path is not None else "stdin"
                 save_preprocessed_png(array, save_preprocessed / f"{number:05d}_{stem}.png")
-            yield Prediction.from_probabilities(item.name, probabilities[row], class_names, top_k, min_confidence)
+            yield Prediction.from_probabilities(
+                item.name, probabilities[row], class_names, answering.top_k, answering.min_confidence
+            )
             row += 1
         position += len(batch_items)
 
