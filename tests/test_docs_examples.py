@@ -106,7 +106,7 @@ def test_real_run_files_match_their_schemas(trained_run, tmp_path):
         "epochs_completed": 2,
         "train_seconds": 4.2,
         "saved_seconds": 8.4,
-    }  # the shape engine/tune.py writes for a pruned trial
+    }  # the shape engine/tune/objective.py writes for a pruned trial
     check("metrics.schema.json", pruned)
     with pytest.raises(jsonschema.ValidationError):
         check("metrics.schema.json", {**json.loads((trained_run / "metrics.json").read_text()), "undocumented": 1})

@@ -267,6 +267,43 @@ def test_trials_zero_is_a_usage_error(synthetic_data_dir, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("trials", 0),
+        ("trials", 2.5),
+        ("timeout", float("nan")),
+        ("timeout", -1),
+        ("timeout", float("inf")),
+        ("pruner", "sometimes"),
+        ("heartbeat", 0),
+        ("train_limit", 0),
+        ("validation_size", 0),
+        ("epochs", 0),
+        ("seed", "zero"),
+        ("keep_models", "no"),
+        ("study", "../escape"),
+        ("storage", "my-database"),
+        ("storage", "sqlite://"),
+        ("space_file", "no/such/space.toml"),
+        ("mlflow", " "),
+    ],
+)
+def test_the_request_refuses_what_the_command_line_refuses_in_field_names(field, value, tmp_path):
+    """The API meets the same checks as the command line, and no message names a flag."""
+    from lenet_cli.engine.tune import TuneRequest
+
+    with pytest.raises(BadValue) as caught:
+        TuneRequest(runs_dir=tmp_path, **{field: value})
+    assert caught.value.field == field and "--" not in str(caught.value)
+    assert not (tmp_path / "tune").exists()
+
+
+def test_a_refused_request_on_the_command_line_names_the_option(tmp_path):
+    result = CliRunner().invoke(cli, ["tune", "--runs-dir", str(tmp_path), "--study", "../escape"])
+    assert result.exit_code == 2 and _one_error_line(result).startswith("Error: Invalid value for '--study': ")
+
+
 def test_a_study_of_another_dataset_is_refused(synthetic_data_dir, tmp_path):
     url = f"sqlite:///{tmp_path}/studies.db"
     study = optuna.create_study(study_name="shared", storage=url, direction="maximize")
@@ -276,8 +313,8 @@ def test_a_study_of_another_dataset_is_refused(synthetic_data_dir, tmp_path):
     )
     assert result.exit_code == 2
     assert (
-        "--study shared in sqlite:///" in _one_error_line(result)
-        and "tunes with --dataset fashion, not mnist" in result.stderr
+        "Invalid value for '--study': study 'shared' in sqlite:///" in _one_error_line(result)
+        and "tunes with dataset fashion, not mnist" in result.stderr
     )
     assert not (tmp_path / "runs").exists()
 
@@ -331,8 +368,8 @@ class _PruneAfterFirstEpoch:
 @pytest.mark.slow
 def test_a_pruned_trial_stops_before_its_next_epoch_and_keeps_no_model(synthetic_data_dir, tmp_path):
     from lenet_cli.core.config import resolve_config
-    from lenet_cli.engine import tune as engine
     from lenet_cli.engine.train import TrainRequest, train
+    from lenet_cli.engine.tune import objective
 
     trial = _PruneAfterFirstEpoch()
     run_dir = tmp_path / "runs" / "tune" / "s" / "trial-0"
@@ -347,10 +384,10 @@ def test_a_pruned_trial_stops_before_its_next_epoch_and_keeps_no_model(synthetic
     with pytest.raises(optuna.TrialPruned):
         train(
             request,
-            callbacks_for=lambda plan: engine._trial_callbacks(trial, state, None, 4, plan.config.epochs, common),
+            callbacks_for=lambda plan: objective.trial_callbacks(trial, state, None, 4, plan.config.epochs, common),
         )
     assert [step for step, _ in trial.reported] == [1]
-    saved = engine._keep_pruned(run_dir, cfg, state)
+    saved = objective.keep_pruned(run_dir, cfg, state)
     assert saved > 0
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "config.json",

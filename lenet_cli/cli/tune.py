@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -15,6 +16,7 @@ from lenet_cli.cli.options import (
     DATASET,
     DATASET_HELP,
     data_dir_option,
+    flag_for,
     mlflow_options,
     output_format_option,
     resolve_format,
@@ -204,7 +206,10 @@ class LiveLine:
 
 
 def _bad_value(exc: BadValue) -> UsageLine:
-    return UsageLine(str(exc).splitlines()[0] if str(exc) else f"bad --{exc.field.replace('_', '-')}")
+    """A value the engine refused, in one line under the option that sets its field (no usage text: nothing was made)."""
+    return UsageLine(
+        f"Invalid value for '{flag_for(exc.field)}': {str(exc).splitlines()[0] if str(exc) else 'refused'}"
+    )
 
 
 @click.command()
@@ -340,52 +345,54 @@ def tune(
         raise MissingExtra(
             "lenet tune needs Optuna: pip install 'lenet-cli[tune]'", hint="pip install 'lenet-cli[tune]'"
         )
-    from lenet_cli.engine.tune import TuneRequest
-
-    request = TuneRequest(
-        dataset=dataset or "mnist",
-        data_dir=data_dir,
-        runs_dir=runs_dir,
-        study=study,
-        storage=storage,
-        trials=trials,
-        timeout=timeout,
-        pruner=pruner,
-        heartbeat=heartbeat,
-        space_file=space_file,
-        train_limit=train_limit,
-        validation_size=validation_size,
-        epochs=epochs,
-        seed=TRAIN_SEED if seed is None else seed,
-        keep_models=keep_models,
-        mlflow=mlflow,
-        mlflow_experiment=mlflow_experiment,
-    )
     output_format = resolve_format(output_format)
     if show:
-        given = [
-            name
-            for name in (
-                "trials",
-                "timeout",
-                "space_file",
-                "train_limit",
-                "validation_size",
-                "epochs",
-                "seed",
-                "keep_models",
-                "mlflow",
-                "mlflow_experiment",
-            )
-            if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
-        ]
+        given = [name for name in SEARCH_ONLY if ctx.get_parameter_source(name) not in (None, DEFAULT_SOURCE)]
         if given:
-            raise UsageLine(f"--show only reads the study; drop --{given[0].replace('_file', '').replace('_', '-')}")
+            raise UsageLine(f"--show only reads the study; drop {flag_for(given[0])}")
+    from lenet_cli.engine.tune import TuneRequest
+
+    try:
+        request = TuneRequest(
+            dataset=dataset or "mnist",
+            data_dir=data_dir,
+            runs_dir=runs_dir,
+            study=study,
+            storage=storage,
+            trials=trials,
+            timeout=timeout,
+            pruner=pruner,
+            heartbeat=heartbeat,
+            space_file=space_file,
+            train_limit=train_limit,
+            validation_size=validation_size,
+            epochs=epochs,
+            seed=TRAIN_SEED if seed is None else seed,
+            keep_models=keep_models,
+            mlflow=mlflow,
+            mlflow_experiment=mlflow_experiment,
+        )
+    except BadValue as exc:
+        raise _bad_value(exc) from None
+    if show:
         ctx.exit(_show(request, dataset is None, output_format))
     ctx.exit(_search(request, output_format))
 
 
 TRAIN_SEED = C.TrainConfig().seed
+DEFAULT_SOURCE = click.core.ParameterSource.DEFAULT
+SEARCH_ONLY = (
+    "trials",
+    "timeout",
+    "space_file",
+    "train_limit",
+    "validation_size",
+    "epochs",
+    "seed",
+    "keep_models",
+    "mlflow",
+    "mlflow_experiment",
+)  # the options --show refuses: it only reads the study
 
 
 def _show(request, find: bool, output_format: str) -> int:
@@ -402,23 +409,31 @@ def _show(request, find: bool, output_format: str) -> int:
 def _search(request, output_format: str) -> int:
     from lenet_cli.cli.console import stderr_console
     from lenet_cli.cli.train import StopOnSignal
-    from lenet_cli.engine.tune import TuneInterrupted, finish, prepare, search
+    from lenet_cli.engine.tune import TuneEvents, TuneInterrupted, run_tune
 
     console = stderr_console()
 
     def log(line: str) -> None:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
 
+    live = LiveLine(console)
+    stop = StopOnSignal()
+
+    @contextlib.contextmanager
+    def searching():
+        """Signals stop the trials (the running one is failed and queued again); the live line goes when they end."""
+        try:
+            with stop:
+                yield
+        finally:
+            live.stop()
+
+    events = TuneEvents(log=log, progress=live, should_stop=stop, searching=searching)
     try:
-        opened, space = prepare(request, log)
+        outcome = run_tune(request, events)
     except BadValue as exc:
         raise _bad_value(exc) from None
-    live = LiveLine(console)
-    try:
-        with StopOnSignal() as stop:
-            ran, reason = search(request, opened, space, progress=live, log=log, should_stop=stop)
     except TuneInterrupted as exc:
-        live.stop()
         name = signal.Signals(exc.signum).name
         stopped = (
             f"trial {exc.trial} is marked failed and queued again" if exc.trial is not None else "no trial was running"
@@ -429,9 +444,6 @@ def _search(request, output_format: str) -> int:
             err=True,
         )
         return 128 + exc.signum
-    finally:
-        live.stop()
-    outcome = finish(request, opened, ran, reason, log)
     for name, why in outcome.plots_skipped.items():
         log(f"note: the {name} plot is not drawn: {why}")
     print_outcome(outcome, output_format)
