@@ -422,37 +422,49 @@ def _finish(
     return TrainResult(run_dir, cfg, state.history, metrics, weights_digest(model, C.WEIGHT_LAYERS))
 
 
-def train(
-    cfg: TrainConfig,
-    data: Dataset,
-    run_dir: Path,
-    callbacks: list | None = None,
-    tensorboard: bool = True,
-    histograms: bool = False,
-    runs_dir=None,
-    resume: bool = False,
-    should_stop: Callable[[], int | None] | None = None,
-    deterministic: bool = False,
-    distribution=None,
-    keep_checkpoint: bool = False,
-) -> TrainResult:
-    """Train one run in ``run_dir`` and score the final model on the whole test split.
+@dataclass(frozen=True)
+class LoopPlan:
+    """One run for the training loop: the recipe, the data, where it goes, and how it is watched.
 
-    Build, start (or resume), run the epochs, finish: each part is a function above.
-
-    Args:
+    Attributes:
         cfg: the resolved recipe; saved as ``config.json`` before the first step.
         data: the loaded dataset; its test split is touched only after training.
         run_dir: an existing directory that receives every artifact (empty unless resuming).
         callbacks: Keras callbacks (e.g. a progress display) driven by the loop.
         tensorboard: attach Keras's TensorBoard callback and the image callbacks.
         histograms: also log weight histograms each epoch.
+        runs_dir: the runs folder whose ``LATEST`` the finished run becomes (None: the default).
         resume: continue from ``run_dir``'s checkpoint (after its last completed epoch).
         should_stop: polled after every step; a signal number stops training.
         deterministic: enable TensorFlow's op determinism (bitwise-reproducible runs).
         distribution: a :class:`lenet_cli.model.distributed.Distribution`; ``cfg.batch_size`` is then the
             global batch, split across its replicas. Only the chief marks the run as the latest.
         keep_checkpoint: keep ``checkpoint.npz`` once the run has finished.
+    """
+
+    cfg: TrainConfig
+    data: Dataset
+    run_dir: Path
+    callbacks: list | None = None
+    tensorboard: bool = True
+    histograms: bool = False
+    runs_dir: Any = None
+    resume: bool = False
+    should_stop: Callable[[], int | None] | None = None
+    deterministic: bool = False
+    distribution: Any = None
+    keep_checkpoint: bool = False
+
+
+def train(
+    plan: LoopPlan | TrainConfig, data: Dataset | None = None, run_dir: Path | None = None, **options
+) -> TrainResult:
+    """Train one run in ``plan.run_dir`` and score the final model on the whole test split.
+
+    Build, start (or resume), run the epochs, finish: each part is a function above.
+
+    ``train(cfg, data, run_dir, **options)`` is the same as ``train(LoopPlan(cfg, data, run_dir, **options))``: kept for
+    the callers written before the plan (``bench/``); new code passes a :class:`LoopPlan`.
 
     Returns:
         The run's history and final metrics (``test_accuracy`` on all test images).
@@ -462,17 +474,20 @@ def train(
         TrainingInterrupted: ``should_stop`` returned a signal number. Before any epoch completed, the
             checkpoint and what else the run wrote are removed first, and ``run_dir`` with them when nothing else is in it.
     """
-    session = _build(cfg, data, runs_dir, resume, deterministic, distribution)
-    state, rng = _start_or_resume(session, run_dir, resume)
-    callback_list = _callbacks(session, data, run_dir, callbacks, tensorboard, histograms)
+    if not isinstance(plan, LoopPlan):
+        assert data is not None and run_dir is not None, "train(cfg, data, run_dir, ...) needs the data and the folder"
+        plan = LoopPlan(plan, data, run_dir, **options)
+    session = _build(plan.cfg, plan.data, plan.runs_dir, plan.resume, plan.deterministic, plan.distribution)
+    state, rng = _start_or_resume(session, plan.run_dir, plan.resume)
+    callback_list = _callbacks(session, plan.data, plan.run_dir, plan.callbacks, plan.tensorboard, plan.histograms)
     try:
-        _run_epochs(session, data, state, rng, callback_list, should_stop, run_dir)
+        _run_epochs(session, plan.data, state, rng, callback_list, plan.should_stop, plan.run_dir)
     except TrainingInterrupted as exc:
         if exc.completed_epochs == 0:  # the checkpoint holds only the initial weights: nothing worth resuming
             exc.checkpoint_kept = False
-            exc.run_dir_removed = runs.discard_unstarted_run(run_dir)
+            exc.run_dir_removed = runs.discard_unstarted_run(plan.run_dir)
         raise
-    return _finish(session, data, state, run_dir, runs_dir, distribution, keep_checkpoint)
+    return _finish(session, plan.data, state, plan.run_dir, plan.runs_dir, plan.distribution, plan.keep_checkpoint)
 
 
 def _run_epochs(
