@@ -228,24 +228,81 @@ def benchmark(request: BenchmarkRequest, log: Callable[[str], None] | None = Non
     Raises:
         LenetError: no such model, not a Keras model, data that cannot be read, an unusable ``output`` or ``plot``.
     """
-    from lenet_cli.core.inputs import as_model_input
     from lenet_cli.core.machine import library_versions, machine_facts
-    from lenet_cli.data.loader import load_dataset
     from lenet_cli.engine import benchmark_measure as measure
-    from lenet_cli.engine.context import for_dataset
-    from lenet_cli.engine.export import calibration_images, export_metadata, missing_extras, write_export
-    from lenet_cli.runtimes.formats import FORMATS
     from lenet_cli.runtimes.loading import open_model
-    from lenet_cli.store import runs
 
     started = time.perf_counter()
-    say = log or (lambda line: None)
+    bench = _prepare(request, log)
+    bench.say(f"loading {bench.context.ref.model_path}")
+    source = open_model(bench.context.ref)
+    keras_accuracy = float(np.mean(source.predict(bench.images).argmax(1) == bench.labels))
+    work = bench.output if bench.output is not None else Path(tempfile.mkdtemp(prefix="lenet-benchmark-"))
+    try:
+        rows = [_measure_one(bench, spec, source, work, keras_accuracy) for spec in bench.wanted]
+    finally:
+        if bench.output is None:
+            shutil.rmtree(work, ignore_errors=True)
+    result = BenchmarkResult(
+        bench.context.ref.model_path,
+        bench.context.dataset,
+        "test",
+        len(bench.labels),
+        request.batch_size,
+        keras_accuracy,
+        rows,
+        machine_facts(),
+        library_versions(),
+        request.cold_starts,
+        time.perf_counter() - started,
+        bench.output,
+        latency={
+            "warmup_calls": measure.LATENCY_WARMUP,
+            "max_calls": measure.LATENCY_RUNS,
+            "max_seconds": measure.LATENCY_SECONDS,
+        },
+    )
+    if request.plot is not None:
+        from lenet_cli.store.atomic import write_bytes_atomic
+        from lenet_cli.viz.benchmark_plot import render_benchmark_png
+
+        title = (
+            f"{bench.context.label}: {len(bench.labels):,} {bench.context.dataset} test images, batch-1 latency on "
+            f"{result.machine['cpu']}"
+        )
+        result.plot = write_bytes_atomic(
+            request.plot, render_benchmark_png([row.to_json_dict() for row in rows], title)
+        )
+    return result
+
+
+@dataclass
+class _Bench:
+    """What every format of one benchmark shares: the model's context, the test images, where exports go."""
+
+    request: BenchmarkRequest
+    context: Any  # lenet_cli.engine.context.ModelContext
+    images: np.ndarray
+    labels: np.ndarray
+    wanted: list[BenchmarkFormat]
+    calibration: Any  # int8 calibration images, or None
+    output: Path | None
+    say: Callable[[str], None]
+
+
+def _prepare(request: BenchmarkRequest, log: Callable[[str], None] | None) -> _Bench:
+    """Check the model, the output and the plot's folder, and read the test images, before anything is exported."""
+    from lenet_cli.core.inputs import as_model_input
+    from lenet_cli.data.loader import load_dataset
+    from lenet_cli.engine.context import for_dataset
+    from lenet_cli.engine.export import calibration_images, missing_extras
+    from lenet_cli.store import runs
+
     context = for_dataset(request.model, request.runs_dir, request.dataset, request.data_dir)
-    ref = context.ref
     if context.format != "keras":
         raise ExportError(
-            f"{str(ref.model_path)!r} is a {context.format} model; lenet benchmark exports a Keras model to every format: "
-            "pass a run, a run's name or a .keras file"
+            f"{str(context.ref.model_path)!r} is a {context.format} model; lenet benchmark exports a Keras model to "
+            "every format: pass a run, a run's name or a .keras file"
         )
     output = Path(request.output) if request.output is not None else None
     if output is not None:
@@ -260,90 +317,67 @@ def benchmark(request: BenchmarkRequest, log: Callable[[str], None] | None = Non
     if len(test) == 0:
         raise ExportError(f"the test split of {context.dataset} is empty: there is nothing to measure accuracy on")
     count = min(request.count or len(test), len(test))
-    images = as_model_input(test.images[:count])
-    labels = np.asarray(test.labels[:count]).astype(np.int64)
     wanted = [BENCHMARK_FORMATS[name] for name in request.formats]
     calibration = None
     if any(spec.quantize == "int8" for spec in wanted) and not missing_extras(("litert",), verify=True):
         calibration = calibration_images(context.dataset, context.data_dir, log, context.preprocess)
-
-    say(f"loading {ref.model_path}")
-    source = open_model(ref)
-    keras_accuracy = float(np.mean(source.predict(images).argmax(1) == labels))
-    run_config = context.metadata["run_config"]
-    work = output if output is not None else Path(tempfile.mkdtemp(prefix="lenet-benchmark-"))
-    rows = []
-    try:
-        for spec in wanted:
-            fmt = FORMATS[spec.export_format]
-            final = work / spec.file_name
-            row = BenchmarkRow(
-                spec.name, str(final) if output is not None else spec.file_name, fmt.runtime, spec.quantize
-            )
-            rows.append(row)
-            missing = missing_extras((spec.export_format,), verify=True)
-            if missing:
-                row.error = f"needs the {missing[0]} extra: pip install 'lenet-cli[{missing[0]}]'"
-                say(f"{spec.name}: skipped, {row.error}")
-                continue
-            try:
-                say(f"{spec.name}: exporting")
-                metadata = export_metadata(
-                    context.dataset,
-                    run_config,
-                    spec.export_format,
-                    spec.quantize,
-                    ref.model_path,
-                    context.class_names,
-                    context.preprocess,
-                )
-                row.size_bytes = write_export(
-                    source.keras_model, spec.export_format, final, metadata, spec.quantize, calibration
-                )
-                say(f"{spec.name}: measuring")
-                measure_format(spec, final, images, labels, request.batch_size, request.cold_starts, row)
-                assert row.accuracy is not None
-                row.accuracy_delta = row.accuracy - keras_accuracy
-            except (
-                Exception
-            ) as exc:  # a converter or runtime failure: this row says why, the other formats are still measured
-                for name in COLUMNS[4:-1]:
-                    setattr(row, name, None)
-                row.error = _first_line(exc)
-                say(f"{spec.name}: failed, {row.error}")
-                continue
-            say(summary_line(row))
-    finally:
-        if output is None:
-            shutil.rmtree(work, ignore_errors=True)
-    result = BenchmarkResult(
-        ref.model_path,
-        context.dataset,
-        "test",
-        count,
-        request.batch_size,
-        keras_accuracy,
-        rows,
-        machine_facts(),
-        library_versions(),
-        request.cold_starts,
-        time.perf_counter() - started,
+    return _Bench(
+        request,
+        context,
+        as_model_input(test.images[:count]),
+        np.asarray(test.labels[:count]).astype(np.int64),
+        wanted,
+        calibration,
         output,
-        latency={
-            "warmup_calls": measure.LATENCY_WARMUP,
-            "max_calls": measure.LATENCY_RUNS,
-            "max_seconds": measure.LATENCY_SECONDS,
-        },
+        log or (lambda line: None),
     )
-    if request.plot is not None:
-        from lenet_cli.store.atomic import write_bytes_atomic
-        from lenet_cli.viz.benchmark_plot import render_benchmark_png
 
-        title = f"{context.label}: {count:,} {context.dataset} test images, batch-1 latency on {result.machine['cpu']}"
-        result.plot = write_bytes_atomic(
-            request.plot, render_benchmark_png([row.to_json_dict() for row in rows], title)
+
+def _measure_one(bench: _Bench, spec: BenchmarkFormat, source, work: Path, keras_accuracy: float) -> BenchmarkRow:
+    """Export the model in one format and measure it; a format that cannot be made or run is a row that says why."""
+    from lenet_cli.engine.export import export_metadata, missing_extras, write_export
+    from lenet_cli.runtimes.formats import FORMATS
+
+    context, say = bench.context, bench.say
+    final = work / spec.file_name
+    row = BenchmarkRow(
+        spec.name,
+        str(final) if bench.output is not None else spec.file_name,
+        FORMATS[spec.export_format].runtime,
+        spec.quantize,
+    )
+    missing = missing_extras((spec.export_format,), verify=True)
+    if missing:
+        row.error = f"needs the {missing[0]} extra: pip install 'lenet-cli[{missing[0]}]'"
+        say(f"{spec.name}: skipped, {row.error}")
+        return row
+    try:
+        say(f"{spec.name}: exporting")
+        metadata = export_metadata(
+            context.dataset,
+            context.metadata["run_config"],
+            spec.export_format,
+            spec.quantize,
+            context.ref.model_path,
+            context.class_names,
+            context.preprocess,
         )
-    return result
+        row.size_bytes = write_export(
+            source.keras_model, spec.export_format, final, metadata, spec.quantize, bench.calibration
+        )
+        say(f"{spec.name}: measuring")
+        request = bench.request
+        measure_format(spec, final, bench.images, bench.labels, request.batch_size, request.cold_starts, row)
+        assert row.accuracy is not None
+        row.accuracy_delta = row.accuracy - keras_accuracy
+    except Exception as exc:  # a converter or runtime failure: this row says why, the other formats are still measured
+        for name in COLUMNS[4:-1]:
+            setattr(row, name, None)
+        row.error = _first_line(exc)
+        say(f"{spec.name}: failed, {row.error}")
+        return row
+    say(summary_line(row))
+    return row
 
 
 def summary_line(row: BenchmarkRow) -> str:
