@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -107,24 +108,38 @@ def default_validation_size(train_count: int) -> int:
     return min(VALIDATION_SIZE, int(train_count * OWN_DATA_VALIDATION_FRACTION))
 
 
-def assemble(
-    name: str,
-    source: Path,
-    class_names: Sequence[str],
-    train: Split | None,
-    test: Split | None,
-    validation_size: int | None,
-    train_limit: int | None,
-    splits: Sequence[str],
-    fingerprint: str | None,
-    preprocess: str | None = None,
-    skipped: Sequence[tuple[str, str]] = (),
-) -> Dataset:
+@dataclass(frozen=True)
+class Found:
+    """What a source read, before it is cut into splits: whole train and test parts, their classes and provenance.
+
+    Attributes:
+        name: the dataset's name (a named dataset's, or the path it was read from).
+        source: the folder (or the file's folder) it came from, for messages.
+        class_names: the label names, by index.
+        train: the whole training part (None when the source has none, or it was not read).
+        test: the whole test part.
+        fingerprint: a digest of the files read (None: not recorded).
+        preprocess: the input recipe the data needs (None: the default).
+        skipped: ``(file, why)`` for each file the source passed over.
+    """
+
+    name: str
+    source: Path
+    class_names: Sequence[str]
+    train: Split | None
+    test: Split | None
+    fingerprint: str | None
+    preprocess: str | None = None
+    skipped: Sequence[tuple[str, str]] = ()
+
+
+def assemble(found: Found, validation_size: int | None, train_limit: int | None, splits: Sequence[str]) -> Dataset:
     """A :class:`Dataset` from whole train and test splits: validation is the first ``validation_size`` training images.
 
     Raises:
         BadValue: a validation size that leaves no training images.
     """
+    train, test, source = found.train, found.test, found.source
     validation = None
     if train is not None and not {"train", "validation"} & set(splits):
         train = None  # only the test split was asked for
@@ -150,15 +165,15 @@ def assemble(
     elif test is not None and len(test) == 0:
         raise DataError(f"{str(source)!r} has no test images; add a test/ part, or more pictures per class")
     return Dataset(
-        name,
+        found.name,
         train,
         validation,
         test,
         source,
-        classes=tuple(class_names),
-        fingerprint=fingerprint,
-        preprocess=preprocess,
-        skipped=tuple(skipped),
+        classes=tuple(found.class_names),
+        fingerprint=found.fingerprint,
+        preprocess=found.preprocess,
+        skipped=tuple(found.skipped),
     )
 
 

@@ -21,6 +21,7 @@ from lenet_cli.core.errors import DataError
 from lenet_cli.data.dataset import Dataset, Split
 from lenet_cli.data.sources.common import (
     CLASSES_FILE,
+    Found,
     assemble,
     check_labels,
     fingerprint_files,
@@ -128,14 +129,16 @@ def load_pixels_csv(
     if len(names) < 2:
         raise DataError(f"{str(train_path)!r} has only {len(names)} class; a classifier needs at least two")
     return assemble(
-        str(path),
-        path if path.is_dir() else path.parent,
-        names,
-        train,
-        test,
+        Found(
+            str(path),
+            path if path.is_dir() else path.parent,
+            names,
+            train,
+            test,
+            fingerprint_files(used),
+            preprocess=preprocess or "mnist",
+        ),
         validation_size,
         train_limit,
         splits,
-        fingerprint_files(used),
-        preprocess=preprocess or "mnist",
     )

@@ -19,6 +19,7 @@ from lenet_cli.data.idx import (
 )
 from lenet_cli.data.sources.common import (
     CLASSES_FILE,
+    Found,
     assemble,
     check_labels,
     fingerprint_files,
@@ -79,14 +80,16 @@ def load_idx_folder(
         raise DataError(f"{str(folder)!r} has only {len(names)} class; a classifier needs at least two")
     files = [folder / name for name in FILE_NAMES if name in needed]
     return assemble(
-        str(folder),
-        folder,
-        names,
-        train,
-        test,
+        Found(
+            str(folder),
+            folder,
+            names,
+            train,
+            test,
+            fingerprint_files(files),
+            preprocess=preprocess or "mnist",
+        ),
         validation_size,
         train_limit,
         splits,
-        fingerprint_files(files),
-        preprocess=preprocess or "mnist",
     )

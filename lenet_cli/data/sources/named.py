@@ -38,7 +38,7 @@ from lenet_cli.data.idx import (
     load_idx_labels,
     read_idx_body,
 )
-from lenet_cli.data.sources.common import assemble, check_labels, fingerprint_files
+from lenet_cli.data.sources.common import Found, assemble, check_labels, fingerprint_files
 
 QMNIST_LABELS_MAGIC = 0x0C02  # IDX: int32 data, two dimensions
 DIGITS = tuple(string.digits)
@@ -307,14 +307,16 @@ def load_named(
     folder = locate(spec, data_dir, log=log, files=files)
     loaded = {part: _load_part(spec, folder, *spec.files[part]) for part in parts}
     return assemble(
-        name,
-        folder,
-        spec.class_names,
-        loaded.get("train"),
-        loaded.get("test"),
+        Found(
+            name,
+            folder,
+            spec.class_names,
+            loaded.get("train"),
+            loaded.get("test"),
+            fingerprint_files([folder / file for file in files]),
+            preprocess="mnist",
+        ),
         VALIDATION_SIZE if validation_size is None else validation_size,
         train_limit,
         splits,
-        fingerprint_files([folder / file for file in files]),
-        preprocess="mnist",
     )

@@ -29,7 +29,7 @@ from lenet_cli.core.errors import DataError, LenetError
 from lenet_cli.data.dataset import Dataset, Split
 from lenet_cli.data.idx import default_cache_dir
 from lenet_cli.data.picture_inputs import IMAGE_EXTENSIONS
-from lenet_cli.data.sources.common import assemble, display, holdout_mask, stable_rank
+from lenet_cli.data.sources.common import Found, assemble, display, holdout_mask, stable_rank
 
 CACHE_DIR = ".lenet-cache"
 CACHE_VERSION = 1  # bump when the cached arrays' meaning changes
@@ -249,15 +249,17 @@ def load_picture_folder(
     train = Split(images[train_index], labels[train_index])
     test = Split(images[test_index], labels[test_index])
     return assemble(
-        str(folder),
-        folder,
-        names,
-        train,
-        test,
+        Found(
+            str(folder),
+            folder,
+            names,
+            train,
+            test,
+            key,
+            preprocess=preprocess,
+            skipped=skipped,
+        ),
         validation_size,
         train_limit,
         splits,
-        key,
-        preprocess=preprocess,
-        skipped=skipped,
     )
