@@ -293,7 +293,7 @@ def test_serve_a_run_imports_no_tensorflow(trained_run):
         "    raise SystemExit(0)\n"
         "runner.bind = bind\n"
         "try:\n"
-        f"    runner.run_serve(__import__('pathlib').Path({str(trained_run)!r}), None, '127.0.0.1', 0, ServeSettings(), False, lines.append)\n"
+        f"    runner.run_serve(runner.ServePlan(__import__('pathlib').Path({str(trained_run)!r}), None, '127.0.0.1', 0, ServeSettings()), lines.append)\n"
         "except SystemExit:\n"
         "    pass\n"
         "print('tensorflow' in sys.modules, lines)\n"

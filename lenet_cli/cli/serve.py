@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import click
 
 from lenet_cli.cli.options import (
@@ -122,7 +120,7 @@ def serve(
       lenet serve models/lenet/1 --workers 2       # a SavedModel in TF Serving's layout, two processes
       curl -F file=@digit.png http://127.0.0.1:8000/predict
     """
-    from lenet_cli.serve.runner import run_serve
+    from lenet_cli.serve.runner import ServePlan, run_serve
     from lenet_cli.serve.workers import run_workers
 
     settings = ServeSettings(
@@ -137,16 +135,6 @@ def serve(
         min_confidence=min_confidence,
     )
     ctx = click.get_current_context()
-    serve_with = run_serve if workers == 1 else functools.partial(run_workers, workers=workers)
-    ctx.exit(
-        serve_with(
-            pick_model(model, model_option),
-            runs_dir,
-            host,
-            port,
-            settings,
-            access_log,
-            lambda line: click.echo(line, err=True),
-            engine,
-        )
-    )
+    plan = ServePlan(pick_model(model, model_option), runs_dir, host, port, settings, access_log, engine, workers)
+    serve_with = run_serve if workers == 1 else run_workers
+    ctx.exit(serve_with(plan, lambda line: click.echo(line, err=True)))

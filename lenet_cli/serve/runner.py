@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -124,22 +125,38 @@ def served_model(model: Path | str | None, runs_dir: Path | None, settings: Serv
     return ServedModel(ref, settings.preprocess, engine)
 
 
-def run_serve(
-    model: Path | str | None,
-    runs_dir: Path | None,
-    host: str,
-    port: int,
-    settings: ServeSettings,
-    access_log: bool,
-    say,
-    engine: str = "auto",
-    worker: WorkerLink | None = None,
-) -> int:
-    """Serve ``model`` until interrupted; return the exit code (0 after a graceful drain).
+@dataclass(frozen=True)
+class ServePlan:
+    """What ``lenet serve`` serves, where and how: one object for a single server and for ``--workers``' supervisor.
+
+    Attributes:
+        model: A run, a run's name, a model file or a built-in model's name (None: the latest run, else the built-in one).
+        runs_dir: The runs folder that names and the latest run are looked up in.
+        host: The address to listen on.
+        port: The port (0 picks a free one).
+        settings: Batching, limits, preprocessing and answers (:class:`~lenet_cli.core.serve_settings.ServeSettings`).
+        access_log: Log every request on stderr.
+        engine: Which of a run's models answers: ``auto`` (its TensorFlow-free ``model.tflite`` when checked OK) or
+            ``keras``.
+        workers: Processes answering on the one port (:mod:`lenet_cli.serve.workers` when more than one).
+    """
+
+    model: Path | str | None
+    runs_dir: Path | None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    settings: ServeSettings = ServeSettings()
+    access_log: bool = False
+    engine: str = "auto"
+    workers: int = 1
+
+
+def run_serve(plan: ServePlan, say, worker: WorkerLink | None = None) -> int:
+    """Serve ``plan.model`` in this process until interrupted; return the exit code (0 after a graceful drain).
 
     Args:
+        plan: The model, the address and the settings.
         say: Prints a line for people (on stderr).
-        engine: Which of a run's models answers: ``auto`` (its TensorFlow-free ``model.tflite`` when checked OK) or ``keras``.
         worker: Set in one of ``lenet serve --workers``'s processes (:mod:`lenet_cli.serve.workers`): its socket and its
             pipes to the supervisor.
     """
@@ -148,10 +165,10 @@ def run_serve(
 
     from lenet_cli.serve.app import create_app
 
-    predictor = served_model(model, runs_dir, settings, engine, say)
+    predictor = served_model(plan.model, plan.runs_dir, plan.settings, plan.engine, say)
     predictor.load(log=say)  # here, so a model that cannot load is a one-line error before anything listens
-    app = create_app(predictor, settings, worker.index if worker else 1)
-    sock = worker.listening_socket() if worker else bind(host, port)
+    app = create_app(predictor, plan.settings, worker.index if worker else 1)
+    sock = worker.listening_socket() if worker else bind(plan.host, plan.port)
     url = url_of(sock)
 
     class GracefulServer(uvicorn.Server):
@@ -176,8 +193,8 @@ def run_serve(
 
     config = uvicorn.Config(
         app,
-        log_config=log_config(access_log),
-        access_log=access_log,
+        log_config=log_config(plan.access_log),
+        access_log=plan.access_log,
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         server_header=False,

@@ -32,10 +32,13 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lenet_cli.core.errors import LenetError
 from lenet_cli.core.serve_settings import ServeSettings
+
+if TYPE_CHECKING:
+    from lenet_cli.serve.runner import ServePlan
 
 WORKER_ENV = "LENET_SERVE_WORKER"
 # a worker loading a Keras model on a busy machine takes seconds; this is the bound for a wedged one
@@ -86,7 +89,7 @@ class WorkerLink:
 def worker_main() -> int:
     """A worker's process: serve as ``lenet serve`` does, on the inherited socket, and report to the supervisor."""
     from lenet_cli.core.tensorflow_env import prepare_tensorflow_env
-    from lenet_cli.serve.runner import run_serve
+    from lenet_cli.serve.runner import ServePlan, run_serve
 
     prepare_tensorflow_env()
     spec = json.loads(os.environ[WORKER_ENV])
@@ -96,18 +99,9 @@ def worker_main() -> int:
         if link.index == 1:
             print(line, file=sys.stderr, flush=True)
 
+    plan = ServePlan(**{**spec["plan"], "settings": ServeSettings(**spec["plan"]["settings"]), "port": 0})
     try:
-        return run_serve(
-            spec["model"],
-            spec["runs_dir"],
-            spec["host"],
-            0,
-            ServeSettings(**spec["settings"]),
-            spec["access_log"],
-            say,
-            spec["engine"],
-            worker=link,
-        )
+        return run_serve(plan, say, worker=link)
     except LenetError as exc:
         link.failed(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
         return exc.exit_code
@@ -121,18 +115,8 @@ class WorkerFailed(LenetError):
         self.exit_code = exit_code
 
 
-def run_workers(
-    model: Path | str | None,
-    runs_dir: Path | None,
-    host: str,
-    port: int,
-    settings: ServeSettings,
-    access_log: bool,
-    say,
-    engine: str,
-    workers: int,
-) -> int:
-    """Supervise ``workers`` processes serving ``model`` on one port; return the exit code (0 after a graceful drain).
+def run_workers(plan: ServePlan, say) -> int:
+    """Supervise ``plan.workers`` processes serving ``plan.model`` on one port; return the exit code (0 after a graceful drain).
 
     The supervisor resolves the model once (a missing one is refused before anything starts) and loads none; every
     worker loads that same file, whatever the runs folder's latest run becomes meanwhile.
@@ -140,14 +124,12 @@ def run_workers(
     Raises:
         LenetError: the model cannot be found, the port cannot be bound, or a worker failed before it was ready (its own message).
     """
-    from lenet_cli.serve.metrics import MULTIPROCESS_ENV
     from lenet_cli.serve.runner import STOP_SIGNALS, bind, require_serve_extra, served_model, stop_on_signals, url_of
 
     require_serve_extra()
-    predictor = served_model(model, runs_dir, settings, engine, say)
-    ref = predictor.ref
-    model = ref.builtin or str(ref.run_dir or ref.model_path)
-    sock = bind(host, port)
+    ref = served_model(plan.model, plan.runs_dir, plan.settings, plan.engine, say).ref
+    plan = dataclasses.replace(plan, model=ref.builtin or str(ref.run_dir or ref.model_path))
+    sock = bind(plan.host, plan.port)
     url = url_of(sock)
     metrics_dir = tempfile.mkdtemp(prefix="lenet-serve-metrics-")
     ready_r, ready_w = os.pipe()
@@ -164,32 +146,15 @@ def run_workers(
 
     try:
         with stop_on_signals(on_signal):
-            for index in range(1, workers + 1):
-                link = WorkerLink(index, workers, sock.fileno(), ready_w, lifeline_r)
-                spec = {
-                    "model": model,
-                    "runs_dir": None if runs_dir is None else str(runs_dir),
-                    "host": host,
-                    "access_log": access_log,
-                    "engine": engine,
-                    "settings": dataclasses.asdict(settings),
-                    "link": dataclasses.asdict(link),
-                }
-                env = {**os.environ, WORKER_ENV: json.dumps(spec), MULTIPROCESS_ENV: metrics_dir}
-                procs.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "lenet_cli.serve.workers"],
-                        env=env,
-                        pass_fds=(sock.fileno(), ready_w, lifeline_r),
-                        stdin=subprocess.DEVNULL,
-                    )
-                )
+            for index in range(1, plan.workers + 1):
+                link = WorkerLink(index, plan.workers, sock.fileno(), ready_w, lifeline_r)
+                procs.append(_start_worker(plan, link, metrics_dir))
             os.close(ready_w)
             os.close(lifeline_r)
             sock.close()  # the workers hold it
             first_line = _wait_until_ready(ready_r, procs, stop_signal)
             if first_line is not None:
-                say(first_line.replace(f" at {url} ", f" at {url} with {workers} workers ", 1))
+                say(first_line.replace(f" at {url} ", f" at {url} with {plan.workers} workers ", 1))
             unexpected = _wait_for_exit(procs, stop_signal)
     finally:
         for fd in (ready_r, lifeline_w):
@@ -203,6 +168,22 @@ def run_workers(
         say(f"Stopped on {signal.Signals(stop_signal[0]).name} after draining the requests in flight")
     sys.stderr.flush()
     return 0
+
+
+def _start_worker(plan: ServePlan, link: WorkerLink, metrics_dir: str) -> subprocess.Popen:
+    """One worker: a fresh interpreter that inherits the socket and the pipes, its plan and link in :data:`WORKER_ENV`."""
+    from lenet_cli.serve.metrics import MULTIPROCESS_ENV
+
+    fields = dataclasses.asdict(plan)
+    fields["runs_dir"] = None if plan.runs_dir is None else str(plan.runs_dir)
+    spec = {"plan": fields, "link": dataclasses.asdict(link)}
+    env = {**os.environ, WORKER_ENV: json.dumps(spec), MULTIPROCESS_ENV: metrics_dir}
+    return subprocess.Popen(
+        [sys.executable, "-m", "lenet_cli.serve.workers"],
+        env=env,
+        pass_fds=(link.listen_fd, link.ready_fd, link.lifeline_fd),
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _wait_until_ready(ready_r: int, procs: list[subprocess.Popen], stop_signal: list[int]) -> str | None:
