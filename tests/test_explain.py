@@ -628,8 +628,8 @@ def test_many_inputs_draw_sheets_in_workers_in_order(trained_run, tmp_path):
 def test_sheet_writer_draws_here_when_its_workers_die(tmp_path, monkeypatch):
     from concurrent.futures.process import BrokenProcessPool
 
+    from lenet_cli.core.prediction import Explanation
     from lenet_cli.engine import explain_sheets as E
-    from lenet_cli.engine.explain import Explanation
 
     drawn = []
     monkeypatch.setattr(E, "render_sheet_file", lambda content, path: drawn.append(path))

@@ -16,7 +16,7 @@ from lenet_cli.cli.options import (
 )
 
 if TYPE_CHECKING:  # types only: the explain engine loads when the command runs
-    from lenet_cli.engine.explain import Explanation
+    from lenet_cli.core.prediction import Explanation
 
 
 def run_explain(request, output_format: str) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import numpy as np
 from lenet_cli.core import checks
 from lenet_cli.core.config import DEFAULT_TOP_K, ENGINES
 from lenet_cli.core.errors import BadValue, LenetError, ModelError
+from lenet_cli.core.prediction import Explanation
 from lenet_cli.engine.context import PictureRequest
 from lenet_cli.engine.explain_sheets import PARALLEL_SHEETS_MIN, SheetWriter, sheet_content, sheet_name
 from lenet_cli.model import attribution as A
@@ -35,61 +36,6 @@ DISPLAY_MAX_SIDE = 320
 
 EXPLAIN_BATCH = 32
 """Images per batch: 32 x 51 Integrated Gradients points, or 32 x 626 occluded copies, per round."""
-
-
-@dataclass
-class Explanation:
-    """One input's explanation (``error`` set and the rest empty when it failed)."""
-
-    path: str
-    label: str | None = None
-    index: int | None = None
-    confidence: float | None = None
-    top_k: list[dict] = field(default_factory=list)
-    method: str | None = None
-    target: dict | None = None
-    attribution: np.ndarray | None = field(default=None, repr=False)
-    completeness_gap: float | None = None
-    logit_difference: float | None = None
-    steps_used: int | None = None
-    attribution_reliable: bool | None = None  # Integrated Gradients: the gap within the limit (None for occlusion)
-    sheet: str | None = None
-    error: str | None = None
-    # for the sheet only
-    original: np.ndarray | None = field(default=None, repr=False)
-    original_size: tuple[int, int] | None = None  # (width, height) of the file; ``original`` may be a thumbnail
-    network_input: np.ndarray | None = field(default=None, repr=False)
-    probabilities: np.ndarray | None = field(default=None, repr=False)
-    conv_1_maps: np.ndarray | None = field(default=None, repr=False)
-    conv_2_maps: np.ndarray | None = field(default=None, repr=False)
-
-    def release_pictures(self) -> None:
-        """Drop the arrays only the sheet needs (feature maps weigh ~66 KB per image)."""
-        self.original = self.original_size = self.network_input = self.probabilities = self.conv_1_maps = (
-            self.conv_2_maps
-        ) = None
-
-    def to_dict(self, decimals: int = 6) -> dict:
-        """The JSON record: the prediction, the method, the 28x28 map (rounded), the gap and its verdict, the sheet's path."""
-        attribution = None
-        if self.attribution is not None:
-            attribution = np.round(self.attribution.astype(np.float64), decimals).tolist()
-        return {
-            "path": self.path,
-            "label": self.label,
-            "index": self.index,
-            "confidence": self.confidence,
-            "top_k": self.top_k,
-            "method": self.method,
-            "target": self.target,
-            "attribution": attribution,
-            "completeness_gap": self.completeness_gap,
-            "logit_difference": self.logit_difference,
-            "steps_used": self.steps_used,
-            "attribution_reliable": self.attribution_reliable,
-            "sheet": self.sheet,
-            "error": self.error,
-        }
 
 
 @dataclass

@@ -10,12 +10,21 @@ from __future__ import annotations
 import os
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from lenet_cli.core.prediction import Explanation
 from lenet_cli.store.runs import FAST_MODEL_FILE
 
-if TYPE_CHECKING:  # types only: explain imports this module to write its sheets
-    from lenet_cli.engine.explain import Explainer, Explanation
+
+class Explainer(Protocol):
+    """What a sheet reads from the explainer that made its explanation (:class:`lenet_cli.engine.explain.Explainer`)."""
+
+    loaded: Any  # the loaded model: its format, path and run config say why a sheet lacks feature maps
+    class_names: list[str]
+    gap_limit: float
+    filters: Any  # conv_1's kernels, or None without a Keras model
+
+    def detail(self, steps_used: int | None = None) -> str: ...
 
 
 def sheet_name(item_name: str, taken: set[str]) -> str:
