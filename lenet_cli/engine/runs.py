@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lenet_cli.core.errors import BadValue, LenetError
+from lenet_cli.core.errors import BadValue, RunError
 from lenet_cli.store import runs
 from lenet_cli.store.run_tags import TAG_KEY, read_tags
 
@@ -226,7 +226,7 @@ def find_run(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None) 
     """A run given as a path, or as a name under the runs root.
 
     Raises:
-        LenetError: neither names a run directory.
+        RunError: neither names a run directory.
     """
     path = Path(run)
     root = runs.runs_root(runs_dir)
@@ -236,8 +236,8 @@ def find_run(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None) 
         if candidate.is_dir() and any((candidate / marker).exists() for marker in RUN_MARKERS):
             return candidate
     if path.is_dir() or (root / path).is_dir():
-        raise LenetError(f"{str(run)!r} is not a run directory: it holds none of {', '.join(RUN_MARKERS)}")
-    raise LenetError(
+        raise RunError(f"{str(run)!r} is not a run directory: it holds none of {', '.join(RUN_MARKERS)}")
+    raise RunError(
         f"no run {str(run)!r}: it does not exist as a folder, nor as a run under {str(root)!r}; `lenet runs` lists them"
     )
 
