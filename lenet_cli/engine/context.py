@@ -158,6 +158,8 @@ class PictureRequest:
         checks.one_of("invert", self.invert, INVERT_MODES)
         if self.top_k is not None:
             checks.whole_at_least("top_k", self.top_k, 1)
+        if self.files_from is not None and self.files_from != "-" and not Path(self.files_from).is_file():
+            raise BadValue("files_from", f"{str(self.files_from)!r} is not a file (a list of input paths, one a line)")
 
 
 def export_command(run_dir: Path) -> str:
