@@ -1,4 +1,4 @@
-"""Rank 4, the command line: Click commands that parse, call :mod:`lenet_cli.api`, and present the result.
+"""Rank 7, the command line: Click commands that parse, call :mod:`lenet_cli.api`, and present the result.
 
 ``lenet = "lenet_cli.cli:main"`` is the console script.
 """
