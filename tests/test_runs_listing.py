@@ -17,6 +17,8 @@ from click.testing import CliRunner
 from lenet_cli.cli import cli
 from lenet_cli.store import runs
 
+MODEL_BYTES = 1000  # a fake model.keras: its size is all lenet runs reads
+
 
 def make_run(
     root: Path,
@@ -27,7 +29,6 @@ def make_run(
     finished: bool = True,
     dataset: str = "mnist",
     learning_rate: float = 1e-3,
-    model_bytes: int = 1000,
     mtime: float | None = None,
 ) -> Path:
     """A fake run directory with the files ``lenet train`` writes (the model is just bytes)."""
@@ -39,7 +40,7 @@ def make_run(
     history = [{"epoch": k + 1, "val_accuracy": 0.9 + k / 100, "epoch_seconds": 10.0} for k in range(completed)]
     (run / "history.json").write_text(json.dumps(history))
     if finished:
-        (run / "model.keras").write_bytes(b"k" * model_bytes)
+        (run / "model.keras").write_bytes(b"k" * MODEL_BYTES)
         (run / "metrics.json").write_text(
             json.dumps({"dataset": dataset, "test_accuracy": 0.9931, "val_accuracy": 0.993, "train_seconds": 352.5})
         )
