@@ -281,14 +281,17 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
-def verify_export(path: Path, fmt: str, quantize: str, reference: _Reference) -> dict[str, float]:
-    """Load ``path`` in its own runtime and compare it with the Keras model.
+def verify_export(path: Path, fmt: str, quantize: str, reference: _Reference, metadata: dict) -> dict[str, float]:
+    """Load ``path`` in its own runtime and compare it with the Keras model, each answering as its recipe says.
+
+    ``metadata`` is what the export will carry: the file is checked before its sidecar exists, and wherever it
+    is written (a run's folder holds a config.json that would say it; another folder does not).
 
     Raises:
         LenetError: the export disagrees with the Keras model beyond the bounds.
     """
     started = time.perf_counter()
-    loaded = open_model(runs.ModelRef(path, None))
+    loaded = open_model(runs.ModelRef(path, None), metadata=metadata)
     loaded.predict(reference.images[:1])
     load_seconds = time.perf_counter() - started
     probabilities = loaded.predict(reference.images)
@@ -355,7 +358,7 @@ def _write_one(
         if reference is not None:
             if log:
                 log(f"verifying {fmt} on {len(reference.labels):,} {reference.split} images")
-            numbers = verify_export(tmp, fmt, quantize, reference)
+            numbers = verify_export(tmp, fmt, quantize, reference, target.metadata)
             result.verified_on = len(reference.labels)
             result.max_abs_diff = numbers["max_abs_diff"]
             result.argmax_agreement = numbers["argmax_agreement"]

@@ -156,10 +156,13 @@ def read_metadata(ref: ModelRef) -> dict[str, Any]:
     return _metadata_from({}, None)
 
 
-def open_model(ref: ModelRef, batch_size: int = INFERENCE_BATCH_SIZE) -> LoadedModel:
+def open_model(
+    ref: ModelRef, batch_size: int = INFERENCE_BATCH_SIZE, metadata: dict[str, Any] | None = None
+) -> LoadedModel:
     """Load the model ``ref`` points at, in the runtime its format names (:data:`lenet_cli.runtimes.formats.FORMATS`).
 
-    ``.onnx`` and ``.tflite`` models load without importing TensorFlow.
+    ``.onnx`` and ``.tflite`` models load without importing TensorFlow. ``metadata`` (an export's, before it is
+    written beside the file) replaces what :func:`read_metadata` would find.
 
     Raises:
         LenetError: unknown format, unreadable or unsafe file, a missing extra.
@@ -170,7 +173,7 @@ def open_model(ref: ModelRef, batch_size: int = INFERENCE_BATCH_SIZE) -> LoadedM
         raise ModelError(
             f"{str(path)!r}: unsupported model format; pass a run directory, a .keras, .onnx or .tflite file or a SavedModel directory"
         )
-    meta = read_metadata(ref)
+    meta = read_metadata(ref) if metadata is None else _metadata_from(metadata, "given")
     opened = FORMATS[fmt].reader(path, batch_size)
     predict, logits = opened.predict, opened.logits
     if answers_mirror_averaged(meta):
