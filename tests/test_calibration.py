@@ -136,10 +136,9 @@ def test_training_never_folds_a_temperature_that_is_not_kept():
         def get_layer(self, name):
             raise AssertionError("a temperature that is not kept must not be folded into the model")
 
+    one_view = SimpleNamespace(logits=lambda images: logits)
     session = SimpleNamespace(
-        cfg=SimpleNamespace(calibrate=True, freeze=()),
-        predictor=SimpleNamespace(logits=lambda images: logits),
-        shipped=Untouchable(),
+        cfg=SimpleNamespace(calibrate=True, freeze=()), predictor=one_view, one_view=one_view, shipped=Untouchable()
     )
     block = _calibrate(session, Split(np.zeros((1000, 28, 28), np.uint8), labels.astype(np.uint8)))
     assert block["kept"] is False and block["temperature"] is None

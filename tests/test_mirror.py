@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,3 +111,22 @@ def test_a_flipping_recipe_trains_scores_and_ships_a_checked_fast_model(syntheti
     test, _ = load_split("mnist", "test", synthetic_data_dir)
     model = open_model(ModelRef(run / MODEL_FILE, run))
     assert metrics["test_accuracy"] == pytest.approx((model.predict(test.images).argmax(1) == test.labels).mean())
+
+
+def test_an_export_of_a_flipping_recipe_verifies_and_answers_averaged_anywhere(
+    trained_run, tmp_path, synthetic_data_dir
+):
+    run = _with_recipe_flag(trained_run, tmp_path / "run", True)
+    target = tmp_path / "elsewhere" / "model.tflite"  # no config.json beside it: only the export's own metadata
+    argv = ["export", str(run), "--to", "litert", "--output", str(target), "--data-dir", str(synthetic_data_dir)]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 0, result.output
+    assert json.loads(Path(str(target) + SIDECAR_SUFFIX).read_text())["run_config"]["test_time_flip"] is True
+    from lenet_cli.data.loader import load_split
+
+    images = load_split("mnist", "test", synthetic_data_dir)[0].images[:64]
+    np.testing.assert_allclose(
+        open_model(ModelRef(target, None)).predict(images),
+        open_model(ModelRef(run / MODEL_FILE, run)).predict(images),
+        atol=1e-5,
+    )
