@@ -70,6 +70,7 @@ RECIPE_KEYS = (
     "train_limit",
     "freeze",
     "init_from",
+    "test_time_flip",
 )
 
 

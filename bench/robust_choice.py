@@ -14,8 +14,8 @@ run directories). The rule, decided before the searches it judges:
 
 The test split is never read here. For Fashion-MNIST each run also counts
 as a second candidate, ``<name>+flip``: the same weights answering the mean
-of the picture and its mirror image (test-time flip averaging), measured
-the same way.
+of the picture and its mirror image (test-time flip averaging,
+``lenet_cli.core.mirror``), measured the same way.
 """
 
 from __future__ import annotations
@@ -35,15 +35,6 @@ KINDS_SEED = 20261207  # the renderings' seed: every candidate reads the same pi
 RUN_NAME = re.compile(r"^(?P<dataset>[a-z]+)-(?P<candidate>.+)-seed(?P<seed>\d+)$")
 
 
-def flip_averaged(predict):
-    """``predict`` answering the mean of each image and its mirror image (clothing is symmetric; digits are not)."""
-
-    def both(inputs):
-        return (predict(inputs) + predict(inputs[:, :, ::-1, ...])) / 2.0
-
-    return both
-
-
 def score_run(run_dir: Path, dataset: str, count: int) -> dict[str, dict]:
     """For the run's model as it is (``plain``) and, for Fashion-MNIST, flip-averaged (``flip``): the accuracy on the
     whole validation split and on ``count`` validation renderings of each robust kind (the same pictures for both).
@@ -54,6 +45,7 @@ def score_run(run_dir: Path, dataset: str, count: int) -> dict[str, dict]:
 
     from bench.common import data_dir, validation_size_of
     from bench.picture_kinds import render_set
+    from lenet_cli.core.mirror import MirrorAveraged
     from lenet_cli.data.dataset import CLASS_NAMES
     from lenet_cli.data.loader import load_split
     from lenet_cli.data.picture_inputs import expand_inputs
@@ -73,9 +65,10 @@ def score_run(run_dir: Path, dataset: str, count: int) -> dict[str, dict]:
         held_out.images[:count],
         held_out.labels[:count].astype(int),
     )  # the renderings' originals, as bench.picture_kinds
-    predictors = {"plain": loaded.predict}
+    one_view = getattr(loaded.predict_fn, "one_view", loaded.predict_fn)  # a run whose recipe flips: its single view
+    predictors = {"plain": one_view}
     if dataset == "fashion":
-        predictors["flip"] = flip_averaged(loaded.predict)
+        predictors["flip"] = MirrorAveraged(one_view)
     scores = {
         name: {
             "val_accuracy": float((predict(held_out.images).argmax(1) == held_out.labels.astype(int)).mean()),
