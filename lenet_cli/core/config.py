@@ -104,7 +104,7 @@ TUNE_PRUNERS = (
     "median",
     "hyperband",
     "none",
-)  # lenet_cli/engine/tune.py: stop a trial whose validation accuracy trails, or never
+)  # lenet_cli/engine/tune/study.py: stop a trial whose validation accuracy trails, or never
 
 # --- Shared defaults ------------------------------------------------------------
 VALIDATION_SIZE = 5000  # the first N training images are held out, as TensorFlow's MNIST feeder did
