@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lenet_cli.store.atomic import write_json_atomic
-from lenet_cli.store.runs import read_json_or_none
+from lenet_cli.store.run_files import read_json_or_none
 
 TAGS_FILE = "tags.json"
 TAG_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,63}$")
