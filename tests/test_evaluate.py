@@ -175,7 +175,7 @@ def test_min_accuracy_gate(trained_run, synthetic_data_dir):
 
 
 def test_images_are_written(trained_run, synthetic_data_dir, tmp_path):
-    from lenet_cli.viz.plots import CONFUSION_PNG_SIZE
+    from lenet_cli.viz.confusion import CONFUSION_PNG_SIZE
 
     cm, gallery = tmp_path / "cm.png", tmp_path / "mistakes.png"
     result = _evaluate(

@@ -8,16 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lenet_cli.viz.plots import (
+from lenet_cli.viz.confusion import (
     CONFUSION_PNG_SIZE,
-    GALLERY_CELL_SIZE,
-    png_bytes_from_array,
     render_confusion_matrix,
     render_confusion_matrix_png,
-    render_gallery_png,
     row_normalize,
-    tile_images,
 )
+from lenet_cli.viz.gallery import GALLERY_CELL_SIZE, render_gallery_png
+from lenet_cli.viz.pixels import png_bytes_from_array, tile_images
 
 # Dominant diagonal, one heavy off-diagonal cell (true 1 -> predicted 2), one empty row.
 # Row sums differ (1000, 40, 100, 0) so colouring by raw counts would fail the test.
@@ -159,10 +157,10 @@ def test_png_bytes_from_array_modes_and_values():
 def test_modules_stay_light_and_avoid_pyplot():
     code = (
         "import sys\n"
-        "import lenet_cli.core.metrics, lenet_cli.viz.plots\n"
+        "import lenet_cli.core.metrics, lenet_cli.viz.confusion, lenet_cli.viz.gallery, lenet_cli.viz.reliability\n"
         "heavy = [m for m in ('matplotlib', 'tensorflow', 'keras', 'click') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
-        "lenet_cli.viz.plots.render_confusion_matrix_png([[1, 0], [0, 1]], ['a', 'b'], 't')\n"
+        "lenet_cli.viz.confusion.render_confusion_matrix_png([[1, 0], [0, 1]], ['a', 'b'], 't')\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -177,7 +175,7 @@ def _bins(rows):
 
 
 def test_reliability_bins_and_count_labels():
-    from lenet_cli.viz.plots import count_label, reliability_bins
+    from lenet_cli.viz.reliability import count_label, reliability_bins
 
     assert [count_label(n) for n in (1, 12, 999, 1000, 4533, 9949, 9950, 12345)] == [
         "1",
@@ -197,7 +195,7 @@ def test_reliability_bins_and_count_labels():
 def test_reliability_diagram_shows_every_count_and_every_colour_is_in_the_legend():
     from matplotlib.colors import to_hex
 
-    from lenet_cli.viz.plots import (
+    from lenet_cli.viz.reliability import (
         RELIABILITY_PNG_SIZE,
         build_reliability_figure,
         reliability_bins,

@@ -210,7 +210,7 @@ def test_expected_calibration_error_by_hand():
 def test_evaluate_reports_calibration_and_draws_the_diagram(trained_run, synthetic_data_dir, tmp_path):
     from PIL import Image
 
-    from lenet_cli.viz.plots import RELIABILITY_PNG_SIZE
+    from lenet_cli.viz.reliability import RELIABILITY_PNG_SIZE
 
     png = tmp_path / "reliability.png"
     result = CliRunner().invoke(

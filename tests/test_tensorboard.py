@@ -74,7 +74,7 @@ def _images(acc, tag):
 
 
 def test_confusion_matrix_image_each_epoch_is_a_png_of_the_expected_size(logs, trained_run):
-    from lenet_cli.viz.plots import CONFUSION_PNG_SIZE
+    from lenet_cli.viz.confusion import CONFUSION_PNG_SIZE
 
     epochs = len(json.loads((trained_run / "history.json").read_text()))
     images = _images(logs["validation"], "confusion_matrix")

@@ -248,21 +248,21 @@ def evaluate(request: EvaluateRequest, log: Callable[[str], None] | None = None)
     written: dict[str, Path] = {}
     title = f"{context.dataset} {request.split}"
     if request.confusion_png is not None:
-        from lenet_cli.viz.plots import render_confusion_matrix_png
+        from lenet_cli.viz.confusion import render_confusion_matrix_png
 
         png = render_confusion_matrix_png(
             np.array(report["confusion_matrix"]), report["class_names"], f"{title}: accuracy {report['accuracy']:.4f}"
         )
         written["confusion"] = write_bytes_atomic(request.confusion_png, png)
     if request.reliability_png is not None:
-        from lenet_cli.viz.plots import render_reliability_png
+        from lenet_cli.viz.reliability import render_reliability_png
 
         png = render_reliability_png(
             report["calibration_bins"], report["expected_calibration_error"], f"{title}: reliability"
         )
         written["reliability"] = write_bytes_atomic(request.reliability_png, png)
     if request.misclassified_png is not None:
-        from lenet_cli.viz.plots import render_gallery_png
+        from lenet_cli.viz.gallery import render_gallery_png
 
         idx = most_confident_mistakes(result.labels, result.probabilities, request.misclassified_count)
         names = report["class_names"]

@@ -67,7 +67,8 @@ def _figures(run_dir: Path, data) -> dict[str, bytes]:
     from lenet_cli.core.metrics import classification_report
     from lenet_cli.model.inference import KerasPredictor
     from lenet_cli.model.network import load_model_file
-    from lenet_cli.viz.plots import render_confusion_matrix_png, render_reliability_png
+    from lenet_cli.viz.confusion import render_confusion_matrix_png
+    from lenet_cli.viz.reliability import render_reliability_png
 
     split_name = "test" if data.test is not None and len(data.test) else "validation"
     split = data.split(split_name)

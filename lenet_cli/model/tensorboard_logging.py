@@ -125,7 +125,7 @@ class ConfusionMatrixImage(_LazyWriterCallback):
         if len(self.labels) == 0:
             return
         from lenet_cli.core.metrics import confusion_matrix
-        from lenet_cli.viz.plots import render_confusion_matrix_png
+        from lenet_cli.viz.confusion import render_confusion_matrix_png
 
         predicted = self._predict()
         matrix = confusion_matrix(self.labels, predicted, len(self.class_names))
@@ -171,7 +171,7 @@ class InputAndFilterImages(_LazyWriterCallback):
             tf.summary.image(tag, grid[None, :, :, None].astype(np.float32), step=step)
 
     def on_epoch_begin(self, epoch, logs=None):
-        from lenet_cli.viz.plots import tile_images
+        from lenet_cli.viz.pixels import tile_images
 
         if epoch == 0 and len(self.sample_images):
             from lenet_cli.core.inputs import as_model_input
@@ -180,7 +180,7 @@ class InputAndFilterImages(_LazyWriterCallback):
             self._log_grid("inputs", tile_images(images, normalize=False), 0, scale=2)
 
     def on_epoch_end(self, epoch, logs=None):
-        from lenet_cli.viz.plots import tile_images
+        from lenet_cli.viz.pixels import tile_images
 
         kernel = keras.ops.convert_to_numpy(self.model.get_layer(self.layer_name).kernel)  # (h, w, in, out)
         filters = np.transpose(kernel[:, :, 0, :], (2, 0, 1))

@@ -1,7 +1,7 @@
 """``lenet benchmark --plot``: accuracy against batch-1 latency, one labelled point per format.
 
 The choice the plot serves is a trade: up and to the left is better. Each point's label carries the format's size
-on disk, the third thing a person weighs. Drawn as :mod:`lenet_cli.viz.plots` draws: a ``Figure`` with its own Agg
+on disk, the third thing a person weighs. Drawn as :mod:`lenet_cli.viz.pixels` says: a ``Figure`` with its own Agg
 canvas (no pyplot, no global state), encoded by Pillow.
 """
 
@@ -50,7 +50,7 @@ def render_benchmark_png(rows: Sequence[dict], title: str) -> bytes:
     from matplotlib.ticker import FuncFormatter, LogLocator
 
     from lenet_cli.core.units import human_size
-    from lenet_cli.viz.plots import png_bytes_from_array
+    from lenet_cli.viz.pixels import png_bytes_from_array
 
     figure = Figure(figsize=(BENCHMARK_PNG_SIZE[0] / 100, BENCHMARK_PNG_SIZE[1] / 100), dpi=100, layout="constrained")
     axes = figure.add_subplot()

@@ -1,6 +1,6 @@
 """Several runs' validation curves on one chart, for ``lenet runs compare --plot``.
 
-As in :mod:`lenet_cli.viz.plots`: a ``Figure`` with its own Agg canvas (no
+As in :mod:`lenet_cli.viz.pixels`: a ``Figure`` with its own Agg canvas (no
 pyplot, no global state), matplotlib imported only when a chart is drawn, and
 the PNG encoded from the canvas's pixels.
 """
@@ -27,7 +27,7 @@ def render_curves_png(
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    from lenet_cli.viz.plots import png_bytes_from_array
+    from lenet_cli.viz.pixels import png_bytes_from_array
 
     figure = Figure(figsize=(CURVES_PNG_SIZE[0] / 100, CURVES_PNG_SIZE[1] / 100), dpi=100, layout="constrained")
     canvas = FigureCanvasAgg(figure)

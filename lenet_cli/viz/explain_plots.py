@@ -6,7 +6,7 @@ them), the attribution map over the input (diverging colours centred at
 zero: red is evidence for the target class, blue against it), and, for a
 Keras model, the ``conv_1`` and ``conv_2`` feature maps for this input and the
 ``conv_1`` filters. A model without feature maps gets a one-row sheet: no
-empty panels. Matplotlib on its own Agg canvas, as in :mod:`lenet_cli.viz.plots`.
+empty panels. Matplotlib on its own Agg canvas, as in :mod:`lenet_cli.viz.pixels`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lenet_cli.viz.plots import png_bytes_from_array, tile_images
+from lenet_cli.viz.pixels import png_bytes_from_array, tile_images
 
 SHEET_DPI = 100
 SHEET_SIZE_INCHES = (15.0, 9.0)
