@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from lenet_cli.cli import cli
-from lenet_cli.core import tune_space
+from lenet_cli.core import train_recipe, tune_levers, tune_space
 from lenet_cli.core.errors import EXIT_MISSING_EXTRA, EXIT_STORAGE_LOST, BadValue
 
 optuna = pytest.importorskip("optuna", reason="lenet tune needs the tune extra: pip install 'lenet-cli[tune]'")
@@ -73,7 +73,7 @@ def test_the_levers_are_lenet_trains_options():
     options = {
         opt[2:]: p for p in train.params if isinstance(p, click.Option) for opt in p.opts if opt.startswith("--")
     }
-    for name, lever in tune_space.LEVERS.items():
+    for name, lever in tune_levers.LEVERS.items():
         param = options[name]
         assert param.name == lever.field, name
         kind = param.type
@@ -87,7 +87,7 @@ def test_the_levers_are_lenet_trains_options():
             lever.low_open,
             lever.high_open,
         ), name
-    for name in tune_space.RECIPE_OPTIONS:
+    for name in train_recipe.RECIPE_OPTIONS:
         assert name in options, f"the recipe's {name!r} is not a lenet train option"
 
 
@@ -177,7 +177,7 @@ def test_a_drawn_recipe_is_a_valid_training_config():
         "flip",
         12,
     )
-    assert tune_space.recipe_of(cfg)["ema"] == 0.999 and tune_space.recipe_of(cfg)["dataset"] == "fashion"
+    assert train_recipe.recipe_of(cfg)["ema"] == 0.999 and train_recipe.recipe_of(cfg)["dataset"] == "fashion"
 
 
 @pytest.mark.parametrize(

@@ -17,102 +17,28 @@ names and leaves the others::
 
 Pure data and checks: no Optuna here. :func:`suggest` asks any object with
 Optuna's ``suggest_float`` / ``suggest_int`` / ``suggest_categorical``.
+
+The levers themselves (:mod:`lenet_cli.core.tune_levers`) and the recipe a
+trial becomes (:mod:`lenet_cli.core.train_recipe`) have modules of their own.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
-import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from lenet_cli.core import config as C
 from lenet_cli.core.errors import BadValue
+from lenet_cli.core.train_recipe import read_recipe as read_recipe  # re-exported: cli/train.py imports it from here
+from lenet_cli.core.train_recipe import read_table_file
+from lenet_cli.core.train_recipe import unknown_recipe_key as unknown_recipe_key  # re-exported, as read_recipe
+from lenet_cli.core.tune_levers import LEVERS, Lever, option_name
 from lenet_cli.core.units import plural
-
-# --- The levers: lenet train's options a search may set --------------------------
-
-
-@dataclass(frozen=True)
-class Lever:
-    """One ``lenet train`` option a search may set, with the values that option accepts.
-
-    Attributes:
-        option: The option's long name without dashes (``learning-rate``), as ``lenet train --help`` spells it.
-        field: The :class:`~lenet_cli.core.config.TrainConfig` field (and Click parameter) it sets.
-        kind: ``int``, ``float`` or ``str``.
-        low, high: The option's bounds (None: unbounded); ``low_open`` / ``high_open`` exclude the bound itself.
-        choices: The only values a ``str`` option takes.
-    """
-
-    option: str
-    field: str
-    kind: type
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    choices: tuple[str, ...] = ()
-
-    def check(self, value: Any) -> Any:
-        """``value`` as this option's type.
-
-        Raises:
-            ValueError: a value ``lenet train --<option>`` would refuse.
-        """
-        if self.kind is str:
-            if not isinstance(value, str) or value not in self.choices:
-                raise ValueError(f"{self.option} takes one of {', '.join(self.choices)}; received: {value!r}")
-            return value
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or (self.kind is int and not float(value).is_integer())
-        ):
-            raise ValueError(
-                f"{self.option} takes {'an integer' if self.kind is int else 'a number'}; received: {value!r}"
-            )
-        number = int(value) if self.kind is int else float(value)
-        too_low = self.low is not None and (number < self.low or (self.low_open and number == self.low))
-        too_high = self.high is not None and (number > self.high or (self.high_open and number == self.high))
-        if too_low or too_high or (isinstance(number, float) and not math.isfinite(number)):
-            raise ValueError(f"{self.option} must be {self.bounds_text()}; received: {value!r}")
-        return number
-
-    def bounds_text(self) -> str:
-        low = "" if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
-        high = "" if self.high is None else f"{'<' if self.high_open else '<='} {self.high:g}"
-        return " and ".join(part for part in (low, high) if part) or "a number"
-
-
-LEVERS: dict[str, Lever] = {
-    lever.option: lever
-    for lever in (
-        Lever("epochs", "epochs", int, low=1),
-        Lever("batch-size", "batch_size", int, low=1),
-        Lever("optimizer", "optimizer", str, choices=C.OPTIMIZERS),
-        Lever("learning-rate", "learning_rate", float, low=0, low_open=True),
-        Lever("schedule", "schedule", str, choices=C.SCHEDULES),
-        Lever("warmup-epochs", "warmup_epochs", float, low=0),
-        Lever("l1", "l1", float, low=0),
-        Lever("weight-decay", "weight_decay", float, low=0),
-        Lever("dropout", "dropout", float, low=0, high=1, high_open=True),
-        Lever("dense-units", "dense_units", int, low=1),
-        Lever("augment", "augment", str, choices=C.AUGMENTATIONS),
-        Lever("ema", "ema_momentum", float, low=0, high=1, high_open=True),
-        Lever("label-smoothing", "label_smoothing", float, low=0, high=1, high_open=True),
-    )
-}
-"""Every option a space may name, keyed by its ``lenet train`` spelling (a test checks them against the command)."""
 
 WARMUP_SHARE = 0.2
 """The most of a trial's epochs its warm-up may take: a longer ramp leaves a short trial little training at the full rate."""
-
-RECIPE_OPTIONS = ("dataset", *LEVERS, "calibrate", "precision", "seed")
-"""The ``lenet train`` options a recipe file (``<study>-best.json``) sets: the dataset and the whole recipe."""
 
 # --- Ranges ------------------------------------------------------------------------
 
@@ -142,6 +68,8 @@ class Fixed:
 
 
 Param = Range | Choice | Fixed
+
+
 Space = dict[str, Param]  # lenet train option name -> what the search does with it
 
 
@@ -175,32 +103,6 @@ def default_space(dataset: str) -> Space:
 _SPEC_KEYS = {"low", "high", "log", "step", "choices", "value"}
 
 
-def read_table_file(path: str | os.PathLike, field: str) -> Any:
-    """The parsed content of a ``--space`` or ``--recipe`` file: TOML (``.toml``) or JSON (anything else).
-
-    Raises:
-        BadValue: the file cannot be read or parsed (``field`` names the request field it was given as).
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadValue(field, f"cannot read {str(path)!r}: {getattr(exc, 'strerror', None) or exc}") from None
-    if path.suffix.lower() == ".toml":
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            raise BadValue(field, f"{str(path)!r}: reading TOML needs Python 3.11; write it as JSON") from None
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise BadValue(field, f"{str(path)!r} is not valid TOML: {exc}") from None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise BadValue(field, f"{str(path)!r} is not valid JSON ({exc}); name it .toml if it is TOML") from None
-
-
 def read_space_file(path: str | os.PathLike) -> dict[str, Any]:
     """The raw table of a ``--space`` file: TOML (``.toml``) or JSON (anything else).
 
@@ -213,14 +115,6 @@ def read_space_file(path: str | os.PathLike) -> dict[str, Any]:
             "space", f'{str(path)!r} must be a table of options (e.g. {{"dropout": {{"low": 0.2, "high": 0.4}}}})'
         )
     return data
-
-
-def option_name(name: str) -> str:
-    """A space or recipe key as ``lenet train`` spells the option: ``learning_rate`` and ``ema_momentum`` are accepted too."""
-    for lever in LEVERS.values():
-        if name in (lever.option, lever.field):
-            return lever.option
-    return name
 
 
 def parse_param(name: str, spec: Any) -> Param:
@@ -429,39 +323,3 @@ def suggest(trial: Suggester, space: Space) -> dict[str, Any]:
 def config_overrides(values: dict[str, Any]) -> dict[str, Any]:
     """Option name -> value, as :func:`~lenet_cli.core.config.resolve_config`'s keyword arguments."""
     return {LEVERS[option].field: value for option, value in values.items()}
-
-
-def recipe_of(config: C.TrainConfig) -> dict[str, Any]:
-    """A run's recipe as ``lenet train`` options (:data:`RECIPE_OPTIONS`): what ``lenet train --recipe`` reads back."""
-    fields = {
-        "dataset": "dataset",
-        "calibrate": "calibrate",
-        "precision": "precision",
-        "seed": "seed",
-        **{option: lever.field for option, lever in LEVERS.items()},
-    }
-    return {option: getattr(config, fields[option]) for option in RECIPE_OPTIONS}
-
-
-def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
-    """A recipe file's options: the ``recipe`` table of ``lenet tune``'s ``<study>-best.json``, or a plain table of options,
-    in TOML (``.toml``: ``dropout = 0.3``) or JSON (``{"dropout": 0.3}``), as a space file may be.
-
-    Raises:
-        BadValue: the file cannot be read or parsed, or holds no table of options (field ``recipe``).
-    """
-    data = read_table_file(path, "recipe")
-    recipe = data.get("recipe", data) if isinstance(data, dict) else None
-    if not isinstance(recipe, dict):
-        raise BadValue(
-            "recipe",
-            f"{str(path)!r} holds no recipe: expected a table of lenet train options "
-            f'(TOML: dropout = 0.3; JSON: {{"dropout": 0.3}})',
-        )
-    return recipe
-
-
-def unknown_recipe_key(key: str, known: list[str]) -> str:
-    """The message for a recipe key that is no ``lenet train`` option, with the closest one when there is one."""
-    close = difflib.get_close_matches(key, known, n=1)
-    return f"sets {key!r}, which is not a lenet train option" + (f"; did you mean {close[0]!r}?" if close else "")

@@ -14,6 +14,7 @@ from typing import Any
 
 from lenet_cli.core import tune_space
 from lenet_cli.core.config import resolve_config
+from lenet_cli.core.train_recipe import recipe_of
 from lenet_cli.engine import tracking
 from lenet_cli.engine.tune.objective import drop
 from lenet_cli.engine.tune.records import TrialRecord, trial_records
@@ -105,7 +106,7 @@ def write_results(request: TuneRequest, opened: OpenStudy, best: TrialRecord, te
     path = tune_root(request.runs_dir) / f"{opened.name}{BEST_SUFFIX}"
     config_file = Path(best.run_dir) / runs.CONFIG_FILE
     if config_file.is_file():
-        recipe = tune_space.recipe_of(TrainConfig.load(config_file))
+        recipe = recipe_of(TrainConfig.load(config_file))
     else:  # the trial ran on another machine: its parameters over the defaults give the same recipe
         fixed = {
             o: p.value
@@ -115,7 +116,7 @@ def write_results(request: TuneRequest, opened: OpenStudy, best: TrialRecord, te
         cfg = resolve_config(
             request.dataset, **tune_space.config_overrides({**fixed, **best.params}), seed=request.seed
         )
-        recipe = tune_space.recipe_of(cfg)
+        recipe = recipe_of(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(
         path,

@@ -14,6 +14,7 @@ from typing import Any
 
 from lenet_cli.core import tune_space
 from lenet_cli.core.errors import BadValue
+from lenet_cli.core.tune_levers import LEVERS
 from lenet_cli.engine.tune.records import TrialRecord, trial_records
 from lenet_cli.engine.tune.request import (
     DEFAULT_TRIALS,
@@ -90,7 +91,7 @@ def _distribution(param: tune_space.Param, option: str):
     if isinstance(param, tune_space.Choice):
         return optuna.distributions.CategoricalDistribution(list(param.choices))
     assert isinstance(param, tune_space.Range)
-    if tune_space.LEVERS[option].kind is int:
+    if LEVERS[option].kind is int:
         return optuna.distributions.IntDistribution(
             int(param.low), int(param.high), log=param.log, step=int(param.step or 1)
         )
