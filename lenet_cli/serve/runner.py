@@ -28,7 +28,7 @@ from lenet_cli.core.errors import BadValue, LenetError, MissingExtra
 from lenet_cli.core.serve_settings import ServeSettings
 
 if TYPE_CHECKING:
-    from lenet_cli.serve.workers import WorkerLink
+    from lenet_cli.serve.worker_link import WorkerLink
 
 SERVE_EXTRA_HINT = "pip install 'lenet-cli[serve]'"
 SERVE_MODULES = ("fastapi", "uvicorn", "prometheus_client", "python_multipart", "fastapi_offline")

@@ -25,20 +25,25 @@ import os
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from lenet_cli.core.errors import LenetError
 from lenet_cli.core.serve_settings import ServeSettings
-
-if TYPE_CHECKING:
-    from lenet_cli.serve.runner import ServePlan
+from lenet_cli.serve.runner import (
+    GRACEFUL_SHUTDOWN_S,
+    STOP_SIGNALS,
+    ServePlan,
+    bind,
+    require_serve_extra,
+    run_serve,
+    served_model,
+    stop_on_signals,
+    url_of,
+)
+from lenet_cli.serve.worker_link import WorkerLink
 
 WORKER_ENV = "LENET_SERVE_WORKER"
 # a worker loading a Keras model on a busy machine takes seconds; this is the bound for a wedged one
@@ -47,49 +52,9 @@ START_TIMEOUT_S = 600
 DRAIN_MARGIN_S = 10
 
 
-@dataclass(frozen=True)
-class WorkerLink:
-    """What a worker knows of its supervisor: its number, the inherited socket, and the two pipes."""
-
-    index: int
-    count: int
-    listen_fd: int
-    ready_fd: int
-    lifeline_fd: int
-
-    def listening_socket(self) -> socket.socket:
-        return socket.socket(fileno=self.listen_fd)
-
-    def _tell(self, message: dict) -> None:
-        data = (json.dumps(message) + "\n").encode()[
-            : select.PIPE_BUF - 1
-        ]  # one write under PIPE_BUF: never interleaved with another worker's
-        with contextlib.suppress(OSError):
-            os.write(self.ready_fd, data if data.endswith(b"\n") else data + b"\n")
-
-    def ready(self, line: str) -> None:
-        """Tell the supervisor this worker listens with its model warm; ``line`` is what a single server would print."""
-        self._tell({"worker": self.index, "ready": line})
-
-    def failed(self, message: str, exit_code: int) -> None:
-        self._tell({"worker": self.index, "error": message, "exit_code": exit_code})
-
-    def stop_with_supervisor(self, stop) -> None:
-        """Call ``stop(SIGTERM, None)`` once the supervisor's end of the lifeline closes (it exited, however it died)."""
-
-        def watch() -> None:
-            with contextlib.suppress(OSError):
-                while os.read(self.lifeline_fd, 1):
-                    pass
-            stop(signal.SIGTERM, None)
-
-        threading.Thread(target=watch, name="lenet-supervisor-watch", daemon=True).start()
-
-
 def worker_main() -> int:
     """A worker's process: serve as ``lenet serve`` does, on the inherited socket, and report to the supervisor."""
     from lenet_cli.core.tensorflow_env import prepare_tensorflow_env
-    from lenet_cli.serve.runner import ServePlan, run_serve
 
     prepare_tensorflow_env()
     spec = json.loads(os.environ[WORKER_ENV])
@@ -124,8 +89,6 @@ def run_workers(plan: ServePlan, say) -> int:
     Raises:
         LenetError: the model cannot be found, the port cannot be bound, or a worker failed before it was ready (its own message).
     """
-    from lenet_cli.serve.runner import STOP_SIGNALS, bind, require_serve_extra, served_model, stop_on_signals, url_of
-
     require_serve_extra()
     ref = served_model(plan.model, plan.runs_dir, plan.settings, plan.engine, say).ref
     plan = dataclasses.replace(plan, model=ref.builtin or str(ref.run_dir or ref.model_path))
@@ -241,8 +204,6 @@ def _wait_for_exit(procs: list[subprocess.Popen], stop_signal: list[int]) -> str
 
 def _stop_all(procs: list[subprocess.Popen]) -> None:
     """Ask the workers still running to drain (SIGTERM), then kill any that outlast the drain limit."""
-    from lenet_cli.serve.runner import GRACEFUL_SHUTDOWN_S
-
     for proc in procs:
         if proc.poll() is None:
             with contextlib.suppress(OSError):
