@@ -260,7 +260,7 @@ def _train_run(tmp: Path, smoke: bool) -> tuple[Path, object]:
     """A 1-epoch MNIST run (synthetic data with ``smoke``) and its test images."""
     from lenet_cli.core.config import resolve_config
     from lenet_cli.data.loader import load_dataset
-    from lenet_cli.engine.trainer import train
+    from lenet_cli.engine.trainer import LoopPlan, train
 
     root = data_dir()
     if smoke:
@@ -273,7 +273,7 @@ def _train_run(tmp: Path, smoke: bool) -> tuple[Path, object]:
     data = load_dataset("mnist", root, **({"validation_size": 100} if smoke else {}))
     run = tmp / "fast-run"
     run.mkdir()
-    train(resolve_config("mnist", epochs=1), data, run, tensorboard=False, runs_dir=tmp / "train-runs")
+    train(LoopPlan(resolve_config("mnist", epochs=1), data, run, tensorboard=False, runs_dir=tmp / "train-runs"))
     return run, data.test.images
 
 

@@ -38,12 +38,12 @@ if policy:
     keras.mixed_precision.set_global_policy(policy)
 from lenet_cli.core.config import resolve_config
 from lenet_cli.data.loader import load_dataset
-from lenet_cli.engine.trainer import train
+from lenet_cli.engine.trainer import LoopPlan, train
 args = json.loads(sys.argv[1])
 data = load_dataset("mnist", args["data_dir"], train_limit=args["images"])
 cfg = resolve_config("mnist", epochs=2, batch_size=args.get("batch_size", 128))
 with tempfile.TemporaryDirectory() as d:
-    result = train(cfg, data, Path(d), tensorboard=False)
+    result = train(LoopPlan(cfg, data, Path(d), tensorboard=False))
 print(json.dumps({"images_per_second": result.history[-1]["images_per_second"], "val_accuracy": result.history[-1]["val_accuracy"]}))
 """
 

@@ -99,7 +99,7 @@ def bench_train(args, tmp):
 
 def bench_tensorboard(args, tmp):
     from lenet_cli.core.config import resolve_config
-    from lenet_cli.engine.trainer import train
+    from lenet_cli.engine.trainer import LoopPlan, train
 
     data, _ = _dataset("mnist", args.smoke, tmp)
     seconds = {}
@@ -107,7 +107,7 @@ def bench_tensorboard(args, tmp):
         cfg = resolve_config("mnist", epochs=1)
         with tempfile.TemporaryDirectory() as run_dir:
             started = time.perf_counter()
-            train(cfg, data, Path(run_dir), tensorboard=tensorboard)
+            train(LoopPlan(cfg, data, Path(run_dir), tensorboard=tensorboard))
             seconds.setdefault(tensorboard, []).append(time.perf_counter() - started)
     # the epoch plus its end-of-epoch work (validation, callbacks), best of two each
     off, on = min(seconds[False]), min(seconds[True])
@@ -177,7 +177,7 @@ class _TestAccuracyProbe:
 
 def bench_accuracy(args, tmp):
     from lenet_cli.core.config import resolve_config
-    from lenet_cli.engine.trainer import train
+    from lenet_cli.engine.trainer import LoopPlan, train
 
     rows, raw = [], {}
     for name, target in (("mnist", 0.99), ("fashion", 0.90)):
@@ -186,7 +186,7 @@ def bench_accuracy(args, tmp):
         probe = _TestAccuracyProbe(data.test.images, data.test.labels, len(data.train))
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as run_dir:
-            result = train(cfg, data, Path(run_dir), callbacks=[probe.callback()], tensorboard=True)
+            result = train(LoopPlan(cfg, data, Path(run_dir), callbacks=[probe.callback()], tensorboard=True))
         wall = time.perf_counter() - started - probe.excluded
         reached = next((r for r in probe.rows if r["test_accuracy"] >= target), None)
         rows.append(
@@ -267,11 +267,11 @@ def _trained_model(tmp: Path, smoke: bool) -> Path:
     run = tmp / "bench-run"
     if not (run / "model.keras").is_file():
         from lenet_cli.core.config import resolve_config
-        from lenet_cli.engine.trainer import train
+        from lenet_cli.engine.trainer import LoopPlan, train
 
         data, _ = _dataset("mnist", smoke, tmp, train_limit=None)
         run.mkdir(parents=True, exist_ok=True)
-        train(resolve_config("mnist", epochs=1), data, run, tensorboard=False, runs_dir=tmp / "runs")
+        train(LoopPlan(resolve_config("mnist", epochs=1), data, run, tensorboard=False, runs_dir=tmp / "runs"))
     return run
 
 

@@ -38,7 +38,7 @@ def seconds_to(target: float, overrides: dict, data, max_epochs: int | None = No
     """Train MNIST's default recipe with ``overrides`` until the test accuracy reaches ``target``."""
     from bench.run import _TestAccuracyProbe
     from lenet_cli.core.config import resolve_config
-    from lenet_cli.engine.trainer import TrainingInterrupted, train
+    from lenet_cli.engine.trainer import LoopPlan, TrainingInterrupted, train
 
     cfg = resolve_config("mnist", **overrides)
     if max_epochs is not None:
@@ -50,7 +50,9 @@ def seconds_to(target: float, overrides: dict, data, max_epochs: int | None = No
 
     with tempfile.TemporaryDirectory() as run_dir:
         try:
-            train(cfg, data, Path(run_dir), callbacks=[probe.callback()], tensorboard=False, should_stop=reached)
+            train(
+                LoopPlan(cfg, data, Path(run_dir), callbacks=[probe.callback()], tensorboard=False, should_stop=reached)
+            )
         except TrainingInterrupted:
             pass
     hit = next((row for row in probe.rows if row["test_accuracy"] >= target), None)

@@ -26,11 +26,11 @@ def measure_lenet(data, epochs: int, batch_size: int, learning_rate: float = 1e-
     from pathlib import Path
 
     from lenet_cli.core.config import resolve_config
-    from lenet_cli.engine.trainer import train
+    from lenet_cli.engine.trainer import LoopPlan, train
 
     cfg = resolve_config(data.name, epochs=epochs, batch_size=batch_size, augment="none", learning_rate=learning_rate)
     with tempfile.TemporaryDirectory() as tmp:
-        result = train(cfg, data, Path(tmp), tensorboard=False)
+        result = train(LoopPlan(cfg, data, Path(tmp), tensorboard=False))
     return [h["images_per_second"] for h in result.history]
 
 

@@ -128,7 +128,7 @@ def test_training_never_folds_a_temperature_that_is_not_kept():
     from types import SimpleNamespace
 
     from lenet_cli.data.idx import Split
-    from lenet_cli.engine.trainer import _calibrate
+    from lenet_cli.engine.train_finish import calibrate
 
     logits, labels = _confident_mistakes()
 
@@ -140,7 +140,7 @@ def test_training_never_folds_a_temperature_that_is_not_kept():
     session = SimpleNamespace(
         cfg=SimpleNamespace(calibrate=True, freeze=()), predictor=one_view, one_view=one_view, shipped=Untouchable()
     )
-    block = _calibrate(session, Split(np.zeros((1000, 28, 28), np.uint8), labels.astype(np.uint8)))
+    block = calibrate(session, Split(np.zeros((1000, 28, 28), np.uint8), labels.astype(np.uint8)))
     assert block["kept"] is False and block["temperature"] is None
 
 

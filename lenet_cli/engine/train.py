@@ -377,19 +377,22 @@ def _train_in_place(request: TrainRequest, plan: TrainPlan, place: _RunPlace, ho
 
 def _run_epochs(request: TrainRequest, plan: TrainPlan, place: _RunPlace, callbacks: list, should_stop):
     """The one call into the training loop (:func:`lenet_cli.engine.trainer.train`)."""
+    from lenet_cli.engine.trainer import LoopPlan
     from lenet_cli.engine.trainer import train as run_epochs
 
     return run_epochs(
-        plan.config,
-        plan.data,
-        place.run_dir,
-        callbacks=callbacks,
-        tensorboard=place.tensorboard,
-        histograms=request.histograms,
-        runs_dir=request.runs_dir,
-        resume=request.resume,
-        should_stop=should_stop,
-        deterministic=request.deterministic,
-        distribution=plan.distribution,
-        keep_checkpoint=request.keep_checkpoint,
+        LoopPlan(
+            plan.config,
+            plan.data,
+            place.run_dir,
+            callbacks=callbacks,
+            tensorboard=place.tensorboard,
+            histograms=request.histograms,
+            runs_dir=request.runs_dir,
+            resume=request.resume,
+            should_stop=should_stop,
+            deterministic=request.deterministic,
+            distribution=plan.distribution,
+            keep_checkpoint=request.keep_checkpoint,
+        )
     )
