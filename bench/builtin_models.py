@@ -113,6 +113,19 @@ def slice_accuracy(model: Path, dataset: str, data: Path, count: int = SLICE) ->
     return float((loaded.predict(test.images[:count]).argmax(1) == test.labels[:count].astype(int)).mean())
 
 
+def portable_sidecar(source: Path, target: Path, run: Path) -> None:
+    """Copy an export's metadata without this machine's paths: the shipped file names its run, not where it lay.
+
+    ``source_model`` becomes the run's folder name and ``model.keras``; ``data_source`` (where later commands
+    look for the data first) is dropped, since a built-in model's data is wherever its user keeps it.
+    """
+    meta = json.loads(source.read_text(encoding="utf-8"))
+    meta["source_model"] = f"{run.name}/model.keras"
+    if isinstance(meta.get("run_config"), dict):
+        meta["run_config"]["data_source"] = None
+    target.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -151,7 +164,7 @@ def package(run: Path, dataset: str, data: Path, train_seconds: float | None, co
         OUT.mkdir(parents=True, exist_ok=True)
         final = OUT / f"{dataset}.tflite"
         shutil.copyfile(source, final)
-        shutil.copyfile(Path(str(source) + ".lenet.json"), Path(str(final) + ".lenet.json"))
+        portable_sidecar(Path(str(source) + ".lenet.json"), Path(str(final) + ".lenet.json"), run)
     names = report["class_names"]
     card = {
         "name": dataset,
