@@ -70,6 +70,24 @@ def test_every_built_in_is_installed_and_matches_its_card():
     assert total < WHEEL_BUDGET_BYTES
 
 
+def _strings(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_the_shipped_files_carry_no_path_of_the_machine_that_made_them():
+    for model in builtin_models():
+        for path in (model.card_path, Path(str(model.model_path) + ".lenet.json")):
+            absolute = [text for text in _strings(json.loads(path.read_text())) if text.startswith(("/", "~"))]
+            assert not absolute, (path.name, absolute)
+
+
 def test_predict_answers_right_after_install_with_the_mnist_model(tmp_path):
     pictures = drawn_digits(tmp_path / "pictures")
     result = lenet(
