@@ -245,7 +245,6 @@ CLI_MAY_IMPORT_FROM_ENGINE = {
 
 NOT_YET_THROUGH_A_WORKFLOW = {
     # must shrink: internals the command line still reaches for, until their engine workflow takes the step over
-    ("lenet_cli.cli.export", "lenet_cli.engine.export", "missing_extras"),  # the missing extra said before the export
     ("lenet_cli.cli.train", "lenet_cli.engine.runs", "find_run"),  # --resume RUN found before the request is built
 }
 

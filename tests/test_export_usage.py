@@ -78,3 +78,21 @@ def test_no_verify_needs_no_runtime_extra(tmp_path):
     from lenet_cli.engine.export import missing_extras
 
     assert missing_extras(("litert",), verify=False) == []
+
+
+def test_the_api_names_the_field_where_the_command_line_names_the_option(tmp_path, monkeypatch):
+    """The engine's refusal speaks in fields (``to='all'``); the command line says the same as ``--to all``."""
+    from lenet_cli import api
+    from lenet_cli.cli.options import in_flags
+    from lenet_cli.core.errors import MissingExtra
+
+    for name in ("tf2onnx", "onnxruntime", "ai_edge_litert"):
+        monkeypatch.setitem(sys.modules, name, None)
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"not loaded: the missing extra is found first")
+    with pytest.raises(MissingExtra) as caught:
+        api.export(model, output=tmp_path / "dist", to="all")
+    assert str(caught.value) == "to='all' needs the litert and onnx extras: pip install 'lenet-cli[litert,onnx]'"
+    assert caught.value.hint == "pip install 'lenet-cli[litert,onnx]'"
+    assert in_flags(caught.value) == "--to all needs the litert and onnx extras: pip install 'lenet-cli[litert,onnx]'"
+    assert not (tmp_path / "dist").exists()

@@ -17,7 +17,6 @@ from lenet_cli.cli.options import (
     runs_dir_option,
 )
 from lenet_cli.core import config as C
-from lenet_cli.core.errors import MissingExtra
 from lenet_cli.core.units import human_size
 from lenet_cli.runtimes.formats import FORMATS
 
@@ -178,7 +177,7 @@ def export(
       lenet export --to savedmodel --output saved_model --format json
       lenet export --to savedmodel --serving-version 1 -o models/lenet   # models/lenet/1/, as TF Serving loads it
     """
-    from lenet_cli.engine.export import ExportRequest, missing_extras
+    from lenet_cli.engine.export import ExportRequest
 
     request = ExportRequest(
         model=pick_model(model, model_option),
@@ -190,12 +189,5 @@ def export(
         data_dir=data_dir,
         verify=verify,
         serving_version=serving_version,
-    )  # the engine's checks: a bad value or combination is told under its option, before anything loads
-    missing = missing_extras(request.formats, verify)
-    if missing:
-        command = f"pip install 'lenet-cli[{','.join(missing)}]'"
-        raise MissingExtra(
-            f"--to {request.format} needs the {' and '.join(missing)} extra{'s' if len(missing) > 1 else ''}: {command}",
-            hint=command,
-        )
+    )  # the engine's checks: a bad value or combination is told under its option, and a missing extra, before anything loads
     run_export(request, "json" if as_json else resolve_format(output_format))

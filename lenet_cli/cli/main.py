@@ -23,7 +23,7 @@ from lenet_cli.cli.docs import docs, help_epilog
 from lenet_cli.cli.evaluate import evaluate
 from lenet_cli.cli.explain import explain
 from lenet_cli.cli.export import export
-from lenet_cli.cli.options import INTERRUPTED_EXIT, Settings, bad_value_error, debug_requested
+from lenet_cli.cli.options import INTERRUPTED_EXIT, Settings, bad_value_error, debug_requested, in_flags
 from lenet_cli.cli.predict import predict
 from lenet_cli.cli.runs import runs_group
 from lenet_cli.cli.serve import serve
@@ -64,7 +64,8 @@ class LenetGroup(click.Group):
         except LenetError as exc:
             if debug_requested(ctx):
                 raise
-            raise error_line(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code) from None
+            said = in_flags(exc)
+            raise error_line(said.splitlines()[0] if said else type(exc).__name__, exc.exit_code) from None
 
 
 def _caused_by_ctrl_c(exc: BaseException) -> bool:

@@ -8,6 +8,7 @@ than Click and lenet's defaults.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import click
 
 from lenet_cli.core import config as C
 from lenet_cli.core.env import DEBUG_ENV
-from lenet_cli.core.errors import BadValue
+from lenet_cli.core.errors import BadValue, LenetError
 
 
 @dataclass(frozen=True)
@@ -345,9 +346,41 @@ def flag_for(field: str) -> str:
     return FIELD_FLAGS.get(field, "--" + field.replace("_", "-"))
 
 
+def in_flags(exc: LenetError) -> str:
+    """``exc``'s message as a command-line user reads it: each field it mentions as its option.
+
+    ``init_from='runs/a'`` becomes ``--init-from runs/a`` (the value as a shell word), a bare ``epochs`` ``--epochs``.
+    """
+    message = str(exc)
+    for field in exc.mentions:
+        flag = flag_for(field)
+
+        def as_option(found: re.Match[str], flag: str = flag) -> str:
+            return f"{flag} {_shell_word(found.group(1))}"
+
+        message = re.sub(
+            rf"(?<![\w-]){re.escape(field)}=('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s,;)]+)", as_option, message
+        )
+        message = re.sub(rf"(?<![\w-]){re.escape(field)}(?![\w-])", flag, message)
+    return message
+
+
+def _shell_word(value: str) -> str:
+    """A value as Python wrote it (``'runs/a'``, ``3``), as one shell word (``runs/a``, ``3``)."""
+    import ast
+    import shlex
+
+    if value[:1] in "'\"":
+        try:
+            return shlex.quote(str(ast.literal_eval(value)))
+        except (ValueError, SyntaxError):
+            return value
+    return value
+
+
 def bad_value_error(exc: BadValue) -> click.BadParameter:
     """A value the engine refuses, told under the option the user typed: exit 2, as for Click's own checks."""
-    return click.BadParameter(str(exc), param_hint=f"'{flag_for(exc.field)}'")
+    return click.BadParameter(in_flags(exc), param_hint=f"'{flag_for(exc.field)}'")
 
 
 def picture_options(top_k_help: str):

@@ -24,13 +24,18 @@ class LenetError(Exception):
     Args:
         message: What went wrong, and how to fix it, in one line.
         hint: A further step a caller may show (an install command, say), or None.
+        mentions: The request fields the message names, as a Python caller spells them (``init_from='runs/a'``,
+            ``epochs``): a front end with its own spelling says them its own way (the command line: ``--init-from
+            runs/a``, ``--epochs``), so the message uses a mentioned field's name for that field only.
     """
 
     exit_code = EXIT_ERROR
+    mentions: tuple[str, ...] = ()
 
-    def __init__(self, message: str = "", hint: str | None = None):
+    def __init__(self, message: str = "", hint: str | None = None, *, mentions: tuple[str, ...] = ()):
         super().__init__(message)
         self.hint = hint
+        self.mentions = tuple(mentions)
 
 
 class DataError(LenetError):
@@ -76,6 +81,6 @@ class BadValue(LenetError):
 
     exit_code = EXIT_USAGE
 
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
+    def __init__(self, field: str, message: str, *, mentions: tuple[str, ...] = ()):
+        super().__init__(message, mentions=mentions)
         self.field = field

@@ -233,19 +233,19 @@ def missing_extras(formats: tuple[str, ...], verify: bool) -> list[str]:
     return missing
 
 
-def require_extras(formats: tuple[str, ...], verify: bool) -> None:
+def require_extras(request: ExportRequest) -> None:
     """Fail before any work when a format's optional packages are missing, naming every missing extra at once.
 
     Raises:
-        MissingExtra: one line naming each extra and the pip command that installs them all.
+        MissingExtra: one line naming the ``to`` that needs them, each extra, and the pip command that installs them all.
     """
-    missing = missing_extras(formats, verify)
+    missing = missing_extras(request.formats, request.verify)
     if missing:
         from lenet_cli.core.errors import MissingExtra
 
-        what = " and ".join(f"the {extra} extra" for extra in missing)
+        what = f"the {' and '.join(missing)} extra{'s' if len(missing) > 1 else ''}"
         command = "pip install 'lenet-cli[" + ",".join(missing) + "]'"
-        raise MissingExtra(f"exporting {', '.join(formats)} needs {what}: {command}", hint=command)
+        raise MissingExtra(f"to={request.format!r} needs {what}: {command}", hint=command, mentions=("to",))
 
 
 def export_metadata(
@@ -557,7 +557,7 @@ def export_model(request: ExportRequest, log: Callable[[str], None] | None = Non
     output = request.output_path
     if request.serving_version is not None:
         output = serving_folder(output, request.serving_version)
-    require_extras(formats, request.verify)  # before anything loads: a missing extra is known at once
+    require_extras(request)  # before anything loads: a missing extra is known at once
     context = _keras_context(request)
     _check_output(output, formats, context.ref.model_path)
     runs.check_writable(output.parent, "the export folder")  # before any data or model loads
