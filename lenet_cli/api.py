@@ -48,25 +48,41 @@ __all__ = [
 _RUN_OPTIONS = {f for f in TrainRequest.__dataclass_fields__ if f != "config"}
 
 
-def train(dataset: str = "mnist", preset: str = "default", **options: Any) -> TrainOutcome:
+def train(dataset: str | None = None, preset: str | None = None, **options: Any) -> TrainOutcome:
     """Train a network as ``lenet train`` does, and return the finished run.
 
     Args:
-        dataset: A dataset name (``mnist``, ``fashion``, ...) or the path of your own data.
-        preset: ``default``, or ``seed`` for the original tutorial's values.
+        dataset: A dataset name (``mnist``, ``fashion``, ...) or the path of your own data [default: mnist].
+        preset: ``default``, or ``seed`` for the original tutorial's values [default: default].
         **options: Any recipe field of :class:`lenet_cli.core.config.TrainConfig` (``epochs``,
             ``batch_size``, ``learning_rate``, ``augment``, ``train_limit``, ...), and any field of
             :class:`lenet_cli.engine.train.TrainRequest` (``output``, ``runs_dir``, ``data_dir``,
-            ``tensorboard``, ...).
+            ``tensorboard``, ...). ``resume``: a run to continue from its last completed epoch (its folder, or its
+            name under ``runs_dir``), as ``lenet train --resume RUN`` does: with its saved recipe, of which only
+            ``epochs`` may be given (the run's new end).
 
     Returns:
         The run directory, its metrics (``metrics["test_accuracy"]``) and history.
+
+    Raises:
+        BadValue: a value refused before any data loads (``exc.field``: ``epochs``, ``dropout``, ``resume``, ...).
+        RunError: ``resume`` names a run that has finished or cannot be resumed.
     """
-    from lenet_cli.core.config import resolve_config
     from lenet_cli.engine.train import train as train_run
 
     run_options = {k: options.pop(k) for k in list(options) if k in _RUN_OPTIONS}
-    request = TrainRequest(resolve_config(dataset, preset, **options), **run_options)
+    resume = run_options.pop("resume", False)
+    if resume is None or resume is False:
+        from lenet_cli.core.config import TrainConfig, resolve_config
+
+        dataset = TrainConfig.dataset if dataset is None else dataset
+        preset = TrainConfig.preset if preset is None else preset
+        request = TrainRequest(resolve_config(dataset, preset, **options), **run_options)
+    else:
+        from lenet_cli.engine.resume import resume_request
+
+        run = run_options.get("output") if resume is True else resume  # resume=True: continue ``output``
+        request = resume_request(run, {"dataset": dataset, "preset": preset, **options}, **run_options)
     return train_run(request)
 
 

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from lenet_cli import api
 from lenet_cli.cli import cli
-from lenet_cli.cli.options import flag_for
+from lenet_cli.cli.options import flag_for, in_flags
 from lenet_cli.core.errors import EXIT_USAGE, BadValue, LenetError
 
 TINY = {"epochs": 1, "validation_size": 100, "batch_size": 50, "dense_units": 16, "train_limit": 300}
@@ -173,6 +173,43 @@ def test_export_prints_the_api_rows(setup):
 # --- Bad inputs: the same refusal -----------------------------------------------------------------------------
 # (family, API call, command line, field): the API raises BadValue(field), the command line exits 2 under its option
 
+
+def test_resume_continues_a_run_as_the_command_line_does(setup, tmp_path):
+    """``api.train(resume=NAME)`` and ``lenet train --resume PATH`` continue two copies of one stopped run alike."""
+    import shutil
+
+    runs_dir = tmp_path / "runs"
+    base = api.train(
+        data_dir=setup.data_dir,
+        output=tmp_path / "base",
+        runs_dir=runs_dir,
+        tensorboard=False,
+        keep_checkpoint=True,
+        **TINY,
+    ).run_dir
+    (base / "model.keras").unlink()
+    (base / "metrics.json").unlink()  # what a run stopped after its first epoch looks like
+    by_api, by_cli = runs_dir / "stopped", tmp_path / "stopped"
+    shutil.copytree(base, by_api)
+    shutil.copytree(base, by_cli)
+
+    outcome = api.train(resume="stopped", epochs=2, data_dir=setup.data_dir, runs_dir=runs_dir, tensorboard=False)
+    result = _cli(
+        ["train", "--resume", str(by_cli), "--epochs", "2", "--data-dir", str(setup.data_dir)]
+        + ["--runs-dir", str(runs_dir), "--no-tensorboard", "--quiet", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert outcome.run_dir == by_api and json.loads(result.stdout)["run_dir"] == str(by_cli)
+    api_config = json.loads((by_api / "config.json").read_text())
+    assert api_config == json.loads((by_cli / "config.json").read_text())
+    assert (api_config["epochs"], api_config["planned_epochs"]) == (2, 1)
+    for run in (by_api, by_cli):
+        assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1, 2]
+        assert (run / "model.keras").is_file() and not (run / "checkpoint.npz").exists()
+    assert len(outcome.history) == 2
+    assert set(json.loads(result.stdout)) == set(outcome.metrics) | {"run_dir"}
+
+
 BAD = [
     # train
     ("range", lambda s: api.train(epochs=-2, data_dir=s.data_dir), ["train", "--epochs", "-2"], "epochs"),
@@ -188,6 +225,19 @@ BAD = [
         "init_from",
     ),
     ("combination", lambda s: api.train(devices=2), ["train", "--devices", "2"], "devices"),
+    (
+        "combination",
+        lambda s: api.train(resume=s.api_run, learning_rate=0.1),
+        ["train", "--resume", "{run}", "--learning-rate", "0.1"],
+        "learning_rate",
+    ),
+    (
+        "combination",
+        lambda s: api.train(resume=s.api_run, output=s.scratch / "elsewhere"),
+        ["train", "--resume", "{run}", "--output", "{tmp}/elsewhere"],
+        "output",
+    ),
+    ("path", lambda s: api.train(resume="no-such-run"), ["train", "--resume", "no-such-run"], "resume"),
     (
         "combination",
         lambda s: api.train(distribute="multi-worker", workers="h1:2222"),
@@ -324,8 +374,10 @@ def test_both_refuse_a_bad_value_under_its_name(setup, family, call, argv, field
     assert flag_for(field) in result.stderr, result.stderr
 
 
-# Refusals that are not a value's: the same error type on both sides, told in the same words, with its exit code
+# Refusals that are not a value's: the same error type on both sides, told in the same words (the fields it mentions
+# as their options), with its exit code
 OTHER = [
+    (lambda s: api.train(resume=s.api_run), ["train", "--resume", "{run}"]),  # a finished run: RunError
     (lambda s: api.tag_run("no-such-run", {"a": "1"}), ["runs", "tag", "no-such-run", "a=1"]),
     (lambda s: api.remove_runs(["no-such-run"]), ["runs", "rm", "no-such-run"]),
     (
@@ -342,4 +394,4 @@ def test_both_refuse_the_same_way_when_it_is_not_a_value(setup, call, argv):
     assert not isinstance(caught.value, BadValue)
     result = CliRunner().invoke(cli, setup.fill(argv))
     assert result.exit_code == caught.value.exit_code, result.output
-    assert str(caught.value).splitlines()[0] in result.stderr
+    assert in_flags(caught.value).splitlines()[0] in result.stderr  # the fields it mentions as their options

@@ -134,7 +134,8 @@ def test_resume_refuses_recipe_options(tmp_path):
 
     (tmp_path / "run").mkdir()
     result = CliRunner().invoke(cli, ["train", "--resume", str(tmp_path / "run"), "--learning-rate", "0.1"])
-    assert result.exit_code == 2 and "drop --learning-rate" in result.stderr
+    assert result.exit_code == 2 and "'--learning-rate': a resumed run keeps the recipe it saved" in result.stderr
+    assert "only --epochs may change" in result.stderr
 
 
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path):

@@ -562,41 +562,14 @@ def train(
     """
     if resume is not None and recipe is not None:
         raise click.UsageError("--resume continues with the run's saved config; drop --recipe")
-    if resume is not None:
-        given = [
-            name
-            for name in ("dataset", "preset", "output", *options)
-            if name != "epochs" and ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
-        ]
-        if given:
-            raise click.UsageError(
-                f"--resume continues with the run's saved config (only --epochs may change); "
-                f"drop --{given[0].replace('_', '-')}"
-            )
-        from lenet_cli.engine.runs import find_run
-        from lenet_cli.model.checkpoint import resumable_config
-
-        if not resume.exists():  # a run's name under the runs folder
-            try:
-                resume = find_run(resume, runs_dir)
-            except LenetError as exc:
-                raise click.BadParameter(str(exc), param_hint="'--resume'") from None
-        cfg = resumable_config(resume, options["epochs"])
-        output = resume
-    else:
-        if options.get("init_from") is not None:
-            options["init_from"] = str(options["init_from"])
-        cfg = C.resolve_config(dataset, preset, **options)
     from lenet_cli.engine.train import TrainRequest
 
-    request = TrainRequest(
-        cfg,
+    fields = dict(
         data_dir=data_dir,
         output=output,
         runs_dir=runs_dir,
         tensorboard=tensorboard,
         histograms=histograms,
-        resume=resume is not None,
         deterministic=deterministic,
         distribute=distribute,
         devices=devices,
@@ -608,4 +581,17 @@ def train(
         mlflow_experiment=mlflow_experiment,
         mlflow_register=mlflow_register,
     )
+    if resume is not None:
+        from lenet_cli.engine.resume import resume_request
+
+        recipe_given = {
+            name: value
+            for name, value in {"dataset": dataset, "preset": preset, **options}.items()
+            if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+        }  # the engine refuses each but epochs
+        request = resume_request(resume, recipe_given, **fields)
+    else:
+        if options.get("init_from") is not None:
+            options["init_from"] = str(options["init_from"])
+        request = TrainRequest(C.resolve_config(dataset, preset, **options), **fields)
     ctx.exit(run_training(request, quiet=quiet, output_format=resolve_format(output_format)))

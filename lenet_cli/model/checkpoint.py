@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from lenet_cli.core.errors import BadValue, RunError
+from lenet_cli.core.errors import RunError
 from lenet_cli.store.atomic import atomic_path
 from lenet_cli.store.runs import CHECKPOINT_FILE
 
@@ -154,37 +154,3 @@ def completed_epochs(run_dir: Path) -> int:
         raise RunError(
             f"checkpoint {str(path)!r} is unreadable or was written by an older lenet; the run cannot be resumed"
         ) from None
-
-
-def resumable_config(run_dir: Path, epochs: int | None = None):
-    """The saved config of a run that ``--resume`` can continue, checked before any data loads.
-
-    ``epochs`` moves the run's end: to the epochs already completed (finish now,
-    keeping the last completed epoch's weights) or beyond the planned total.
-
-    Raises:
-        RunError: the folder is not a resumable run, or it has finished.
-        BadValue: ``epochs`` is below the epochs already completed.
-    """
-    import dataclasses
-
-    from lenet_cli.core.config import TrainConfig
-    from lenet_cli.store.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE
-
-    run_dir = Path(run_dir)
-    if (run_dir / MODEL_FILE).is_file() and (run_dir / METRICS_FILE).is_file():
-        raise RunError(
-            f"run {str(run_dir)!r} has finished; to train it further, start a new run from its weights: "
-            f"lenet train --init-from {run_dir} --epochs N"
-        )
-    if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / CHECKPOINT_FILE).is_file():
-        raise RunError(f"{str(run_dir)!r} is not a resumable run: it needs {CONFIG_FILE} and {CHECKPOINT_FILE}")
-    config = TrainConfig.load(run_dir / CONFIG_FILE)
-    if epochs is None:
-        return config
-    done = completed_epochs(run_dir)
-    if epochs < max(done, 1):
-        raise BadValue(
-            "epochs", f"the run has completed {done} epoch(s); resuming it, epochs must be at least {max(done, 1)}"
-        )
-    return dataclasses.replace(config, epochs=epochs)
