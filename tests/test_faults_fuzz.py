@@ -170,8 +170,8 @@ def _near_valid(kind: str, replacement, key_index: int, garbage: bytes, truncate
 @example(kind=runs.METRICS_FILE, replacement="x", key_index=40, garbage=b"", truncate=None, latest="run")
 def test_run_json_files(kind, replacement, key_index, garbage, truncate, latest):
     from lenet_cli.core.config import TrainConfig
+    from lenet_cli.engine.resume import resumable_config
     from lenet_cli.engine.runs import list_runs, show_run
-    from lenet_cli.model.checkpoint import resumable_config
     from lenet_cli.runtimes.loading import read_metadata
 
     root = Path(tempfile.mkdtemp(dir=SCRATCH))
