@@ -25,7 +25,8 @@ from typing import Any
 from lenet_cli.core.prediction import Prediction
 from lenet_cli.engine.evaluate import EvaluateRequest, EvaluateResult
 from lenet_cli.engine.explain import ExplainRequest, ExplainResult
-from lenet_cli.engine.export import ExportRequest, ExportResult
+from lenet_cli.engine.export_request import ExportRequest
+from lenet_cli.engine.export_write import ExportResult
 from lenet_cli.engine.predict import PredictRequest
 from lenet_cli.engine.train import TrainOutcome, TrainRequest
 
@@ -128,7 +129,7 @@ def export(
         output: The file to write (a folder for ``savedmodel`` and ``all``).
         to: ``keras``, ``savedmodel``, ``litert``, ``onnx`` or ``all``; None: from ``output``'s suffix
             (``savedmodel`` with ``serving_version``).
-        **options: The other fields of :class:`~lenet_cli.engine.export.ExportRequest`: ``quantize``, ``dataset``,
+        **options: The other fields of :class:`~lenet_cli.engine.export_request.ExportRequest`: ``quantize``, ``dataset``,
             ``runs_dir``, ``data_dir``, ``verify``, and ``serving_version`` (TensorFlow Serving's layout: ``output`` is
             the model's base folder, the SavedModel goes in ``<output>/<N>/``).
 

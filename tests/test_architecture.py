@@ -226,7 +226,8 @@ CLI_MAY_IMPORT_FROM_ENGINE = {
     "lenet_cli.engine.evaluate": {"EvaluateRequest", "evaluate"},
     "lenet_cli.engine.predict": {"PredictRequest", "start_predict"},
     "lenet_cli.engine.explain": {"ExplainRequest", "explain"},
-    "lenet_cli.engine.export": {"ExportRequest", "export_model"},
+    "lenet_cli.engine.export": {"export_model"},
+    "lenet_cli.engine.export_request": {"ExportRequest"},
     # BENCHMARK_FORMATS and COLUMNS: the formats a request may name, and the result rows' keys (the CSV header)
     "lenet_cli.engine.benchmark": {"BenchmarkRequest", "benchmark", "BENCHMARK_FORMATS", "COLUMNS"},
     # LIST_FIELDS: the keys of list_runs' records (the CSV header, also when there is no run)

@@ -328,9 +328,9 @@ def test_missing_extra_gets_a_one_line_hint(trained_run, exported, monkeypatch, 
 
 
 def test_failed_verification_leaves_nothing(trained_run, synthetic_data_dir, monkeypatch, tmp_path):
-    from lenet_cli.engine import export
+    from lenet_cli.engine import export_verify
 
-    monkeypatch.setattr(export, "MAX_ABS_DIFF", -1.0)  # no export can pass
+    monkeypatch.setattr(export_verify, "MAX_ABS_DIFF", -1.0)  # no export can pass
     result = _export(
         trained_run, "--to", "keras", "--output", tmp_path / "model.keras", "--data-dir", synthetic_data_dir
     )

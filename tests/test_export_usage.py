@@ -75,7 +75,7 @@ def test_every_missing_extra_is_named_at_once(tmp_path):
 
 def test_no_verify_needs_no_runtime_extra(tmp_path):
     """LiteRT's writer is TensorFlow's own: only verifying the file needs the litert extra."""
-    from lenet_cli.engine.export import missing_extras
+    from lenet_cli.engine.export_request import missing_extras
 
     assert missing_extras(("litert",), verify=False) == []
 

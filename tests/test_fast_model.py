@@ -181,7 +181,7 @@ def test_engine_keras_on_an_exported_file_is_a_usage_error(trained_run, digit_pn
 
 def test_a_failed_check_leaves_no_copy_and_says_why(trained_run, synthetic_data_dir, tmp_path):
     """write_fast_model never raises: a check that fails is recorded, and nothing lands under the copy's name."""
-    from lenet_cli.engine.export import write_fast_model
+    from lenet_cli.engine.fast_model import write_fast_model
     from lenet_cli.model.network import load_model_file
 
     model = load_model_file(trained_run / "model.keras")

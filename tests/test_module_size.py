@@ -16,7 +16,6 @@ MAX_MODULE_LINES = 450
 STILL_TOO_BIG = {
     # These must shrink: each is over the limit today, and comes off this list once it is split.
     "cli/train.py",
-    "engine/export.py",
 }
 """Modules (relative to ``lenet_cli/``) allowed over the limit for now, by name only."""
 

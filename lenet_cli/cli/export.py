@@ -177,7 +177,7 @@ def export(
       lenet export --to savedmodel --output saved_model --format json
       lenet export --to savedmodel --serving-version 1 -o models/lenet   # models/lenet/1/, as TF Serving loads it
     """
-    from lenet_cli.engine.export import ExportRequest
+    from lenet_cli.engine.export_request import ExportRequest
 
     request = ExportRequest(
         model=pick_model(model, model_option),

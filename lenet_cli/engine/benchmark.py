@@ -295,7 +295,8 @@ def _prepare(request: BenchmarkRequest, log: Callable[[str], None] | None) -> _B
     from lenet_cli.core.inputs import as_model_input
     from lenet_cli.data.loader import load_dataset
     from lenet_cli.engine.context import for_dataset
-    from lenet_cli.engine.export import calibration_images, missing_extras
+    from lenet_cli.engine.export import calibration_images
+    from lenet_cli.engine.export_request import missing_extras
     from lenet_cli.store import runs
 
     context = for_dataset(request.model, request.runs_dir, request.dataset, request.data_dir)
@@ -335,7 +336,8 @@ def _prepare(request: BenchmarkRequest, log: Callable[[str], None] | None) -> _B
 
 def _measure_one(bench: _Bench, spec: BenchmarkFormat, source, work: Path, keras_accuracy: float) -> BenchmarkRow:
     """Export the model in one format and measure it; a format that cannot be made or run is a row that says why."""
-    from lenet_cli.engine.export import export_metadata, missing_extras, write_export
+    from lenet_cli.engine.export_request import missing_extras
+    from lenet_cli.engine.export_write import export_metadata, write_export
     from lenet_cli.runtimes.formats import FORMATS
 
     context, say = bench.context, bench.say

@@ -81,11 +81,12 @@ def _write_fast_model(model, predictor, data: Dataset, run_dir: Path, cfg: Train
 
     Written now, while TensorFlow is loaded anyway, with the metadata every
     export carries; returns ``metrics.json``'s ``fast_model`` record
-    (:func:`lenet_cli.engine.export.write_fast_model`), which says ``ok: false``
+    (:func:`lenet_cli.engine.fast_model.write_fast_model`), which says ``ok: false``
     and why when the conversion or the check failed.
     """
     from lenet_cli.engine.evaluate import penalty_from_weights
-    from lenet_cli.engine.export import FAST_MODEL_FORMAT, export_metadata, write_fast_model
+    from lenet_cli.engine.export_write import export_metadata
+    from lenet_cli.engine.fast_model import FAST_MODEL_FORMAT, write_fast_model
 
     validation = data.split("validation")
     split, name = (validation, "validation") if len(validation) else (data.split("test"), "test")
