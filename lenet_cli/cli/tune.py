@@ -408,7 +408,7 @@ def _show(request, find: bool, output_format: str) -> int:
 
 def _search(request, output_format: str) -> int:
     from lenet_cli.cli.console import stderr_console
-    from lenet_cli.cli.train import StopOnSignal
+    from lenet_cli.cli.signals import StopOnSignal
     from lenet_cli.engine.tune import TuneEvents, TuneInterrupted, run_tune
 
     console = stderr_console()

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from lenet_cli.core import config as C
 from lenet_cli.core.errors import BadValue
-from lenet_cli.core.train_recipe import read_recipe as read_recipe  # re-exported: cli/train.py imports it from here
+from lenet_cli.core.train_recipe import read_recipe as read_recipe  # re-exported: cli/train_options imports it here
 from lenet_cli.core.train_recipe import read_table_file
 from lenet_cli.core.train_recipe import unknown_recipe_key as unknown_recipe_key  # re-exported, as read_recipe
 from lenet_cli.core.tune_levers import LEVERS, Lever, option_name
