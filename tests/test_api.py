@@ -108,6 +108,7 @@ def test_a_runs_model_loads_in_plain_keras_as_readme_says(trained_run, tmp_path)
     assert set(done.stdout.strip().split(",")) <= {
         "lenet_cli",
         "lenet_cli.core",
+        "lenet_cli.core.checks",  # the recipe's field checks: the standard library only
         "lenet_cli.core.config",
         "lenet_cli.core.errors",
         "lenet_cli.model",
