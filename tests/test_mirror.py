@@ -103,6 +103,10 @@ def test_a_flipping_recipe_trains_scores_and_ships_a_checked_fast_model(syntheti
     metrics = json.loads((run / "metrics.json").read_text())
     assert json.loads((run / "config.json").read_text())["test_time_flip"] is True
     assert metrics["fast_model"]["ok"], metrics["fast_model"]  # checked as lenet answers with either: both averaged
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parents[1] / "docs/reference/schemas/metrics.schema.json").read_text())
+    jsonschema.validate(metrics, schema, cls=jsonschema.Draft202012Validator)  # the run folder's documented shape
     answered = metrics["calibration"]["as_answered"]
     assert answered["views"] == "the picture and its mirror image, averaged"
     assert metrics["val_cross_entropy"] == answered["val_cross_entropy"]
