@@ -102,6 +102,8 @@ def print_report_table(report: dict) -> None:
     summary.add_column("metric")
     summary.add_column("value", justify="right")
     summary.add_row("model", f"{report['model']} ({report['format']})")
+    if report.get("test_time_flip"):
+        summary.add_row("answers", "the picture and its mirror image, averaged (test_time_flip)")
     summary.add_row("accuracy", f"{report['accuracy']:.4f}")
     summary.add_row(f"top-{report['top_k']} accuracy", f"{report['top_k_accuracy']:.4f}")
     summary.add_row("expected calibration error (15 bins)", f"{report['expected_calibration_error']:.2%}")

@@ -25,6 +25,7 @@ from lenet_cli.core.metrics import (
     softmax,
 )
 from lenet_cli.data.loader import load_dataset
+from lenet_cli.runtimes.loading import answers_mirror_averaged
 
 
 @dataclass
@@ -112,6 +113,7 @@ def evaluate_model(loaded, scoring: Scoring, log: Callable[[str], None] | None =
     ordered = {
         "model": str(loaded.path),
         "format": loaded.format,
+        "test_time_flip": answers_mirror_averaged(loaded.metadata or {}),  # answers averaged with the mirror image's
         "dataset": dataset,
         "split": split,
         "count": report["count"],
