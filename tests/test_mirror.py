@@ -90,7 +90,9 @@ def test_evaluate_scores_the_answers_users_get(trained_run, tmp_path, synthetic_
     split, _ = load_split("mnist", "test", synthetic_data_dir)
     model = open_model(ModelRef(run / MODEL_FILE, run))
     assert json.loads(result.stdout)["test_time_flip"] is True
-    table = CliRunner().invoke(cli, ["evaluate", "--model", str(run), "--data-dir", str(synthetic_data_dir)])
+    table = CliRunner().invoke(
+        cli, ["evaluate", "--model", str(run), "--data-dir", str(synthetic_data_dir), "--format", "table"]
+    )
     assert "the picture and its mirror image, averaged" in table.stdout
     assert json.loads(result.stdout)["accuracy"] == pytest.approx(
         (model.predict(split.images).argmax(1) == split.labels).mean()
