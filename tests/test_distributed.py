@@ -191,3 +191,21 @@ def test_mirrored_run_resumes_after_an_interruption(data_dir, tmp_path):
     assert resumed.returncode == 0, err
     for a, b in zip(_weights(tmp_path / "whole"), _weights(run_dir)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "error, workers, named",
+    [
+        ("Collective ops is aborted by: /job:worker/replica:0/task:1 unreachable", 3, "lost worker 1"),
+        ("Deadline Exceeded", 2, "lost worker 1"),  # TensorFlow names no task, but worker 0 has one peer
+        ("Deadline Exceeded", 3, "another worker stopped, failed or is unreachable"),
+    ],
+)
+def test_a_lost_worker_is_named_whenever_it_can_be(error, workers, named):
+    from types import SimpleNamespace
+
+    from lenet_cli.cli.train_report import lost_worker_message
+
+    distribution = SimpleNamespace(worker_index=0, num_workers=workers, worker_timeout=8.0)
+    line = lost_worker_message(RuntimeError(error), distribution)
+    assert f": {named}" in line and "--worker-timeout 8 s" in line and "\n" not in line

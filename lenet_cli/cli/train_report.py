@@ -15,12 +15,15 @@ from lenet_cli.store import runs
 
 
 def lost_worker_message(exc, distribution) -> str:
-    """A failed collective in one line: which worker was lost (when TensorFlow's error names it) and how to go on."""
+    """A failed collective in one line: which worker was lost (when TensorFlow's error names it, or only one other
+    worker exists) and how to go on."""
     import re
 
     tasks = sorted(
         {int(t) for t in re.findall(r"/job:\w+/replica:\d+/task:(\d+)", str(exc))} - {distribution.worker_index}
     )
+    if not tasks and distribution.num_workers == 2:  # TensorFlow did not say (a deadline passed), but only one is left
+        tasks = [1 - distribution.worker_index]
     lost = (
         f"lost worker {', '.join(map(str, tasks))} (it stopped, failed or is unreachable)"
         if tasks
