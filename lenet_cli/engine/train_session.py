@@ -83,7 +83,7 @@ def build_session(
     tf = import_tensorflow()
     import keras
 
-    from lenet_cli.core.mirror import MirrorAveraged
+    from lenet_cli.core.mirror import answering
     from lenet_cli.model.inference import KerasPredictor
     from lenet_cli.model.network import build_lenet
     from lenet_cli.model.precision import resolve_precision
@@ -117,5 +117,5 @@ def build_session(
     if cfg.precision != "float32":
         shipped = build_lenet(dense_units=cfg.dense_units, dropout=cfg.dropout, num_classes=len(data.class_names))
     one_view = KerasPredictor(shipped)
-    predictor = MirrorAveraged(one_view) if cfg.test_time_flip else one_view
+    predictor = answering(one_view, cfg.test_time_flip)
     return Session(cfg, model, optimizer, step, predictor, steps_per_epoch, shipped, one_view)
