@@ -20,6 +20,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 
+from lenet_cli.core.deferred_ctrl_c import ctrl_c_deferred
 from lenet_cli.core.env import DEBUG_ENV, TF_LOG_ENV
 
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
@@ -89,13 +90,15 @@ def import_tensorflow():
     """Return the ``tensorflow`` module, imported with the chatter silenced.
 
     Modules that import Keras at their top call this first, so TensorFlow
-    is always loaded here, quietly, whichever lenet module asks first.
+    is always loaded here, quietly, whichever lenet module asks first, and a
+    Ctrl-C during the load takes effect once it is over (see
+    :mod:`lenet_cli.core.deferred_ctrl_c`).
     """
     prepare_tensorflow_env()
     if "tensorflow" in sys.modules:
         import tensorflow as tf
     else:
-        with quiet_native_stderr():
+        with ctrl_c_deferred(), quiet_native_stderr():
             import keras  # noqa: F401  (its import loads TensorFlow's remaining native libraries)
             import tensorflow as tf
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lenet_cli.core.config import INPUT_SHAPE
+from lenet_cli.core.deferred_ctrl_c import ctrl_c_deferred
 from lenet_cli.core.errors import ModelError
 from lenet_cli.core.inputs import as_model_input
 from lenet_cli.core.tensorflow_env import quiet_native_stderr
@@ -64,7 +65,8 @@ def _check_input_shape(path: Path, shape) -> None:
 @functools.lru_cache(maxsize=4)
 def _onnx_session_cached(path: str, mtime_ns: int, size: int):
     try:
-        import onnxruntime
+        with ctrl_c_deferred():
+            import onnxruntime
     except ImportError:
         raise missing_extra("onnx", "Running .onnx models") from None
     options = onnxruntime.SessionOptions()
@@ -101,7 +103,8 @@ class _LiteRTRunner:
 
     def __init__(self, path: Path):
         try:
-            from ai_edge_litert.interpreter import Interpreter
+            with ctrl_c_deferred():
+                from ai_edge_litert.interpreter import Interpreter
         except ImportError:
             raise missing_extra("litert", "Running .tflite models") from None
         try:
