@@ -12,6 +12,14 @@ import pytest
 from lenet_cli.core.deferred_ctrl_c import ctrl_c_deferred
 
 
+@pytest.fixture(autouse=True)
+def interruptible():
+    """Python's own SIGINT handler, as in a terminal (CI may start the tests with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _ctrl_c_now() -> None:
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(0.05)  # Python runs the handler at the next instruction after the signal arrives
