@@ -2,7 +2,7 @@
 
 Renders test-split images (the last ``--count``, seeded) as each picture kind
 of ``tests/helpers/picture_kinds.py`` — for an MNIST model: bold marker, thin
-pencil, low-resolution scan, gamma 0.5-2, grey paper with a soft shadow, JPEG
+pencil, low-resolution scan, 8x8 block scan (the UCI digits' recipe), gamma 0.5-2, grey paper with a soft shadow, JPEG
 at quality 30-70, continental 1s and 7s drawn from strokes, and other
 writers' styles drawn from strokes (closed-top and open 4, looped 2, flat-top
 3, hooked 9, flag 1); for a Fashion model: product pictures, product

@@ -30,7 +30,7 @@ from pathlib import Path
 from bench.common import cpu_model
 
 TOLERANCE = 0.002  # validation accuracy, as a fraction: candidates this close to the best are equals
-ROBUST_KINDS = {"fashion": ("product", "tones", "faint"), "mnist": ("styles", "lowres", "bold", "thin")}
+ROBUST_KINDS = {"fashion": ("product", "tones", "faint"), "mnist": ("styles", "lowres", "blocks", "bold", "thin")}
 KINDS_SEED = 20261207  # the renderings' seed: every candidate reads the same pictures
 RUN_NAME = re.compile(r"^(?P<dataset>[a-z]+)-(?P<candidate>.+)-seed(?P<seed>\d+)$")
 

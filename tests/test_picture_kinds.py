@@ -318,3 +318,59 @@ def test_the_picture_benchmarks_draw_the_runs_validation_split_or_the_last_test_
     _, _, test_images, _, _ = model_and_test_images(trained_run, 5)
     test, _ = load_split("mnist", "test", synthetic_data_dir)
     np.testing.assert_array_equal(test_images, test.images[-5:])
+
+
+# --- digits cropped to their edges (UCI-style 8x8 block scans) ------------------
+
+LOOPS = np.linspace(0, 2 * np.pi, 25)
+BOLD_EIGHT = [
+    [(0.22 * np.sin(a), 0.25 - 0.25 * np.cos(a)) for a in LOOPS],
+    [(0.27 * np.sin(a), 0.75 + 0.25 * np.cos(a)) for a in LOOPS],
+]
+
+
+def test_a_bold_eight_scanned_edge_to_edge_is_found():
+    """Its ink fills most of the frame; without a paper margin the lighting surface took two in six for paper."""
+    digit = as_dataset_image(BOLD_EIGHT, width=0.25)
+    for seed in range(6):
+        assert_mnist_layout(P.preprocess(read_image(render_kind("blocks", seed, digit)), MNIST))
+
+
+def _paper_with(ink_rows: slice, shade: float = 0.0) -> np.ndarray:
+    """Ink units (paper 0.1, ink 0.9) on 60x40: a bar at ``ink_rows``, and the left third shaded by ``shade``."""
+    ink = np.full((60, 40), 0.1, dtype=np.float32)
+    ink[:, :13] += shade
+    ink[20:40, 15:25] = 0.9
+    ink[ink_rows, 10:30] = 0.9
+    return ink
+
+
+def test_a_digit_touching_the_edge_gets_a_margin_of_its_paper():
+    from lenet_cli.data.preprocess.recipes import with_paper_margin
+    from lenet_cli.data.preprocess.settings import PAPER_MARGIN
+
+    padded = with_paper_margin(_paper_with(slice(0, 3)))
+    margin = round(PAPER_MARGIN * 60)
+    assert padded.shape == (60 + 2 * margin, 40 + 2 * margin)
+    assert np.all(padded[:margin] == np.float32(0.1)) and np.all(padded[:, -margin:] == np.float32(0.1))
+
+
+@pytest.mark.parametrize("shade", [0.0, 0.35])
+def test_a_digit_with_paper_all_round_keeps_its_border(shade):
+    """A soft shadow over part of the border is paper, not ink: a margin would flatten the shading the surface follows."""
+    from lenet_cli.data.preprocess.recipes import with_paper_margin
+
+    ink = _paper_with(slice(8, 11), shade)
+    assert with_paper_margin(ink) is ink
+
+
+def test_the_margin_carries_the_papers_grain_the_same_way_each_time():
+    """A noiseless frame would lower the noise measured under the digit, and specks would pass for ink."""
+    from lenet_cli.data.preprocess.recipes import with_paper_margin
+    from lenet_cli.data.preprocess.settings import PAPER_MARGIN
+
+    grainy = _paper_with(slice(0, 3)) + np.random.default_rng(3).normal(0, 0.02, (60, 40)).astype(np.float32)
+    padded = with_paper_margin(grainy)
+    margin = round(PAPER_MARGIN * 60)
+    assert 0.014 < float(np.std(padded[:margin])) < 0.026
+    assert np.array_equal(padded, with_paper_margin(grainy))

@@ -13,6 +13,7 @@ kind           what the file shows
 bold           marker / fat brush: stroke up to 25-33 % of the digit's height (loops kept open), dark on white
 thin           pencil: a 1-2 % stroke of grey graphite on white, grainy
 lowres         a 10-16 px tall scan upscaled 8-20x, bilinear, blurred
+blocks         an 8x8 block scan cropped to the digit, as the UCI digits were made, enlarged 8-12x bilinear
 continental    a 1 with a long flag and a foot, or a crossed 7 (drawn strokes)
 gamma          a photo on paper whose tone curve is ``luminance ** g``, g in 0.5..2
 shadow         grey or near-white paper under a soft shadow
@@ -38,7 +39,7 @@ from collections.abc import Iterable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-DIGIT_KINDS = ("bold", "thin", "lowres", "continental", "gamma", "shadow", "jpeg")
+DIGIT_KINDS = ("bold", "thin", "lowres", "blocks", "continental", "gamma", "shadow", "jpeg")
 """Kinds of digit picture (``continental`` draws 1s and 7s; the others render any digit)."""
 
 OTHER_WRITERS_KINDS = ("styles",)
@@ -105,6 +106,8 @@ def render_kind(
         return _pencil(thin_strokes(field, radius=int(rng.integers(0, 2))), rng)
     if kind == "lowres":
         return _lowres_scan(field, rng)
+    if kind == "blocks":
+        return _block_scan(np.asarray(image28), rng)
     if kind == "gamma":
         return _photo(field, rng, gamma=float(np.exp(rng.uniform(np.log(0.5), np.log(2.0)))))
     if kind == "shadow":
@@ -412,6 +415,27 @@ def _lowres_scan(field: np.ndarray, rng: np.random.Generator) -> bytes:
     factor = float(rng.uniform(8, 20))
     size = (int(scan.shape[1] * factor), int(scan.shape[0] * factor))
     big = Image.fromarray(scan).resize(size, Image.Resampling.BILINEAR).filter(ImageFilter.GaussianBlur(factor * 0.4))
+    return _encode(np.asarray(big, dtype=np.float32) / 255.0, rng, tint=False)
+
+
+def _block_scan(image28: np.ndarray, rng: np.random.Generator) -> bytes:
+    """The UCI optical digits' recipe: the digit fitted into a 32x32 bitmap, ink counted in 4x4 blocks (0-16).
+
+    The 8x8 counts are drawn dark on white, edge to edge (the digit fills the
+    frame), and enlarged 8-12x with bilinear interpolation.
+    """
+    rows, cols = np.nonzero(image28 > 127)
+    crop = image28[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    scale = 32 / max(crop.shape)
+    height, width = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
+    bitmap = np.zeros((32, 32), dtype=bool)
+    top, left = (32 - height) // 2, (32 - width) // 2
+    fitted = Image.fromarray(crop).resize((width, height), Image.Resampling.BILINEAR)
+    bitmap[top : top + height, left : left + width] = np.asarray(fitted) > 127
+    counts = bitmap.reshape(8, 4, 8, 4).sum(axis=(1, 3))
+    paper = np.clip(np.rint(255 - counts / 16 * 255), 0, 255).astype(np.uint8)
+    side = int(rng.integers(64, 97))
+    big = Image.fromarray(paper).resize((side, side), Image.Resampling.BILINEAR)
     return _encode(np.asarray(big, dtype=np.float32) / 255.0, rng, tint=False)
 
 

@@ -8,9 +8,10 @@ photo of a digit on paper looks nothing like that, so ``lenet predict``
 re-creates each dataset's own recipe here (numpy and Pillow only, so predict
 runs without TensorFlow):
 
-* ``mnist``: find the ink (remove uneven lighting, Otsu threshold, drop
-  specks), crop, fit into 20x20 keeping the aspect ratio, paste into 28x28
-  by centre of mass.
+* ``mnist``: find the ink (give a digit cropped to its edges a margin of
+  its paper, remove uneven lighting, Otsu threshold, drop specks), crop,
+  fit into 20x20 keeping the aspect ratio, paste into 28x28 by centre of
+  mass.
 * ``fashion``: find the article, trim, fit the longest edge to 28, sharpen
   lightly, centre, and stretch its darkness linearly to full scale, as every
   Fashion-MNIST article reaches (another camera's tone curve, a white shirt

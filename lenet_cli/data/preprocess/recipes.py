@@ -7,12 +7,15 @@ import math
 import numpy as np
 
 from lenet_cli.data.preprocess.content import decide_invert, find_content
-from lenet_cli.data.preprocess.image_ops import centre_of_mass, dilate, grey_morph, resize, sharpen
+from lenet_cli.data.preprocess.image_ops import centre_of_mass, dilate, grey_morph, quantile, resize, sharpen
 from lenet_cli.data.preprocess.settings import (
+    EDGE_INK_FRACTION,
+    EDGE_INK_LEVEL,
     FASHION_CONTENT_LEVEL,
     FASHION_PEAK_QUANTILE,
     MNIST_BOX,
     MNIST_CENTRE,
+    PAPER_MARGIN,
     SIZE,
     STROKE_RANGE,
     VISIBLE_CONTRAST,
@@ -33,7 +36,7 @@ def preprocess_none(luminance: np.ndarray, invert_setting: str, name: str | None
 
 
 def preprocess_mnist(ink: np.ndarray, inverted: bool, name: str | None) -> np.ndarray:
-    content = find_content(ink, inverted=inverted, digit=True, name=name)
+    content = find_content(with_paper_margin(ink), inverted=inverted, digit=True, name=name)
     y0, y1, x0, x1 = content.bbox
     floor = min(2.0 * content.noise, 0.5 * content.threshold)
     crop = content.signal[y0:y1, x0:x1]
@@ -49,6 +52,35 @@ def preprocess_mnist(ink: np.ndarray, inverted: bool, name: str | None) -> np.nd
         fit = MNIST_BOX / max(height, width)
     digit = np.clip(resize(crop, max(1, round(height * fit)), max(1, round(width * fit))), 0.0, 1.0)
     return paste_by_centre_of_mass(digit, name)
+
+
+def with_paper_margin(ink: np.ndarray) -> np.ndarray:
+    """``ink`` inside a margin of its own paper when the digit touches the picture's edge; otherwise as it is.
+
+    A digit cropped to its edges (a tight screenshot, an enlarged 8x8 scan)
+    leaves the lighting surface little paper to stand on, and it bends into
+    the ink. The digit touches the edge when more than
+    :data:`EDGE_INK_FRACTION` of the border ring is darker than
+    :data:`EDGE_INK_LEVEL` of the way from the ring's paper to the ink, and
+    than four deviations of the ring's noise; the margin, :data:`PAPER_MARGIN`
+    of the longest side, carries the paper's level and grain (seeded, so the
+    same picture always gives the same input). A picture with paper all round keeps its own border, whose shading
+    the surface follows: a margin on every picture flattened soft shadows'
+    gradients (read 39 % of them instead of 99.6 %).
+    """
+    ring = np.concatenate([ink[0], ink[-1], ink[1:-1, 0], ink[1:-1, -1]])
+    paper = quantile(ring, 0.5)
+    noise = 1.4826 / np.sqrt(2) * quantile(np.abs(np.diff(ring)), 0.5)  # from neighbours: ink on the ring is smooth
+    on_ink = ring > paper + max(EDGE_INK_LEVEL * (quantile(ink, 0.99) - paper), 4.0 * noise)
+    if np.count_nonzero(on_ink) <= EDGE_INK_FRACTION * ring.size:
+        return ink
+    margin = max(1, round(PAPER_MARGIN * max(ink.shape)))
+    padded = np.pad(ink.astype(np.float32), margin, constant_values=paper)
+    if noise > 0:  # the paper's grain too, or the noise measured on the margin would let specks pass for ink
+        frame = np.ones(padded.shape, dtype=bool)
+        frame[margin:-margin, margin:-margin] = False
+        padded[frame] += np.random.default_rng(0).normal(0.0, noise, int(frame.sum())).astype(np.float32)
+    return padded
 
 
 def stroke_width(mask: np.ndarray) -> float:
