@@ -64,9 +64,10 @@ def with_paper_margin(ink: np.ndarray) -> np.ndarray:
     :data:`EDGE_INK_LEVEL` of the way from the ring's paper to the ink, and
     than four deviations of the ring's noise; the margin, :data:`PAPER_MARGIN`
     of the longest side, carries the paper's level and grain (seeded, so the
-    same picture always gives the same input). A picture with paper all round keeps its own border, whose shading
-    the surface follows: a margin on every picture flattened soft shadows'
-    gradients (read 39 % of them instead of 99.6 %).
+    same picture always gives the same input). A picture with paper all
+    round keeps its own border, whose shading the surface follows: a margin
+    on every picture flattened soft shadows' gradients (39 % of them read
+    instead of 99.6 %).
     """
     ring = np.concatenate([ink[0], ink[-1], ink[1:-1, 0], ink[1:-1, -1]])
     paper = quantile(ring, 0.5)
