@@ -191,6 +191,7 @@ def _wait_until_loading_tensorflow(proc: subprocess.Popen, timeout: float = 60) 
         time.sleep(0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="watches the child's memory maps in /proc")
 @pytest.mark.parametrize("into_the_load", [0.2, 1.5])
 def test_ctrl_c_while_tensorflow_loads_exits_130(tmp_path, synthetic_data_dir, into_the_load):
@@ -214,6 +215,7 @@ def test_ctrl_c_while_tensorflow_loads_exits_130(tmp_path, synthetic_data_dir, i
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.slow
 def test_a_ctrl_c_during_the_load_arrives_once_tensorflow_is_whole(tmp_path):
     """The wiring: import_tensorflow holds a Ctrl-C back until TensorFlow has loaded, then raises it."""
     child = (
