@@ -59,10 +59,11 @@ PAPER_MARGIN = 0.25
 """A digit that touches its picture's edge gets a margin of its paper this wide (a fraction of the longest side).
 
 Chosen on 8x8 block scans rendered from the MNIST validation split (the
-UCI digits' recipe, digits edge to edge): the built-in model read 95.6 % of
-1,500, 97.7 % with this margin at the ring's median (97.9 % at its lower
-quartile), 98.0 % with real white paper round them; margins of 0.10 and
-0.15 gave 97.4 and 97.7 %.
+UCI digits' recipe, digits edge to edge, drawn at 80x80; how, in
+bench/RESULTS.md): the built-in model read 95.6 % of 1,500, 97.7 % with
+this margin at the ring's median (97.9 % at its lower quartile), 98.0 %
+with real white paper round them; margins of 0.10 and 0.15 gave 97.4 and
+97.7 %.
 """
 
 
