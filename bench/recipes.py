@@ -182,6 +182,7 @@ CANDIDATES: dict[str, list[str]] = {
     "tones": ["--augment", "tones"],  # flips and other cameras' tone curves
     "tones-30": ["--epochs", "30", "--augment", "tones"],  # the same, six epochs longer
     "writers-tones": ["--augment", "writers-tones"],  # MNIST: other writers' hands and other scanners' tone curves
+    "shift-lowres": ["--augment", "shift-lowres"],  # MNIST: the default's shifts, and 8x8-like scans for 30 %
     # the same question for MNIST's default (shifts and EMA regularise too)
     "b256-shift-ema-dropout-0.4": [
         "--batch-size",
@@ -230,6 +231,7 @@ FOR_DATASET = {  # flips never suit digits
         "b256-shift-ema-dropout-0.4",
         "b256-shift-ema-dropout-0.3",
         "writers-tones",
+        "shift-lowres",
     ),
     "fashion": (
         "base",

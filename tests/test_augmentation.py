@@ -180,6 +180,7 @@ def test_writers_and_tones_policies():
     assert policy_layers("writers") == ("elastic", "thickness", "rotation", "lowres", "translation")
     assert "flip" not in policy_layers("writers")  # a mirrored digit is another digit, or none
     assert policy_layers("tones") == ("flip", "tones")
+    assert policy_layers("shift-lowres") == ("lowres", "translation")  # the default's shifts, and scans
 
 
 @pytest.mark.parametrize(

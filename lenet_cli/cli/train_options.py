@@ -150,7 +150,7 @@ RECIPE_OPTIONS = (
         help=f"Training augmentation policy (Keras Random* layers, never in the saved model): shift (2 px), flip "
         f"(horizontal: clothing only), flip-shift, digits (shift, rotate 8 deg, zoom 8 %), clothing (flip, shift, "
         f"random erasing), writers (elastic, pen width, rotation, low resolution, shift), writers-tones (writers "
-        f"and a tone curve), tones (flip, "
+        f"and a tone curve), shift-lowres (shift, and a low-resolution scan for 30 %), tones (flip, "
         f"tone curve: gamma 0.4-2.5, contrast) {default_text('augment')}.",
     ),
     click.option(

@@ -81,6 +81,7 @@ AUGMENTATIONS = (
     "clothing",
     "writers",
     "writers-tones",
+    "shift-lowres",
     "tones",
 )  # lenet_cli/model/augmentation.py
 PRESETS = ("default", "seed")
@@ -192,7 +193,7 @@ class TrainConfig:
     weight_decay: float = 1e-5  # coefficient of sum(w^2)/2 over kernels (seed: 1e-4)
     dropout: float = DROPOUT_RATE  # rate of dropout_1..3
     dense_units: int = DENSE_UNITS  # width of dot_1 and dot_2
-    augment: str = "none"  # a policy of lenet_cli/model/augmentation.py: none | shift | flip | flip-shift | digits | clothing | writers | tones
+    augment: str = "none"  # a policy of lenet_cli/model/augmentation.py (AUGMENTATIONS)
     ema_momentum: float = 0.0  # 0: ship the last weights; else an exponential moving average of them (Keras's use_ema)
     label_smoothing: float = 0.0  # share of each target spread over the other classes (train only)
     # fit a temperature on the validation split and fold it into logits_layer (metrics.json: calibration)

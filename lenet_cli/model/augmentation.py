@@ -27,6 +27,10 @@ Policies (``--augment``):
   read every continental 1 as a 2.
 * ``writers-tones``: ``writers``, then another scanner's or camera's tone
   curve on the ink (a faint pencil, a heavy marker, a grey scan).
+* ``shift-lowres``: shifts, and for 30 % of the images a low-resolution
+  scan (the digit 8-12 px tall, area-averaged, enlarged back bilinear): the
+  8x8 scans of other scanners and old forms, without ``writers``'
+  distortions of the hand.
 * ``tones``: flips, and another camera's tone curve on the article's
   darkness (gamma 0.4-2.5, contrast 0.6-1.2 against the black background).
 """
@@ -58,6 +62,7 @@ _LAYERS: dict[str, tuple[str, ...]] = {
     "clothing": ("flip", "translation", "erasing"),
     "writers": ("elastic", "thickness", "rotation", "lowres", "translation"),
     "writers-tones": ("elastic", "thickness", "rotation", "lowres", "translation", "tones"),
+    "shift-lowres": ("lowres", "translation"),
     "tones": ("flip", "tones"),
 }
 
