@@ -10,7 +10,9 @@ run directories). The rule, decided before the searches it judges:
    equals: one seed's spread is about that wide;
 3. among those, the default is the one with the best mean accuracy on the
    picture kinds of ``ROBUST_KINDS`` rendered from the run's own
-   *validation* split (``bench.picture_kinds --split validation``).
+   *validation* split (``bench.picture_kinds --split validation``); a tie
+   (the same share of renderings read right, up to rounding) goes to the
+   better validation accuracy.
 
 The test split is never read here. For Fashion-MNIST each run also counts
 as a second candidate, ``<name>+flip``: the same weights answering the mean
@@ -113,7 +115,8 @@ def choose(rows: list[dict]) -> tuple[list[dict], str]:
     equals = [r for r in table if r["val_accuracy"] >= best - TOLERANCE - 1e-12]
     for row in table:
         row["within_tolerance"] = row in equals
-    return table, max(equals, key=lambda r: r["kinds_mean"])["candidate"]
+    # a tie on the kinds (means of the same counts can differ in the last bit) goes to the better validation accuracy
+    return table, max(equals, key=lambda r: (round(r["kinds_mean"], 9), r["val_accuracy"]))["candidate"]
 
 
 def markdown(dataset: str, table: list[dict], chosen: str, count: int) -> str:

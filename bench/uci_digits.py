@@ -1,13 +1,14 @@
 """Other writers at low resolution: the UCI optical digits (8x8 scans), enlarged, read by ``lenet predict``'s path.
 
     pip install -r bench/requirements.txt      # scikit-learn, which ships the 1,797 UCI digits in its wheel
-    python -m bench.uci_digits MODEL [--resample bilinear|nearest|both]
+    python -m bench.uci_digits MODEL [--resample bilinear|bicubic|nearest|all]
 
 The UCI "Optical Recognition of Handwritten Digits" set (Alpaydin & Kaynak,
 1998; 43 writers, none of them MNIST's) was scanned as 32x32 bitmaps and
 reduced to 8x8 blocks of ink counts (0-16). Each is drawn here as a picture a
 person might have: dark ink on white paper, enlarged to 80x80 with bilinear
-interpolation (a soft scan) or nearest-neighbour (blocky), written as PNG,
+interpolation (a soft scan), bicubic (Pillow's default for ``Image.resize``,
+and most viewers' smooth zoom) or nearest-neighbour (blocky), written as PNG,
 and read through the real ``lenet predict`` path (decode, preprocess,
 model). MODEL is anything ``lenet predict --model`` takes (a run, a file, a
 built-in's name).
@@ -29,7 +30,7 @@ import numpy as np
 from bench.common import cpu_model
 
 SIDE = 80  # pixels of the enlarged picture
-RESAMPLING = ("bilinear", "nearest")
+RESAMPLING = ("bilinear", "bicubic", "nearest")
 
 
 def render(block: np.ndarray, resample: str) -> bytes:
@@ -39,7 +40,11 @@ def render(block: np.ndarray, resample: str) -> bytes:
     from PIL import Image
 
     paper = (255 - np.clip(block / 16.0, 0, 1) * 255).astype(np.uint8)
-    method = Image.Resampling.BILINEAR if resample == "bilinear" else Image.Resampling.NEAREST
+    method = {
+        "bilinear": Image.Resampling.BILINEAR,
+        "bicubic": Image.Resampling.BICUBIC,
+        "nearest": Image.Resampling.NEAREST,
+    }[resample]
     picture = Image.fromarray(paper, mode="L").resize((SIDE, SIDE), method)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
@@ -75,9 +80,9 @@ def measure(model: str, resample: str) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model")
-    parser.add_argument("--resample", choices=(*RESAMPLING, "both"), default="both")
+    parser.add_argument("--resample", choices=(*RESAMPLING, "all"), default="all")
     args = parser.parse_args(argv)
-    rows = [measure(args.model, r) for r in (RESAMPLING if args.resample == "both" else (args.resample,))]
+    rows = [measure(args.model, r) for r in (RESAMPLING if args.resample == "all" else (args.resample,))]
     for row in rows:
         print(
             f"{row['resample']}: {row['accuracy']:.2%} of {row['count']} ({row['refused']} refused); "
