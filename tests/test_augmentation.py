@@ -192,6 +192,7 @@ def test_writers_and_tones_policies():
             ["ElasticDistortion", "StrokeThickness", "RandomRotation", "LowResolution", "RandomTranslation"],
         ),
         ("tones", "fashion", ["RandomFlip", "ToneCurve"]),
+        ("shift-lowres", "mnist", ["LowResolution", "RandomTranslation"]),
     ],
 )
 @pytest.mark.slow  # trains a run: the fast tier leaves it to the full suite
