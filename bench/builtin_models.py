@@ -44,6 +44,8 @@ NOT_FOR = {
         "letters, symbols or several digits in one picture: it always answers one of the ten digits",
         "telling whether a picture holds a digit at all (check `low_confidence` in each answer)",
         "decisions about people, such as reading cheques or forms without a person checking",
+        "digits scanned at a few pixels and enlarged, in hands unlike MNIST's American writers: it reads the UCI "
+        "8x8 digits at 93.0-96.5 % (nearest-neighbour to bicubic), against 99.6 % on MNIST's test split",
     ],
     "fashion": [
         "photographs of people wearing clothes, or several articles in one picture",
