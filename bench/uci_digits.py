@@ -30,7 +30,7 @@ import numpy as np
 from bench.common import cpu_model
 
 SIDE = 80  # pixels of the enlarged picture
-RESAMPLING = ("bilinear", "bicubic", "nearest")
+RESAMPLING = ("bilinear", "bicubic", "nearest")  # names of PIL.Image.Resampling, in lower case
 
 
 def render(block: np.ndarray, resample: str) -> bytes:
@@ -40,12 +40,7 @@ def render(block: np.ndarray, resample: str) -> bytes:
     from PIL import Image
 
     paper = (255 - np.clip(block / 16.0, 0, 1) * 255).astype(np.uint8)
-    method = {
-        "bilinear": Image.Resampling.BILINEAR,
-        "bicubic": Image.Resampling.BICUBIC,
-        "nearest": Image.Resampling.NEAREST,
-    }[resample]
-    picture = Image.fromarray(paper, mode="L").resize((SIDE, SIDE), method)
+    picture = Image.fromarray(paper, mode="L").resize((SIDE, SIDE), Image.Resampling[resample.upper()])
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -186,8 +186,10 @@ def _wait_until_loading_tensorflow(proc: subprocess.Popen, timeout: float = 60) 
     """Return once the child has mapped TensorFlow's first native library: its import has begun and lasts seconds."""
     maps = Path(f"/proc/{proc.pid}/maps")
     deadline = time.monotonic() + timeout
-    while "libtensorflow_framework" not in maps.read_text():
+    while True:
         assert proc.poll() is None and time.monotonic() < deadline, "the child never started loading TensorFlow"
+        if "libtensorflow_framework" in maps.read_text():  # read while the child lives: its maps go with it
+            return
         time.sleep(0.01)
 
 

@@ -18,6 +18,7 @@ from lenet_cli.data.preprocess.image_ops import (
     otsu,
     quantile,
     resize,
+    robust_deviation,
     subsample,
 )
 from lenet_cli.data.preprocess.settings import (
@@ -199,7 +200,7 @@ def find_faint_content(raw: np.ndarray, paper_level: float, *, digit: bool, name
     width = max(3, round(MIN_EXTENT * max(h, w)))
     smooth = box_mean(raw, width)
     ring = border(smooth)
-    noise = 1.4826 * quantile(np.abs(ring - quantile(ring, 0.5)), 0.5)
+    noise = robust_deviation(ring)
     smooth = np.clip(smooth, 0.0, 1.0)
     visible = VISIBLE_CONTRAST / max(paper_level, 1e-6)  # in the units of ``raw``
     if float(smooth.max(initial=0.0)) < visible:
@@ -268,7 +269,7 @@ def fit_background(ink: np.ndarray, *, border_only: bool) -> tuple[np.ndarray, f
         residual = target - design @ coef
         kept = residual[keep]
         centre = quantile(kept, 0.5)
-        noise = 1.4826 * quantile(np.abs(kept - centre), 0.5)
+        noise = robust_deviation(kept, centre)
         new_keep = selected & (np.abs(residual - centre) <= max(2.5 * noise, 0.01))
         if new_keep.sum() < 4 * terms or np.array_equal(new_keep, keep):
             break
@@ -357,7 +358,7 @@ def paper_blocks(sample: np.ndarray, selected: np.ndarray, blocks: int = 8) -> n
                 break
             chosen = now
         kept = residual[chosen]
-        spread = 1.4826 * quantile(np.abs(kept - quantile(kept, 0.5)), 0.5)
+        spread = robust_deviation(kept)
         paper = (residual <= max(cutoff + 4 * spread, cutoff + 0.05)).reshape(rows, cols)
         cut = np.where(paper, cut, -np.inf)
     cut = np.where(valid > 0, cut, -np.inf)

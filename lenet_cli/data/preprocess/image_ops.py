@@ -64,6 +64,17 @@ def quantile(values: np.ndarray, q: float) -> float:
     return float(np.partition(flat, k)[k])
 
 
+def robust_deviation(values: np.ndarray, centre: float | None = None) -> float:
+    """The standard deviation of Gaussian noise in ``values``, read off the median absolute deviation from ``centre``.
+
+    ``centre`` defaults to the values' median. A robust scale ignores the ink
+    or the article among the paper pixels it is measured on.
+    """
+    if centre is None:
+        centre = quantile(values, 0.5)
+    return 1.4826 * quantile(np.abs(values - centre), 0.5)
+
+
 def minus_block_median(values: np.ndarray, blocks: int) -> np.ndarray:
     """Each pixel minus the median of its block (a ``blocks`` x ``blocks`` grid): the local background removed."""
     h, w = values.shape

@@ -7,8 +7,17 @@ import math
 import numpy as np
 
 from lenet_cli.data.preprocess.content import decide_invert, find_content
-from lenet_cli.data.preprocess.image_ops import centre_of_mass, dilate, grey_morph, quantile, resize, sharpen
+from lenet_cli.data.preprocess.image_ops import (
+    centre_of_mass,
+    dilate,
+    grey_morph,
+    quantile,
+    resize,
+    robust_deviation,
+    sharpen,
+)
 from lenet_cli.data.preprocess.settings import (
+    EDGE_INK_DEVIATIONS,
     EDGE_INK_FRACTION,
     EDGE_INK_LEVEL,
     FASHION_CONTENT_LEVEL,
@@ -62,7 +71,7 @@ def with_paper_margin(ink: np.ndarray) -> np.ndarray:
     the ink. The digit touches the edge when more than
     :data:`EDGE_INK_FRACTION` of the border ring is darker than
     :data:`EDGE_INK_LEVEL` of the way from the ring's paper to the ink, and
-    than four deviations of the ring's noise; the margin, :data:`PAPER_MARGIN`
+    than :data:`EDGE_INK_DEVIATIONS` of the ring's noise; the margin, :data:`PAPER_MARGIN`
     of the longest side, carries the paper's level and grain (seeded, so the
     same picture always gives the same input). A picture with paper all
     round keeps its own border, whose shading the surface follows: a margin
@@ -72,8 +81,8 @@ def with_paper_margin(ink: np.ndarray) -> np.ndarray:
     # the outermost pixels, not image_ops.border's 3 % ring: ink near the edge is no digit cut off by it
     ring = np.concatenate([ink[0], ink[-1], ink[1:-1, 0], ink[1:-1, -1]])
     paper = quantile(ring, 0.5)
-    noise = 1.4826 / np.sqrt(2) * quantile(np.abs(np.diff(ring)), 0.5)  # from neighbours: ink on the ring is smooth
-    on_ink = ring > paper + max(EDGE_INK_LEVEL * (quantile(ink, 0.99) - paper), 4.0 * noise)
+    noise = robust_deviation(np.diff(ring), 0.0) / math.sqrt(2)  # from neighbours: ink on the ring is smooth
+    on_ink = ring > paper + max(EDGE_INK_LEVEL * (quantile(ink, 0.99) - paper), EDGE_INK_DEVIATIONS * noise)
     if np.count_nonzero(on_ink) <= EDGE_INK_FRACTION * ring.size:
         return ink
     margin = max(1, round(PAPER_MARGIN * max(ink.shape)))

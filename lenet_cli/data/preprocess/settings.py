@@ -79,8 +79,14 @@ not ink (none of 200 shadow photos do). At 0.75, 186 of 200 block scans did.
 EDGE_INK_FRACTION = 0.01
 """A digit touches the picture's edge when more than 1 % of the border ring is ink (:data:`EDGE_INK_LEVEL`).
 
-A ring pixel must also stand four deviations of the ring's noise above its
-paper, or a picture of noise alone would count its own grain as ink.
+A ring pixel must also stand :data:`EDGE_INK_DEVIATIONS` of the ring's noise
+above its paper, or a picture of noise alone would count its own grain as ink.
+"""
+
+
+EDGE_INK_DEVIATIONS = 4.0
+"""How many deviations of the border ring's noise (from neighbouring pixels' differences) a ring pixel must stand
+above the paper to count as ink: two tests of refusals failed while a ring of grain could pass for a cut-off digit.
 """
 
 
